@@ -1,0 +1,5 @@
+import sys
+
+from lossview.cli import main
+
+sys.exit(main())

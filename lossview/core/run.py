@@ -1,0 +1,206 @@
+"""The Run: an ordered list of snapshots, metric series and what is known of how it was made.
+
+A Run never holds all snapshots in memory. Parameters are read on demand through the
+reader that found the run (safetensors files are memory-mapped), with a small LRU cache,
+and analyses stream over :meth:`Run.iter_vectors`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+TensorDict = dict[str, np.ndarray]
+
+#: Name suffixes of tensors that are state, not trainable weights (BatchNorm statistics).
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def is_buffer_name(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in BUFFER_SUFFIXES
+
+
+def is_float_dtype(dtype: str) -> bool:
+    """``dtype`` as numpy, torch or safetensors spell it: float32, torch.bfloat16, F16..."""
+    d = str(dtype).lower().replace("torch.", "")
+    return d.startswith(("float", "bfloat", "f16", "f32", "f64", "bf16", "half", "double"))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One saved state of the weights. ``source`` is the file it comes from."""
+
+    step: int
+    source: Path
+    epoch: float | None = None
+    #: Format-specific extras (e.g. the loss a torch checkpoint stored beside the weights).
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricSeries:
+    """A logged quantity: ``values[i]`` was logged at ``steps[i]`` (ascending steps)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.steps = np.asarray(self.steps, dtype=np.int64)
+        self.values = np.asarray(self.values, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def at(self, step: int) -> float:
+        """Value logged at ``step`` or the last one before it (NaN if none)."""
+        i = int(np.searchsorted(self.steps, step, side="right")) - 1
+        return float(self.values[i]) if i >= 0 else math.nan
+
+    def to_json(self) -> dict[str, list]:
+        vals = [v if math.isfinite(v) else None for v in self.values.tolist()]
+        return {"steps": self.steps.tolist(), "values": vals}
+
+
+class Reader(Protocol):
+    """What a format reader gives the Run: tensors of one snapshot, on demand."""
+
+    format: str
+
+    def read(self, snapshot: Snapshot) -> TensorDict: ...
+
+
+class Run:
+    """An ordered list of snapshots with lazily loaded parameters.
+
+    Parameters
+    ----------
+    path : the folder or file the run was opened from.
+    format : ``"lossview"``, ``"torch"``, ``"lightning"``, ``"hf-trainer"``,
+        ``"safetensors"`` or ``"npz"``.
+    snapshots : in ascending step order.
+    reader : loads one snapshot's tensors.
+    param_shapes : name -> shape of the floating-point trainable parameters, in the
+        order they are concatenated into a weight vector.
+    buffer_names : tensors kept apart from the weights (BatchNorm statistics, ints).
+    metrics : name -> series, what the folder logged.
+    spec : what is known of how the run was made (``run.json`` for native runs).
+    warnings : one line per file skipped or problem found while opening.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        format: str,
+        snapshots: Sequence[Snapshot],
+        reader: Reader,
+        param_shapes: Mapping[str, tuple[int, ...]],
+        buffer_names: Iterable[str] = (),
+        metrics: Mapping[str, MetricSeries] | None = None,
+        spec: Mapping[str, Any] | None = None,
+        warnings: Iterable[str] = (),
+        cache_size: int = 4,
+    ) -> None:
+        self.path = Path(path)
+        self.format = format
+        self.snapshots = list(snapshots)
+        self.reader = reader
+        self.param_shapes = dict(param_shapes)
+        self.param_names = list(self.param_shapes)
+        self.buffer_names = sorted(set(buffer_names))
+        self.metrics = dict(metrics or {})
+        self.spec = dict(spec or {})
+        self.warnings = list(warnings)
+        self._cache: OrderedDict[int, TensorDict] = OrderedDict()
+        self._cache_size = cache_size
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in self.param_shapes.values()]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+    # -- shape of the run -------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.snapshots)
+
+    def __repr__(self) -> str:
+        return (
+            f"Run({str(self.path)!r}, format={self.format!r}, "
+            f"n_checkpoints={len(self)}, n_params={self.n_params})"
+        )
+
+    @property
+    def n_checkpoints(self) -> int:
+        return len(self.snapshots)
+
+    @property
+    def n_params(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.array([s.step for s in self.snapshots], dtype=np.int64)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name") or self.path.name)
+
+    def index_of_step(self, step: int) -> int:
+        """Index of the last snapshot at or before ``step`` (0 if ``step`` is before all)."""
+        i = int(np.searchsorted(self.steps, step, side="right")) - 1
+        return max(i, 0)
+
+    def param_slices(self) -> dict[str, slice]:
+        """Where each parameter lives in the flat weight vector."""
+        return {
+            n: slice(int(a), int(b))
+            for n, a, b in zip(self.param_names, self._offsets[:-1], self._offsets[1:])
+        }
+
+    # -- loading ----------------------------------------------------------------
+    def tensors(self, i: int) -> TensorDict:
+        """All tensors of snapshot ``i`` (parameters and buffers), cached."""
+        i = range(len(self))[i]
+        hit = self._cache.get(i)
+        if hit is not None:
+            self._cache.move_to_end(i)
+            return hit
+        data = self.reader.read(self.snapshots[i])
+        self._cache[i] = data
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return data
+
+    def params(self, i: int) -> TensorDict:
+        """The trainable floating-point parameters of snapshot ``i``, by name."""
+        t = self.tensors(i)
+        return {n: t[n] for n in self.param_names}
+
+    def buffers(self, i: int) -> TensorDict:
+        t = self.tensors(i)
+        return {n: t[n] for n in self.buffer_names if n in t}
+
+    def vector(self, i: int, dtype: np.dtype | type = np.float64) -> np.ndarray:
+        """The parameters of snapshot ``i`` concatenated into one flat vector."""
+        out = np.empty(self.n_params, dtype=dtype)
+        t = self.tensors(i)
+        for n, a, b in zip(self.param_names, self._offsets[:-1], self._offsets[1:]):
+            out[a:b] = np.asarray(t[n], dtype=dtype).reshape(-1)
+        return out
+
+    def iter_vectors(
+        self, indices: Iterable[int] | None = None, dtype: np.dtype | type = np.float64
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream ``(index, flat vector)`` pairs without keeping earlier ones alive."""
+        for i in range(len(self)) if indices is None else indices:
+            yield i, self.vector(i, dtype=dtype)
+
+    def metric(self, *names: str) -> MetricSeries | None:
+        """The first of ``names`` that the run logged, else None."""
+        for n in names:
+            s = self.metrics.get(n)
+            if s is not None and len(s):
+                return s
+        return None
