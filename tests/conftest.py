@@ -10,6 +10,18 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Without Xvfb and without a display, fall back to Qt's offscreen platform.
+
+    pytest-xvfb (which runs first) sets DISPLAY when Xvfb is installed; only when it is
+    missing and no display exists do GUI tests use ``offscreen``, where the OpenGL tests
+    skip with a reason. Never both DISPLAY and offscreen (see DESIGN.md).
+    """
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
