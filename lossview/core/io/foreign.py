@@ -1,16 +1,144 @@
-"""Detection and opening of checkpoint folders written by other tools (placeholder)."""
+"""Detection and opening of checkpoint folders written by other tools.
+
+Formats (names as in ``lossview analyze --json``):
+
+``hf-trainer``   a folder with ``checkpoint-N/`` sub-folders (or one such folder)
+``lightning``    ``.ckpt`` files anywhere a few levels down (``lightning_logs/version_0/...``)
+``torch``        ``.pt``/``.pth``/``.bin``/``.tar`` files (or unknown extensions whose bytes
+                 are a ``torch.save`` zip or pickle)
+``safetensors``  ``.safetensors`` files
+``npz``          ``.npz`` files
+
+A folder whose own files are not checkpoints is looked into one level down (a
+``checkpoints/`` sub-folder, say) when exactly one sub-folder holds checkpoints.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from lossview.core.errors import NoCheckpointsError
+from lossview.core.errors import LossviewError, NoCheckpointsError
+from lossview.core.io.arrays import ArrayFileReader, scan_array_files
+from lossview.core.io.filescan import (
+    assemble_or_explain,
+    is_non_weight_file,
+    kind_of,
+    summarize_ignored,
+    visible_files,
+)
 from lossview.core.run import Run
+
+#: Preference when a folder holds as many files of two kinds.
+_PRIORITY = ("safetensors", "torch", "npz")
+FORMATS = ("torch", "lightning", "hf-trainer", "safetensors", "npz")
+_LOOKED_FOR = ".safetensors, .npz, .pt/.pth/.bin/.tar, .ckpt files or checkpoint-N/ folders"
+
+
+def _kinds(files: list[Path]) -> dict[Path, str | None]:
+    return {f: None if is_non_weight_file(f) else kind_of(f) for f in files}
+
+
+def _majority(kinds: dict[Path, str | None]) -> str | None:
+    counts = Counter(k for k in kinds.values() if k is not None)
+    if not counts:
+        return None
+    return max(counts, key=lambda k: (counts[k], -_PRIORITY.index(k)))
+
+
+def checkpoint_folder(path: Path) -> tuple[Path, dict[Path, str | None]]:
+    """The folder whose files are the checkpoints (``path`` or its one sub-folder that has them)."""
+    kinds = _kinds(visible_files(path))
+    if _majority(kinds) is not None:
+        return path, kinds
+    hits = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        sk = _kinds(visible_files(sub))
+        if _majority(sk) is not None:
+            hits.append((sub, sk))
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        names = ", ".join(h[0].name for h in hits[:4])
+        raise LossviewError(f"{path} holds several checkpoint folders ({names}); open one of them")
+    return path, kinds
 
 
 def detect(path: Path) -> str:
-    raise NoCheckpointsError(f"no checkpoints lossview can read in {path}")
+    """The format name of ``path``, or a LossviewError saying why it cannot be read."""
+    from lossview.core.io.hf import is_hf_output
+    from lossview.core.io.lightning import find_ckpts
+
+    path = Path(path)
+    if path.is_file():
+        if is_non_weight_file(path):
+            raise LossviewError(f"{path.name} holds optimizer, scheduler or RNG state or "
+                                f"training arguments, not weights")
+        kind = kind_of(path)
+        if kind is None:
+            raise NoCheckpointsError(f"{path} is not a checkpoint file lossview can read "
+                                     f"(looked for {_LOOKED_FOR})")
+        return "lightning" if path.suffix.lower() == ".ckpt" else kind
+    if not path.is_dir():
+        raise LossviewError(f"{path} is neither a file nor a folder")
+    try:
+        empty = not any(path.iterdir())
+    except OSError as e:
+        raise LossviewError(f"cannot list {path}: {e.strerror or e}") from None
+    if empty:
+        raise NoCheckpointsError(f"{path} is empty: no checkpoints to open")
+    if is_hf_output(path):
+        return "hf-trainer"
+    if find_ckpts(path):
+        return "lightning"
+    _, kinds = checkpoint_folder(path)
+    kind = _majority(kinds)
+    if kind is None:
+        raise NoCheckpointsError(f"no checkpoints in {path} (looked for {_LOOKED_FOR})")
+    return kind
 
 
 def open_foreign(path: Path, fmt: str) -> Run:
-    raise NoCheckpointsError(f"no checkpoints lossview can read in {path}")
+    """Open ``path`` as format ``fmt`` (one of :data:`FORMATS`)."""
+    path = Path(path)
+    if fmt == "hf-trainer":
+        from lossview.core.io.hf import open_hf
+
+        return open_hf(path)
+    if fmt == "lightning":
+        from lossview.core.io.lightning import open_lightning
+
+        return open_lightning(path)
+    if fmt not in FORMATS:
+        raise LossviewError(f"unknown checkpoint format {fmt!r}")
+    warnings: list[str] = []
+    if path.is_file():
+        files = [path]
+    else:
+        folder, kinds = checkpoint_folder(path)
+        files = [f for f, k in kinds.items() if k == fmt]
+        not_weights = [f for f in kinds if is_non_weight_file(f)]
+        stray = [f for f, k in kinds.items() if k != fmt and f not in not_weights]
+        for line in (summarize_ignored(stray, f"not {fmt} checkpoints"),
+                     summarize_ignored(not_weights, "optimizer/scheduler/RNG state or training "
+                                                    "arguments, not weights; never opened")):
+            if line:
+                warnings.append(line)
+    if fmt == "torch":
+        from lossview.core.io.torchfiles import (
+            TorchReader,
+            scalar_series,
+            scan_torch_files,
+            snapshots_from_scan,
+        )
+
+        found, w = scan_torch_files(files)
+        entries, w2 = snapshots_from_scan(found)
+        warnings += w + w2
+        return assemble_or_explain(path, fmt, entries, TorchReader("torch"), scalar_series(entries),
+                                   {"source": fmt}, warnings)
+    entries, w = scan_array_files(files, fmt)
+    warnings += w
+    return assemble_or_explain(path, fmt, entries, ArrayFileReader(fmt), {}, {"source": fmt},
+                               warnings)
+

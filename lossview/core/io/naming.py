@@ -8,7 +8,8 @@ from pathlib import Path
 _NUM = re.compile(r"(\d+)")
 # Words that announce a step or epoch number in a file name, most specific first.
 _STEP_WORDS = re.compile(r"(?:global_step|step|iter|iteration|checkpoint|ckpt)[-_=]?(\d+)", re.I)
-_EPOCH_WORDS = re.compile(r"(?:epoch|ep)[-_=]?(\d+)", re.I)
+# Not preceded by a letter, so "step10" does not announce epoch 10.
+_EPOCH_WORDS = re.compile(r"(?<![a-z])(?:epoch|ep)[-_=]?(\d+)", re.I)
 
 
 def natural_key(name: str) -> tuple:

@@ -1,0 +1,118 @@
+"""Plain ``.safetensors`` and ``.npz`` files (a folder of them, or one file).
+
+Opening reads the safetensors JSON header (``safe_open``) or the ``.npy`` headers inside
+the npz zip; tensor data is read by :meth:`read` only. npz files are opened with
+``allow_pickle=False``: object arrays (pickles) are refused, never executed.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lossview.core.errors import LossviewError
+from lossview.core.io.filescan import one_line, steps_from_names
+from lossview.core.io.native import safetensors_info
+from lossview.core.run import Snapshot, TensorDict
+
+_STEP_META = ("step", "global_step", "iteration")
+_EPOCH_META = ("epoch",)
+
+
+def widen(a: np.ndarray) -> np.ndarray:
+    """float16 becomes float32 (bfloat16 is widened on reading, numpy has no such type)."""
+    return a.astype(np.float32) if a.dtype == np.float16 else a
+
+
+def read_safetensors_file(path: Path) -> TensorDict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return {k: widen(f.get_tensor(k)) for k in f.keys()}
+    except TypeError:  # bfloat16 or fp8, which numpy cannot hold: widen through torch
+        from safetensors.torch import load_file
+
+        from lossview.core.io.torchfiles import to_numpy
+
+        return {k: to_numpy(v) for k, v in load_file(str(path)).items()}
+
+
+def npz_info(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """name -> (shape, dtype) from the ``.npy`` headers inside an npz, no array data read."""
+    info = {}
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if not name.endswith(".npy"):
+                raise ValueError(f"member {name} is not a .npy array")
+            with z.open(name) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            if dtype.hasobject:
+                raise ValueError(f"array {name[:-4]} holds Python objects (a pickle); not loaded")
+            info[name[:-4]] = (tuple(int(s) for s in shape), str(dtype))
+    return info
+
+
+def read_npz(path: Path) -> TensorDict:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: widen(np.asarray(z[k])) for k in z.files}
+
+
+class ArrayFileReader:
+    """Reads one snapshot's ``.safetensors`` file(s) or ``.npz`` file on demand."""
+
+    def __init__(self, format: str) -> None:
+        self.format = format
+
+    def read(self, snapshot: Snapshot) -> TensorDict:
+        out: TensorDict = {}
+        for f in snapshot.meta.get("files", [snapshot.source]):
+            f = Path(f)
+            try:
+                out.update(read_npz(f) if f.suffix.lower() == ".npz" or self.format == "npz"
+                           else read_safetensors_file(f))
+            except Exception as e:  # noqa: BLE001 - a file damaged after opening
+                raise LossviewError(f"cannot read {f.name}: {one_line(e)}") from None
+        return out
+
+
+def _meta_number(meta: dict, keys: Sequence[str]) -> float | None:
+    for k in keys:
+        try:
+            return float(meta[k])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def scan_array_files(files: Sequence[Path], fmt: str) -> tuple[list, list[str]]:
+    """``(Snapshot, info)`` entries for safetensors or npz files, and warnings for bad ones."""
+    found, warnings = [], []
+    for f in files:
+        try:
+            if fmt == "npz":
+                info, meta = npz_info(f), {}
+            else:
+                info, meta = safetensors_info(f)
+        except Exception as e:  # noqa: BLE001 - any damaged file is named and skipped
+            warnings.append(f"skipped {f.name}: not a readable {fmt} file ({one_line(e)})")
+            continue
+        found.append((f, info, meta))
+    name_steps, name_epochs, w = steps_from_names([f for f, _, _ in found])
+    warnings += w
+    entries = []
+    for (f, info, meta), nstep, nepoch in zip(found, name_steps, name_epochs):
+        step = _meta_number(meta, _STEP_META)
+        epoch = _meta_number(meta, _EPOCH_META)
+        if step is None:
+            step = epoch if epoch is not None else nstep
+        entries.append((Snapshot(step=int(step), source=f,
+                                 epoch=epoch if epoch is not None else nepoch), info))
+    return entries, warnings

@@ -1,0 +1,138 @@
+"""What kind of checkpoint a file is, which files are not weights, and file-name steps.
+
+Shared by the foreign readers (torch, Lightning, Hugging Face, safetensors, npz).
+Classification looks at the extension first and at the first bytes for anything else,
+so a folder of thousands of files is sorted without reading any tensor data.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lossview.core.io.naming import epoch_from_name, natural_key, step_from_name
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".tar", ".ckpt")
+SAFETENSORS_SUFFIXES = (".safetensors",)
+NPZ_SUFFIXES = (".npz",)
+
+#: Files that hold optimizer, scheduler or RNG state or training arguments: never opened
+#: (training_args.bin and rng_state.pth are pickles of arbitrary classes).
+_NON_WEIGHTS = re.compile(
+    r"^(optimizer|optim|scheduler|lr_scheduler|scaler|rng_state|random_states?|training_args"
+    r"|trainer_state|sampler)([._-].*)?$",
+    re.I,
+)
+
+
+def is_non_weight_file(path: Path | str) -> bool:
+    """True for optimizer/scheduler/RNG/training-argument files, which lossview never opens."""
+    return bool(_NON_WEIGHTS.match(Path(path).name))
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception message, short enough for a warning."""
+    text = (str(e).strip().splitlines() or [""])[0].strip()
+    return (text or type(e).__name__)[:160]
+
+
+def sniff(path: Path) -> str | None:
+    """``"torch"``, ``"safetensors"``, ``"npz"`` or None, from a file's first bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return None
+        if names and all(n.endswith(".npy") for n in names):
+            return "npz"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch"
+        return None
+    if len(head) >= 10 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if 2 <= n < 100_000_000:
+            return "safetensors"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch"  # a legacy (non-zip) torch.save file or a plain pickle
+    return None
+
+
+def kind_of(path: Path) -> str | None:
+    """The checkpoint kind of a file by extension, else by content; None if not one."""
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        return "safetensors"
+    if suffix in NPZ_SUFFIXES:
+        return "npz"
+    if suffix in TORCH_SUFFIXES:
+        return "torch"
+    if suffix in (".json", ".yaml", ".yml", ".txt", ".md", ".csv", ".log", ".py", ".png", ".jpg"):
+        return None
+    return sniff(path)
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Plain files directly in ``folder``, hidden and temporary files left out, natural order."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    files = [p for p in entries if p.is_file() and not p.name.startswith(".")
+             and not p.name.endswith((".tmp", ".partial", ".lock"))]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def summarize_ignored(files: Sequence[Path], why: str, limit: int = 5) -> str | None:
+    """One warning line naming ignored files (the first few), or None if there are none."""
+    if not files:
+        return None
+    names = ", ".join(f.name for f in files[:limit]) + (" ..." if len(files) > limit else "")
+    return f"ignored {len(files)} file{'s' if len(files) > 1 else ''} ({why}): {names}"
+
+
+def steps_from_names(files: Sequence[Path]) -> tuple[list[int], list[float | None], list[str]]:
+    """Step (and epoch) of each file from its name.
+
+    Numbers in the names give the steps (``model_2`` before ``model_10``); names that
+    announce only an epoch use it as the step. If some name holds no number at all,
+    the natural order of the names gives the steps 0, 1, 2... and a warning says so.
+    """
+    epochs = [epoch_from_name(f) for f in files]
+    steps = [step_from_name(f) for f in files]
+    warnings: list[str] = []
+    if len(files) > 1 and any(s is None for s in steps):
+        order = sorted(range(len(files)), key=lambda i: natural_key(files[i].name))
+        steps = [0] * len(files)
+        for rank, i in enumerate(order):
+            steps[i] = rank
+        warnings.append("some file names hold no step number; snapshots are ordered by name")
+    return [0 if s is None else int(s) for s in steps], [
+        None if e is None else float(e) for e in epochs], warnings
+
+
+def first_present(keys: Iterable[str], mapping: dict) -> object | None:
+    for k in keys:
+        if k in mapping and mapping[k] is not None:
+            return mapping[k]
+    return None
+
+
+def assemble_or_explain(path: Path, fmt: str, entries, reader, metrics, spec, warnings):
+    """:func:`~lossview.core.io.common.assemble_run`, or a NoCheckpointsError that repeats
+    why the files were skipped when none could be read."""
+    from lossview.core.errors import NoCheckpointsError
+    from lossview.core.io.common import assemble_run
+
+    if not entries:
+        detail = "; ".join(warnings[-2:])
+        raise NoCheckpointsError(
+            f"no readable checkpoints in {path}" + (f" ({detail})" if detail else ""))
+    return assemble_run(path, fmt, entries, reader, metrics, spec, warnings)

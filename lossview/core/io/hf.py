@@ -1,0 +1,156 @@
+"""Hugging Face ``Trainer`` output: ``checkpoint-N/`` folders.
+
+Each checkpoint folder holds the weights (``model.safetensors``, sharded
+``model-0000k-of-0000n.safetensors`` with an index, or ``pytorch_model.bin``), a
+``trainer_state.json`` (``global_step``, ``epoch``, ``log_history``) and files that are not
+weights and are never opened: ``optimizer.pt``, ``scheduler.pt``, ``rng_state*.pth``,
+``training_args.bin`` (the last two are pickles of arbitrary classes).
+
+Step: ``global_step`` of the folder's ``trainer_state.json``, else the N of its name.
+Metrics: the ``log_history`` of the newest ``trainer_state.json`` (the output folder's own,
+written by ``trainer.save_state()``, when it is the newest): ``loss``, ``grad_norm``,
+``learning_rate``, ``eval_loss`` and any other number logged, at the logged ``step``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from lossview.core.io.arrays import ArrayFileReader
+from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
+from lossview.core.io.native import safetensors_info
+from lossview.core.io.torchfiles import SAFETY, TorchReader, UnreadableFile, UnsafeFile, inspect_file
+from lossview.core.run import MetricSeries, Reader, Run, Snapshot, TensorDict
+
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+_SKIP_METRICS = re.compile(r"(runtime|per_second|flos|^step$|^epoch$)")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors",
+                "adapter_model.bin")
+
+
+def checkpoint_dirs(path: Path) -> list[Path]:
+    """``checkpoint-N`` folders in ``path`` (or ``path`` itself if it is one), natural order."""
+    if CHECKPOINT_DIR.match(path.name) and path.is_dir():
+        return [path]
+    try:
+        dirs = [p for p in path.iterdir() if p.is_dir() and CHECKPOINT_DIR.match(p.name)]
+    except OSError:
+        return []
+    return sorted(dirs, key=lambda p: natural_key(p.name))
+
+
+def is_hf_output(path: Path) -> bool:
+    return path.is_dir() and bool(checkpoint_dirs(path))
+
+
+def weight_files(ckdir: Path) -> list[Path]:
+    """The weight file(s) of one checkpoint folder, shards in index order; [] if none."""
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        p = ckdir / index
+        if p.is_file():
+            try:
+                wmap = json.loads(p.read_text(encoding="utf-8"))["weight_map"]
+                return [ckdir / n for n in sorted(set(wmap.values()), key=natural_key)]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    for name in WEIGHT_FILES:
+        if (ckdir / name).is_file():
+            return [ckdir / name]
+    return []
+
+
+def read_trainer_state(ckdir: Path) -> dict:
+    try:
+        state = json.loads((ckdir / "trainer_state.json").read_text(encoding="utf-8"))
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def log_history_series(history: list) -> dict[str, MetricSeries]:
+    cols: dict[str, tuple[list[int], list[float]]] = {}
+    for rec in history if isinstance(history, list) else []:
+        if not isinstance(rec, dict) or not isinstance(rec.get("step"), (int, float)):
+            continue
+        for k, v in rec.items():
+            if _SKIP_METRICS.search(k) or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            s, vals = cols.setdefault(k, ([], []))
+            s.append(int(rec["step"]))
+            vals.append(float(v))
+    out = {}
+    for k, (s, v) in cols.items():
+        order = np.argsort(np.asarray(s), kind="stable")
+        out[k] = MetricSeries(np.asarray(s)[order], np.asarray(v)[order])
+    return out
+
+
+class HFReader:
+    """Reads a checkpoint's safetensors (memory-mapped) or ``pytorch_model.bin`` weights."""
+
+    format = "hf-trainer"
+
+    def __init__(self) -> None:
+        self._st: Reader = ArrayFileReader("hf-trainer")
+        self._pt: Reader = TorchReader("hf-trainer")
+
+    def read(self, snapshot: Snapshot) -> TensorDict:
+        files = snapshot.meta.get("files", [snapshot.source])
+        if str(files[0]).endswith(".safetensors"):
+            return self._st.read(snapshot)
+        return self._pt.read(snapshot)
+
+
+def _info(files: list[Path]) -> tuple[dict, str | None]:
+    """Tensor listing of a checkpoint's weight files and the state_dict key (torch files)."""
+    info: dict = {}
+    key = None
+    for f in files:
+        if f.name.endswith(".safetensors"):
+            info.update(safetensors_info(f)[0])
+        else:
+            i, meta = inspect_file(f)
+            info.update(i)
+            key = meta.get("key")
+    return info, key
+
+
+def open_hf(path: Path) -> Run:
+    warnings: list[str] = []
+    entries = []
+    states = []
+    for ck in checkpoint_dirs(path):
+        files = weight_files(ck)
+        if not files:
+            warnings.append(f"skipped {ck.name}: no model weights in it")
+            continue
+        state = read_trainer_state(ck)
+        try:
+            info, key = _info(files)
+        except UnsafeFile:
+            warnings.append(f"{ck.name}/{files[0].name}: {SAFETY}")
+            continue
+        except (UnreadableFile, Exception) as e:  # noqa: BLE001 - named and skipped
+            warnings.append(f"skipped {ck.name}: {files[0].name} is not readable ({one_line(e)})")
+            continue
+        gs = state.get("global_step")
+        step = int(gs) if isinstance(gs, (int, float)) else int(CHECKPOINT_DIR.match(ck.name)[1])
+        ep = state.get("epoch")
+        epoch = float(ep) if isinstance(ep, (int, float)) else None
+        snap = Snapshot(step=step, source=files[0], epoch=epoch,
+                        meta={"files": files, "key": key, "folder": ck.name})
+        entries.append((snap, info))
+        states.append((step, len(state.get("log_history") or []), state))
+    top = read_trainer_state(path)
+    if top:
+        states.append((int(top.get("global_step") or 0), len(top.get("log_history") or []), top))
+    metrics = {}
+    if states:
+        newest = max(states, key=lambda s: (s[0], s[1]))[2]
+        metrics = log_history_series(newest.get("log_history") or [])
+    spec = {"source": "hf-trainer"}
+    return assemble_or_explain(path, "hf-trainer", entries, HFReader(), metrics, spec, warnings)

@@ -1,0 +1,125 @@
+"""PyTorch Lightning output: ``.ckpt`` checkpoints and the CSVLogger's ``metrics.csv``.
+
+A Lightning checkpoint is a ``torch.save`` dict with ``state_dict``, ``global_step`` and
+``epoch`` (plus optimizer and loop state, which are not weights). Parameter names are
+kept as stored (``net.0.weight``, ``model.encoder...``). Checkpoints usually sit in
+``lightning_logs/version_N/checkpoints/`` beside ``version_N/metrics.csv``; when several
+versions hold checkpoints, the newest (highest N) is opened and the others are named in
+a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+
+from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
+from lossview.core.io.torchfiles import TorchReader, scalar_series, scan_torch_files, snapshots_from_scan
+from lossview.core.run import MetricSeries, Run
+
+MAX_DEPTH = 5
+
+
+def find_ckpts(root: Path) -> list[Path]:
+    """``.ckpt`` files under ``root`` (at most a few folder levels down), natural order."""
+    if root.is_file():
+        return [root]
+    out = []
+    for p in root.rglob("*.ckpt"):
+        rel = p.relative_to(root)
+        if len(rel.parts) <= MAX_DEPTH and p.is_file() and not any(
+                part.startswith(".") for part in rel.parts):
+            out.append(p)
+    return sorted(out, key=lambda p: natural_key(str(p.relative_to(root))))
+
+
+def _version(p: Path) -> tuple[int, str]:
+    for part in reversed(p.parts):
+        m = re.fullmatch(r"version_(\d+)", part)
+        if m:
+            return int(m.group(1)), part
+    return -1, ""
+
+
+def pick_version(ckpts: list[Path]) -> tuple[list[Path], list[str]]:
+    """Checkpoints of the newest ``version_N`` folder when there are several."""
+    groups: dict[tuple[int, str], list[Path]] = {}
+    for c in ckpts:
+        groups.setdefault(_version(c), []).append(c)
+    if len(groups) <= 1:
+        return ckpts, []
+    best = max(groups)
+    others = sorted(v[1] or "(no version folder)" for v in groups if v != best)
+    return groups[best], [f"several Lightning runs here; opened {best[1] or 'the unversioned one'}, "
+                          f"ignored {', '.join(others)}"]
+
+
+def find_metrics_csv(ckpts: list[Path], root: Path) -> Path | None:
+    """The ``metrics.csv`` nearest above the checkpoints (not above ``root``'s parent)."""
+    top = root if root.is_dir() else root.parent
+    for c in ckpts[:1]:
+        d = c.parent
+        for _ in range(4):
+            if (d / "metrics.csv").is_file():
+                return d / "metrics.csv"
+            if d == top.parent or d == d.parent:
+                break
+            d = d.parent
+    found = list(top.rglob("metrics.csv")) if top.is_dir() else []
+    return found[0] if len(found) == 1 else None
+
+
+def read_metrics_csv(path: Path) -> tuple[dict[str, MetricSeries], list[str]]:
+    """Series per column of a CSVLogger file; blank cells (other columns' rows) are skipped."""
+    cols: dict[str, tuple[list[int], list[float]]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error) as e:
+        return {}, [f"ignored {path.name}: {one_line(e)}"]
+    bad = 0
+    for row in rows:
+        try:
+            step = int(float(row.get("step") or ""))
+        except ValueError:
+            bad += 1
+            continue
+        for k, v in row.items():
+            if k in (None, "step", "epoch") or v in (None, ""):
+                continue
+            try:
+                x = float(v)
+            except ValueError:
+                continue
+            s, vals = cols.setdefault(k, ([], []))
+            s.append(step)
+            vals.append(x)
+    warnings = [f"{path.name}: {bad} row(s) without a step skipped"] if bad else []
+    out = {}
+    for k, (s, v) in cols.items():
+        order = np.argsort(np.asarray(s), kind="stable")
+        out[k] = MetricSeries(np.asarray(s)[order], np.asarray(v)[order])
+    return out, warnings
+
+
+def open_lightning(path: Path) -> Run:
+    ckpts = find_ckpts(path)
+    ckpts, warnings = pick_version(ckpts)
+    # last.ckpt repeats the newest step: list it first so the named checkpoint is kept.
+    ckpts.sort(key=lambda p: 0 if p.stem.startswith("last") else 1)
+    found, w = scan_torch_files(ckpts)
+    warnings += w
+    entries, w = snapshots_from_scan(found)
+    warnings += w
+    metrics = scalar_series(entries)
+    csv_path = find_metrics_csv(ckpts, path)
+    if csv_path is not None:
+        m, w = read_metrics_csv(csv_path)
+        metrics.update(m)
+        warnings += w
+    spec = {"source": "lightning", "metrics_file": str(csv_path) if csv_path else None}
+    return assemble_or_explain(path, "lightning", entries, TorchReader("lightning"), metrics, spec,
+                        warnings)

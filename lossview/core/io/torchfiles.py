@@ -1,0 +1,231 @@
+"""Files written by ``torch.save``: bare state_dicts, the tutorial's general checkpoint,
+``{"state_dict": ...}`` wrappers (Lightning ``.ckpt`` files are of the last kind).
+
+Security: every load is ``torch.load(..., weights_only=True)``, which refuses to build
+anything but tensors, containers and plain numbers; a file that needs more (a pickled
+``nn.Module``, a custom class, a pickle with a payload) raises :class:`UnsafeFile` and is
+skipped. There is no fallback to ``weights_only=False``.
+
+Laziness: zip-format files (every ``torch.save`` since PyTorch 1.6) are loaded with
+``mmap=True``, which parses the small pickle and maps the tensor storage without reading
+it, so opening a folder reads names, shapes, dtypes and scalars only.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossview.core.errors import LossviewError
+from lossview.core.io.filescan import first_present, one_line
+from lossview.core.run import Snapshot, TensorDict
+
+#: Where the weights sit in a checkpoint dict, most specific first.
+STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_state", "net",
+              "network", "weights", "params")
+STEP_KEYS = ("global_step", "step", "iteration", "iter", "num_updates", "steps")
+EPOCH_KEYS = ("epoch", "epochs")
+SAFETY = "needs pickled code; skipped for safety (lossview never runs code from checkpoints)"
+
+
+class UnsafeFile(Exception):
+    """The file can only be loaded by running pickled code."""
+
+
+class UnreadableFile(Exception):
+    """Not a torch file, or a damaged one."""
+
+
+def load_torch(path: Path, mmap: bool = True) -> Any:
+    """``torch.load`` with ``weights_only=True`` on the CPU, memory-mapped when possible."""
+    import torch
+
+    try:
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as e:
+            if mmap and "mmap can only be used" in str(e):
+                return torch.load(str(path), map_location="cpu", weights_only=True)
+            raise
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
+            raise UnsafeFile(SAFETY) from None
+        raise UnreadableFile(one_line(e)) from None
+    except MemoryError:
+        raise UnreadableFile("too large to unpickle") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds on damaged files
+        raise UnreadableFile(one_line(e)) from None
+
+
+def _is_tensor(v: Any) -> bool:
+    return hasattr(v, "shape") and hasattr(v, "dtype") and hasattr(v, "detach")
+
+
+def _tensor_mapping(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and any(_is_tensor(v) for v in obj.values())
+
+
+def find_state_dict(obj: Any) -> tuple[str | None, Mapping[str, Any]]:
+    """``(key, state_dict)``: ``key`` is None for a bare state_dict, else where it sat.
+
+    Raises
+    ------
+    UnreadableFile : no name -> tensor mapping in it.
+    """
+    if not isinstance(obj, Mapping):
+        raise UnreadableFile(f"holds a {type(obj).__name__}, not a state_dict")
+    for key in STATE_KEYS:
+        if key in obj and _tensor_mapping(obj[key]):
+            return key, obj[key]
+    if obj and all(_is_tensor(v) for v in obj.values()):
+        return None, obj
+    keys = ", ".join(str(k) for k in list(obj)[:6])
+    raise UnreadableFile(f"no state_dict in it (keys: {keys})")
+
+
+def _scalar(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if _is_tensor(v) and v.numel() == 1 and not v.dtype.is_complex:
+        return float(v.reshape(-1)[0].item())
+    return None
+
+
+def checkpoint_meta(obj: Any, key: str | None) -> dict[str, Any]:
+    """Step, epoch and logged scalars stored beside the weights in a checkpoint dict."""
+    if key is None or not isinstance(obj, Mapping):
+        return {}
+    step = _scalar(first_present(STEP_KEYS, obj))
+    epoch = _scalar(first_present(EPOCH_KEYS, obj))
+    scalars = {}
+    for k, v in obj.items():
+        if k in STEP_KEYS or k in EPOCH_KEYS or k == key or not isinstance(k, str):
+            continue
+        s = _scalar(v)
+        if s is not None:
+            scalars[k] = s
+    return {"step": None if step is None or not math.isfinite(step) else int(step),
+            "epoch": None if epoch is None or not math.isfinite(epoch) else epoch,
+            "scalars": scalars}
+
+
+def tensor_info(sd: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """name -> (shape, dtype) of the tensors of a state_dict (no data read)."""
+    return {str(k): (tuple(int(s) for s in v.shape), str(v.dtype))
+            for k, v in sd.items() if _is_tensor(v)}
+
+
+def to_numpy(t: Any) -> np.ndarray:
+    """A CPU numpy copy; bfloat16 and float16 widened to float32."""
+    import torch
+
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    elif t.dtype.is_complex or t.dtype == torch.bool:
+        pass
+    elif not t.dtype.is_floating_point and t.dtype not in (torch.int8, torch.uint8, torch.int16,
+                                                           torch.int32, torch.int64):
+        t = t.float()  # fp8 and other types numpy has no name for
+    return t.cpu().contiguous().numpy().copy()
+
+
+def inspect_file(path: Path) -> tuple[dict, dict[str, Any]]:
+    """Open one torch file lazily: ``(tensor info, meta)``.
+
+    ``meta`` holds ``key`` (where the state_dict sat), ``step``, ``epoch``, ``scalars``.
+    Raises :class:`UnsafeFile` or :class:`UnreadableFile`.
+    """
+    obj = load_torch(path)
+    key, sd = find_state_dict(obj)
+    info = tensor_info(sd)
+    meta = checkpoint_meta(obj, key)
+    meta["key"] = key
+    del obj, sd
+    return info, meta
+
+
+class TorchReader:
+    """Tensors of one snapshot, read from its torch file on demand."""
+
+    def __init__(self, format: str = "torch") -> None:
+        self.format = format
+
+    def read(self, snapshot: Snapshot) -> TensorDict:
+        out: TensorDict = {}
+        for f in snapshot.meta.get("files", [snapshot.source]):
+            try:
+                obj = load_torch(Path(f))
+                key = snapshot.meta.get("key")
+                sd = obj if key is None else obj[key]
+                out.update({str(k): to_numpy(v) for k, v in sd.items() if _is_tensor(v)})
+            except (UnsafeFile, UnreadableFile, KeyError, TypeError) as e:
+                raise LossviewError(f"cannot read {Path(f).name}: {one_line(e)}") from None
+        return out
+
+
+def scan_torch_files(files: Sequence[Path]) -> tuple[list[tuple[Path, dict, dict]], list[str]]:
+    """Inspect each file; unreadable or unsafe ones become warnings naming the file."""
+    found, warnings = [], []
+    for f in files:
+        try:
+            info, meta = inspect_file(f)
+        except UnsafeFile:
+            warnings.append(f"{f.name}: {SAFETY}")
+            continue
+        except UnreadableFile as e:
+            warnings.append(f"skipped {f.name}: not a readable checkpoint ({e})")
+            continue
+        found.append((f, info, meta))
+    return found, warnings
+
+
+def snapshots_from_scan(found: Sequence[tuple[Path, dict, dict]]) -> tuple[list, list[str]]:
+    """``(Snapshot, info)`` entries: step from the file's metadata, else its epoch (epoch-only
+    checkpoints), else the numbers in its name."""
+    from lossview.core.io.filescan import steps_from_names
+
+    warnings: list[str] = []
+    no_meta = [i for i, (_, _, m) in enumerate(found) if m.get("step") is None and m.get("epoch") is None]
+    name_steps, name_epochs, w = steps_from_names([found[i][0] for i in no_meta])
+    warnings += w
+    by_name = dict(zip(no_meta, zip(name_steps, name_epochs)))
+    entries = []
+    for i, (f, info, meta) in enumerate(found):
+        epoch = meta.get("epoch")
+        if meta.get("step") is not None:
+            step = int(meta["step"])
+        elif epoch is not None:
+            step = int(epoch)
+        else:
+            step, epoch = by_name[i]
+        if epoch is None:
+            from lossview.core.io.naming import epoch_from_name
+
+            e = epoch_from_name(f)
+            epoch = None if e is None else float(e)
+        snap_meta = {"key": meta.get("key"), "scalars": meta.get("scalars", {})}
+        entries.append((Snapshot(step=step, source=f, epoch=epoch, meta=snap_meta), info))
+    return entries, warnings
+
+
+def scalar_series(entries: Sequence[tuple[Snapshot, Any]]) -> dict:
+    """Metric series of the scalars stored in the checkpoints (the tutorial's ``loss``)."""
+    from lossview.core.run import MetricSeries
+
+    cols: dict[str, list[tuple[int, float]]] = {}
+    for snap, _ in entries:
+        for k, v in snap.meta.get("scalars", {}).items():
+            cols.setdefault(k, []).append((snap.step, v))
+    out = {}
+    for k, pts in cols.items():
+        pts.sort(key=lambda p: p[0])
+        out[k] = MetricSeries(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+    return out
