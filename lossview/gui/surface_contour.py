@@ -1,0 +1,124 @@
+"""The 2D contour view of the loss surface: used when OpenGL is unavailable, and as a toggle.
+
+A heat map of the (log or linear) loss, a few isolines, the flat basin outlined, the
+trajectory on top and a marker at the current snapshot. Clicking near the path moves
+the timeline to the nearest snapshot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from lossview.gui.surface_data import SurfaceScene, iso_segments
+
+N_LEVELS = 9
+PATH_PEN = pg.mkPen((255, 255, 255, 220), width=1.5)
+ISO_PEN = pg.mkPen((0, 0, 0, 90), width=1)
+BASIN_PEN = pg.mkPen((255, 255, 255, 255), width=2.5, style=pg.QtCore.Qt.PenStyle.DashLine)
+MARKER_BRUSH = pg.mkBrush(255, 59, 48)
+
+
+class SurfaceContourView(QWidget):
+    """Heat map + isolines of a :class:`SurfaceScene` with the path and a current marker.
+
+    Signals
+    -------
+    point_clicked(int) : the user clicked on the plot; the nearest snapshot's index.
+    """
+
+    point_clicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.setAspectLocked(True)
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("bottom", "α  (direction 1)")
+        self.plot.setLabel("left", "β  (direction 2)")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot)
+
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setColorMap(pg.colormap.get("viridis"))
+        self.iso = pg.PlotDataItem(pen=ISO_PEN, connect="finite")
+        self.basin = pg.PlotDataItem(pen=BASIN_PEN, connect="finite")
+        self.path = pg.PlotDataItem(pen=PATH_PEN, connect="finite")
+        self.start = pg.ScatterPlotItem(size=8, brush=pg.mkBrush("w"), pen=pg.mkPen("k"))
+        self.marker = pg.ScatterPlotItem(size=14, brush=MARKER_BRUSH, pen=pg.mkPen("w", width=1.5))
+        for z, item in enumerate((self.image, self.iso, self.basin, self.path, self.start,
+                                  self.marker)):
+            item.setZValue(z)
+            self.plot.addItem(item)
+        self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
+                                        width=12)
+        self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
+        self._coords = np.zeros((0, 2))
+        self._index = 0
+        self.plot.scene().sigMouseClicked.connect(self._on_click)
+
+    def set_scene(self, scene: SurfaceScene) -> None:
+        a, b = scene.alphas, scene.betas
+        h = scene.scale.transform(scene.loss)
+        # ImageItem row-major: rows are y (beta), columns x (alpha)
+        self.image.setImage(h.T, autoLevels=False, levels=(scene.scale.floor, scene.scale.ceiling))
+        da = (a[-1] - a[0]) / max(len(a) - 1, 1)
+        db = (b[-1] - b[0]) / max(len(b) - 1, 1)
+        self.image.setRect(QRectF(a[0] - da / 2, b[0] - db / 2, a[-1] - a[0] + da,
+                                  b[-1] - b[0] + db))
+        self.colorbar.setLevels((scene.scale.floor, scene.scale.ceiling))
+        self.colorbar.axis.setLabel("log₁₀ loss" if scene.scale.log else "loss")
+        levels = np.linspace(scene.scale.floor, scene.scale.ceiling, N_LEVELS + 2)[1:-1]
+        segs = [iso_segments(h, lv, a, b) for lv in levels]
+        iso = np.concatenate(segs) if segs else np.empty((0, 2))
+        self.iso.setData(iso[:, 0], iso[:, 1]) if len(iso) else self.iso.setData([], [])
+        if len(scene.basin):
+            self.basin.setData(scene.basin[:, 0], scene.basin[:, 1])
+        else:
+            self.basin.setData([], [])
+        self._coords = scene.coords
+        if len(scene.coords):
+            self.path.setData(scene.coords[:, 0], scene.coords[:, 1])
+            self.start.setData(scene.coords[:1, 0], scene.coords[:1, 1])
+        else:
+            self.path.setData([], [])
+            self.start.setData([], [])
+        self.plot.setRange(xRange=(a[0], a[-1]), yRange=(b[0], b[-1]), padding=0.02)
+        self.set_current(self._index)
+
+    def set_current(self, index: int) -> None:
+        """Move the marker to snapshot ``index`` (the only update made while scrubbing)."""
+        self._index = int(index)
+        if not len(self._coords):
+            self.marker.setData([], [])
+            return
+        i = min(max(self._index, 0), len(self._coords) - 1)
+        self.marker.setData([self._coords[i, 0]], [self._coords[i, 1]])
+
+    def marker_position(self) -> np.ndarray | None:
+        if not len(self._coords):
+            return None
+        return self._coords[min(max(self._index, 0), len(self._coords) - 1)].copy()
+
+    def reset_camera(self) -> None:
+        self.plot.getPlotItem().enableAutoRange()
+        if self.image.image is not None:
+            r = self.image.boundingRect()
+            self.plot.setRange(self.image.mapRectToParent(r), padding=0.02)
+
+    def _on_click(self, event) -> None:
+        if not len(self._coords):
+            return
+        vb = self.plot.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        p = vb.mapSceneToView(event.scenePos())
+        ok = np.isfinite(self._coords).all(axis=1)
+        if not ok.any():
+            return
+        d = np.hypot(self._coords[:, 0] - p.x(), self._coords[:, 1] - p.y())
+        d[~ok] = np.inf
+        self.point_clicked.emit(int(np.argmin(d)))

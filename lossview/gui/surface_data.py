@@ -1,0 +1,220 @@
+"""What the surface views draw, computed once per surface (numpy only, no Qt).
+
+Both the 3D view and the 2D contour view draw the same :class:`SurfaceScene`: the loss
+grid with holes filled (progressive refinement leaves NaN where a point is not evaluated
+yet), heights on a linear or log scale with a robust ceiling, the trajectory lifted onto
+the surface, and the outline of the flat basin. Scrubbing the timeline only moves a
+marker along ``trajectory``; nothing here is recomputed on scrub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+#: heights above this many decades over the minimum are clipped in log mode
+LOG_DECADES = 6.0
+
+
+def fill_missing(loss: np.ndarray) -> np.ndarray:
+    """Copy of ``loss`` with NaN points replaced by their nearest evaluated neighbour.
+
+    Progressive refinement evaluates a coarse sub-grid first; filling the rest with the
+    nearest evaluated value draws that coarse surface as blocks until the fine points
+    arrive. Infinite losses (a diverging direction) are kept: the height scale clips
+    them. A grid with nothing evaluated comes back as zeros.
+    """
+    z = np.asarray(loss, dtype=np.float64)
+    bad = np.isnan(z)
+    if not bad.any():
+        return z.copy()
+    if bad.all():
+        return np.zeros_like(z)
+    idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+    return z[tuple(idx)]
+
+
+def fraction_evaluated(loss: np.ndarray) -> float:
+    """Share of grid points whose loss is known (NaN marks "not evaluated yet")."""
+    z = np.asarray(loss)
+    return float((~np.isnan(z)).mean()) if z.size else 0.0
+
+
+@dataclass
+class HeightScale:
+    """Maps loss values to displayed heights: ``log10`` or linear, clipped at ``ceiling``."""
+
+    log: bool
+    floor: float
+    ceiling: float
+    clipped: bool
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        if self.log:
+            tiny = np.finfo(np.float64).tiny
+            v = np.log10(np.clip(v, tiny, None))
+        v = np.where(np.isfinite(v), v, self.ceiling)
+        return np.clip(v, self.floor, self.ceiling)
+
+    def unit(self, values: np.ndarray) -> np.ndarray:
+        """Heights in [0, 1] (0 at the lowest point of the surface)."""
+        span = self.ceiling - self.floor
+        return (self.transform(values) - self.floor) / (span if span > 0 else 1.0)
+
+    def label(self, unit_height: float) -> float:
+        """The loss value at a height in [0, 1] (for axis ticks)."""
+        v = self.floor + unit_height * (self.ceiling - self.floor)
+        return float(10**v) if self.log else float(v)
+
+
+def height_scale(z: np.ndarray, log: bool) -> HeightScale:
+    """A scale that shows the basin: in linear mode a surface whose rim is far above its
+    typical values (a diverging direction) is clipped at the 95th percentile, otherwise
+    the flat part would be squashed to a sheet; in log mode at ``LOG_DECADES`` decades."""
+    v = np.asarray(z, dtype=np.float64)
+    if log:
+        v = np.log10(np.clip(v, np.finfo(np.float64).tiny, None))
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return HeightScale(log, 0.0, 1.0, False)
+    lo, hi = float(v.min()), float(v.max())
+    ceiling = hi
+    if log:
+        ceiling = min(hi, lo + LOG_DECADES)
+    else:
+        p95 = float(np.percentile(v, 95))
+        if hi - lo > 20 * max(float(np.median(v)) - lo, 1e-12) and p95 > lo:
+            ceiling = p95
+    if ceiling <= lo:
+        ceiling = lo + (abs(lo) * 1e-3 or 1.0)
+    return HeightScale(log, lo, ceiling, ceiling < hi)
+
+
+def outline_segments(mask: np.ndarray, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """Outline of a boolean grid region as a polyline in (alpha, beta) coordinates.
+
+    Returns an ``[N, 2]`` array whose separate pieces are split by NaN rows (draw with
+    ``connect="finite"``); empty when the mask is all False or all True.
+    """
+    m = np.asarray(mask, dtype=np.float64)
+    if m.size == 0 or m.min() == m.max():
+        return np.empty((0, 2))
+    return iso_segments(m, 0.5, alphas, betas)
+
+
+def iso_segments(z: np.ndarray, level: float, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """The ``level`` isocurve of ``z[alpha, beta]`` as NaN-separated (alpha, beta) points."""
+    from pyqtgraph.functions import isocurve
+
+    lines = isocurve(np.asarray(z, dtype=np.float64), level, connected=True, extendToEdge=True)
+    pieces = []
+    a = np.asarray(alphas, dtype=np.float64)
+    b = np.asarray(betas, dtype=np.float64)
+    ia = np.arange(len(a))
+    ib = np.arange(len(b))
+    for line in lines:
+        p = np.asarray(line, dtype=np.float64)
+        if len(p) < 2:
+            continue
+        # isocurve works in index space, on vertex centres offset by half a cell
+        xa = np.interp(p[:, 0] - 0.5, ia, a)
+        yb = np.interp(p[:, 1] - 0.5, ib, b)
+        pieces.append(np.column_stack([xa, yb]))
+        pieces.append(np.full((1, 2), np.nan))
+    return np.concatenate(pieces) if pieces else np.empty((0, 2))
+
+
+@dataclass
+class SurfaceScene:
+    """Everything the views draw for one (possibly partial) surface.
+
+    Attributes
+    ----------
+    alphas, betas : grid coordinates along the two plane directions.
+    loss : ``[A, B]`` loss with missing points filled (see :func:`fill_missing`).
+    scale : how loss maps to height.
+    coords : ``[T, 2]`` the trajectory projected on the plane.
+    traj_loss : ``[T]`` the surface's loss at each projected point (the lifted path).
+    true_loss, off_plane : ``[T]`` the real loss and distance off the plane, for the
+        honesty plot; NaN where unknown.
+    basin : NaN-separated (alpha, beta) outline of the flat basin.
+    complete : True when every grid point is evaluated.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray
+    loss: np.ndarray
+    scale: HeightScale
+    coords: np.ndarray
+    traj_loss: np.ndarray
+    true_loss: np.ndarray
+    off_plane: np.ndarray
+    basin: np.ndarray
+    complete: bool
+    plane: str = "pca"
+    explained: tuple | None = None
+    basin_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.coords)
+
+
+def _vec(x: Any, n: int) -> np.ndarray:
+    if x is None:
+        return np.full(n, np.nan)
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    return a if len(a) == n else np.full(n, np.nan)
+
+
+def build_scene(surface: Any, log: bool) -> SurfaceScene:
+    """Turn a core ``RunSurface`` (partial or final) into a :class:`SurfaceScene`."""
+    alphas = np.asarray(surface.alphas, dtype=np.float64)
+    betas = np.asarray(surface.betas, dtype=np.float64)
+    raw = np.asarray(surface.loss, dtype=np.float64)
+    complete = not bool(np.isnan(raw).any())
+    z = fill_missing(raw)
+    coords = np.asarray(surface.coords, dtype=np.float64).reshape(-1, 2)
+    n = len(coords)
+    traj = _vec(getattr(surface, "surface_loss", None), n)
+    if not np.isfinite(traj).all() and n:
+        # not evaluated yet on a partial surface: read the filled grid instead
+        ia = np.clip(np.searchsorted(alphas, coords[:, 0]), 0, len(alphas) - 1)
+        ib = np.clip(np.searchsorted(betas, coords[:, 1]), 0, len(betas) - 1)
+        traj = np.where(np.isfinite(traj), traj, z[ia, ib])
+    scale = height_scale(z, log)
+    mask = getattr(surface, "basin_mask", None)
+    basin = outline_segments(mask, alphas, betas) if mask is not None else np.empty((0, 2))
+    return SurfaceScene(
+        alphas=alphas, betas=betas, loss=z, scale=scale, coords=coords, traj_loss=traj,
+        true_loss=_vec(getattr(surface, "true_loss", None), n),
+        off_plane=_vec(getattr(surface, "off_plane", None), n),
+        basin=basin, complete=complete, plane=str(getattr(surface, "plane", "pca")),
+        explained=getattr(surface, "explained", None),
+        basin_info=dict(getattr(surface, "basin", None) or {}),
+    )
+
+
+def honesty_summary(scene: SurfaceScene) -> str:
+    """One line telling how faithful the plane is to the real trajectory."""
+    t, s, d = scene.true_loss, scene.traj_loss, scene.off_plane
+    parts = []
+    if scene.explained:
+        ev = [float(e) for e in scene.explained if e is not None]
+        if ev:
+            parts.append(f"plane explains {100 * sum(ev[:2]):.0f}% of the path's variance")
+    ok = np.isfinite(t) & np.isfinite(s)
+    if ok.any():
+        rel = np.abs(t[ok] - s[ok]) / np.maximum(np.abs(t[ok]), 1e-12)
+        parts.append(f"surface vs true loss: median error {100 * float(np.median(rel)):.1f}%")
+    if np.isfinite(d).any():
+        steps = np.linalg.norm(np.diff(scene.coords, axis=0), axis=1)
+        path = float(np.nansum(steps))
+        dmax = float(np.nanmax(d))
+        rel = f" ({dmax / path:.0%} of the in-plane path)" if path > 0 else ""
+        parts.append(f"max distance off the plane {dmax:.3g}{rel}")
+    return "; ".join(parts) if parts else "no trajectory on this plane"

@@ -1,0 +1,236 @@
+"""The 3D loss surface (pyqtgraph.opengl), the only module that imports it.
+
+The scene is drawn in a fixed box: the plane's longer side spans [-1, 1] and heights
+span [0, ``HEIGHT``], whatever the loss values, so the camera never needs to chase the
+data. Items are created once; a new surface calls ``setData`` on them, and scrubbing the
+timeline moves only the marker (:meth:`SurfaceGLView.set_current`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from lossview.gui.surface_data import SurfaceScene
+
+#: height of the drawn surface relative to its half-width
+HEIGHT = 0.9
+#: lift of the path and basin outline above the surface, so they are not z-fighting it
+LIFT = 0.012
+CAMERA = {"distance": 4.9, "elevation": 30.0, "azimuth": -60.0}
+SURFACE_CMAP = "viridis"
+BASIN_COLOR = (1.0, 1.0, 1.0, 0.95)
+MARKER_COLOR = (1.0, 0.23, 0.19, 1.0)
+HALO = (0.0, 0.0, 0.0, 0.55)
+#: path colour from the first snapshot (white) to the last (orange)
+PATH_START = np.array([1.0, 1.0, 1.0, 1.0])
+PATH_END = np.array([1.0, 0.62, 0.1, 1.0])
+
+
+@functools.cache
+def gl_unavailable_reason() -> str | None:
+    """None if an OpenGL >= 2.1 desktop context can be made here, else why not.
+
+    Makes a throw-away context on an offscreen surface (pyqtgraph's glinfo recipe), so it
+    never shows a window. Needs a QGuiApplication.
+    """
+    try:
+        from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+    except ImportError as e:  # pragma: no cover - PySide6 is a dependency
+        return f"Qt OpenGL support missing ({e})"
+    if QGuiApplication.instance() is None:
+        return "no Qt application"
+    platform = QGuiApplication.platformName()
+    if platform in ("offscreen", "minimal"):
+        return f"the Qt platform '{platform}' has no OpenGL"
+    try:
+        import OpenGL.GL  # noqa: F401  (pyqtgraph.opengl needs PyOpenGL)
+    except Exception as e:  # noqa: BLE001 - any import failure means no 3D view
+        return f"PyOpenGL cannot be imported ({type(e).__name__}: {e})"
+    ctx = QOpenGLContext()
+    if not ctx.create():
+        return "no OpenGL context could be created"
+    surf = QOffscreenSurface()
+    surf.setFormat(ctx.format())
+    surf.create()
+    try:
+        if not surf.isValid() or not ctx.makeCurrent(surf):
+            return "an OpenGL context was created but cannot be made current"
+        fmt = ctx.format()
+        if ctx.isOpenGLES():
+            return "only OpenGL ES is available (pyqtgraph.opengl needs desktop OpenGL)"
+        if (fmt.majorVersion(), fmt.minorVersion()) < (2, 1):
+            return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} is too old (needs 2.1)"
+        ctx.doneCurrent()
+    finally:
+        surf.destroy()
+    return None
+
+
+def _overlay_options() -> dict:
+    """Alpha blending without depth test: drawn over the surface, in the given colour."""
+    from OpenGL import GL
+
+    return {GL.GL_DEPTH_TEST: False, GL.GL_BLEND: True, GL.GL_CULL_FACE: False,
+            "glBlendFuncSeparate": (GL.GL_SRC_ALPHA, GL.GL_ONE_MINUS_SRC_ALPHA,
+                                    GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)}
+
+
+def strip_to_segments(points: np.ndarray) -> np.ndarray:
+    """NaN-separated polylines -> vertex pairs for ``mode="lines"`` (GL has no NaN breaks)."""
+    p = np.asarray(points, dtype=np.float64)
+    if len(p) < 2:
+        return np.zeros((0, p.shape[1] if p.ndim == 2 else 3))
+    ok = np.isfinite(p).all(axis=1)
+    keep = ok[:-1] & ok[1:]
+    return np.stack([p[:-1][keep], p[1:][keep]], axis=1).reshape(-1, p.shape[1])
+
+
+def _colormap(name: str) -> pg.ColorMap:
+    return pg.colormap.get(name)
+
+
+class SurfaceGLView(QWidget):
+    """Rotatable 3D view of one :class:`SurfaceScene` with the path and a current marker."""
+
+    #: the user clicked near the path; carries the snapshot index (not emitted yet in 3D)
+    point_clicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        import pyqtgraph.opengl as gl
+
+        self._gl = gl
+        self.view = gl.GLViewWidget()
+        bg = pg.mkColor(pg.getConfigOption("background"))
+        self.view.setBackgroundColor(bg)
+        dark = bg.lightness() < 128
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.view)
+
+        self.floor = gl.GLGridItem(size=pg.Vector(2, 2, 1),
+                                   color=(255, 255, 255, 50) if dark else (0, 0, 0, 45))
+        self.floor.setSpacing(0.25, 0.25, 1)
+        self.surface = gl.GLSurfacePlotItem(shader="shaded", computeNormals=True, smooth=False,
+                                            glOptions="opaque")
+        self.basin = gl.GLLinePlotItem(mode="lines", width=2.5, color=BASIN_COLOR,
+                                       antialias=True, glOptions="translucent")
+        # the path and the marker are drawn over the surface (no depth test) so a ridge
+        # in front never hides where the optimizer is
+        over = _overlay_options()
+        # every overlay is drawn twice, a wide dark halo under a bright core, so it reads
+        # on any part of the colour map and on light or dark backgrounds
+        self.path_halo = gl.GLLinePlotItem(mode="line_strip", width=5.0, antialias=True,
+                                           color=HALO, glOptions=over)
+        self.path = gl.GLLinePlotItem(mode="line_strip", width=2.5, antialias=True,
+                                      glOptions=over)
+        self.drop = gl.GLLinePlotItem(mode="lines", width=1.5, color=(0.1, 0.1, 0.1, 0.7),
+                                      glOptions=over)
+        self.start_halo = gl.GLScatterPlotItem(size=12, color=HALO, pxMode=True,
+                                               glOptions=over)
+        self.start = gl.GLScatterPlotItem(size=8, color=(1, 1, 1, 1), pxMode=True,
+                                          glOptions=over)
+        self.marker_halo = gl.GLScatterPlotItem(size=20, color=(0, 0, 0, 0.8), pxMode=True,
+                                                glOptions=over)
+        self.marker = gl.GLScatterPlotItem(size=15, color=MARKER_COLOR, pxMode=True,
+                                           glOptions=over)
+        self._overlays = (self.path_halo, self.path, self.drop, self.start_halo, self.start,
+                          self.marker_halo, self.marker)
+        for depth, item in enumerate((self.floor, self.surface, self.basin) + self._overlays):
+            item.setDepthValue(depth)
+            self.view.addItem(item)
+        self.surface.setVisible(False)
+        self._scene: SurfaceScene | None = None
+        self._path_pos = np.zeros((0, 3), dtype=np.float32)
+        self._ab_scale = 1.0
+        self._ab_centre = np.zeros(2)
+        self._index = 0
+        self.reset_camera()
+
+    # -- geometry ----------------------------------------------------------------
+    def _xy(self, ab: np.ndarray) -> np.ndarray:
+        return (np.asarray(ab, dtype=np.float64) - self._ab_centre) * self._ab_scale
+
+    def reset_camera(self) -> None:
+        """Back to the default oblique view of the whole surface."""
+        self.view.opts["center"] = pg.Vector(0, 0, HEIGHT * 0.3)
+        self.view.setCameraPosition(**CAMERA)
+
+    def set_scene(self, scene: SurfaceScene) -> None:
+        """Draw a (possibly partial) surface, its basin outline and the lifted path."""
+        self._scene = scene
+        a, b = scene.alphas, scene.betas
+        self._ab_centre = np.array([(a[0] + a[-1]) / 2, (b[0] + b[-1]) / 2])
+        half = max(a[-1] - a[0], b[-1] - b[0]) / 2
+        self._ab_scale = 1.0 / half if half > 0 else 1.0
+        x = (a - self._ab_centre[0]) * self._ab_scale
+        y = (b - self._ab_centre[1]) * self._ab_scale
+        h = scene.scale.unit(scene.loss)
+        # per-vertex colours, flattened in the mesh's vertex order (x-major)
+        colors = _colormap(SURFACE_CMAP).map(h.ravel(), mode="float").astype(np.float32)
+        self.surface.setData(x=x, y=y, z=h * HEIGHT, colors=colors)
+        self.surface.setVisible(True)
+
+        if len(scene.basin):
+            ab = scene.basin
+            hz = self._height_at(ab)
+            pos = np.column_stack([self._xy(ab), hz * HEIGHT + LIFT])
+            self.basin.setData(pos=strip_to_segments(pos).astype(np.float32))
+            self.basin.setVisible(True)
+        else:
+            self.basin.setVisible(False)
+
+        n = scene.n_points
+        if n:
+            hz = scene.scale.unit(scene.traj_loss) * HEIGHT + LIFT
+            self._path_pos = np.column_stack([self._xy(scene.coords), hz]).astype(np.float32)
+            t = np.linspace(0.0, 1.0, n)[:, None]
+            col = ((1 - t) * PATH_START + t * PATH_END).astype(np.float32)
+            self.path.setData(pos=self._path_pos, color=col)
+            self.path_halo.setData(pos=self._path_pos)
+            self.start.setData(pos=self._path_pos[:1])
+            self.start_halo.setData(pos=self._path_pos[:1])
+            for item in self._overlays:
+                item.setVisible(True)
+            self.set_current(min(self._index, n - 1))
+        else:
+            for item in self._overlays:
+                item.setVisible(False)
+
+    def _height_at(self, ab: np.ndarray) -> np.ndarray:
+        """Unit height of the surface under (alpha, beta) points (bilinear on the grid)."""
+        from scipy.interpolate import RegularGridInterpolator
+
+        s = self._scene
+        assert s is not None
+        f = RegularGridInterpolator((s.alphas, s.betas), s.scale.unit(s.loss),
+                                    bounds_error=False, fill_value=None)
+        out = np.full(len(ab), np.nan)
+        ok = np.isfinite(ab).all(axis=1)
+        out[ok] = f(ab[ok])
+        return out
+
+    def set_current(self, index: int) -> None:
+        """Move the marker to snapshot ``index``; the only update made while scrubbing."""
+        self._index = int(index)
+        if not len(self._path_pos):
+            return
+        i = min(max(self._index, 0), len(self._path_pos) - 1)
+        p = self._path_pos[i]
+        self.marker.setData(pos=p[None, :])
+        self.marker_halo.setData(pos=p[None, :])
+        self.drop.setData(pos=np.array([[p[0], p[1], 0.0], p], dtype=np.float32))
+
+    def marker_position(self) -> np.ndarray | None:
+        """Where the marker is drawn (scene coordinates), for tests."""
+        return None if not len(self._path_pos) else self._path_pos[
+            min(max(self._index, 0), len(self._path_pos) - 1)].copy()
+
+    def grab_image(self):
+        """The rendered frame as a QImage (null if no GL context)."""
+        return self.view.grabFramebuffer()

@@ -1,0 +1,93 @@
+"""How faithful the plane is: true loss vs the surface's loss along the path, and the
+distance of each snapshot off the plane.
+
+A 2D plane through a high-dimensional trajectory can look convincing while the weights
+are far from it (Li et al. 2018; Antognini & Sohl-Dickstein 2018). This small plot puts
+the real loss beside the loss the surface shows at each projected point, with the
+distance off the plane on a second axis, and a one-line summary under it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from lossview.gui.surface_data import SurfaceScene, honesty_summary
+
+SURF_COLOR = "#2e9d4f"
+OFF_COLOR = "#e07b16"
+
+
+class HonestyPlot(QWidget):
+    """True vs surface loss per snapshot (left axis) and distance off the plane (right)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.setMenuEnabled(False)
+        self.plot.setMinimumHeight(150)
+        pi = self.plot.getPlotItem()
+        pi.setLabel("bottom", "step")
+        pi.setLabel("left", "loss")
+        pi.showAxis("right")
+        pi.getAxis("right").setLabel("off plane", color=OFF_COLOR)
+        bg = pg.mkColor(pg.getConfigOption("background"))
+        bg.setAlpha(200)
+        pi.addLegend(offset=(40, 2), labelTextSize="8pt", brush=bg, colCount=3,
+                     labelTextColor=pg.getConfigOption("foreground"))
+        fg = pg.getConfigOption("foreground")
+        self.true_curve = pi.plot(pen=pg.mkPen(fg, width=1.5), name="true loss",
+                                  connect="finite")
+        self.surf_curve = pi.plot(pen=pg.mkPen(SURF_COLOR, width=1.5,
+                                               style=pg.QtCore.Qt.PenStyle.DashLine),
+                                  name="loss on the plane", connect="finite")
+        self.off_box = pg.ViewBox()
+        pi.scene().addItem(self.off_box)
+        pi.getAxis("right").linkToView(self.off_box)
+        self.off_box.setXLink(pi)
+        self.off_curve = pg.PlotDataItem(pen=pg.mkPen(OFF_COLOR, width=1), connect="finite")
+        self.off_box.addItem(self.off_curve)
+        pi.getViewBox().sigResized.connect(self._sync_boxes)
+        # legend entry for the right-axis curve
+        pi.legend.addItem(self.off_curve, "distance off the plane")
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#ff3b30", width=1))
+        pi.addItem(self.cursor, ignoreBounds=True)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("font-size: 11px;")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.plot)
+        lay.addWidget(self.summary)
+        self._steps = np.zeros(0)
+        self.setToolTip(
+            "If the plane were faithful, the two loss curves would coincide and the "
+            "distance off the plane would stay near zero (Li et al. 2018)."
+        )
+
+    def _sync_boxes(self) -> None:
+        self.off_box.setGeometry(self.plot.getPlotItem().getViewBox().sceneBoundingRect())
+
+    def set_scene(self, scene: SurfaceScene, steps: np.ndarray, log: bool) -> None:
+        n = scene.n_points
+        steps = np.asarray(steps, dtype=np.float64)
+        self._steps = steps[:n] if len(steps) >= n else np.arange(n, dtype=np.float64)
+        x = self._steps
+        pi = self.plot.getPlotItem()
+        pi.setLogMode(y=log)
+        tl = scene.true_loss if not log else np.where(scene.true_loss > 0, scene.true_loss,
+                                                        np.nan)
+        sl = scene.traj_loss if not log else np.where(scene.traj_loss > 0, scene.traj_loss,
+                                                       np.nan)
+        self.true_curve.setData(x, tl)
+        self.surf_curve.setData(x, sl)
+        self.off_curve.setData(x, scene.off_plane)
+        self.off_box.enableAutoRange()
+        self.summary.setText(honesty_summary(scene))
+        self._sync_boxes()
+
+    def set_current(self, index: int) -> None:
+        if len(self._steps):
+            self.cursor.setValue(float(self._steps[min(max(index, 0), len(self._steps) - 1)]))

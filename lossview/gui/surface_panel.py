@@ -1,0 +1,429 @@
+"""Surface panel: the loss surface on a plane through the run, the path lifted onto it.
+
+The surface is computed by the core (:func:`lossview.core.surface.runsurface.surface_for_run`,
+cached there) in a :class:`~lossview.gui.workers.GeneratorWorker`: a coarse grid arrives
+first and is refined in place, with a progress bar and a Cancel button. The 3D view
+(pyqtgraph.opengl) is used where an OpenGL context can be made; the 2D contour view is
+used otherwise and is always one click away. Scrubbing the timeline moves only the
+current-point marker: the surface is never recomputed on scrub.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lossview.gui.surface_contour import SurfaceContourView
+from lossview.gui.surface_data import SurfaceScene, build_scene
+from lossview.gui.surface_honesty import HonestyPlot
+from lossview.gui.timeline import Timeline
+from lossview.gui.workers import GeneratorWorker
+
+#: (core plane name, label, tooltip)
+PLANES = (
+    ("pca", "PCA of the trajectory",
+     "The plane of the trajectory's first two principal components, through its last "
+     "snapshot (Li et al. 2018)."),
+    ("segment", "Post-plateau segment",
+     "PCA of the snapshots after the loss plateau only: the plane the weights wander in "
+     "once the loss is flat."),
+    ("random", "Random (filter-normalised)",
+     "Two random directions, each filter scaled to the norm of the weights' filter "
+     "(Li et al. 2018); the trajectory is projected onto them."),
+)
+RESOLUTIONS = (21, 41, 61)
+DEFAULT_STEPS = 41
+#: partial surfaces are redrawn at most this often (the final one always)
+PARTIAL_INTERVAL = 0.12
+
+NO_MODEL_HINT = (
+    "A loss surface needs the model and the data, which a folder of weights does not "
+    "hold. lossview's own runs name a built-in problem; for other folders, reopen with "
+    "<code>lossview open PATH --model FILE.py</code>, where FILE.py builds the model and "
+    "yields batches (see docs/surface.md)."
+)
+
+
+def _surface_for_run(*args: Any, **kwargs: Any):
+    # imported on first use: it pulls in torch
+    from lossview.core.surface.runsurface import surface_for_run
+
+    return surface_for_run(*args, **kwargs)
+
+
+class SurfacePanel(QWidget):
+    """Loss surface around the run with the trajectory, basin and current point.
+
+    Parameters
+    ----------
+    timeline : the shared :class:`Timeline`; the marker follows ``index_changed`` and a
+        click on the contour view writes back with ``set_index``.
+
+    Signals
+    -------
+    surface_ready() : the final surface of the current run and plane is drawn.
+    busy_changed(bool) : a computation started or ended.
+    """
+
+    surface_ready = Signal()
+    busy_changed = Signal(bool)
+
+    def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.timeline = timeline
+        self.run: Any = None
+        self.report: dict | None = None
+        self.model_file: str | None = None
+        self.surface: Any = None  # the last RunSurface drawn (partial or final)
+        self.scene: SurfaceScene | None = None
+        self._final = False
+        self._worker: GeneratorWorker | None = None
+        self._retired: list[GeneratorWorker] = []  # cancelled, possibly still stopping
+        self._last_partial = 0.0
+        self._gl_view = None
+        self._gl_reason: str | None = "not checked yet"
+        self._build_ui()
+        timeline.index_changed.connect(self._on_index)
+        self._show_message("Open a run to see its loss surface.")
+
+    # -- construction --------------------------------------------------------------
+    def _build_ui(self) -> None:
+        bar = QHBoxLayout()
+        bar.setContentsMargins(6, 2, 6, 2)
+        bar.setSpacing(6)
+        title = QLabel("<b>Loss surface</b>")
+        title.setToolTip("The loss on a 2D plane through weight space, with the training "
+                         "path projected onto it (Li et al. 2018).")
+        bar.addWidget(title)
+        self.plane_box = QComboBox()
+        for i, (key, label, tipt) in enumerate(PLANES):
+            self.plane_box.addItem(label, key)
+            self.plane_box.setItemData(i, tipt, Qt.ItemDataRole.ToolTipRole)
+        self.plane_box.setToolTip("Which plane to slice weight space with.")
+        self.plane_box.currentIndexChanged.connect(lambda _i: self.recompute())
+        bar.addWidget(self.plane_box)
+        self.res_box = QComboBox()
+        for n in RESOLUTIONS:
+            self.res_box.addItem(f"{n}×{n}", n)
+        self.res_box.setCurrentIndex(RESOLUTIONS.index(DEFAULT_STEPS))
+        self.res_box.setToolTip("Grid points per side (the loss is evaluated exactly at each).")
+        self.res_box.currentIndexChanged.connect(lambda _i: self.recompute())
+        bar.addWidget(self.res_box)
+        self.log_box = QCheckBox("log z")
+        self.log_box.setToolTip("Show log10 of the loss, so the flat basin and the walls "
+                                "are both visible.")
+        self.log_box.toggled.connect(self._redraw)
+        bar.addWidget(self.log_box)
+        self.view_button = QToolButton()
+        self.view_button.setCheckable(True)
+        self.view_button.setText("2D contour")
+        self.view_button.setToolTip("Switch between the 3D surface and a 2D contour map.")
+        self.view_button.toggled.connect(self._on_view_toggled)
+        bar.addWidget(self.view_button)
+        self.reset_button = QToolButton()
+        self.reset_button.setText("Reset view")
+        self.reset_button.setToolTip("Back to the default camera (3D) or the full plane (2D).")
+        self.reset_button.clicked.connect(self.reset_camera)
+        bar.addWidget(self.reset_button)
+        bar.addStretch(1)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("surface %p%")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop computing; what is already evaluated stays drawn.")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.compute_button = QPushButton("Compute")
+        self.compute_button.setToolTip("Compute the surface again (or finish a cancelled one).")
+        self.compute_button.clicked.connect(self.recompute)
+        for w in (self.progress, self.cancel_button, self.compute_button):
+            bar.addWidget(w)
+            w.setVisible(False)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setTextFormat(Qt.TextFormat.RichText)
+        self.message.setMargin(24)
+        self.contour = SurfaceContourView()
+        self.contour.point_clicked.connect(self.timeline.set_index)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.message)
+        self.stack.addWidget(self.contour)
+        self.honesty = HonestyPlot()
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.stack)
+        split.addWidget(self.honesty)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
+        split.setSizes([800, 190])
+        self.honesty.setMaximumHeight(260)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addLayout(bar)
+        lay.addWidget(split, 1)
+        lay.addWidget(self.status)
+
+    def _ensure_gl(self) -> bool:
+        """Create the 3D view on first need; False (with the reason kept) if impossible."""
+        if self._gl_view is not None:
+            return True
+        if self._gl_reason == "not checked yet":
+            from lossview.gui.surface_gl import gl_unavailable_reason
+
+            self._gl_reason = gl_unavailable_reason()
+        if self._gl_reason is not None:
+            self.view_button.setChecked(True)
+            self.view_button.setEnabled(False)
+            self.view_button.setToolTip(f"3D view unavailable: {self._gl_reason}. "
+                                        "Showing the 2D contour map.")
+            return False
+        from lossview.gui.surface_gl import SurfaceGLView
+
+        self._gl_view = SurfaceGLView()
+        self.stack.addWidget(self._gl_view)
+        if self.scene is not None:
+            self._gl_view.set_scene(self.scene)
+        return True
+
+    # -- public API ----------------------------------------------------------------
+    @property
+    def gl_view(self):
+        """The 3D view, or None where OpenGL is unavailable (see :attr:`gl_reason`)."""
+        self._ensure_gl()
+        return self._gl_view
+
+    @property
+    def gl_reason(self) -> str | None:
+        self._ensure_gl()
+        return self._gl_reason
+
+    def set_model_file(self, path: str | None) -> None:
+        """A user model file for foreign runs (``--model``); recomputes if a run is open."""
+        self.model_file = path
+        if self.run is not None:
+            self.recompute()
+
+    def set_run(self, run: Any, report: dict | None = None) -> None:
+        """Show ``run``: start computing its surface (a live, growing run waits)."""
+        same = run is not None and run is self.run
+        self.report = report
+        if same and self._final:
+            return  # a report update for the same run: the surface does not change
+        self._cancel_worker()
+        self.run = run
+        self.surface = None
+        self.scene = None
+        self._final = False
+        if run is None:
+            self._show_message("Open a run to see its loss surface.")
+            return
+        if run.spec.get("live"):
+            self._show_message("Training in progress: the loss surface is computed "
+                               "once the run has finished.")
+            return
+        if len(run) < 1:
+            self._show_message("This run has no snapshots, so there is no surface to show.")
+            return
+        self.recompute()
+
+    def is_busy(self) -> bool:
+        """True while a surface is being computed."""
+        return self._worker is not None
+
+    def current_plane(self) -> str:
+        return str(self.plane_box.currentData())
+
+    def set_plane(self, plane: str) -> None:
+        for i in range(self.plane_box.count()):
+            if self.plane_box.itemData(i) == plane:
+                self.plane_box.setCurrentIndex(i)
+                return
+        raise ValueError(f"unknown plane {plane!r}")
+
+    def set_contour(self, on: bool) -> None:
+        """Show the 2D contour view (True) or the 3D surface (False, if available)."""
+        self.view_button.setChecked(bool(on))
+        self._on_view_toggled(bool(on))
+
+    def showing_3d(self) -> bool:
+        return self._gl_view is not None and self.stack.currentWidget() is self._gl_view
+
+    def reset_camera(self) -> None:
+        if self.showing_3d():
+            self._gl_view.reset_camera()
+        else:
+            self.contour.reset_camera()
+
+    def recompute(self) -> None:
+        """(Re)start computing the surface of the current run on the chosen plane."""
+        if self.run is None or self.run.spec.get("live"):
+            return
+        self._cancel_worker()
+        self._final = False
+        run, plane, steps = self.run, self.current_plane(), int(self.res_box.currentData())
+        kwargs: dict[str, Any] = {"plane": plane, "steps": steps, "model_file": self.model_file}
+        start = self._plateau_index()
+        if plane == "segment" and start is not None:
+            kwargs["start_index"] = start
+        worker = GeneratorWorker(lambda: _surface_for_run(run, **kwargs), parent=self)
+        worker.progress.connect(self._on_progress)
+        worker.finished.connect(self._on_finished)
+        worker.errored.connect(self._on_error)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.done.connect(lambda w=worker: self._on_done(w))
+        self._worker = worker
+        self._last_partial = 0.0
+        self.progress.setValue(0)
+        self._set_busy_ui(True)
+        if self.scene is None:
+            self._show_message(f"Computing the loss surface on a {steps}×{steps} grid…")
+        self.status.setText("")
+        worker.start()
+        self.busy_changed.emit(True)
+
+    def cancel(self) -> None:
+        """Stop the computation; the part evaluated so far stays drawn."""
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def shutdown(self, msecs: int = 5000) -> None:
+        """Cancel and wait for the worker (call when the window closes)."""
+        for w in [self._worker, *self._retired]:
+            if w is not None:
+                w.cancel()
+                w.wait(msecs)
+        self._retired = []
+
+    # -- worker callbacks (GUI thread) ---------------------------------------------
+    def _on_progress(self, items: list) -> None:
+        if self.sender() is not self._worker or not items:
+            return
+        last = items[-1]
+        self.progress.setValue(int(1000 * float(getattr(last, "fraction", 0.0))))
+        partial = getattr(last, "partial", None)
+        now = time.monotonic()
+        if partial is not None and now - self._last_partial >= PARTIAL_INTERVAL:
+            self._last_partial = now
+            self._draw(partial)
+
+    def _on_finished(self, surface: Any) -> None:
+        if self.sender() is not self._worker:
+            return
+        self._final = True
+        self.progress.setValue(1000)
+        self._draw(surface)
+        self.status.setText("")
+
+    def _on_error(self, message: str) -> None:
+        if self.sender() is not self._worker:
+            return
+        hint = "" if self.run is None or self.run.spec.get("problem") else NO_MODEL_HINT
+        if self.scene is None:
+            self._show_message(f"<b>Cannot compute the loss surface:</b> {_html(message)}"
+                               + (f"<br><br>{hint}" if hint else ""))
+        self.status.setText(f"Surface: {message}")
+
+    def _on_cancelled(self) -> None:
+        if self.sender() is not self._worker:
+            return
+        if self.scene is None:
+            self._show_message("Surface computation cancelled. Press Compute to start again.")
+        self.status.setText("Cancelled: showing the part of the grid evaluated so far.")
+
+    def _on_done(self, worker: GeneratorWorker) -> None:
+        if worker is not self._worker:
+            return
+        self._worker = None
+        self._set_busy_ui(False)
+        self.busy_changed.emit(False)
+        if self._final:
+            self.surface_ready.emit()
+
+    # -- drawing -------------------------------------------------------------------
+    def _draw(self, surface: Any) -> None:
+        self.surface = surface
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self.surface is None:
+            return
+        self.scene = build_scene(self.surface, self.log_box.isChecked())
+        self.contour.set_scene(self.scene)
+        if self._ensure_gl():
+            self._gl_view.set_scene(self.scene)
+        steps = self.run.steps if self.run is not None else np.arange(self.scene.n_points)
+        self.honesty.set_scene(self.scene, steps, self.log_box.isChecked())
+        self._on_index(self.timeline.index)
+        self._show_view()
+
+    def _on_index(self, index: int) -> None:
+        """Timeline moved: only the markers move."""
+        self.contour.set_current(index)
+        if self._gl_view is not None:
+            self._gl_view.set_current(index)
+        self.honesty.set_current(index)
+
+    def _show_message(self, html: str) -> None:
+        self.message.setText(html)
+        self.stack.setCurrentWidget(self.message)
+
+    def _show_view(self) -> None:
+        if self.scene is None:
+            return
+        if not self.view_button.isChecked() and self._ensure_gl():
+            self.stack.setCurrentWidget(self._gl_view)
+        else:
+            self.stack.setCurrentWidget(self.contour)
+
+    def _on_view_toggled(self, contour: bool) -> None:
+        self.view_button.setText("3D surface" if contour else "2D contour")
+        self._show_view()
+
+    def _set_busy_ui(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.compute_button.setVisible(not busy and self.run is not None and not self._final)
+
+    def _cancel_worker(self) -> None:
+        w = self._worker
+        if w is not None:
+            # its late signals are ignored (sender check); done() of the old worker
+            # no longer matches self._worker
+            w.cancel()
+            self._retired = [r for r in self._retired if r.is_running()] + [w]
+            self._worker = None
+            self._set_busy_ui(False)
+            self.busy_changed.emit(False)
+
+    def _plateau_index(self) -> int | None:
+        rep = self.report or {}
+        step = (rep.get("plateau") or {}).get("step")
+        if step is None or self.run is None:
+            return None
+        return int(self.run.index_of_step(int(step)))
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
