@@ -1,0 +1,1 @@
+"""Built-in problems, the trainer (a cancellable generator) and the Recorder."""
