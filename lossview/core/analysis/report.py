@@ -1,33 +1,137 @@
-"""``lossview analyze``: every analysis of a Run gathered under the keys of DESIGN.md."""
+"""``lossview analyze``: every analysis of a Run gathered under the keys of DESIGN.md.
+
+:func:`analyze_steps` is the generator the GUI runs in a worker (yields ``(fraction,
+label)``, returns the report); :func:`analyze` drives it. Every value is JSON-ready: NaN
+and infinities become None, and an analysis that cannot run says why under ``reason``.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Generator
 from typing import Any
 
+import numpy as np
+
+from lossview.core.analysis.diagnosis import diagnose
+from lossview.core.analysis.diffusion import diffusion
 from lossview.core.analysis.distances import distances
+from lossview.core.analysis.divergence import divergence
+from lossview.core.analysis.gradient import gradient_behaviour
+from lossview.core.analysis.gram import gram_steps, subsample
+from lossview.core.analysis.pca import pca_from_gram
+from lossview.core.analysis.permutation import permutation_report
+from lossview.core.analysis.plateau import find_plateau, weight_motion
+from lossview.core.analysis.stationarity import stationarity
 from lossview.core.run import Run
 
+LOSS_NAMES = ("loss", "train_loss", "loss_train", "train/loss", "training_loss")
+#: Most snapshots entering the Gram matrix (evenly subsampled beyond).
+MAX_GRAM_SNAPSHOTS = 2000
+#: Most snapshots aligned by weight matching.
+MAX_PERMUTATION_SNAPSHOTS = 50
+#: Fewest snapshots in the post-plateau segment for it to be analysed on its own.
+MIN_SEGMENT = 8
 
-def analyze(run: Run, model_file: str | None = None) -> dict[str, Any]:
-    """The JSON-ready report of a run. Keys not computed yet are present as None."""
+
+def jsonable(x: Any) -> Any:
+    """Plain Python types with NaN/inf replaced by None (strict JSON)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def _null(reason: str, **keys: Any) -> dict:
+    return {**keys, "reason": reason}
+
+
+def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[float, str], None, dict]:
+    """Compute the report, yielding ``(fraction done, what)``; returns the report.
+
+    ``model_file`` is accepted for the CLI's ``--model`` (analyses that need the model, such
+    as sharpness, live in ``lossview.core.surface``); the weight-space analyses here use
+    the snapshots and logged metrics only.
+    """
+    n = len(run)
+    yield 0.0, "distances"
     d = distances(run)
-    return {
+    report: dict[str, Any] = {
         "format": run.format,
         "path": str(run.path),
         "name": run.name,
-        "n_checkpoints": len(run),
+        "n_checkpoints": n,
         "steps": run.steps.tolist(),
         "n_params": run.n_params,
         "buffers": run.buffer_names,
         "warnings": run.warnings,
         "metrics": {k: s.to_json() for k, s in run.metrics.items()},
         "distance": d.to_json(),
-        "pca": None,
-        "plateau": None,
-        "diffusion": None,
-        "divergence": None,
-        "diagnosis": [],
     }
+    report["divergence"] = divergence(run, d.nonfinite)
+    loss = run.metric(*LOSS_NAMES)
+    plateau = find_plateau(loss)
+    if plateau.get("step") is not None and n >= 2:
+        plateau["weights"] = weight_motion(run.steps, d.from_init, d.to_final, d.step_length,
+                                           plateau["step"])
+    report["plateau"] = plateau
+
+    finite = [i for i in range(n) if i not in set(d.nonfinite)]
+    idx = [finite[j] for j in subsample(len(finite), MAX_GRAM_SNAPSHOTS)]
+    gram = None
+    if len(idx) >= 3:
+        gen = gram_steps(run, idx)
+        while True:
+            try:
+                f = next(gen)
+            except StopIteration as e:
+                gram = e.value
+                break
+            yield 0.1 + 0.6 * f, "Gram matrix"
+    if gram is None or len(gram) < 3:
+        why = f"needs at least 3 snapshots with finite weights, the run has {len(finite)}"
+        report["pca"] = _null(why, explained_variance_ratio=None, random_walk_similarity=None, coords=None)
+        report["diffusion"] = _null(why, exponent=None)
+        report["stationarity"] = _null(why, verdict=None, statistic=None)
+    else:
+        yield 0.7, "PCA"
+        report["pca"] = pca_from_gram(gram, k=10).to_json()
+        start = plateau.get("step")
+        if start is not None and np.sum(gram.steps >= start) < MIN_SEGMENT:
+            start = None
+        segment = "after plateau" if start is not None else "whole run"
+        report["diffusion"] = {**diffusion(gram, start), "segment": segment}
+        report["stationarity"] = {**stationarity(gram, start, loss), "segment": segment}
+    report["gradient"] = gradient_behaviour(run, plateau.get("step"))
+    yield 0.8, "weight matching"
+    pidx = [finite[j] for j in subsample(len(finite), MAX_PERMUTATION_SNAPSHOTS)]
+    report["permutation"] = permutation_report(run, pidx)
+    report["diagnosis"] = diagnose(report, run.spec)
+    yield 1.0, "done"
+    return jsonable(report)
+
+
+def analyze(run: Run, model_file: str | None = None) -> dict[str, Any]:
+    """The JSON-ready report of a run (see DESIGN.md and docs/analysis.md for the keys)."""
+    gen = analyze_steps(run, model_file)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as e:
+            return e.value
+
+
+def _fmt(x: Any, spec: str = ".4g") -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def format_text(report: dict[str, Any]) -> str:
@@ -47,6 +151,36 @@ def format_text(report: dict[str, Any]) -> str:
         )
     if d["nonfinite_snapshots"]:
         lines.append(f"non-finite weights in {len(d['nonfinite_snapshots'])} snapshot(s)")
+    p = report.get("plateau") or {}
+    lines.append("plateau: " + (f"step {p['step']:,}" if p.get("step") is not None
+                                else f"none ({p.get('reason', 'n/a')})"))
+    pca = report.get("pca") or {}
+    ev = pca.get("explained_variance_ratio")
+    if ev:
+        lines.append("pca: explained variance " + ", ".join(f"{v:.3f}" for v in ev[:4])
+                     + f"; random-walk similarity {_fmt(pca.get('random_walk_similarity'), '.2f')}")
+    df = report.get("diffusion") or {}
+    if "exponent" in df:
+        lines.append(f"diffusion: MSD exponent {_fmt(df.get('exponent'), '.2f')}"
+                     + (f" ({df['segment']})" if df.get("segment") else ""))
+    st = report.get("stationarity") or {}
+    if st.get("verdict"):
+        lines.append(f"stationarity: {st['verdict']} (score {st['statistic']:.2f})")
+    g = report.get("gradient") or {}
+    if g.get("verdict"):
+        lines.append(f"gradient norm: {g['verdict']} ({_fmt(g.get('post_over_early'), '.0%')} of early)")
+    dv = report.get("divergence") or {}
+    if dv.get("step") is not None:
+        lines.append(f"divergence: step {dv['step']:,}")
+    perm = report.get("permutation") or {}
+    if perm.get("aligned_to_final"):
+        lines.append(f"permutation: first snapshot {_fmt(perm['raw_to_final'][0])} raw, "
+                     f"{_fmt(perm['aligned_to_final'][0])} aligned to the final one")
+    elif perm.get("reason"):
+        lines.append(f"permutation: n/a ({perm['reason']})")
+    if report.get("diagnosis"):
+        lines.append("")
+        lines.append("diagnosis:")
     for s in report.get("diagnosis") or []:
         lines.append(f"- {s}")
     return "\n".join(lines) + "\n"

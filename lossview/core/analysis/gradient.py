@@ -1,0 +1,51 @@
+"""Does the gradient norm vanish once the loss is flat, or level off (Zhang et al. 2021)?
+
+``early`` = median of the first 10% of the logged gradient norms; ``post`` = mean after the
+plateau (the last quarter of the run when there is none). Verdict:
+
+* ``"vanishes"``: post / early < 0.02;
+* ``"still falling"``: within the post segment, mean of its last quarter / mean of its first
+  quarter < 0.5;
+* ``"levels off"``: otherwise: the loss converged without the weights reaching a
+  stationary point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lossview.core.run import Run
+
+NAMES = ("grad_norm", "gradient_norm", "gradnorm", "grad_norm_full")
+VANISH = 0.02
+FALLING = 0.5
+
+
+def gradient_behaviour(run: Run, plateau_step: int | None) -> dict:
+    s = run.metric(*NAMES)
+    if s is None:
+        return {"verdict": None, "reason": "no gradient norm was logged (metric 'grad_norm')"}
+    ok = np.isfinite(s.values)
+    steps, g = s.steps[ok], s.values[ok]
+    n = len(g)
+    if n < 8:
+        return {"verdict": None, "reason": f"needs at least 8 finite gradient norms, has {n}"}
+    early = float(np.median(g[: max(n // 10, 1)]))
+    if plateau_step is not None and np.sum(steps >= plateau_step) >= 4:
+        post = g[steps >= plateau_step]
+        seg = "after the plateau"
+    else:
+        post = g[-max(n // 4, 4):]
+        seg = "last quarter of the run"
+    q = max(len(post) // 4, 1)
+    trend = float(post[-q:].mean() / post[:q].mean()) if post[:q].mean() > 0 else None
+    ratio = float(post.mean() / early) if early > 0 else None
+    if ratio is not None and ratio < VANISH:
+        verdict = "vanishes"
+    elif trend is not None and trend < FALLING:
+        verdict = "still falling"
+    else:
+        verdict = "levels off"
+    return {"verdict": verdict, "metric": next(k for k in NAMES if run.metrics.get(k) is s),
+            "early": early, "post_mean": float(post.mean()), "post_over_early": ratio,
+            "post_trend": trend, "segment": seg}

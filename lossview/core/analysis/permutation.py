@@ -1,0 +1,230 @@
+"""Distance modulo neuron permutations: Git Re-Basin weight matching (Ainsworth et al. 2022).
+
+Hidden units of a chain of Linear / Conv layers can be relabelled without changing the
+function: permuting the outputs of layer l (rows of W_l, b_l, its BatchNorm parameters and
+running statistics) and the inputs of layer l+1 (columns of W_{l+1}). Weight matching looks
+for the relabelling pi of network B closest to network A,
+``min_pi ||theta_A - pi(theta_B)||``, by coordinate descent: for each hidden layer in turn
+(random order every sweep) solve the linear assignment
+
+    pi_l = argmax_P  < S_l, P >,   S_l = W_l^A (W_l^B[:, pi_{l-1}])^T + b_l^A b_l^B^T
+                                        + (W_{l+1}^A)^T W_{l+1}^B[pi_{l+1}, :]
+
+(plus BatchNorm vectors), with ``scipy.optimize.linear_sum_assignment``, until a full sweep
+improves no layer. The layer chain is inferred from state-dict names and shapes; anything
+it cannot prove sequential gets ``None`` and a reason instead of a wrong number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from lossview.core.io.naming import natural_key
+from lossview.core.run import Run
+
+NORM_STATS = ("running_mean", "running_var")
+MAX_SWEEPS = 100
+
+
+@dataclass
+class Layer:
+    prefix: str
+    weight: str
+    bias: str | None
+    out: int
+    inp: int
+    #: names of 1-D tensors permuted with this layer's outputs (norm weight/bias/stats)
+    vectors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Layout:
+    """A chain of layers; ``flatten[l]`` is how many input columns of layer l+1 belong to
+    one output unit of layer l (1, or h*w when a Conv feeds a Linear through flatten)."""
+
+    layers: list[Layer]
+    flatten: list[int]
+
+    @property
+    def hidden_sizes(self) -> list[int]:
+        return [layer.out for layer in self.layers[:-1]]
+
+
+class NotInferable(ValueError):
+    """The state dict is not a chain of Linear/Conv layers this module can permute."""
+
+
+def infer_layout(shapes: dict[str, tuple[int, ...]], buffers: list[str] = ()) -> Layout:
+    """Infer the layer chain from parameter names and shapes (raises :class:`NotInferable`)."""
+    modules: dict[str, dict[str, tuple[int, ...]]] = {}
+    for name, shape in shapes.items():
+        prefix, _, leaf = name.rpartition(".")
+        modules.setdefault(prefix, {})[leaf] = tuple(shape)
+    items: list[tuple[str, dict]] = sorted(modules.items(), key=lambda kv: natural_key(kv[0]))
+    layers: list[Layer] = []
+    for prefix, leaves in items:
+        extra = set(leaves) - {"weight", "bias"}
+        if extra or "weight" not in leaves:
+            raise NotInferable(f"'{prefix or '(top level)'}' holds {sorted(leaves)}: not a Linear, Conv or norm layer")
+        w = leaves["weight"]
+        full = (prefix + "." if prefix else "")
+        bias = full + "bias" if "bias" in leaves else None
+        if bias is not None and leaves["bias"] != (w[0],):
+            raise NotInferable(f"'{bias}' has shape {list(leaves['bias'])}, expected [{w[0]}]")
+        if len(w) >= 2:
+            layers.append(Layer(prefix, full + "weight", bias, int(w[0]), int(w[1])))
+        elif len(w) == 1:
+            if not layers or layers[-1].out != w[0]:
+                raise NotInferable(f"norm layer '{prefix}' of size {w[0]} follows no layer with {w[0]} outputs")
+            layers[-1].vectors += [full + "weight"] + ([bias] if bias else [])
+            layers[-1].vectors += [full + s for s in NORM_STATS if full + s in set(buffers)]
+        else:
+            raise NotInferable(f"'{full}weight' is a scalar")
+    if len(layers) < 2:
+        raise NotInferable("no hidden layer to permute (fewer than two Linear/Conv layers)")
+    flatten = []
+    for a, b in zip(layers, layers[1:]):
+        if b.inp == a.out:
+            flatten.append(1)
+        elif shapes[a.weight].__len__() > 2 and len(shapes[b.weight]) == 2 and b.inp % a.out == 0:
+            flatten.append(b.inp // a.out)
+        else:
+            raise NotInferable(
+                f"'{a.prefix}' ({a.out} outputs) does not feed '{b.prefix}' ({b.inp} inputs): "
+                "residual or non-sequential architecture")
+    return Layout(layers, flatten)
+
+
+def layout_of(run: Run) -> Layout:
+    return infer_layout(run.param_shapes, run.buffer_names)
+
+
+# -- applying permutations -------------------------------------------------------------
+def _take_in(w: np.ndarray, perm: np.ndarray, f: int) -> np.ndarray:
+    """Permute the input axis (1) of ``w`` in groups of ``f`` columns."""
+    if f == 1:
+        return w[:, perm]
+    o = w.shape[0]
+    return w.reshape(o, -1, f)[:, perm].reshape(w.shape)
+
+
+def apply_permutation(params: dict[str, np.ndarray], layout: Layout,
+                      perms: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """``pi(params)``: unit ``perms[l][i]`` of hidden layer l becomes unit i (same function)."""
+    out = dict(params)
+    for l, layer in enumerate(layout.layers):
+        if l < len(perms):
+            p = perms[l]
+            out[layer.weight] = out[layer.weight][p]
+            for n in ([layer.bias] if layer.bias else []) + layer.vectors:
+                if n in out:
+                    out[n] = out[n][p]
+        if l > 0:
+            out[layer.weight] = _take_in(out[layer.weight], perms[l - 1], layout.flatten[l - 1])
+    return out
+
+
+def _unit_rows(params: dict[str, np.ndarray], layout: Layout, l: int,
+               perms: list[np.ndarray]) -> np.ndarray:
+    """All weights attached to the units of hidden layer l, one row per unit, with the
+    neighbouring permutations applied (layer l's own one left out)."""
+    layer, nxt = layout.layers[l], layout.layers[l + 1]
+    w = params[layer.weight]
+    if l > 0:
+        w = _take_in(w, perms[l - 1], layout.flatten[l - 1])
+    parts = [w.reshape(layer.out, -1)]
+    parts += [params[n].reshape(layer.out, 1) for n in ([layer.bias] if layer.bias else []) + layer.vectors
+              if n in params]
+    w2 = params[nxt.weight]
+    if l + 1 < len(perms):
+        w2 = w2[perms[l + 1]]
+    f = layout.flatten[l]
+    w2 = w2.reshape(w2.shape[0], layer.out, f, -1).transpose(1, 0, 2, 3).reshape(layer.out, -1)
+    parts.append(w2)
+    return np.concatenate(parts, axis=1)
+
+
+def weight_matching(ref: dict[str, np.ndarray], other: dict[str, np.ndarray], layout: Layout,
+                    max_sweeps: int = MAX_SWEEPS, seed: int = 0) -> tuple[list[np.ndarray], list[float]]:
+    """Permutations bringing ``other`` closest to ``ref`` and the distance after each sweep
+    (first entry: before matching). Only the tensors in ``layout`` are compared."""
+    rng = np.random.default_rng(seed)
+    n_hidden = len(layout.layers) - 1
+    perms = [np.arange(layer.out) for layer in layout.layers[:-1]]
+    names = [n for layer in layout.layers for n in [layer.weight, layer.bias, *layer.vectors] if n]
+    names = [n for n in names if n in ref and n in other]
+    ref = {n: np.asarray(ref[n], dtype=np.float64) for n in names}
+    other = {n: np.asarray(other[n], dtype=np.float64) for n in names}
+
+    def dist() -> float:
+        b = apply_permutation(other, layout, perms)
+        return float(np.sqrt(sum(np.sum((ref[n] - b[n]) ** 2) for n in ref)))
+
+    history = [dist()]
+    for _ in range(max_sweeps):
+        improved = False
+        for l in rng.permutation(n_hidden):
+            a = _unit_rows(ref, layout, l, [np.arange(len(p)) for p in perms])
+            b = _unit_rows(other, layout, l, perms)
+            s = a @ b.T
+            _, col = linear_sum_assignment(s, maximize=True)
+            old = s[np.arange(len(col)), perms[l]].sum()
+            new = s[np.arange(len(col)), col].sum()
+            if new > old + 1e-12 * max(abs(old), 1.0):
+                perms[l] = col
+                improved = True
+        history.append(dist())
+        if not improved:
+            break
+    return perms, history
+
+
+def random_permutations(layout: Layout, rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.permutation(n) for n in layout.hidden_sizes]
+
+
+def permutation_report(run: Run, indices: list[int], n_baseline: int = 8) -> dict:
+    """Raw and aligned distance of each snapshot in ``indices`` to the last snapshot, and
+    the distance from the last snapshot to randomly permuted copies of itself."""
+    try:
+        layout = layout_of(run)
+    except NotInferable as e:
+        return {"raw_to_final": None, "aligned_to_final": None, "reason": str(e)}
+    if len(run) < 2:
+        return {"raw_to_final": None, "aligned_to_final": None,
+                "reason": "needs at least two snapshots"}
+    last = len(run) - 1
+    final = run.params(last)
+    if not all(np.isfinite(v).all() for v in final.values()):
+        return {"raw_to_final": None, "aligned_to_final": None,
+                "reason": "the last snapshot has non-finite weights"}
+    raw, aligned, sweeps = [], [], []
+    for i in indices:
+        p = run.params(int(i))
+        if not all(np.isfinite(v).all() for v in p.values()):
+            raw.append(None), aligned.append(None), sweeps.append(0)
+            continue
+        perms, hist = weight_matching(final, p, layout)
+        raw.append(hist[0])
+        aligned.append(hist[-1])
+        sweeps.append(len(hist) - 1)
+    rng = np.random.default_rng(0)
+    base = []
+    for _ in range(n_baseline):
+        q = apply_permutation(final, layout, random_permutations(layout, rng))
+        base.append(float(np.sqrt(sum(np.sum((np.asarray(final[n], float) - np.asarray(q[n], float)) ** 2)
+                                      for n in run.param_names))))
+    return {
+        "indices": [int(i) for i in indices],
+        "steps": [int(run.steps[i]) for i in indices],
+        "raw_to_final": raw,
+        "aligned_to_final": aligned,
+        "sweeps": sweeps,
+        "baseline_random_permutation": {"mean": float(np.mean(base)), "std": float(np.std(base)),
+                                        "n": n_baseline},
+        "hidden_sizes": layout.hidden_sizes,
+        "layers": [layer.prefix for layer in layout.layers],
+    }

@@ -1,0 +1,90 @@
+"""Where the loss stopped improving beyond its own noise, robust to mini-batch noise.
+
+Rule (documented in docs/analysis.md):
+
+1. smooth the finite loss with a running median of ``w`` points (odd, about n/25, 5..201);
+2. final level ``L_f`` = median of the last ``max(w, n/10)`` raw values;
+3. noise ``sigma`` = 1.4826 * MAD of (raw - smoothed) over the last quarter; the running
+   median of ``w`` points then scatters by ``s_w = 1.2533 sigma / sqrt(w)`` and the final
+   level by ``s_f = 1.2533 sigma / sqrt(n_f)`` (``n_f`` values in it);
+4. band = max(z * sqrt(s_w^2 + s_f^2), 1% of the total decrease of the smoothed loss),
+   ``z = 2 + sqrt(2 ln(n / w))``: the expected maximum of ``n / w`` independent smoothed
+   values plus two standard deviations, so that noise alone rarely leaves the band;
+5. plateau = the first logged step from which the smoothed loss stays within
+   ``L_f +- band`` to the end. A plateau shorter than two smoothing windows means the loss
+   is still improving: no plateau.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from lossview.core.run import MetricSeries
+
+MIN_POINTS = 10
+REL_DECREASE = 0.01
+
+
+def _window(n: int) -> int:
+    w = int(np.clip(n // 25, 5, 201))
+    return w if w % 2 else w + 1
+
+
+def find_plateau(loss: MetricSeries | None) -> dict:
+    """``{"step": int | None, "level", "band", "noise", ...}`` for a loss series."""
+    if loss is None or len(loss) == 0:
+        return {"step": None, "reason": "no loss was logged"}
+    ok = np.isfinite(loss.values)
+    if not ok.all():
+        first_bad = int(np.argmin(ok))
+        ok[first_bad:] = False  # only the part before the first non-finite value
+    steps, vals = loss.steps[ok], loss.values[ok]
+    n = len(vals)
+    if n < MIN_POINTS:
+        return {"step": None, "reason": f"needs at least {MIN_POINTS} finite loss values, has {n}"}
+    w = min(_window(n), n if n % 2 else n - 1)
+    smooth = median_filter(vals, size=w, mode="reflect")
+    n_f = max(w, n // 10)
+    level = float(np.median(vals[-n_f:]))
+    tail = slice(n - max(n // 4, w), n)
+    noise = float(1.4826 * np.median(np.abs((vals - smooth)[tail] - np.median((vals - smooth)[tail]))))
+    decrease = float(max(smooth.max() - level, 0.0))
+    z = 2.0 + np.sqrt(2.0 * np.log(max(n / w, 1.0)))
+    band = max(z * 1.2533 * noise * np.sqrt(1.0 / w + 1.0 / n_f), REL_DECREASE * decrease,
+               1e-12 * abs(level))
+    outside = np.abs(smooth - level) > band
+    p = int(np.flatnonzero(outside)[-1]) + 1 if outside.any() else 0
+    out = {"level": level, "band": band, "noise": noise, "smoothing_window": w,
+           "relative_band": band / abs(level) if level != 0 else None,
+           "total_decrease": decrease}
+    if p >= n - 2 * w:
+        return {"step": None, **out, "reason": "the loss is still improving at the end of the run"}
+    post = vals[p:]
+    q = max(len(post) // 4, 1)
+    return {"step": int(steps[p]), **out,
+            "flat_from_start": p == 0,
+            "post_mean": float(post.mean()),
+            "post_change": float(np.median(post[-q:]) - np.median(post[:q])),
+            "n_points_after": int(n - p)}
+
+
+def weight_motion(steps: np.ndarray, from_init: np.ndarray, to_final: np.ndarray,
+                  step_length: np.ndarray, plateau_step: int) -> dict:
+    """How far the weights moved after the plateau relative to before it."""
+    i = int(np.searchsorted(steps, plateau_step, side="left"))
+    if i >= len(steps):
+        return {"snapshot_index": None, "reason": "no snapshot after the plateau"}
+    total = float(from_init[-1])
+    after = float(to_final[i])
+    return {
+        "snapshot_index": i,
+        "snapshot_step": int(steps[i]),
+        "net_before": float(from_init[i]),
+        "net_after": after,
+        "path_before": float(np.sum(step_length[1:i + 1])),
+        "path_after": float(np.sum(step_length[i + 1:])),
+        "after_over_total_displacement": after / total if total > 0 else None,
+        "after_over_before": after / float(from_init[i]) if from_init[i] > 0 else None,
+        "n_snapshots_after": int(len(steps) - i),
+    }
