@@ -1,0 +1,298 @@
+"""Exact batched loss evaluation at many points of a plane in weight space.
+
+A point ``(a, b)`` stands for the weights ``center + a * d1 + b * d2``. Many points are
+evaluated in one pass with :func:`torch.func.functional_call` under :func:`torch.vmap`,
+in chunks sized to a memory budget (torch's own threads do the rest).
+
+Exact algebra (the fast path). When the model is a chain (:class:`torch.nn.Sequential`)
+whose first layer with parameters is a ``Linear`` or ``Conv1d/2d/3d``, that layer's output
+is linear in its weights::
+
+    X (W0 + a D1 + b D2)^T + (b0 + a e1 + b e2) = Z0 + a Z1 + b Z2
+
+so ``Z0, Z1, Z2`` are computed once per batch (3 products instead of one per point) and
+only the rest of the chain runs per point. Parameter-free modules before that layer
+(``Flatten``...) are applied to the inputs once. Any other model takes the generic path.
+Both give the same numbers up to float rounding (tests/core/surface/test_grid.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from lossview.core.errors import LossviewError
+from lossview.core.surface.fastpath import MLPTail, loss_kind, mlp_tail, per_point_loss
+
+Batch = tuple[Any, torch.Tensor]
+DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per chunk, at most
+CACHE_BLOCK = 4 * 2**20  # target bytes of the widest activation block of a chunk
+
+_LINEAR_FIRST = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def as_batches(data: Any) -> list[Batch]:
+    """``(inputs, targets)`` or an iterable of such pairs, as a list of batches.
+
+    A pair whose first element is a tensor and whose second is a tensor of the same
+    length is one batch; anything else is read as an iterable of batches.
+    """
+    if (isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0])
+            and torch.is_tensor(data[1]) and len(data[0]) == len(data[1])):
+        return [(data[0], data[1])]
+    try:
+        batches = [tuple(b) for b in data]
+    except TypeError:
+        raise LossviewError("data must be (inputs, targets) or an iterable of such batches") from None
+    if not batches or any(len(b) != 2 for b in batches):
+        raise LossviewError("data must be (inputs, targets) or a non-empty iterable of such pairs")
+    return [(x, y) for x, y in batches]
+
+
+def batch_size(x: Any) -> int:
+    if torch.is_tensor(x):
+        return int(x.shape[0])
+    if isinstance(x, (tuple, list)) and x:
+        return batch_size(x[0])
+    if isinstance(x, Mapping) and x:
+        return batch_size(next(iter(x.values())))
+    raise LossviewError(f"cannot tell the batch size of inputs of type {type(x).__name__}")
+
+
+class eval_mode:
+    """Context: ``module.eval()`` (or ``.train()``) inside, the previous flags restored after."""
+
+    def __init__(self, module: nn.Module, train: bool = False) -> None:
+        self.module, self.train = module, train
+
+    def __enter__(self) -> nn.Module:
+        self._flags = [(m, m.training) for m in self.module.modules()]
+        self.module.train(self.train)
+        return self.module
+
+    def __exit__(self, *exc: Any) -> None:
+        for m, flag in self._flags:
+            m.training = flag
+
+
+def _first_linear(model: nn.Module) -> int | None:
+    """Index of the Sequential's first module with parameters, if it is Linear/Conv."""
+    if type(model) is not nn.Sequential:
+        return None
+    for i, m in enumerate(model):
+        has_state = any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+        if not has_state:
+            if isinstance(m, (nn.Dropout, nn.Flatten, nn.Identity, nn.Unflatten)):
+                continue
+            return None
+        if type(m) in _LINEAR_FIRST and not any(True for _ in m.buffers()):
+            return i
+        return None
+    return None
+
+
+class PlaneEvaluator:
+    """Loss at points of the plane ``center + a d1 + b d2`` (``d2`` None for a line).
+
+    Parameters
+    ----------
+    model : its parameters are never modified; it is put in eval mode (train mode with
+        ``train=True``) only during :meth:`losses` and restored after.
+    loss_fn : ``loss_fn(outputs, targets)`` returning the mean loss of a batch.
+    data : ``(inputs, targets)`` or an iterable of batches; the loss is the mean over all
+        samples (batch means weighted by batch size).
+    center, d1, d2 : name -> tensor for every parameter of ``model`` (missing directions
+        count as zero). ``center`` defaults to the model's current parameters.
+    buffers : name -> tensor (BatchNorm running statistics); default the model's own.
+    memory_budget : bytes of activations allowed per chunk of points.
+    fast : allow the first-layer fast path (False forces the generic path).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, data: Any,
+                 center: Mapping[str, torch.Tensor] | None = None,
+                 d1: Mapping[str, torch.Tensor] | None = None,
+                 d2: Mapping[str, torch.Tensor] | None = None,
+                 buffers: Mapping[str, torch.Tensor] | None = None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, fast: bool = True,
+                 train: bool = False) -> None:
+        self.model, self.loss_fn = model, loss_fn
+        self.batches = as_batches(data)
+        self.sizes = [batch_size(x) for x, _ in self.batches]
+        self.n = float(sum(self.sizes))
+        own = dict(model.named_parameters())
+        if not own:
+            raise LossviewError("the model has no parameters")
+        self.names = list(own)
+        ref = next(iter(own.values()))
+        self.dtype, self.device = ref.dtype, ref.device
+        src = own if center is None else center
+        missing = [n for n in self.names if n not in src]
+        if missing:
+            raise LossviewError(f"center has no value for parameter {missing[0]!r}")
+        self.center = {n: src[n].detach().to(self.dtype) for n in self.names}
+        self.d1 = self._direction(d1)
+        self.d2 = self._direction(d2)
+        self.buffers = {n: b.detach() for n, b in model.named_buffers()}
+        if buffers is not None:
+            self.buffers.update({n: torch.as_tensor(v).to(self.buffers[n].dtype)
+                                 for n, v in buffers.items() if n in self.buffers})
+        self.memory_budget = int(memory_budget)
+        self.train = bool(train)
+        self.first = _first_linear(model) if fast and not train else None
+        self._pre: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self._per_point_bytes: int | None = None
+        self._setup_fast()
+
+    def _direction(self, d: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        d = d or {}
+        out = {}
+        for n in self.names:
+            v = d.get(n)
+            out[n] = (torch.zeros_like(self.center[n]) if v is None
+                      else torch.as_tensor(v).detach().to(self.dtype).reshape(self.center[n].shape))
+        return out
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        if self.first is None:
+            return "generic"
+        return "first-layer+mlp" if self._tail is not None else "first-layer"
+
+    def chunk_size(self) -> int:
+        """Points per vmap pass so that activations stay within the memory budget."""
+        if self._per_point_bytes is None:
+            self._per_point_bytes = self._measure_per_point_bytes()
+        return max(1, self.memory_budget // max(self._per_point_bytes, 1))
+
+    def losses(self, points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """Loss (mean over all samples) at each ``(a, b)`` row of ``points``."""
+        out = np.empty(len(points), dtype=np.float64)
+        for lo, hi, vals in self.iter_losses(points):
+            out[lo:hi] = vals
+        return out
+
+    def iter_losses(self, points: np.ndarray | Sequence[Sequence[float]]):
+        """Yield ``(lo, hi, losses[lo:hi])`` chunk by chunk (for progress and cancel)."""
+        pts = torch.as_tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2))
+        c = self.chunk_size()
+        with torch.no_grad(), eval_mode(self.model, self.train):
+            for lo in range(0, len(pts), c):
+                chunk = pts[lo:lo + c].to(self.dtype)
+                yield lo, lo + len(chunk), self._chunk(chunk).double().numpy()
+
+    def loss_at(self, params: Mapping[str, torch.Tensor],
+                buffers: Mapping[str, torch.Tensor] | None = None) -> float:
+        """Loss at an arbitrary set of weights (a snapshot), same data and mode."""
+        p = {n: torch.as_tensor(params[n]).to(self.dtype).reshape(self.center[n].shape)
+             for n in self.names}
+        b = dict(self.buffers)
+        if buffers:
+            b.update({n: torch.as_tensor(v).to(b[n].dtype) for n, v in buffers.items() if n in b})
+        total = 0.0
+        with torch.no_grad(), eval_mode(self.model, self.train):
+            for (x, y), k in zip(self.batches, self.sizes):
+                total += float(self.loss_fn(functional_call(self.model, (p, b), (x,)), y)) * k
+        return total / self.n
+
+    # -- internals ---------------------------------------------------------------------
+    def _point_params(self, ab: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        a, b = ab[:, 0], ab[:, 1]
+        out = {}
+        for n in names:
+            c = self.center[n]
+            shape = (-1,) + (1,) * c.dim()
+            out[n] = c.unsqueeze(0) + a.view(shape) * self.d1[n] + b.view(shape) * self.d2[n]
+        return out
+
+    def _chunk(self, ab: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(len(ab), dtype=torch.float64)
+        if self.first is None:
+            params = self._point_params(ab, self.names)
+            model, bufs = self.model, self.buffers
+            fn = torch.vmap(lambda p, x: functional_call(model, (p, bufs), (x,)), in_dims=(0, None))
+            for (x, y), k in zip(self.batches, self.sizes):
+                total += per_point_loss(self._kind, self.loss_fn, fn(params, x), y).double() * k
+            return total / self.n
+        coef = torch.cat([torch.ones(len(ab), 1, dtype=ab.dtype), ab], dim=1)
+        if self._tail is None:
+            rest, bufs = self._rest
+            params = self._point_params(ab, [n for n, _ in rest.named_parameters()])
+            fn = torch.vmap(lambda p, z: functional_call(rest, (p, bufs), (z,)), in_dims=(0, 0))
+        for i, ((_, y), k) in enumerate(zip(self.batches, self.sizes)):
+            zstack, shape = self._precomputed(i)
+            h = torch.mm(coef, zstack).view((len(ab),) + shape)
+            out = self._tail.forward(coef, h) if self._tail is not None else fn(params, h)
+            total += per_point_loss(self._kind, self.loss_fn, out, y).double() * k
+        return total / self.n
+
+    def _setup_fast(self) -> None:
+        self._kind = loss_kind(self.loss_fn)
+        self._tail = None
+        if self.first is None:
+            return
+        tail = mlp_tail(self.model, self.first)
+        if tail is not None:
+            self._tail = MLPTail(tail, self.center, self.d1, self.d2)
+        rest = self.model[self.first + 1:]
+        rest_bufs = {n for n, _ in rest.named_buffers()}
+        self._rest = (rest, {n: b for n, b in self.buffers.items() if n in rest_bufs})
+
+    def _precomputed(self, i: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """``[Z0; Z1; Z2]`` (flattened) of batch ``i``: first-layer outputs for center, d1, d2."""
+        if self._pre is None:
+            self._pre = [None] * len(self.batches)  # type: ignore[list-item]
+        if self._pre[i] is None:
+            x = self.batches[i][0]
+            for m in list(self.model)[: self.first]:
+                x = m(x)
+            name, layer = list(self.model.named_children())[self.first]
+            prefix = f"{name}."
+            zs = []
+            for src in (self.center, self.d1, self.d2):
+                p = {k[len(prefix):]: v for k, v in src.items() if k.startswith(prefix)}
+                zs.append(functional_call(layer, p, (x,)))
+            self._pre[i] = (torch.stack([z.reshape(-1) for z in zs]), tuple(zs[0].shape))  # type: ignore[call-overload]
+        return self._pre[i]  # type: ignore[return-value]
+
+    def _measure_per_point_bytes(self) -> int:
+        """Bytes one point costs per chunk, from the leaf modules' output sizes.
+
+        A chunk's widest activation block ``[P, N, width]`` is kept near
+        :data:`CACHE_BLOCK` bytes (measured fastest: it stays in cache), and the sum of all
+        activations within ``memory_budget``; the returned figure encodes the tighter one.
+        """
+        x = self.batches[int(np.argmax(self.sizes))][0]
+        n = batch_size(x)
+        sizes: list[int] = []
+        hooks = []
+
+        def hook(_m, _i, out):
+            if torch.is_tensor(out):
+                sizes.append(out.numel())
+
+        for m in self.model.modules():
+            if not any(True for _ in m.children()):
+                hooks.append(m.register_forward_hook(hook))
+        probe_n = 1
+        try:
+            with torch.no_grad(), eval_mode(self.model, self.train):
+                probe = x[:1] if torch.is_tensor(x) else x
+                probe_n = 1 if torch.is_tensor(x) else n
+                functional_call(self.model, (self.center, self.buffers), (probe,))
+        except Exception:  # noqa: BLE001 - unusual inputs: assume a wide activation
+            sizes = [4096 * probe_n]
+        finally:
+            for h in hooks:
+                h.remove()
+        elem = torch.finfo(self.dtype).bits // 8
+        widest = max(sizes or [1]) // probe_n * n * elem
+        total = (3 * sum(sizes or [1]) // probe_n * n
+                 + sum(v.numel() for v in self.center.values())) * elem
+        by_cache = widest * max(self.memory_budget // CACHE_BLOCK, 1)
+        return int(max(by_cache, total))

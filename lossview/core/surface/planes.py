@@ -1,0 +1,191 @@
+"""Planes (and lines) through a run's weight trajectory, as flat float64 vectors.
+
+- ``pca``: the first two principal components of the trajectory (mean-centred PCA, as
+  Li et al.'s ``setup_PCA_directions``), through the final snapshot or a chosen one
+  (origin at that snapshot, so it sits at (0, 0)).
+- ``post-plateau``: the first two PCs of the snapshots from ``start_index`` on, centred on
+  their mean, so the wandering after the plateau shows at its own scale.
+- ``random``: two Gaussian filter-normalised directions (Li et al. 2018) at a snapshot.
+- ``snapshots``: the plane through three snapshots A, B, C (A at (0,0), B at (1,0), C at (0,1)).
+- ``line``: the line from snapshot A (0) to B (1).
+
+:func:`project` places every snapshot on the plane (least squares in the plane's own
+coordinates) and measures its distance off the plane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lossview.core.errors import LossviewError
+from lossview.core.run import Run
+from lossview.core.surface.directions import random_plane
+
+KINDS = ("pca", "post-plateau", "random", "snapshots", "line")
+
+
+@dataclass
+class Plane:
+    """``origin + a * d1 + b * d2`` in the run's flat weight space (``d2`` None: a line).
+
+    ``indices`` are the snapshots the plane was fitted to (used for ``explained``);
+    ``buffer_index`` is the snapshot whose BatchNorm statistics the surface uses.
+    """
+
+    kind: str
+    origin: np.ndarray
+    d1: np.ndarray
+    d2: np.ndarray | None
+    description: str
+    indices: list[int]
+    buffer_index: int
+    key: dict
+
+    @property
+    def is_line(self) -> bool:
+        return self.d2 is None
+
+
+def _index(run: Run, i: int | None, default: int) -> int:
+    if i is None:
+        return default
+    try:
+        return range(len(run))[int(i)]
+    except (IndexError, ValueError, TypeError):
+        raise LossviewError(f"snapshot index {i!r} is out of range (the run has {len(run)})") from None
+
+
+def _pcs(run: Run, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    from lossview.core.analysis.pca import pca_directions
+
+    if len(indices) < 3:
+        raise LossviewError(f"a PCA plane needs at least 3 snapshots, got {len(indices)}")
+    try:
+        v, mean = pca_directions(run, k=2, indices=indices, center="mean", return_origin=True,
+                                 max_snapshots=None)
+    except ValueError as e:
+        raise LossviewError(f"cannot fit a PCA plane: {e}") from None
+    if len(v) < 2:
+        raise LossviewError("the trajectory spans fewer than two directions")
+    return v, mean
+
+
+def pca_plane(run: Run, center_index: int | None = None) -> Plane:
+    c = _index(run, center_index, len(run) - 1)
+    idx = list(range(len(run)))
+    v, _ = _pcs(run, idx)
+    return Plane("pca", run.vector(c), v[0], v[1],
+                 f"PCA plane of all {len(run)} snapshots (PC1, PC2) through step {run.steps[c]}",
+                 idx, c, {"center": c})
+
+
+def post_plateau_plane(run: Run, start_index: int) -> Plane:
+    s = _index(run, start_index, 0)
+    idx = list(range(s, len(run)))
+    v, mean = _pcs(run, idx)
+    return Plane("post-plateau", mean, v[0], v[1],
+                 f"PCA plane of the {len(idx)} snapshots from step {run.steps[s]} on, "
+                 "centred on their mean", idx, len(run) - 1, {"start": s})
+
+
+def random_plane_for_run(run: Run, center_index: int | None = None, seed: int = 0,
+                         include_biasbn: bool = False) -> Plane:
+    c = _index(run, center_index, len(run) - 1)
+    w = {n: torch.from_numpy(np.asarray(a, dtype=np.float64)) for n, a in run.params(c).items()}
+    d1, d2 = random_plane(w, seed, "filter", include_biasbn)
+    flat = [np.concatenate([d[n].numpy().reshape(-1) for n in run.param_names]) for d in (d1, d2)]
+    return Plane("random", run.vector(c), flat[0], flat[1],
+                 f"random filter-normalised plane (seed {seed}) through step {run.steps[c]}",
+                 list(range(len(run))), c, {"center": c, "seed": seed, "biasbn": include_biasbn})
+
+
+def snapshots_plane(run: Run, a: int, b: int, c: int) -> Plane:
+    a, b, c = (_index(run, i, 0) for i in (a, b, c))
+    if len({a, b, c}) < 3:
+        raise LossviewError("the plane through snapshots needs three different snapshots")
+    wa = run.vector(a)
+    d1, d2 = run.vector(b) - wa, run.vector(c) - wa
+    g = np.array([[d1 @ d1, d1 @ d2], [d1 @ d2, d2 @ d2]])
+    if np.linalg.cond(g) > 1e12:
+        raise LossviewError("the three snapshots are (nearly) on one line: no plane through them")
+    s = run.steps
+    return Plane("snapshots", wa, d1, d2,
+                 f"plane through steps {s[a]} (0,0), {s[b]} (1,0) and {s[c]} (0,1)",
+                 list(range(len(run))), a, {"abc": [a, b, c]})
+
+
+def line_between(run: Run, a: int, b: int) -> Plane:
+    a, b = _index(run, a, 0), _index(run, b, 0)
+    wa = run.vector(a)
+    d1 = run.vector(b) - wa
+    if not np.any(d1):
+        raise LossviewError("the two snapshots are identical: no line between them")
+    s = run.steps
+    return Plane("line", wa, d1, None, f"line from step {s[a]} (0) to step {s[b]} (1)",
+                 list(range(len(run))), a, {"ab": [a, b]})
+
+
+def make_plane(run: Run, plane: str = "pca", center_index: int | None = None,
+               start_index: int | None = None, snapshots: Sequence[int] | None = None,
+               seed: int = 0) -> Plane:
+    """The plane named ``plane`` (one of :data:`KINDS`)."""
+    if len(run) < 1:
+        raise LossviewError("the run has no snapshots")
+    if plane == "pca":
+        return pca_plane(run, center_index)
+    if plane == "post-plateau":
+        if start_index is None:
+            raise LossviewError("the post-plateau plane needs the plateau's snapshot index")
+        return post_plateau_plane(run, start_index)
+    if plane == "random":
+        return random_plane_for_run(run, center_index, seed)
+    if plane == "snapshots":
+        if snapshots is None or len(snapshots) != 3:
+            raise LossviewError("the snapshots plane needs three snapshot indices A B C")
+        return snapshots_plane(run, *snapshots)
+    if plane == "line":
+        if snapshots is None or len(snapshots) != 2:
+            raise LossviewError("a line needs two snapshot indices A B")
+        return line_between(run, *snapshots)
+    raise LossviewError(f"unknown plane {plane!r}; choose one of {', '.join(KINDS)}")
+
+
+def project(run: Run, plane: Plane) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Plane coordinates ``[T, 2]`` (``[T, 1]`` for a line), distance off the plane ``[T]``,
+    and the fraction of the fitted snapshots' variance along each orthonormalised axis.
+
+    Coordinates solve ``min |w - origin - a d1 - b d2|`` (exact for non-orthogonal axes).
+    """
+    dirs = [plane.d1] if plane.d2 is None else [plane.d1, plane.d2]
+    m = np.stack(dirs)  # k x D
+    g = m @ m.T
+    # orthonormal basis of the same span, for the explained fractions
+    q, _ = np.linalg.qr(m.T)
+    fit = set(plane.indices)
+    t = len(run)
+    coords = np.zeros((t, len(dirs)))
+    off = np.zeros(t)
+    s_proj = np.zeros(len(dirs))
+    s_proj2 = np.zeros(len(dirs))
+    s_sq, s_vec, n_fit = 0.0, np.zeros(run.n_params), 0
+    for i, w in run.iter_vectors():
+        r = w - plane.origin
+        rhs = m @ r
+        c = np.linalg.solve(g, rhs)
+        coords[i] = c
+        off[i] = np.sqrt(max(r @ r - c @ rhs, 0.0))
+        if i in fit:
+            e = q.T @ r
+            s_proj += e
+            s_proj2 += e * e
+            s_sq += r @ r
+            s_vec += r
+            n_fit += 1
+    total = s_sq - (s_vec @ s_vec) / max(n_fit, 1)
+    along = s_proj2 - s_proj * s_proj / max(n_fit, 1)
+    explained = tuple(float(x / total) if total > 0 else float("nan") for x in along)
+    return coords, off, explained

@@ -1,0 +1,257 @@
+"""The loss surface of a run on a plane through its trajectory, as a progressive generator.
+
+::
+
+    gen = surface_for_run(run, plane="pca", steps=41)
+    for progress in gen:            # SurfaceProgress(fraction, partial RunSurface), coarse first
+        ...                         # gen.close() cancels
+    # the final RunSurface is the generator's return value (StopIteration.value)
+
+Every snapshot is placed on the plane (coordinates, distance off the plane) and evaluated
+twice: at its own weights (``true_loss``) and at its projection onto the plane
+(``surface_loss``, evaluated exactly, not interpolated). Where the two differ, the
+picture is not the run: the honesty check.
+
+BatchNorm: eval mode with running statistics by default (the grid uses the statistics of
+the plane's reference snapshot, each snapshot's true loss its own); ``bn_mode="recompute"``
+re-estimates them at every point (slower).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from lossview.core.errors import LossviewError
+from lossview.core.run import Run
+from lossview.core.surface import cache as _cache
+from lossview.core.surface.basin import flat_basin
+from lossview.core.surface.grid import iter_grid
+from lossview.core.surface.planes import Plane, make_plane, project
+from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
+
+#: Margin added on each side of the trajectory's extent when no span is given.
+SPAN_MARGIN = 0.15
+#: Span of the random plane when none is given (Li et al.'s [-1, 1]).
+RANDOM_SPAN = 1.0
+#: Basin tolerance for runs = this many times the loss noise after the plateau.
+NOISE_TOLERANCE_FACTOR = 2.0
+
+
+@dataclass
+class RunSurface:
+    """A surface on a plane through a run, with the trajectory placed on it.
+
+    ``loss[i, j]`` is the loss at ``origin + alphas[i] d1 + betas[j] d2`` (NaN where not yet
+    evaluated); a line has ``betas == [0.]``. ``coords[t]`` is snapshot t on the plane,
+    ``off_plane[t]`` its distance from it, ``true_loss[t]`` its own loss and
+    ``surface_loss[t]`` the loss at its projection.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray
+    loss: np.ndarray
+    coords: np.ndarray
+    off_plane: np.ndarray
+    true_loss: np.ndarray
+    surface_loss: np.ndarray
+    basin_mask: np.ndarray
+    basin: dict
+    plane: str
+    explained: tuple | None
+    kind: str = "pca"
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    bn_mode: str = "eval"
+    evaluation: str = ""
+    source: str = ""
+    cached: bool = False
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        import json
+
+        return {"alphas": self.alphas, "betas": self.betas, "loss": self.loss,
+                "coords": self.coords, "off_plane": self.off_plane, "true_loss": self.true_loss,
+                "surface_loss": self.surface_loss, "basin_mask": self.basin_mask,
+                "steps": self.steps,
+                "meta": np.array(json.dumps({
+                    "basin": self.basin, "plane": self.plane, "kind": self.kind,
+                    "explained": None if self.explained is None else list(self.explained),
+                    "bn_mode": self.bn_mode, "evaluation": self.evaluation,
+                    "source": self.source}))}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> RunSurface:
+        import json
+
+        meta = json.loads(str(a["meta"]))
+        ex = meta.get("explained")
+        return cls(a["alphas"], a["betas"], a["loss"], a["coords"], a["off_plane"],
+                   a["true_loss"], a["surface_loss"], a["basin_mask"].astype(bool),
+                   meta["basin"], meta["plane"], None if ex is None else tuple(ex),
+                   meta.get("kind", ""), a["steps"], meta.get("bn_mode", "eval"),
+                   meta.get("evaluation", ""), meta.get("source", ""))
+
+
+@dataclass
+class SurfaceProgress:
+    fraction: float
+    partial: RunSurface
+
+
+def axis_range(values: np.ndarray, steps: int, span: float | None) -> np.ndarray:
+    """``linspace(-span, span)``, or the extent of ``values`` and 0 plus a margin."""
+    if span is not None:
+        if not np.isfinite(span) or span <= 0:
+            raise LossviewError(f"span must be a positive number, not {span}")
+        return np.linspace(-float(span), float(span), steps)
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    lo, hi = min(float(v.min(initial=0.0)), 0.0), max(float(v.max(initial=0.0)), 0.0)
+    width = hi - lo
+    pad = SPAN_MARGIN * width if width > 0 else 1.0
+    return np.linspace(lo - pad, hi + pad, steps)
+
+
+def noise_tolerance(run: Run, start_index: int | None) -> float | None:
+    """Twice the logged training loss's noise after the plateau, if it can be estimated."""
+    series = run.metric("loss", "train_loss")
+    if series is None or len(series) < 10:
+        return None
+    try:
+        from lossview.core.analysis.plateau import find_plateau
+
+        info = find_plateau(series)
+    except Exception:  # noqa: BLE001 - no analysis available: fall back to the default
+        return None
+    noise = info.get("noise")
+    if noise is None or not np.isfinite(noise) or noise <= 0:
+        return None
+    return NOISE_TOLERANCE_FACTOR * float(noise)
+
+
+def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float | None = None,
+                    model_file: str | None = None, center_index: int | None = None,
+                    start_index: int | None = None, snapshots: Sequence[int] | None = None,
+                    bn_mode: str = "eval", cache: bool = True, tolerance: float | None = None,
+                    seed: int = 0, source: ModelSource | None = None,
+                    ) -> Generator[SurfaceProgress, None, RunSurface]:
+    """Progressive surface of ``run`` on ``plane`` (see module doc and docs/surface.md).
+
+    Parameters
+    ----------
+    plane : ``"pca"``, ``"post-plateau"`` (needs ``start_index``), ``"random"``,
+        ``"snapshots"`` (``snapshots=(A, B, C)``) or ``"line"`` (``snapshots=(A, B)``).
+    steps : grid points per axis.
+    span : axes ``linspace(-span, span, steps)``; default: the trajectory's projection
+        (and the plane's origin) plus 15% on each side (random plane: 1.0).
+    model_file : for foreign folders, the user's model file (runs their code).
+    center_index : snapshot the pca/random plane goes through (default the last).
+    start_index : first snapshot of the post-plateau segment.
+    bn_mode : ``"eval"`` (running statistics) or ``"recompute"`` (slower).
+    cache : read and write the on-disk cache (native runs: ``RUN/cache/``).
+    tolerance : flat-basin tolerance (default: twice the loss noise after the plateau,
+        else 5% of the surface's median rise above its minimum).
+    source : an already loaded model/loss/data (skips ``model_file`` and the run spec).
+    """
+    steps = int(steps)
+    if steps < 2:
+        raise LossviewError("steps must be at least 2")
+    if bn_mode not in ("eval", "recompute"):
+        raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
+    src = source if source is not None else model_source(run, model_file)
+    pl = make_plane(run, plane, center_index, start_index, snapshots, seed)
+    coords, off, explained = project(run, pl)
+    if span is None and pl.kind == "random":
+        span = RANDOM_SPAN
+    alphas = axis_range(coords[:, 0], steps, span)
+    betas = np.zeros(1) if pl.is_line else axis_range(coords[:, 1], steps, span)
+    if pl.is_line:
+        coords = np.column_stack([coords[:, 0], np.zeros(len(coords))])
+    if tolerance is None:
+        tolerance = noise_tolerance(run, start_index)
+    t = len(run)
+    path, key = None, None
+    if cache:
+        key = _cache.surface_key(run, plane=pl.kind, plane_key=pl.key, alphas=alphas.tolist(),
+                                 betas=betas.tolist(), bn_mode=bn_mode, source=src.origin,
+                                 data=_cache.data_digest(src.data), tolerance=tolerance)
+        path = _cache.cache_path(run, key)
+        hit = _cache.load(path)
+        if hit is not None:
+            try:
+                result = replace(RunSurface.from_arrays(hit), cached=True)
+            except (KeyError, ValueError):
+                result = None
+            if result is not None:
+                yield SurfaceProgress(1.0, result)
+                return result
+
+    model = src.model
+    dtype = next(model.parameters()).dtype
+    names = run.param_names
+    slices = run.param_slices()
+
+    def as_dict(v: np.ndarray | None) -> dict[str, torch.Tensor] | None:
+        if v is None:
+            return None
+        return {n: torch.from_numpy(np.ascontiguousarray(v[slices[n]])).to(dtype)
+                .reshape(run.param_shapes[n]) for n in names}
+
+    _, center_bufs = snapshot_tensors(run, pl.buffer_index, model)
+    center, d1, d2 = as_dict(pl.origin), as_dict(pl.d1), as_dict(pl.d2)
+    if bn_mode == "recompute":
+        from lossview.core.surface.batchnorm import RecomputeBNEvaluator
+
+        ev = RecomputeBNEvaluator(model, src.loss_fn, src.data, center, d1, d2)
+    else:
+        from lossview.core.surface.evaluate import PlaneEvaluator
+
+        ev = PlaneEvaluator(model, src.loss_fn, src.data, center, d1, d2, buffers=center_bufs)
+    n_grid = len(alphas) * len(betas)
+    total_work = float(n_grid + 2 * t)
+    nan_t = np.full(t, np.nan)
+    base = RunSurface(alphas, betas, np.full((len(alphas), len(betas)), np.nan), coords, off,
+                      nan_t.copy(), nan_t.copy(), np.zeros((len(alphas), len(betas)), bool),
+                      {"tolerance": float("nan"), "width_alpha": float("nan"),
+                       "width_beta": float("nan"), "inside": [False] * t},
+                      pl.description, explained, pl.kind, run.steps, bn_mode, ev.path, src.origin)
+
+    grid = iter_grid(ev, alphas, betas, progressive=True)
+    while True:
+        try:
+            g = next(grid)
+        except StopIteration as stop:
+            loss = stop.value
+            break
+        yield SurfaceProgress(g.fraction * n_grid / total_work, replace(base, loss=g.loss))
+    base = replace(base, loss=loss)
+
+    surface_loss = np.empty(t)
+    for lo, hi, vals in ev.iter_losses(coords if not pl.is_line else coords):
+        surface_loss[lo:hi] = vals
+        yield SurfaceProgress((n_grid + hi) / total_work, replace(base, surface_loss=surface_loss.copy()))
+    true_loss = np.empty(t)
+    for i in range(t):
+        p, b = snapshot_tensors(run, i, model)
+        true_loss[i] = ev.loss_at(p, b)
+        if i % 8 == 7 or i == t - 1:
+            yield SurfaceProgress((n_grid + t + i + 1) / total_work,
+                                  replace(base, surface_loss=surface_loss.copy(), true_loss=true_loss.copy()))
+    mask, info = flat_basin(alphas, betas, loss, tolerance, coords)
+    result = replace(base, surface_loss=surface_loss, true_loss=true_loss, basin_mask=mask,
+                     basin=info)
+    if cache:
+        _cache.save(path, result.to_arrays())
+    return result
+
+
+def run_to_end(gen: Generator[SurfaceProgress, None, RunSurface]) -> RunSurface:
+    """Exhaust a surface generator and return the final RunSurface."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as e:
+            return e.value
