@@ -1,0 +1,31 @@
+"""``lossview open [PATH] [--step N] [--screenshot FILE]``: the desktop app."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "open",
+        help="open the desktop app (start page, or a run folder)",
+        description="Open the lossview window; with PATH, load that run folder.",
+    )
+    p.add_argument("path", nargs="?", help="run folder or checkpoint file (omit: start page)")
+    p.add_argument("--step", type=int, help="show the snapshot at (or just before) this step")
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="render the window once every panel is drawn, write the PNG, exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lossview.core.errors import LossviewError
+
+    if args.screenshot and not args.path:
+        raise LossviewError("--screenshot needs a PATH to open")
+    if args.path and not Path(args.path).expanduser().exists():
+        raise LossviewError(f"no such file or folder: {args.path}")
+    from lossview.gui.app import run_app
+
+    return run_app(args.path, step=args.step, screenshot=args.screenshot)

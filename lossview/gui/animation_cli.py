@@ -1,0 +1,51 @@
+"""``lossview export --gif``: open a run in a window, wait for every panel, animate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+
+def _settle(win, max_s: float = 60.0) -> None:
+    """Let throttled views (the surface marker) catch up before a frame is grabbed."""
+    import time
+
+    t0 = time.monotonic()
+    QApplication.processEvents()
+    while win.surface_busy() and time.monotonic() - t0 < max_s:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def export_animation(path: str, out: Path, max_frames: int = 60) -> int:
+    from lossview.gui.app import SCREENSHOT_SIZE, _teardown, make_app, when_ready
+    from lossview.gui.export import save_animation
+    from lossview.gui.main_window import MainWindow
+
+    app = make_app()
+    win = MainWindow()
+    win.resize(*SCREENSHOT_SIZE)
+    win.show()
+    status = {"code": 0}
+
+    def ready() -> None:
+        try:
+            save_animation(win, out, max_frames=max_frames, wait=lambda: _settle(win))
+        except Exception as e:  # noqa: BLE001 - reported as one line
+            failed(str(e))
+            return
+        QTimer.singleShot(0, win.close)
+
+    def failed(msg: str) -> None:
+        sys.stderr.write(f"lossview export: error: {msg}\n")
+        status["code"] = 2
+        QTimer.singleShot(0, win.close)
+
+    when_ready(win, ready, failed)
+    QTimer.singleShot(0, lambda: win.open_path(path))
+    code = app.exec()
+    _teardown(win)
+    return status["code"] or code

@@ -1,0 +1,179 @@
+"""QApplication set-up and the ``run_app`` entry used by ``lossview open`` and ``demo``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from lossview.gui import settings, style
+
+log = logging.getLogger("lossview.gui")
+
+#: size of the window when rendering ``--screenshot`` (and of the PNG written)
+SCREENSHOT_SIZE = (1600, 1000)
+
+
+def app_icon() -> QIcon | None:
+    try:
+        from lossview.resources import path
+    except ImportError:
+        return None
+    for name in ("lossview.svg", "lossview.png", "icons/lossview.svg", "icons/lossview.png"):
+        p = path(name)
+        if p.is_file():
+            return QIcon(str(p))
+    return None
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (created once) with name, organisation, icon and theme."""
+    QCoreApplication.setOrganizationName(settings.ORG)
+    QCoreApplication.setApplicationName(settings.APP)
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else [sys.argv[0]])
+    icon = app_icon()
+    if icon is not None:
+        app.setWindowIcon(icon)
+    style.apply(settings.theme(), app)
+    return app
+
+
+def install_excepthook(window) -> None:
+    """Unexpected exceptions in slots go to the window's log and status bar, not a crash."""
+    previous = sys.excepthook
+
+    def hook(etype, value, tb):
+        if issubclass(etype, KeyboardInterrupt):
+            previous(etype, value, tb)
+            return
+        log.error("unexpected error:\n%s", "".join(traceback.format_exception(etype, value, tb)))
+        try:
+            line = (str(value).strip().splitlines() or [etype.__name__])[0]
+            window.report_error(f"unexpected error: {etype.__name__}: {line}")
+        except Exception:  # noqa: BLE001 - the hook itself must never raise
+            previous(etype, value, tb)
+
+    sys.excepthook = hook
+
+
+def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,
+            demo: bool = False, train: bool = False) -> int:
+    """Show the main window and run the event loop; returns the exit status.
+
+    ``screenshot``: once every panel is populated at ``step`` (the surface computation
+    included), write the window as a PNG to that file and exit 0 (1 if loading failed).
+    """
+    from lossview.gui.main_window import MainWindow, demo_path
+
+    if screenshot and "DISPLAY" not in os.environ and "WAYLAND_DISPLAY" not in os.environ \
+            and not os.environ.get("QT_QPA_PLATFORM"):
+        from lossview.core.errors import LossviewError
+
+        raise LossviewError("--screenshot needs a display; run it under xvfb-run -a")
+    app = make_app()
+    win = MainWindow()
+    install_excepthook(win)
+    if screenshot:
+        win.resize(*SCREENSHOT_SIZE)
+    win.show()
+    status = {"code": 0}
+    if screenshot:
+        _arm_screenshot(win, Path(screenshot), status)
+    if demo and path is None:
+        if train and _can_train():
+            QTimer.singleShot(0, win.open_train_dialog)
+        else:
+            p = demo_path()
+            if p is None and screenshot:
+                from lossview.core.errors import LossviewError
+
+                raise LossviewError("the demo run is not shipped with this build")
+            QTimer.singleShot(0, win.open_demo)
+    elif path is not None:
+        QTimer.singleShot(0, lambda: win.open_path(path, step=step))
+    code = app.exec()
+    _teardown(win)
+    return status["code"] or code
+
+
+def _teardown(win) -> None:
+    """Delete the window while Qt is alive: letting the interpreter's final garbage
+    collection destroy pyqtgraph items after QApplication can abort the process."""
+    import gc
+
+    import shiboken6
+
+    win.hide()
+    if shiboken6.isValid(win):
+        shiboken6.delete(win)
+    gc.collect()
+
+
+def _can_train() -> bool:
+    try:
+        import lossview.gui.train_dialog  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def when_ready(win, on_ready, on_failed, timeout_s: float = 600.0) -> None:
+    """Call ``on_ready()`` once a run is loaded and nothing (surface included) is computing
+    for half a second; ``on_failed(message)`` if loading fails or it times out."""
+    state = {"loaded": False, "quiet": 0, "elapsed": 0.0}
+    timer = QTimer(win)
+    timer.setInterval(100)
+
+    def failed(msg: str) -> None:
+        timer.stop()
+        on_failed(msg)
+
+    def loaded(_run) -> None:
+        state["loaded"] = True
+        state["quiet"] = 0
+
+    def poll() -> None:
+        state["elapsed"] += 0.1
+        if state["elapsed"] > timeout_s:
+            failed(f"timed out after {timeout_s:.0f} s waiting for the panels")
+            return
+        if not state["loaded"] or win.is_loading() or win.surface_busy():
+            state["quiet"] = 0
+            return
+        state["quiet"] += 1
+        if state["quiet"] >= 5:
+            timer.stop()
+            on_ready()
+
+    win.run_loaded.connect(loaded)
+    win.load_failed.connect(failed)
+    timer.timeout.connect(poll)
+    timer.start()
+
+
+def _arm_screenshot(win, out: Path, status: dict) -> None:
+    """Write the window to ``out`` once every panel is drawn, then quit."""
+    from lossview.gui.export import save_png
+
+    def failed(msg: str) -> None:
+        sys.stderr.write(f"lossview: error: {msg}\n")
+        status["code"] = 2
+        QTimer.singleShot(0, win.close)
+
+    def ready() -> None:
+        try:
+            save_png(win, out)
+        except Exception as e:  # noqa: BLE001
+            failed(str(e))
+            return
+        QTimer.singleShot(0, win.close)
+
+    when_ready(win, ready, failed)

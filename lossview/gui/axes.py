@@ -1,0 +1,74 @@
+"""A pyqtgraph axis whose log-mode ticks are readable: decades, or 1-2-5 within a decade."""
+
+from __future__ import annotations
+
+import math
+
+import pyqtgraph as pg
+
+_SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def format_value(x: float) -> str:
+    """``0.01``, ``250``, ``2×10⁻⁵``, ``10⁶``: short labels for a log axis."""
+    if x == 0 or not math.isfinite(x):
+        return str(x)
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    k = math.floor(math.log10(abs(x)) + 1e-9)
+    m = x / 10**k
+    exp = str(k).translate(_SUP)
+    return f"10{exp}" if abs(m - 1) < 1e-6 else f"{m:.2g}×10{exp}"
+
+
+def log_ticks(lo: float, hi: float, max_ticks: int = 7) -> tuple[list[float], list[float]]:
+    """Major and minor tick positions (log10 units) for a log axis spanning ``lo..hi``."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [], []
+    k0, k1 = math.floor(lo), math.ceil(hi)
+    decades = [float(k) for k in range(k0, k1 + 1) if lo <= k <= hi]
+    if len(decades) >= 2:
+        stride = max(1, math.ceil(len(decades) / max_ticks))
+        major = decades[::stride]
+        minor = [k + math.log10(m) for k in range(k0, k1 + 1) for m in range(2, 10)
+                 if lo <= k + math.log10(m) <= hi] if len(decades) <= 4 else []
+        return major, minor
+    for mants in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        vals = [k + math.log10(m) for k in range(k0 - 1, k1 + 1) for m in mants
+                if lo <= k + math.log10(m) <= hi]
+        if len(vals) >= 3:
+            return vals[:: max(1, math.ceil(len(vals) / max_ticks))], []
+    # narrower than one 1..9 step: fall back to evenly spaced values in linear units
+    a, b = 10**lo, 10**hi
+    step = 10 ** math.floor(math.log10((b - a) / 3))
+    vals, v = [], math.ceil(a / step) * step
+    while v <= b and len(vals) < 12:
+        vals.append(math.log10(v))
+        v += step
+    return vals, []
+
+
+class NiceAxis(pg.AxisItem):
+    """AxisItem with readable log-mode ticks (linear mode unchanged)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph API
+        if not self.logMode:
+            return super().tickValues(minVal, maxVal, size)
+        major, minor = log_ticks(min(minVal, maxVal), max(minVal, maxVal))
+        if not major:
+            return super().tickValues(minVal, maxVal, size)
+        out = [(1.0, major)]
+        if minor:
+            out.append((0.5, minor))
+        return out
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        if not self.logMode:
+            return super().tickStrings(values, scale, spacing)
+        if spacing == 0.5:  # minor ticks: marks only
+            return ["" for _ in values]
+        return [format_value(10**v) for v in values]
+
+
+def nice_axes() -> dict[str, NiceAxis]:
+    return {"left": NiceAxis("left"), "bottom": NiceAxis("bottom")}

@@ -1,0 +1,277 @@
+"""Diagnostics panel: distance from init and step length, MSD against lag with the fitted
+exponent, sharpness against 2/lr, the pairwise distance matrix, and the diagnosis text.
+
+Missing measurements (report values of None) say what is missing instead of drawing.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QTextBrowser, QVBoxLayout, QWidget
+
+from lossview.gui import style
+from lossview.gui.axes import nice_axes
+from lossview.gui.timeline import Timeline
+from lossview.gui.tooltips import tip
+from lossview.gui.widgets import as_array, centered_note, header
+
+SHARPNESS_MISSING = "needs the model and data:\na built-in problem's run,\nor --model FILE.py"
+
+
+def msd_fit_line(lags: np.ndarray, msd: np.ndarray, exponent: float,
+                 lag_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The power law ``A * lag**exponent`` over the fitted lags (A by least squares in log
+    space with the slope fixed), drawn over ``lag_range`` (default: all lags)."""
+    ok = np.isfinite(lags) & np.isfinite(msd) & (lags > 0) & (msd > 0)
+    if lag_range is not None:
+        ok &= (lags >= lag_range[0]) & (lags <= lag_range[1])
+    if not ok.any():
+        return np.array([]), np.array([])
+    la, lm = np.log(lags[ok]), np.log(msd[ok])
+    log_a = float(np.mean(lm - exponent * la))
+    x = np.array([lags[ok].min(), lags[ok].max()], dtype=float)
+    return x, np.exp(log_a) * x**exponent
+
+
+def _wrap(text: str, width: int = 28) -> str:
+    import textwrap
+
+    if "\n" in text:
+        return "\n" + text
+    return "\n" + "\n".join(textwrap.wrap(text, width))
+
+
+class DiagnosticsPanel(QWidget):
+    def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.timeline = timeline
+        self._steps = np.array([], dtype=np.int64)
+        t = style.current()
+        head, _ = header("Diagnostics", tip("diagnosis"))
+
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.ci.setContentsMargins(2, 2, 4, 2)
+        self.canvas.ci.setSpacing(6)
+        self.p_dist = style.style_plot(self.canvas.addPlot(row=0, col=0, axisItems=nice_axes()),
+                                       title="distance travelled", bottom="step")
+        self.p_msd = style.style_plot(self.canvas.addPlot(row=0, col=1, axisItems=nice_axes()),
+                                      title="mean squared displacement", bottom="lag (steps)")
+        self.p_sharp = style.style_plot(self.canvas.addPlot(row=0, col=2, axisItems=nice_axes()),
+                                        title="sharpness vs 2/lr", bottom="step")
+        self.p_pair = style.style_plot(self.canvas.addPlot(row=0, col=3, axisItems=nice_axes()),
+                                       title="pairwise distance", bottom="step")
+        for p in (self.p_dist, self.p_msd, self.p_sharp, self.p_pair):
+            p.getAxis("left").setWidth(42)
+            p.getAxis("left").enableAutoSIPrefix(False)
+        self.p_dist.setLogMode(False, True)
+        self.p_msd.setLogMode(True, True)
+        self.p_sharp.setLogMode(False, True)
+        self.p_dist.setToolTip(tip("from_init"))
+        self.p_msd.setToolTip(tip("msd"))
+        self.p_sharp.setToolTip(tip("sharpness"))
+        self.p_pair.setToolTip(tip("pairwise"))
+
+        leg = self.p_dist.addLegend(offset=(4, 4), labelTextSize="7pt", verSpacing=-8)
+        leg.setBrush(pg.mkBrush(t.background + "c0"))
+        self.c_init = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), name="from init",
+                                      connect="finite")
+        self.c_step = pg.PlotDataItem(pen=pg.mkPen(t.grad, width=1), name="step length",
+                                      connect="finite")
+        self.p_dist.addItem(self.c_init)
+        self.p_dist.addItem(self.c_step)
+
+        self.c_msd = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), symbol="o", symbolSize=4,
+                                     symbolBrush=t.train, symbolPen=None, connect="finite")
+        self.c_fit = pg.PlotDataItem(pen=pg.mkPen(t.val, width=1.5, style=Qt.PenStyle.DashLine))
+        self.p_msd.addItem(self.c_msd)
+        self.p_msd.addItem(self.c_fit)
+        self.msd_text = pg.TextItem("", color=t.foreground, anchor=(0, 0))
+        self.msd_text.setParentItem(self.p_msd.getViewBox())
+        self.msd_text.setPos(4, 2)
+
+        leg2 = self.p_sharp.addLegend(offset=(4, 4), labelTextSize="7pt", verSpacing=-8)
+        leg2.setBrush(pg.mkBrush(t.background + "c0"))
+        self.c_sharp = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), name="λ_max",
+                                       symbol="o", symbolSize=4, symbolBrush=t.train,
+                                       symbolPen=None, connect="finite")
+        self.c_limit = pg.PlotDataItem(pen=pg.mkPen(t.divergence, width=1.5,
+                                                    style=Qt.PenStyle.DashLine), name="2 / lr",
+                                       connect="finite")
+        self.p_sharp.addItem(self.c_sharp)
+        self.p_sharp.addItem(self.c_limit)
+
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setColorMap(pg.colormap.get("magma"))
+        self.p_pair.addItem(self.image)
+        self.p_pair.setAspectLocked(True)
+        self.p_pair.invertY(True)
+
+        self.notes = {}
+        for key, p in (("dist", self.p_dist), ("msd", self.p_msd), ("sharp", self.p_sharp),
+                       ("pair", self.p_pair)):
+            self.notes[key] = (p, centered_note(p.getViewBox(), t.muted))
+
+        self.cursors = []
+        for p in (self.p_dist, self.p_sharp, self.p_pair):
+            c = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
+            p.addItem(c, ignoreBounds=True)
+            self.cursors.append(c)
+        self.pair_hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
+        self.p_pair.addItem(self.pair_hline, ignoreBounds=True)
+
+        self.diagnosis = QTextBrowser()
+        self.diagnosis.setOpenExternalLinks(True)
+        self.diagnosis.setToolTip(tip("diagnosis"))
+        self.diagnosis.setMinimumWidth(260)
+        self.diagnosis.setFrameShape(QTextBrowser.Shape.NoFrame)
+
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self.canvas, 3)
+        body.addWidget(self.diagnosis, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(head)
+        lay.addLayout(body, 1)
+        timeline.index_changed.connect(self._on_index)
+        self.clear()
+
+    # -- data ---------------------------------------------------------------------
+    def clear(self) -> None:
+        self._steps = np.array([], dtype=np.int64)
+        for c in (self.c_init, self.c_step, self.c_msd, self.c_fit, self.c_sharp, self.c_limit):
+            c.setData([], [])
+        self.image.clear()
+        self.msd_text.setText("")
+        for key in self.notes:
+            self._note(key, "")
+        self.set_diagnosis(None)
+
+    def _note(self, key: str, text: str) -> None:
+        self.notes[key][1].setText(text)
+
+    def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
+        rep = report or {}
+        self._steps = np.asarray(run.steps, dtype=np.int64)
+        steps = self._steps.astype(float)
+        d = rep.get("distance") or {}
+        fi, sl = as_array(d.get("from_init")), as_array(d.get("step_length"))
+        if len(fi) == len(steps) and len(steps) > 1:
+            # log axis: the 0 at init (and step length at i = 0) are left out, not drawn at -inf
+            self.c_init.setData(steps[1:], fi[1:])
+            self.c_step.setData(steps[1:], sl[1:])
+            self._note("dist", "")
+        else:
+            self.c_init.setData([], [])
+            self.c_step.setData([], [])
+            self._note("dist", "not available: fewer than 2 snapshots")
+        self._set_msd(rep.get("diffusion"))
+        self._set_sharpness(run, rep.get("sharpness"), rep.get("sharpness_reason"))
+        self._set_pairwise(rep.get("pairwise"))
+        self.set_diagnosis(rep)
+        for p in (self.p_dist, self.p_msd, self.p_sharp, self.p_pair):
+            p.enableAutoRange()
+        self._on_index(self.timeline.index)
+
+    def _set_msd(self, diff: dict[str, Any] | None) -> None:
+        diff = diff or {}
+        lags, msd = as_array(diff.get("lags")), as_array(diff.get("msd"))
+        exponent = diff.get("exponent")
+        if not len(lags) or len(lags) != len(msd):
+            self.c_msd.setData([], [])
+            self.c_fit.setData([], [])
+            self.msd_text.setText("")
+            self._note("msd", "not available: " + _wrap(diff.get("reason") or "no diffusion fit"))
+            return
+        ok = (lags > 0) & (msd > 0)
+        self.c_msd.setData(lags[ok], msd[ok])
+        self._note("msd", "")
+        start = diff.get("segment_start_step")
+        self.p_msd.setTitle("mean squared displacement" + (f" (from step {start:,})" if start else ""),
+                            size="10pt", color=style.current().foreground)
+        if exponent is not None and np.isfinite(exponent):
+            rng = diff.get("fit_lag_range")
+            fx, fy = msd_fit_line(lags, msd, float(exponent), tuple(rng) if rng else None)
+            self.c_fit.setData(fx, fy)
+            kind = ("random walk" if 0.85 <= exponent <= 1.15 else
+                    "confined / sub-diffusive" if exponent < 0.85 else "drifting / super-diffusive")
+            self.msd_text.setText(f"slope c = {exponent:.2f}  ({kind})")
+        else:
+            self.c_fit.setData([], [])
+            self.msd_text.setText("exponent: not available")
+
+    def _set_sharpness(self, run: Any, sharp: Any, reason: str | None) -> None:
+        if not sharp or not isinstance(sharp, dict) or not sharp.get("values"):
+            self.c_sharp.setData([], [])
+            self.c_limit.setData([], [])
+            why = reason or (sharp.get("reason") if isinstance(sharp, dict) else None)
+            self._note("sharp", "not available: " + _wrap(why or SHARPNESS_MISSING))
+            return
+        xs = as_array(sharp.get("steps"))
+        ys = as_array(sharp.get("values"))
+        self.c_sharp.setData(xs, ys)
+        lr = run.metric("lr", "learning_rate")
+        if sharp.get("lr") is not None:
+            lrs = as_array(sharp.get("lr"))
+            self.c_limit.setData(xs, 2.0 / np.where(lrs > 0, lrs, np.nan))
+        elif lr is not None:
+            self.c_limit.setData(lr.steps.astype(float), 2.0 / np.where(lr.values > 0, lr.values,
+                                                                        np.nan))
+        else:
+            self.c_limit.setData([], [])
+        self._note("sharp", "" if lr is not None or sharp.get("lr") is not None
+                   else "2/lr: no learning rate logged")
+
+    def _set_pairwise(self, pair: Any) -> None:
+        if not pair or not isinstance(pair, dict) or pair.get("matrix") is None:
+            self.image.clear()
+            reason = pair.get("reason") if isinstance(pair, dict) else None
+            self._note("pair", "not available: " + _wrap(reason or "not computed"))
+            self._pair_rows = np.array([], dtype=np.int64)
+            return
+        m = np.asarray(pair["matrix"], dtype=float)
+        rows = np.asarray(pair.get("indices", np.arange(len(m))), dtype=np.int64)
+        self._pair_rows = rows
+        steps = self._steps[np.clip(rows, 0, len(self._steps) - 1)].astype(float)
+        lo, hi = float(steps[0]), float(steps[-1])
+        span = hi - lo if hi > lo else 1.0
+        finite = m[np.isfinite(m)]
+        levels = (0.0, float(np.percentile(finite, 99)) if finite.size else 1.0)
+        self.image.setImage(np.nan_to_num(m, nan=levels[1]), levels=levels)
+        # pixel k covers steps lo + k * span / (n - 1), centred on the snapshot
+        n = max(len(m) - 1, 1)
+        px = span / n
+        self.image.setRect(lo - px / 2, lo - px / 2, span + px, span + px)
+        self._note("pair", "")
+
+    def set_diagnosis(self, report: dict[str, Any] | None) -> None:
+        t = style.current()
+        if not report:
+            self.diagnosis.setHtml(f"<p style='color:{t.muted}'>Open a run to see its diagnosis.</p>")
+            return
+        items = report.get("diagnosis") or []
+        lines = [f"<p style='margin:0 0 4px 0'><b>Diagnosis</b> "
+                 f"<span style='color:{t.muted}'>· {html.escape(str(report.get('name', '')))}"
+                 "</span></p>"]
+        if not items:
+            lines.append(f"<p style='color:{t.muted}'>No findings available yet.</p>")
+        else:
+            lines.append("<ul style='margin-left:-18px'>")
+            lines += [f"<li style='margin-bottom:4px'>{html.escape(str(s))}</li>" for s in items]
+            lines.append("</ul>")
+        self.diagnosis.setHtml("".join(lines))
+
+    # -- timeline -----------------------------------------------------------------
+    def _on_index(self, index: int) -> None:
+        if not len(self._steps):
+            return
+        step = float(self._steps[min(index, len(self._steps) - 1)])
+        for c in self.cursors:
+            c.setValue(step)
+        self.pair_hline.setValue(step)

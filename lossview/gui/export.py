@@ -1,0 +1,99 @@
+"""Images and animations of the window or one panel.
+
+PNGs come from ``QWidget.grab()``, which also renders the OpenGL surface view. Animations
+step the timeline through the run, grab the window at each frame and write a GIF
+(imageio, optional extra ``lossview[export]``) or an MP4 (ffmpeg on PATH).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication, QWidget
+
+from lossview.core.errors import LossviewError
+
+
+def grab_image(widget: QWidget) -> QImage:
+    QApplication.processEvents()
+    return widget.grab().toImage()
+
+
+def save_png(widget: QWidget, path: str | Path) -> Path:
+    path = Path(path)
+    img = grab_image(widget)
+    if img.isNull() or not img.save(str(path), "PNG"):
+        raise LossviewError(f"could not write {path}")
+    return path
+
+
+def qimage_to_array(img: QImage) -> np.ndarray:
+    """``(h, w, 3)`` uint8 RGB copy of a QImage."""
+    img = img.convertToFormat(QImage.Format.Format_RGB888)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), dtype=np.uint8, count=bpl * h).reshape(h, bpl)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()
+
+
+def frame_indices(count: int, max_frames: int) -> list[int]:
+    if count <= 0:
+        return []
+    n = min(count, max_frames)
+    return sorted(set(np.linspace(0, count - 1, n).round().astype(int).tolist()))
+
+
+def save_animation(win, path: str | Path, max_frames: int = 120, fps: float = 12.0,
+                   widget: QWidget | None = None,
+                   wait: Callable[[], None] | None = None) -> Path:
+    """Step ``win.timeline`` through the run and write the frames as GIF or MP4."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise LossviewError(f"{path}: animations are .gif or .mp4")
+    if suffix == ".gif":
+        try:
+            import imageio.v3 as iio
+        except ImportError:
+            raise LossviewError("GIF export needs imageio: pip install 'lossview[export]'") from None
+    elif shutil.which("ffmpeg") is None:
+        raise LossviewError("MP4 export needs ffmpeg on PATH (or export a .gif)")
+    widget = widget or win
+    tl = win.timeline
+    was = tl.index
+    tl.set_playing(False)
+    frames = []
+    try:
+        for i in frame_indices(tl.count, max_frames):
+            tl.set_index(i)
+            if wait is not None:
+                wait()
+            frames.append(qimage_to_array(grab_image(widget)))
+    finally:
+        tl.set_index(was)
+    if not frames:
+        raise LossviewError("no snapshots to animate")
+    h = min(f.shape[0] for f in frames) // 2 * 2
+    w = min(f.shape[1] for f in frames) // 2 * 2
+    frames = [f[:h, :w] for f in frames]
+    if suffix == ".gif":
+        iio.imwrite(path, np.stack(frames), duration=1000.0 / fps, loop=0)
+    else:
+        _write_mp4(path, frames, fps)
+    return path
+
+
+def _write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    h, w = frames[0].shape[:2]
+    cmd = ["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-", "-pix_fmt", "yuv420p",
+           "-vcodec", "libx264", str(path)]
+    proc = subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames),
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise LossviewError(f"ffmpeg failed: {msg[-1] if msg else proc.returncode}")

@@ -1,0 +1,75 @@
+"""Opening and analysing a run off the GUI thread: a plain generator for GeneratorWorker.
+
+:func:`load_and_analyze` yields progress strings and returns ``(run, report)``; the GUI
+wraps it in :class:`~lossview.gui.workers.GeneratorWorker`. It never touches widgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: at most this many snapshots enter the pairwise distance matrix (evenly spaced)
+PAIRWISE_MAX = 200
+#: and at most this many float32 values are held at once for it
+PAIRWISE_MAX_VALUES = 400_000_000
+
+
+def pairwise_distances(run: Any, max_points: int = PAIRWISE_MAX) -> Generator[str, None, dict]:
+    """Euclidean distance between evenly spaced snapshots, as ``{indices, matrix}``."""
+    n = len(run)
+    if n < 2:
+        return {"matrix": None, "reason": "fewer than 2 snapshots"}
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(np.int64))
+    if len(idx) * run.n_params > PAIRWISE_MAX_VALUES:
+        return {"matrix": None, "reason": f"too large ({len(idx)} x {run.n_params:,} values)"}
+    vecs = np.empty((len(idx), run.n_params), dtype=np.float32)
+    for k, i in enumerate(idx):
+        vecs[k] = run.vector(int(i), dtype=np.float32)
+        if k % 20 == 0:
+            yield f"pairwise distances: snapshot {k + 1}/{len(idx)}"
+    vecs = vecs.astype(np.float64) if run.n_params * len(idx) < 50_000_000 else vecs
+    sq = np.einsum("ij,ij->i", vecs, vecs)
+    g = vecs @ vecs.T
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * g, 0.0)
+    m = np.sqrt(d2)
+    np.fill_diagonal(m, 0.0)
+    return {"indices": idx.tolist(), "matrix": m}
+
+
+def load_and_analyze(path: str | Path) -> Generator[str, None, tuple[Any, dict]]:
+    """Open ``path``, analyse it, add the pairwise matrix; yields progress lines."""
+    from lossview.core.analysis.report import analyze
+    from lossview.core.io import open_run
+
+    yield f"opening {path}"
+    run = open_run(path)
+    yield f"analysing {len(run)} snapshots ({run.n_params:,} parameters)"
+    report = yield from analyze_run(run, analyze)
+    return run, report
+
+
+def analyze_run(run: Any, analyze=None) -> Generator[str, None, dict]:
+    """The report of an already opened run, plus the pairwise matrix if the core has none."""
+    if analyze is None:
+        from lossview.core.analysis.report import analyze
+    gen_fn = _generator_analysis()
+    if gen_fn is not None:
+        report = yield from gen_fn(run)
+    else:
+        report = analyze(run)
+    if not report.get("pairwise"):
+        report["pairwise"] = yield from pairwise_distances(run)
+    return report
+
+
+def _generator_analysis():
+    """The core's generator form of analyze, if it has one (yields progress)."""
+    try:
+        from lossview.core.analysis import report as rep
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(rep, "analyze_iter", None)

@@ -1,0 +1,301 @@
+"""Loss panel: train/val loss, gradient norm and learning rate on linked step axes.
+
+Items are created once; :meth:`LossPanel.set_run` fills them with ``setData`` and the
+cursor follows the :class:`~lossview.gui.timeline.Timeline`. Dragging a cursor writes the
+nearest snapshot back through the timeline (``sigDragged`` fires only for user drags, so a
+timeline update never writes back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
+from scipy.signal import lfilter
+
+from lossview.gui import style
+from lossview.gui.axes import nice_axes
+from lossview.gui.timeline import Timeline
+from lossview.gui.tooltips import tip
+from lossview.gui.widgets import centered_note, fmt, header, nearest_index
+
+TRAIN_NAMES = ("train_loss", "loss", "training_loss")
+RAW_NAMES = ("loss",)
+VAL_NAMES = ("val_loss", "eval_loss", "valid_loss", "validation_loss", "test_loss")
+GRAD_NAMES = ("grad_norm", "gradient_norm")
+UPDATE_NAMES = ("update_norm",)
+LR_NAMES = ("lr", "learning_rate")
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """Exponential moving average over the finite values; non-finite entries stay NaN."""
+    v = np.asarray(values, dtype=float)
+    out = np.full(v.shape, np.nan)
+    ok = np.isfinite(v)
+    if weight <= 0 or ok.sum() == 0:
+        out[ok] = v[ok]
+        return out
+    x = v[ok]
+    y, _ = lfilter([1.0 - weight], [1.0, -weight], x, zi=[weight * x[0]])
+    out[ok] = y
+    return out
+
+
+def _spans_decades(arrays: list[np.ndarray], ratio: float = 30.0) -> bool:
+    vals = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays]) if arrays else []
+    return len(vals) > 1 and float(vals.max()) > ratio * float(vals.min())
+
+
+class LossPanel(QWidget):
+    """Stacked loss / gradient-norm / learning-rate plots with a shared step cursor."""
+
+    #: emitted after the cursor was moved by the user (index written to the timeline)
+    cursor_dragged = Signal(int)
+
+    def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.timeline = timeline
+        self._steps = np.array([], dtype=np.int64)
+        self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        t = style.current()
+
+        head, hl = header("Loss", tip("loss"))
+        self.readout = QLabel("")
+        self.readout.setObjectName("readout")
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.readout.setContentsMargins(8, 0, 6, 0)
+        self.readout.setStyleSheet(f"color: {t.muted};")
+        self.log_y = QCheckBox("log y")
+        self.log_y.setToolTip(tip("log_y"))
+        self.log_y.setChecked(True)
+        hl.addWidget(self.log_y)
+        lab = QLabel("smoothing")
+        lab.setToolTip(tip("smoothing"))
+        hl.addWidget(lab)
+        self.smoothing = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setValue(60)
+        self.smoothing.setFixedWidth(70)
+        self.smoothing.setToolTip(tip("smoothing"))
+        hl.addWidget(self.smoothing)
+        self.smoothing_label = QLabel("0.60")
+        self.smoothing_label.setMinimumWidth(28)
+        hl.addWidget(self.smoothing_label)
+
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.ci.setContentsMargins(4, 4, 8, 4)
+        self.canvas.ci.setSpacing(2)
+        self.p_loss = style.style_plot(self.canvas.addPlot(row=0, col=0, axisItems=nice_axes()), left="loss")
+        self.p_grad = style.style_plot(self.canvas.addPlot(row=1, col=0, axisItems=nice_axes()), left="‖g‖")
+        self.p_lr = style.style_plot(self.canvas.addPlot(row=2, col=0, axisItems=nice_axes()), left="lr", bottom="step")
+        self.plots = (self.p_loss, self.p_grad, self.p_lr)
+        self.canvas.ci.layout.setRowStretchFactor(0, 5)
+        self.canvas.ci.layout.setRowStretchFactor(1, 3)
+        self.canvas.ci.layout.setRowStretchFactor(2, 2)
+        for p in self.plots[1:]:
+            p.setXLink(self.p_loss)
+        for p in self.plots:
+            p.getAxis("left").setWidth(52)
+            p.getAxis("left").enableAutoSIPrefix(False)
+        self.p_loss.getAxis("left").setToolTip(tip("loss"))
+        self.p_grad.getAxis("left").setToolTip(tip("grad_norm"))
+        self.p_lr.getAxis("left").setToolTip(tip("lr"))
+
+        legend = self.p_loss.addLegend(offset=(8, -8), labelTextSize="8pt", verSpacing=-6)
+        legend.setBrush(pg.mkBrush(t.background + "d0"))
+
+        def curve(plot, color, name=None, width=1.5):
+            c = pg.PlotDataItem(pen=pg.mkPen(color, width=width), name=name, connect="finite")
+            c.setClipToView(True)
+            c.setDownsampling(auto=True, method="peak")
+            plot.addItem(c)
+            return c
+
+        self.c_raw = curve(self.p_loss, t.raw, "mini-batch", width=1)
+        self.c_train = curve(self.p_loss, t.train, "train")
+        self.c_val = curve(self.p_loss, t.val, "validation", width=2)
+        self.c_grad = curve(self.p_grad, t.grad, "‖g‖")
+        self.c_update = curve(self.p_grad, t.update, "‖Δw‖", width=1)
+        self.c_lr = curve(self.p_lr, t.lr, "lr")
+        self.c_train.setToolTip(tip("loss"))
+        self.c_val.setToolTip(tip("val_loss"))
+
+        # plateau region + line, divergence line, cursor: one of each per plot
+        self.regions, self.plateau_lines, self.divergence_lines, self.cursors = [], [], [], []
+        for k, p in enumerate(self.plots):
+            reg = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(t.highlight + "1c"),
+                                      pen=pg.mkPen(None))
+            reg.setZValue(-10)
+            reg.setToolTip(tip("wandering"))
+            p.addItem(reg, ignoreBounds=True)
+            pl = pg.InfiniteLine(angle=90, movable=False,
+                                 pen=pg.mkPen(t.plateau, width=1, style=Qt.PenStyle.DashLine),
+                                 label="plateau" if k == 0 else None,
+                                 labelOpts={"position": 0.92, "color": t.plateau,
+                                            "anchors": [(0, 0.5), (0, 0.5)]})
+            pl.setToolTip(tip("plateau"))
+            p.addItem(pl, ignoreBounds=True)
+            dl = pg.InfiniteLine(angle=90, movable=False,
+                                 pen=pg.mkPen(t.divergence, width=1.5, style=Qt.PenStyle.DashLine),
+                                 label="diverged" if k == 0 else None,
+                                 labelOpts={"position": 0.80, "color": t.divergence,
+                                            "anchors": [(0, 0.5), (0, 0.5)]})
+            dl.setToolTip(tip("divergence"))
+            p.addItem(dl, ignoreBounds=True)
+            cur = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(t.cursor, width=1.5),
+                                  hoverPen=pg.mkPen(t.cursor, width=3))
+            cur.setToolTip(tip("cursor"))
+            cur.setZValue(20)
+            cur.sigDragged.connect(self._on_cursor_dragged)
+            p.addItem(cur, ignoreBounds=True)
+            self.regions.append(reg)
+            self.plateau_lines.append(pl)
+            self.divergence_lines.append(dl)
+            self.cursors.append(cur)
+        self.notes = [centered_note(p.getViewBox(), t.muted) for p in self.plots]
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(head)
+        lay.addWidget(self.readout)
+        lay.addWidget(self.canvas, 1)
+
+        self.log_y.toggled.connect(self._apply_log)
+        self.smoothing.valueChanged.connect(self._on_smoothing)
+        timeline.index_changed.connect(self._on_index)
+        self._apply_log(True)
+        self._set_markers(None, None)
+
+    # -- data ---------------------------------------------------------------------
+    def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
+        """Show ``run``'s metrics; ``report`` supplies plateau and divergence steps."""
+        self._steps = np.asarray(run.steps, dtype=np.int64)
+        m = run.metrics
+
+        def first(names):
+            for n in names:
+                s = m.get(n)
+                if s is not None and len(s):
+                    return n, (np.asarray(s.steps, float), np.asarray(s.values, float))
+            return None, None
+
+        train_name, train = first(TRAIN_NAMES)
+        raw_name, raw = first(RAW_NAMES)
+        if raw_name == train_name:  # only a mini-batch loss: raw faint + its smoothed version
+            pass
+        elif raw is not None and train is not None and len(raw[0]) <= len(train[0]):
+            raw = None
+        self._series = {}
+        for key, val in (("raw", raw), ("train", train), ("val", first(VAL_NAMES)[1]),
+                         ("grad", first(GRAD_NAMES)[1]), ("update", first(UPDATE_NAMES)[1]),
+                         ("lr", first(LR_NAMES)[1])):
+            if val is not None:
+                self._series[key] = val
+        self._train_label = train_name or "train"
+        self._redraw_curves()
+        self._apply_log(self.log_y.isChecked())
+        rep = report or {}
+        plateau = (rep.get("plateau") or {}).get("step")
+        divergence = (rep.get("divergence") or {}).get("step")
+        self._set_markers(plateau, divergence)
+        for p in self.plots:
+            p.enableAutoRange()
+        xmin = float(self._steps[0]) if len(self._steps) else 0.0
+        xmax = float(self._steps[-1]) if len(self._steps) else 1.0
+        for c in self.cursors:
+            c.setBounds((xmin, xmax))
+        self._on_index(self.timeline.index)
+
+    def clear(self) -> None:
+        self._steps = np.array([], dtype=np.int64)
+        self._series = {}
+        self._redraw_curves()
+        self._set_markers(None, None)
+
+    def _redraw_curves(self) -> None:
+        w = self.smoothing.value() / 100.0
+        s = self._series
+
+        def put(c, key, smooth):
+            if key in s:
+                x, y = s[key]
+                c.setData(x, ema(y, w) if smooth else y)
+                c.setVisible(True)
+            else:
+                c.setData([], [])
+                c.setVisible(False)
+
+        put(self.c_raw, "raw", False)
+        put(self.c_train, "train", True)
+        put(self.c_val, "val", False)
+        put(self.c_grad, "grad", True)
+        put(self.c_update, "update", True)
+        put(self.c_lr, "lr", False)
+        if "val" in s and len(s["val"][0]) <= 60:
+            self.c_val.setSymbol("o")
+            self.c_val.setSymbolSize(4)
+            self.c_val.setSymbolBrush(style.current().val)
+            self.c_val.setSymbolPen(None)
+        else:
+            self.c_val.setSymbol(None)
+        missing = {
+            0: "no loss logged" if not ({"train", "raw", "val"} & set(s)) else "",
+            1: "no gradient norm logged" if not ({"grad", "update"} & set(s)) else "",
+            2: "no learning rate logged" if "lr" not in s else "",
+        }
+        for k, n in enumerate(self.notes):
+            n.setText(missing[k])
+
+    def _set_markers(self, plateau: int | None, divergence: int | None) -> None:
+        end = float(self._steps[-1]) if len(self._steps) else 0.0
+        for reg, pl in zip(self.regions, self.plateau_lines):
+            ok = plateau is not None
+            pl.setVisible(ok)
+            reg.setVisible(ok and end > plateau)
+            if ok:
+                pl.setValue(float(plateau))
+                reg.setRegion((float(plateau), end))
+        for dl in self.divergence_lines:
+            dl.setVisible(divergence is not None)
+            if divergence is not None:
+                dl.setValue(float(divergence))
+
+    # -- controls -----------------------------------------------------------------
+    def _apply_log(self, on: bool) -> None:
+        """Log y on the loss plot; gradient norm and lr go log when they span > 30x."""
+        self.p_loss.setLogMode(x=False, y=bool(on))
+        for p, keys in ((self.p_grad, ("grad", "update")), (self.p_lr, ("lr",))):
+            p.setLogMode(x=False, y=bool(on) and _spans_decades(
+                [self._series[k][1] for k in keys if k in self._series]))
+
+    def _on_smoothing(self, v: int) -> None:
+        self.smoothing_label.setText(f"{v / 100:.2f}")
+        self._redraw_curves()
+
+    # -- timeline -----------------------------------------------------------------
+    def _on_index(self, index: int) -> None:
+        if not len(self._steps):
+            self.readout.setText("")
+            return
+        step = float(self._steps[min(index, len(self._steps) - 1)])
+        for c in self.cursors:
+            c.setValue(step)
+        parts = []
+        for key, label in (("train", "train"), ("val", "val"), ("grad", "‖g‖"), ("lr", "lr")):
+            if key in self._series:
+                x, y = self._series[key]
+                i = int(np.searchsorted(x, step, side="right")) - 1
+                if i >= 0:
+                    parts.append(f"{label} {fmt(float(y[i]), 3)}")
+        self.readout.setText("  ·  ".join(parts))
+
+    def _on_cursor_dragged(self, line: pg.InfiniteLine) -> None:
+        if not len(self._steps):
+            return
+        i = nearest_index(self._steps, float(line.value()))
+        self.timeline.set_index(i)
+        self.cursor_dragged.emit(i)

@@ -1,0 +1,384 @@
+"""The main window: start page, then loss / trajectory / surface / diagnostics panels on
+one timeline. Opening a run loads and analyses it on a worker thread; errors land in the
+status bar and the log with the file named, and the previous run stays on screen.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit,
+                               QProgressBar, QSplitter, QStackedWidget, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from lossview.gui import settings
+from lossview.gui.diagnostics_panel import DiagnosticsPanel
+from lossview.gui.loader import load_and_analyze
+from lossview.gui.loss_panel import LossPanel
+from lossview.gui.menus import build_menus
+from lossview.gui.start_page import StartPage
+from lossview.gui.timeline import Timeline
+from lossview.gui.timeline_bar import TimelineBar
+from lossview.gui.trajectory_panel import TrajectoryPanel
+from lossview.gui.workers import GeneratorWorker
+
+log = logging.getLogger("lossview.gui")
+
+
+def _surface_panel_class():
+    try:
+        from lossview.gui.surface_panel import SurfacePanel
+    except ImportError as e:  # the 3D panel is optional in a partial install
+        log.info("surface panel unavailable: %s", e)
+        return None
+    return SurfacePanel
+
+
+def _train_dialog_class():
+    try:
+        from lossview.gui.train_dialog import TrainDialog
+    except ImportError as e:
+        log.info("train dialog unavailable: %s", e)
+        return None
+    return TrainDialog
+
+
+def demo_path() -> Path | None:
+    try:
+        from lossview.resources import path
+    except ImportError:
+        return None
+    p = path("demo")
+    return p if p.is_dir() and any(p.iterdir()) else None
+
+
+class MainWindow(QMainWindow):
+    """Signals: ``run_loaded(object run)`` after a run is shown; ``load_failed(str)``."""
+
+    run_loaded = Signal(object)
+    load_failed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("lossview")
+        self.setAcceptDrops(True)
+        self.timeline = Timeline(self)
+        self.run: Any = None
+        self.report: dict | None = None
+        self._loader: GeneratorWorker | None = None
+        self._loading_path: str | None = None
+        self._pending_step: int | None = None
+        self._train_dialog = None
+
+        self.start_page = StartPage()
+        self.loss_panel = LossPanel(self.timeline)
+        self.trajectory_panel = TrajectoryPanel(self.timeline)
+        self.diagnostics_panel = DiagnosticsPanel(self.timeline)
+        surface_cls = _surface_panel_class()
+        if surface_cls is not None:
+            self.surface_panel = surface_cls(self.timeline)
+        else:
+            self.surface_panel = QLabel("The 3D loss surface is not available in this build.")
+            self.surface_panel.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.timeline_bar = TimelineBar(self.timeline)
+
+        self.banner = QLabel("")
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("QLabel#banner { background: #fdecea; color: #8a1c12; "
+                                  "padding: 6px 10px; border-bottom: 1px solid #f5c2bc; }")
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.hide()
+
+        self.top_split = QSplitter(Qt.Orientation.Horizontal)
+        self.top_split.setObjectName("topSplit")
+        for w in (self.loss_panel, self.trajectory_panel, self.surface_panel):
+            self.top_split.addWidget(w)
+        self.top_split.setSizes([560, 560, 480])
+        self.main_split = QSplitter(Qt.Orientation.Vertical)
+        self.main_split.setObjectName("mainSplit")
+        self.main_split.addWidget(self.top_split)
+        self.main_split.addWidget(self.diagnostics_panel)
+        self.main_split.setSizes([600, 330])
+        for s in (self.top_split, self.main_split):
+            s.setChildrenCollapsible(False)
+            s.setHandleWidth(5)
+
+        self.workspace = QWidget()
+        wl = QVBoxLayout(self.workspace)
+        wl.setContentsMargins(0, 0, 0, 0)
+        wl.setSpacing(0)
+        wl.addWidget(self.banner)
+        wl.addWidget(self.main_split, 1)
+        wl.addWidget(self.timeline_bar)
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.start_page)
+        self.stack.addWidget(self.workspace)
+        self.setCentralWidget(self.stack)
+
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setObjectName("logDock")
+        self.log_dock.setWidget(self.log_view)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
+        self.log_dock.hide()
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setMaximumWidth(160)
+        self.progress.setMaximumHeight(14)
+        self.progress.hide()
+        self.cancel_btn = QToolButton()
+        self.cancel_btn.setText("Cancel")
+        self.cancel_btn.setAutoRaise(True)
+        self.cancel_btn.clicked.connect(self.cancel_loading)
+        self.cancel_btn.hide()
+        self.warn_btn = QToolButton()
+        self.warn_btn.setAutoRaise(True)
+        self.warn_btn.clicked.connect(lambda: self.log_dock.setVisible(not self.log_dock.isVisible()))
+        self.warn_btn.hide()
+        sb = self.statusBar()
+        sb.addPermanentWidget(self.warn_btn)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_btn)
+
+        self.actions = build_menus(self)
+        self.start_page.open_folder.connect(self.browse)
+        self.start_page.open_path.connect(self.open_path)
+        self.start_page.open_demo.connect(self.open_demo)
+        self.start_page.train.connect(self.open_train_dialog)
+        demo = demo_path()
+        self.start_page.set_demo_available(demo is not None, "not shipped with this build")
+        self.start_page.set_train_available(_train_dialog_class() is not None)
+        self.start_page.set_recent(settings.recent_folders())
+        self.timeline.count_changed.connect(self._sync_actions)
+        self._n_warnings = 0
+        self.resize(1600, 1000)
+        self.restore_layout()
+        self._sync_actions()
+
+    # -- opening ------------------------------------------------------------------
+    def browse(self) -> None:
+        start = settings.recent_folders()[:1]
+        folder = QFileDialog.getExistingDirectory(self, "Open run folder",
+                                                  str(Path(start[0]).parent) if start else "")
+        if folder:
+            self.open_path(folder)
+
+    def open_demo(self) -> None:
+        p = demo_path()
+        if p is None:
+            self.report_error("the demo run is not shipped with this build")
+            return
+        self.open_path(str(p), remember=False)
+
+    def open_path(self, path: str | Path, step: int | None = None, remember: bool = True) -> None:
+        """Load and analyse ``path`` on a worker thread; the current run stays until done."""
+        path = str(Path(path).expanduser())
+        self.cancel_loading()
+        self._loading_path = path
+        self._pending_step = step
+        self._remember = remember
+        self.log_message(f"opening {path}")
+        worker = GeneratorWorker(lambda: load_and_analyze(path), parent=self)
+        worker.progress.connect(self._on_load_progress)
+        worker.finished.connect(lambda result, w=worker: self._on_loaded(w, path, result))
+        worker.errored.connect(lambda msg, w=worker: self._on_load_error(w, path, msg))
+        worker.done.connect(lambda w=worker: self._on_load_done(w))
+        self._loader = worker
+        self._set_busy(True, f"Opening {Path(path).name}…")
+        worker.start()
+
+    def cancel_loading(self) -> None:
+        w = self._loader
+        if w is not None:
+            w.cancel()
+            self._loader = None
+            self._set_busy(False)
+
+    def is_loading(self) -> bool:
+        return self._loader is not None
+
+    def _on_load_progress(self, items: list) -> None:
+        if items:
+            self.statusBar().showMessage(str(items[-1]))
+
+    def _on_loaded(self, worker: GeneratorWorker, path: str, result: Any) -> None:
+        if worker is not self._loader:
+            return  # superseded
+        run, report = result
+        if self._remember:
+            settings.add_recent(path)
+            self.start_page.set_recent(settings.recent_folders())
+        self.set_run(run, report, step=self._pending_step)
+        self.statusBar().showMessage(
+            f"{run.name}: {len(run)} snapshots, {run.n_params:,} parameters", 8000)
+
+    def _on_load_error(self, worker: GeneratorWorker, path: str, message: str) -> None:
+        if worker is not self._loader:
+            return
+        self.report_error(f"could not open {path}: {message}")
+        self.load_failed.emit(message)
+
+    def _on_load_done(self, worker: GeneratorWorker) -> None:
+        if worker is self._loader:
+            self._loader = None
+            self._set_busy(False)
+        worker.deleteLater()
+
+    def _set_busy(self, busy: bool, text: str = "") -> None:
+        self.progress.setVisible(busy)
+        self.cancel_btn.setVisible(busy)
+        if busy:
+            self.statusBar().showMessage(text)
+        else:
+            self.statusBar().clearMessage()
+
+    # -- showing a run ------------------------------------------------------------
+    def set_run(self, run: Any, report: dict | None, step: int | None = None) -> None:
+        """Show ``run`` in every panel; ``step`` picks the snapshot (default: the last)."""
+        self.timeline.set_playing(False)
+        self.run, self.report = run, report
+        self.banner.hide()
+        self.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
+        for panel in self.panels():
+            if hasattr(panel, "set_run"):
+                panel.set_run(run, report)
+        self.timeline.set_count(len(run))
+        index = len(run) - 1 if step is None else run.index_of_step(int(step))
+        self.timeline.set_index(index)
+        self.setWindowTitle(f"{run.name} — lossview")
+        self.stack.setCurrentWidget(self.workspace)
+        self._n_warnings = 0
+        for w in run.warnings:
+            self.log_message(f"warning: {run.path}: {w}", warning=True)
+        self._sync_actions()
+        self.run_loaded.emit(run)
+
+    def panels(self) -> list[QWidget]:
+        return [self.loss_panel, self.trajectory_panel, self.surface_panel, self.diagnostics_panel]
+
+    def surface_busy(self) -> bool:
+        f = getattr(self.surface_panel, "is_busy", None)
+        return bool(f()) if callable(f) else False
+
+    # -- messages -----------------------------------------------------------------
+    def log_message(self, text: str, warning: bool = False) -> None:
+        self.log_view.appendPlainText(("⚠ " if warning else "") + text)
+        if warning:
+            self._n_warnings += 1
+            self.warn_btn.setText(f"⚠ {self._n_warnings} warning{'s' * (self._n_warnings != 1)}")
+            self.warn_btn.setToolTip("Show the log")
+            self.warn_btn.show()
+        log.info(text)
+
+    def report_error(self, text: str) -> None:
+        """Say what went wrong where the user is looking; never raises."""
+        self.log_message(f"error: {text}", warning=True)
+        self.statusBar().showMessage(text, 15000)
+        if self.stack.currentWidget() is self.start_page:
+            self.start_page.show_message(text)
+        else:
+            self.banner.setText(text)
+            self.banner.show()
+            QTimer.singleShot(15000, self.banner.hide)
+
+    # -- training (GUI-B's dialog) ------------------------------------------------
+    def open_train_dialog(self) -> None:
+        cls = _train_dialog_class()
+        if cls is None:
+            self.report_error("live training is not available in this build")
+            return
+        if self._train_dialog is None:
+            self._train_dialog = cls(self)
+            self._train_dialog.run_started.connect(self._on_live_run)
+            self._train_dialog.run_finished.connect(lambda p: self.open_path(str(p)))
+        self._train_dialog.show()
+        self._train_dialog.raise_()
+
+    def _on_live_run(self, run: Any) -> None:
+        self.set_run(run, None)
+
+    # -- layout, drag and drop, close --------------------------------------------
+    def _sync_actions(self, *_: Any) -> None:
+        has_run = self.run is not None
+        for name in ("export_csv", "export_anim", "close_run", "export_window", "export_loss",
+                     "export_trajectory", "export_surface", "export_diagnostics"):
+            a = self.actions.get(name)
+            if a is not None:
+                a.setEnabled(has_run)
+
+    def close_run(self) -> None:
+        self.timeline.set_playing(False)
+        self.run = self.report = None
+        self.timeline.set_count(0)
+        self.loss_panel.clear()
+        self.trajectory_panel.clear()
+        self.diagnostics_panel.clear()
+        self.stack.setCurrentWidget(self.start_page)
+        self.setWindowTitle("lossview")
+        self._sync_actions()
+
+    def restore_layout(self) -> None:
+        geo = settings.read_bytes("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        for key, split in (("window/top_split", self.top_split),
+                           ("window/main_split", self.main_split)):
+            b = settings.read_bytes(key)
+            if b is not None:
+                split.restoreState(b)
+        state = settings.read_bytes("window/state")
+        if state is not None:
+            self.restoreState(state)
+
+    def save_layout(self) -> None:
+        settings.write_bytes("window/geometry", self.saveGeometry())
+        settings.write_bytes("window/state", self.saveState())
+        settings.write_bytes("window/top_split", self.top_split.saveState())
+        settings.write_bytes("window/main_split", self.main_split.saveState())
+
+    def reset_layout(self) -> None:
+        self.top_split.setSizes([560, 560, 480])
+        self.main_split.setSizes([600, 330])
+        self.log_dock.hide()
+
+    def dragEnterEvent(self, e) -> None:  # noqa: N802 - Qt override
+        if e.mimeData().hasUrls() and any(u.isLocalFile() for u in e.mimeData().urls()):
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:  # noqa: N802 - Qt override
+        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            e.acceptProposedAction()
+            self.open_path(paths[0])
+
+    def shutdown(self, msecs: int = 5000) -> None:
+        """Stop every worker (loading, surface, training) and wait for them."""
+        self.timeline.set_playing(False)
+        w = self._loader
+        self.cancel_loading()
+        if w is not None:
+            w.wait(msecs)
+        stop = getattr(self.surface_panel, "shutdown", None)
+        if callable(stop):
+            stop(msecs)
+        if self._train_dialog is not None:
+            for name in ("shutdown", "stop"):
+                f = getattr(self._train_dialog, name, None)
+                if callable(f):
+                    f()
+                    break
+            self._train_dialog.close()
+
+    def closeEvent(self, e) -> None:  # noqa: N802 - Qt override
+        self.save_layout()
+        self.shutdown()
+        super().closeEvent(e)
+

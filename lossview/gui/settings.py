@@ -1,0 +1,91 @@
+"""Persistent settings (QSettings), reached through one factory so tests can isolate them.
+
+Settings live in an INI file. ``LOSSVIEW_SETTINGS_DIR`` (set per test by tests/conftest.py)
+moves it; otherwise Qt's user-scope location for organisation "lossview" is used.
+Values read back are coerced, since QSettings may return booleans and numbers as strings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+
+ORG = "lossview"
+APP = "lossview"
+MAX_RECENT = 8
+THEMES = ("light", "dark")
+
+
+def qsettings() -> QSettings:
+    """The application's settings store (an INI file)."""
+    folder = os.environ.get("LOSSVIEW_SETTINGS_DIR")
+    if folder:
+        return QSettings(str(Path(folder) / "lossview.ini"), QSettings.Format.IniFormat)
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORG, APP)
+
+
+def settings_file() -> Path:
+    return Path(qsettings().fileName())
+
+
+def recent_folders() -> list[str]:
+    """Recently opened runs, newest first."""
+    v = qsettings().value("recent", [])
+    if isinstance(v, str):
+        v = [v] if v else []
+    return [str(p) for p in (v or [])][:MAX_RECENT]
+
+
+def add_recent(path: str | Path) -> list[str]:
+    p = str(Path(path).expanduser().resolve())
+    items = [p] + [r for r in recent_folders() if r != p]
+    items = items[:MAX_RECENT]
+    s = qsettings()
+    s.setValue("recent", items)
+    s.sync()
+    return items
+
+
+def remove_recent(path: str) -> None:
+    s = qsettings()
+    s.setValue("recent", [r for r in recent_folders() if r != path])
+    s.sync()
+
+
+def theme() -> str:
+    t = str(qsettings().value("theme", "light"))
+    return t if t in THEMES else "light"
+
+
+def set_theme(name: str) -> None:
+    if name not in THEMES:
+        raise ValueError(f"unknown theme {name!r}")
+    s = qsettings()
+    s.setValue("theme", name)
+    s.sync()
+
+
+def read_bytes(key: str) -> QByteArray | None:
+    v = qsettings().value(key)
+    return v if isinstance(v, QByteArray) and not v.isEmpty() else None
+
+
+def write_bytes(key: str, value: QByteArray) -> None:
+    s = qsettings()
+    s.setValue(key, value)
+    s.sync()
+
+
+def read_bool(key: str, default: bool = False) -> bool:
+    v = qsettings().value(key, default)
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    return bool(v)
+
+
+def write_value(key: str, value) -> None:
+    s = qsettings()
+    s.setValue(key, value)
+    s.sync()

@@ -1,0 +1,288 @@
+"""Trajectory panel: snapshots on two principal components, coloured by step.
+
+Beside it, the explained-variance spectrum against a random walk's (Antognini &
+Sohl-Dickstein 2018): PCA of pure diffusion already draws smooth arcs, so the plot says
+how far this run is from that baseline. Clicking a point moves the timeline there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from lossview.gui import style
+from lossview.gui.timeline import Timeline
+from lossview.gui.tooltips import tip
+from lossview.gui.widgets import centered_note, header, signals_blocked
+
+MAX_PCS = 6
+
+
+def random_walk_ratios(n_points: int, k: int) -> np.ndarray:
+    """Explained-variance ratio of PC 1..k for a random walk of ``n_points`` points.
+
+    Exact finite-T value 6 / ((T^2 - 1)(2 - 2 cos(k pi / T))), which tends to
+    6 / (pi^2 k^2) (Antognini & Sohl-Dickstein 2018; science.md section 2).
+    """
+    ks = np.arange(1, k + 1, dtype=float)
+    t = float(n_points)
+    if t < 3:
+        return 6.0 / (math.pi**2 * ks**2)
+    return 6.0 / ((t * t - 1.0) * (2.0 - 2.0 * np.cos(ks * math.pi / t)))
+
+
+def interpret_similarity(s: float | None) -> str:
+    if s is None or not np.isfinite(s):
+        return ""
+    if s >= 0.9:
+        return "the spectrum is that of a random walk: the arcs are what diffusion alone draws"
+    if s >= 0.6:
+        return "partly random-walk-like: some of the shape is diffusion, not direction"
+    return "far from a random walk: the weights moved in a few directed phases"
+
+
+class TrajectoryPanel(QWidget):
+    def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.timeline = timeline
+        self._coords = np.zeros((0, 2))
+        self._rows = np.array([], dtype=np.int64)  # snapshot index of each coords row
+        self._steps = np.array([], dtype=np.int64)
+        self._evr = np.array([])
+        self._plateau_row: int | None = None
+        t = style.current()
+
+        head, hl = header("Trajectory (PCA)", tip("pca"))
+        hl.addWidget(QLabel("x"))
+        self.pc_x = QComboBox()
+        hl.addWidget(self.pc_x)
+        hl.addWidget(QLabel("y"))
+        self.pc_y = QComboBox()
+        hl.addWidget(self.pc_y)
+        for c in (self.pc_x, self.pc_y):
+            c.setToolTip(tip("explained_variance"))
+            c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.ci.setContentsMargins(4, 4, 4, 4)
+        self.plot = style.style_plot(self.canvas.addPlot(row=0, col=0))
+        self.plot.setAspectLocked(False)
+        self.plot.getAxis("left").setWidth(48)
+        self.path = pg.PlotDataItem(pen=pg.mkPen(t.muted + "90", width=1), connect="finite")
+        self.wander = pg.PlotDataItem(pen=pg.mkPen(t.highlight, width=3.5), connect="finite")
+        self.wander.setToolTip(tip("wandering"))
+        self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True,
+                                          hoverPen=pg.mkPen(t.foreground, width=1.5),
+                                          tip=None)
+        self.start = pg.ScatterPlotItem(size=11, symbol="s", pen=pg.mkPen(t.foreground, width=1.2),
+                                        brush=pg.mkBrush(t.background))
+        self.current = pg.ScatterPlotItem(size=17, symbol="o", pen=pg.mkPen(t.cursor, width=2.5),
+                                          brush=pg.mkBrush(None))
+        self.current.setZValue(30)
+        self.start_label = pg.TextItem("init", color=t.muted, anchor=(0, 1.1))
+        for it in (self.wander, self.path, self.scatter, self.start, self.current):
+            self.plot.addItem(it)
+        self.plot.addItem(self.start_label, ignoreBounds=True)
+        self.wander.setZValue(-1)
+        self.cmap = pg.colormap.get(t.colormap)
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=self.cmap, interactive=False,
+                                        width=12, label="step")
+        self.canvas.addItem(self.colorbar, row=0, col=1)
+        self.note = centered_note(self.plot.getViewBox(), t.muted)
+
+        # random-walk baseline: measured spectrum as bars, random walk as dots
+        self.base_canvas = pg.GraphicsLayoutWidget()
+        self.base_canvas.setFixedHeight(150)
+        self.base_canvas.setMinimumWidth(170)
+        self.base_canvas.ci.setContentsMargins(2, 4, 4, 2)
+        self.base = style.style_plot(self.base_canvas.addPlot(), title="explained variance",
+                                     bottom="PC")
+        self.base.setMouseEnabled(x=False, y=False)
+        self.base.getAxis("left").setWidth(34)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush=pg.mkBrush(t.train + "c0"),
+                                    pen=None)
+        self.rw = pg.PlotDataItem(pen=pg.mkPen(t.val, width=1.5), symbol="o", symbolSize=6,
+                                  symbolBrush=t.val, symbolPen=None)
+        self.base.addItem(self.bars)
+        self.base.addItem(self.rw)
+        self.base_legend = self.base.addLegend(offset=(-2, 2), labelTextSize="7pt", verSpacing=-8)
+        self.base_legend.addItem(self.bars, "this run")
+        self.base_legend.addItem(self.rw, "random walk")
+        self.base.setToolTip(tip("explained_variance"))
+        self.similarity = QLabel("")
+        self.similarity.setWordWrap(True)
+        self.similarity.setToolTip(tip("random_walk_similarity"))
+        self.similarity.setAlignment(Qt.AlignmentFlag.AlignVCenter)
+        self.similarity.setMinimumWidth(120)
+        below = QHBoxLayout()
+        below.setContentsMargins(0, 0, 8, 4)
+        below.addWidget(self.base_canvas, 3)
+        below.addWidget(self.similarity, 2)
+
+        body = QVBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(2)
+        body.addWidget(self.canvas, 1)
+        body.addLayout(below)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(head)
+        lay.addLayout(body, 1)
+
+        self.scatter.sigClicked.connect(self._on_clicked)
+        self.pc_x.currentIndexChanged.connect(self._redraw)
+        self.pc_y.currentIndexChanged.connect(self._redraw)
+        timeline.index_changed.connect(self._on_index)
+        self._show_note("no run")
+
+    # -- data ---------------------------------------------------------------------
+    def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
+        self._steps = np.asarray(run.steps, dtype=np.int64)
+        pca = (report or {}).get("pca") or {}
+        coords = pca.get("coords")
+        if not coords:
+            reason = pca.get("reason") or (report or {}).get("pca_reason") or (
+                "fewer than 3 snapshots" if len(run) < 3 else "PCA was not computed")
+            self._coords = np.zeros((0, 2))
+            self._rows = np.array([], dtype=np.int64)
+            self._evr = np.array([])
+            self._fill_combos(0)
+            self._clear_items()
+            self._show_note(f"trajectory not available: {reason}")
+            self._set_baseline(None, len(run))
+            return
+        c = np.array([[np.nan if v is None else v for v in row] for row in coords], dtype=float)
+        if c.ndim != 2 or c.shape[1] < 1:
+            c = c.reshape(len(c), -1)
+        if c.shape[1] == 1:
+            c = np.column_stack([c, np.zeros(len(c))])
+        self._coords = c
+        idx = pca.get("indices")
+        self._rows = (np.asarray(idx, dtype=np.int64) if idx is not None
+                      else np.arange(len(c), dtype=np.int64))
+        self._evr = np.array([np.nan if v is None else v
+                              for v in (pca.get("explained_variance_ratio") or [])], dtype=float)
+        plateau = ((report or {}).get("plateau") or {}).get("step")
+        self._plateau_row = None
+        if plateau is not None and len(self._rows):
+            row_steps = self._steps[np.clip(self._rows, 0, len(self._steps) - 1)]
+            r = int(np.searchsorted(row_steps, plateau))
+            self._plateau_row = r if r < len(self._rows) else None
+        self._fill_combos(min(c.shape[1], MAX_PCS))
+        self._show_note("")
+        self._redraw()
+        self._set_baseline(pca.get("random_walk_similarity"), len(self._rows))
+        self._on_index(self.timeline.index)
+
+    def clear(self) -> None:
+        self._coords = np.zeros((0, 2))
+        self._rows = np.array([], dtype=np.int64)
+        self._clear_items()
+        self._set_baseline(None, 0)
+        self._show_note("no run")
+
+    def _clear_items(self) -> None:
+        for it in (self.path, self.wander, self.start, self.current):
+            it.setData([], [])
+        self.scatter.setData([], [])
+        self.start_label.setText("")
+
+    def _fill_combos(self, n: int) -> None:
+        with signals_blocked(self.pc_x), signals_blocked(self.pc_y):
+            for combo, default in ((self.pc_x, 0), (self.pc_y, 1)):
+                combo.clear()
+                for k in range(n):
+                    combo.addItem(f"PC{k + 1}")
+                if n:
+                    combo.setCurrentIndex(min(default, n - 1))
+
+    def _show_note(self, text: str) -> None:
+        self.note.setText(text)
+
+    def axes(self) -> tuple[int, int]:
+        return max(self.pc_x.currentIndex(), 0), max(self.pc_y.currentIndex(), 0)
+
+    def _redraw(self) -> None:
+        if not len(self._coords):
+            return
+        a, b = self.axes()
+        x, y = self._coords[:, a], self._coords[:, b]
+        steps = self._steps[np.clip(self._rows, 0, len(self._steps) - 1)].astype(float)
+        lo, hi = float(steps[0]), float(steps[-1])
+        u = (steps - lo) / (hi - lo) if hi > lo else np.zeros_like(steps)
+        colors = self.cmap.map(u, mode="qcolor")
+        size = 7 if len(x) <= 300 else 5 if len(x) <= 2000 else 3
+        self.scatter.setData(x=x, y=y, brush=[pg.mkBrush(c) for c in colors], size=size,
+                             data=np.arange(len(x)))
+        self.path.setData(x, y)
+        if self._plateau_row is not None:
+            r = self._plateau_row
+            self.wander.setData(x[r:], y[r:])
+        else:
+            self.wander.setData([], [])
+        self.start.setData([x[0]], [y[0]])
+        self.start_label.setText("init")
+        self.start_label.setPos(float(x[0]), float(y[0]))
+        self.colorbar.setLevels((lo, hi if hi > lo else lo + 1))
+
+        def label(k):
+            if k < len(self._evr) and np.isfinite(self._evr[k]):
+                return f"PC{k + 1}  ({100 * self._evr[k]:.1f}% of variance)"
+            return f"PC{k + 1}"
+
+        t = style.current()
+        self.plot.setLabel("bottom", label(a), color=t.foreground)
+        self.plot.setLabel("left", label(b), color=t.foreground)
+        self.plot.enableAutoRange()
+        self._on_index(self.timeline.index)
+
+    def _set_baseline(self, similarity: float | None, n_points: int) -> None:
+        k = min(len(self._evr), 5)
+        if k == 0:
+            self.bars.setOpts(x=[], height=[])
+            self.rw.setData([], [])
+            self.similarity.setText(
+                f"<span style='color:{style.current().muted}'>random-walk baseline: "
+                "not available (no explained variance)</span>")
+            return
+        ks = np.arange(1, k + 1)
+        self.bars.setOpts(x=ks, height=np.nan_to_num(self._evr[:k]), width=0.6)
+        self.rw.setData(ks, random_walk_ratios(max(n_points, 3), k))
+        self.base.setXRange(0.4, k + 0.6, padding=0)
+        self.base.setYRange(0, 1, padding=0.02)
+        self.base.getAxis("bottom").setTicks([[(int(i), str(int(i))) for i in ks]])
+        if similarity is None or not np.isfinite(similarity):
+            self.similarity.setText("random-walk similarity: not available")
+        else:
+            self.similarity.setText(
+                f"PC1 + PC2 hold <b>{100 * np.nansum(self._evr[:2]):.0f}%</b> of the motion "
+                f"(random walk: {100 * random_walk_ratios(max(n_points, 3), 2).sum():.0f}%)<br>"
+                f"random-walk similarity <b>{similarity:.2f}</b><br>"
+                f"<span style='color:{style.current().muted}'>"
+                f"{interpret_similarity(similarity)}</span>")
+
+    # -- timeline -----------------------------------------------------------------
+    def current_row(self, index: int) -> int | None:
+        if not len(self._rows):
+            return None
+        r = int(np.searchsorted(self._rows, index, side="right")) - 1
+        return min(max(r, 0), len(self._rows) - 1)
+
+    def _on_index(self, index: int) -> None:
+        r = self.current_row(index)
+        if r is None or not len(self._coords):
+            self.current.setData([], [])
+            return
+        a, b = self.axes()
+        self.current.setData([self._coords[r, a]], [self._coords[r, b]])
+
+    def _on_clicked(self, item, points, ev=None) -> None:
+        if len(points):
+            row = int(points[0].data())
+            self.timeline.set_index(int(self._rows[row]))

@@ -1,0 +1,80 @@
+"""Small shared widgets: panel headers, a "not available" overlay text, guard helpers."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+
+
+def header(title: str, tooltip: str = "") -> tuple[QWidget, QHBoxLayout]:
+    """A slim title row; add controls to the returned layout after the title."""
+    w = QWidget()
+    w.setObjectName("panelHeader")
+    lay = QHBoxLayout(w)
+    lay.setContentsMargins(6, 2, 6, 2)
+    lay.setSpacing(8)
+    lab = QLabel(f"<b>{title}</b>")
+    lab.setToolTip(tooltip)
+    lay.addWidget(lab)
+    lay.addStretch(1)
+    return w, lay
+
+
+def muted_label(text: str = "") -> QLabel:
+    lab = QLabel(text)
+    lab.setTextFormat(Qt.TextFormat.RichText)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return lab
+
+
+@contextmanager
+def signals_blocked(obj: QObject):
+    """Block ``obj``'s signals for the duration, restoring the previous state."""
+    prev = obj.blockSignals(True)
+    try:
+        yield obj
+    finally:
+        obj.blockSignals(prev)
+
+
+def as_array(values, dtype=float) -> np.ndarray:
+    """A list from a report (None for missing) as a float array with NaN for None."""
+    if values is None:
+        return np.array([], dtype=dtype)
+    return np.array([np.nan if v is None else v for v in values], dtype=dtype)
+
+
+def nearest_index(steps: np.ndarray, x: float) -> int:
+    """Index of the snapshot step nearest to ``x``."""
+    if len(steps) == 0:
+        return 0
+    i = int(np.searchsorted(steps, x))
+    if i <= 0:
+        return 0
+    if i >= len(steps):
+        return len(steps) - 1
+    return i if steps[i] - x < x - steps[i - 1] else i - 1
+
+
+def fmt(v: float | None, digits: int = 4) -> str:
+    if v is None or not np.isfinite(v):
+        return "—"
+    return f"{v:.{digits}g}"
+
+
+def centered_note(viewbox, color) -> "pg.TextItem":
+    """A text item kept at the centre of ``viewbox`` (for "not available: ..." notes)."""
+    import pyqtgraph as pg
+
+    note = pg.TextItem("", color=color, anchor=(0.5, 0.5))
+    note.setParentItem(viewbox)
+
+    def place(*_):
+        note.setPos(viewbox.boundingRect().center())
+
+    viewbox.sigResized.connect(place)
+    place()
+    return note
