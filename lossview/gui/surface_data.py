@@ -94,16 +94,26 @@ def height_scale(z: np.ndarray, log: bool) -> HeightScale:
     return HeightScale(log, lo, ceiling, ceiling < hi)
 
 
-def outline_segments(mask: np.ndarray, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
-    """Outline of a boolean grid region as a polyline in (alpha, beta) coordinates.
+def outline_segments(mask: np.ndarray, alphas: np.ndarray, betas: np.ndarray,
+                     loss: np.ndarray | None = None, level: float | None = None) -> np.ndarray:
+    """Outline of the basin as a polyline in (alpha, beta) coordinates.
 
-    Returns an ``[N, 2]`` array whose separate pieces are split by NaN rows (draw with
-    ``connect="finite"``); empty when the mask is all False or all True.
+    With ``loss`` and ``level`` (minimum + tolerance) the outline is the smooth level
+    curve of the loss, kept to the basin's own connected region (other low regions of the
+    plane are not outlined); otherwise the boundary of the boolean ``mask``. Returns an
+    ``[N, 2]`` array whose pieces are split by NaN rows (draw with ``connect="finite"``);
+    empty when the mask is all False or all True.
     """
-    m = np.asarray(mask, dtype=np.float64)
-    if m.size == 0 or m.min() == m.max():
+    m = np.asarray(mask, dtype=bool)
+    if m.size == 0 or m.all() or not m.any() or min(m.shape) < 2:
         return np.empty((0, 2))
-    return iso_segments(m, 0.5, alphas, betas)
+    if loss is not None and level is not None and np.isfinite(level):
+        z = np.asarray(loss, dtype=np.float64)
+        near = ndimage.binary_dilation(m, iterations=1)
+        top = np.nanmax(np.where(np.isfinite(z), z, -np.inf))
+        z = np.where(near & np.isfinite(z), z, max(top, level) + 1.0)
+        return iso_segments(z, level, alphas, betas)
+    return iso_segments(m.astype(np.float64), 0.5, alphas, betas)
 
 
 def iso_segments(z: np.ndarray, level: float, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
@@ -188,14 +198,19 @@ def build_scene(surface: Any, log: bool) -> SurfaceScene:
         traj = np.where(np.isfinite(traj), traj, z[ia, ib])
     scale = height_scale(z, log)
     mask = getattr(surface, "basin_mask", None)
-    basin = outline_segments(mask, alphas, betas) if mask is not None else np.empty((0, 2))
+    info = dict(getattr(surface, "basin", None) or {})
+    level = None
+    if info.get("minimum") is not None and info.get("tolerance") is not None:
+        level = float(info["minimum"]) + float(info["tolerance"])
+    basin = (outline_segments(mask, alphas, betas, z, level) if mask is not None
+             else np.empty((0, 2)))
     return SurfaceScene(
         alphas=alphas, betas=betas, loss=z, scale=scale, coords=coords, traj_loss=traj,
         true_loss=_vec(getattr(surface, "true_loss", None), n),
         off_plane=_vec(getattr(surface, "off_plane", None), n),
         basin=basin, complete=complete, plane=str(getattr(surface, "plane", "pca")),
         explained=getattr(surface, "explained", None),
-        basin_info=dict(getattr(surface, "basin", None) or {}),
+        basin_info=info,
     )
 
 

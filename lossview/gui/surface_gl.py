@@ -147,7 +147,7 @@ class SurfaceGLView(QWidget):
         self.surface.setVisible(False)
         self._scene: SurfaceScene | None = None
         self._path_pos = np.zeros((0, 3), dtype=np.float32)
-        self._ab_scale = 1.0
+        self._ab_scale = np.ones(2)
         self._ab_centre = np.zeros(2)
         self._index = 0
         self.reset_camera()
@@ -166,10 +166,12 @@ class SurfaceGLView(QWidget):
         self._scene = scene
         a, b = scene.alphas, scene.betas
         self._ab_centre = np.array([(a[0] + a[-1]) / 2, (b[0] + b[-1]) / 2])
-        half = max(a[-1] - a[0], b[-1] - b[0]) / 2
-        self._ab_scale = 1.0 / half if half > 0 else 1.0
-        x = (a - self._ab_centre[0]) * self._ab_scale
-        y = (b - self._ab_centre[1]) * self._ab_scale
+        # each axis stretched to [-1, 1]: a PCA plane is often much longer along PC1,
+        # and a thin strip shows no basin; the 2D view keeps the true aspect ratio
+        half = np.array([a[-1] - a[0], b[-1] - b[0]], dtype=np.float64) / 2
+        self._ab_scale = np.where(half > 0, 1.0 / np.where(half > 0, half, 1.0), 1.0)
+        x = (a - self._ab_centre[0]) * self._ab_scale[0]
+        y = (b - self._ab_centre[1]) * self._ab_scale[1]
         h = scene.scale.unit(scene.loss)
         # per-vertex colours, flattened in the mesh's vertex order (x-major)
         colors = _colormap(SURFACE_CMAP).map(h.ravel(), mode="float").astype(np.float32)

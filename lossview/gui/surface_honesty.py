@@ -32,10 +32,6 @@ class HonestyPlot(QWidget):
         pi.setLabel("left", "loss")
         pi.showAxis("right")
         pi.getAxis("right").setLabel("off plane", color=OFF_COLOR)
-        bg = pg.mkColor(pg.getConfigOption("background"))
-        bg.setAlpha(200)
-        pi.addLegend(offset=(40, 2), labelTextSize="8pt", brush=bg, colCount=3,
-                     labelTextColor=pg.getConfigOption("foreground"))
         fg = pg.getConfigOption("foreground")
         self.true_curve = pi.plot(pen=pg.mkPen(fg, width=1.5), name="true loss",
                                   connect="finite")
@@ -49,12 +45,11 @@ class HonestyPlot(QWidget):
         self.off_curve = pg.PlotDataItem(pen=pg.mkPen(OFF_COLOR, width=1), connect="finite")
         self.off_box.addItem(self.off_curve)
         pi.getViewBox().sigResized.connect(self._sync_boxes)
-        # legend entry for the right-axis curve
-        pi.legend.addItem(self.off_curve, "distance off the plane")
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#ff3b30", width=1))
         pi.addItem(self.cursor, ignoreBounds=True)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
+        self.summary.setTextFormat(pg.QtCore.Qt.TextFormat.RichText)
         self.summary.setStyleSheet("font-size: 11px;")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -70,22 +65,21 @@ class HonestyPlot(QWidget):
     def _sync_boxes(self) -> None:
         self.off_box.setGeometry(self.plot.getPlotItem().getViewBox().sceneBoundingRect())
 
-    def set_scene(self, scene: SurfaceScene, steps: np.ndarray, log: bool) -> None:
+    def set_scene(self, scene: SurfaceScene, steps: np.ndarray) -> None:
         n = scene.n_points
         steps = np.asarray(steps, dtype=np.float64)
         self._steps = steps[:n] if len(steps) >= n else np.arange(n, dtype=np.float64)
         x = self._steps
-        pi = self.plot.getPlotItem()
-        pi.setLogMode(y=log)
-        tl = scene.true_loss if not log else np.where(scene.true_loss > 0, scene.true_loss,
-                                                        np.nan)
-        sl = scene.traj_loss if not log else np.where(scene.traj_loss > 0, scene.traj_loss,
-                                                       np.nan)
-        self.true_curve.setData(x, tl)
-        self.surf_curve.setData(x, sl)
+        # linear y whatever the surface's scale: the gap between the curves is the point
+        self.true_curve.setData(x, scene.true_loss)
+        self.surf_curve.setData(x, scene.traj_loss)
         self.off_curve.setData(x, scene.off_plane)
         self.off_box.enableAutoRange()
-        self.summary.setText(honesty_summary(scene))
+        fg = pg.mkColor(pg.getConfigOption("foreground")).name()
+        key = (f"<span style='color:{fg}'>━ true loss</span> &nbsp; "
+               f"<span style='color:{SURF_COLOR}'>╍ loss on the plane</span> &nbsp; "
+               f"<span style='color:{OFF_COLOR}'>━ distance off the plane</span> &nbsp;·&nbsp; ")
+        self.summary.setText(key + honesty_summary(scene))
         self._sync_boxes()
 
     def set_current(self, index: int) -> None:

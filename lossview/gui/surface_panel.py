@@ -40,7 +40,7 @@ PLANES = (
     ("pca", "PCA of the trajectory",
      "The plane of the trajectory's first two principal components, through its last "
      "snapshot (Li et al. 2018)."),
-    ("segment", "Post-plateau segment",
+    ("post-plateau", "Post-plateau segment",
      "PCA of the snapshots after the loss plateau only: the plane the weights wander in "
      "once the loss is flat."),
     ("random", "Random (filter-normalised)",
@@ -284,8 +284,14 @@ class SurfacePanel(QWidget):
         self._final = False
         run, plane, steps = self.run, self.current_plane(), int(self.res_box.currentData())
         kwargs: dict[str, Any] = {"plane": plane, "steps": steps, "model_file": self.model_file}
-        start = self._plateau_index()
-        if plane == "segment" and start is not None:
+        if plane == "post-plateau":
+            start = self._plateau_index()
+            if start is None:
+                self.scene = None
+                self.surface = None
+                self._show_message("No loss plateau was found in this run, so there is no "
+                                   "post-plateau segment to take a plane from.")
+                return
             kwargs["start_index"] = start
         worker = GeneratorWorker(lambda: _surface_for_run(run, **kwargs), parent=self)
         worker.progress.connect(self._on_progress)
@@ -374,7 +380,7 @@ class SurfacePanel(QWidget):
         if self._ensure_gl():
             self._gl_view.set_scene(self.scene)
         steps = self.run.steps if self.run is not None else np.arange(self.scene.n_points)
-        self.honesty.set_scene(self.scene, steps, self.log_box.isChecked())
+        self.honesty.set_scene(self.scene, steps)
         self._on_index(self.timeline.index)
         self._show_view()
 
