@@ -3,11 +3,10 @@
 ``early`` = median of the first 10% of the logged gradient norms; ``post`` = mean after the
 plateau (the last quarter of the run when there is none). Verdict:
 
-* ``"vanishes"``: post / early < 0.02;
-* ``"still falling"``: within the post segment, mean of its last quarter / mean of its first
-  quarter < 0.5;
-* ``"levels off"``: otherwise: the loss converged without the weights reaching a
-  stationary point.
+* ``"levels off"``: within the post segment, the mean of its last quarter is at least half
+  the mean of its first quarter: the loss converged without the weights reaching a
+  stationary point;
+* otherwise ``"vanishes"`` when post / early < 0.02, else ``"still falling"``.
 """
 
 from __future__ import annotations
@@ -40,12 +39,12 @@ def gradient_behaviour(run: Run, plateau_step: int | None) -> dict:
     q = max(len(post) // 4, 1)
     trend = float(post[-q:].mean() / post[:q].mean()) if post[:q].mean() > 0 else None
     ratio = float(post.mean() / early) if early > 0 else None
-    if ratio is not None and ratio < VANISH:
-        verdict = "vanishes"
-    elif trend is not None and trend < FALLING:
-        verdict = "still falling"
-    else:
+    if trend is None or trend >= FALLING:
         verdict = "levels off"
+    elif ratio is not None and ratio < VANISH:
+        verdict = "vanishes"
+    else:
+        verdict = "still falling"
     return {"verdict": verdict, "metric": next(k for k in NAMES if run.metrics.get(k) is s),
             "early": early, "post_mean": float(post.mean()), "post_over_early": ratio,
             "post_trend": trend, "segment": seg}
