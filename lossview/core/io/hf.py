@@ -23,7 +23,7 @@ import numpy as np
 from lossview.core.io.arrays import ArrayFileReader
 from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
 from lossview.core.io.native import safetensors_info
-from lossview.core.io.torchfiles import SAFETY, TorchReader, UnreadableFile, UnsafeFile, inspect_file
+from lossview.core.io.torchfiles import SAFETY, TorchReader, UnsafeFile, inspect_file
 from lossview.core.run import MetricSeries, Reader, Run, Snapshot, TensorDict
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
@@ -134,7 +134,7 @@ def open_hf(path: Path) -> Run:
         except UnsafeFile:
             warnings.append(f"{ck.name}/{files[0].name}: {SAFETY}")
             continue
-        except (UnreadableFile, Exception) as e:  # noqa: BLE001 - named and skipped
+        except Exception as e:  # noqa: BLE001 - any damaged file is named and skipped
             warnings.append(f"skipped {ck.name}: {files[0].name} is not readable ({one_line(e)})")
             continue
         gs = state.get("global_step")

@@ -11,6 +11,7 @@ a warning.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -28,11 +29,12 @@ def find_ckpts(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     out = []
-    for p in root.rglob("*.ckpt"):
-        rel = p.relative_to(root)
-        if len(rel.parts) <= MAX_DEPTH and p.is_file() and not any(
-                part.startswith(".") for part in rel.parts):
-            out.append(p)
+    for dirpath, dirnames, filenames in os.walk(root):
+        depth = len(Path(dirpath).relative_to(root).parts)
+        # do not descend further than MAX_DEPTH, nor into hidden folders
+        dirnames[:] = [] if depth >= MAX_DEPTH - 1 else [d for d in dirnames if not d.startswith(".")]
+        out += [Path(dirpath) / f for f in filenames
+                if f.endswith(".ckpt") and not f.startswith(".")]
     return sorted(out, key=lambda p: natural_key(str(p.relative_to(root))))
 
 

@@ -13,6 +13,7 @@ it, so opening a folder reads names, shapes, dtypes and scalars only.
 
 from __future__ import annotations
 
+import argparse
 import math
 import pickle
 from collections.abc import Mapping, Sequence
@@ -41,17 +42,24 @@ class UnreadableFile(Exception):
     """Not a torch file, or a damaged one."""
 
 
+#: Inert standard-library classes allowed beside tensors: ``argparse.Namespace`` holds the
+#: hyper-parameters of many Lightning checkpoints (``save_hyperparameters(args)``); building
+#: one only sets attributes.
+SAFE_GLOBALS = (argparse.Namespace,)
+
+
 def load_torch(path: Path, mmap: bool = True) -> Any:
     """``torch.load`` with ``weights_only=True`` on the CPU, memory-mapped when possible."""
     import torch
 
     try:
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError as e:
-            if mmap and "mmap can only be used" in str(e):
-                return torch.load(str(path), map_location="cpu", weights_only=True)
-            raise
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            try:
+                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as e:
+                if mmap and "mmap can only be used" in str(e):
+                    return torch.load(str(path), map_location="cpu", weights_only=True)
+                raise
     except pickle.UnpicklingError as e:
         if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
             raise UnsafeFile(SAFETY) from None
@@ -127,13 +135,9 @@ def to_numpy(t: Any) -> np.ndarray:
     import torch
 
     t = t.detach()
-    if t.dtype in (torch.bfloat16, torch.float16):
-        t = t.float()
-    elif t.dtype.is_complex or t.dtype == torch.bool:
-        pass
-    elif not t.dtype.is_floating_point and t.dtype not in (torch.int8, torch.uint8, torch.int16,
-                                                           torch.int32, torch.int64):
-        t = t.float()  # fp8 and other types numpy has no name for
+    if t.dtype in (torch.bfloat16, torch.float16) or (
+            t.dtype.is_floating_point and t.dtype not in (torch.float32, torch.float64)):
+        t = t.float()  # fp8 and the like have no numpy type either
     return t.cpu().contiguous().numpy().copy()
 
 

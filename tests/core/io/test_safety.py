@@ -101,3 +101,15 @@ def test_npz_object_arrays_are_not_unpickled(tmp_path):
     assert not marker.exists()
     assert run.steps.tolist() == [1]
     assert any("snap_2.npz" in w and "Python objects" in w for w in run.warnings)
+
+
+def test_argparse_namespace_hyperparameters_are_allowed(tmp_path):
+    """Lightning stores ``save_hyperparameters(args)`` as an argparse.Namespace: an inert
+    standard class, allowed; the checkpoint loads with its global_step."""
+    import argparse
+
+    torch.save({"state_dict": {"w": torch.ones(2)}, "global_step": 7, "epoch": 0,
+                "hyper_parameters": argparse.Namespace(lr=0.1, name="x")},
+               tmp_path / "epoch=0-step=7.ckpt")
+    run = open_run(tmp_path)
+    assert run.format == "lightning" and run.steps.tolist() == [7] and run.warnings == []
