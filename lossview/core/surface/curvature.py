@@ -66,7 +66,7 @@ class HessianOperator:
                 th = self.theta.detach().requires_grad_(True)
                 loss = self._loss(th, x, y)
                 (gb,) = torch.autograd.grad(loss, th)
-                total += float(loss) * k
+                total += float(loss.detach()) * k
                 g += gb * k
         s = float(sum(self.sizes))
         return total / s, g / s

@@ -1,0 +1,136 @@
+"""``lossview surface RUN``: the loss surface on a plane through a run's trajectory.
+
+Examples::
+
+    lossview surface runs/mlp                              # PCA plane, 41 x 41
+    lossview surface runs/mlp --plane post-plateau --out s.npz
+    lossview surface runs/mlp --plane snapshots 0 10 20 --steps 61
+    lossview surface runs/mlp --plane line 0 -1
+    lossview surface ckpts/ --model mymodel.py             # foreign folder: runs mymodel.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+PLANES = ("pca", "post-plateau", "random", "snapshots", "line")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "surface", help="loss surface on a plane through the trajectory (writes .npz)",
+        description="Evaluate the loss exactly on a grid of a plane through a run's weight "
+                    "trajectory, place every snapshot on it and report how honest the plane "
+                    "is (true loss vs the surface's loss at each projected snapshot).")
+    p.add_argument("path", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("--plane", nargs="+", default=["pca"], metavar="KIND",
+                   help="pca | post-plateau | random | snapshots A B C | line A B "
+                        "(A, B, C: snapshot indices, negative from the end)")
+    p.add_argument("--steps", type=int, default=41, help="grid points per axis (default 41)")
+    p.add_argument("--span", type=float, default=None,
+                   help="axes from -SPAN to SPAN (default: the trajectory plus 15%%)")
+    p.add_argument("--center", type=int, default=None, help="snapshot the pca/random plane goes through")
+    p.add_argument("--start", type=int, default=None,
+                   help="first snapshot of the post-plateau plane (default: the detected plateau)")
+    p.add_argument("--model", metavar="FILE.py",
+                   help="for foreign folders: Python file defining build_model(), batches() and "
+                        "optionally loss_fn() (THIS RUNS YOUR CODE)")
+    p.add_argument("--bn", choices=("eval", "recompute"), default="eval",
+                   help="BatchNorm: running statistics (eval, default) or recomputed per point (slow)")
+    p.add_argument("--tolerance", type=float, default=None, help="flat-basin loss tolerance")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random plane")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--out", metavar="FILE.npz", help="write the surface and trajectory arrays")
+
+
+def _parse_plane(values: list[str]) -> tuple[str, list[int] | None]:
+    from lossview.core.errors import LossviewError
+
+    kind, rest = values[0], values[1:]
+    if kind not in PLANES:
+        raise LossviewError(f"unknown plane {kind!r}; choose one of {', '.join(PLANES)}")
+    need = {"snapshots": 3, "line": 2}.get(kind, 0)
+    if len(rest) != need:
+        raise LossviewError(f"--plane {kind} takes {need} snapshot indices, got {len(rest)}")
+    try:
+        return kind, [int(v) for v in rest] or None
+    except ValueError:
+        raise LossviewError(f"snapshot indices must be integers, got {' '.join(rest)}") from None
+
+
+def _plateau_index(run) -> int:
+    from lossview.core.analysis.plateau import find_plateau
+    from lossview.core.errors import LossviewError
+
+    info = find_plateau(run.metric("loss", "train_loss"))
+    if info.get("step") is None:
+        raise LossviewError("no plateau found in the logged loss "
+                            f"({info.get('reason', 'unknown')}); pass --start INDEX")
+    return run.index_of_step(int(info["step"]))
+
+
+def _bar(fraction: float) -> None:
+    n = int(fraction * 30)
+    sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {fraction:4.0%}")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from lossview.core.errors import LossviewError
+    from lossview.core.io import open_run
+    from lossview.core.surface.runsurface import surface_for_run
+
+    kind, snaps = _parse_plane(args.plane)
+    if args.steps < 2 or args.steps > 1001:
+        raise LossviewError("--steps must be between 2 and 1001")
+    r = open_run(args.path)
+    for w in r.warnings:
+        print(f"lossview surface: warning: {w}", file=sys.stderr)
+    if args.model:
+        print(f"lossview surface: running your model file {args.model}", file=sys.stderr)
+    start = args.start
+    if kind == "post-plateau" and start is None:
+        start = _plateau_index(r)
+    gen = surface_for_run(r, plane=kind, steps=args.steps, span=args.span, model_file=args.model,
+                          center_index=args.center, start_index=start, snapshots=snaps,
+                          bn_mode=args.bn, cache=not args.no_cache, tolerance=args.tolerance,
+                          seed=args.seed)
+    tty = sys.stderr.isatty()
+    while True:
+        try:
+            prog = next(gen)
+        except StopIteration as stop:
+            s = stop.value
+            break
+        if tty:
+            _bar(prog.fraction)
+    if tty:
+        sys.stderr.write("\n")
+    gap = np.abs(s.true_loss - s.surface_loss)
+    ex = "" if s.explained is None else ", ".join(f"{x:.1%}" for x in s.explained)
+    lines = [
+        f"{s.plane}" + (f"  (variance captured per axis: {ex})" if ex else ""),
+        f"grid {len(s.alphas)} x {len(s.betas)}, alpha {s.alphas[0]:.4g}..{s.alphas[-1]:.4g}"
+        + (f", beta {s.betas[0]:.4g}..{s.betas[-1]:.4g}" if len(s.betas) > 1 else "")
+        + f"; loss {np.nanmin(s.loss):.4g}..{np.nanmax(s.loss):.4g}"
+        + f"; BatchNorm {s.bn_mode}; {s.evaluation}{' (cached)' if s.cached else ''}",
+        f"honesty: |true - surface| loss at the snapshots: median {np.median(gap):.3g}, "
+        f"max {gap.max():.3g}; distance off the plane: max {s.off_plane.max():.3g}",
+        f"flat basin (tolerance {s.basin['tolerance']:.3g}): width {s.basin['width_alpha']:.3g}"
+        + (f" x {s.basin['width_beta']:.3g}" if len(s.betas) > 1 else "")
+        + f"; {sum(s.basin['inside'])} of {len(s.true_loss)} snapshots inside",
+    ]
+    print("\n".join(lines))
+    if args.out:
+        from pathlib import Path
+
+        from lossview.core.surface.cache import save
+
+        out = Path(args.out)
+        if not save(out, s.to_arrays()):
+            raise LossviewError(f"cannot write {out}")
+        print(f"wrote {out}")
+    return 0

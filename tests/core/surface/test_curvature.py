@@ -1,0 +1,98 @@
+"""Top Hessian eigenvalues (Lanczos, power iteration) and Hutchinson's trace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lossview
+from lossview.core.surface.curvature import HessianOperator, hessian_trace
+
+
+def small():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(60, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (60,), generator=g)
+    return m, nn.CrossEntropyLoss(), (x, y)
+
+
+def autograd_hessian(m, loss_fn, x, y) -> np.ndarray:
+    names = [n for n, _ in m.named_parameters()]
+    params = tuple(p.detach() for _, p in m.named_parameters())
+
+    def f(*ps):
+        return loss_fn(torch.func.functional_call(m, dict(zip(names, ps)), (x,)), y)
+
+    h = torch.autograd.functional.hessian(f, params)
+    sizes = [p.numel() for p in params]
+    off = np.concatenate([[0], np.cumsum(sizes)])
+    out = np.zeros((off[-1], off[-1]))
+    for i in range(len(params)):
+        for j in range(len(params)):
+            out[off[i]:off[i + 1], off[j]:off[j + 1]] = h[i][j].reshape(sizes[i], sizes[j]).numpy()
+    return out
+
+
+def test_lanczos_and_power_iteration_match_the_autograd_hessian():
+    m, loss_fn, (x, y) = small()
+    ref = np.sort(np.linalg.eigvalsh(autograd_hessian(m, loss_fn, x, y)))[::-1]
+    top3 = lossview.sharpness(m, loss_fn, (x, y), k=3)
+    np.testing.assert_allclose(top3, ref[:3], rtol=1e-8)
+    assert lossview.sharpness(m, loss_fn, (x, y)) == pytest.approx(ref[0], rel=1e-8)
+    # power iteration converges at rate ref[1]/ref[0]; tol 1e-10 on the Rayleigh quotient
+    assert lossview.sharpness(m, loss_fn, (x, y), method="power", tol=1e-10) == pytest.approx(
+        ref[0], rel=1e-5)
+    op = HessianOperator(m, loss_fn, (x, y))
+    np.testing.assert_allclose(op.dense(), autograd_hessian(m, loss_fn, x, y), atol=1e-12)
+
+
+def test_batches_and_params_arguments():
+    m, loss_fn, (x, y) = small()
+    whole = lossview.sharpness(m, loss_fn, (x, y))
+    parts = lossview.sharpness(m, loss_fn, [(x[:25], y[:25]), (x[25:], y[25:])])
+    assert parts == pytest.approx(whole, rel=1e-9)
+    moved = {n: p.detach() * 1.5 for n, p in m.named_parameters()}
+    at_moved = lossview.sharpness(m, loss_fn, (x, y), params=moved)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(1.5)
+    assert lossview.sharpness(m, loss_fn, (x, y)) == pytest.approx(at_moved, rel=1e-9)
+
+
+def test_known_spectrum_of_the_builtin_quadratic():
+    from lossview.core.train.problems import problem_from_spec
+
+    p = problem_from_spec({"name": "quadratic", "dim": 12, "n": 64, "max_eig": 1.0, "min_eig": 0.05})
+    m = p.make_model()
+    top = lossview.sharpness(m, p.loss_fn, p.train_data, k=3)
+    # the Hessian is exactly Q diag(h) Q' at every point; float32 model
+    np.testing.assert_allclose(top, np.sort(p.eigenvalues)[::-1][:3], rtol=1e-5)
+    assert top[0] == pytest.approx(1.0, rel=1e-5)
+    est, se = hessian_trace(m, p.loss_fn, p.train_data, n_probes=400, seed=0)
+    # Rademacher: Var[v'Hv] = 2(|H|_F^2 - sum H_ii^2); 5 standard errors
+    h = p.hessian.double().numpy()
+    sd = np.sqrt(2 * ((h ** 2).sum() - (np.diag(h) ** 2).sum()) / 400)
+    assert abs(est - p.eigenvalues.sum()) < 5 * sd
+    assert se == pytest.approx(sd, rel=0.3)
+
+
+def test_hutchinson_is_exact_for_a_diagonal_hessian():
+    # v'Hv = sum_i h_i v_i^2 = tr H for every Rademacher v
+    class Diag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(5, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.w.expand(len(x), -1)
+
+    h = torch.tensor([1.0, 2.0, 3.0, 0.5, 7.0], dtype=torch.float64)
+    loss_fn = lambda o, t: 0.5 * ((o - t) ** 2 * h).sum(-1).mean()  # noqa: E731
+    data = (torch.zeros(4, 1, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64))
+    est, se = hessian_trace(Diag(), loss_fn, data, n_probes=10)
+    assert est == pytest.approx(13.5, rel=1e-12) and se == pytest.approx(0.0, abs=1e-12)
+    assert lossview.sharpness(Diag(), loss_fn, data, k=5).tolist() == pytest.approx([7, 3, 2, 1, 0.5])
