@@ -17,6 +17,7 @@ class MemorySink:
         self.spec: dict[str, Any] = {"status": "running", **(spec or {})}
         self.records: list[dict[str, Any]] = []
         self.snapshots: list[tuple[int, dict[str, np.ndarray]]] = []
+        self.buffer_names: list[str] = []
 
     def update_spec(self, **fields: Any) -> None:
         self.spec.update(fields)
@@ -26,17 +27,18 @@ class MemorySink:
 
     def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
                  epoch: float | None = None) -> None:
-        arrays = {k: np.array(v.detach().cpu() if hasattr(v, "detach") else v)
-                  for k, v in {**params, **(buffers or {})}.items()}
-        self.snapshots.append((int(step), arrays))
+        self.buffer_names = sorted(buffers or {})
+        self.snapshots.append((int(step), _copy({**params, **(buffers or {})})))
 
     def close(self, status: str = "finished", **fields: Any) -> None:
         self.spec.update(status=status, **fields)
 
     def run(self):
         """The recorded run as a :class:`~lossview.core.run.Run`."""
-        from lossview.core.io.memory import run_from_arrays
-        from lossview.core.run import MetricSeries
+        from pathlib import Path
+
+        from lossview.core.io.memory import MemoryReader
+        from lossview.core.run import MetricSeries, Run, Snapshot
 
         cols: dict[str, tuple[list[int], list[float]]] = {}
         for rec in self.records:
@@ -46,8 +48,14 @@ class MemorySink:
                     s.append(rec["step"])
                     vals.append(float(v))
         metrics = {k: MetricSeries(np.asarray(s), np.asarray(v)) for k, (s, v) in cols.items()}
-        return run_from_arrays([a for _, a in self.snapshots], [s for s, _ in self.snapshots],
-                               metrics, self.spec, name="memory", format="memory")
+        snaps = [Snapshot(step=s, source=Path("memory"), meta={"index": i})
+                 for i, (s, _) in enumerate(self.snapshots)]
+        first = self.snapshots[0][1] if self.snapshots else {}
+        shapes = {k: tuple(v.shape) for k, v in first.items()
+                  if k not in self.buffer_names and np.issubdtype(v.dtype, np.floating)}
+        buffers = [k for k in first if k not in shapes]
+        return Run(Path("memory"), "memory", snaps, MemoryReader([a for _, a in self.snapshots]),
+                   shapes, buffers, metrics, {**self.spec, "name": "memory"}, cache_size=0)
 
 
 class BackgroundSnapshots:

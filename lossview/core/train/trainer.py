@@ -289,8 +289,13 @@ class Trainer:
             if status == "stopped":
                 fields["stopped_step"] = step
             sink.close(status, **fields)
-        except GeneratorExit:
-            sink.close("stopped", steps_done=step, stopped_step=step)
+        except GeneratorExit:  # closed at a progress event, i.e. after the update of `step`
+            done = step + 1
+            try:
+                if last_written[0] != done and bool(torch.isfinite(flat).all()):
+                    sink.log(done, param_norm=float(flat.norm()), **write_snapshot(done))
+            finally:
+                sink.close("stopped", steps_done=done, stopped_step=done)
             raise
         except BaseException:
             sink.close("failed", steps_done=step)
