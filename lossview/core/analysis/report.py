@@ -32,6 +32,8 @@ MAX_GRAM_SNAPSHOTS = 2000
 MAX_PERMUTATION_SNAPSHOTS = 50
 #: Fewest snapshots in the post-plateau segment for it to be analysed on its own.
 MIN_SEGMENT = 8
+#: Most snapshots in the reported pairwise distance matrix (evenly subsampled beyond).
+MAX_PAIRWISE = 200
 
 
 def jsonable(x: Any) -> Any:
@@ -55,6 +57,25 @@ def _null(reason: str, **keys: Any) -> dict:
     return {**keys, "reason": reason}
 
 
+def _logged_update_ratio(run: Run) -> dict | None:
+    """``update_norm / param_norm`` where the run logged both (lossview's trainer does)."""
+    u, p = run.metric("update_norm"), run.metric("param_norm")
+    if u is None or p is None:
+        return None
+    common, iu, ip = np.intersect1d(u.steps, p.steps, return_indices=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = u.values[iu] / p.values[ip]
+    return {"steps": common.tolist(), "values": ratio.tolist()}
+
+
+def _pairwise(gram) -> dict:
+    pos = subsample(len(gram), MAX_PAIRWISE)
+    d = np.sqrt(gram.sq_distances()[np.ix_(pos, pos)])
+    np.fill_diagonal(d, 0.0)
+    return {"indices": gram.indices[pos].tolist(), "steps": gram.steps[pos].tolist(),
+            "matrix": d.tolist()}
+
+
 def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[float, str], None, dict]:
     """Compute the report, yielding ``(fraction done, what)``; returns the report.
 
@@ -75,7 +96,7 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
         "buffers": run.buffer_names,
         "warnings": run.warnings,
         "metrics": {k: s.to_json() for k, s in run.metrics.items()},
-        "distance": d.to_json(),
+        "distance": {**d.to_json(), "logged_update_ratio": _logged_update_ratio(run)},
     }
     report["divergence"] = divergence(run, d.nonfinite)
     loss = run.metric(*LOSS_NAMES)
@@ -102,7 +123,9 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
         report["pca"] = _null(why, explained_variance_ratio=None, random_walk_similarity=None, coords=None)
         report["diffusion"] = _null(why, exponent=None)
         report["stationarity"] = _null(why, verdict=None, statistic=None)
+        report["pairwise"] = _null(why, matrix=None)
     else:
+        report["pairwise"] = _pairwise(gram)
         yield 0.7, "PCA"
         report["pca"] = pca_from_gram(gram, k=10).to_json()
         start = plateau.get("step")
@@ -118,6 +141,17 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
     report["diagnosis"] = diagnose(report, run.spec)
     yield 1.0, "done"
     return jsonable(report)
+
+
+def analyze_iter(run: Run, model_file: str | None = None) -> Generator[str, None, dict]:
+    """:func:`analyze_steps` with progress as text lines (for the GUI's worker)."""
+    gen = analyze_steps(run, model_file)
+    while True:
+        try:
+            frac, what = next(gen)
+        except StopIteration as e:
+            return e.value
+        yield f"analysis: {what} ({frac:.0%})"
 
 
 def analyze(run: Run, model_file: str | None = None) -> dict[str, Any]:

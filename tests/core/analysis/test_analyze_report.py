@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lossview.cli import main
-from lossview.core.analysis.report import analyze, analyze_steps, format_text
+from lossview.core.analysis.report import analyze, analyze_iter, analyze_steps, format_text
 from lossview.core.io import RunWriter, open_run
 from lossview.core.io.memory import run_from_arrays
 
@@ -73,6 +73,11 @@ def test_story_run_report(story_run):
     assert all(a <= r + 1e-6 for a, r in zip(perm["aligned_to_final"], perm["raw_to_final"]))
     assert perm["raw_to_final"][-1] == 0.0
     assert rep["divergence"]["step"] is None
+    pw = rep["pairwise"]
+    assert len(pw["matrix"]) == 200 and pw["steps"][:2] == [0, 10]
+    fi = rep["distance"]["from_init"]
+    np.testing.assert_allclose(pw["matrix"][0], fi, rtol=1e-6)  # from the Gram matrix
+    np.testing.assert_allclose(np.array(pw["matrix"])[:, -1], rep["distance"]["to_final"], rtol=1e-6)
     text = " ".join(rep["diagnosis"])
     assert f"Loss flat since step {rep['plateau']['step']:,}" in text
     assert f"lag^{rep['diffusion']['exponent']:.2f}" in text
@@ -104,18 +109,33 @@ def test_one_or_two_snapshots_degrade_to_null_with_reasons(n):
     format_text(rep)
 
 
+def rng0_w():
+    return np.random.default_rng(1).normal(size=484)
+
+
 def test_diverged_run_is_reported_and_still_strict_json(tmp_path):
     rng = np.random.default_rng(1)
     d = 484
     w = rng.normal(size=d)
     with RunWriter(tmp_path / "r", spec={"optimizer": {"lr": 2.5}}) as wr:
         for step in range(0, 300, 10):
-            wr.log(step, loss=float(np.sum(w**2)) if step < 200 else float("inf"))
+            wr.log(step, loss=float(np.sum(w**2)) if step < 200 else float("inf"),
+                   update_norm=0.5, param_norm=float(np.linalg.norm(w)))
             wr.snapshot(step, _split(w if step <= 200 else w * np.nan))
             w = w * (1.5 if step >= 100 else 1.0) + 0.01 * rng.normal(size=d)
         wr.update_spec(status="diverged", divergence_step=200)
-    rep = analyze(open_run(tmp_path / "r"))
+    gen = analyze_iter(open_run(tmp_path / "r"))
+    lines = []
+    while True:
+        try:
+            lines.append(next(gen))
+        except StopIteration as e:
+            rep = e.value
+            break
+    assert all(isinstance(x, str) for x in lines) and lines[-1].endswith("(100%)")
     json.dumps(rep, allow_nan=False)
+    ur = rep["distance"]["logged_update_ratio"]
+    assert ur["steps"][0] == 0 and ur["values"][0] == pytest.approx(0.5 / np.linalg.norm(rng0_w()))
     assert rep["divergence"]["step"] == 200
     assert rep["divergence"]["last_finite_snapshot"]["step"] == 200
     assert rep["pca"]["explained_variance_ratio"] is not None  # on the finite snapshots
