@@ -73,7 +73,7 @@ class HeightScale:
 
 def height_scale(z: np.ndarray, log: bool) -> HeightScale:
     """A scale that shows the basin: in linear mode a surface whose rim is far above its
-    typical values (a diverging direction) is clipped at the 95th percentile, otherwise
+    typical values (a diverging direction) is clipped at the 90th percentile, otherwise
     the flat part would be squashed to a sheet; in log mode at ``LOG_DECADES`` decades."""
     v = np.asarray(z, dtype=np.float64)
     if log:
@@ -86,9 +86,9 @@ def height_scale(z: np.ndarray, log: bool) -> HeightScale:
     if log:
         ceiling = min(hi, lo + LOG_DECADES)
     else:
-        p95 = float(np.percentile(v, 95))
-        if hi - lo > 20 * max(float(np.median(v)) - lo, 1e-12) and p95 > lo:
-            ceiling = p95
+        p90 = float(np.percentile(v, 90))
+        if hi - lo > 20 * max(float(np.median(v)) - lo, 1e-12) and p90 > lo:
+            ceiling = p90
     if ceiling <= lo:
         ceiling = lo + (abs(lo) * 1e-3 or 1.0)
     return HeightScale(log, lo, ceiling, ceiling < hi)

@@ -1,0 +1,209 @@
+"""Surface panel on a real run trained by lossview's trainer (quadratic, ~1 s)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lossview.core.io import open_run
+from lossview.core.io.memory import run_from_arrays
+from lossview.core.train.config import TrainConfig
+from lossview.core.train.trainer import run_to_end, train
+from lossview.gui.surface_data import build_scene, fill_missing, height_scale, outline_segments
+from lossview.gui.surface_panel import SurfacePanel
+from lossview.gui.timeline import Timeline
+
+STEPS = 21  # grid points per side; small so each test computes in well under a second
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "mlp"
+    run_to_end(train(TrainConfig("mlp", steps=200, every=20), out))
+    return open_run(out)
+
+
+@pytest.fixture(scope="module")
+def quad_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "quad"
+    run_to_end(train(TrainConfig("quadratic", steps=300, every=20, batch_size=8), out))
+    return open_run(out)
+
+
+def make_panel(qtbot, run=None, contour=True):
+    tl = Timeline()
+    panel = SurfacePanel(tl)
+    qtbot.addWidget(panel)
+    panel.res_box.setCurrentIndex(panel.res_box.findData(STEPS))
+    panel.set_contour(contour)
+    panel.resize(800, 600)
+    if run is not None:
+        tl.set_count(len(run))
+    return panel, tl
+
+
+def compute(qtbot, panel, run, timeout=60000):
+    with qtbot.waitSignal(panel.surface_ready, timeout=timeout):
+        panel.set_run(run, None)
+    assert not panel.is_busy()
+
+
+def test_fill_missing_uses_nearest_evaluated_point():
+    z = np.full((5, 5), np.nan)
+    z[0, 0], z[4, 4] = 1.0, 9.0
+    f = fill_missing(z)
+    assert f[1, 0] == 1.0 and f[3, 4] == 9.0 and np.isfinite(f).all()
+    assert f[0, 0] == 1.0 and f[4, 4] == 9.0
+
+
+def test_height_scale_clips_a_diverging_rim_in_linear_mode():
+    z = np.ones((30, 30))
+    z[:, :2] = 1e6  # a wall 6 orders of magnitude up on 7% of the grid
+    z[10:20, 10:20] = 0.5
+    lin = height_scale(z, log=False)
+    assert lin.clipped and lin.ceiling < 1e6
+    # the basin and the plain stay distinguishable: 0.5 -> 0, 1 -> top
+    assert lin.unit(np.array([0.5]))[0] == 0.0 and lin.unit(np.array([1.0]))[0] == 1.0
+    lg = height_scale(z, log=True)
+    # log mode shows LOG_DECADES (6) decades above the minimum: 1e6 is just clipped
+    assert lg.floor == pytest.approx(np.log10(0.5))
+    assert lg.ceiling == pytest.approx(np.log10(0.5) + 6.0) and lg.clipped
+
+
+def test_basin_outline_is_the_level_curve_of_the_basin_only():
+    a = b = np.linspace(-2, 2, 41)
+    A, B = np.meshgrid(a, b, indexing="ij")
+    # two wells; the basin mask is the left one only
+    loss = np.minimum((A + 1) ** 2 + B**2, (A - 1.2) ** 2 + B**2 + 0.01)
+    mask = ((A + 1) ** 2 + B**2 <= 0.25) & (A < 0.1)
+    seg = outline_segments(mask, a, b, loss, level=0.25)
+    pts = seg[np.isfinite(seg).all(axis=1)]
+    r = np.hypot(pts[:, 0] + 1, pts[:, 1])
+    # on the circle of radius 0.5 around (-1, 0) (linear interpolation on a 0.1 grid)
+    assert np.abs(r - 0.5).max() < 0.02
+    assert (pts[:, 0] < 0).all()  # the right well is not outlined
+
+
+def test_surface_of_a_real_run_and_honesty_readout(qtbot, quad_run):
+    panel, tl = make_panel(qtbot, quad_run)
+    compute(qtbot, panel, quad_run)
+    s = panel.surface
+    assert s.loss.shape == (STEPS, STEPS) and np.isfinite(s.loss).all()
+    scene = panel.scene
+    assert scene.complete and scene.n_points == len(quad_run)
+    assert np.isfinite(scene.true_loss).all() and (scene.true_loss > 0).all()
+    # the PCA plane goes through the last snapshot: there, surface and true loss agree
+    assert scene.traj_loss[-1] == pytest.approx(scene.true_loss[-1], rel=1e-4)
+    assert "explains" in panel.honesty.summary.text()
+
+
+def test_progressive_partial_surfaces_arrive_before_the_final(qtbot, quad_run):
+    panel, _ = make_panel(qtbot, quad_run)
+    panel.res_box.setCurrentIndex(panel.res_box.findData(41))  # not cached by other tests
+    missing = []
+    with qtbot.waitSignal(panel.surface_ready, timeout=60000):
+        panel.set_run(quad_run, None)
+        panel._worker.progress.connect(
+            lambda items: missing.extend(float(np.isnan(p.partial.loss).mean()) for p in items))
+    # coarse first: partial surfaces with unevaluated points, then the full grid
+    assert missing and max(missing) > 0.5 and missing[-1] == 0.0
+    assert np.isfinite(panel.surface.loss).all()
+
+
+def test_cancel_keeps_what_was_drawn(qtbot, mlp_run):
+    panel, _ = make_panel(qtbot, mlp_run)
+    panel.res_box.setCurrentIndex(panel.res_box.findData(61))
+    panel.set_run(mlp_run, None)
+    assert panel.is_busy() and panel.cancel_button.isVisibleTo(panel)
+    with qtbot.waitSignal(panel.busy_changed, timeout=30000):
+        panel.cancel()
+    assert not panel.is_busy() and not panel._final
+    assert "ancel" in panel.status.text() or "ancel" in panel.message.text()
+    assert panel.compute_button.isVisibleTo(panel)  # one click to resume
+
+
+def test_marker_follows_the_timeline_without_recomputing(qtbot, quad_run):
+    panel, tl = make_panel(qtbot, quad_run)
+    compute(qtbot, panel, quad_run)
+    surface, scene = panel.surface, panel.scene
+    for i in (0, 5, len(quad_run) - 1):
+        tl.set_index(i)
+        np.testing.assert_allclose(panel.contour.marker_position(), scene.coords[i])
+        x, _ = panel.contour.marker.getData()
+        assert x[0] == pytest.approx(scene.coords[i, 0])
+        assert panel.honesty.cursor.value() == pytest.approx(quad_run.steps[i])
+    assert panel.surface is surface and panel.scene is scene and not panel.is_busy()
+
+
+def test_contour_click_writes_back_to_the_timeline(qtbot, quad_run):
+    panel, tl = make_panel(qtbot, quad_run)
+    compute(qtbot, panel, quad_run)
+    got = []
+    tl.index_changed.connect(got.append)
+    panel.contour.point_clicked.emit(3)
+    assert tl.index == 3 and got == [3]
+
+
+def test_log_z_redraws_without_recomputing(qtbot, quad_run):
+    panel, _ = make_panel(qtbot, quad_run)
+    compute(qtbot, panel, quad_run)
+    surface = panel.surface
+    panel.log_box.setChecked(True)
+    assert panel.surface is surface and panel.scene.scale.log and not panel.is_busy()
+    assert panel.scene.scale.floor == pytest.approx(np.log10(np.nanmin(surface.loss)))
+
+
+def test_run_without_a_model_says_what_is_missing(qtbot):
+    run = run_from_arrays(np.random.default_rng(0).normal(size=(6, 10)), name="foreign")
+    panel, _ = make_panel(qtbot, run)
+    with qtbot.waitSignal(panel.busy_changed, timeout=30000, check_params_cb=lambda b: not b):
+        panel.set_run(run, None)
+    text = panel.message.text()
+    assert "Cannot compute the loss surface" in text and "--model" in text
+    assert panel.stack.currentWidget() is panel.message
+
+
+def test_live_run_waits_for_the_end(qtbot):
+    run = run_from_arrays(np.zeros((3, 4)), spec={"live": True})
+    panel, _ = make_panel(qtbot, run)
+    panel.set_run(run, None)
+    assert not panel.is_busy() and "once the run has finished" in panel.message.text()
+
+
+def test_build_scene_of_a_partial_surface_fills_holes(quad_run):
+    from lossview.core.surface.runsurface import surface_for_run
+
+    gen = surface_for_run(quad_run, steps=STEPS, cache=False)
+    first = next(gen)
+    gen.close()
+    scene = build_scene(first.partial, log=False)
+    assert not scene.complete and np.isfinite(scene.loss).all()
+
+
+@pytest.mark.gl
+def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
+    panel, tl = make_panel(qtbot, quad_run, contour=False)
+    if panel.gl_reason is not None:
+        pytest.skip(f"no OpenGL context: {panel.gl_reason}")
+    panel.show()
+    qtbot.waitExposed(panel)
+    compute(qtbot, panel, quad_run)
+    assert panel.showing_3d()
+    gl = panel.gl_view
+    if not gl.view.isValid():
+        pytest.skip("the GL widget has no valid context on this display")
+    tl.set_index(0)
+    p0 = gl.marker_position()
+    tl.set_index(len(quad_run) - 1)
+    p1 = gl.marker_position()
+    assert not np.allclose(p0, p1)
+    img = gl.grab_image()
+    assert not img.isNull()
+    from pyqtgraph import functions as fn
+
+    arr = fn.ndarray_from_qimage(img.convertToFormat(img.Format.Format_RGBA8888))
+    colours = np.unique(arr[..., :3].reshape(-1, 3), axis=0)
+    assert len(colours) > 50  # a shaded surface, not a blank frame
+    # the marker's red is drawn somewhere in the frame
+    red = (arr[..., 0] > 200) & (arr[..., 1] < 90) & (arr[..., 2] < 90)
+    assert red.sum() > 20
