@@ -44,8 +44,10 @@ class LiveRun(Run):
         """Add the weights after ``step`` updates (``params``: name -> array, not copied)."""
         tensors = {k: np.asarray(v) for k, v in params.items()}
         if not self.param_shapes:
-            self.param_shapes = {k: tuple(v.shape) for k, v in tensors.items()
-                                 if np.issubdtype(v.dtype, np.floating)}
+            # sorted by name, the order the native reader gives the saved run, so a
+            # snapshot's flat vector is the same live and reopened from disk
+            self.param_shapes = {k: tuple(tensors[k].shape) for k in sorted(tensors)
+                                 if np.issubdtype(tensors[k].dtype, np.floating)}
             self.param_names = list(self.param_shapes)
             sizes = [int(np.prod(s, dtype=np.int64)) for s in self.param_shapes.values()]
             self._offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])

@@ -1,0 +1,142 @@
+"""Train dialog: a real short training run, Stop, and the learning-rate sweep."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lossview.core.io import open_run
+from lossview.gui.sweep import divergence_label, parse_multipliers, shared_pca
+from lossview.gui.train_dialog import TrainDialog
+
+
+@pytest.fixture
+def dialog(qtbot, tmp_path):
+    d = TrainDialog()
+    qtbot.addWidget(d)
+    d.folder_edit.setText(str(tmp_path))
+    yield d
+    d.shutdown()
+
+
+def test_problem_defaults_and_description(dialog):
+    from lossview.core.train.problems import PROBLEMS
+
+    dialog.set_problem("quadratic")
+    q = PROBLEMS["quadratic"]
+    assert dialog.lr_spin.value() == pytest.approx(q.default_lr)
+    assert dialog.steps_spin.value() == q.default_steps
+    assert "quadratic" in dialog.description.text()
+    dialog.set_problem("linreg")
+    assert dialog.batch_spin.value() == 0 and dialog.config().batch_size is None
+
+
+def test_live_run_grows_then_is_saved(qtbot, dialog):
+    dialog.set_problem("mlp")
+    dialog.steps_spin.setValue(300)
+    dialog.every_spin.setValue(20)
+    started, sizes = [], []
+    dialog.run_started.connect(started.append)
+    dialog.run_updated.connect(lambda r: sizes.append(len(r)))
+    with qtbot.waitSignal(dialog.run_finished, timeout=120000) as blocker:
+        dialog.start()
+        assert dialog.is_running() and not dialog.start_button.isEnabled()
+    path = blocker.args[0]
+    live = started[0]
+    # step 0, every 20, and the last: 16 snapshots, all mirrored live
+    assert len(live) == 16 and not live.spec["live"] and live.spec["status"] == "finished"
+    assert sizes == sorted(sizes) and sizes[-1] == 16
+    saved = open_run(path)
+    assert list(saved.steps) == list(live.steps)
+    np.testing.assert_array_equal(saved.vector(7), live.vector(7))
+    assert json.loads((path / "run.json").read_text())["status"] == "finished"
+    loss = live.metrics["loss"]
+    assert len(loss) == 300 and np.isfinite(loss.values).all()
+    assert dialog.start_button.isEnabled()
+
+
+def test_stop_keeps_what_was_saved(qtbot, dialog):
+    dialog.set_problem("mlp")
+    dialog.steps_spin.setValue(1_000_000)  # would take hours
+    dialog.every_spin.setValue(10)
+    got = []
+    dialog.run_updated.connect(lambda r: got.append(len(r)))
+    with qtbot.waitSignal(dialog.run_finished, timeout=60000) as blocker:
+        dialog.start()
+        qtbot.waitUntil(lambda: bool(got) and got[-1] >= 3, timeout=60000)
+        dialog.stop()
+    spec = json.loads((blocker.args[0] / "run.json").read_text())
+    assert spec["status"] == "stopped" and spec["stopped_step"] < 1_000_000
+    saved = open_run(blocker.args[0])
+    assert len(saved) >= 3 and np.isfinite(saved.vector(len(saved) - 1)).all()
+    assert "Stopped" in dialog.status.text()
+
+
+def test_bad_setting_is_reported_not_raised(dialog):
+    dialog.set_problem("linreg")
+    dialog.batch_spin.setValue(10_000)  # more than the 20 samples
+    dialog.start()
+    assert not dialog.is_running() and "Cannot train" in dialog.status.text()
+    assert "batch_size" in dialog.status.text()
+
+
+def test_lr_sweep_marks_the_diverging_run(qtbot, dialog):
+    dialog.set_problem("quadratic")  # largest curvature exactly 1: GD diverges for lr > 2
+    dialog.steps_spin.setValue(200)
+    dialog.every_spin.setValue(10)
+    dialog.lr_spin.setValue(0.3)
+    dialog.sweep_check.setChecked(True)
+    dialog.mult_edit.setText("1, 3, 10")
+    with qtbot.waitSignal(dialog.sweep_finished, timeout=120000) as blocker:
+        dialog.start()
+    paths = blocker.args[0]
+    assert len(paths) == 3
+    view = dialog.sweep_view
+    lrs = [r.lr for r in view.runs]
+    assert lrs == pytest.approx([0.3, 0.9, 3.0])
+    # only lr = 3 > 2/lambda_max diverges, and it is labelled with the stability limit
+    assert [r.diverged_at is not None for r in view.runs] == [False, False, True]
+    text = view.divergence_text(2)
+    assert text.startswith(f"diverged at step {view.runs[2].diverged_at}")
+    assert "lr·sharpness = 3 > 2" in text and text in dialog.status.text()
+    statuses = [json.loads((p / "run.json").read_text())["status"] for p in paths]
+    assert statuses == ["finished", "finished", "diverged"]
+    # the stable runs share one basis: their paths are finite and start at the same point
+    c0, c1 = view.pca.coords[0], view.pca.coords[1]
+    assert np.isfinite(c0).all() and np.isfinite(c1).all()
+    np.testing.assert_allclose(c0[0], c1[0], atol=1e-9)
+    assert len(view._marks) == 4  # cross + label in both plots
+
+
+def test_shared_pca_matches_numpy_and_ignores_a_blow_up():
+    rng = np.random.default_rng(1)
+    a = np.cumsum(rng.normal(size=(20, 8)), axis=0)
+    b = np.cumsum(rng.normal(size=(15, 8)), axis=0)
+    both = np.concatenate([a, b])
+    y = both - both.mean(0)
+    _, s, vt = np.linalg.svd(y, full_matrices=False)
+    res = shared_pca([a, b])
+    ref = y @ vt[:2].T
+    # same coordinates up to the sign of each component
+    for k in range(2):
+        sign = np.sign(ref[0, k] * res.coords[0][0, k])
+        np.testing.assert_allclose(res.coords[0][:, k] * sign, ref[:20, k], atol=1e-9)
+    assert res.explained[0] == pytest.approx(s[0] ** 2 / (s**2).sum())
+    # a diverging run that reaches 1e20 is kept out of the fit
+    c = a.copy()
+    c[10:] *= 1e20
+    c[-1] = np.nan
+    res2 = shared_pca([a, b, c], diverged=[False, False, True])
+    assert res2.used[2][:10].all() and not res2.used[2][10:].any()
+    assert np.isnan(res2.coords[2][-1]).all()
+
+
+def test_parse_multipliers_and_label():
+    assert parse_multipliers("1, 3x, 10") == [1.0, 3.0, 10.0]
+    with pytest.raises(ValueError):
+        parse_multipliers("1, -2")
+    assert divergence_label(31, 5.0, 1.0) == "diverged at step 31: lr·sharpness = 5 > 2"
+    assert divergence_label(31, 5.0, 1.0, momentum=0.9) .endswith("> 3.8")
+    assert divergence_label(7, 1.0, None) == "diverged at step 7"
