@@ -26,12 +26,15 @@ def pairwise_distances(run: Any, max_points: int = PAIRWISE_MAX) -> Generator[st
     idx = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(np.int64))
     if len(idx) * run.n_params > PAIRWISE_MAX_VALUES:
         return {"matrix": None, "reason": f"too large ({len(idx)} x {run.n_params:,} values)"}
-    vecs = np.empty((len(idx), run.n_params), dtype=np.float32)
+    # float64 when it fits in ~400 MB, else float32; centred so that |a|^2 + |b|^2 - 2 a.b
+    # does not cancel catastrophically for nearby snapshots far from the origin
+    dtype = np.float64 if run.n_params * len(idx) <= 50_000_000 else np.float32
+    vecs = np.empty((len(idx), run.n_params), dtype=dtype)
     for k, i in enumerate(idx):
-        vecs[k] = run.vector(int(i), dtype=np.float32)
+        vecs[k] = run.vector(int(i), dtype=dtype)
         if k % 20 == 0:
             yield f"pairwise distances: snapshot {k + 1}/{len(idx)}"
-    vecs = vecs.astype(np.float64) if run.n_params * len(idx) < 50_000_000 else vecs
+    vecs -= vecs.mean(axis=0)
     sq = np.einsum("ij,ij->i", vecs, vecs)
     g = vecs @ vecs.T
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * g, 0.0)

@@ -33,7 +33,8 @@ def random_walk_ratios(n_points: int, k: int) -> np.ndarray:
     t = float(n_points)
     if t < 3:
         return 6.0 / (math.pi**2 * ks**2)
-    return 6.0 / ((t * t - 1.0) * (2.0 - 2.0 * np.cos(ks * math.pi / t)))
+    # 2 - 2 cos(a) written as 4 sin^2(a / 2): no cancellation for large T
+    return 6.0 / ((t * t - 1.0) * 4.0 * np.sin(ks * math.pi / (2.0 * t)) ** 2)
 
 
 def interpret_similarity(s: float | None) -> str:

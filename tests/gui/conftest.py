@@ -57,12 +57,17 @@ def loaded(run_path):
 
 @pytest.fixture
 def window(qtbot):
+    from PySide6.QtWidgets import QApplication
+
     from lossview.gui.main_window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
+    # Xvfb has no window manager: activate explicitly so window shortcuts fire
+    win.windowHandle().requestActivate()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5000)
     yield win
     win.shutdown()
 

@@ -1,0 +1,81 @@
+"""Diagnostics panel: distances, MSD with its fitted power law, the pairwise matrix and the
+diagnosis, against numbers computed here from the same weights."""
+
+import numpy as np
+import pytest
+
+from lossview.gui.diagnostics_panel import DiagnosticsPanel, msd_fit_line
+from lossview.gui.loader import pairwise_distances
+from lossview.gui.timeline import Timeline
+
+
+def test_fit_line_recovers_a_power_law():
+    lags = np.array([1, 2, 4, 8, 16, 32], float)
+    msd = 3.0 * lags**0.7
+    x, y = msd_fit_line(lags, msd, 0.7, (2, 16))
+    np.testing.assert_allclose(x, [2, 16])
+    np.testing.assert_allclose(y, 3.0 * x**0.7)
+
+
+def test_pairwise_matrix_is_the_euclidean_distance(loaded):
+    run, _ = loaded
+    gen = pairwise_distances(run, max_points=10)
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(gen)
+    res = stop.value.value
+    idx = res["indices"]
+    assert idx[0] == 0 and idx[-1] == len(run) - 1 and len(idx) == 10
+    v = np.stack([run.vector(i) for i in idx])
+    direct = np.linalg.norm(v[:, None] - v[None], axis=-1)
+    np.testing.assert_allclose(res["matrix"], direct, atol=1e-9)
+
+
+@pytest.fixture
+def panel(qtbot, loaded):
+    tl = Timeline()
+    p = DiagnosticsPanel(tl)
+    qtbot.addWidget(p)
+    p.resize(1200, 320)
+    p.show()
+    run, report = loaded
+    tl.set_count(len(run))
+    p.set_run(run, report)
+    return p, tl, run, report
+
+
+def test_panel_draws_the_report(panel):
+    p, tl, run, report = panel
+    np.testing.assert_allclose(p.c_init.yData, report["distance"]["from_init"][1:])
+    np.testing.assert_array_equal(p.c_init.xData, run.steps[1:])
+    d = report["diffusion"]
+    ok = (np.asarray(d["lags"]) > 0) & (np.asarray(d["msd"]) > 0)
+    np.testing.assert_allclose(p.c_msd.yData, np.asarray(d["msd"])[ok])
+    assert p.image.image.shape == (len(run), len(run))
+    assert np.allclose(p.image.image, p.image.image.T)
+    # no model, so no sharpness: the plot says what is missing
+    assert p.notes["sharp"][1].toPlainText().startswith("not available")
+    html = p.diagnosis.toPlainText()
+    assert report["diagnosis"] and report["diagnosis"][0][:30] in html
+    tl.set_index(5)
+    assert p.cursors[0].value() == run.steps[5] and p.pair_hline.value() == run.steps[5]
+
+
+def test_exponent_text_and_fit(panel):
+    p, _, run, report = panel
+    rep = dict(report)
+    lags = np.array([10, 20, 40, 80], float)
+    rep["diffusion"] = {"lags": lags.tolist(), "msd": (2 * lags).tolist(), "exponent": 1.0,
+                        "fit_lag_range": [10, 80], "segment_start_step": 100}
+    p.set_run(run, rep)
+    assert "c = 1.00" in p.msd_text.toPlainText() and "random walk" in p.msd_text.toPlainText()
+    np.testing.assert_allclose(p.c_fit.yData, 2 * p.c_fit.xData)
+
+
+def test_sharpness_against_two_over_lr(panel):
+    p, _, run, report = panel
+    rep = dict(report, sharpness={"steps": [0, 100, 200], "values": [5.0, 15.0, 19.0]})
+    p.set_run(run, rep)
+    np.testing.assert_allclose(p.c_sharp.yData, [5, 15, 19])
+    np.testing.assert_allclose(p.c_limit.yData, 2 / 0.1)  # lr logged as 0.1
+    assert p.notes["sharp"][1].toPlainText() == ""

@@ -1,0 +1,88 @@
+"""Trajectory panel: the report's PCA drawn point for point, the random-walk baseline from
+theory, the current marker following the timeline and clicks writing back."""
+
+import numpy as np
+import pytest
+
+from lossview.gui.timeline import Timeline
+from lossview.gui.trajectory_panel import TrajectoryPanel, random_walk_ratios
+
+
+def test_random_walk_ratios_match_theory():
+    # science.md section 2: T = 1000 exact values, and 6 / (pi^2 k^2) for large T
+    np.testing.assert_allclose(random_walk_ratios(1000, 5),
+                               [0.60793, 0.15198, 0.06755, 0.03800, 0.02432], atol=6e-6)
+    np.testing.assert_allclose(random_walk_ratios(100, 2), [0.60804, 0.15205], atol=6e-6)
+    np.testing.assert_allclose(random_walk_ratios(10**6, 3),
+                               6 / (np.pi**2 * np.arange(1, 4) ** 2), rtol=1e-6)
+
+
+@pytest.fixture
+def panel(qtbot, loaded):
+    tl = Timeline()
+    p = TrajectoryPanel(tl)
+    qtbot.addWidget(p)
+    p.resize(600, 600)
+    p.show()
+    run, report = loaded
+    tl.set_count(len(run))
+    p.set_run(run, report)
+    return p, tl, run, report
+
+
+def test_points_are_the_pca_coordinates(panel):
+    p, tl, run, report = panel
+    coords = np.asarray(report["pca"]["coords"])
+    x, y = p.scatter.getData()
+    np.testing.assert_allclose(x, coords[:, 0])
+    np.testing.assert_allclose(y, coords[:, 1])
+    evr = report["pca"]["explained_variance_ratio"]
+    assert p.plot.getAxis("bottom").labelText.startswith(f"PC1  ({100 * evr[0]:.1f}%")
+    # post-plateau segment highlighted: starts at the first snapshot at/after the plateau
+    wx, _ = p.wander.getData()
+    first = int(np.searchsorted(run.steps, report["plateau"]["step"]))
+    np.testing.assert_allclose(wx, coords[first:, 0])
+
+
+def test_baseline_bars_and_random_walk_dots(panel):
+    p, _, run, report = panel
+    evr = np.asarray(report["pca"]["explained_variance_ratio"][:5])
+    np.testing.assert_allclose(p.bars.opts["height"], evr)
+    _, rw = p.rw.getData()
+    np.testing.assert_allclose(rw, random_walk_ratios(len(run), len(evr)))
+    assert f"{report['pca']['random_walk_similarity']:.2f}" in p.similarity.text()
+
+
+def test_marker_follows_timeline_and_click_writes_back(panel):
+    p, tl, run, report = panel
+    coords = np.asarray(report["pca"]["coords"])
+    tl.set_index(9)
+    x, y = p.current.getData()
+    assert (x[0], y[0]) == pytest.approx(tuple(coords[9, :2]))
+    pts = p.scatter.points()
+    p.scatter.sigClicked.emit(p.scatter, [pts[21]], None)
+    assert tl.index == 21
+    x, _ = p.current.getData()
+    assert x[0] == pytest.approx(coords[21, 0])
+
+
+def test_choosing_components(panel):
+    p, _, _, report = panel
+    assert [p.pc_x.itemText(i) for i in range(p.pc_x.count())][:2] == ["PC1", "PC2"]
+    p.pc_x.setCurrentIndex(1)
+    p.pc_y.setCurrentIndex(0)
+    coords = np.asarray(report["pca"]["coords"])
+    x, y = p.scatter.getData()
+    np.testing.assert_allclose(x, coords[:, 1])
+    np.testing.assert_allclose(y, coords[:, 0])
+
+
+def test_without_pca_says_why(qtbot):
+    from lossview.core.io.memory import run_from_arrays
+
+    run = run_from_arrays(np.zeros((2, 3)))
+    p = TrajectoryPanel(Timeline())
+    qtbot.addWidget(p)
+    p.set_run(run, {"pca": None})
+    assert p.note.toPlainText().startswith("trajectory not available: fewer than 3 snapshots")
+    assert len(p.scatter.getData()[0]) == 0
