@@ -27,6 +27,8 @@ from lossview.core.run import Run
 
 NORM_STATS = ("running_mean", "running_var")
 MAX_SWEEPS = 100
+#: Rough budget of linear-assignment work per report (sum of n^3 over layers, sweeps, snapshots).
+WORK_BUDGET = 2e10
 
 
 @dataclass
@@ -186,13 +188,24 @@ def random_permutations(layout: Layout, rng: np.random.Generator) -> list[np.nda
     return [rng.permutation(n) for n in layout.hidden_sizes]
 
 
+def affordable_snapshots(layout: Layout, sweeps: int = 5) -> int:
+    """How many snapshots to align within :data:`WORK_BUDGET` (at least 2)."""
+    per = sweeps * sum(float(n) ** 3 for n in layout.hidden_sizes)
+    return int(np.clip(WORK_BUDGET / max(per, 1.0), 2, 10**6))
+
+
 def permutation_report(run: Run, indices: list[int], n_baseline: int = 8) -> dict:
-    """Raw and aligned distance of each snapshot in ``indices`` to the last snapshot, and
-    the distance from the last snapshot to randomly permuted copies of itself."""
+    """Raw and aligned distance of snapshots to the last snapshot, and the distance from the
+    last snapshot to randomly permuted copies of itself. ``indices`` are the candidates; for
+    wide layers they are evenly thinned to :func:`affordable_snapshots` (first and last
+    kept)."""
     try:
         layout = layout_of(run)
     except NotInferable as e:
         return {"raw_to_final": None, "aligned_to_final": None, "reason": str(e)}
+    cap = affordable_snapshots(layout)
+    if len(indices) > cap:
+        indices = [indices[j] for j in np.unique(np.round(np.linspace(0, len(indices) - 1, cap)).astype(int))]
     if len(run) < 2:
         return {"raw_to_final": None, "aligned_to_final": None,
                 "reason": "needs at least two snapshots"}

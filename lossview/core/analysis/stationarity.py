@@ -32,6 +32,8 @@ from lossview.core.analysis.gram import Gram, double_centre
 from lossview.core.run import MetricSeries
 
 N_WINDOWS = 4
+#: Longest loss series compared (evenly thinned beyond).
+MAX_LOSS_POINTS = 2000
 N_PROJECTIONS = 16
 MIN_PER_WINDOW = 5
 STATIONARY_BELOW = 0.35
@@ -116,8 +118,11 @@ def stationarity(gram: Gram, start_step: int | None, loss: MetricSeries | None =
                 "n_windows": N_WINDOWS})
     if loss is not None:
         sel = np.isfinite(loss.values) & (loss.steps >= steps[seg[0]])
-        if sel.sum() >= need:
-            lks = window_ks(loss.values[sel])
-            ls, _, _ = _score(lks, int(sel.sum()))
+        vals = loss.values[sel]
+        if len(vals) > MAX_LOSS_POINTS:
+            vals = vals[np.round(np.linspace(0, len(vals) - 1, MAX_LOSS_POINTS)).astype(int)]
+        if len(vals) >= need:
+            lks = window_ks(vals)
+            ls, _, _ = _score(lks, len(vals))
             out["loss"] = {"ks": lks, "statistic": ls, "verdict": _verdict(ls)}
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossview.core.analysis.permutation import (NotInferable, apply_permutation, infer_layout,
+from lossview.core.analysis.permutation import (NotInferable, affordable_snapshots, apply_permutation, infer_layout,
                                                 permutation_report, random_permutations,
                                                 weight_matching)
 from lossview.core.io import RunWriter, open_run
@@ -116,3 +116,10 @@ def test_report_on_a_run_with_a_relabelled_final_snapshot(tmp_path):
     assert rep["baseline_random_permutation"]["mean"] == pytest.approx(rep["raw_to_final"][1], rel=0.2)
     flat = permutation_report(run_from_arrays(np.zeros((3, 4))), [0, 1, 2])
     assert flat["aligned_to_final"] is None and flat["reason"]
+
+
+def test_wide_layers_thin_the_aligned_snapshots_but_keep_first_and_last():
+    narrow = infer_layout({"a.weight": (64, 10), "b.weight": (5, 64)})
+    wide = infer_layout({"a.weight": (4096, 10), "b.weight": (5, 4096)})
+    assert affordable_snapshots(narrow) > 50
+    assert affordable_snapshots(wide) == 2
