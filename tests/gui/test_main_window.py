@@ -1,0 +1,125 @@
+"""Main window: opening in a worker, errors shown with the file named and the previous run
+kept, cancel on close, the start page and the isolated settings."""
+
+from pathlib import Path
+
+import pytest
+
+from lossview.gui import settings
+
+from .conftest import open_and_wait, write_run
+
+
+def test_open_shows_every_panel(qtbot, window, run_path):
+    assert window.stack.currentWidget() is window.start_page
+    open_and_wait(qtbot, window, run_path, step=123)
+    assert window.stack.currentWidget() is window.workspace
+    assert window.timeline.count == 30 and window.timeline.index == 12  # last snapshot <= 123
+    assert window.windowTitle().startswith("walk")
+    assert len(window.trajectory_panel.scatter.getData()[0]) == 30
+    assert settings.recent_folders()[0] == str(Path(run_path).resolve())
+
+
+def test_nonexistent_folder_is_a_message_and_keeps_the_run(qtbot, window, run_path, tmp_path):
+    open_and_wait(qtbot, window, run_path)
+    before = window.run
+    missing = tmp_path / "nope"
+    with qtbot.waitSignal(window.load_failed, timeout=10000) as sig:
+        window.open_path(str(missing))
+    assert "no such file or folder" in sig.args[0]
+    assert window.run is before and window.timeline.count == 30
+    assert str(missing) in window.banner.text() and window.banner.isVisible()
+    assert str(missing) in window.log_view.toPlainText()
+    assert str(missing) not in settings.recent_folders()
+
+
+def test_corrupt_checkpoint_is_named(qtbot, window, run_path, tmp_path):
+    open_and_wait(qtbot, window, run_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model_10.safetensors").write_bytes(b"\x00garbage, not a checkpoint" * 10)
+    with qtbot.waitSignal(window.load_failed, timeout=10000):
+        window.open_path(str(bad))
+    assert str(bad) in window.banner.text()
+    assert window.run.path == Path(run_path)
+
+
+def test_skipped_file_is_a_warning_in_the_log(qtbot, window, tmp_path):
+    p = write_run(tmp_path / "w", n_snap=8)
+    (p / "checkpoints" / "step_000000999.safetensors").write_bytes(b"torn write")
+    open_and_wait(qtbot, window, p)
+    assert window.timeline.count == 8
+    assert "step_000000999.safetensors" in window.log_view.toPlainText()
+    assert window.warn_btn.isVisible()
+
+
+def test_errors_on_the_start_page(qtbot, window, tmp_path):
+    with qtbot.waitSignal(window.load_failed, timeout=10000):
+        window.open_path(str(tmp_path / "missing"))
+    assert "missing" in window.start_page.message.text()
+    assert window.stack.currentWidget() is window.start_page
+
+
+def test_closing_while_loading_stops_the_worker(qtbot, tmp_path):
+    from lossview.gui.main_window import MainWindow
+
+    p = write_run(tmp_path / "big", n_snap=60)
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    win.open_path(str(p))
+    worker = win._loader
+    assert worker is not None and win.is_loading()
+    win.close()
+    assert not worker.is_running()
+    assert not win.is_loading()
+
+
+def test_start_page_recent_and_drop(qtbot, window, run_path):
+    settings.add_recent(run_path)
+    window.start_page.set_recent(settings.recent_folders())
+    item = window.start_page.recent.item(0)
+    assert item.data(256) == str(Path(run_path).resolve())
+    with qtbot.waitSignal(window.run_loaded, timeout=30000):
+        window.start_page.recent.itemClicked.emit(item)
+
+
+def test_settings_are_isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOSSVIEW_SETTINGS_DIR", str(tmp_path))
+    assert settings.settings_file() == tmp_path / "lossview.ini"
+    assert settings.recent_folders() == []
+    settings.add_recent(tmp_path / "a")
+    settings.add_recent(tmp_path / "b")
+    settings.add_recent(tmp_path / "a")
+    assert settings.recent_folders() == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert "recent" in (tmp_path / "lossview.ini").read_text()
+    settings.set_theme("dark")
+    assert settings.theme() == "dark"
+    with pytest.raises(ValueError):
+        settings.set_theme("neon")
+    home_ini = Path.home() / ".config" / "lossview" / "lossview.ini"
+    assert not home_ini.exists() or str(tmp_path) not in home_ini.read_text()
+
+
+def test_bool_settings_read_back_from_strings(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOSSVIEW_SETTINGS_DIR", str(tmp_path))
+    settings.write_value("flag", "false")
+    assert settings.read_bool("flag", True) is False
+    settings.write_value("flag", True)
+    assert settings.read_bool("flag") is True
+
+
+def test_window_layout_persists(qtbot, run_path):
+    from lossview.gui.main_window import MainWindow
+
+    w1 = MainWindow()
+    qtbot.addWidget(w1)
+    w1.show()
+    w1.top_split.setSizes([300, 700, 600])
+    sizes = w1.top_split.sizes()
+    w1.close()
+    w2 = MainWindow()
+    qtbot.addWidget(w2)
+    w2.show()
+    assert w2.top_split.sizes() == sizes
+    w2.close()
