@@ -119,6 +119,24 @@ def _info(files: list[Path]) -> tuple[dict, str | None]:
     return info, key
 
 
+def _final_model(path: Path, state: dict, steps: list[int], warnings: list[str]):
+    """The model ``trainer.save_model()`` left in the output folder, when ``trainer_state.json``
+    there says it is newer than every checkpoint (otherwise it repeats the last one)."""
+    files = weight_files(path)
+    gs = state.get("global_step")
+    if not files or not isinstance(gs, (int, float)) or (steps and int(gs) <= max(steps)):
+        return None
+    try:
+        info, key = _info(files)
+    except Exception as e:  # noqa: BLE001 - named and skipped
+        warnings.append(f"skipped {files[0].name}: not readable ({one_line(e)})")
+        return None
+    ep = state.get("epoch")
+    return (Snapshot(step=int(gs), source=files[0],
+                     epoch=float(ep) if isinstance(ep, (int, float)) else None,
+                     meta={"files": files, "key": key, "folder": "."}), info)
+
+
 def open_hf(path: Path) -> Run:
     warnings: list[str] = []
     entries = []
@@ -145,9 +163,12 @@ def open_hf(path: Path) -> Run:
                         meta={"files": files, "key": key, "folder": ck.name})
         entries.append((snap, info))
         states.append((step, len(state.get("log_history") or []), state))
-    top = read_trainer_state(path)
+    top = read_trainer_state(path) if not CHECKPOINT_DIR.match(path.name) else {}
     if top:
         states.append((int(top.get("global_step") or 0), len(top.get("log_history") or []), top))
+        final = _final_model(path, top, [e[0].step for e in entries], warnings)
+        if final is not None:
+            entries.append(final)
     metrics = {}
     if states:
         newest = max(states, key=lambda s: (s[0], s[1]))[2]

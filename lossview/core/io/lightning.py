@@ -110,12 +110,14 @@ def read_metrics_csv(path: Path) -> tuple[dict[str, MetricSeries], list[str]]:
 def open_lightning(path: Path) -> Run:
     ckpts = find_ckpts(path)
     ckpts, warnings = pick_version(ckpts)
-    # last.ckpt repeats the newest step: list it first so the named checkpoint is kept.
-    ckpts.sort(key=lambda p: 0 if p.stem.startswith("last") else 1)
     found, w = scan_torch_files(ckpts)
     warnings += w
     entries, w = snapshots_from_scan(found)
     warnings += w
+    # ModelCheckpoint(save_last=True) repeats the newest checkpoint as last.ckpt: drop it.
+    named_steps = {s.step for s, _ in entries if not s.source.stem.startswith("last")}
+    entries = [(s, i) for s, i in entries
+               if not (s.source.stem.startswith("last") and s.step in named_steps)]
     metrics = scalar_series(entries)
     csv_path = find_metrics_csv(ckpts, path)
     if csv_path is not None:
