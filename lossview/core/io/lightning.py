@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
-from lossview.core.io.torchfiles import TorchReader, scalar_series, scan_torch_files, snapshots_from_scan
+from lossview.core.io.torchfiles import (
+    TorchReader,
+    scalar_series,
+    scan_torch_files,
+    snapshots_from_scan,
+)
 from lossview.core.run import MetricSeries, Run
 
 MAX_DEPTH = 5
@@ -32,7 +37,8 @@ def find_ckpts(root: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         depth = len(Path(dirpath).relative_to(root).parts)
         # do not descend further than MAX_DEPTH, nor into hidden folders
-        dirnames[:] = [] if depth >= MAX_DEPTH - 1 else [d for d in dirnames if not d.startswith(".")]
+        keep = depth < MAX_DEPTH - 1
+        dirnames[:] = [d for d in dirnames if keep and not d.startswith(".")]
         out += [Path(dirpath) / f for f in filenames
                 if f.endswith(".ckpt") and not f.startswith(".")]
     return sorted(out, key=lambda p: natural_key(str(p.relative_to(root))))
@@ -55,7 +61,8 @@ def pick_version(ckpts: list[Path]) -> tuple[list[Path], list[str]]:
         return ckpts, []
     best = max(groups)
     others = sorted(v[1] or "(no version folder)" for v in groups if v != best)
-    return groups[best], [f"several Lightning runs here; opened {best[1] or 'the unversioned one'}, "
+    opened = best[1] or "the unversioned one"
+    return groups[best], [f"several Lightning runs here; opened {opened}, "
                           f"ignored {', '.join(others)}"]
 
 

@@ -197,7 +197,8 @@ def snapshots_from_scan(found: Sequence[tuple[Path, dict, dict]]) -> tuple[list,
     from lossview.core.io.filescan import steps_from_names
 
     warnings: list[str] = []
-    no_meta = [i for i, (_, _, m) in enumerate(found) if m.get("step") is None and m.get("epoch") is None]
+    no_meta = [i for i, (_, _, m) in enumerate(found)
+               if m.get("step") is None and m.get("epoch") is None]
     name_steps, name_epochs, w = steps_from_names([found[i][0] for i in no_meta])
     warnings += w
     by_name = dict(zip(no_meta, zip(name_steps, name_epochs)))
