@@ -79,8 +79,14 @@ class LiveRun(Run):
         """Rebuild :attr:`metrics` from what was appended (call before notifying views)."""
         if not self._dirty:
             return
-        self.metrics = {k: MetricSeries(np.asarray(s), np.asarray(v))
-                        for k, (s, v) in self._cols.items()}
+        out = {}
+        for k, (s, v) in self._cols.items():
+            steps, vals = np.asarray(s, dtype=np.int64), np.asarray(v, dtype=np.float64)
+            if len(steps) > 1 and (np.diff(steps) < 0).any():
+                order = np.argsort(steps, kind="stable")
+                steps, vals = steps[order], vals[order]
+            out[k] = MetricSeries(steps, vals)
+        self.metrics = out
         self._dirty = False
 
     def finish(self, status: str) -> None:
@@ -164,9 +170,10 @@ class LiveTraining(QObject):
                 run.append_metrics(mets["step"], **{k: v for k, v in mets.items() if k != "step"})
             if ev.params is not None and ev.snapshot_step is not None:
                 run.append_snapshot(ev.snapshot_step, ev.params)
-                sm = {k: v for k, v in (ev.snapshot_metrics or {}).items()
-                      if v is not None and math.isfinite(v)}
-                run.append_point(ev.snapshot_step, **sm)
+            # full-data losses of snapshots, evaluated in the background: {step: {name: v}}
+            for step, vals in (ev.snapshot_metrics or {}).items():
+                run.append_point(int(step), **{k: v for k, v in vals.items()
+                                               if v is not None and math.isfinite(v)})
         self.last_event = events[-1]
         run.publish()
         self.progress.emit(events[-1])

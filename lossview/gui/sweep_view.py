@@ -46,7 +46,7 @@ class SweepView(QWidget):
         self.loss_plot = pg.PlotWidget(title="Training loss (mini-batch)")
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setLogMode(y=True)
-        self.loss_plot.addLegend(offset=(-8, -8), labelTextSize="8pt")
+        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

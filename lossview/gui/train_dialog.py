@@ -159,12 +159,17 @@ class TrainDialog(QDialog):
         form.addRow("", sweep_row)
 
         # -- live view -----------------------------------------------------------------
-        self.loss_plot = pg.PlotWidget(title="Training loss (mini-batch)")
+        self.loss_plot = pg.PlotWidget(title="Training loss")
         self.loss_plot.setLogMode(y=True)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
-        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#1f6fb4", width=1),
-                                              connect="finite")
+        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#9dc3e6", width=1),
+                                              connect="finite", name="mini-batch")
+        self.full_curve = self.loss_plot.plot(pen=pg.mkPen("#1f6fb4", width=2), symbol="o",
+                                              symbolSize=4, symbolBrush="#1f6fb4",
+                                              symbolPen=None, connect="finite",
+                                              name="whole training set (at snapshots)")
         self.sweep_view = SweepView()
         self.views = QStackedWidget()
         self.views.addWidget(self.loss_plot)
@@ -274,6 +279,7 @@ class TrainDialog(QDialog):
     def _start_single(self, config: Any, folder: Path) -> None:
         self._steps, self._loss = [], []
         self.loss_curve.setData([], [])
+        self.full_curve.setData([], [])
         self.status.setText(f"Training into {folder} …")
         self.training.start(config, folder)
 
@@ -327,10 +333,10 @@ class TrainDialog(QDialog):
         self.progress.setValue(int(1000 * ev.fraction))
         run = self.training.run
         if run is not None:
-            s = run.metrics.get("loss")
-            if s is not None:
-                loss = np.where(s.values > 0, s.values, np.nan)
-                self.loss_curve.setData(s.steps.astype(float), loss)
+            for name, curve in (("loss", self.loss_curve), ("train_loss", self.full_curve)):
+                s = run.metrics.get(name)
+                if s is not None:
+                    curve.setData(s.steps.astype(float), np.where(s.values > 0, s.values, np.nan))
         self.status.setText(f"step {ev.step} / {ev.total}   loss {ev.loss:.4g}   "
                             f"{len(run) if run is not None else 0} snapshots")
 
@@ -380,8 +386,34 @@ class TrainDialog(QDialog):
         self.sweep_finished.emit(done)
 
 
+class _GSpin(QDoubleSpinBox):
+    """A double spin box that shows 0.5 and 1e-05 instead of 0.500000 and 0.000010."""
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
+        return f"{value:.6g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):  # noqa: D102 - Qt override
+        from PySide6.QtGui import QValidator
+
+        t = text.strip()
+        try:
+            v = float(t)
+        except ValueError:
+            ok = t == "" or t[-1:] in "eE.-+" and t.count("e") + t.count("E") <= 1
+            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
+        if self.minimum() <= v <= self.maximum():
+            return QValidator.State.Acceptable, text, pos
+        return QValidator.State.Intermediate, text, pos
+
+
 def _float_spin(lo: float, hi: float, decimals: int, tip: str) -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
+    s = _GSpin()
     s.setRange(lo, hi)
     s.setDecimals(decimals)
     s.setSingleStep(10 ** -min(decimals, 3))

@@ -54,6 +54,13 @@ def test_live_run_grows_then_is_saved(qtbot, dialog):
     assert json.loads((path / "run.json").read_text())["status"] == "finished"
     loss = live.metrics["loss"]
     assert len(loss) == 300 and np.isfinite(loss.values).all()
+    # full-data losses of the snapshots (evaluated in the trainer's background thread)
+    # reach the live run with the values the folder logged
+    full = live.metrics["train_loss"]
+    disk = saved.metrics["train_loss"]
+    assert len(full) == 16
+    np.testing.assert_array_equal(full.steps, disk.steps)
+    np.testing.assert_allclose(full.values, disk.values, rtol=1e-6)
     assert dialog.start_button.isEnabled()
 
 
