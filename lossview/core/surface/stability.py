@@ -95,7 +95,7 @@ def _unflatten(op: HessianOperator, v: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: str | None = None,
-                   source: ModelSource | None = None, k: int = 1, tol: float = 1e-4,
+                   source: ModelSource | None = None, k: int = 1, tol: float = 1e-3,
                    ) -> Generator[float, None, dict[str, Any]]:
     """Sharpness at the given snapshots (default :data:`REPORT_POINTS` evenly spaced ones,
     always the last); yields the fraction done, returns the table (see docs/surface.md)."""
