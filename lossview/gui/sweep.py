@@ -30,6 +30,8 @@ class SweepEvent:
     n_runs: int
     lr: float
     progress: Any
+    #: after a run diverged: the sharpness (top Hessian eigenvalue) at the common start
+    sharpness: float | None = None
 
 
 def parse_multipliers(text: str) -> list[float]:
@@ -62,6 +64,7 @@ def run_sweep(config: Any, lrs: Sequence[float], out_dirs: Sequence[Path]
     from lossview.core.train.trainer import Trainer
 
     summaries = []
+    start_sharpness: float | None = None
     for i, (lr, out) in enumerate(zip(lrs, out_dirs)):
         trainer = Trainer(replace(config, lr=float(lr), progress_interval=0.0), Path(out))
         gen = trainer.run()
@@ -75,7 +78,24 @@ def run_sweep(config: Any, lrs: Sequence[float], out_dirs: Sequence[Path]
                 yield SweepEvent(i, len(lrs), float(lr), ev)
         finally:
             gen.close()
+        diverged = getattr(summaries[-1], "status", None) == "diverged"
+        if diverged and trainer.config.optimizer == "sgd":
+            if start_sharpness is None:
+                start_sharpness = start_point_sharpness(trainer.problem)
+            yield SweepEvent(i, len(lrs), float(lr), None, start_sharpness)
     return summaries
+
+
+def start_point_sharpness(problem: Any) -> float | None:
+    """Top Hessian eigenvalue of the full training loss at the problem's initial weights
+    (Lanczos on Hessian-vector products; every run of a sweep starts there)."""
+    try:
+        from lossview.core.surface.curvature import sharpness
+
+        model = problem.make_model()
+        return float(sharpness(model, problem.loss_fn, problem.train_data, tol=1e-3))
+    except Exception:  # noqa: BLE001 - the label then goes without the stability check
+        return None
 
 
 @dataclass
@@ -151,10 +171,3 @@ def wrap_label(text: str) -> str:
     return text.replace(": ", "\n", 1)
 
 
-def problem_sharpness(problem_spec: dict | None) -> float | None:
-    """Largest Hessian eigenvalue when the problem knows it exactly (the quadratic)."""
-    if not problem_spec:
-        return None
-    if problem_spec.get("name") == "quadratic":
-        return float(problem_spec.get("max_eig", 1.0))
-    return None

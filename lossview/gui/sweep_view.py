@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
-from lossview.gui.sweep import divergence_label, problem_sharpness, shared_pca, wrap_label
+from lossview.gui.sweep import divergence_label, shared_pca, wrap_label
 
 COLORS = ("#1f6fb4", "#e07b16", "#d62728", "#2e9d4f", "#7b52ab", "#8c564b")
 PCA_INTERVAL = 0.5
@@ -61,15 +61,14 @@ class SweepView(QWidget):
         self._last_pca = 0.0
         self.pca = None
 
-    def reset(self, lrs: list[float], problem_spec: dict | None = None,
-              momentum: float = 0.0) -> None:
+    def reset(self, lrs: list[float], momentum: float = 0.0) -> None:
         """Start a new sweep over ``lrs``."""
         for plot in (self.pca_plot, self.loss_plot):
             plot.clear()
             if plot.plotItem.legend is not None:
                 plot.plotItem.legend.clear()
         self.runs = [_RunTrace(lr) for lr in lrs]
-        self.sharpness = problem_sharpness(problem_spec)
+        self.sharpness = None  # measured by the worker after a divergence
         self.momentum = float(momentum)
         self._paths, self._curves, self._marks = [], [], []
         for i, lr in enumerate(lrs):
@@ -88,6 +87,10 @@ class SweepView(QWidget):
         for ev in events:
             r = self.runs[ev.index]
             p = ev.progress
+            if p is None:
+                if ev.sharpness is not None:
+                    self.sharpness = float(ev.sharpness)
+                continue
             r.status = p.status
             mets = p.metrics or {}
             if "step" in mets and len(mets["step"]):

@@ -288,7 +288,7 @@ class TrainDialog(QDialog):
         self.sweep_paths = sweep_folder_names(base, lrs)
         self.sweep_summaries = None
         base.mkdir(parents=True, exist_ok=True)
-        self.sweep_view.reset(lrs, config.problem, float(config.momentum))
+        self.sweep_view.reset(lrs, float(config.momentum))
         self._sweep_total = len(lrs)
         worker = GeneratorWorker(lambda: run_sweep(config, lrs, self.sweep_paths), parent=self)
         worker.progress.connect(self._on_sweep_events)
@@ -360,6 +360,9 @@ class TrainDialog(QDialog):
     # -- sweep callbacks ---------------------------------------------------------------
     def _on_sweep_events(self, events: list) -> None:
         self.sweep_view.add_events(events)
+        events = [e for e in events if e.progress is not None]
+        if not events:
+            return
         ev = events[-1]
         frac = (ev.index + ev.progress.fraction) / max(ev.n_runs, 1)
         self.progress.setValue(int(1000 * frac))

@@ -107,6 +107,8 @@ def test_lr_sweep_marks_the_diverging_run(qtbot, dialog):
     assert [r.diverged_at is not None for r in view.runs] == [False, False, True]
     text = view.divergence_text(2)
     assert text.startswith(f"diverged at step {view.runs[2].diverged_at}")
+    # sharpness measured by Lanczos at the common start: the quadratic's exact 1.0
+    assert view.sharpness == pytest.approx(1.0, rel=1e-3)
     assert "lr·sharpness = 3 > 2" in text and text in dialog.status.text()
     statuses = [json.loads((p / "run.json").read_text())["status"] for p in paths]
     assert statuses == ["finished", "finished", "diverged"]
