@@ -3,14 +3,14 @@
 Formats (names as in ``lossview analyze --json``):
 
 ``hf-trainer``   a folder with ``checkpoint-N/`` sub-folders (or one such folder)
-``lightning``    ``.ckpt`` files anywhere a few levels down (``lightning_logs/version_0/...``)
+``lightning``    ``.ckpt`` files in the folder or a few levels down (``lightning_logs/version_0/...``)
 ``torch``        ``.pt``/``.pth``/``.bin``/``.tar`` files (or unknown extensions whose bytes
                  are a ``torch.save`` zip or pickle)
 ``safetensors``  ``.safetensors`` files
 ``npz``          ``.npz`` files
 
-A folder whose own files are not checkpoints is looked into one level down (a
-``checkpoints/`` sub-folder, say) when exactly one sub-folder holds checkpoints.
+Order of detection: ``checkpoint-N/`` folders; the folder's own files (most common kind);
+``.ckpt`` files deeper down; the one sub-folder that holds checkpoints (``checkpoints/``).
 """
 
 from __future__ import annotations
@@ -30,13 +30,18 @@ from lossview.core.io.filescan import (
 from lossview.core.run import Run
 
 #: Preference when a folder holds as many files of two kinds.
-_PRIORITY = ("safetensors", "torch", "npz")
+_PRIORITY = ("safetensors", "torch", "lightning", "npz")
 FORMATS = ("torch", "lightning", "hf-trainer", "safetensors", "npz")
 _LOOKED_FOR = ".safetensors, .npz, .pt/.pth/.bin/.tar, .ckpt files or checkpoint-N/ folders"
 
 
 def _kinds(files: list[Path]) -> dict[Path, str | None]:
-    return {f: None if is_non_weight_file(f) else kind_of(f) for f in files}
+    def kind(f: Path) -> str | None:
+        if is_non_weight_file(f):
+            return None
+        return "lightning" if f.suffix.lower() == ".ckpt" else kind_of(f)
+
+    return {f: kind(f) for f in files}
 
 
 def _majority(kinds: dict[Path, str | None]) -> str | None:
@@ -89,6 +94,9 @@ def detect(path: Path) -> str:
         raise NoCheckpointsError(f"{path} is empty: no checkpoints to open")
     if is_hf_output(path):
         return "hf-trainer"
+    kind = _majority(_kinds(visible_files(path)))
+    if kind is not None:
+        return kind
     if find_ckpts(path):
         return "lightning"
     _, kinds = checkpoint_folder(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import pickle
+import warnings as pywarnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ def load_torch(path: Path, mmap: bool = True) -> Any:
     import torch
 
     try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)), pywarnings.catch_warnings():
+            # torch's notes on pickle protocols: what matters is reported as a skipped file
+            pywarnings.simplefilter("ignore", UserWarning)
             try:
                 return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
             except RuntimeError as e:

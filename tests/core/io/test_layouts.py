@@ -145,3 +145,16 @@ def test_legacy_torch_format_loads_without_mmap(tmp_path):
     run = open_run(tmp_path)
     assert run.steps.tolist() == [1, 2] and run.warnings == []
     np.testing.assert_array_equal(run.vector(1), [2.0, 2.0, 2.0])
+
+
+def test_files_in_the_folder_win_over_a_ckpt_deeper_down(data_dir, tmp_path):
+    root = _copy(data_dir, tmp_path, "torch_bare")
+    (root / "old").mkdir()
+    shutil.copy(data_dir / "lightning" / "lightning_logs" / "version_0" / "checkpoints" /
+                "epoch=0-step=2.ckpt", root / "old" / "epoch=0-step=2.ckpt")
+    run = open_run(root)
+    assert run.format == "torch" and run.steps.tolist() == [1, 2, 10, 20]
+    flat = tmp_path / "flat"
+    shutil.copytree(data_dir / "lightning" / "lightning_logs" / "version_0" / "checkpoints", flat)
+    run = open_run(flat)
+    assert run.format == "lightning" and run.steps.tolist() == [2, 4, 6]
