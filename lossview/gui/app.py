@@ -89,7 +89,7 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
         _arm_screenshot(win, Path(screenshot), status)
     if demo and path is None:
         if train and _can_train():
-            QTimer.singleShot(0, win.open_train_dialog)
+            QTimer.singleShot(0, win.start_default_training)
         else:
             p = demo_path()
             if p is None and screenshot:

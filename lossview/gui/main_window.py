@@ -46,6 +46,10 @@ def _train_dialog_class():
     return TrainDialog
 
 
+#: the built-in problem ``lossview demo`` trains live (its loss plateaus, the weights wander)
+DEMO_PROBLEM = "mlp"
+
+
 def demo_path() -> Path | None:
     try:
         from lossview.resources import path
@@ -72,6 +76,9 @@ class MainWindow(QMainWindow):
         self._loading_path: str | None = None
         self._pending_step: int | None = None
         self._train_dialog = None
+        from lossview.gui.live_view import LiveView
+
+        self.live = LiveView(self)
 
         self.start_page = StartPage()
         self.loss_panel = LossPanel(self.timeline)
@@ -297,13 +304,29 @@ class MainWindow(QMainWindow):
             return
         if self._train_dialog is None:
             self._train_dialog = cls(self)
-            self._train_dialog.run_started.connect(self._on_live_run)
-            self._train_dialog.run_finished.connect(lambda p: self.open_path(str(p)))
+            self._train_dialog.run_started.connect(self.live.start)
+            self._train_dialog.run_updated.connect(self.live.update)
+            self._train_dialog.run_finished.connect(self._on_training_finished)
         self._train_dialog.show()
         self._train_dialog.raise_()
 
-    def _on_live_run(self, run: Any) -> None:
-        self.set_run(run, None)
+    def _on_training_finished(self, path: Any) -> None:
+        """Replace the live view by the saved run, fully analysed (surface included)."""
+        self.live.stop()
+        if path:
+            self.open_path(str(path), step=None)
+
+    def start_default_training(self) -> None:
+        """``lossview demo``: open the train dialog and start its default problem."""
+        self.open_train_dialog()
+        dialog = self._train_dialog
+        if dialog is None:
+            return
+        try:
+            dialog.set_problem(DEMO_PROBLEM)
+        except (AttributeError, ValueError):
+            pass  # keep the dialog's own default problem
+        dialog.start()
 
     # -- layout, drag and drop, close --------------------------------------------
     def _sync_actions(self, *_: Any) -> None:
@@ -366,15 +389,15 @@ class MainWindow(QMainWindow):
         self.cancel_loading()
         if w is not None:
             w.wait(msecs)
+        self.live.stop()
+        self.live.wait(msecs)
         stop = getattr(self.surface_panel, "shutdown", None)
         if callable(stop):
             stop(msecs)
         if self._train_dialog is not None:
-            for name in ("shutdown", "stop"):
-                f = getattr(self._train_dialog, name, None)
-                if callable(f):
-                    f()
-                    break
+            f = getattr(self._train_dialog, "shutdown", None)
+            if callable(f):
+                f(msecs)
             self._train_dialog.close()
 
     def closeEvent(self, e) -> None:  # noqa: N802 - Qt override

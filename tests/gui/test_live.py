@@ -1,0 +1,44 @@
+"""Training live from the main window: the panels follow the growing run, then the saved
+folder replaces it, fully analysed."""
+
+import numpy as np
+
+from lossview.gui.live_view import frozen_copy
+
+
+def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, tmp_path):
+    window.open_train_dialog()
+    dlg = window._train_dialog
+    dlg.set_problem("quadratic")
+    dlg.steps_spin.setValue(300)
+    dlg.every_spin.setValue(10)
+    dlg.folder_edit.setText(str(tmp_path))
+    counts = []
+    window.timeline.count_changed.connect(counts.append)
+    with qtbot.waitSignal(window.run_loaded, timeout=10000) as started:
+        dlg.start()
+    live = started.args[0]
+    assert live.spec.get("live") is True
+    # the saved run is opened once training ends
+    qtbot.waitUntil(lambda: window.run is not live and window.run is not None
+                    and not window.is_loading(), timeout=60000)
+    assert (window.run.path / "run.json").is_file()
+    assert window.run.path.parent == tmp_path
+    assert len(window.run) == 31  # steps 0, 10, ..., 300
+    assert counts and counts[-1] == 31
+    assert window.timeline.index == 30
+    assert window.report["pca"]["coords"]
+    x, _ = window.loss_panel.c_raw.xData, None
+    assert x is not None and len(x) > 0
+
+
+def test_frozen_copy_does_not_grow_with_the_live_run():
+    from lossview.gui.live_training import LiveRun
+
+    live = LiveRun("/tmp/live")
+    for s in range(4):
+        live.append_snapshot(s, {"w": np.full(3, float(s))})
+    frozen = frozen_copy(live)
+    live.append_snapshot(4, {"w": np.zeros(3)})
+    assert len(frozen) == 4 and len(live) == 5
+    np.testing.assert_array_equal(frozen.vector(3), [3.0, 3.0, 3.0])
