@@ -62,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lossview {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `lossview analyze RUN | head`: the reader left; that is not an error.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def gui_main() -> int:
