@@ -16,7 +16,7 @@ from lossview.gui.surface_data import SurfaceScene, iso_segments
 
 N_LEVELS = 9
 PATH_PEN = pg.mkPen((255, 255, 255, 220), width=1.5)
-ISO_PEN = pg.mkPen((0, 0, 0, 90), width=1)
+ISO_PEN = pg.mkPen((255, 255, 255, 80), width=1)
 BASIN_PEN = pg.mkPen((255, 255, 255, 255), width=2.5, style=pg.QtCore.Qt.PenStyle.DashLine)
 MARKER_BRUSH = pg.mkBrush(255, 59, 48)
 

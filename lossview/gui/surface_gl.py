@@ -90,6 +90,19 @@ def strip_to_segments(points: np.ndarray) -> np.ndarray:
     return np.stack([p[:-1][keep], p[1:][keep]], axis=1).reshape(-1, p.shape[1])
 
 
+def _densify(coords: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` points per segment of a polyline, and each point's position in [0, 1] along
+    the snapshots (for colouring)."""
+    c = np.asarray(coords, dtype=np.float64)
+    n = len(c)
+    if n < 2:
+        return c, np.zeros(n)
+    f = np.linspace(0.0, n - 1, (n - 1) * k + 1)
+    i = np.minimum(f.astype(int), n - 2)
+    w = (f - i)[:, None]
+    return (1 - w) * c[i] + w * c[i + 1], f / (n - 1)
+
+
 def _colormap(name: str) -> pg.ColorMap:
     return pg.colormap.get(name)
 
@@ -189,12 +202,14 @@ class SurfaceGLView(QWidget):
 
         n = scene.n_points
         if n:
-            hz = scene.scale.unit(scene.traj_loss) * HEIGHT + LIFT
-            self._path_pos = np.column_stack([self._xy(scene.coords), hz]).astype(np.float32)
-            t = np.linspace(0.0, 1.0, n)[:, None]
-            col = ((1 - t) * PATH_START + t * PATH_END).astype(np.float32)
-            self.path.setData(pos=self._path_pos, color=col)
-            self.path_halo.setData(pos=self._path_pos)
+            self._path_pos = self._lift(scene.coords)
+            # the drawn line follows the surface between snapshots (8 points a segment),
+            # coloured from the first snapshot (white) to the last (orange)
+            dense, t = _densify(scene.coords, 8)
+            line = self._lift(dense)
+            col = ((1 - t[:, None]) * PATH_START + t[:, None] * PATH_END).astype(np.float32)
+            self.path.setData(pos=line, color=col)
+            self.path_halo.setData(pos=line)
             self.start.setData(pos=self._path_pos[:1])
             self.start_halo.setData(pos=self._path_pos[:1])
             for item in self._overlays:
@@ -203,6 +218,11 @@ class SurfaceGLView(QWidget):
         else:
             for item in self._overlays:
                 item.setVisible(False)
+
+    def _lift(self, ab: np.ndarray) -> np.ndarray:
+        """(alpha, beta) points -> scene positions on the surface (plus a small lift)."""
+        hz = np.nan_to_num(self._height_at(ab), nan=0.0) * HEIGHT + LIFT
+        return np.column_stack([self._xy(ab), hz]).astype(np.float32)
 
     def _height_at(self, ab: np.ndarray) -> np.ndarray:
         """Unit height of the surface under (alpha, beta) points (bilinear on the grid)."""

@@ -29,6 +29,11 @@ class HonestyPlot(QWidget):
         self.plot.setMinimumHeight(150)
         pi = self.plot.getPlotItem()
         pi.setLabel("bottom", "step")
+        fg = pg.mkColor(pg.getConfigOption("foreground")).name()
+        pi.setTitle(f"<span style='color:{fg}'>— true loss</span> &nbsp; "
+                    f"<span style='color:{SURF_COLOR}'>- - loss on the plane</span> &nbsp; "
+                    f"<span style='color:{OFF_COLOR}'>— distance off the plane (right)</span>",
+                    size="8pt")
         pi.setLabel("left", "loss")
         pi.showAxis("right")
         pi.getAxis("right").setLabel("off plane", color=OFF_COLOR)
@@ -49,7 +54,7 @@ class HonestyPlot(QWidget):
         pi.addItem(self.cursor, ignoreBounds=True)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
-        self.summary.setTextFormat(pg.QtCore.Qt.TextFormat.RichText)
+        self.summary.setMinimumHeight(2 * self.summary.fontMetrics().height() + 2)
         self.summary.setStyleSheet("font-size: 11px;")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -75,11 +80,7 @@ class HonestyPlot(QWidget):
         self.surf_curve.setData(x, scene.traj_loss)
         self.off_curve.setData(x, scene.off_plane)
         self.off_box.enableAutoRange()
-        fg = pg.mkColor(pg.getConfigOption("foreground")).name()
-        key = (f"<span style='color:{fg}'>━ true loss</span> &nbsp; "
-               f"<span style='color:{SURF_COLOR}'>╍ loss on the plane</span> &nbsp; "
-               f"<span style='color:{OFF_COLOR}'>━ distance off the plane</span> &nbsp;·&nbsp; ")
-        self.summary.setText(key + honesty_summary(scene))
+        self.summary.setText(honesty_summary(scene))
         self._sync_boxes()
 
     def set_current(self, index: int) -> None:
