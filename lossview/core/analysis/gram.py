@@ -9,12 +9,14 @@ here the parameter axis is cut into column blocks of at most ``max_bytes`` and
 
 so each block is centred exactly (no cancellation between large weights and small
 motions) and only one block is ever in memory. Every snapshot file is visited once per
-block; for lossview's own runs (memory-mapped safetensors) only the block's slice of each
-file is read, so the bytes read are one pass over the run whatever the block count.
+block; for lossview's own runs (safetensors) only the bytes of the block's rows are read
+from each file, so the bytes read are one pass over the run whatever the block count.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
@@ -104,9 +106,20 @@ def _blocks(shapes: dict[str, tuple[int, ...]], max_cols: int) -> list[list[_Pie
     return blocks
 
 
+_ST_DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+
+
+def _safetensors_header(path: str) -> tuple[int, dict]:
+    """Start of the data section and the JSON header of a .safetensors file (the format is
+    an 8-byte little-endian header length, the header, then the raw tensors)."""
+    with open(path, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        return 8 + n, json.loads(fh.read(n))
+
+
 def _slice_reader(run: Run) -> Callable[[int, list[_Piece]], list[np.ndarray]]:
-    """Reads the pieces of one block from snapshot ``i``: memory-mapped slices for native
-    runs, the whole snapshot (cached by the Run) otherwise."""
+    """Reads the pieces of one block from snapshot ``i``: for native runs only the bytes of
+    the block's rows (one ``readinto`` per piece), else the whole snapshot (cached by the Run)."""
 
     def generic(i: int, pieces: list[_Piece]) -> list[np.ndarray]:
         t = run.tensors(i)
@@ -119,19 +132,30 @@ def _slice_reader(run: Run) -> Callable[[int, list[_Piece]], list[np.ndarray]]:
 
     if run.format != "lossview":
         return generic
-    from safetensors import safe_open
+    headers: dict[int, tuple[int, dict]] = {}
 
     def native(i: int, pieces: list[_Piece]) -> list[np.ndarray]:
-        src = run.snapshots[i].source
+        src = str(run.snapshots[i].source)
         try:
-            with safe_open(str(src), framework="np") as f:
-                out = []
+            if i not in headers:
+                headers[i] = _safetensors_header(src)
+            start, hdr = headers[i]
+            out = []
+            with open(src, "rb", buffering=0) as fh:
                 for p in pieces:
-                    sl = f.get_slice(p.name)
-                    out.append(np.asarray(sl[p.row0:p.row1]) if sl.get_shape() else
-                               np.asarray(f.get_tensor(p.name)))
-                return out
-        except (TypeError, ValueError, KeyError):  # bfloat16 and friends: full read
+                    info = hdr[p.name]
+                    dt = _ST_DTYPES[info["dtype"]]
+                    shape = tuple(info["shape"])
+                    if shape != tuple(run.param_shapes[p.name]):
+                        raise ValueError("shape differs")
+                    row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+                    a = np.empty((p.row1 - p.row0) * row, dtype=dt)
+                    fh.seek(start + int(info["data_offsets"][0]) + p.row0 * row * dt.itemsize)
+                    if fh.readinto(memoryview(a).cast("B")) != a.nbytes:
+                        raise ValueError("short read")
+                    out.append(a)
+            return out
+        except (OSError, KeyError, ValueError, TypeError, struct.error):  # bfloat16, odd files
             return generic(i, pieces)
 
     return native
