@@ -207,3 +207,47 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
     # the marker's red is drawn somewhere in the frame
     red = (arr[..., 0] > 200) & (arr[..., 1] < 90) & (arr[..., 2] < 90)
     assert red.sum() > 20
+
+
+FALLBACK_SCRIPT = r"""
+import sys, tempfile
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+import lossview.gui  # noqa: F401  (PySide6 workarounds)
+from lossview.core.io import open_run
+from lossview.core.train.config import TrainConfig
+from lossview.core.train.trainer import run_to_end, train
+from lossview.gui.surface_panel import SurfacePanel
+from lossview.gui.timeline import Timeline
+out = tempfile.mkdtemp() + "/q"
+run_to_end(train(TrainConfig("quadratic", steps=40, every=20), out))
+run = open_run(out)
+tl = Timeline(); tl.set_count(len(run))
+p = SurfacePanel(tl)
+p.res_box.setCurrentIndex(p.res_box.findData(21))
+done = []
+p.surface_ready.connect(lambda: (done.append(1), app.quit()))
+p.set_run(run, None)
+if not done:
+    app.exec()
+print("REASON", p.gl_reason)
+print("TOGGLE", p.view_button.isEnabled(), p.view_button.isChecked())
+print("SHOWN", type(p.stack.currentWidget()).__name__, p.gl_view is None)
+"""
+
+
+def test_contour_view_is_used_where_opengl_is_unavailable(tmp_path):
+    """Qt's offscreen platform has no OpenGL: the panel must fall back to 2D by itself."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    out = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    assert "offscreen" in lines["REASON"] and "no OpenGL" in lines["REASON"]
+    assert lines["TOGGLE"] == "False True"  # 3D button disabled, contour chosen
+    assert lines["SHOWN"] == "SurfaceContourView True"
