@@ -55,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     module = importlib.import_module(f"lossview.commands.{args.command}")
     try:
-        return int(module.run(args) or 0)
+        status = int(module.run(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+        return status
     except LossviewError as e:
         print(f"lossview {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -23,11 +23,19 @@ def test_unknown_subcommand_exits_2(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_reader_closing_the_pipe_is_not_an_error(data_dir):
-    cmd = [sys.executable, "-m", "lossview", "analyze", str(data_dir / "torch_general"), "--json"]
+def test_reader_closing_the_pipe_is_not_an_error(tmp_path):
+    import numpy as np
+
+    from lossview.core.io import RunWriter
+
+    with RunWriter(tmp_path / "run") as w:  # ~1 MB of JSON: far more than a pipe buffer
+        w.snapshot(0, {"w": np.zeros(3, np.float32)})
+        for step in range(30000):
+            w.log(step, loss=1.0 / (step + 1))
+    cmd = [sys.executable, "-m", "lossview", "analyze", str(tmp_path / "run"), "--json"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    p.stdout.read(10)
-    p.stdout.close()
+    assert p.stdout.read(10) == b'{"format":'
+    p.stdout.close()  # like `| head -c 10`
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0
     assert "Traceback" not in err
