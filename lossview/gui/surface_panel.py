@@ -47,7 +47,7 @@ PLANES = (
      "Two random directions, each filter scaled to the norm of the weights' filter "
      "(Li et al. 2018); the trajectory is projected onto them."),
 )
-RESOLUTIONS = (21, 41, 61)
+RESOLUTIONS = (21, 31, 41, 51, 61)
 DEFAULT_STEPS = 41
 #: partial surfaces are redrawn at most this often (the final one always)
 PARTIAL_INTERVAL = 0.12
@@ -229,7 +229,7 @@ class SurfacePanel(QWidget):
         """Show ``run``: start computing its surface (a live, growing run waits)."""
         same = run is not None and run is self.run
         self.report = report
-        if same and self._final:
+        if same and (self._final or self.is_busy()):
             return  # a report update for the same run: the surface does not change
         self._cancel_worker()
         self.run = run
