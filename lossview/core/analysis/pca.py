@@ -54,7 +54,9 @@ class PCAResult:
     def random_walk_similarity(self) -> float | None:
         return self.baseline.get("similarity")
 
-    def to_json(self, n_coords: int = 2) -> dict:
+    def to_json(self, n_coords: int = 2, n_more: int = 5) -> dict:
+        """JSON form; ``coords`` holds PC1 and PC2 (DESIGN.md), ``coords_k`` the first
+        ``n_more`` components for views that let the user choose."""
         return {
             "indices": self.indices.tolist(),
             "steps": self.steps.tolist(),
@@ -62,6 +64,7 @@ class PCAResult:
             "random_walk_similarity": self.baseline.get("similarity"),
             "random_walk": {k: v for k, v in self.baseline.items() if k != "similarity"},
             "coords": self.coords[:, :n_coords].tolist(),
+            "coords_k": self.coords[:, :n_more].tolist(),
         }
 
 

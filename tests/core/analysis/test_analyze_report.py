@@ -67,6 +67,8 @@ def test_story_run_report(story_run):
     assert rep["stationarity"]["verdict"] == "not stationary"
     assert rep["gradient"]["verdict"] == "levels off"
     assert len(rep["pca"]["coords"]) == 200 and len(rep["pca"]["coords"][0]) == 2
+    assert len(rep["pca"]["coords_k"][0]) == 5
+    assert rep["pca"]["coords_k"][7][:2] == rep["pca"]["coords"][7]
     assert 0 <= rep["pca"]["random_walk_similarity"] <= 1
     perm = rep["permutation"]
     assert perm["hidden_sizes"] == [32]
