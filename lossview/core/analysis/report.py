@@ -106,7 +106,8 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
                                            plateau["step"])
     report["plateau"] = plateau
 
-    finite = [i for i in range(n) if i not in set(d.nonfinite)]
+    bad = set(d.nonfinite)
+    finite = [i for i in range(n) if i not in bad]
     idx = [finite[j] for j in subsample(len(finite), MAX_GRAM_SNAPSHOTS)]
     gram = None
     if len(idx) >= 3:
