@@ -55,10 +55,10 @@ def _plateau(r: dict) -> list[str]:
     p = r.get("plateau") or {}
     if p.get("step") is None:
         return [f"No loss plateau: {p['reason']}."] if p.get("reason") else []
-    rel = p.get("relative_band")
-    within = f"within {rel:.1%} of" if rel is not None else "at"
-    out = [f"Loss flat since step {p['step']:,} ({within} its final level {_g(p['level'])}, "
-           f"mini-batch noise {_g(p['noise'], 2)})."]
+    dec = p.get("total_decrease") or 0.0
+    share = f", {p['band'] / dec:.1%} of its total decrease" if dec > 0 else ""
+    out = [f"Loss flat since step {p['step']:,}: within +-{_g(p['band'], 2)} of its final level "
+           f"{_g(p['level'])}{share} (mini-batch noise {_g(p['noise'], 2)})."]
     m = p.get("weights") or {}
     if m.get("net_after") is not None:
         frac = m.get("after_over_total_displacement")
@@ -86,9 +86,12 @@ def _diffusion(r: dict) -> list[str]:
     else:
         meaning = "confined: wandering inside a basin without travelling further"
     s = f"MSD of the weights grows as lag^{c:.2f} (lags {lo:,.0f}..{hi:,.0f} steps, {where}): {meaning}."
-    sl = (d.get("local_slopes") or {}).get("slopes") or []
-    if sl and abs(sl[-1] - c) > 0.3:
-        s += f" The local slope at the largest lag is {sl[-1]:.2f}."
+    loc = d.get("local_slopes") or {}
+    lag_s, sl = loc.get("lags") or [], loc.get("slopes") or []
+    upper = [v for l, v in zip(lag_s, sl) if hi / 4 < l <= hi and v is not None]
+    if upper and c >= 0.3 and sum(upper) / len(upper) < 0.3:
+        s += (f" The local slope falls to {sum(upper) / len(upper):.2f} at the longest fitted lags: "
+              "confined on longer time scales.")
     return [s]
 
 

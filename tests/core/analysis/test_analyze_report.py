@@ -81,7 +81,7 @@ def test_story_run_report(story_run):
     np.testing.assert_allclose(pw["matrix"][0], fi, rtol=1e-6)  # from the Gram matrix
     np.testing.assert_allclose(np.array(pw["matrix"])[:, -1], rep["distance"]["to_final"], rtol=1e-6)
     text = " ".join(rep["diagnosis"])
-    assert f"Loss flat since step {rep['plateau']['step']:,}" in text
+    assert f"Loss flat since step {rep['plateau']['step']:,}: within" in text
     assert f"lag^{rep['diffusion']['exponent']:.2f}" in text
     assert "diffusing through a flat region" in text
     assert "levels off" in text
