@@ -42,6 +42,8 @@ class TrainConfig:
     label_noise : regression: std of Gaussian noise added to the targets at each step;
         classification: probability of replacing a label by a random class at each step.
     clip_grad : clip the gradient to this global norm (0 = no clipping).
+    eval_snapshots : compute the full-data ``train_loss`` / ``val_loss`` of every snapshot
+        (in the writer thread, on its own copy of the model).
     threads : torch threads while training (tiny models are fastest on 1); None = leave.
     progress_interval : seconds between progress events (0 = an event every step).
     """
@@ -66,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     label_noise: float = 0.0
     clip_grad: float = 0.0
+    eval_snapshots: bool = True
     threads: int | None = 1
     progress_interval: float = 0.1
 

@@ -10,8 +10,10 @@
 
 Every ``log`` call appends its metrics to ``metrics.jsonl``. The model's current weights
 are saved at the first logged step (normally 0), at every step that is a multiple of
-``every``, and, when the recorder closes, at the last logged step. Snapshots are written by
-a background thread (numpy copies are taken at ``log`` time), so the loop barely slows down.
+``every``, and, when the recorder closes, at the last logged step. Files are written by a
+background thread (numpy copies of the weights are taken at ``log`` time; metrics reach
+``metrics.jsonl`` at each snapshot and at least once a second), so the loop barely slows
+down. A process killed mid-run leaves a run readable up to its last complete snapshot.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from lossview.core.errors import LossviewError
 from lossview.core.io.native import RunWriter
-from lossview.core.train.sinks import BackgroundSnapshots
+from lossview.core.train.sinks import AsyncWriter
 
 
 class Recorder:
@@ -49,7 +51,7 @@ class Recorder:
         info = {"recorder": {"every": every, "model": type(model).__name__,
                              "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}}
         info.update(spec or {})
-        self._sink = BackgroundSnapshots(RunWriter(path, info, overwrite=overwrite))
+        self._sink = AsyncWriter(RunWriter(path, info, overwrite=overwrite))
         self.path = self._sink.path
         self.last_step: int | None = None
         self.last_snapshot_step: int | None = None

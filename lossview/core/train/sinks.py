@@ -58,71 +58,137 @@ class MemorySink:
                    shapes, buffers, metrics, {**self.spec, "name": "memory"}, cache_size=0)
 
 
-class BackgroundSnapshots:
-    """Wraps a RunWriter so snapshots are written (serialised, fsync'ed, renamed) by a
-    background thread while training goes on; ``log`` and ``update_spec`` stay synchronous.
+class AsyncWriter:
+    """Runs the slow part of recording in a background thread: JSON lines, snapshot files
+    (serialise, fsync, rename) and, optionally, an evaluation of each snapshot.
 
-    ``snapshot`` takes numpy copies, so the caller may keep changing its tensors. At most
-    ``max_pending`` snapshots wait in the queue (then ``snapshot`` blocks: back-pressure
-    from a slow disk). An error in the thread is raised at the next call. ``close`` waits
-    for every queued snapshot before marking the run finished, so a completed run is whole
-    and a killed one is readable up to its last renamed snapshot.
+    The training thread only appends records to a list and takes numpy copies of the
+    weights; everything is handed over in order, so the metrics up to a snapshot are in
+    ``metrics.jsonl`` before that snapshot's file appears (a killed run is readable up to its
+    last complete snapshot). Records are handed over at each snapshot, by :meth:`flush`, and
+    at least every ``flush_interval`` seconds. At most ``max_pending`` hand-overs wait in
+    the queue (then the caller blocks: back-pressure from a slow disk). An error in the
+    thread is raised at the next call.
+
+    Parameters
+    ----------
+    sink : a RunWriter or :class:`MemorySink`.
+    evaluate : ``evaluate(params, buffers) -> {name: value}`` run on every snapshot in the
+        thread; its result is logged at the snapshot's step and kept for :meth:`results`.
+    row_keys : names of the values of :meth:`log_row` tuples (after the step).
     """
 
-    def __init__(self, writer: Any, max_pending: int = 8) -> None:
+    def __init__(self, sink: Any, evaluate: Any = None, row_keys: tuple[str, ...] = (),
+                 max_pending: int = 8, flush_interval: float = 1.0) -> None:
+        import collections
         import queue
         import threading
+        import time
 
-        self.writer = writer
-        self.path = writer.path
-        self.spec = writer.spec
+        self.sink = sink
+        self.path = getattr(sink, "path", None)
+        self.spec = sink.spec
+        self._evaluate = evaluate
+        self._keys = row_keys
+        self._buf: list = []
         self._q: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._results: collections.deque = collections.deque()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="lossview-snapshots", daemon=True)
+        self._clock = time.perf_counter
+        self._interval = flush_interval
+        self._last_flush = self._clock()
+        self._thread = threading.Thread(target=self._work, name="lossview-writer", daemon=True)
         self._thread.start()
 
-    def _work(self) -> None:
-        while True:
-            item = self._q.get()
-            try:
-                if item is None:
-                    return
-                if self._error is None:
-                    self.writer.snapshot(*item)
-            except BaseException as e:  # noqa: BLE001 - handed to the training thread
-                self._error = e
-            finally:
-                self._q.task_done()
+    # -- training thread ---------------------------------------------------------------
+    def log(self, step: int, **metrics: Any) -> None:
+        """Queue one metrics record (tensors are converted to numbers now)."""
+        for k, v in metrics.items():
+            if hasattr(v, "item"):
+                metrics[k] = v.item()
+        self._buf.append((int(step), metrics))
+        if self._clock() - self._last_flush > self._interval:
+            self.flush()
+
+    def log_row(self, row: tuple) -> None:
+        """Queue ``(step, *values)`` with values named by ``row_keys`` (the fast path)."""
+        self._buf.append(row)
+
+    def flush(self) -> None:
+        """Hand the queued records to the writer thread."""
+        self._raise()
+        self._last_flush = self._clock()
+        if self._buf:
+            buf, self._buf = self._buf, []
+            self._q.put(("records", buf))
+
+    def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
+                 epoch: float | None = None) -> None:
+        self.flush()
+        self._q.put(("snapshot", (int(step), _copy(params), _copy(buffers or {}), epoch)))
+
+    def results(self) -> list[tuple[int, dict[str, float]]]:
+        """Evaluations finished since the last call: ``[(step, {name: value}), ...]``."""
+        out = []
+        while self._results:
+            out.append(self._results.popleft())
+        return out
+
+    def wait(self) -> None:
+        """Flush and wait until everything queued is written."""
+        self.flush()
+        self._q.join()
+        self._raise()
+
+    def update_spec(self, **fields: Any) -> None:
+        self.sink.update_spec(**fields)
+
+    def close(self, status: str = "finished", **fields: Any) -> None:
+        """Write everything queued, stop the thread, then mark the run with ``status``."""
+        try:
+            if self._thread.is_alive():
+                if self._buf:
+                    buf, self._buf = self._buf, []
+                    self._q.put(("records", buf))
+                self._q.put(None)
+                self._thread.join()
+            self._raise()
+        finally:
+            self.sink.close(status, **fields)
 
     def _raise(self) -> None:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
 
-    def update_spec(self, **fields: Any) -> None:
-        self.writer.update_spec(**fields)
-
-    def log(self, step: int, **metrics: Any) -> None:
-        self.writer.log(step, **metrics)
-
-    def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
-                 epoch: float | None = None) -> None:
-        self._raise()
-        self._q.put((int(step), _copy(params), _copy(buffers or {}), epoch))
-
-    def flush(self) -> None:
-        """Wait until every queued snapshot is on disk."""
-        self._q.join()
-        self._raise()
-
-    def close(self, status: str = "finished", **fields: Any) -> None:
-        if self._thread.is_alive():
-            self._q.put(None)
-            self._thread.join()
-        try:
-            self._raise()
-        finally:
-            self.writer.close(status, **fields)
+    # -- writer thread -----------------------------------------------------------------
+    def _work(self) -> None:
+        keys = self._keys
+        while True:
+            item = self._q.get()
+            try:
+                if item is None:
+                    return
+                if self._error is not None:
+                    continue
+                kind, payload = item
+                if kind == "records":
+                    for rec in payload:
+                        if isinstance(rec[1], dict):
+                            self.sink.log(rec[0], **rec[1])
+                        else:
+                            self.sink.log(rec[0], **dict(zip(keys, rec[1:])))
+                else:
+                    step, params, buffers, epoch = payload
+                    self.sink.snapshot(step, params, buffers, epoch)
+                    if self._evaluate is not None:
+                        m = self._evaluate(params, buffers)
+                        self.sink.log(step, **m)
+                        self._results.append((step, m))
+            except BaseException as e:  # noqa: BLE001 - handed to the training thread
+                self._error = e
+            finally:
+                self._q.task_done()
 
 
 def _copy(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:

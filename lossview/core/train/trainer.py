@@ -34,7 +34,7 @@ from lossview.core.io.native import RunWriter
 from lossview.core.train.config import TrainConfig, snapshot_steps
 from lossview.core.train.optim import lr_at, make_optimizer
 from lossview.core.train.problems import Problem
-from lossview.core.train.sinks import BackgroundSnapshots, MemorySink
+from lossview.core.train.sinks import AsyncWriter, MemorySink
 
 STEP_METRICS = ("loss", "lr", "grad_norm", "update_norm", "param_norm")
 
@@ -45,8 +45,10 @@ class TrainProgress:
 
     ``metrics`` holds every per-step record since the previous event as arrays
     (``"step"`` plus :data:`STEP_METRICS`); ``params`` is a copy of the latest snapshot
-    written since the previous event (``snapshot_step``), with its ``snapshot_metrics``
-    (``train_loss``, ``val_loss``), or None when none was written.
+    taken since the previous event (``snapshot_step``), or None when none was taken.
+    Snapshots are evaluated (full-data ``train_loss``, ``val_loss``) in a background
+    thread; ``snapshot_metrics`` maps the steps whose evaluation finished since the
+    previous event to those values (it may lag the snapshot by an event).
     """
 
     step: int
@@ -57,7 +59,7 @@ class TrainProgress:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     snapshot_step: int | None = None
     params: dict[str, np.ndarray] | None = None
-    snapshot_metrics: dict[str, float] = field(default_factory=dict)
+    snapshot_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:
@@ -142,13 +144,35 @@ class Trainer:
             "step_convention": "metrics and snapshot of step t describe the weights after t updates",
         }
 
-    def _open_sink(self):
+    def _open_sink(self, evaluate: Any) -> AsyncWriter:
         if self.out is None:
-            return MemorySink(self.run_spec())
-        if isinstance(self.out, RunWriter):
-            self.out.update_spec(**self.run_spec())
-            return BackgroundSnapshots(self.out)
-        return BackgroundSnapshots(RunWriter(self.out, self.run_spec(), overwrite=self.overwrite))
+            sink: Any = MemorySink(self.run_spec())
+        elif isinstance(self.out, RunWriter):
+            sink = self.out
+            sink.update_spec(**self.run_spec())
+        else:
+            sink = RunWriter(self.out, self.run_spec(), overwrite=self.overwrite)
+        return AsyncWriter(sink, evaluate, row_keys=STEP_METRICS)
+
+    def _evaluator(self):
+        """Full-data train/val loss of a snapshot, on a separate model (writer thread)."""
+        p = self.problem
+        model = p.make_model()
+        params = dict(model.named_parameters())
+        bufs = dict(model.named_buffers())
+
+        @torch.no_grad()
+        def evaluate(arrays: dict, buffers: dict) -> dict[str, float]:
+            for k, v in arrays.items():
+                params[k].copy_(torch.from_numpy(v))
+            for k, v in buffers.items():
+                bufs[k].copy_(torch.from_numpy(v))
+            m = {"train_loss": p.full_loss(model, p.train_data)}
+            if p.val_data is not None:
+                m["val_loss"] = p.full_loss(model, p.val_data)
+            return m
+
+        return evaluate
 
     def run(self) -> Generator[TrainProgress, None, TrainSummary]:
         """Train, yielding :class:`TrainProgress`; returns a :class:`TrainSummary`."""
@@ -168,16 +192,18 @@ class Trainer:
         names = [n for n, q in model.named_parameters() if q.requires_grad]
         params = [q for q in model.parameters() if q.requires_grad]
         buffers = dict(model.named_buffers())
-        # All weights live in one flat tensor and all gradients in row 0 of `work`
-        # (row 1: previous weights, row 2: the update), so the per-step norms are one op.
-        flat = torch.cat([q.detach().reshape(-1) for q in params])
-        work = torch.zeros(3, flat.numel(), dtype=flat.dtype)
+        # Gradients, weights, previous weights and the last update are the rows of one
+        # tensor (the parameters and their .grad are views into it; backward accumulates in
+        # place), so the per-step norms cost one op.
+        work = torch.zeros(4, sum(q.numel() for q in params), dtype=params[0].dtype)
+        g_row, flat, w_prev, u_row = work.unbind(0)
+        flat.copy_(torch.cat([q.detach().reshape(-1) for q in params]))
         views: dict[str, torch.Tensor] = {}
         off = 0
         for n, q in zip(names, params):
             k = q.numel()
             q.data = flat[off:off + k].view_as(q)
-            q.grad = work[0, off:off + k].view_as(q)
+            q.grad = g_row[off:off + k].view_as(q)
             views[n] = q.data
             off += k
         opt = make_optimizer(c.optimizer, params, c.lr, c.momentum, c.nesterov, c.weight_decay)
@@ -190,41 +216,45 @@ class Trainer:
         const_lr = c.schedule == "constant"
         interval = c.progress_interval
         stop = self._stop
-        sink = self._open_sink()
+        sink = self._open_sink(self._evaluator() if c.eval_snapshots else None)
 
-        pending: list[tuple] = []
+        pending: list[tuple] = []  # per-step rows since the last event
+        evaluated: dict[int, dict[str, float]] = {}
         last_snap: dict[str, Any] = {}
-        n_snaps = 0
         last_written = [-1]
+        n_snaps = 0
         last_event = time.perf_counter()
         status, div_step, step = "finished", None, 0
         loss_v = math.nan
-        snap_metrics: dict[str, float] = {}
 
-        def write_snapshot(t: int) -> dict[str, float]:
+        def write_snapshot(t: int) -> None:
             nonlocal n_snaps
-            last_written[0] = t
-            m = {"train_loss": p.full_loss(model, p.train_data)}
-            if p.val_data is not None:
-                m["val_loss"] = p.full_loss(model, p.val_data)
             arrays = {k: v.numpy().copy() for k, v in views.items()}
             sink.snapshot(t, arrays, buffers)
             n_snaps += 1
-            last_snap.update(step=t, params=arrays, metrics=m)
-            return m
+            last_written[0] = t
+            last_snap.update(step=t, params=arrays)
 
         def event(t: int, st: str = "running") -> TrainProgress:
             arr = np.array(pending, dtype=np.float64).reshape(-1, 1 + len(STEP_METRICS))
             mets = {"step": arr[:, 0].astype(np.int64)}
             mets.update({k: arr[:, i + 1] for i, k in enumerate(STEP_METRICS)})
-            ev = TrainProgress(t, c.steps, loss_v, time.perf_counter() - t0, st, mets)
+            done = dict(sink.results())
+            evaluated.update(done)
+            ev = TrainProgress(t, c.steps, loss_v, time.perf_counter() - t0, st, mets,
+                               snapshot_metrics=done)
             if last_snap:
                 ev.snapshot_step = last_snap["step"]
                 ev.params = last_snap["params"]
-                ev.snapshot_metrics = last_snap["metrics"]
                 last_snap.clear()
             pending.clear()
             return ev
+
+        def finish_snapshot(t: int) -> None:
+            # the weights w_t at a stop, the end or a divergence: kept if finite and new
+            if last_written[0] != t and bool(torch.isfinite(flat).all()):
+                write_snapshot(t)
+                sink.log(t, param_norm=float(flat.norm()))
 
         try:
             for step in range(c.steps):
@@ -232,7 +262,7 @@ class Trainer:
                     status = "stopped"
                     break
                 if step == snaps[snap_i]:
-                    snap_metrics = write_snapshot(step)
+                    write_snapshot(step)
                     snap_i += 1
                 idx = batches.next()
                 if idx is None:
@@ -241,29 +271,26 @@ class Trainer:
                     xb, yb = x[idx], y[idx]
                 if c.label_noise > 0:
                     yb = p.noisy_targets(yb, c.label_noise, gen)
-                work[1].copy_(flat)
+                w_prev.copy_(flat)
                 loss = p.loss_fn(model(xb), yb)
-                work[0].zero_()
+                g_row.zero_()
                 loss.backward()
                 if c.clip_grad > 0:
-                    gnorm = float(work[0].norm())
+                    gnorm = float(g_row.norm())
                     if gnorm > c.clip_grad:
-                        work[0].mul_(c.clip_grad / gnorm)
+                        g_row.mul_(c.clip_grad / gnorm)
                 lr = c.lr if const_lr else lr_at(step, c.lr, c.schedule, c.steps, c.warmup_steps,
                                                  c.lr_step_every, c.lr_gamma, c.min_lr)
                 group["lr"] = lr
                 opt.step()
-                torch.sub(flat, work[1], out=work[2])
-                loss_v, gn, pn, un = torch.cat(
-                    (loss.detach().reshape(1), torch.linalg.vector_norm(work, dim=1))).tolist()
+                torch.sub(flat, w_prev, out=u_row)
+                gn, _, pn, un = torch.linalg.vector_norm(work, dim=1).tolist()
+                loss_v = loss.item()
                 if c.clip_grad > 0:
                     gn = gnorm
-                rec = {"loss": loss_v, "lr": lr, "grad_norm": gn, "update_norm": un, "param_norm": pn}
-                if snap_metrics:
-                    rec.update(snap_metrics)
-                    snap_metrics = {}
-                sink.log(step, **rec)
-                pending.append((step, loss_v, lr, gn, un, pn))
+                row = (step, loss_v, lr, gn, un, pn)
+                sink.log_row(row)
+                pending.append(row)
                 if not math.isfinite(loss_v):
                     status, div_step = "diverged", step
                     break
@@ -273,17 +300,15 @@ class Trainer:
                 now = time.perf_counter()
                 if now - last_event >= interval:
                     last_event = now
+                    sink.flush()
                     yield event(step + 1)
             else:
                 step = c.steps
             if status == "diverged":
-                flat.copy_(work[1])  # back to w_step, the last weights known to be finite...
+                flat.copy_(w_prev)  # back to w_step, the last weights known to be finite
                 step = min(div_step, step)
-            # ...saved if they are finite and not saved yet (last, stopped or diverged step)
-            if last_written[0] != step and bool(torch.isfinite(flat).all()):
-                m = write_snapshot(step)
-                sink.log(step, param_norm=float(flat.norm()), **m)
-            fields = {"steps_done": step}
+            finish_snapshot(step)
+            fields: dict[str, Any] = {"steps_done": step}
             if div_step is not None:
                 fields["divergence_step"] = div_step
             if status == "stopped":
@@ -292,22 +317,21 @@ class Trainer:
         except GeneratorExit:  # closed at a progress event, i.e. after the update of `step`
             done = step + 1
             try:
-                if last_written[0] != done and bool(torch.isfinite(flat).all()):
-                    sink.log(done, param_norm=float(flat.norm()), **write_snapshot(done))
+                finish_snapshot(done)
             finally:
                 sink.close("stopped", steps_done=done, stopped_step=done)
             raise
         except BaseException:
             sink.close("failed", steps_done=step)
             raise
-        final = last_snap.get("metrics", {}) if last_snap else {}
         yield event(step, status)
+        final = evaluated[max(evaluated)] if evaluated else {}
         return TrainSummary(
             status=status, steps_done=step, total=c.steps, divergence_step=div_step,
             train_loss=final.get("train_loss"), val_loss=final.get("val_loss"),
             n_snapshots=n_snaps, elapsed=time.perf_counter() - t0,
-            path=getattr(sink, "path", None) if self.out is not None else None,
-            config=c, run=sink.run() if isinstance(sink, MemorySink) else None)
+            path=sink.path, config=c,
+            run=sink.sink.run() if isinstance(sink.sink, MemorySink) else None)
 
 
 def train(config: TrainConfig, out: str | Path | RunWriter | None = None,
