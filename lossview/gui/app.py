@@ -145,7 +145,7 @@ def when_ready(win, on_ready, on_failed, timeout_s: float = 600.0) -> None:
         if state["elapsed"] > timeout_s:
             failed(f"timed out after {timeout_s:.0f} s waiting for the panels")
             return
-        if not state["loaded"] or win.is_loading() or win.surface_busy():
+        if not state["loaded"] or win.is_computing():
             state["quiet"] = 0
             return
         state["quiet"] += 1

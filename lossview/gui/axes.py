@@ -14,7 +14,8 @@ def format_value(x: float) -> str:
     if x == 0 or not math.isfinite(x):
         return str(x)
     if 1e-3 <= abs(x) < 1e4:
-        return f"{x:.3g}"
+        s = f"{x:.3g}"
+        return f"{x:.0f}" if "e" in s else s
     k = math.floor(math.log10(abs(x)) + 1e-9)
     m = x / 10**k
     exp = str(k).translate(_SUP)

@@ -76,7 +76,7 @@ class DiagnosticsPanel(QWidget):
         self.p_sharp.setToolTip(tip("sharpness"))
         self.p_pair.setToolTip(tip("pairwise"))
 
-        leg = self.p_dist.addLegend(offset=(4, 4), labelTextSize="7pt", verSpacing=-8)
+        leg = self.p_dist.addLegend(offset=(-4, 40), labelTextSize="7pt", verSpacing=-8)
         leg.setBrush(pg.mkBrush(t.background + "c0"))
         self.c_init = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), name="from init",
                                       connect="finite")
@@ -94,13 +94,13 @@ class DiagnosticsPanel(QWidget):
         self.msd_text.setParentItem(self.p_msd.getViewBox())
         self.msd_text.setPos(4, 2)
 
-        leg2 = self.p_sharp.addLegend(offset=(4, 4), labelTextSize="7pt", verSpacing=-8)
+        leg2 = self.p_sharp.addLegend(offset=(-4, -4), labelTextSize="7pt", verSpacing=-8)
         leg2.setBrush(pg.mkBrush(t.background + "c0"))
         self.c_sharp = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), name="λ_max",
                                        symbol="o", symbolSize=4, symbolBrush=t.train,
                                        symbolPen=None, connect="finite")
         self.c_limit = pg.PlotDataItem(pen=pg.mkPen(t.divergence, width=1.5,
-                                                    style=Qt.PenStyle.DashLine), name="2 / lr",
+                                                    style=Qt.PenStyle.DashLine), name="(2+2β) / lr",
                                        connect="finite")
         self.p_sharp.addItem(self.c_sharp)
         self.p_sharp.addItem(self.c_limit)
@@ -206,27 +206,46 @@ class DiagnosticsPanel(QWidget):
             self.c_fit.setData([], [])
             self.msd_text.setText("exponent: not available")
 
+    def set_sharpness(self, run: Any, sharp: Any, reason: str | None = None) -> None:
+        """Sharpness table (``steps``, ``sharpness`` or ``values``, optional ``threshold``
+        or ``lr``, ``verdict``) or None with the reason it is missing."""
+        self._set_sharpness(run, sharp, reason)
+        self.p_sharp.enableAutoRange()
+
     def _set_sharpness(self, run: Any, sharp: Any, reason: str | None) -> None:
-        if not sharp or not isinstance(sharp, dict) or not sharp.get("values"):
+        vals = None
+        if isinstance(sharp, dict):
+            vals = sharp.get("sharpness", sharp.get("values"))
+        if not vals:
             self.c_sharp.setData([], [])
             self.c_limit.setData([], [])
             why = reason or (sharp.get("reason") if isinstance(sharp, dict) else None)
             self._note("sharp", "not available: " + _wrap(why or SHARPNESS_MISSING))
             return
         xs = as_array(sharp.get("steps"))
-        ys = as_array(sharp.get("values"))
-        self.c_sharp.setData(xs, ys)
-        lr = run.metric("lr", "learning_rate")
-        if sharp.get("lr") is not None:
+        self.c_sharp.setData(xs, as_array(vals))
+        note = ""
+        if sharp.get("threshold") is not None and any(v is not None for v in sharp["threshold"]):
+            self.c_limit.setData(xs, as_array(sharp["threshold"]))
+        elif sharp.get("lr") is not None:
             lrs = as_array(sharp.get("lr"))
             self.c_limit.setData(xs, 2.0 / np.where(lrs > 0, lrs, np.nan))
-        elif lr is not None:
-            self.c_limit.setData(lr.steps.astype(float), 2.0 / np.where(lr.values > 0, lr.values,
-                                                                        np.nan))
         else:
-            self.c_limit.setData([], [])
-        self._note("sharp", "" if lr is not None or sharp.get("lr") is not None
-                   else "2/lr: no learning rate logged")
+            lr = run.metric("lr", "learning_rate")
+            if lr is not None:
+                self.c_limit.setData(lr.steps.astype(float),
+                                     2.0 / np.where(lr.values > 0, lr.values, np.nan))
+            else:
+                self.c_limit.setData([], [])
+                note = "2/lr: no learning rate logged"
+        self._note("sharp", note)
+        verdict = sharp.get("verdict") or ""
+        ratios = [r for r in (sharp.get("ratio") or []) if r is not None]
+        title = "sharpness vs 2/lr"
+        if ratios:
+            title += f"  (peak {100 * max(ratios):.0f}% of the limit)"
+        self.p_sharp.setTitle(title, size="10pt", color=style.current().foreground)
+        self.p_sharp.setToolTip(tip("sharpness") + (f"\n{verdict}" if verdict else ""))
 
     def _set_pairwise(self, pair: Any) -> None:
         if not pair or not isinstance(pair, dict) or pair.get("matrix") is None:

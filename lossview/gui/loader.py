@@ -76,3 +76,27 @@ def _generator_analysis():
     except ImportError:  # pragma: no cover
         return None
     return getattr(rep, "analyze_iter", None)
+
+
+#: snapshots at which the GUI measures sharpness (evenly spaced, first and last included)
+SHARPNESS_POINTS = 12
+
+
+def can_measure_sharpness(run: Any) -> bool:
+    """Sharpness needs the model and data: lossview runs of a built-in problem carry them."""
+    return bool(run.spec.get("problem")) and len(run) > 0
+
+
+def sharpness_table(run: Any, points: int = SHARPNESS_POINTS) -> Generator[str, None, dict]:
+    """Top Hessian eigenvalue against the (2 + 2 momentum) / lr limit at a few snapshots
+    (Cohen et al. 2021), via :func:`lossview.core.surface.stability.iter_sharpness`."""
+    from lossview.core.surface.stability import iter_sharpness
+
+    idx = np.unique(np.linspace(0, len(run) - 1, min(points, len(run))).round().astype(int))
+    gen = iter_sharpness(run, indices=idx.tolist())
+    while True:
+        try:
+            frac = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield f"sharpness: {100 * float(frac):.0f}%"

@@ -203,7 +203,8 @@ class LossPanel(QWidget):
         divergence = (rep.get("divergence") or {}).get("step")
         self._set_markers(plateau, divergence)
         for p in self.plots:
-            p.enableAutoRange()
+            p.enableAutoRange(x=True)
+        self._apply_log(self.log_y.isChecked())
         xmin = float(self._steps[0]) if len(self._steps) else 0.0
         xmax = float(self._steps[-1]) if len(self._steps) else 1.0
         for c in self.cursors:
@@ -269,8 +270,16 @@ class LossPanel(QWidget):
         """Log y on the loss plot; gradient norm and lr go log when they span > 30x."""
         self.p_loss.setLogMode(x=False, y=bool(on))
         for p, keys in ((self.p_grad, ("grad", "update")), (self.p_lr, ("lr",))):
-            p.setLogMode(x=False, y=bool(on) and _spans_decades(
-                [self._series[k][1] for k in keys if k in self._series]))
+            arrays = [self._series[k][1] for k in keys if k in self._series]
+            log = bool(on) and _spans_decades(arrays)
+            p.setLogMode(x=False, y=log)
+            if p is self.p_lr and not log and arrays:
+                # a learning rate is >= 0: start the axis at 0 (a constant lr stays readable)
+                top = float(np.nanmax(np.concatenate(arrays))) if arrays else 1.0
+                p.enableAutoRange(y=False)
+                p.setYRange(0.0, top * 1.25 if top > 0 else 1.0, padding=0)
+            else:
+                p.enableAutoRange(y=True)
 
     def _on_smoothing(self, v: int) -> None:
         self.smoothing_label.setText(f"{v / 100:.2f}")

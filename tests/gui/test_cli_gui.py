@@ -78,4 +78,4 @@ def test_refcount_guard_is_active():
     import lossview.gui  # noqa: F401
 
     if sys.version_info < (3, 12):
-        assert sys.getrefcount(None) > 2**40
+        assert sys.getrefcount(None) > 2**39  # boosted by 2**40, minus what Qt calls dropped
