@@ -75,7 +75,26 @@ class HonestyPlot(QWidget):
         steps = np.asarray(steps, dtype=np.float64)
         self._steps = steps[:n] if len(steps) >= n else np.arange(n, dtype=np.float64)
         x = self._steps
-        # linear y whatever the surface's scale: the gap between the curves is the point
+        # log y when the losses span more than a decade, so the gap between the curves
+        # (a relative error) stays visible after the loss has dropped; the right axis
+        # (distance off the plane) stays linear
+        both = np.concatenate([scene.true_loss, scene.traj_loss])
+        pos = both[np.isfinite(both) & (both > 0)]
+        log = bool(len(pos)) and len(pos) == np.isfinite(both).sum() and \
+            pos.max() > 10 * pos.min()
+        pi = self.plot.getPlotItem()
+        pi.setLogMode(y=bool(log))
+        pi.getAxis("right").setLogMode(False, False)
+        left = pi.getAxis("left")
+        if log:
+            # the plot is short: label the decades (and their halves) only, or pyqtgraph's
+            # log ticks pile up into an unreadable column
+            lo, hi = np.floor(np.log10(pos.min())), np.ceil(np.log10(pos.max()))
+            major = [(float(k), _decade(k)) for k in np.arange(lo, hi + 1)]
+            minor = [(float(k) + np.log10(3), "") for k in np.arange(lo, hi)]
+            left.setTicks([major, minor])
+        else:
+            left.setTicks(None)
         self.true_curve.setData(x, scene.true_loss)
         self.surf_curve.setData(x, scene.traj_loss)
         self.off_curve.setData(x, scene.off_plane)
@@ -86,3 +105,8 @@ class HonestyPlot(QWidget):
     def set_current(self, index: int) -> None:
         if len(self._steps):
             self.cursor.setValue(float(self._steps[min(max(index, 0), len(self._steps) - 1)]))
+
+
+def _decade(k: float) -> str:
+    k = int(k)
+    return f"{10.0**k:g}" if -3 <= k <= 3 else f"1e{k}"
