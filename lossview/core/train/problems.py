@@ -284,7 +284,7 @@ class MLP(_Images):
         "keeps growing while the loss is flat." + _DIGITS_NOTE
     )
     options = {"data": "auto", "hidden": 32}
-    default_lr = 0.1
+    default_lr = 0.3
     default_steps = 3000
     default_batch_size = 32
     default_every = 20

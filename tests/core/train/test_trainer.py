@@ -28,7 +28,7 @@ def test_run_folder_records_everything_to_rebuild(tmp_path):
     spec = run.spec
     assert spec["status"] == "finished" and spec["steps_done"] == 60
     assert spec["problem"]["name"] == "mlp" and spec["problem"]["seed"] == 3
-    assert spec["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.5, "nesterov": True,
+    assert spec["optimizer"] == {"name": "sgd", "lr": 0.3, "momentum": 0.5, "nesterov": True,
                                  "weight_decay": 1e-4}
     assert spec["training"] == {"steps": 60, "batch_size": 32, "sampling": "shuffle",
                                 "label_noise": 0.1, "clip_grad": 5.0}
