@@ -138,12 +138,24 @@ def test_progress_events_cover_every_step_and_carry_snapshots():
     assert [s for s, _ in snaps] == [0, 10, 20, 30, 40, 50]
     assert set(snaps[1][1]) == {"w"} and snaps[1][1]["w"].shape == (6,)
     assert events[-1].status == "finished" and events[-1].step == 50
+    # the full-data losses of every snapshot arrive (evaluated in the writer thread)
+    evaluated = {}
+    for e in events:
+        evaluated.update(e.snapshot_metrics)
+    assert sorted(evaluated) == [0, 10, 20, 30, 40, 50]
+    assert all(set(v) == {"train_loss"} and v["train_loss"] > 0 for v in evaluated.values())
     assert all(set(e.metrics) == {"step", "loss", "lr", "grad_norm", "update_norm", "param_norm"}
                for e in events)
     # a long interval: no event until the end, which still carries all 50 records
     lazy = list(train(TrainConfig("quadratic", problem_options=SMALLQ, steps=50, every=10,
                                   progress_interval=1e9)))
     assert len(lazy) == 1 and len(lazy[0].metrics["step"]) == 50
+
+
+def test_snapshot_evaluation_can_be_switched_off():
+    s = run_to_end(train(TrainConfig("linreg", steps=20, every=10, eval_snapshots=False)))
+    assert s.train_loss is None and s.run.metric("train_loss") is None
+    assert s.n_snapshots == 3 and len(s.run.metric("loss")) == 20
 
 
 def test_log_spaced_snapshots_are_dense_early():
