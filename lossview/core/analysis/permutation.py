@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from lossview.core.io.naming import natural_key
+from lossview.core.io.naming import natural_key, numbers_in
 from lossview.core.run import Run
 
 NORM_STATS = ("running_mean", "running_var")
@@ -59,14 +59,66 @@ class NotInferable(ValueError):
     """The state dict is not a chain of Linear/Conv layers this module can permute."""
 
 
+def _feeds(a: Layer, b: Layer, shapes: dict) -> int | None:
+    """Columns of ``b`` per output unit of ``a`` if ``a`` can feed ``b``, else None."""
+    if b.inp == a.out:
+        return 1
+    if len(shapes[a.weight]) > 2 and len(shapes[b.weight]) == 2 and b.inp % a.out == 0:
+        return b.inp // a.out  # Conv -> flatten -> Linear
+    return None
+
+
+def _order(layers: list[Layer], shapes: dict) -> list[Layer]:
+    """The layers in natural name order if that is a chain; else the unique chain the shapes
+    allow (state dicts saved as safetensors lose their order); else refuse."""
+    if all(_feeds(a, b, shapes) for a, b in zip(layers, layers[1:])):
+        return layers
+    starts = [l for l in layers if not any(_feeds(o, l, shapes) for o in layers if o is not l)]
+    if len(starts) != 1:
+        raise NotInferable("the layer order cannot be told from names and shapes "
+                           "(residual or non-sequential architecture)")
+    chain, left = starts, [l for l in layers if l is not starts[0]]
+    while left:
+        nxt = [l for l in left if _feeds(chain[-1], l, shapes)]
+        if len(nxt) != 1:
+            raise NotInferable(
+                f"after '{chain[-1].prefix}' ({chain[-1].out} outputs) "
+                + ("no layer takes its outputs" if not nxt else
+                   f"{len(nxt)} layers could come next") + ": residual or non-sequential architecture")
+        chain.append(nxt[0])
+        left.remove(nxt[0])
+    return chain
+
+
+def _attach_norm(prefix: str, size: int, before: Layer | None, layers: list[Layer]) -> Layer:
+    """The layer a norm module belongs to: the only one with ``size`` outputs, else the one
+    just before it in name order, else the one whose name carries the same numbers."""
+    cands = [l for l in layers if l.out == size]
+    if len(cands) == 1:
+        return cands[0]
+    if before is not None and before in cands:
+        return before
+    same = [l for l in cands if numbers_in(l.prefix) == numbers_in(prefix)]
+    if len(same) == 1:
+        return same[0]
+    raise NotInferable(f"norm layer '{prefix}' of size {size} cannot be matched to one layer")
+
+
 def infer_layout(shapes: dict[str, tuple[int, ...]], buffers: list[str] = ()) -> Layout:
-    """Infer the layer chain from parameter names and shapes (raises :class:`NotInferable`)."""
+    """Infer the layer chain from parameter names and shapes (raises :class:`NotInferable`).
+
+    Modules whose ``weight`` has 2+ dimensions are Linear/Conv layers; a module with a 1-D
+    ``weight`` is a norm layer permuted with the layer it belongs to (see
+    :func:`_attach_norm`). Layers are chained in natural name order when the shapes agree,
+    else in the only order the shapes allow.
+    """
     modules: dict[str, dict[str, tuple[int, ...]]] = {}
     for name, shape in shapes.items():
         prefix, _, leaf = name.rpartition(".")
         modules.setdefault(prefix, {})[leaf] = tuple(shape)
     items: list[tuple[str, dict]] = sorted(modules.items(), key=lambda kv: natural_key(kv[0]))
     layers: list[Layer] = []
+    norms: list[tuple[str, int, Layer | None]] = []
     for prefix, leaves in items:
         extra = set(leaves) - {"weight", "bias"}
         if extra or "weight" not in leaves:
@@ -79,25 +131,22 @@ def infer_layout(shapes: dict[str, tuple[int, ...]], buffers: list[str] = ()) ->
         if len(w) >= 2:
             layers.append(Layer(prefix, full + "weight", bias, int(w[0]), int(w[1])))
         elif len(w) == 1:
-            if not layers or layers[-1].out != w[0]:
-                raise NotInferable(f"norm layer '{prefix}' of size {w[0]} follows no layer with {w[0]} outputs")
-            layers[-1].vectors += [full + "weight"] + ([bias] if bias else [])
-            layers[-1].vectors += [full + s for s in NORM_STATS if full + s in set(buffers)]
+            norms.append((prefix, int(w[0]), layers[-1] if layers else None))
         else:
             raise NotInferable(f"'{full}weight' is a scalar")
     if len(layers) < 2:
         raise NotInferable("no hidden layer to permute (fewer than two Linear/Conv layers)")
-    flatten = []
-    for a, b in zip(layers, layers[1:]):
-        if b.inp == a.out:
-            flatten.append(1)
-        elif shapes[a.weight].__len__() > 2 and len(shapes[b.weight]) == 2 and b.inp % a.out == 0:
-            flatten.append(b.inp // a.out)
-        else:
-            raise NotInferable(
-                f"'{a.prefix}' ({a.out} outputs) does not feed '{b.prefix}' ({b.inp} inputs): "
-                "residual or non-sequential architecture")
-    return Layout(layers, flatten)
+    owners: set[str] = set()
+    for prefix, size, before in norms:
+        layer = _attach_norm(prefix, size, before, layers)
+        if layer.prefix in owners:
+            raise NotInferable(f"two norm layers would belong to '{layer.prefix}'")
+        owners.add(layer.prefix)
+        full = prefix + "." if prefix else ""
+        layer.vectors += [full + "weight"] + ([full + "bias"] if full + "bias" in shapes else [])
+        layer.vectors += [full + s for s in NORM_STATS if full + s in set(buffers)]
+    layers = _order(layers, shapes)
+    return Layout(layers, [_feeds(a, b, shapes) for a, b in zip(layers, layers[1:])])
 
 
 def layout_of(run: Run) -> Layout:

@@ -88,7 +88,8 @@ def test_conv_batchnorm_flatten_chain():
 @pytest.mark.parametrize("shapes,why", [
     ({"w": (10,)}, "not a Linear"),
     ({"fc.weight": (4, 3), "fc.bias": (4,)}, "no hidden layer"),
-    ({"a.weight": (4, 3), "b.weight": (5, 7)}, "does not feed"),
+    ({"a.weight": (4, 3), "b.weight": (5, 7)}, "non-sequential"),
+    ({"a.weight": (4, 3), "b.weight": (4, 4), "c.weight": (4, 7), "d.weight": (2, 4)}, "non-sequential"),
     ({"a.weight": (4, 3), "attn.in_proj_weight": (12, 4), "b.weight": (2, 4)}, "not a Linear"),
 ])
 def test_architectures_it_cannot_infer_are_refused_with_a_reason(shapes, why):
@@ -123,3 +124,39 @@ def test_wide_layers_thin_the_aligned_snapshots_but_keep_first_and_last():
     wide = infer_layout({"a.weight": (4096, 10), "b.weight": (5, 4096)})
     assert affordable_snapshots(narrow) > 50
     assert affordable_snapshots(wide) == 2
+
+
+def test_alphabetical_safetensors_order_is_rechained_and_norms_matched_by_name():
+    # a native run stores tensors sorted by name: bn1, bn2, fc1, fc2, out
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.bn1 = torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8)
+            self.fc2, self.bn2 = torch.nn.Linear(8, 8, bias=False), torch.nn.BatchNorm1d(8)
+            self.out = torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            x = torch.relu(self.bn1(self.fc1(x)))
+            return self.out(torch.relu(self.bn2(self.fc2(x))))
+
+    net = Net().double()
+    for bn in (net.bn1, net.bn2):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.normal_()
+    net.eval()
+    sd = _np(net.state_dict())
+    shapes = dict(sorted(_shapes(sd).items()))
+    layout = infer_layout(shapes, sorted(k for k in sd if k not in shapes))
+    assert [l.prefix for l in layout.layers] == ["fc1", "fc2", "out"]
+    assert layout.layers[0].vectors[:2] == ["bn1.weight", "bn1.bias"]
+    assert layout.layers[1].vectors[:2] == ["bn2.weight", "bn2.bias"]
+    b = apply_permutation(sd, layout, random_permutations(layout, np.random.default_rng(5)))
+    other = copy.deepcopy(net)
+    other.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in b.items()})
+    x = torch.randn(6, 12, dtype=torch.float64)
+    assert (net(x) - other(x)).abs().max().item() < 1e-12
+    _, hist = weight_matching({k: sd[k] for k in shapes}, {k: b[k] for k in shapes}, layout)
+    assert hist[0] > 0.5 and hist[-1] == 0.0
