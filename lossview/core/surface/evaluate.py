@@ -237,11 +237,25 @@ class PlaneEvaluator:
         if self.first is None:
             return
         tail = mlp_tail(self.model, self.first)
-        if tail is not None:
+        if tail is not None and self._flat_inputs():
             self._tail = MLPTail(tail, self.center, self.d1, self.d2)
         rest = self.model[self.first + 1:]
         rest_bufs = {n for n, _ in rest.named_buffers()}
         self._rest = (rest, {n: b for n, b in self.buffers.items() if n in rest_bufs})
+
+    def _flat_inputs(self) -> bool:
+        """The first layer is Linear and sees ``[N, features]`` inputs in every batch."""
+        if type(list(self.model.children())[self.first]) is not nn.Linear:
+            return False
+        for x, _ in self.batches:
+            if not torch.is_tensor(x):
+                return False
+            x = x[:1]
+            for m in list(self.model)[: self.first]:
+                x = m(x)
+            if x.dim() != 2:
+                return False
+        return True
 
     def _precomputed(self, i: int) -> tuple[torch.Tensor, tuple[int, ...]]:
         """``[Z0; Z1; Z2]`` (flattened) of batch ``i``: first-layer outputs for center, d1, d2."""
@@ -257,7 +271,8 @@ class PlaneEvaluator:
             for src in (self.center, self.d1, self.d2):
                 p = {k[len(prefix):]: v for k, v in src.items() if k.startswith(prefix)}
                 zs.append(functional_call(layer, p, (x,)))
-            self._pre[i] = (torch.stack([z.reshape(-1) for z in zs]), tuple(zs[0].shape))  # type: ignore[call-overload]
+            stack, shape = torch.stack([z.reshape(-1) for z in zs]), tuple(zs[0].shape)
+            self._pre[i] = (stack, shape)  # type: ignore[call-overload]
         return self._pre[i]  # type: ignore[return-value]
 
     def _measure_per_point_bytes(self) -> int:

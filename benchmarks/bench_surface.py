@@ -1,0 +1,174 @@
+"""Loss-surface speed: lossview.loss_surface vs loss_landscapes.random_plane (issue 5).
+
+Run:  python benchmarks/bench_surface.py [--repeats 5]
+
+Same model, data and grid size in one process; runs alternate (peer, lossview, peer, ...)
+so both see the same machine load; medians are reported. Both evaluate the full grid
+exactly (loss_landscapes: a Python loop of forward passes; lossview: batched, with the
+first layer's three products computed once). The grids' directions differ (each library
+draws its own), so loss values are not compared between libraries; lossview's values are
+checked against brute force (one deep copy per point) at a few grid points.
+
+Prints a Markdown section for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _cases import matmul_peak, medium_case, small_case  # noqa: E402
+
+import lossview  # noqa: E402
+from lossview.core.surface.evaluate import PlaneEvaluator  # noqa: E402
+from lossview.core.surface.grid import iter_grid  # noqa: E402
+
+
+def peer(model, loss_fn, x, y, steps):
+    import loss_landscapes
+    import loss_landscapes.metrics as metrics
+
+    return loss_landscapes.random_plane(model, metrics.Loss(loss_fn, x, y), distance=1,
+                                        steps=steps, normalization="filter", deepcopy_model=True)
+
+
+def ours(model, loss_fn, x, y, steps):
+    return lossview.loss_surface(model, loss_fn, (x, y), steps=steps, span=1.0)
+
+
+def timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w, time.process_time() - c, out
+
+
+def brute_error(model, loss_fn, x, y, s, n=6) -> float:
+    rng = np.random.default_rng(0)
+    center = {k: p.detach().clone() for k, p in model.named_parameters()}
+    err = 0.0
+    for _ in range(n):
+        i, j = rng.integers(0, len(s.alphas), 2)
+        m = copy.deepcopy(model)
+        with torch.no_grad():
+            for k, p in m.named_parameters():
+                p.copy_(center[k] + s.alphas[i] * s.d1[k] + s.betas[j] * s.d2[k])
+            ref = float(loss_fn(m(x), y))
+        err = max(err, abs(ref - s.loss[i, j]) / abs(ref))
+    return err
+
+
+def compare(name, case, steps, repeats):
+    model, loss_fn, x, y = case
+    peer(model, loss_fn, x, y, 5)  # warm-up both
+    ours(model, loss_fn, x, y, 5)
+    rows = {"peer": [], "ours": [], "peer_cpu": [], "ours_cpu": []}
+    s = None
+    for _ in range(repeats):
+        w, c, _ = timed(lambda: peer(model, loss_fn, x, y, steps))
+        rows["peer"].append(w)
+        rows["peer_cpu"].append(c)
+        w, c, s = timed(lambda: ours(model, loss_fn, x, y, steps))
+        rows["ours"].append(w)
+        rows["ours_cpu"].append(c)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    return med, rows, s
+
+
+def medium_flops(steps: int, n: int) -> tuple[float, float]:
+    """(performed, brute-force) multiply-add FLOPs of a 64-128-128-10 grid."""
+    per_point_brute = 2 * n * (64 * 128 + 128 * 128 + 128 * 10)
+    per_point_ours = 2 * n * (3 * 128 + 128 * 128 + 128 * 10)  # 3-term first layer + GEMMs
+    pre = 3 * 2 * n * 64 * 128
+    pts = steps * steps
+    return pre + pts * per_point_ours, pts * per_point_brute
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    peak = matmul_peak()
+    load = os.getloadavg()
+    out = []
+    small = small_case()
+    med_s, rows_s, s_small = compare("small", small, 51, args.repeats)
+    err_s = brute_error(*small, s_small)
+    medium = medium_case()
+    med_m, rows_m, s_med = compare("medium", medium, 41, args.repeats)
+    err_m = brute_error(*medium, s_med)
+    performed, brute = medium_flops(41, 2048)
+    # (c) coarse preview and the progressive generator's first yield
+    model, loss_fn, x, y = medium
+    prev = [timed(lambda: ours(model, loss_fn, x, y, 11))[0] for _ in range(args.repeats)]
+    first = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        ev = PlaneEvaluator(model, loss_fn, (x, y), None, s_med.d1, s_med.d2)
+        g = iter_grid(ev, s_med.alphas, s_med.betas)
+        next(g)
+        first.append(time.perf_counter() - t0)
+        g.close()
+    load_after = os.getloadavg()
+
+    def fmt(v):
+        return f"{v:.3f}"
+
+    out.append("## Loss surfaces\n")
+    out.append("Command: `python benchmarks/bench_surface.py --repeats "
+               f"{args.repeats}` (one process, runs alternate peer/lossview, medians of "
+               f"{args.repeats}).\n")
+    out.append(f"Conditions: {platform.processor() or platform.machine()}, "
+               f"{os.cpu_count()} cores shared with other jobs (load average "
+               f"{load[0]:.1f} before, {load_after[0]:.1f} after), torch {torch.__version__} "
+               f"with {torch.get_num_threads()} threads, float32; peer loss-landscapes "
+               f"{_version('loss-landscapes')}. Measured float32 matmul peak (2048^3 GEMM, same "
+               f"process): {peak:.0f} GFLOP/s.\n")
+    out.append("| case | grid | loss_landscapes.random_plane | lossview.loss_surface | speed-up | goal | "
+               "CPU-time speed-up | max rel. error vs brute force |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for name, grid, med, goal, err in (
+            ("(a) MLP 2-32-32-1 tanh, 512 samples, MSE", "51 x 51", med_s, 5.0, err_s),
+            ("(b) MLP 64-128-128-10 ReLU, 2048 samples, CE", "41 x 41", med_m, 2.5, err_m)):
+        sp = med["peer"] / med["ours"]
+        out.append(f"| {name} | {grid} | {fmt(med['peer'])} s | {fmt(med['ours'])} s | "
+                   f"{sp:.1f}x | >= {goal}x {'met' if sp >= goal else 'NOT met'} | "
+                   f"{med['peer_cpu'] / med['ours_cpu']:.1f}x | {err:.1e} |")
+    t = med_m["ours"]
+    out.append("")
+    out.append(f"(b) throughput: {performed / t / 1e9:.0f} GFLOP/s of matmul work actually "
+               f"performed ({performed / t / 1e9 / peak:.0%} of the measured peak); counted as "
+               f"a brute-force evaluation would need ({brute / 1e9:.0f} GFLOP), "
+               f"{brute / t / 1e9:.0f} GFLOP/s ({brute / t / 1e9 / peak:.0%} of peak). The first "
+               f"layer's exact algebra removes {1 - performed / brute:.0%} of the FLOPs.\n")
+    pm = statistics.median(prev)
+    out.append(f"(c) coarse 11 x 11 preview of (b): {pm:.3f} s (goal < 1 s: "
+               f"{'met' if pm < 1 else 'NOT met'}); the progressive 41 x 41 generator yields "
+               f"its first coarse partial after {statistics.median(first):.3f} s.\n")
+    out.append("Raw times (s): " + "; ".join(
+        f"{k} {name}: " + ", ".join(f"{v:.3f}" for v in r[k])
+        for name, r in (("small", rows_s), ("medium", rows_m)) for k in ("peer", "ours")) + "\n")
+    print("\n".join(out))
+
+
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+if __name__ == "__main__":
+    main()
