@@ -10,6 +10,7 @@ current-point marker: the surface is never recomputed on scrub.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -34,6 +35,8 @@ from lossview.gui.surface_data import SurfaceScene, build_scene
 from lossview.gui.surface_honesty import HonestyPlot
 from lossview.gui.timeline import Timeline
 from lossview.gui.workers import GeneratorWorker
+
+log = logging.getLogger("lossview.gui.surface")
 
 #: (core plane name, label, tooltip)
 PLANES = (
@@ -370,7 +373,14 @@ class SurfacePanel(QWidget):
     # -- drawing -------------------------------------------------------------------
     def _draw(self, surface: Any) -> None:
         self.surface = surface
-        self._redraw()
+        try:
+            self._redraw()
+        except Exception as e:  # noqa: BLE001 - a drawing bug must not leave the panel stuck
+            log.exception("drawing the surface failed")
+            self.surface = self.scene = None
+            self._final = False
+            self._show_message(f"<b>Could not draw the loss surface:</b> "
+                               f"{_html(f'{type(e).__name__}: {e}')}")
 
     def _redraw(self) -> None:
         if self.surface is None:
