@@ -146,6 +146,7 @@ class PlaneEvaluator:
         self.first = _first_linear(model) if fast and not train else None
         self._pre: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self._per_point_bytes: int | None = None
+        self._pre_bytes = 0
         self._setup_fast()
 
     def _direction(self, d: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
@@ -183,8 +184,8 @@ class PlaneEvaluator:
         c = self.chunk_size()
         with torch.no_grad(), eval_mode(self.model, self.train):
             for lo in range(0, len(pts), c):
-                chunk = pts[lo:lo + c].to(self.dtype)
-                yield lo, lo + len(chunk), self._chunk(chunk).double().numpy()
+                chunk = pts[lo:lo + c].to(device=self.device, dtype=self.dtype)
+                yield lo, lo + len(chunk), self._chunk(chunk).double().cpu().numpy()
 
     def loss_at(self, params: Mapping[str, torch.Tensor],
                 buffers: Mapping[str, torch.Tensor] | None = None) -> float:
@@ -211,7 +212,7 @@ class PlaneEvaluator:
         return out
 
     def _chunk(self, ab: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros(len(ab), dtype=torch.float64)
+        total = torch.zeros(len(ab), dtype=torch.float64, device=ab.device)
         if self.first is None:
             params = self._point_params(ab, self.names)
             model, bufs = self.model, self.buffers
@@ -219,7 +220,7 @@ class PlaneEvaluator:
             for (x, y), k in zip(self.batches, self.sizes):
                 total += per_point_loss(self._kind, self.loss_fn, fn(params, x), y).double() * k
             return total / self.n
-        coef = torch.cat([torch.ones(len(ab), 1, dtype=ab.dtype), ab], dim=1)
+        coef = torch.cat([torch.ones(len(ab), 1, dtype=ab.dtype, device=ab.device), ab], dim=1)
         if self._tail is None:
             rest, bufs = self._rest
             params = self._point_params(ab, [n for n, _ in rest.named_parameters()])
@@ -272,6 +273,9 @@ class PlaneEvaluator:
                 p = {k[len(prefix):]: v for k, v in src.items() if k.startswith(prefix)}
                 zs.append(functional_call(layer, p, (x,)))
             stack, shape = torch.stack([z.reshape(-1) for z in zs]), tuple(zs[0].shape)
+            if self._pre_bytes + stack.numel() * stack.element_size() > self.memory_budget:
+                return stack, shape  # too large to keep: recomputed per chunk (3 products)
+            self._pre_bytes += stack.numel() * stack.element_size()
             self._pre[i] = (stack, shape)  # type: ignore[call-overload]
         return self._pre[i]  # type: ignore[return-value]
 
