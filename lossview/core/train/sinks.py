@@ -114,6 +114,11 @@ class AsyncWriter:
         """Queue ``(step, *values)`` with values named by ``row_keys`` (the fast path)."""
         self._buf.append(row)
 
+    def flush_if_due(self) -> None:
+        """:meth:`flush` if the last hand-over is older than ``flush_interval``."""
+        if self._clock() - self._last_flush > self._interval:
+            self.flush()
+
     def flush(self) -> None:
         """Hand the queued records to the writer thread."""
         self._raise()

@@ -13,8 +13,9 @@ stopped or diverged run is a complete run folder with its status in ``run.json``
 
 Step convention: ``w_t`` are the weights after ``t`` updates. The metrics record of step
 ``t`` holds the mini-batch ``loss`` and ``grad_norm`` at ``w_t``, ``param_norm`` = |w_t|,
-the ``lr`` of the update taken at ``t`` and ``update_norm`` = |w_{t+1} - w_t|; at snapshot
-steps also ``train_loss`` and ``val_loss`` (full data, eval mode) of ``w_t``.
+the ``lr`` of the update taken at ``t`` and ``update_norm`` = |w_{t+1} - w_t|; a snapshot
+step also gets ``train_loss`` and ``val_loss`` (full data, eval mode) of ``w_t`` in a
+separate record, computed by the writer thread on its own copy of the model.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ class Trainer:
             sink.update_spec(**self.run_spec())
         else:
             sink = RunWriter(self.out, self.run_spec(), overwrite=self.overwrite)
-        return AsyncWriter(sink, evaluate, row_keys=STEP_METRICS)
+        # metrics reach the file at every snapshot and at least every 0.5 s
+        return AsyncWriter(sink, evaluate, row_keys=STEP_METRICS, flush_interval=0.5)
 
     def _evaluator(self):
         """Full-data train/val loss of a snapshot, on a separate model (writer thread)."""
@@ -300,7 +302,7 @@ class Trainer:
                 now = time.perf_counter()
                 if now - last_event >= interval:
                     last_event = now
-                    sink.flush()
+                    sink.flush_if_due()
                     yield event(step + 1)
             else:
                 step = c.steps
