@@ -139,9 +139,10 @@ def test_cache_in_the_run_folder_is_reused_and_safe_to_delete(native):
     np.testing.assert_array_equal(d.loss, a.loss)
 
 
-def test_foreign_folder_needs_a_model_file_and_then_runs_it(native, tmp_path):
+def test_foreign_folder_needs_a_model_file_and_then_runs_it(native, tmp_path, monkeypatch):
     from safetensors.numpy import save_file
 
+    monkeypatch.setenv("LOSSVIEW_CACHE_DIR", str(tmp_path / "usercache"))
     run = open_run(native)
     folder = tmp_path / "foreign"
     folder.mkdir()
@@ -154,8 +155,12 @@ def test_foreign_folder_needs_a_model_file_and_then_runs_it(native, tmp_path):
         surface_for_run(foreign, steps=5).send(None)
     mf = tmp_path / "mymodel.py"
     mf.write_text(MODEL_FILE.replace("{SPEC!r}", repr(run.spec["problem"])))
+    before = sorted(p.name for p in folder.iterdir())
     _, s = finish(surface_for_run(foreign, plane="line", snapshots=(0, -1), steps=5,
-                                  model_file=str(mf), cache=False))
+                                  model_file=str(mf)))
+    # the cache of a foreign folder goes to the user cache dir, never into their folder
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert len(list((tmp_path / "usercache" / "surfaces").glob("surface-*.npz"))) == 1
     _, ref = finish(surface_for_run(run, plane="line", snapshots=(0, -1), steps=5, cache=False))
     np.testing.assert_allclose(s.loss, ref.loss, rtol=1e-5)  # two batches = the same mean
     bad = tmp_path / "bad.py"
