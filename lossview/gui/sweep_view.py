@@ -41,12 +41,14 @@ class SweepView(QWidget):
         self.pca_plot = pg.PlotWidget(title="Weights in a shared PCA basis")
         self.pca_plot.setLabel("bottom", "PC1")
         self.pca_plot.setLabel("left", "PC2")
-        self.pca_plot.addLegend(offset=(8, 8), labelTextSize="8pt")
+        bg = pg.mkColor(pg.getConfigOption("background"))
+        bg.setAlpha(215)  # legends sit over curves: keep them readable
+        self.pca_plot.addLegend(offset=(8, 8), labelTextSize="8pt", brush=bg)
         self.pca_plot.showGrid(x=True, y=True, alpha=0.15)
         self.loss_plot = pg.PlotWidget(title="Training loss (mini-batch)")
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setLogMode(y=True)
-        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt", brush=bg)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -144,6 +146,17 @@ class SweepView(QWidget):
         if len(pts):
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             self.pca_plot.setRange(xRange=(lo[0], hi[0]), yRange=(lo[1], hi[1]), padding=0.08)
+
+    def stalled(self, i: int) -> bool:
+        """The run ended without diverging but its loss did not fall: the median of its
+        last tenth is above 90% of the median of its first 20 logged steps."""
+        r = self.runs[i]
+        loss = np.asarray(r.loss, dtype=float)
+        if r.diverged_at is not None or len(loss) < 40:
+            return False
+        head = np.nanmedian(loss[:20])
+        tail = np.nanmedian(loss[-max(len(loss) // 10, 10):])
+        return bool(np.isfinite(head) and np.isfinite(tail) and tail > 0.9 * head)
 
     def divergence_text(self, i: int) -> str | None:
         r = self.runs[i]

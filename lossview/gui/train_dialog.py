@@ -384,6 +384,8 @@ class TrainDialog(QDialog):
         done = [p for p in self.sweep_paths if (p / "run.json").is_file()]
         notes = [f"lr = {r.lr:.4g} {t}." for i, r in enumerate(self.sweep_view.runs)
                  if (t := self.sweep_view.divergence_text(i))]
+        notes += [f"lr = {r.lr:.4g}: the loss did not fall." for i, r in
+                  enumerate(self.sweep_view.runs) if self.sweep_view.stalled(i)]
         lead = "Sweep stopped." if self.sweep_summaries is None else "Sweep finished."
         self.status.setText("  ".join([lead, *notes]))
         self.sweep_finished.emit(done)
