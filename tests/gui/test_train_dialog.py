@@ -149,3 +149,24 @@ def test_parse_multipliers_and_label():
     assert divergence_label(31, 5.0, 1.0) == "diverged at step 31: lr·sharpness = 5 > 2"
     assert divergence_label(31, 5.0, 1.0, momentum=0.9) .endswith("> 3.8")
     assert divergence_label(7, 1.0, None) == "diverged at step 7"
+
+
+def test_sweep_view_says_which_run_stalled(qtbot):
+    from lossview.core.train.trainer import TrainProgress
+    from lossview.gui.sweep import SweepEvent
+    from lossview.gui.sweep_view import SweepView
+
+    view = SweepView()
+    qtbot.addWidget(view)
+    view.reset([0.1, 1.0])
+    steps = np.arange(200)
+    falling = 2.3 * np.exp(-steps / 40.0) + 0.01
+    flat = np.full(200, 2.3) + 0.01 * np.sin(steps)
+    for i, loss in enumerate((falling, flat)):
+        ev = TrainProgress(step=200, total=200, loss=float(loss[-1]), elapsed=0.0,
+                           status="finished", metrics={"step": steps, "loss": loss},
+                           snapshot_step=0, params={"w": np.array([float(i), 0.0])})
+        view.add_events([SweepEvent(i, 2, [0.1, 1.0][i], ev)])
+    view.finish()
+    assert [view.stalled(0), view.stalled(1)] == [False, True]
+    assert view.divergence_text(0) is None and view.divergence_text(1) is None
