@@ -12,7 +12,6 @@ import functools
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from lossview.gui.surface_data import SurfaceScene
@@ -109,9 +108,6 @@ def _colormap(name: str) -> pg.ColorMap:
 
 class SurfaceGLView(QWidget):
     """Rotatable 3D view of one :class:`SurfaceScene` with the path and a current marker."""
-
-    #: the user clicked near the path; carries the snapshot index (not emitted yet in 3D)
-    point_clicked = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
