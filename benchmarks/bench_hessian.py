@@ -34,7 +34,11 @@ from lossview.core.surface.curvature import HessianOperator, top_eigenvalues  # 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for both sides (default: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from pyhessian import hessian
 
@@ -75,7 +79,8 @@ def main() -> None:
     mp, mo = statistics.median(pt), statistics.median(ot)
     rel = max(abs(a - b) / abs(b) for a, b in zip(ov, pv))
     print("## Curvature\n")
-    print(f"Command: `python benchmarks/bench_hessian.py --repeats {args.repeats}` (one process, "
+    thr = f" --threads {args.threads}" if args.threads else ""
+    print(f"Command: `python benchmarks/bench_hessian.py --repeats {args.repeats}{thr}` (one process, "
           f"runs alternate, medians). Conditions: {os.cpu_count()} cores shared with other jobs "
           f"(load average {load[0]:.1f} before, {load_after[0]:.1f} after), torch "
           f"{torch.__version__} with {torch.get_num_threads()} threads, float32, PyHessian 0.1.\n")

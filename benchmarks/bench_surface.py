@@ -96,7 +96,11 @@ def medium_flops(steps: int, n: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for both sides (default: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peak = matmul_peak()
     load = os.getloadavg()
@@ -125,8 +129,9 @@ def main() -> None:
         return f"{v:.3f}"
 
     out.append("## Loss surfaces\n")
+    thr = f" --threads {args.threads}" if args.threads else ""
     out.append("Command: `python benchmarks/bench_surface.py --repeats "
-               f"{args.repeats}` (one process, runs alternate peer/lossview, medians of "
+               f"{args.repeats}{thr}` (one process, runs alternate peer/lossview, medians of "
                f"{args.repeats}).\n")
     out.append(f"Conditions: {platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} cores shared with other jobs (load average "

@@ -1,0 +1,130 @@
+"""Whole-window responsiveness: scrub cost per timeline step and the GUI thread's longest
+block while opening, analysing, measuring sharpness, computing a surface and training.
+
+- ``scrub``: a 1,000-snapshot ``quadratic`` run (9,990 steps, a snapshot every 10) with a
+  51 x 51 surface, shown in the full 1600 x 1000 main window (loss, trajectory, surface,
+  diagnostics). Each timeline step is ``set_index`` followed by ``processEvents`` (which
+  runs the repaints of every panel). Goal: < 16 ms a step.
+- ``open``: a 5 ms QTimer heartbeat on the GUI thread while the window opens that run:
+  load + analysis (worker), drawing every panel, sharpness (worker) and the 51 x 51
+  surface (worker, progressive). The largest gap between beats is the longest block.
+  Goal: < 50 ms.
+- ``live``: the same heartbeat while the main window follows live training of the ``mlp``
+  problem (3,000 steps), then opens the saved run.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24 +extension GLX" python benchmarks/bench_gui.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtWidgets import QApplication
+
+
+class Heartbeat:
+    """Largest gap between the beats of a 5 ms timer = longest GUI-thread block."""
+
+    def __init__(self, interval_ms: int = 5) -> None:
+        self.gaps: list[float] = []
+        self._clock = QElapsedTimer()
+        self._timer = QTimer()
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(lambda: self.gaps.append(self._clock.restart()))
+
+    def start(self) -> None:
+        self.gaps.clear()
+        self._clock.start()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def summary(self) -> str:
+        g = sorted(self.gaps[1:]) or [0.0]
+        p99 = g[min(len(g) - 1, int(0.99 * len(g)))]
+        return f"longest block {max(g):.0f} ms, p99 {p99:.0f} ms, median {statistics.median(g):.0f} ms"
+
+
+def pump_until(app: QApplication, done, timeout_s: float = 900.0) -> None:
+    t0 = time.monotonic()
+    while not done() and time.monotonic() - t0 < timeout_s:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def main() -> int:
+    from lossview.gui.app import make_app
+
+    app = make_app()
+    from lossview.core.train.config import TrainConfig
+    from lossview.core.train.trainer import run_to_end, train
+    from lossview.gui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp())
+    run_to_end(train(TrainConfig("quadratic", steps=9990, every=10), tmp / "q1000"))
+
+    win = MainWindow()
+    win.resize(1600, 1000)
+    surface = win.surface_panel
+    if hasattr(surface, "res_box"):
+        surface.res_box.setCurrentIndex(surface.res_box.findData(51))
+    win.show()
+    app.processEvents()
+
+    # -- open: load, analyse, draw, sharpness, surface ----------------------------------
+    hb = Heartbeat()
+    loaded = []
+    win.run_loaded.connect(loaded.append)
+    hb.start()
+    t0 = time.perf_counter()
+    win.open_path(str(tmp / "q1000"))
+    pump_until(app, lambda: loaded and not win.is_computing())
+    hb.stop()
+    print(f"open 1000-snapshot run + analysis + sharpness + 51x51 surface: "
+          f"{time.perf_counter() - t0:.1f} s, {hb.summary()}")
+
+    # -- scrub ----------------------------------------------------------------------
+    tl = win.timeline
+    for label, contour in (("3D", False), ("2D contour", True)):
+        if hasattr(surface, "set_contour"):
+            surface.set_contour(contour)
+        tl.set_index(0)
+        app.processEvents()
+        times = []
+        for i in range(tl.count):
+            t = time.perf_counter()
+            tl.set_index(i)
+            app.processEvents()
+            times.append(1000 * (time.perf_counter() - t))
+        times.sort()
+        print(f"scrub whole window ({label} surface), {tl.count} snapshots: median "
+              f"{statistics.median(times):.2f} ms, p99 {times[int(0.99 * len(times))]:.2f} ms, "
+              f"max {times[-1]:.1f} ms per step")
+
+    # -- live training -------------------------------------------------------------------
+    win.open_train_dialog()
+    dlg = win._train_dialog
+    if dlg is not None:
+        dlg.folder_edit.setText(str(tmp))
+        dlg.set_problem("mlp")
+        before = win.run
+        hb.start()
+        t0 = time.perf_counter()
+        dlg.start()
+        pump_until(app, lambda: not dlg.is_running() and win.run is not before
+                   and not win.run.spec.get("live") and not win.is_computing())
+        hb.stop()
+        print(f"live training mlp 3000 steps in the main window, then opening it: "
+              f"{time.perf_counter() - t0:.1f} s, {hb.summary()}")
+    win.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
