@@ -101,8 +101,9 @@ class PlaneEvaluator:
 
     Parameters
     ----------
-    model : its parameters are never modified; it is put in eval mode (train mode with
-        ``train=True``) only during :meth:`losses` and restored after.
+    model : its parameters are never modified; it is put in eval mode during evaluation
+        and its train/eval flags restored after (BatchNorm uses running statistics; see
+        :mod:`lossview.core.surface.batchnorm` to recompute them).
     loss_fn : ``loss_fn(outputs, targets)`` returning the mean loss of a batch.
     data : ``(inputs, targets)`` or an iterable of batches; the loss is the mean over all
         samples (batch means weighted by batch size).
@@ -118,8 +119,7 @@ class PlaneEvaluator:
                  d1: Mapping[str, torch.Tensor] | None = None,
                  d2: Mapping[str, torch.Tensor] | None = None,
                  buffers: Mapping[str, torch.Tensor] | None = None,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, fast: bool = True,
-                 train: bool = False) -> None:
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, fast: bool = True) -> None:
         self.model, self.loss_fn = model, loss_fn
         self.batches = as_batches(data)
         self.sizes = [batch_size(x) for x, _ in self.batches]
@@ -142,8 +142,8 @@ class PlaneEvaluator:
             self.buffers.update({n: torch.as_tensor(v).to(self.buffers[n].dtype)
                                  for n, v in buffers.items() if n in self.buffers})
         self.memory_budget = int(memory_budget)
-        self.train = bool(train)
-        self.first = _first_linear(model) if fast and not train else None
+        self.train = False
+        self.first = _first_linear(model) if fast else None
         self._pre: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self._per_point_bytes: int | None = None
         self._pre_bytes = 0
