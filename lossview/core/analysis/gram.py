@@ -117,30 +117,29 @@ def _safetensors_header(path: str) -> tuple[int, dict]:
         return 8 + n, json.loads(fh.read(n))
 
 
-def _slice_reader(run: Run) -> Callable[[int, list[_Piece]], list[np.ndarray]]:
-    """Reads the pieces of one block from snapshot ``i``: for native runs only the bytes of
-    the block's rows (one ``readinto`` per piece), else the whole snapshot (cached by the Run)."""
+def _row_reader(run: Run) -> tuple[Callable[[int, list[_Piece], np.ndarray], None], np.dtype]:
+    """A function filling one row of a block from snapshot ``i``, and the dtype the block
+    should be stored in. Native runs whose parameters are all float32 are read straight
+    into a float32 block, only the bytes of the block's rows (one ``readinto`` per piece);
+    other runs fill a float64 block from the whole snapshot (cached by the Run)."""
 
-    def generic(i: int, pieces: list[_Piece]) -> list[np.ndarray]:
+    def generic(i: int, pieces: list[_Piece], out: np.ndarray) -> None:
         t = run.tensors(i)
-        out = []
         for p in pieces:
             a = np.asarray(t[p.name])
             a = a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1)
-            out.append(a[p.row0:p.row1])
-        return out
+            out[p.col0:p.col0 + p.width] = a[p.row0:p.row1].reshape(-1)
 
-    if run.format != "lossview":
-        return generic
+    if run.format != "lossview" or not run.snapshots:
+        return generic, np.dtype(np.float64)
     headers: dict[int, tuple[int, dict]] = {}
 
-    def native(i: int, pieces: list[_Piece]) -> list[np.ndarray]:
+    def native(i: int, pieces: list[_Piece], out: np.ndarray) -> None:
         src = str(run.snapshots[i].source)
         try:
             if i not in headers:
                 headers[i] = _safetensors_header(src)
             start, hdr = headers[i]
-            out = []
             with open(src, "rb", buffering=0) as fh:
                 for p in pieces:
                     info = hdr[p.name]
@@ -149,16 +148,22 @@ def _slice_reader(run: Run) -> Callable[[int, list[_Piece]], list[np.ndarray]]:
                     if shape != tuple(run.param_shapes[p.name]):
                         raise ValueError("shape differs")
                     row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-                    a = np.empty((p.row1 - p.row0) * row, dtype=dt)
+                    dest = out[p.col0:p.col0 + p.width]
+                    a = dest if dt == out.dtype else np.empty(p.width, dtype=dt)
                     fh.seek(start + int(info["data_offsets"][0]) + p.row0 * row * dt.itemsize)
                     if fh.readinto(memoryview(a).cast("B")) != a.nbytes:
                         raise ValueError("short read")
-                    out.append(a)
-            return out
+                    if a is not dest:
+                        dest[:] = a
         except (OSError, KeyError, ValueError, TypeError, struct.error):  # bfloat16, odd files
-            return generic(i, pieces)
+            generic(i, pieces, out)
 
-    return native
+    try:
+        start, hdr = _safetensors_header(str(run.snapshots[0].source))
+        f32 = all(hdr[n]["dtype"] == "F32" for n in run.param_names)
+    except (OSError, KeyError, ValueError, TypeError, struct.error):
+        f32 = False
+    return native, np.dtype(np.float32 if f32 else np.float64)
 
 
 def gram_steps(
@@ -168,29 +173,43 @@ def gram_steps(
     should_stop: Callable[[], bool] | None = None,
 ) -> Generator[float, None, Gram | None]:
     """Accumulate the centred Gram matrix; yields the fraction done, returns a :class:`Gram`
-    (None if ``should_stop()`` became true)."""
+    (None if ``should_stop()`` became true).
+
+    Each block is stored as read (float32 for float32 native runs, else float64), centred
+    on its column means into float64 and multiplied in float64, so the result does not
+    depend on the block size beyond rounding (``max_bytes`` bounds both buffers together).
+    """
     idx = np.arange(len(run)) if indices is None else np.asarray(list(indices), dtype=np.int64)
     t = len(idx)
-    max_cols = max(int(max_bytes // (8 * max(t, 1))), 1)
+    read, store = _row_reader(run)
+    per_col = 8 + (store.itemsize if store != np.float64 else 0)
+    max_cols = max(int(max_bytes // (per_col * max(t, 1))), 1)
     blocks = _blocks(run.param_shapes, max_cols)
-    read = _slice_reader(run)
     g = np.zeros((t, t))
     bad = np.zeros(t, dtype=bool)
+    work: dict[int, np.ndarray] = {}  # float64 centred block, reused across equal widths
     for b, pieces in enumerate(blocks):
         width = pieces[-1].col0 + pieces[-1].width
-        buf = np.empty((t, width))
+        buf = np.empty((t, width), dtype=store)
         for row, i in enumerate(idx):
-            for p, a in zip(pieces, read(int(i), pieces)):
-                buf[row, p.col0:p.col0 + p.width] = a.reshape(-1)
+            read(int(i), pieces, buf[row])
             if should_stop is not None and should_stop():
                 return None
         finite = np.isfinite(buf).all(axis=1)
         if not finite.all():
             bad |= ~finite
             buf[~finite] = 0.0
-        if finite.any():
-            buf -= buf[finite].mean(axis=0)
-        g += buf @ buf.T
+        mean = (buf if finite.all() else buf[finite]).mean(axis=0, dtype=np.float64)
+        if store == np.float64:
+            buf -= mean
+            c = buf
+        else:
+            if width not in work:
+                work.clear()
+                work[width] = np.empty((t, width))
+            c = np.subtract(buf, mean, out=work[width])
+            del buf
+        g += c @ c.T
         yield (b + 1) / len(blocks)
     keep = ~bad
     g = double_centre(g[np.ix_(keep, keep)])
