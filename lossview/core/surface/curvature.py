@@ -177,34 +177,41 @@ def lanczos(op: HessianOperator, k: int, v0: np.ndarray, tol: float = 1e-6,
     """
     from scipy.linalg import eigh_tridiagonal
 
+    # Vectors stay in torch (float64): mixing numpy's BLAS threads with torch's on a
+    # small machine makes both spin against each other.
     n = op.n
-    q = np.zeros((min(maxiter, n) + 1, n))
-    q[0] = v0 / np.linalg.norm(v0)
+    m_max = min(maxiter, n)
+    v = torch.as_tensor(v0, dtype=torch.float64)
+    qs = [v / v.norm()]
     alpha: list[float] = []
     beta: list[float] = []
     theta = s = None
-    for j in range(min(maxiter, n)):
-        w = op.matvec(torch.from_numpy(q[j])).double().numpy()
-        a = float(q[j] @ w)
+    for j in range(m_max):
+        w = op.matvec(qs[j]).double()
+        a = float(qs[j] @ w)
         alpha.append(a)
-        w -= a * q[j] + (beta[-1] * q[j - 1] if j > 0 else 0.0)
-        w -= q[: j + 1].T @ (q[: j + 1] @ w)  # full reorthogonalisation (twice is enough)
-        w -= q[: j + 1].T @ (q[: j + 1] @ w)
-        b = float(np.linalg.norm(w))
-        theta, s = eigh_tridiagonal(np.array(alpha), np.array(beta)) if j else (
-            np.array(alpha), np.ones((1, 1)))
+        w -= a * qs[j]
+        if j > 0:
+            w -= beta[-1] * qs[j - 1]
+        basis = torch.stack(qs)
+        w -= basis.T @ (basis @ w)  # full reorthogonalisation (twice is enough)
+        w -= basis.T @ (basis @ w)
+        b = float(w.norm())
+        if j:
+            theta, s = eigh_tridiagonal(np.array(alpha), np.array(beta))
+        else:
+            theta, s = np.array(alpha), np.ones((1, 1))
         order = np.argsort(theta)[::-1][:k]
         if j + 1 >= k:
             res = b * np.abs(s[-1, order])
             if np.all(res <= tol * np.maximum(np.abs(theta[order]), 1e-30)) or b < 1e-12 * max(
                     abs(theta[order[0]]), 1e-30):
                 break
-        if j + 1 < len(q):
-            q[j + 1] = w / b
+        qs.append(w / b)
         beta.append(b)
     order = np.argsort(theta)[::-1][:k]
     m = len(alpha)
-    vecs = q[:m].T @ s[:, order]
+    vecs = (torch.stack(qs[:m]).T @ torch.from_numpy(np.ascontiguousarray(s[:, order]))).numpy()
     return theta[order], vecs
 
 

@@ -160,32 +160,36 @@ def project(run: Run, plane: Plane) -> tuple[np.ndarray, np.ndarray, tuple[float
 
     Coordinates solve ``min |w - origin - a d1 - b d2|`` (exact for non-orthogonal axes).
     """
+    # torch (float64) rather than numpy: numpy's BLAS threads would otherwise keep
+    # spinning against torch's during the grid evaluation that follows.
     dirs = [plane.d1] if plane.d2 is None else [plane.d1, plane.d2]
-    m = np.stack(dirs)  # k x D
+    m = torch.from_numpy(np.stack(dirs))  # k x D
     g = m @ m.T
-    # orthonormal basis of the same span, for the explained fractions
-    q, _ = np.linalg.qr(m.T)
+    q, _ = torch.linalg.qr(m.T)  # orthonormal basis of the same span (explained fractions)
+    origin = torch.from_numpy(np.asarray(plane.origin, dtype=np.float64))
     fit = set(plane.indices)
     t = len(run)
     coords = np.zeros((t, len(dirs)))
     off = np.zeros(t)
-    s_proj = np.zeros(len(dirs))
-    s_proj2 = np.zeros(len(dirs))
-    s_sq, s_vec, n_fit = 0.0, np.zeros(run.n_params), 0
+    s_proj = torch.zeros(len(dirs), dtype=torch.float64)
+    s_proj2 = torch.zeros(len(dirs), dtype=torch.float64)
+    s_vec = torch.zeros(run.n_params, dtype=torch.float64)
+    s_sq, n_fit = 0.0, 0
     for i, w in run.iter_vectors():
-        r = w - plane.origin
+        r = torch.from_numpy(w) - origin
         rhs = m @ r
-        c = np.linalg.solve(g, rhs)
-        coords[i] = c
-        off[i] = np.sqrt(max(r @ r - c @ rhs, 0.0))
+        c = torch.linalg.solve(g, rhs)
+        rr = float(r @ r)
+        coords[i] = c.numpy()
+        off[i] = np.sqrt(max(rr - float(c @ rhs), 0.0))
         if i in fit:
             e = q.T @ r
             s_proj += e
             s_proj2 += e * e
-            s_sq += r @ r
+            s_sq += rr
             s_vec += r
             n_fit += 1
-    total = s_sq - (s_vec @ s_vec) / max(n_fit, 1)
-    along = s_proj2 - s_proj * s_proj / max(n_fit, 1)
+    total = s_sq - float(s_vec @ s_vec) / max(n_fit, 1)
+    along = (s_proj2 - s_proj * s_proj / max(n_fit, 1)).numpy()
     explained = tuple(float(x / total) if total > 0 else float("nan") for x in along)
     return coords, off, explained
