@@ -18,7 +18,7 @@ from lossview.gui import style
 from lossview.gui.axes import nice_axes
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
-from lossview.gui.widgets import as_array, centered_note, header
+from lossview.gui.widgets import as_array, cache_item, centered_note, header
 
 SHARPNESS_MISSING = "needs the model and data:\na built-in problem's run,\nor --model FILE.py"
 
@@ -105,6 +105,8 @@ class DiagnosticsPanel(QWidget):
         self.p_sharp.addItem(self.c_sharp)
         self.p_sharp.addItem(self.c_limit)
 
+        for c in (self.c_init, self.c_step, self.c_msd, self.c_fit, self.c_sharp, self.c_limit):
+            cache_item(c)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setColorMap(pg.colormap.get("magma"))
         self.p_pair.addItem(self.image)

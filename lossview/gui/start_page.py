@@ -57,7 +57,11 @@ class StartPage(QWidget):
         self.recent = QListWidget()
         self.recent.setFrameShape(QFrame.Shape.NoFrame)
         self.recent.setIconSize(QSize(16, 16))
-        self.recent.setStyleSheet("QListWidget::item { padding: 5px 2px; }")
+        self.recent.setStyleSheet(
+            "QListWidget { background: transparent; }"
+            "QListWidget::item { padding: 6px 4px; border-radius: 4px; }"
+            "QListWidget::item:hover { background: rgba(47, 116, 192, 0.10); }")
+        self.recent.setCursor(Qt.CursorShape.PointingHandCursor)
         self.recent.itemActivated.connect(lambda it: self.open_path.emit(it.data(Qt.ItemDataRole.UserRole)))
         self.recent.itemClicked.connect(lambda it: self.open_path.emit(it.data(Qt.ItemDataRole.UserRole)))
         self.message = QLabel("")

@@ -92,10 +92,15 @@ def style_plot(plot: pg.PlotItem, title: str | None = None, left: str | None = N
     plot.showGrid(x=True, y=True, alpha=t.grid_alpha)
     if title:
         plot.setTitle(title, size="10pt", color=t.foreground)
-    for name in ("left", "bottom"):
+    from PySide6.QtWidgets import QGraphicsItem
+
+    for name in ("left", "bottom", "top", "right"):
         ax = plot.getAxis(name)
-        ax.setTextPen(t.foreground)
-        ax.setPen(pg.mkPen(t.muted))
+        # axes repaint from a pixmap when a cursor moves past them (re-rendered on change)
+        ax.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        if name in ("left", "bottom"):
+            ax.setTextPen(t.foreground)
+            ax.setPen(pg.mkPen(t.muted))
     if left:
         plot.setLabel("left", left, color=t.foreground)
     if bottom:

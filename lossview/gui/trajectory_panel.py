@@ -18,9 +18,10 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from lossview.gui import style
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
-from lossview.gui.widgets import centered_note, header, signals_blocked
+from lossview.gui.widgets import cache_item, centered_note, header, signals_blocked
 
 MAX_PCS = 6
+N_COLOURS = 64
 
 
 def random_walk_ratios(n_points: int, k: int) -> np.ndarray:
@@ -88,6 +89,8 @@ class TrajectoryPanel(QWidget):
         self.start_label = pg.TextItem("init", color=t.muted, anchor=(0, 1.1))
         for it in (self.wander, self.path, self.scatter, self.start, self.current):
             self.plot.addItem(it)
+        for it in (self.wander, self.path, self.scatter):
+            cache_item(it)
         self.plot.addItem(self.start_label, ignoreBounds=True)
         self.wander.setZValue(-1)
         self.cmap = pg.colormap.get(t.colormap)
@@ -217,9 +220,12 @@ class TrajectoryPanel(QWidget):
         steps = self._steps[np.clip(self._rows, 0, len(self._steps) - 1)].astype(float)
         lo, hi = float(steps[0]), float(steps[-1])
         u = (steps - lo) / (hi - lo) if hi > lo else np.zeros_like(steps)
-        colors = self.cmap.map(u, mode="qcolor")
+        # 64 colour levels: pyqtgraph renders one symbol per distinct brush, so a
+        # thousand distinct colours would cost a thousand symbol renders
+        levels = [pg.mkBrush(c) for c in self.cmap.map(np.linspace(0, 1, N_COLOURS), mode="qcolor")]
+        k = np.clip(np.round(u * (N_COLOURS - 1)).astype(int), 0, N_COLOURS - 1)
         size = 7 if len(x) <= 300 else 5 if len(x) <= 2000 else 3
-        self.scatter.setData(x=x, y=y, brush=[pg.mkBrush(c) for c in colors], size=size,
+        self.scatter.setData(x=x, y=y, brush=[levels[i] for i in k], size=size,
                              data=np.arange(len(x)))
         self.path.setData(x, y)
         if self._plateau_row is not None:

@@ -78,3 +78,14 @@ def centered_note(viewbox, color) -> "pg.TextItem":
     viewbox.sigResized.connect(place)
     place()
     return note
+
+
+def cache_item(item) -> None:
+    """Paint ``item`` into a device-pixel cache, so a cursor moving over it repaints a
+    pixmap instead of re-stroking thousands of antialiased segments (scrubbing cost)."""
+    from PySide6.QtWidgets import QGraphicsItem
+
+    mode = QGraphicsItem.CacheMode.DeviceCoordinateCache
+    for part in (item, getattr(item, "curve", None), getattr(item, "scatter", None)):
+        if part is not None:
+            part.setCacheMode(mode)

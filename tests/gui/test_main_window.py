@@ -123,3 +123,15 @@ def test_window_layout_persists(qtbot, run_path):
     w2.show()
     assert w2.top_split.sizes() == sizes
     w2.close()
+
+
+def test_the_shipped_demo_run_opens(qtbot, window):
+    from lossview.gui.main_window import demo_path
+
+    if demo_path() is None:
+        pytest.skip("the demo run is not shipped in this checkout")
+    assert window.start_page.demo_btn.isEnabled()
+    with qtbot.waitSignal(window.run_loaded, timeout=60000):
+        window.start_page.demo_btn.click()
+    assert len(window.run) > 10 and window.report["pca"]["coords"]
+    assert settings.recent_folders() == []  # the demo is not a "recent" folder of the user's
