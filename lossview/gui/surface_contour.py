@@ -10,11 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
-from lossview.gui.surface_data import SurfaceScene, iso_segments
-
-N_LEVELS = 9
+from lossview.gui.surface_data import SurfaceScene
 PATH_PEN = pg.mkPen((255, 255, 255, 220), width=1.5)
 ISO_PEN = pg.mkPen((255, 255, 255, 80), width=1)
 BASIN_PEN = pg.mkPen((255, 255, 255, 255), width=2.5, style=pg.QtCore.Qt.PenStyle.DashLine)
@@ -53,6 +51,11 @@ class SurfaceContourView(QWidget):
                                   self.marker)):
             item.setZValue(z)
             self.plot.addItem(item)
+        # everything but the marker changes only with the surface: cache it, so moving the
+        # marker repaints from pixmaps
+        self.image.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        for item in (self.iso, self.basin, self.path):
+            item.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
                                         width=12)
         self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
@@ -71,9 +74,7 @@ class SurfaceContourView(QWidget):
                                   b[-1] - b[0] + db))
         self.colorbar.setLevels((scene.scale.floor, scene.scale.ceiling))
         self.colorbar.axis.setLabel("log₁₀ loss" if scene.scale.log else "loss")
-        levels = np.linspace(scene.scale.floor, scene.scale.ceiling, N_LEVELS + 2)[1:-1]
-        segs = [iso_segments(h, lv, a, b) for lv in levels]
-        iso = np.concatenate(segs) if segs else np.empty((0, 2))
+        iso = scene.iso
         self.iso.setData(iso[:, 0], iso[:, 1]) if len(iso) else self.iso.setData([], [])
         if len(scene.basin):
             self.basin.setData(scene.basin[:, 0], scene.basin[:, 1])

@@ -17,6 +17,8 @@ from scipy import ndimage
 
 #: heights above this many decades over the minimum are clipped in log mode
 LOG_DECADES = 6.0
+#: isolines drawn by the contour view, evenly spaced in displayed height
+N_LEVELS = 9
 
 
 def fill_missing(loss: np.ndarray) -> np.ndarray:
@@ -152,6 +154,7 @@ class SurfaceScene:
     true_loss, off_plane : ``[T]`` the real loss and distance off the plane, for the
         honesty plot; NaN where unknown.
     basin : NaN-separated (alpha, beta) outline of the flat basin.
+    iso : NaN-separated (alpha, beta) isolines at ``N_LEVELS`` heights (contour view).
     complete : True when every grid point is evaluated.
     """
 
@@ -165,6 +168,7 @@ class SurfaceScene:
     off_plane: np.ndarray
     basin: np.ndarray
     complete: bool
+    iso: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     plane: str = "pca"
     explained: tuple | None = None
     basin_info: dict[str, Any] = field(default_factory=dict)
@@ -181,8 +185,13 @@ def _vec(x: Any, n: int) -> np.ndarray:
     return a if len(a) == n else np.full(n, np.nan)
 
 
-def build_scene(surface: Any, log: bool) -> SurfaceScene:
-    """Turn a core ``RunSurface`` (partial or final) into a :class:`SurfaceScene`."""
+def build_scene(surface: Any, log: bool, isolines: bool = True) -> SurfaceScene:
+    """Turn a core ``RunSurface`` (partial or final) into a :class:`SurfaceScene`.
+
+    Pure numpy (no Qt objects), so the surface worker builds scenes on its own thread and
+    the GUI thread only hands arrays to the views; the isolines (a Python-level marching
+    squares) are the expensive part and can be skipped with ``isolines=False``.
+    """
     alphas = np.asarray(surface.alphas, dtype=np.float64)
     betas = np.asarray(surface.betas, dtype=np.float64)
     raw = np.asarray(surface.loss, dtype=np.float64)
@@ -204,8 +213,15 @@ def build_scene(surface: Any, log: bool) -> SurfaceScene:
         level = float(info["minimum"]) + float(info["tolerance"])
     basin = (outline_segments(mask, alphas, betas, z, level) if mask is not None
              else np.empty((0, 2)))
+    iso = np.empty((0, 2))
+    if isolines and min(z.shape) >= 2:
+        h = scale.transform(z)
+        levels = np.linspace(scale.floor, scale.ceiling, N_LEVELS + 2)[1:-1]
+        segs = [iso_segments(h, lv, alphas, betas) for lv in levels]
+        iso = np.concatenate(segs) if segs else iso
     return SurfaceScene(
         alphas=alphas, betas=betas, loss=z, scale=scale, coords=coords, traj_loss=traj,
+        iso=iso,
         true_loss=_vec(getattr(surface, "true_loss", None), n),
         off_plane=_vec(getattr(surface, "off_plane", None), n),
         basin=basin, complete=complete, plane=str(getattr(surface, "plane", "pca")),

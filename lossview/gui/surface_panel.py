@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,7 +55,7 @@ PLANES = (
 RESOLUTIONS = (21, 31, 41, 51, 61)
 DEFAULT_STEPS = 41
 #: partial surfaces are redrawn at most this often (the final one always)
-PARTIAL_INTERVAL = 0.12
+PARTIAL_INTERVAL = 0.4
 
 NO_MODEL_HINT = (
     "A loss surface needs the model and the data, which a folder of weights does not "
@@ -68,6 +70,46 @@ def _surface_for_run(*args: Any, **kwargs: Any):
     from lossview.core.surface.runsurface import surface_for_run
 
     return surface_for_run(*args, **kwargs)
+
+
+@dataclass
+class SceneUpdate:
+    """What the worker sends: progress, and now and then a scene ready to draw."""
+
+    fraction: float
+    surface: Any = None
+    scene: SurfaceScene | None = None
+
+
+def scene_stream(make: Callable[[], Generator], log: bool, interval: float = PARTIAL_INTERVAL
+                 ) -> Generator[SceneUpdate, None, SceneUpdate]:
+    """Run the core's progressive surface and build the scenes to draw on this (worker)
+    thread: at most one partial scene per ``interval`` seconds while the grid fills in,
+    none once it is complete (only the trajectory's losses are still being evaluated),
+    and the final one as the return value. Closing it closes the core generator."""
+    import pyqtgraph.opengl  # noqa: F401 - imported here, so the GUI thread's import is free
+
+    gen = make()
+    last, grid_done = 0.0, False
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                final = stop.value
+                return SceneUpdate(1.0, final, build_scene(final, log))
+            partial = getattr(p, "partial", None)
+            now = time.monotonic()
+            if partial is None or grid_done or now - last < interval:
+                yield SceneUpdate(float(p.fraction))
+                continue
+            last = now
+            grid_done = not bool(np.isnan(partial.loss).any())
+            # no isolines on partial scenes: marching squares is Python-level work that
+            # would hold the GIL against the GUI thread's painting
+            yield SceneUpdate(float(p.fraction), partial, build_scene(partial, log, False))
+    finally:
+        gen.close()
 
 
 class SurfacePanel(QWidget):
@@ -98,7 +140,6 @@ class SurfacePanel(QWidget):
         self._final = False
         self._worker: GeneratorWorker | None = None
         self._retired: list[GeneratorWorker] = []  # cancelled, possibly still stopping
-        self._last_partial = 0.0
         self._gl_view = None
         self._gl_reason: str | None = "not checked yet"
         self._build_ui()
@@ -131,7 +172,7 @@ class SurfacePanel(QWidget):
         self.log_box = QCheckBox("log z")
         self.log_box.setToolTip("Show log10 of the loss, so the flat basin and the walls "
                                 "are both visible.")
-        self.log_box.toggled.connect(self._redraw)
+        self.log_box.toggled.connect(lambda _on: self._draw(self.surface))
         bar.addWidget(self.log_box)
         self.view_button = QToolButton()
         self.view_button.setCheckable(True)
@@ -296,14 +337,15 @@ class SurfacePanel(QWidget):
                                    "post-plateau segment to take a plane from.")
                 return
             kwargs["start_index"] = start
-        worker = GeneratorWorker(lambda: _surface_for_run(run, **kwargs), parent=self)
+        log_z = self.log_box.isChecked()
+        worker = GeneratorWorker(
+            lambda: scene_stream(lambda: _surface_for_run(run, **kwargs), log_z), parent=self)
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
         worker.errored.connect(self._on_error)
         worker.cancelled.connect(self._on_cancelled)
         worker.done.connect(lambda w=worker: self._on_done(w))
         self._worker = worker
-        self._last_partial = 0.0
         self.progress.setValue(0)
         self._set_busy_ui(True)
         if self.scene is None:
@@ -329,20 +371,17 @@ class SurfacePanel(QWidget):
     def _on_progress(self, items: list) -> None:
         if self.sender() is not self._worker or not items:
             return
-        last = items[-1]
-        self.progress.setValue(int(1000 * float(getattr(last, "fraction", 0.0))))
-        partial = getattr(last, "partial", None)
-        now = time.monotonic()
-        if partial is not None and now - self._last_partial >= PARTIAL_INTERVAL:
-            self._last_partial = now
-            self._draw(partial)
+        self.progress.setValue(int(1000 * items[-1].fraction))
+        drawable = [u for u in items if u.scene is not None]
+        if drawable:
+            self._draw(drawable[-1].surface, drawable[-1].scene)
 
-    def _on_finished(self, surface: Any) -> None:
+    def _on_finished(self, update: SceneUpdate) -> None:
         if self.sender() is not self._worker:
             return
         self._final = True
         self.progress.setValue(1000)
-        self._draw(surface)
+        self._draw(update.surface, update.scene)
         self.status.setText("")
 
     def _on_error(self, message: str) -> None:
@@ -371,10 +410,10 @@ class SurfacePanel(QWidget):
             self.surface_ready.emit()
 
     # -- drawing -------------------------------------------------------------------
-    def _draw(self, surface: Any) -> None:
+    def _draw(self, surface: Any, scene: SurfaceScene | None = None) -> None:
         self.surface = surface
         try:
-            self._redraw()
+            self._redraw(scene)
         except Exception as e:  # noqa: BLE001 - a drawing bug must not leave the panel stuck
             log.exception("drawing the surface failed")
             self.surface = self.scene = None
@@ -382,10 +421,14 @@ class SurfacePanel(QWidget):
             self._show_message(f"<b>Could not draw the loss surface:</b> "
                                f"{_html(f'{type(e).__name__}: {e}')}")
 
-    def _redraw(self) -> None:
+    def _redraw(self, scene: SurfaceScene | None = None) -> None:
+        """Hand the scene to the views; ``scene`` comes from the worker, else (log-z
+        toggled) it is rebuilt here from the surface."""
         if self.surface is None:
             return
-        self.scene = build_scene(self.surface, self.log_box.isChecked())
+        if scene is None or scene.scale.log != self.log_box.isChecked():
+            scene = build_scene(self.surface, self.log_box.isChecked())
+        self.scene = scene
         self.contour.set_scene(self.scene)
         if self._ensure_gl():
             self._gl_view.set_scene(self.scene)
