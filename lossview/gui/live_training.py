@@ -121,6 +121,7 @@ class LiveTraining(QObject):
         self.run: LiveRun | None = None
         self.path: Path | None = None
         self.summary: Any = None
+        self.error: str | None = None
         self.last_event: Any = None
 
     def is_running(self) -> bool:
@@ -129,26 +130,22 @@ class LiveTraining(QObject):
     def start(self, config: Any, out_dir: Path | str) -> None:
         """Train ``config`` (a TrainConfig) into the new folder ``out_dir``.
 
-        Raises LossviewError (one line) if the configuration or the folder is invalid.
+        Everything, including checking the configuration and building the problem (which
+        may load a data set), happens in the worker; a bad setting arrives as ``failed``
+        with one line, and ``run_started`` comes once the trainer is set up.
         """
-        from dataclasses import replace
-
-        from lossview.core.train.trainer import Trainer
-
         if self.is_running():
             raise RuntimeError("training is already running")
-        # every step yields; the worker batches events, so no snapshot is ever skipped
-        trainer = Trainer(replace(config, progress_interval=0.0), Path(out_dir))
         self.path = Path(out_dir)
         self.summary = None
-        self.run = LiveRun(self.path, trainer.run_spec())
-        worker = GeneratorWorker(trainer.run, parent=self)
+        self.error = None
+        self.run = None
+        worker = GeneratorWorker(lambda: _training_stream(config, self.path), parent=self)
         worker.progress.connect(self._on_events)
         worker.finished.connect(self._on_finished)
-        worker.errored.connect(self.failed)
+        worker.errored.connect(self._on_error)
         worker.done.connect(self._on_done)
         self.worker = worker
-        self.run_started.emit(self.run)
         worker.start()
 
     def stop(self) -> None:
@@ -161,6 +158,10 @@ class LiveTraining(QObject):
 
     # -- GUI thread ------------------------------------------------------------------
     def _on_events(self, events: list) -> None:
+        if events and isinstance(events[0], dict):  # the run spec: the trainer is set up
+            self.run = LiveRun(self.path, events[0])
+            self.run_started.emit(self.run)
+            events = events[1:]
         run = self.run
         if run is None or not events:
             return
@@ -182,6 +183,10 @@ class LiveTraining(QObject):
     def _on_finished(self, summary: Any) -> None:
         self.summary = summary
 
+    def _on_error(self, message: str) -> None:
+        self.error = message
+        self.failed.emit(message)
+
     def _on_done(self) -> None:
         run, worker = self.run, self.worker
         self.worker = None
@@ -195,3 +200,16 @@ class LiveTraining(QObject):
         self.finished.emit(self.summary)
         if self.path is not None and (self.path / "run.json").is_file():
             self.run_finished.emit(self.path)
+
+
+def _training_stream(config: Any, out: Path):
+    """Worker side: set up the trainer (validates, builds the problem), yield its run spec
+    first, then its progress events; returns its summary."""
+    from dataclasses import replace
+
+    from lossview.core.train.trainer import Trainer
+
+    # every step yields; the worker batches events, so no snapshot is ever skipped
+    trainer = Trainer(replace(config, progress_interval=0.0), out)
+    yield trainer.run_spec()
+    return (yield from trainer.run())

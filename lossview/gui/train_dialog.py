@@ -97,6 +97,7 @@ class TrainDialog(QDialog):
         self.sweep_worker: GeneratorWorker | None = None
         self.sweep_paths: list[Path] = []
         self.sweep_summaries: list | None = None
+        self.failed_message: str | None = None
 
         # -- settings ------------------------------------------------------------------
         self.problem_box = QComboBox()
@@ -260,23 +261,25 @@ class TrainDialog(QDialog):
         """Start training (or the sweep) with the current settings."""
         if self.is_running():
             return
+        # the configuration is checked (and the problem's data loaded) by the trainer in
+        # the worker thread; a bad value comes back through ``failed`` as one line
         try:
             config = self.config()
-            resolved, _ = config.resolve()
             parent = Path(self.folder_edit.text()).expanduser()
             parent.mkdir(parents=True, exist_ok=True)
-            name = f"{resolved.problem['name']}-{_stamp()}"
+            name = f"{config.problem}-{_stamp()}"
             if self.sweep_check.isChecked():
                 mults = parse_multipliers(self.mult_edit.text())
-                self._start_sweep(resolved, mults, unique_folder(parent, name + "-lr-sweep"))
+                self._start_sweep(config, mults, unique_folder(parent, name + "-lr-sweep"))
             else:
-                self._start_single(resolved, unique_folder(parent, name))
+                self._start_single(config, unique_folder(parent, name))
         except (LossviewError, ValueError, OSError) as e:
             self._on_failed(str(e).splitlines()[0] if str(e) else type(e).__name__)
             return
         self._set_running(True)
 
     def _start_single(self, config: Any, folder: Path) -> None:
+        self.failed_message = None
         self._steps, self._loss = [], []
         self.loss_curve.setData([], [])
         self.full_curve.setData([], [])
@@ -284,6 +287,7 @@ class TrainDialog(QDialog):
         self.training.start(config, folder)
 
     def _start_sweep(self, config: Any, mults: list[float], base: Path) -> None:
+        self.failed_message = None
         lrs = [float(config.lr) * m for m in mults]
         self.sweep_paths = sweep_folder_names(base, lrs)
         self.sweep_summaries = None
@@ -343,6 +347,8 @@ class TrainDialog(QDialog):
     def _on_single_finished(self, summary: Any) -> None:
         self._set_running(False)
         path = self.training.path
+        if self.training.error is not None:
+            return  # the failure message stays
         if summary is None:
             self.status.setText(f"Stopped. Saved in {path}")
         elif summary.status == "diverged":
@@ -354,6 +360,7 @@ class TrainDialog(QDialog):
 
     def _on_failed(self, message: str) -> None:
         self.status.setText(f"<span style='color:#c0392b'>Cannot train: {message}</span>")
+        self.failed_message = message
         if not self.is_running():
             self._set_running(False)
 
@@ -382,6 +389,9 @@ class TrainDialog(QDialog):
         if self.sweep_summaries is not None:
             self.progress.setValue(1000)
         done = [p for p in self.sweep_paths if (p / "run.json").is_file()]
+        if self.failed_message is not None and self.sweep_summaries is None:
+            self.sweep_finished.emit(done)
+            return
         notes = [f"lr = {r.lr:.4g} {t}." for i, r in enumerate(self.sweep_view.runs)
                  if (t := self.sweep_view.divergence_text(i))]
         notes += [f"lr = {r.lr:.4g}: the loss did not fall." for i, r in

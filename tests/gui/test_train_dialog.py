@@ -81,12 +81,14 @@ def test_stop_keeps_what_was_saved(qtbot, dialog):
     assert "Stopped" in dialog.status.text()
 
 
-def test_bad_setting_is_reported_not_raised(dialog):
+def test_bad_setting_is_reported_not_raised(qtbot, dialog, tmp_path):
     dialog.set_problem("linreg")
     dialog.batch_spin.setValue(10_000)  # more than the 20 samples
-    dialog.start()
+    with qtbot.waitSignal(dialog.training.finished, timeout=60000):
+        dialog.start()
     assert not dialog.is_running() and "Cannot train" in dialog.status.text()
-    assert "batch_size" in dialog.status.text()
+    assert "batch_size" in dialog.status.text() and dialog.start_button.isEnabled()
+    assert list(tmp_path.iterdir()) == []  # no half-made run folder
 
 
 def test_lr_sweep_marks_the_diverging_run(qtbot, dialog):
