@@ -273,8 +273,8 @@ class SurfacePanel(QWidget):
         """Show ``run``: start computing its surface (a live, growing run waits)."""
         same = run is not None and run is self.run
         self.report = report
-        if same and (self._final or self.is_busy()):
-            return  # a report update for the same run: the surface does not change
+        if same and (self._final or self.is_busy() or run.spec.get("live")):
+            return  # a report update, or a live run growing: nothing to recompute
         self._cancel_worker()
         self.run = run
         self.surface = None
