@@ -36,7 +36,9 @@ class LiveRun(Run):
         super().__init__(Path(path), "lossview", [], self._reader, {}, (), {},
                          dict(spec or {}, live=True), cache_size=0)
         self.spec.setdefault("name", Path(path).name)
-        self._cols: dict[str, tuple[list[int], list[float]]] = {}
+        # name -> [steps buffer, values buffer, count]; buffers grow by doubling, and the
+        # published MetricSeries are views of their filled prefix (never written again)
+        self._cols: dict[str, list] = {}
         self._dirty = False
 
     def append_snapshot(self, step: int, params: Mapping[str, np.ndarray],
@@ -60,14 +62,23 @@ class LiveRun(Run):
     def append_metrics(self, steps: np.ndarray, **columns: np.ndarray) -> None:
         """Add per-step records (``steps`` and equally long value arrays)."""
         steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        k = len(steps)
         for name, values in columns.items():
             vals = np.asarray(values, dtype=np.float64).reshape(-1)
-            if len(vals) != len(steps):
+            if len(vals) != k or k == 0:
                 continue
-            s, v = self._cols.setdefault(name, ([], []))
-            s.extend(steps.tolist())
-            v.extend(vals.tolist())
-        self._dirty = self._dirty or len(steps) > 0
+            col = self._cols.get(name)
+            if col is None:
+                col = self._cols[name] = [np.empty(256, np.int64), np.empty(256), 0]
+            n = col[2]
+            if n + k > len(col[0]):
+                cap = max(2 * len(col[0]), n + k)
+                col[0] = np.concatenate([col[0][:n], np.empty(cap - n, np.int64)])
+                col[1] = np.concatenate([col[1][:n], np.empty(cap - n)])
+            col[0][n:n + k] = steps
+            col[1][n:n + k] = vals
+            col[2] = n + k
+        self._dirty = self._dirty or k > 0
 
     def append_point(self, step: int, **values: float) -> None:
         """One record of scalar metrics at ``step`` (e.g. full-data losses at a snapshot)."""
@@ -80,9 +91,9 @@ class LiveRun(Run):
         if not self._dirty:
             return
         out = {}
-        for k, (s, v) in self._cols.items():
-            steps, vals = np.asarray(s, dtype=np.int64), np.asarray(v, dtype=np.float64)
-            if len(steps) > 1 and (np.diff(steps) < 0).any():
+        for k, (steps_buf, vals_buf, n) in self._cols.items():
+            steps, vals = steps_buf[:n], vals_buf[:n]
+            if n > 1 and (np.diff(steps) < 0).any():
                 order = np.argsort(steps, kind="stable")
                 steps, vals = steps[order], vals[order]
             out[k] = MetricSeries(steps, vals)

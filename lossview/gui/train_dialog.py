@@ -15,6 +15,7 @@ lr·sharpness > 2 stability limit. ``sweep_finished(list[Path])`` carries the fo
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,10 @@ from lossview.gui.sweep import (
 )
 from lossview.gui.sweep_view import SweepView
 from lossview.gui.workers import GeneratorWorker
+
+
+#: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s)
+PLOT_INTERVAL = 0.1
 
 
 def default_runs_folder() -> Path:
@@ -166,7 +171,11 @@ class TrainDialog(QDialog):
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
         self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#9dc3e6", width=1),
-                                              connect="finite", name="mini-batch")
+                                              connect="finite", name="mini-batch",
+                                              antialias=False)
+        # thousands of noisy points redrawn live: draw about what the pixels can show
+        self.loss_curve.setDownsampling(auto=True, method="peak")
+        self.loss_curve.setClipToView(True)
         self.full_curve = self.loss_plot.plot(pen=pg.mkPen("#1f6fb4", width=2), symbol="o",
                                               symbolSize=4, symbolBrush="#1f6fb4",
                                               symbolPen=None, connect="finite",
@@ -209,6 +218,7 @@ class TrainDialog(QDialog):
         self.resize(1100, 560)
 
         self.problem_box.currentIndexChanged.connect(self._fill_defaults)
+        self._last_plot = 0.0
         self._steps: list[float] = []
         self._loss: list[float] = []
         self._fill_defaults()
@@ -336,16 +346,25 @@ class TrainDialog(QDialog):
     def _on_progress(self, ev: Any) -> None:
         self.progress.setValue(int(1000 * ev.fraction))
         run = self.training.run
-        if run is not None:
-            for name, curve in (("loss", self.loss_curve), ("train_loss", self.full_curve)):
-                s = run.metrics.get(name)
-                if s is not None:
-                    curve.setData(s.steps.astype(float), np.where(s.values > 0, s.values, np.nan))
+        now = time.monotonic()
+        if now - self._last_plot >= PLOT_INTERVAL or ev.status != "running":
+            self._last_plot = now
+            self._plot_live()
         self.status.setText(f"step {ev.step} / {ev.total}   loss {ev.loss:.4g}   "
                             f"{len(run) if run is not None else 0} snapshots")
 
+    def _plot_live(self) -> None:
+        run = self.training.run
+        if run is None:
+            return
+        for name, curve in (("loss", self.loss_curve), ("train_loss", self.full_curve)):
+            s = run.metrics.get(name)
+            if s is not None:
+                curve.setData(s.steps.astype(float), np.where(s.values > 0, s.values, np.nan))
+
     def _on_single_finished(self, summary: Any) -> None:
         self._set_running(False)
+        self._plot_live()
         path = self.training.path
         if self.training.error is not None:
             return  # the failure message stays
