@@ -23,6 +23,7 @@ from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
 from lossview.gui.trajectory_panel import TrajectoryPanel
+from lossview.gui.widgets import cache_plot_items
 from lossview.gui.workers import GeneratorWorker
 
 log = logging.getLogger("lossview.gui")
@@ -88,6 +89,9 @@ class MainWindow(QMainWindow):
         surface_cls = _surface_panel_class()
         if surface_cls is not None:
             self.surface_panel = surface_cls(self.timeline)
+            ready = getattr(self.surface_panel, "surface_ready", None)
+            if ready is not None:
+                ready.connect(lambda: cache_plot_items(self.surface_panel))
         else:
             self.surface_panel = QLabel("The 3D loss surface is not available in this build.")
             self.surface_panel.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -246,7 +250,7 @@ class MainWindow(QMainWindow):
         if run is self.run:
             report["sharpness"] = table
             self.diagnostics_panel.set_sharpness(run, table)
-            self.statusBar().showMessage(f"sharpness: {table.get('verdict', '')}", 8000)
+            self.statusBar().showMessage(f"Sharpness measured: {table.get('verdict', '')}", 8000)
 
     def _on_sharpness_error(self, run: Any, message: str) -> None:
         if run is self.run:
@@ -302,6 +306,7 @@ class MainWindow(QMainWindow):
         for panel in self.panels():
             if hasattr(panel, "set_run"):
                 panel.set_run(run, report)
+        cache_plot_items(self.surface_panel)
         self.timeline.set_count(len(run))
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
         self.timeline.set_index(index)

@@ -76,7 +76,8 @@ class TrajectoryPanel(QWidget):
         self.plot.setAspectLocked(False)
         self.plot.getAxis("left").setWidth(48)
         self.path = pg.PlotDataItem(pen=pg.mkPen(t.muted + "90", width=1), connect="finite")
-        self.wander = pg.PlotDataItem(pen=pg.mkPen(t.highlight, width=3.5), connect="finite")
+        self.wander = pg.PlotDataItem(pen=pg.mkPen(t.highlight + "90", width=9), connect="finite",
+                                     name="after the plateau")
         self.wander.setToolTip(tip("wandering"))
         self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True,
                                           hoverPen=pg.mkPen(t.foreground, width=1.5),

@@ -89,3 +89,21 @@ def cache_item(item) -> None:
     for part in (item, getattr(item, "curve", None), getattr(item, "scatter", None)):
         if part is not None:
             part.setCacheMode(mode)
+
+
+def cache_plot_items(widget) -> int:
+    """Give every curve, scatter and axis inside ``widget``'s pyqtgraph views a device-pixel
+    cache (see :func:`cache_item`); returns how many items were set. Used on panels whose
+    plots are built elsewhere (the surface panel), so a moving cursor stays cheap there too."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QGraphicsItem
+
+    mode = QGraphicsItem.CacheMode.DeviceCoordinateCache
+    kinds = (pg.PlotCurveItem, pg.ScatterPlotItem, pg.AxisItem, pg.IsocurveItem)
+    n = 0
+    for view in widget.findChildren(pg.GraphicsView):
+        for item in view.scene().items():
+            if isinstance(item, kinds) and item.cacheMode() != mode:
+                item.setCacheMode(mode)
+                n += 1
+    return n
