@@ -13,6 +13,11 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
   problem (3,000 steps), then opens the saved run.
 
     xvfb-run -a -s "-screen 0 1600x1000x24 +extension GLX" python benchmarks/bench_gui.py
+    ... python benchmarks/bench_gui.py --no-surface   # 2D panels only, no live training
+
+``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
+2D panels from that of the OpenGL view (on Mesa's software renderer here, any window that
+holds a QOpenGLWidget is composed through OpenGL on every repaint).
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ def main() -> int:
     from lossview.gui.app import make_app
 
     app = make_app()
+    no_surface = "--no-surface" in sys.argv
+    if no_surface:
+        import lossview.gui.main_window as mw
+
+        mw._surface_panel_class = lambda: None
     from lossview.core.train.config import TrainConfig
     from lossview.core.train.trainer import run_to_end, train
     from lossview.gui.main_window import MainWindow
@@ -86,13 +96,16 @@ def main() -> int:
     win.open_path(str(tmp / "q1000"))
     pump_until(app, lambda: loaded and not win.is_computing())
     hb.stop()
-    print(f"open 1000-snapshot run + analysis + sharpness + 51x51 surface: "
+    what = "2D panels only" if no_surface else "51x51 surface"
+    print(f"open 1000-snapshot run + analysis + sharpness + {what}: "
           f"{time.perf_counter() - t0:.1f} s, {hb.summary()}")
 
     # -- scrub ----------------------------------------------------------------------
     tl = win.timeline
-    for label, contour in (("3D", False), ("2D contour", True)):
-        if hasattr(surface, "set_contour"):
+    modes = ((("no surface panel", None),) if no_surface
+             else (("3D surface", False), ("2D contour surface", True)))
+    for label, contour in modes:
+        if contour is not None and hasattr(surface, "set_contour"):
             surface.set_contour(contour)
         tl.set_index(0)
         app.processEvents()
@@ -103,12 +116,12 @@ def main() -> int:
             app.processEvents()
             times.append(1000 * (time.perf_counter() - t))
         times.sort()
-        print(f"scrub whole window ({label} surface), {tl.count} snapshots: median "
+        print(f"scrub whole window ({label}), {tl.count} snapshots: median "
               f"{statistics.median(times):.2f} ms, p99 {times[int(0.99 * len(times))]:.2f} ms, "
               f"max {times[-1]:.1f} ms per step")
 
     # -- live training -------------------------------------------------------------------
-    win.open_train_dialog()
+    win.open_train_dialog() if not no_surface else None
     dlg = win._train_dialog
     if dlg is not None:
         dlg.folder_edit.setText(str(tmp))

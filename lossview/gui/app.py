@@ -169,6 +169,7 @@ def _arm_screenshot(win, out: Path, status: dict) -> None:
         QTimer.singleShot(0, win.close)
 
     def ready() -> None:
+        win.statusBar().clearMessage()  # transient messages are not part of the picture
         try:
             save_png(win, out)
         except Exception as e:  # noqa: BLE001
