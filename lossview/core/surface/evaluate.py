@@ -27,7 +27,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lossview.core.errors import LossviewError
-from lossview.core.surface.fastpath import MLPTail, loss_kind, mlp_tail, per_point_loss
+from lossview.core.surface.fastpath import MLPTail, loss_kind, mlp_tail, per_point_loss, with_ones
 
 Batch = tuple[Any, torch.Tensor]
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per chunk, at most
@@ -272,7 +272,11 @@ class PlaneEvaluator:
             for src in (self.center, self.d1, self.d2):
                 p = {k[len(prefix):]: v for k, v in src.items() if k.startswith(prefix)}
                 zs.append(functional_call(layer, p, (x,)))
-            stack, shape = torch.stack([z.reshape(-1) for z in zs]), tuple(zs[0].shape)
+            if self._tail is not None and self._tail.ones:  # next bias via a ones column
+                stack = with_ones(zs)
+                shape = tuple(zs[0].shape[:-1]) + (zs[0].shape[-1] + 1,)
+            else:
+                stack, shape = torch.stack([z.reshape(-1) for z in zs]), tuple(zs[0].shape)
             if self._pre_bytes + stack.numel() * stack.element_size() > self.memory_budget:
                 return stack, shape  # too large to keep: recomputed per chunk (3 products)
             self._pre_bytes += stack.numel() * stack.element_size()

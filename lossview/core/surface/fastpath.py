@@ -78,35 +78,86 @@ def per_point_loss(kind: str | None, loss_fn: Callable, out: torch.Tensor, y: An
     return torch.vmap(loss_fn, in_dims=(0, None))(out, y)
 
 
+#: Activations with act(1) == 1 exactly: a column of ones passes through them unchanged.
+_KEEPS_ONE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.Identity, nn.Dropout)
+
+
 class MLPTail:
-    """Stacked ``[center; d1; d2]`` weights of the Linear layers after the first one."""
+    """Stacked ``[center; d1; d2]`` weights of the Linear layers after the first one.
+
+    The first layer's output arrives with a trailing column of ones (``Z0`` carries 1,
+    ``Z1``/``Z2`` carry 0), so the next Linear layer takes its bias inside the product:
+    ``[h, 1] @ [[W^T], [b]] = h W^T + b`` (one ``torch.bmm``, no separate bias pass).
+    Activations run on the whole contiguous block; the ones column is restored after an
+    activation that does not map 1 to 1. Later Linear layers use ``torch.baddbmm``.
+    """
 
     def __init__(self, tail: list[tuple[str, nn.Module]], center: dict, d1: dict, d2: dict) -> None:
         self.ops: list[tuple[str, Any]] = []
+        # Use the ones column only if every activation before the next Linear keeps it
+        # (ReLU family): restoring it after tanh etc. costs more than the bias pass saves.
+        first_acts = []
+        for _, m in tail:
+            if type(m) is nn.Linear:
+                break
+            first_acts.append(m)
+        self.ones = all(isinstance(m, _KEEPS_ONE) and _maps_one_to_one(m) for m in first_acts)
+        ones = self.ones  # the block entering this op carries the ones column
         for name, m in tail:
             if type(m) is nn.Linear:
                 w = f"{name}.weight"
-                # [3, in*out]: W^T of center, d1, d2, so each point's W^T is one contiguous row.
+                b = f"{name}.bias"
+                i, o = m.in_features, m.out_features
+                if ones:
+                    mats = []
+                    for src in (center, d1, d2):
+                        aug = torch.zeros(i + 1, o, dtype=src[w].dtype, device=src[w].device)
+                        aug[:i] = src[w].t()
+                        if m.bias is not None:
+                            aug[i] = src[b]
+                        mats.append(aug.reshape(-1))
+                    self.ops.append(("linear1", (torch.stack(mats), i + 1, o)))
+                    ones = False
+                    continue
                 wt = torch.stack([src[w].t().reshape(-1) for src in (center, d1, d2)])
-                bias = None
-                if m.bias is not None:
-                    b = f"{name}.bias"
-                    bias = torch.stack([src[b] for src in (center, d1, d2)])
-                self.ops.append(("linear", (wt, bias, m.in_features, m.out_features)))
+                bias = None if m.bias is None else torch.stack([src[b] for src in (center, d1, d2)])
+                self.ops.append(("linear", (wt, bias, i, o)))
             else:
-                self.ops.append(("act", m))
+                keep = isinstance(m, _KEEPS_ONE) and _maps_one_to_one(m)
+                self.ops.append(("act", (m, ones and not keep)))
 
     def forward(self, coef: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """``h`` [P, N, H] after the first layer -> outputs [P, N, C]."""
+        """``h`` [P, N, H (+ 1 ones column if ``self.ones``)] -> outputs [P, N, C]."""
         p = coef.shape[0]
         for kind, op in self.ops:
             if kind == "act":
-                h = apply_elementwise(op, h)
-                continue
-            wt, bias, i, o = op
-            w = torch.mm(coef, wt).view(p, i, o)
-            if bias is None:
-                h = torch.bmm(h, w)
+                m, restore = op
+                h = apply_elementwise(m, h)
+                if restore:
+                    h[..., -1] = 1.0
+            elif kind == "linear1":
+                stack, i, o = op
+                h = torch.bmm(h, torch.mm(coef, stack).view(p, i, o))
             else:
-                h = torch.baddbmm(torch.mm(coef, bias).unsqueeze(1), h, w)
+                wt, bias, i, o = op
+                w = torch.mm(coef, wt).view(p, i, o)
+                if bias is None:
+                    h = torch.bmm(h, w)
+                else:
+                    h = torch.baddbmm(torch.mm(coef, bias).unsqueeze(1), h, w)
         return h
+
+
+def _maps_one_to_one(m: nn.Module) -> bool:
+    """True when the activation maps 1.0 to exactly 1.0 (checked, not assumed)."""
+    with torch.no_grad():
+        return bool(m(torch.ones(1)).item() == 1.0)
+
+
+def with_ones(zs: list[torch.Tensor]) -> torch.Tensor:
+    """``[3, N * (H + 1)]``: first-layer outputs of center, d1, d2 plus the ones column."""
+    out = []
+    for k, z in enumerate(zs):
+        col = torch.full(z.shape[:-1] + (1,), 1.0 if k == 0 else 0.0, dtype=z.dtype, device=z.device)
+        out.append(torch.cat([z, col], dim=-1).reshape(-1))
+    return torch.stack(out)

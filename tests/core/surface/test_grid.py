@@ -64,6 +64,13 @@ def models():
         ("layernorm-tail", normed.double(), nn.MSELoss(), (x, yr), "first-layer"),
         ("batchnorm-eval", bn.double(), nn.CrossEntropyLoss(), (x, yc), "first-layer"),
         ("custom-module", Custom().double(), nn.MSELoss(), (x, yr), "generic"),
+        # ReLU family: the next layer's bias rides in the product through a ones column
+        ("relu-ones-column", nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8),
+                                           nn.LeakyReLU(0.1), nn.Linear(8, 2)).double(),
+         nn.CrossEntropyLoss(), (x, yc), "first-layer+mlp"),
+        ("linear-linear", nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 4), nn.Tanh(),
+                                        nn.Linear(4, 2, bias=False)).double(),
+         nn.MSELoss(), (x, yr), "first-layer+mlp"),
     ]
 
 
@@ -193,3 +200,12 @@ def test_progressive_grid_partials_mask_and_cancel():
             break
     assert last.fraction == 1.0 and last.mask.all()
     np.testing.assert_allclose(result, full.loss, rtol=1e-12)
+
+
+def test_ones_column_is_used_only_after_activations_that_keep_one():
+    cases = {c[0]: c for c in models()}
+    for name, want in (("relu-ones-column", True), ("linear-linear", True), ("mlp-mse", False),
+                       ("named-custom-loss", False)):
+        _, model, loss_fn, data, _ = cases[name]
+        ev = PlaneEvaluator(model, loss_fn, data)
+        assert ev._tail is not None and ev._tail.ones is want, name
