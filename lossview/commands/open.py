@@ -15,6 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=int, help="show the snapshot at (or just before) this step")
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="render the window once every panel is drawn, write the PNG, exit")
+    p.add_argument("--model", metavar="FILE.py",
+                   help="for foreign folders: a Python file that builds the model and data "
+                        "(runs your code; enables the loss surface and sharpness)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,4 +31,7 @@ def run(args: argparse.Namespace) -> int:
         raise LossviewError(f"no such file or folder: {args.path}")
     from lossview.gui.app import run_app
 
-    return run_app(args.path, step=args.step, screenshot=args.screenshot)
+    if args.model and not Path(args.model).expanduser().is_file():
+        raise LossviewError(f"no such model file: {args.model}")
+    return run_app(args.path, step=args.step, screenshot=args.screenshot,
+                   model_file=args.model)

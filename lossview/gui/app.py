@@ -65,7 +65,7 @@ def install_excepthook(window) -> None:
 
 
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,
-            demo: bool = False, train: bool = False) -> int:
+            demo: bool = False, train: bool = False, model_file: str | None = None) -> int:
     """Show the main window and run the event loop; returns the exit status.
 
     ``screenshot``: once every panel is populated at ``step`` (the surface computation
@@ -81,6 +81,8 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
     app = make_app()
     win = MainWindow()
     install_excepthook(win)
+    if model_file:
+        win.set_model_file(model_file)
     if screenshot:
         win.resize(*SCREENSHOT_SIZE)
     win.show()

@@ -43,27 +43,32 @@ def pairwise_distances(run: Any, max_points: int = PAIRWISE_MAX) -> Generator[st
     return {"indices": idx.tolist(), "matrix": m}
 
 
-def load_and_analyze(path: str | Path) -> Generator[str, None, tuple[Any, dict]]:
-    """Open ``path``, analyse it, add the pairwise matrix; yields progress lines."""
+def load_and_analyze(path: str | Path, model_file: str | None = None
+                     ) -> Generator[str, None, tuple[Any, dict]]:
+    """Open ``path``, analyse it, add the pairwise matrix; yields progress lines.
+
+    ``model_file``: a user file building the model and data (``--model``), for foreign runs.
+    """
     from lossview.core.analysis.report import analyze
     from lossview.core.io import open_run
 
     yield f"opening {path}"
     run = open_run(path)
     yield f"analysing {len(run)} snapshots ({run.n_params:,} parameters)"
-    report = yield from analyze_run(run, analyze)
+    report = yield from analyze_run(run, analyze, model_file=model_file)
     return run, report
 
 
-def analyze_run(run: Any, analyze=None) -> Generator[str, None, dict]:
+def analyze_run(run: Any, analyze=None, model_file: str | None = None
+                ) -> Generator[str, None, dict]:
     """The report of an already opened run, plus the pairwise matrix if the core has none."""
     if analyze is None:
         from lossview.core.analysis.report import analyze
     gen_fn = _generator_analysis()
     if gen_fn is not None:
-        report = yield from gen_fn(run)
+        report = yield from gen_fn(run, model_file=model_file)
     else:
-        report = analyze(run)
+        report = analyze(run, model_file=model_file)
     if not report.get("pairwise"):
         report["pairwise"] = yield from pairwise_distances(run)
     return report
@@ -82,18 +87,20 @@ def _generator_analysis():
 SHARPNESS_POINTS = 12
 
 
-def can_measure_sharpness(run: Any) -> bool:
-    """Sharpness needs the model and data: lossview runs of a built-in problem carry them."""
-    return bool(run.spec.get("problem")) and len(run) > 0
+def can_measure_sharpness(run: Any, model_file: str | None = None) -> bool:
+    """Sharpness needs the model and data: lossview runs of a built-in problem carry them,
+    other folders need a user model file."""
+    return (bool(model_file) or bool(run.spec.get("problem"))) and len(run) > 0
 
 
-def sharpness_table(run: Any, points: int = SHARPNESS_POINTS) -> Generator[str, None, dict]:
+def sharpness_table(run: Any, points: int = SHARPNESS_POINTS, model_file: str | None = None
+                    ) -> Generator[str, None, dict]:
     """Top Hessian eigenvalue against the (2 + 2 momentum) / lr limit at a few snapshots
     (Cohen et al. 2021), via :func:`lossview.core.surface.stability.iter_sharpness`."""
     from lossview.core.surface.stability import iter_sharpness
 
     idx = np.unique(np.linspace(0, len(run) - 1, min(points, len(run))).round().astype(int))
-    gen = iter_sharpness(run, indices=idx.tolist())
+    gen = iter_sharpness(run, indices=idx.tolist(), model_file=model_file)
     while True:
         try:
             frac = next(gen)

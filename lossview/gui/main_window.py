@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.report: dict | None = None
         self._loader: GeneratorWorker | None = None
         self._sharpness: GeneratorWorker | None = None
+        self.model_file: str | None = None
         self._loading_path: str | None = None
         self._pending_step: int | None = None
         self._train_dialog = None
@@ -198,7 +199,8 @@ class MainWindow(QMainWindow):
         self._pending_step = step
         self._remember = remember
         self.log_message(f"opening {path}")
-        worker = GeneratorWorker(lambda: load_and_analyze(path), parent=self)
+        model_file = self.model_file
+        worker = GeneratorWorker(lambda: load_and_analyze(path, model_file), parent=self)
         worker.progress.connect(self._on_load_progress)
         worker.finished.connect(lambda result, w=worker: self._on_loaded(w, path, result))
         worker.errored.connect(lambda msg, w=worker: self._on_load_error(w, path, msg))
@@ -231,14 +233,24 @@ class MainWindow(QMainWindow):
         self.set_run(run, report, step=self._pending_step)
         self.statusBar().showMessage(
             f"{run.name}: {len(run)} snapshots, {run.n_params:,} parameters", 8000)
-        if report is not None and not report.get("sharpness") and can_measure_sharpness(run):
+        if report is not None and not report.get("sharpness") \
+                and can_measure_sharpness(run, self.model_file):
             self._measure_sharpness(run, report)
+
+    def set_model_file(self, path: str | None) -> None:
+        """A Python file building the model and data for foreign runs (``--model``): it
+        enables the loss surface and sharpness. It runs the user's code, by their choice."""
+        self.model_file = str(path) if path else None
+        f = getattr(self.surface_panel, "set_model_file", None)
+        if callable(f):
+            f(self.model_file)
 
     # -- sharpness (needs the model: after the panels are shown) ------------------
     def _measure_sharpness(self, run: Any, report: dict) -> None:
         self._cancel_sharpness()
         self.diagnostics_panel._note("sharp", "measuring sharpness…")
-        worker = GeneratorWorker(lambda: sharpness_table(run), parent=self)
+        model_file = self.model_file
+        worker = GeneratorWorker(lambda: sharpness_table(run, model_file=model_file), parent=self)
         worker.progress.connect(self._on_load_progress)
         worker.finished.connect(lambda table: self._on_sharpness(run, report, table))
         worker.errored.connect(lambda msg: self._on_sharpness_error(run, msg))

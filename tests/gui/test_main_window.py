@@ -135,3 +135,67 @@ def test_the_shipped_demo_run_opens(qtbot, window):
         window.start_page.demo_btn.click()
     assert len(window.run) > 10 and window.report["pca"]["coords"]
     assert settings.recent_folders() == []  # the demo is not a "recent" folder of the user's
+
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 8)
+
+    def forward(self, x):
+        return self.fc(x)
+
+def build_model():
+    return Net()
+
+def batches():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    yield x, 2.0 * x.repeat(1, 2)
+
+def loss_fn(out, y):
+    return ((out - y) ** 2).mean()
+'''
+
+
+def test_model_file_enables_sharpness_for_a_foreign_run(qtbot, window, run_path, tmp_path):
+    # the run names no built-in problem; the user's file supplies model and data
+    f = tmp_path / "model.py"
+    f.write_text(MODEL_FILE)
+    window.set_model_file(str(f))
+    open_and_wait(qtbot, window, run_path)
+    qtbot.waitUntil(lambda: window._sharpness is None, timeout=60000)
+    sharp = window.report["sharpness"]
+    # loss = mean((W x + b - y)^2) over 64 x 8 outputs: the Hessian in W is
+    # 2/(64*8) * kron(I_8, X'X) (+ bias terms); its top eigenvalue does not depend on W
+    import numpy as np
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g).double()
+    xa = torch.cat([x, torch.ones(64, 1, dtype=torch.float64)], 1)
+    top = float(torch.linalg.eigvalsh(2.0 / (64 * 8) * xa.T @ xa)[-1])
+    np.testing.assert_allclose(sharp["sharpness"], top, rtol=1e-3)
+    assert len(window.diagnostics_panel.c_sharp.yData) == len(sharp["steps"])
+    np.testing.assert_allclose(sharp["threshold"][0], 2 / 0.1)  # lr from run.json
+
+
+def test_dropping_a_folder_opens_it(qtbot, window, run_path):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(run_path))])
+    enter = QDragEnterEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.run_loaded, timeout=30000):
+        window.dropEvent(drop)
+    assert window.run.path == Path(run_path)
