@@ -67,6 +67,7 @@ class DiagnosticsPanel(QWidget):
                                        title="pairwise distance", bottom="step")
         for p in (self.p_dist, self.p_msd, self.p_sharp, self.p_pair):
             p.getAxis("left").setWidth(42)
+            p.setMinimumWidth(120)
             p.getAxis("left").enableAutoSIPrefix(False)
         self.p_dist.setLogMode(False, True)
         self.p_msd.setLogMode(True, True)
@@ -129,7 +130,7 @@ class DiagnosticsPanel(QWidget):
         self.diagnosis = QTextBrowser()
         self.diagnosis.setOpenExternalLinks(True)
         self.diagnosis.setToolTip(tip("diagnosis"))
-        self.diagnosis.setMinimumWidth(260)
+        self.diagnosis.setMinimumWidth(220)
         self.diagnosis.setFrameShape(QTextBrowser.Shape.NoFrame)
 
         body = QHBoxLayout()
@@ -195,7 +196,7 @@ class DiagnosticsPanel(QWidget):
         self.c_msd.setData(lags[ok], msd[ok])
         self._note("msd", "")
         start = diff.get("segment_start_step")
-        self.p_msd.setTitle("mean squared displacement" + (f" (from step {start:,})" if start else ""),
+        self.p_msd.setTitle("mean sq. displacement" + (f" (from step {start:,})" if start else ""),
                             size="10pt", color=style.current().foreground)
         if exponent is not None and np.isfinite(exponent):
             rng = diff.get("fit_lag_range")
@@ -245,7 +246,7 @@ class DiagnosticsPanel(QWidget):
         ratios = [r for r in (sharp.get("ratio") or []) if r is not None]
         title = "sharpness vs 2/lr"
         if ratios:
-            title += f"  (peak {100 * max(ratios):.0f}% of the limit)"
+            title += f" (peak {100 * max(ratios):.0f}%)"
         self.p_sharp.setTitle(title, size="10pt", color=style.current().foreground)
         self.p_sharp.setToolTip(tip("sharpness") + (f"\n{verdict}" if verdict else ""))
 
