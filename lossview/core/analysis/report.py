@@ -197,7 +197,8 @@ def format_text(report: dict[str, Any]) -> str:
     df = report.get("diffusion") or {}
     if "exponent" in df:
         lines.append(f"diffusion: MSD exponent {_fmt(df.get('exponent'), '.2f')}"
-                     + (f" ({df['segment']})" if df.get("segment") else ""))
+                     + (f" ({df['segment']})" if df.get("segment") else "")
+                     + (f": {df['reason']}" if df.get("exponent") is None and df.get("reason") else ""))
     st = report.get("stationarity") or {}
     if st.get("verdict"):
         lines.append(f"stationarity: {st['verdict']} (score {st['statistic']:.2f})")

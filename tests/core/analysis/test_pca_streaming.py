@@ -139,3 +139,23 @@ def test_non_finite_snapshots_are_dropped_not_propagated():
     keep = np.delete(x, 7, axis=0)
     y = keep - keep.mean(axis=0)
     np.testing.assert_allclose(g.gram, y @ y.T, rtol=1e-10, atol=1e-10)
+
+
+def test_gram_generator_reports_progress_and_stops_when_asked():
+    from lossview.core.analysis.gram import gram_steps
+
+    run = run_from_arrays(_layered(random_walk(10, 66 + 6 * 30, seed=9)))
+    fractions = []
+    gen = gram_steps(run, max_bytes=10 * 8 * 50)
+    while True:
+        try:
+            fractions.append(next(gen))
+        except StopIteration as e:
+            assert e.value is not None
+            break
+    assert len(fractions) > 3 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    calls = []
+    stopped = gram_steps(run, max_bytes=10 * 8 * 50, should_stop=lambda: calls.append(1) or len(calls) > 3)
+    with pytest.raises(StopIteration) as e:
+        next(stopped)
+    assert e.value.value is None and len(calls) == 4
