@@ -142,8 +142,9 @@ def _pca(r: dict) -> list[str]:
         s += (": the smooth PCA curve is what a random walk looks like (Antognini & "
               "Sohl-Dickstein 2018), not evidence of structure.")
     elif rw:
-        s += (f": unlike a random walk (PC1 {ev[0]:.0%} against {rw[0]:.0%} for a random walk, "
-              + ("drift-dominated)." if ev[0] > rw[0] else "flat spectrum: confined motion)."))
+        kind = "drift-dominated" if ev[0] > rw[0] else "flat spectrum: confined motion"
+        head = ": partly like a random walk" if sim >= 0.4 else ": unlike a random walk"
+        s += f"{head} (PC1 {ev[0]:.0%} against {rw[0]:.0%} for a random walk, {kind})."
     return [s]
 
 
