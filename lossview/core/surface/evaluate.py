@@ -31,7 +31,7 @@ from lossview.core.surface.fastpath import MLPTail, loss_kind, mlp_tail, per_poi
 
 Batch = tuple[Any, torch.Tensor]
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per chunk, at most
-CACHE_BLOCK = 4 * 2**20  # target bytes of the widest activation block of a chunk
+CACHE_BLOCK = 8 * 2**20  # target bytes of the widest activation block of a chunk
 
 _LINEAR_FIRST = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
