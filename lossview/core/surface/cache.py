@@ -1,8 +1,9 @@
 """On-disk cache of run surfaces, keyed by run, plane, grid, data and evaluation mode.
 
 Native runs keep their cache in the run's own ``cache/`` folder (safe to delete); other
-folders are never written to: their surfaces go to ``$LOSSVIEW_CACHE_DIR`` or
-``$XDG_CACHE_HOME/lossview`` (``~/.cache/lossview``). In-memory runs are not cached.
+folders, and runs shipped inside the package (the demo run), are never written to: their
+surfaces go to ``$LOSSVIEW_CACHE_DIR`` or ``$XDG_CACHE_HOME/lossview/surfaces``
+(``~/.cache/lossview/surfaces``). In-memory runs are not cached.
 A cache file is one ``.npz`` written atomically; an unreadable one is ignored.
 """
 
@@ -23,14 +24,30 @@ from lossview.core.run import Run
 CACHE_VERSION = 1
 
 
-def cache_dir(run: Run) -> Path | None:
-    if run.format == "memory":
-        return None
-    if run.format == "lossview":
-        return Path(run.path) / "cache"
+def user_cache_dir() -> Path:
     base = os.environ.get("LOSSVIEW_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lossview")
     return Path(base) / "surfaces"
+
+
+def _shipped(path: Path) -> bool:
+    """True for runs inside the lossview package (the demo run): never written to."""
+    import lossview
+
+    pkg = Path(lossview.__file__).resolve().parent
+    try:
+        p = Path(path).resolve()
+    except OSError:
+        return False
+    return any(p == root or root in p.parents for root in (pkg, (pkg / "resources").resolve()))
+
+
+def cache_dir(run: Run) -> Path | None:
+    if run.format == "memory":
+        return None
+    if run.format == "lossview" and not _shipped(run.path):
+        return Path(run.path) / "cache"
+    return user_cache_dir()
 
 
 def run_identity(run: Run) -> dict[str, Any]:

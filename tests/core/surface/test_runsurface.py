@@ -191,3 +191,16 @@ def test_cli_writes_npz_and_rejects_bad_planes(native, tmp_path, capsys):
     assert main(["surface", str(native), "--plane", "line", "0", "99"]) == 2
     err = capsys.readouterr().err
     assert "out of range" in err and "Traceback" not in err
+
+
+def test_the_shipped_demo_run_is_never_written_to(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import lossview
+    from lossview.core.surface.cache import cache_dir
+
+    demo = Path(lossview.__file__).parent / "resources" / "demo"
+    if not (demo / "run.json").is_file():
+        pytest.skip("no demo run in this checkout")
+    monkeypatch.setenv("LOSSVIEW_CACHE_DIR", str(tmp_path))
+    assert cache_dir(open_run(demo)) == tmp_path / "surfaces"
