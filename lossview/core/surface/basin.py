@@ -7,8 +7,9 @@ interpolation between the last point inside and the first outside); an end at th
 of the grid makes that width a lower bound (``open_alpha``/``open_beta``). For a quadratic
 ``L = L0 + kappa a^2 / 2`` the width is ``2 sqrt(2 tolerance / kappa)`` (science.md §7).
 
-Tolerance: the caller's, else (runs) twice the loss noise after the plateau, else
-:data:`DEFAULT_RELATIVE_TOLERANCE` of the surface's median rise above its minimum.
+Tolerance: the caller's, else (runs) twice the standard deviation of the snapshots'
+full-data loss after the plateau, else :data:`DEFAULT_RELATIVE_TOLERANCE` of the
+surface's median rise above its minimum.
 """
 
 from __future__ import annotations

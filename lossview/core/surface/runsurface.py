@@ -37,7 +37,8 @@ from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_
 SPAN_MARGIN = 0.15
 #: Span of the random plane when none is given (Li et al.'s [-1, 1]).
 RANDOM_SPAN = 1.0
-#: Basin tolerance for runs = this many times the loss noise after the plateau.
+#: Basin tolerance for runs = this many standard deviations of the snapshots' full-data
+#: loss after the plateau.
 NOISE_TOLERANCE_FACTOR = 2.0
 
 
@@ -115,21 +116,33 @@ def axis_range(values: np.ndarray, steps: int, span: float | None) -> np.ndarray
     return np.linspace(lo - pad, hi + pad, steps)
 
 
-def noise_tolerance(run: Run, start_index: int | None) -> float | None:
-    """Twice the logged training loss's noise after the plateau, if it can be estimated."""
+def plateau_index(run: Run) -> int | None:
+    """Snapshot index of the plateau found in the logged loss, or None."""
     series = run.metric("loss", "train_loss")
     if series is None or len(series) < 10:
         return None
-    try:
-        from lossview.core.analysis.plateau import find_plateau
+    from lossview.core.analysis.plateau import find_plateau
 
-        info = find_plateau(series)
-    except Exception:  # noqa: BLE001 - no analysis available: fall back to the default
+    step = find_plateau(series).get("step")
+    return None if step is None else run.index_of_step(int(step))
+
+
+def run_tolerance(run: Run, start_index: int | None, true_loss: np.ndarray) -> float | None:
+    """Twice the standard deviation of the snapshots' full-data loss after the plateau.
+
+    This is the loss's own fluctuation at the level the surface is computed (the whole
+    data set, not a mini-batch), from ``start_index`` or the detected plateau on.
+    None when there is no plateau or fewer than 3 snapshots after it.
+    """
+    start = start_index if start_index is not None else plateau_index(run)
+    if start is None:
         return None
-    noise = info.get("noise")
-    if noise is None or not np.isfinite(noise) or noise <= 0:
+    post = np.asarray(true_loss[start:], dtype=float)
+    post = post[np.isfinite(post)]
+    if len(post) < 3:
         return None
-    return NOISE_TOLERANCE_FACTOR * float(noise)
+    sd = float(np.std(post, ddof=1))
+    return NOISE_TOLERANCE_FACTOR * sd if sd > 0 else None
 
 
 def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float | None = None,
@@ -152,7 +165,8 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     start_index : first snapshot of the post-plateau segment.
     bn_mode : ``"eval"`` (running statistics) or ``"recompute"`` (slower).
     cache : read and write the on-disk cache (native runs: ``RUN/cache/``).
-    tolerance : flat-basin tolerance (default: twice the loss noise after the plateau,
+    tolerance : flat-basin tolerance (default: twice the standard deviation of the
+        snapshots' full-data loss after the plateau, ``start_index`` or the detected one;
         else 5% of the surface's median rise above its minimum).
     source : an already loaded model/loss/data (skips ``model_file`` and the run spec).
     """
@@ -170,8 +184,6 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     betas = np.zeros(1) if pl.is_line else axis_range(coords[:, 1], steps, span)
     if pl.is_line:
         coords = np.column_stack([coords[:, 0], np.zeros(len(coords))])
-    if tolerance is None:
-        tolerance = noise_tolerance(run, start_index)
     t = len(run)
     path, key = None, None
     if cache:
@@ -240,6 +252,8 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
         if i % 8 == 7 or i == t - 1:
             yield SurfaceProgress((n_grid + t + i + 1) / total_work,
                                   replace(base, surface_loss=surface_loss.copy(), true_loss=true_loss.copy()))
+    if tolerance is None:
+        tolerance = run_tolerance(run, start_index, true_loss)
     mask, info = flat_basin(alphas, betas, loss, tolerance, coords)
     result = replace(base, surface_loss=surface_loss, true_loss=true_loss, basin_mask=mask,
                      basin=info)
