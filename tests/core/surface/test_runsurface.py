@@ -204,3 +204,11 @@ def test_the_shipped_demo_run_is_never_written_to(monkeypatch, tmp_path):
         pytest.skip("no demo run in this checkout")
     monkeypatch.setenv("LOSSVIEW_CACHE_DIR", str(tmp_path))
     assert cache_dir(open_run(demo)) == tmp_path / "surfaces"
+
+
+def test_run_basin_tolerance_is_twice_the_post_plateau_loss_spread(native):
+    run = open_run(native)
+    _, s = finish(surface_for_run(run, plane="post-plateau", start_index=4, steps=5, cache=False))
+    assert s.basin["tolerance"] == pytest.approx(2 * np.std(s.true_loss[4:], ddof=1), rel=1e-12)
+    _, g = finish(surface_for_run(run, plane="pca", steps=5, cache=False, tolerance=0.123))
+    assert g.basin["tolerance"] == 0.123
