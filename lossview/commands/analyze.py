@@ -18,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="FILE.py",
                    help="for foreign folders: a Python file that builds the model and data "
                         "(runs your code; enables sharpness)")
+    p.add_argument("--no-sharpness", action="store_true",
+                   help="skip the Hessian eigenvalues (a few seconds for built-in problems)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,10 +29,30 @@ def run(args: argparse.Namespace) -> int:
     r = open_run(args.path)
     for w in r.warnings:
         print(f"lossview analyze: warning: {w}", file=sys.stderr)
-    report = analyze(r, model_file=getattr(args, "model", None))
+    model_file = getattr(args, "model", None)
+    report = analyze(r, model_file=model_file)
+    # Sharpness needs the model and data: built-in problems name theirs in run.json,
+    # foreign folders only with --model. Without either the key stays null.
+    report["sharpness"] = None if args.no_sharpness else _sharpness(r, model_file)
+    if report["sharpness"]:
+        report["diagnosis"].append(f"Curvature: {report['sharpness']['verdict']} "
+                                   "(largest Hessian eigenvalue; Cohen et al. 2021).")
     if args.json:
         json.dump(report, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_text(report))
     return 0
+
+
+def _sharpness(run, model_file: str | None) -> dict | None:
+    import math
+
+    from lossview.core.surface.stability import sharpness_report
+
+    rep = sharpness_report(run, model_file=model_file)
+    if rep is None:
+        return None
+    # strict JSON: non-finite numbers (a diverged snapshot) become null
+    return {k: [None if isinstance(x, float) and not math.isfinite(x) else x for x in v]
+            if isinstance(v, list) else v for k, v in rep.items()}
