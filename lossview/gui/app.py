@@ -32,12 +32,26 @@ def app_icon() -> QIcon | None:
     return None
 
 
+def share_gl_contexts() -> None:
+    """Let every OpenGL view share one set of GL resources (call before the QApplication).
+
+    pyqtgraph compiles each shader program once and reuses its id; without shared
+    contexts a second 3D view (the surface panel re-created, the sweep, a test after
+    another) draws with an id that is invalid in its own context ("glUseProgram:
+    invalid value") and shows nothing.
+    """
+    from PySide6.QtCore import Qt
+
+    QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+
+
 def make_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once) with name, organisation, icon and theme."""
     QCoreApplication.setOrganizationName(settings.ORG)
     QCoreApplication.setApplicationName(settings.APP)
     app = QApplication.instance()
     if app is None:
+        share_gl_contexts()
         app = QApplication(argv if argv is not None else [sys.argv[0]])
     icon = app_icon()
     if icon is not None:

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from lossview.core.io import RunWriter, open_run
+from lossview.gui.app import share_gl_contexts
+
+share_gl_contexts()  # before pytest-qt's qapp exists, as the app does before its QApplication
 
 
 def write_run(path, n_snap=30, every=10, seed=0, nan_from=None):
