@@ -74,6 +74,11 @@ class Reader(Protocol):
 
     def read(self, snapshot: Snapshot) -> TensorDict: ...
 
+    # Optional: ``read_into(snapshot, shapes, offsets, out) -> bool`` fills the flat vector
+    # ``out`` with the parameters named in ``shapes`` (at ``offsets``) straight from the
+    # file, without building a TensorDict; False when it cannot (the Run then falls back
+    # to :meth:`read`).
+
 
 class Run:
     """An ordered list of snapshots with lazily loaded parameters.
@@ -120,6 +125,7 @@ class Run:
         self._cache_size = cache_size
         sizes = [int(np.prod(s, dtype=np.int64)) for s in self.param_shapes.values()]
         self._offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self._float_dtype: np.dtype | None = None
 
     # -- shape of the run -------------------------------------------------------
     def __len__(self) -> int:
@@ -182,16 +188,42 @@ class Run:
         t = self.tensors(i)
         return {n: t[n] for n in self.buffer_names if n in t}
 
-    def vector(self, i: int, dtype: np.dtype | type = np.float64) -> np.ndarray:
-        """The parameters of snapshot ``i`` concatenated into one flat vector."""
-        out = np.empty(self.n_params, dtype=dtype)
+    @property
+    def float_dtype(self) -> np.dtype:
+        """float32 if the parameters of the first snapshot fit in float32 (float32, float16,
+        bfloat16), else float64: the narrowest dtype holding the weights exactly."""
+        if self._float_dtype is None:
+            t = self.tensors(0) if len(self) else {}
+            arrs = [np.asarray(t[n]) for n in self.param_names if n in t]
+            small = bool(arrs) and all(a.dtype.itemsize <= 4 for a in arrs)
+            self._float_dtype = np.dtype(np.float32 if small else np.float64)
+        return self._float_dtype
+
+    def vector(self, i: int, dtype: np.dtype | type | None = np.float64,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """The parameters of snapshot ``i`` concatenated into one flat vector.
+
+        ``dtype=None`` gives :attr:`float_dtype`. ``out`` (a flat array of ``n_params``
+        entries) is filled and returned instead of a new array; its dtype wins. Readers
+        that can (native runs) copy the bytes straight from the file into the vector,
+        bypassing the snapshot cache.
+        """
+        i = range(len(self))[i]
+        if out is None:
+            out = np.empty(self.n_params, dtype=self.float_dtype if dtype is None else dtype)
+        elif out.shape != (self.n_params,):
+            raise ValueError(f"out has shape {out.shape}, expected ({self.n_params},)")
+        read_into = getattr(self.reader, "read_into", None)
+        if (read_into is not None and i not in self._cache
+                and read_into(self.snapshots[i], self.param_shapes, self._offsets, out)):
+            return out
         t = self.tensors(i)
         for n, a, b in zip(self.param_names, self._offsets[:-1], self._offsets[1:]):
-            out[a:b] = np.asarray(t[n], dtype=dtype).reshape(-1)
+            out[a:b] = np.asarray(t[n]).reshape(-1)  # cast while copying: one pass
         return out
 
     def iter_vectors(
-        self, indices: Iterable[int] | None = None, dtype: np.dtype | type = np.float64
+        self, indices: Iterable[int] | None = None, dtype: np.dtype | type | None = np.float64
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Stream ``(index, flat vector)`` pairs without keeping earlier ones alive."""
         for i in range(len(self)) if indices is None else indices:

@@ -60,9 +60,21 @@ def _finite_list(a: np.ndarray) -> list[float | None]:
     return [_finite(v) for v in np.asarray(a, dtype=float).tolist()]
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` accumulated in float64 whatever the inputs' dtype (einsum casts in small
+    buffers: no float64 copy of a float32 vector is made)."""
+    return float(np.einsum("i,i->", a, b, dtype=np.float64))
+
+
 def distances(run: Run) -> Distances:
-    """One pass over the run (plus a read of the last snapshot) holding at most five
-    weight vectors at a time."""
+    """One pass over the run (plus a read of the last snapshot) holding seven weight
+    vectors at a time (three of them float64), in the run's own float dtype (:attr:`Run.float_dtype`).
+
+    Vectors are read into reused buffers (for native runs straight from the file); the
+    differences are taken in float64 (exact for float32 weights) and every norm and inner
+    product is accumulated in float64, so the results are those of float64 copies of the
+    snapshots without making them.
+    """
     n = len(run)
     from_init = np.zeros(n)
     step = np.zeros(n)
@@ -71,24 +83,36 @@ def distances(run: Run) -> Distances:
     cosine = np.full(n, np.nan)
     ratio = np.full(n, np.nan)
     nonfinite: list[int] = []
-    w_last = run.vector(n - 1) if n else None
-    w0 = prev = prev_update = None
+    if n == 0:
+        return Distances(from_init, step, norm, nonfinite, to_final, cosine, ratio)
+    dt = run.float_dtype
+    d = run.n_params
+    w_last = run.vector(n - 1, dtype=dt)
+    w0 = np.empty(d, dtype=dt)
+    cur, prev = np.empty(d, dtype=dt), np.empty(d, dtype=dt)
+    update, prev_update, diff = np.empty(d), np.empty(d), np.empty(d)
     with np.errstate(invalid="ignore", over="ignore"):
-        for i, w in run.iter_vectors():
-            if not np.isfinite(w).all():
+        for i in range(n):
+            w = run.vector(i, out=cur)
+            sq = _dot(w, w)
+            # a float64 sum of squares is finite iff every entry is (float32 squares cannot
+            # overflow it); a float64 input may overflow, so check it entry by entry then
+            if not np.isfinite(sq) or (dt == np.float64 and not np.isfinite(w).all()):
                 nonfinite.append(i)
-            norm[i] = np.linalg.norm(w)
-            to_final[i] = np.linalg.norm(w_last - w)
-            if w0 is None:
-                w0 = w
+            norm[i] = np.sqrt(sq)
+            np.subtract(w_last, w, out=diff, dtype=np.float64)
+            to_final[i] = np.sqrt(_dot(diff, diff))
+            if i == 0:
+                w0[:] = w
             else:
-                update = w - prev
-                from_init[i] = np.linalg.norm(w - w0)
-                step[i] = np.linalg.norm(update)
+                np.subtract(w, w0, out=diff, dtype=np.float64)
+                from_init[i] = np.sqrt(_dot(diff, diff))
+                np.subtract(w, prev, out=update, dtype=np.float64)
+                step[i] = np.sqrt(_dot(update, update))
                 ratio[i] = step[i] / norm[i - 1] if norm[i - 1] > 0 else np.nan
-                if prev_update is not None:
+                if i >= 2:
                     den = step[i] * step[i - 1]
-                    cosine[i] = float(update @ prev_update) / den if den > 0 else np.nan
-                prev_update = update
-            prev = w
+                    cosine[i] = _dot(update, prev_update) / den if den > 0 else np.nan
+                update, prev_update = prev_update, update
+            cur, prev = prev, cur
     return Distances(from_init, step, norm, nonfinite, to_final, cosine, ratio)

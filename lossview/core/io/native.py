@@ -15,6 +15,7 @@ import datetime as _dt
 import json
 import math
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,61 @@ def read_safetensors(path: Path) -> TensorDict:
                 for k, v in load_file(str(path)).items()}
 
 
+#: safetensors dtype codes that numpy reads as they are (bfloat16 goes through torch).
+_ST_DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+
+
+def read_params_into(path: Path, shapes: Mapping[str, tuple[int, ...]], offsets: np.ndarray,
+                     out: np.ndarray) -> bool:
+    """Copy the tensors ``shapes`` of a .safetensors file into the flat vector ``out`` (the
+    k-th at ``offsets[k]:offsets[k+1]``), reading only their bytes, with no intermediate
+    array when the file's dtype is ``out``'s. False (``out`` partly written) if the file is
+    not plain safetensors with those shapes in float16/32/64: the caller then reads it the
+    general way, which names the problem.
+
+    The format is an 8-byte little-endian header length, a JSON header giving each
+    tensor's dtype, shape and byte range in the data section, then the data section.
+    """
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            head = fh.read(8)
+            if len(head) != 8:
+                return False
+            n = struct.unpack("<Q", head)[0]
+            if n > 100 * 2**20:
+                return False
+            hdr = json.loads(fh.read(n))
+            start = 8 + n
+            for k, (name, shape) in enumerate(shapes.items()):
+                info = hdr[name]
+                dt = _ST_DTYPES.get(info["dtype"])
+                if dt is None or tuple(info["shape"]) != tuple(shape):
+                    return False
+                a, b = int(offsets[k]), int(offsets[k + 1])
+                lo, hi = (int(x) for x in info["data_offsets"])
+                if hi - lo != (b - a) * dt.itemsize:
+                    return False
+                dest = out[a:b]
+                buf = dest if dt == out.dtype else np.empty(b - a, dtype=dt)
+                fh.seek(start + lo)
+                if fh.readinto(memoryview(buf).cast("B")) != buf.nbytes:
+                    return False
+                if buf is not dest:
+                    dest[:] = buf
+            return True
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error):
+        return False
+
+
 class NativeReader:
     format = "lossview"
 
     def read(self, snapshot: Snapshot) -> TensorDict:
         return read_safetensors(snapshot.source)
+
+    def read_into(self, snapshot: Snapshot, shapes: Mapping[str, tuple[int, ...]],
+                  offsets: np.ndarray, out: np.ndarray) -> bool:
+        return read_params_into(snapshot.source, shapes, offsets, out)
 
 
 def open_native(path: Path) -> Run:
