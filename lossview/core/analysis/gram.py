@@ -11,12 +11,18 @@ so each block is centred exactly (no cancellation between large weights and smal
 motions) and only one block is ever in memory. Every snapshot file is visited once per
 block; for lossview's own runs (safetensors) only the bytes of the block's rows are read
 from each file, so the bytes read are one pass over the run whatever the block count.
+Other formats (torch, Lightning, Hugging Face files) can only be read whole, so when the
+matrix needs more than one block it is first copied, one snapshot at a time, into an
+anonymous temporary file (the disk, not memory) and the blocks are read from there: one
+pass over the snapshot files instead of one per block.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import struct
+import tempfile
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
@@ -166,6 +172,47 @@ def _row_reader(run: Run) -> tuple[Callable[[int, list[_Piece], np.ndarray], Non
     return native, np.dtype(np.float32 if f32 else np.float64)
 
 
+_STOPPED = object()
+
+
+def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
+                  should_stop: Callable[[], bool] | None):
+    """Copy the snapshots ``idx`` as rows of a temporary file-backed matrix (one read of
+    each snapshot); yields the fraction done, returns a row reader over the copy, None if
+    the disk lacks room (twice the matrix free), ``_STOPPED`` if ``should_stop()`` became
+    true."""
+    shape = (len(idx), run.n_params)
+    need = shape[0] * shape[1] * dtype.itemsize
+    tmp = tempfile.gettempdir()
+    if need == 0 or shutil.disk_usage(tmp).free < 2 * need:
+        return None
+    fh = tempfile.TemporaryFile(dir=tmp)  # unlinked at once: gone when closed or on exit
+    mm = np.memmap(fh, dtype=dtype, mode="w+", shape=shape)
+    for row, i in enumerate(idx):
+        run.vector(int(i), out=mm[row])
+        if should_stop is not None and should_stop():
+            return _STOPPED
+        yield (row + 1) / len(idx)
+    starts = {n: int(sl.start) for n, sl in run.param_slices().items()}
+    rows = {int(i): r for r, i in enumerate(idx)}
+
+    def spilled(i: int, pieces: list[_Piece], out: np.ndarray) -> None:
+        p = pieces[0]
+        shp = run.param_shapes[p.name]
+        row_size = int(np.prod(shp[1:], dtype=np.int64)) if len(shp) > 1 else 1
+        a = starts[p.name] + p.row0 * row_size  # a block is one contiguous flat range
+        out[:] = mm[rows[i], a:a + out.shape[0]]
+
+    spilled.keep_alive = (fh, mm)  # type: ignore[attr-defined]
+    return spilled
+
+
+def _in_memory(run: Run) -> bool:
+    from lossview.core.io.memory import MemoryReader
+
+    return isinstance(run.reader, MemoryReader)
+
+
 def gram_steps(
     run: Run,
     indices: Sequence[int] | None = None,
@@ -185,6 +232,25 @@ def gram_steps(
     per_col = 8 + (store.itemsize if store != np.float64 else 0)
     max_cols = max(int(max_bytes // (per_col * max(t, 1))), 1)
     blocks = _blocks(run.param_shapes, max_cols)
+    share = 1.0  # of the progress left to the blocks
+    if (len(blocks) > 1 and store == np.float64 and run.format != "lossview"
+            and not _in_memory(run) and t):
+        dt = run.float_dtype
+        spill = _spill_reader(run, idx, dt, should_stop)
+        while True:
+            try:
+                f = next(spill)
+            except StopIteration as e:
+                spilled = e.value
+                break
+            yield 0.5 * f
+        if spilled is _STOPPED:
+            return None
+        if spilled is not None:
+            read, store, share = spilled, dt, 0.5
+            per_col = 8 + (store.itemsize if store != np.float64 else 0)
+            max_cols = max(int(max_bytes // (per_col * t)), 1)
+            blocks = _blocks(run.param_shapes, max_cols)
     g = np.zeros((t, t))
     bad = np.zeros(t, dtype=bool)
     work: dict[int, np.ndarray] = {}  # float64 centred block, reused across equal widths
@@ -210,7 +276,7 @@ def gram_steps(
             c = np.subtract(buf, mean, out=work[width])
             del buf
         g += c @ c.T
-        yield (b + 1) / len(blocks)
+        yield 1.0 - share + share * (b + 1) / len(blocks)
     keep = ~bad
     g = double_centre(g[np.ix_(keep, keep)])
     g = 0.5 * (g + g.T)
