@@ -68,6 +68,7 @@ def main() -> int:
 
     app = make_app()
     no_surface = "--no-surface" in sys.argv
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     if no_surface:
         import lossview.gui.main_window as mw
 
@@ -102,7 +103,7 @@ def main() -> int:
 
     # -- scrub ----------------------------------------------------------------------
     tl = win.timeline
-    modes = ((("no surface panel", None),) if no_surface
+    modes = () if only == "live" else ((("no surface panel", None),) if no_surface
              else (("3D surface", False), ("2D contour surface", True)))
     for label, contour in modes:
         if contour is not None and hasattr(surface, "set_contour"):
@@ -121,7 +122,7 @@ def main() -> int:
               f"max {times[-1]:.1f} ms per step")
 
     # -- live training -------------------------------------------------------------------
-    win.open_train_dialog() if not no_surface else None
+    win.open_train_dialog() if not no_surface and only in (None, "live") else None
     dlg = win._train_dialog
     if dlg is not None:
         dlg.folder_edit.setText(str(tmp))

@@ -45,12 +45,22 @@ def share_gl_contexts() -> None:
     QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
 
 
+#: seconds a thread may hold the GIL while another waits (Python's default is 0.005)
+GIL_SWITCH_INTERVAL = 0.001
+
+
 def make_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once) with name, organisation, icon and theme."""
     QCoreApplication.setOrganizationName(settings.ORG)
     QCoreApplication.setApplicationName(settings.APP)
     app = QApplication.instance()
     if app is None:
+        # PySide releases the GIL around every Qt call, so a GUI thread that paints
+        # re-acquires it thousands of times a second; each time a busy worker thread
+        # (training, surface, sharpness) holds it, the GUI waits up to the switch
+        # interval (default 5 ms). 1 ms shortened the longest GUI-thread blocks while
+        # training live and while opening a run (docs/benchmarks.md, GUI responsiveness).
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         share_gl_contexts()
         app = QApplication(argv if argv is not None else [sys.argv[0]])
     icon = app_icon()

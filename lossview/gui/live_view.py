@@ -1,9 +1,14 @@
 """Showing a run while it trains: the panels follow a growing LiveRun.
 
-The loss panel and timeline update on every ``run_updated`` (already throttled to ~30/s by
-the training worker). PCA and the diagnostics need the whole trajectory, so they are
-recomputed on a frozen copy of the run in a worker, one at a time and at most every
-``ANALYSIS_INTERVAL`` seconds; the loss surface waits for the finished run.
+``run_updated`` arrives up to ~30 times a second; the window's loss panel, timeline and
+timeline bar are refreshed from it at most once per ``REFRESH_INTERVAL`` seconds (the
+updates in between are coalesced, the last one always lands). A refresh repaints most of
+the window, which costs tens of milliseconds on a software-rendered display; refreshing
+at 30 Hz kept the GUI thread painting without a pause for seconds (timers and input
+starved), so the interval also grows to ``REFRESH_LOAD`` times the measured cost of the
+last refresh, repaint included. PCA and the diagnostics need the whole trajectory, so
+they are recomputed on a frozen copy of the run in a worker, one at a time and at most
+every ``ANALYSIS_INTERVAL`` seconds; the loss surface waits for the finished run.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 
 from lossview.core.run import MetricSeries, Run
 from lossview.gui.loader import analyze_run
@@ -21,6 +26,11 @@ from lossview.gui.workers import GeneratorWorker
 log = logging.getLogger("lossview.gui")
 
 ANALYSIS_INTERVAL = 2.0
+#: the window follows a live run at most this often (seconds) ...
+REFRESH_INTERVAL = 0.2
+#: ... and leaves the GUI thread idle at least (REFRESH_LOAD - 1) times as long as a
+#: refresh (its repaint included) took
+REFRESH_LOAD = 4.0
 
 
 def frozen_copy(run: Any) -> Run | None:
@@ -46,26 +56,63 @@ class LiveView(QObject):
         self.run: Any = None
         self._worker: GeneratorWorker | None = None
         self._last = 0.0
+        self._pending = False
+        self._cost = 0.0  # seconds the last refresh took, repaint included
+        self._t_refresh = 0.0
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._on_timer)
 
     def start(self, run: Any) -> None:
         self.run = run
+        self._pending = False
         self.win.set_run(run, None, step=None)
         self.win.statusBar().showMessage(f"Training {run.name} live…")
 
     def update(self, run: Any) -> None:
+        """``run`` grew: refresh now, or once the refresh interval has passed (the last
+        update, after training ended, is never deferred)."""
         if run is not self.run:
             return
+        if self._timer.isActive() and run.spec.get("live"):
+            self._pending = True
+            return
+        self._refresh()
+
+    def flush(self) -> None:
+        """Apply a coalesced update now (e.g. before the live run is replaced)."""
+        if self._pending and self.run is not None:
+            self._timer.stop()
+            self._refresh()
+
+    def _on_timer(self) -> None:
+        if self._pending and self.run is not None:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        self._pending = False
+        run = self.run
         w = self.win
+        t0 = time.perf_counter()
         w.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
         w.loss_panel.set_run(run, w.report)
         w.timeline.set_count(len(run), keep_end=True)
+        self._t_refresh = t0
+        # the repaint runs after this returns: measured when the event loop is back
+        QTimer.singleShot(0, self._measured)
+        self._timer.start(int(1000 * max(REFRESH_INTERVAL, REFRESH_LOAD * self._cost)))
         if self._worker is None and time.monotonic() - self._last >= ANALYSIS_INTERVAL \
                 and len(run) >= 3:
             self._analyse()
 
+    def _measured(self) -> None:
+        self._cost = time.perf_counter() - self._t_refresh
+
     def stop(self) -> None:
         """Training ended (the saved folder is opened next) or the window closes."""
         self.run = None
+        self._pending = False
+        self._timer.stop()
         if self._worker is not None:
             self._worker.cancel()
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit,
-                               QProgressBar, QSplitter, QStackedWidget, QToolButton, QVBoxLayout,
+                               QSplitter, QStackedWidget, QToolButton, QVBoxLayout,
                                QWidget)
 
 from lossview.gui import settings
@@ -23,7 +23,7 @@ from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
 from lossview.gui.trajectory_panel import TrajectoryPanel
-from lossview.gui.widgets import cache_plot_items
+from lossview.gui.widgets import LazyProgressBar, cache_plot_items
 from lossview.gui.workers import GeneratorWorker
 
 log = logging.getLogger("lossview.gui")
@@ -47,8 +47,32 @@ def _train_dialog_class():
     return TrainDialog
 
 
+#: milliseconds between the panels' ``set_run`` calls when a run is shown (each panel
+#: paints its first frame in between)
+PANEL_STAGGER_MS = 15
+
 #: the built-in problem ``lossview demo`` trains live (its loss plateaus, the weights wander)
 DEMO_PROBLEM = "mlp"
+
+
+def _prewarm_training_imports() -> None:
+    """Import torch and the built-in problems on a background thread.
+
+    The train dialog needs the problem list (which imports torch, ~1.3 s here, longer
+    under PySide's import hook) when it opens; imported on the GUI thread that froze the
+    window. A daemon thread does it once the window is up; a dialog opened before it
+    ends waits only for the rest of the import.
+    """
+    import threading
+
+    def work() -> None:
+        try:
+            import lossview.core.train.optim  # noqa: F401
+            import lossview.core.train.problems  # noqa: F401
+        except Exception:  # noqa: BLE001 - the dialog reports a broken install itself
+            pass
+
+    threading.Thread(target=work, name="lossview-prewarm", daemon=True).start()
 
 
 def demo_path() -> Path | None:
@@ -79,6 +103,7 @@ class MainWindow(QMainWindow):
         self._loading_path: str | None = None
         self._pending_step: int | None = None
         self._train_dialog = None
+        self._set_run_gen = 0
         from lossview.gui.live_view import LiveView
 
         self.live = LiveView(self)
@@ -142,7 +167,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
         self.log_dock.hide()
 
-        self.progress = QProgressBar()
+        self.progress = LazyProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setMaximumWidth(160)
         self.progress.setMaximumHeight(14)
@@ -175,6 +200,8 @@ class MainWindow(QMainWindow):
         self.resize(1600, 1000)
         self.restore_layout()
         self._sync_actions()
+        if _train_dialog_class() is not None:
+            QTimer.singleShot(500, _prewarm_training_imports)
 
     # -- opening ------------------------------------------------------------------
     def browse(self) -> None:
@@ -308,27 +335,46 @@ class MainWindow(QMainWindow):
 
     # -- showing a run ------------------------------------------------------------
     def set_run(self, run: Any, report: dict | None, step: int | None = None) -> None:
-        """Show ``run`` in every panel; ``step`` picks the snapshot (default: the last)."""
+        """Show ``run`` in every panel; ``step`` picks the snapshot (default: the last).
+
+        The timeline and the window switch at once; the panels get the run one at a time,
+        each in its own event-loop turn (``PANEL_STAGGER_MS`` apart), so the GUI thread
+        paints one panel's first frame between them instead of building and painting all
+        four in one block. ``run_loaded`` is emitted once the last panel has it.
+        """
         self.timeline.set_playing(False)
         if run is not self.run:
             self._cancel_sharpness()
         self.run, self.report = run, report
+        self._set_run_gen += 1
+        gen = self._set_run_gen
         self.banner.hide()
         self.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
-        for panel in self.panels():
-            if hasattr(panel, "set_run"):
-                panel.set_run(run, report)
-        cache_plot_items(self.surface_panel)
-        self.timeline.set_count(len(run))
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
-        self.timeline.set_index(index)
         self.setWindowTitle(f"{run.name} — lossview")
         self.stack.setCurrentWidget(self.workspace)
         self._n_warnings = 0
         for w in run.warnings:
             self.log_message(f"warning: {run.path}: {w}", warning=True)
         self._sync_actions()
-        self.run_loaded.emit(run)
+        todo = [p for p in self.panels() if hasattr(p, "set_run")]
+
+        def step_panels() -> None:
+            if gen != self._set_run_gen:
+                return  # superseded by a newer set_run
+            if todo:
+                todo.pop(0).set_run(run, report)
+                if not todo:
+                    cache_plot_items(self.surface_panel)
+                QTimer.singleShot(PANEL_STAGGER_MS, step_panels)
+                return
+            self.timeline.set_count(len(run))
+            self.timeline.set_index(index)
+            self._sync_actions()
+            self.run_loaded.emit(run)
+
+        # the first panel now (the loss curves are what the user looks at first)
+        step_panels()
 
     def panels(self) -> list[QWidget]:
         return [self.loss_panel, self.trajectory_panel, self.surface_panel, self.diagnostics_panel]
@@ -401,6 +447,7 @@ class MainWindow(QMainWindow):
 
     def close_run(self) -> None:
         self.timeline.set_playing(False)
+        self._set_run_gen += 1  # a staggered set_run still running stops here
         self.run = self.report = None
         self.timeline.set_count(0)
         self.loss_panel.clear()

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -36,6 +35,7 @@ from lossview.gui.surface_contour import SurfaceContourView
 from lossview.gui.surface_data import SurfaceScene, build_scene
 from lossview.gui.surface_honesty import HonestyPlot
 from lossview.gui.timeline import Timeline
+from lossview.gui.widgets import LazyProgressBar
 from lossview.gui.workers import GeneratorWorker
 
 log = logging.getLogger("lossview.gui.surface")
@@ -186,7 +186,7 @@ class SurfacePanel(QWidget):
         self.reset_button.clicked.connect(self.reset_camera)
         bar.addWidget(self.reset_button)
         bar.addStretch(1)
-        self.progress = QProgressBar()
+        self.progress = LazyProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setMaximumWidth(160)
         self.progress.setTextVisible(True)

@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QStackedWidget,
@@ -49,6 +48,7 @@ from lossview.gui.sweep import (
     sweep_folder_names,
 )
 from lossview.gui.sweep_view import SweepView
+from lossview.gui.widgets import LazyProgressBar
 from lossview.gui.workers import GeneratorWorker
 
 
@@ -186,7 +186,7 @@ class TrainDialog(QDialog):
         self.views.addWidget(self.sweep_view)
         self.views.setMinimumSize(520, 300)
 
-        self.progress = QProgressBar()
+        self.progress = LazyProgressBar()
         self.progress.setRange(0, 1000)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)

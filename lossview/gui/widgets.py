@@ -6,7 +6,27 @@ from contextlib import contextmanager
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
+
+
+class LazyProgressBar(QProgressBar):
+    """A QProgressBar whose ``setValue`` schedules its repaint instead of painting at once.
+
+    ``QProgressBar.setValue`` calls ``repaint()`` (a synchronous paint and flush) whenever
+    the bar moves by a pixel or its text changes. In a window holding a QOpenGLWidget the
+    flush composes the whole window through OpenGL; on a software renderer that is
+    ~7 ms or more per call, and progress arrives up to 30 times a second from workers. With
+    updates disabled around the base call, the paint is merged into the next repaint.
+    """
+
+    def setValue(self, value: int) -> None:  # noqa: N802 - Qt override
+        if value == self.value():
+            return
+        self.setUpdatesEnabled(False)
+        try:
+            super().setValue(value)
+        finally:
+            self.setUpdatesEnabled(True)  # schedules update()
 
 
 def header(title: str, tooltip: str = "") -> tuple[QWidget, QHBoxLayout]:
