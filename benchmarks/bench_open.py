@@ -9,6 +9,8 @@ one measurement only):
 
 * lossview ``open_run`` on each folder (reads headers only; median of 3 opens),
 * lossview ``open_run`` + one streaming pass over every snapshot (``distances``),
+* lossview ``open_run`` + reading every snapshot into one reused flat vector
+  (``Run.vector(i, out=buf)``, no analysis): the I/O floor of a streaming pass,
 * the peer: what a script without lossview does, loading every snapshot into a list with
   ``safetensors.numpy.load_file`` or ``torch.load(weights_only=True)``.
 
@@ -94,6 +96,15 @@ def measure(side: str, root: Path) -> dict:
         d = distances(run)
         out["seconds"] = time.perf_counter() - t0
         out["n"], out["path_length"] = len(run), d.path_length
+    elif side.startswith("lossview-read"):
+        folder = native if side.endswith("native") else tdir
+        t0 = time.perf_counter()
+        run = open_run(folder)
+        buf = np.empty(run.n_params, dtype=run.float_dtype)
+        for i in range(len(run)):
+            run.vector(i, out=buf)
+        out["seconds"] = time.perf_counter() - t0
+        out["n"] = len(run)
     elif side == "peer-safetensors-list":
         t0 = time.perf_counter()
         snaps = [load_file(str(f)) for f in sorted((native / "checkpoints").glob("*.safetensors"))]
@@ -114,8 +125,9 @@ def measure(side: str, root: Path) -> dict:
     return out
 
 
-SIDES = ("lossview-open-native", "peer-safetensors-list", "lossview-stream-native",
-         "lossview-open-torch", "peer-torch-list", "lossview-stream-torch")
+SIDES = ("lossview-open-native", "peer-safetensors-list", "lossview-read-native",
+         "lossview-stream-native", "lossview-open-torch", "peer-torch-list",
+         "lossview-read-torch", "lossview-stream-torch")
 
 
 def main() -> None:
@@ -135,6 +147,7 @@ def main() -> None:
               f"parameters in 2 formats: {info['bytes'] / 2**30:.2f} GiB in {info['write_s']:.0f} s",
               flush=True)
         results = {}
+        load0 = os.getloadavg()[0]
         for side in SIDES:
             proc = subprocess.run([sys.executable, __file__, "--measure", side, "--dir", str(root)],
                                   capture_output=True, text=True)
@@ -144,7 +157,8 @@ def main() -> None:
             r = results[side]
             print(f"{side:26s} {r['seconds']:8.3f} s  peak RSS {r['peak_rss_mb']:8.0f} MiB  "
                   f"(+{r['rss_growth_mb']:.0f} MiB over the interpreter)", flush=True)
-        print()
+        print(f"\n{os.cpu_count()} CPUs, load average {load0:.1f} at start, "
+              f"{os.getloadavg()[0]:.1f} at end\n")
         print("| what | time | peak RSS | RSS growth |")
         print("|---|---:|---:|---:|")
         for side, r in results.items():
@@ -154,6 +168,10 @@ def main() -> None:
             a, b = results[f"lossview-open-{fmt}"], results[peer]
             print(f"\n{fmt}: open_run is {b['seconds'] / a['seconds']:.0f}x faster than {peer} "
                   f"and grows RSS by {a['rss_growth_mb']:.0f} MiB against {b['rss_growth_mb']:.0f} MiB")
+            r, s_ = results[f"lossview-read-{fmt}"], results[f"lossview-stream-{fmt}"]
+            print(f"{fmt}: the streaming pass takes {s_['seconds'] / r['seconds']:.1f}x the bare read "
+                  f"({1e3 * s_['seconds'] / s_['n']:.1f} ms against {1e3 * r['seconds'] / r['n']:.1f} ms "
+                  f"per snapshot)")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
