@@ -1,6 +1,7 @@
 """Images and animations of the window or one panel.
 
-PNGs come from ``QWidget.grab()``, which also renders the OpenGL surface view. Animations
+PNGs come from ``QWidget.grab()``; the 3D surface view renders in a native child window
+that ``grab()`` does not see, so its own frame is painted in at its place. Animations
 step the timeline through the run, grab the window at each frame and write a GIF
 (imageio, optional extra ``lossview[export]``) or an MP4 (ffmpeg on PATH).
 """
@@ -13,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QPoint, QRect
+from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QApplication, QWidget
 
 from lossview.core.errors import LossviewError
@@ -21,7 +23,19 @@ from lossview.core.errors import LossviewError
 
 def grab_image(widget: QWidget) -> QImage:
     QApplication.processEvents()
-    return widget.grab().toImage()
+    img = widget.grab().toImage()
+    views = [w for w in [widget, *widget.findChildren(QWidget)]
+             if getattr(w, "is_gl_container", False) and w.isVisible()]
+    if views and not img.isNull():
+        painter = QPainter(img)
+        try:
+            for v in views:
+                frame = v.grab_image()
+                if not frame.isNull():
+                    painter.drawImage(QRect(v.mapTo(widget, QPoint(0, 0)), v.size()), frame)
+        finally:
+            painter.end()
+    return img
 
 
 def save_png(widget: QWidget, path: str | Path) -> Path:

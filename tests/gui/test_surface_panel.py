@@ -196,6 +196,8 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
     tl.set_index(0)
     p0 = gl.marker_position()
     tl.set_index(len(quad_run) - 1)
+    # the 3D marker is throttled (at most ~30 redraws a second): the last move lands
+    qtbot.waitUntil(lambda: not np.allclose(p0, gl.marker_position()), timeout=2000)
     p1 = gl.marker_position()
     assert not np.allclose(p0, p1)
     img = gl.grab_image()
