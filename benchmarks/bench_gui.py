@@ -16,8 +16,9 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
     ... python benchmarks/bench_gui.py --no-surface   # 2D panels only, no live training
 
 ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
-2D panels from that of the OpenGL view (on Mesa's software renderer here, any window that
-holds a QOpenGLWidget is composed through OpenGL on every repaint).
+2D panels from that of the OpenGL view. ``--only live`` skips the scrub. The scrub also
+reports how many frames the 3D view rendered (its marker is throttled to ~30 Hz) and
+what a frame cost (its ``paintGL``, inside the per-step times).
 """
 
 from __future__ import annotations
@@ -63,6 +64,23 @@ def pump_until(app: QApplication, done, timeout_s: float = 900.0) -> None:
         time.sleep(0.001)
 
 
+def _time_gl_frames(surface) -> list[float]:
+    """Milliseconds of every frame the 3D view renders (its paintGL), from now on."""
+    frames: list[float] = []
+    view = getattr(getattr(surface, "_gl_view", None), "view", None)
+    if view is None:
+        return frames
+    paint = view.paint  # what paintGL calls (looked up on the instance at each frame)
+
+    def timed(**kwargs) -> None:
+        t = time.perf_counter()
+        paint(**kwargs)
+        frames.append(1000 * (time.perf_counter() - t))
+
+    view.paint = timed
+    return frames
+
+
 def main() -> int:
     from lossview.gui.app import make_app
 
@@ -105,21 +123,29 @@ def main() -> int:
     tl = win.timeline
     modes = () if only == "live" else ((("no surface panel", None),) if no_surface
              else (("3D surface", False), ("2D contour surface", True)))
+    gl_frames = _time_gl_frames(surface)
     for label, contour in modes:
         if contour is not None and hasattr(surface, "set_contour"):
             surface.set_contour(contour)
         tl.set_index(0)
         app.processEvents()
         times = []
+        gl_frames.clear()
+        t_all = time.perf_counter()
         for i in range(tl.count):
             t = time.perf_counter()
             tl.set_index(i)
             app.processEvents()
             times.append(1000 * (time.perf_counter() - t))
+        wall = time.perf_counter() - t_all
         times.sort()
         print(f"scrub whole window ({label}), {tl.count} snapshots: median "
               f"{statistics.median(times):.2f} ms, p99 {times[int(0.99 * len(times))]:.2f} ms, "
-              f"max {times[-1]:.1f} ms per step")
+              f"max {times[-1]:.1f} ms per step (GL view's own frames included)")
+        if gl_frames:
+            print(f"  3D view frames during that scrub: {len(gl_frames)} in {wall:.1f} s "
+                  f"({len(gl_frames) / wall:.0f} a second, throttled to <= 30), median "
+                  f"{statistics.median(gl_frames):.1f} ms, max {max(gl_frames):.1f} ms a frame")
 
     # -- live training -------------------------------------------------------------------
     win.open_train_dialog() if not no_surface and only in (None, "live") else None
