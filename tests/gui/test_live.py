@@ -10,21 +10,23 @@ def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, 
     window.open_train_dialog()
     dlg = window._train_dialog
     dlg.set_problem("quadratic")
-    dlg.steps_spin.setValue(300)
-    dlg.every_spin.setValue(10)
+    # long enough that the live run is on screen well before the saved one replaces it
+    dlg.steps_spin.setValue(3000)
+    dlg.every_spin.setValue(100)
     dlg.folder_edit.setText(str(tmp_path))
-    counts = []
+    counts, loaded = [], []
     window.timeline.count_changed.connect(counts.append)
-    with qtbot.waitSignal(window.run_loaded, timeout=10000) as started:
+    window.run_loaded.connect(loaded.append)
+    with qtbot.waitSignal(window.run_loaded, timeout=10000):
         dlg.start()
-    live = started.args[0]
+    live = loaded[0]
     assert live.spec.get("live") is True
     # the saved run is opened once training ends
     qtbot.waitUntil(lambda: window.run is not live and window.run is not None
                     and not window.is_loading(), timeout=60000)
     assert (window.run.path / "run.json").is_file()
     assert window.run.path.parent == tmp_path
-    assert len(window.run) == 31  # steps 0, 10, ..., 300
+    assert len(window.run) == 31  # steps 0, 100, ..., 3000
     assert counts and counts[-1] == 31
     assert window.timeline.index == 30
     assert window.report["pca"]["coords"]
