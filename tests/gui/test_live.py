@@ -22,7 +22,8 @@ def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, 
     live = loaded[0]
     assert live.spec.get("live") is True
     # the saved run is opened once training ends
-    qtbot.waitUntil(lambda: window.run is not live and window.run is not None
+    # (run_loaded comes once every panel has the saved run and the timeline is set)
+    qtbot.waitUntil(lambda: loaded[-1] is not live and loaded[-1] is window.run
                     and not window.is_loading(), timeout=60000)
     assert (window.run.path / "run.json").is_file()
     assert window.run.path.parent == tmp_path
