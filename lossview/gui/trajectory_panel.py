@@ -150,7 +150,8 @@ class TrajectoryPanel(QWidget):
     def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
         self._steps = np.asarray(run.steps, dtype=np.int64)
         pca = (report or {}).get("pca") or {}
-        coords = pca.get("coords")
+        # coords_k carries the first few PCs (coords only PC1-PC2): the choosers offer them all
+        coords = pca.get("coords_k") or pca.get("coords")
         if not coords:
             reason = pca.get("reason") or (report or {}).get("pca_reason") or (
                 "fewer than 3 snapshots" if len(run) < 3 else "PCA was not computed")

@@ -77,6 +77,19 @@ def test_choosing_components(panel):
     np.testing.assert_allclose(y, coords[:, 0])
 
 
+def test_higher_components_are_choosable(panel):
+    p, _, _, report = panel
+    coords_k = np.asarray(report["pca"]["coords_k"])
+    assert coords_k.shape[1] >= 3
+    assert p.pc_x.count() == coords_k.shape[1]
+    p.pc_x.setCurrentIndex(2)
+    x, _ = p.scatter.getData()
+    np.testing.assert_allclose(x, coords_k[:, 2])
+    evr = report["pca"]["explained_variance_ratio"]
+    assert p.plot.getAxis("bottom").labelText.startswith("PC3")
+    assert f"{100 * evr[2]:.1f}%" in p.plot.getAxis("bottom").labelText
+
+
 def test_without_pca_says_why(qtbot):
     from lossview.core.io.memory import run_from_arrays
 
