@@ -55,26 +55,6 @@ PANEL_STAGGER_MS = 15
 DEMO_PROBLEM = "mlp"
 
 
-def _prewarm_training_imports() -> None:
-    """Import torch and the built-in problems on a background thread.
-
-    The train dialog needs the problem list (which imports torch, ~1.3 s here, longer
-    under PySide's import hook) when it opens; imported on the GUI thread that froze the
-    window. A daemon thread does it once the window is up; a dialog opened before it
-    ends waits only for the rest of the import.
-    """
-    import threading
-
-    def work() -> None:
-        try:
-            import lossview.core.train.optim  # noqa: F401
-            import lossview.core.train.problems  # noqa: F401
-        except Exception:  # noqa: BLE001 - the dialog reports a broken install itself
-            pass
-
-    threading.Thread(target=work, name="lossview-prewarm", daemon=True).start()
-
-
 def demo_path() -> Path | None:
     try:
         from lossview.resources import path
@@ -200,8 +180,9 @@ class MainWindow(QMainWindow):
         self.resize(1600, 1000)
         self.restore_layout()
         self._sync_actions()
-        if _train_dialog_class() is not None:
-            QTimer.singleShot(500, _prewarm_training_imports)
+        # No background "prewarm" import of torch: importing torch._dynamo on a second
+        # thread while the trainer thread's optimizer imports it lazily stalled training
+        # (seen as a hung GUI test). The train dialog imports on first open instead.
 
     # -- opening ------------------------------------------------------------------
     def browse(self) -> None:
