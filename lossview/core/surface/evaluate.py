@@ -27,11 +27,14 @@ from torch import nn
 from torch.func import functional_call
 
 from lossview.core.errors import LossviewError
-from lossview.core.surface.fastpath import MLPTail, loss_kind, mlp_tail, per_point_loss, with_ones
+from lossview.core.surface.fastpath import (MLPTail, loss_kind, mlp_tail, per_point_loss,
+                                            plain_class_targets, with_ones)
+from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks
 
 Batch = tuple[Any, torch.Tensor]
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per chunk, at most
-CACHE_BLOCK = 8 * 2**20  # target bytes of the widest activation block of a chunk
+CACHE_BLOCK = 16 * 2**20  # target bytes of the widest activation block of a chunk
+MAX_CHUNK = 64  # points per chunk at most: larger ones measured no faster, and cancel waits for one
 
 _LINEAR_FIRST = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -145,7 +148,7 @@ class PlaneEvaluator:
         self.train = False
         self.first = _first_linear(model) if fast else None
         self._pre: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-        self._per_point_bytes: int | None = None
+        self._point_bytes: tuple[int, int] | None = None
         self._pre_bytes = 0
         self._setup_fast()
 
@@ -165,11 +168,21 @@ class PlaneEvaluator:
             return "generic"
         return "first-layer+mlp" if self._tail is not None else "first-layer"
 
+    def workers(self) -> int:
+        """Pipelines run at once: the caller's torch thread count on the MLP fast path
+        (each pipeline single-threaded, see :mod:`~lossview.core.surface.pipelines`),
+        else 1 (torch's own threads inside each operation)."""
+        return max(1, torch.get_num_threads()) if self._tail is not None else 1
+
     def chunk_size(self) -> int:
-        """Points per vmap pass so that activations stay within the memory budget."""
-        if self._per_point_bytes is None:
-            self._per_point_bytes = self._measure_per_point_bytes()
-        return max(1, self.memory_budget // max(self._per_point_bytes, 1))
+        """Points per pass: the widest activation block near :data:`CACHE_BLOCK` and at
+        most :data:`MAX_CHUNK` points (fastest measured: 8-16 points of the issue's medium
+        MLP, 64 of the small one), all activations of all pipelines within the budget."""
+        if self._point_bytes is None:
+            self._point_bytes = self._measure_point_bytes()
+        widest, total = self._point_bytes
+        return max(1, min(MAX_CHUNK, CACHE_BLOCK // widest,
+                          self.memory_budget // (self.workers() * total)))
 
     def losses(self, points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """Loss (mean over all samples) at each ``(a, b)`` row of ``points``."""
@@ -179,13 +192,18 @@ class PlaneEvaluator:
         return out
 
     def iter_losses(self, points: np.ndarray | Sequence[Sequence[float]]):
-        """Yield ``(lo, hi, losses[lo:hi])`` chunk by chunk (for progress and cancel)."""
+        """Yield ``(lo, hi, losses[lo:hi])`` chunk by chunk (for progress and cancel), in
+        the order the chunks finish."""
         pts = torch.as_tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2))
-        c = self.chunk_size()
+        pts = pts.to(device=self.device, dtype=self.dtype)
+        spans = balanced_spans(len(pts), self.chunk_size(), self.workers())
         with torch.no_grad(), eval_mode(self.model, self.train):
-            for lo in range(0, len(pts), c):
-                chunk = pts[lo:lo + c].to(device=self.device, dtype=self.dtype)
-                yield lo, lo + len(chunk), self._chunk(chunk).double().cpu().numpy()
+            if self.first is not None:
+                for i in range(len(self.batches)):  # before the pipelines share them
+                    self._precomputed(i)
+            for lo, hi, vals in run_chunks(lambda lo, hi, ws: self._chunk(pts[lo:hi], ws),
+                                           spans, self.workers()):
+                yield lo, hi, vals.double().cpu().numpy()
 
     def loss_at(self, params: Mapping[str, torch.Tensor],
                 buffers: Mapping[str, torch.Tensor] | None = None) -> float:
@@ -211,7 +229,7 @@ class PlaneEvaluator:
             out[n] = c.unsqueeze(0) + a.view(shape) * self.d1[n] + b.view(shape) * self.d2[n]
         return out
 
-    def _chunk(self, ab: torch.Tensor) -> torch.Tensor:
+    def _chunk(self, ab: torch.Tensor, ws: Workspace) -> torch.Tensor:
         total = torch.zeros(len(ab), dtype=torch.float64, device=ab.device)
         if self.first is None:
             params = self._point_params(ab, self.names)
@@ -227,9 +245,14 @@ class PlaneEvaluator:
             fn = torch.vmap(lambda p, z: functional_call(rest, (p, bufs), (z,)), in_dims=(0, 0))
         for i, ((_, y), k) in enumerate(zip(self.batches, self.sizes)):
             zstack, shape = self._precomputed(i)
-            h = torch.mm(coef, zstack).view((len(ab),) + shape)
-            out = self._tail.forward(coef, h) if self._tail is not None else fn(params, h)
-            total += per_point_loss(self._kind, self.loss_fn, out, y).double() * k
+            h = torch.mm(coef, zstack, out=ws.get("z", (len(ab), zstack.shape[1]), zstack))
+            h = h.view((len(ab),) + shape)
+            if self._tail is not None:
+                out = self._tail.forward(coef, h, ws)
+                layout = "pcn" if self._tail.logits_first else "pnc"
+            else:
+                out, layout = fn(params, h), "pnc"
+            total += per_point_loss(self._kind, self.loss_fn, out, y, layout).double() * k
         return total / self.n
 
     def _setup_fast(self) -> None:
@@ -239,10 +262,22 @@ class PlaneEvaluator:
             return
         tail = mlp_tail(self.model, self.first)
         if tail is not None and self._flat_inputs():
-            self._tail = MLPTail(tail, self.center, self.d1, self.d2)
+            self._tail = MLPTail(tail, self.center, self.d1, self.d2,
+                                 logits_first=self._logits_first(tail))
         rest = self.model[self.first + 1:]
         rest_bufs = {n for n, _ in rest.named_buffers()}
         self._rest = (rest, {n: b for n, b in self.buffers.items() if n in rest_bufs})
+
+    def _logits_first(self, tail: list[tuple[str, nn.Module]]) -> bool:
+        """Whether the loss can take the outputs as ``[P, C, N]`` (see ``MLPTail``)."""
+        if self._kind == "ce":
+            return all(plain_class_targets(y) for _, y in self.batches)
+        linears = [m for _, m in tail if type(m) is nn.Linear]
+        if self._kind == "mse" and linears:
+            c = linears[-1].out_features
+            return all(torch.is_tensor(y) and y.dim() == 2 and y.shape[1] == c
+                       for _, y in self.batches)
+        return False
 
     def _flat_inputs(self) -> bool:
         """The first layer is Linear and sees ``[N, features]`` inputs in every batch."""
@@ -283,13 +318,9 @@ class PlaneEvaluator:
             self._pre[i] = (stack, shape)  # type: ignore[call-overload]
         return self._pre[i]  # type: ignore[return-value]
 
-    def _measure_per_point_bytes(self) -> int:
-        """Bytes one point costs per chunk, from the leaf modules' output sizes.
-
-        A chunk's widest activation block ``[P, N, width]`` is kept near
-        :data:`CACHE_BLOCK` bytes (measured fastest: it stays in cache), and the sum of all
-        activations within ``memory_budget``; the returned figure encodes the tighter one.
-        """
+    def _measure_point_bytes(self) -> tuple[int, int]:
+        """Bytes of one point's widest activation block and of all its activations (twice
+        the leaf modules' outputs, for temporaries, plus its weights), from a probe."""
         x = self.batches[int(np.argmax(self.sizes))][0]
         n = batch_size(x)
         sizes: list[int] = []
@@ -315,7 +346,6 @@ class PlaneEvaluator:
                 h.remove()
         elem = torch.finfo(self.dtype).bits // 8
         widest = max(sizes or [1]) // probe_n * n * elem
-        total = (3 * sum(sizes or [1]) // probe_n * n
+        total = (2 * sum(sizes or [1]) // probe_n * n
                  + sum(v.numel() for v in self.center.values())) * elem
-        by_cache = widest * max(self.memory_budget // CACHE_BLOCK, 1)
-        return int(max(by_cache, total))
+        return max(int(widest), 1), max(int(total), 1)

@@ -68,6 +68,9 @@ def models():
         ("relu-ones-column", nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8),
                                            nn.LeakyReLU(0.1), nn.Linear(8, 2)).double(),
          nn.CrossEntropyLoss(), (x, yc), "first-layer+mlp"),
+        # one hidden layer: the ones column feeds the last layer, which writes logits first
+        ("relu-two-layer-ce", nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)).double(),
+         nn.CrossEntropyLoss(), (x, yc), "first-layer+mlp"),
         ("linear-linear", nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 4), nn.Tanh(),
                                         nn.Linear(4, 2, bias=False)).double(),
          nn.MSELoss(), (x, yr), "first-layer+mlp"),
