@@ -50,7 +50,8 @@ class SurfaceContourView(QWidget):
         for z, item in enumerate((self.image, self.iso, self.basin, self.path, self.start,
                                   self.marker)):
             item.setZValue(z)
-            self.plot.addItem(item)
+            # the moving marker stays out of auto-range (a range change redraws the caches)
+            self.plot.addItem(item, ignoreBounds=item is self.marker)
         # everything but the marker changes only with the surface: cache it, so moving the
         # marker repaints from pixmaps
         self.image.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)

@@ -88,8 +88,11 @@ class TrajectoryPanel(QWidget):
                                           brush=pg.mkBrush(None))
         self.current.setZValue(30)
         self.start_label = pg.TextItem("init", color=t.muted, anchor=(0, 1.1))
-        for it in (self.wander, self.path, self.scatter, self.start, self.current):
+        for it in (self.wander, self.path, self.scatter, self.start):
             self.plot.addItem(it)
+        # the marker must not take part in auto-range: near the data's edge its 17-pixel
+        # symbol moved the range, which re-stroked every cached curve (60-90 ms a step)
+        self.plot.addItem(self.current, ignoreBounds=True)
         for it in (self.wander, self.path, self.scatter):
             cache_item(it)
         self.plot.addItem(self.start_label, ignoreBounds=True)

@@ -66,6 +66,18 @@ def test_marker_follows_timeline_and_click_writes_back(panel):
     assert x[0] == pytest.approx(coords[21, 0])
 
 
+def test_moving_the_marker_never_changes_the_view_range(panel, qtbot):
+    # a range change re-renders every cached curve: it made 1 % of scrub steps 60-90 ms
+    p, tl, run, _ = panel
+    vb = p.plot.getViewBox()
+    qtbot.wait(20)
+    before = vb.viewRange()
+    for i in range(len(run)):
+        tl.set_index(i)
+        vb.updateAutoRange()
+        assert vb.viewRange() == before, i
+
+
 def test_choosing_components(panel):
     p, _, _, report = panel
     assert [p.pc_x.itemText(i) for i in range(p.pc_x.count())][:2] == ["PC1", "PC2"]
