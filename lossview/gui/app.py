@@ -49,6 +49,18 @@ def share_gl_contexts() -> None:
 GIL_SWITCH_INTERVAL = 0.001
 
 
+def keep_a_core_for_the_gui() -> None:
+    """Surfaces computed by the app use all cores but one: with every core computing, the
+    panels' first paints of a run took 3x longer (docs/benchmarks.md)."""
+    from lossview.core.surface.pipelines import set_thread_budget
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    set_thread_budget(max(1, cores - 1))
+
+
 def make_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once) with name, organisation, icon and theme."""
     QCoreApplication.setOrganizationName(settings.ORG)
@@ -62,6 +74,7 @@ def make_app(argv: list[str] | None = None) -> QApplication:
         # training live and while opening a run (docs/benchmarks.md, GUI responsiveness).
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         share_gl_contexts()
+        keep_a_core_for_the_gui()
         app = QApplication(argv if argv is not None else [sys.argv[0]])
     icon = app_icon()
     if icon is not None:

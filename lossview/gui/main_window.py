@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.report: dict | None = None
         self._loader: GeneratorWorker | None = None
         self._sharpness: GeneratorWorker | None = None
+        self._after_panels: Any = None  # started once a new run's panels are all shown
         self.model_file: str | None = None
         self._loading_path: str | None = None
         self._pending_step: int | None = None
@@ -243,7 +244,9 @@ class MainWindow(QMainWindow):
             f"{run.name}: {len(run)} snapshots, {run.n_params:,} parameters", 8000)
         if report is not None and not report.get("sharpness") \
                 and can_measure_sharpness(run, self.model_file):
-            self._measure_sharpness(run, report)
+            # once every panel has painted its first frame: a worker started now would
+            # compete with those paints for the two cores and the GIL (3x slower paints)
+            self._after_panels = lambda: self._measure_sharpness(run, report)
 
     def set_model_file(self, path: str | None) -> None:
         """A Python file building the model and data for foreign runs (``--model``): it
@@ -338,7 +341,10 @@ class MainWindow(QMainWindow):
         for w in run.warnings:
             self.log_message(f"warning: {run.path}: {w}", warning=True)
         self._sync_actions()
-        todo = [p for p in self.panels() if hasattr(p, "set_run")]
+        # the surface panel last: it starts a worker at once (see _after_panels)
+        todo = [p for p in (self.loss_panel, self.trajectory_panel, self.diagnostics_panel,
+                            self.surface_panel) if hasattr(p, "set_run")]
+        self._after_panels = None
 
         def step_panels() -> None:
             if gen != self._set_run_gen:
@@ -352,6 +358,9 @@ class MainWindow(QMainWindow):
             self.timeline.set_count(len(run))
             self.timeline.set_index(index)
             self._sync_actions()
+            after, self._after_panels = self._after_panels, None
+            if after is not None:
+                after()
             self.run_loaded.emit(run)
 
         # the first panel now (the loss curves are what the user looks at first)

@@ -199,6 +199,11 @@ class SurfacePanel(QWidget):
         self.compute_button.clicked.connect(self.recompute)
         for w in (self.progress, self.cancel_button, self.compute_button):
             bar.addWidget(w)
+            # hidden or shown, they keep their place: a header that changes size re-lays
+            # out the main window's splitter, and every panel then repaints from scratch
+            policy = w.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(policy)
             w.setVisible(False)
 
         self.message = QLabel()

@@ -68,16 +68,25 @@ class TrajectoryPanel(QWidget):
         hl.addWidget(self.pc_y)
         for c in (self.pc_x, self.pc_y):
             c.setToolTip(tip("explained_variance"))
-            c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            # a fixed width: refilled for every run, a content-sized combo re-laid out the
+            # window (every panel repainted from scratch, ~300 ms)
+            c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            c.setMinimumContentsLength(4)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.ci.setContentsMargins(4, 4, 4, 4)
         self.plot = style.style_plot(self.canvas.addPlot(row=0, col=0))
         self.plot.setAspectLocked(False)
         self.plot.getAxis("left").setWidth(48)
-        self.path = pg.PlotDataItem(pen=pg.mkPen(t.muted + "90", width=1), connect="finite")
-        self.wander = pg.PlotDataItem(pen=pg.mkPen(t.highlight + "90", width=9), connect="finite",
-                                     name="after the plateau")
+        # opaque pens drawn segment by segment: the translucent ones were stroked as one
+        # self-intersecting outline, 80 of the panel's 90 ms first paint (1,000 points)
+        a = 0x90 / 255
+        self.path = pg.PlotDataItem(pen=pg.mkPen(style.opaque(t.muted, a, t.background), width=1),
+                                    connect="finite")
+        self.wander = pg.PlotDataItem(pen=pg.mkPen(style.opaque(t.highlight, a, t.background), width=9),
+                                      connect="finite", name="after the plateau")
+        for it in (self.path, self.wander):
+            it.curve.setSegmentedLineMode("on")
         self.wander.setToolTip(tip("wandering"))
         self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True,
                                           hoverPen=pg.mkPen(t.foreground, width=1.5),

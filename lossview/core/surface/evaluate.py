@@ -29,7 +29,7 @@ from torch.func import functional_call
 from lossview.core.errors import LossviewError
 from lossview.core.surface.fastpath import (MLPTail, loss_kind, mlp_tail, per_point_loss,
                                             plain_class_targets, with_ones)
-from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks
+from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks, thread_budget
 
 Batch = tuple[Any, torch.Tensor]
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per chunk, at most
@@ -169,10 +169,13 @@ class PlaneEvaluator:
         return "first-layer+mlp" if self._tail is not None else "first-layer"
 
     def workers(self) -> int:
-        """Pipelines run at once: the caller's torch thread count on the MLP fast path
-        (each pipeline single-threaded, see :mod:`~lossview.core.surface.pipelines`),
-        else 1 (torch's own threads inside each operation)."""
-        return max(1, torch.get_num_threads()) if self._tail is not None else 1
+        """Pipelines run at once: on the MLP fast path one per thread the evaluation may
+        use (each single-threaded, see :mod:`~lossview.core.surface.pipelines`), else 1
+        (torch's own threads inside each operation)."""
+        return thread_budget() if self._tail is not None else 1
+
+    def _threads_per_worker(self) -> int:
+        return 1 if self._tail is not None else thread_budget()
 
     def chunk_size(self) -> int:
         """Points per pass: the widest activation block near :data:`CACHE_BLOCK` and at
@@ -202,7 +205,7 @@ class PlaneEvaluator:
                 for i in range(len(self.batches)):  # before the pipelines share them
                     self._precomputed(i)
             for lo, hi, vals in run_chunks(lambda lo, hi, ws: self._chunk(pts[lo:hi], ws),
-                                           spans, self.workers()):
+                                           spans, self.workers(), self._threads_per_worker()):
                 yield lo, hi, vals.double().cpu().numpy()
 
     def loss_at(self, params: Mapping[str, torch.Tensor],

@@ -59,17 +59,35 @@ def balanced_spans(n: int, chunk: int, workers: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
+_budget: int | None = None
+
+
+def set_thread_budget(n: int | None) -> None:
+    """Let surface evaluation use at most ``n`` threads in this process (None: torch's
+    count). The desktop app keeps one core for its GUI thread this way: with both cores
+    computing, its first paints of a run took 3x longer (measured)."""
+    global _budget
+    _budget = None if n is None else max(1, int(n))
+
+
+def thread_budget() -> int:
+    """Threads an evaluation may use: the caller's torch count, capped by the budget."""
+    n = max(1, torch.get_num_threads())
+    return min(n, _budget) if _budget is not None else n
+
+
 def run_chunks(work: Callable[[int, int, Workspace], Any], spans: Sequence[tuple[int, int]],
-               workers: int) -> Iterator[tuple[int, int, Any]]:
+               workers: int, threads: int = 1) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(lo, hi, work(lo, hi, workspace))`` for every span, in completion order.
 
-    With ``workers > 1`` the spans run on that many threads, each with one torch thread and
-    its own workspace, under ``torch.no_grad``. Closing the generator (cancel) stops the
-    workers after their current span and waits for them; an exception in a worker is
-    raised here.
+    The spans run on ``workers`` threads, each with ``threads`` torch threads and its own
+    workspace, under ``torch.no_grad``; one worker that would use the caller's own thread
+    count runs in the caller's thread. Closing the generator (cancel) stops the workers
+    after their current span and waits for them; an exception in a worker is raised here.
     """
     workers = max(1, min(int(workers), len(spans)))
-    if workers == 1:
+    threads = max(1, int(threads))
+    if workers == 1 and threads == torch.get_num_threads():
         ws = Workspace()
         with torch.no_grad():
             for lo, hi in spans:
@@ -85,14 +103,14 @@ def run_chunks(work: Callable[[int, int, Workspace], Any], spans: Sequence[tuple
 
     def run() -> None:
         try:
-            # get first: a thread's first torch call applies the process-wide default
-            # to it (lazily), which would undo the set once the caller restores it
-            torch.get_num_threads()
-            torch.set_num_threads(1)
-        finally:
-            ready.wait()
-        ws = Workspace()
-        try:
+            try:
+                # get first: a thread's first torch call applies the process-wide default
+                # to it (lazily), which would undo the set once the caller restores it
+                torch.get_num_threads()
+                torch.set_num_threads(threads)
+            finally:
+                ready.wait()
+            ws = Workspace()
             with torch.no_grad():
                 while not stop.is_set():
                     try:
@@ -103,9 +121,9 @@ def run_chunks(work: Callable[[int, int, Workspace], Any], spans: Sequence[tuple
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             results.put((0, 0, None, exc))
 
-    threads = [threading.Thread(target=run, name=f"lossview-surface-{k}", daemon=True)
-               for k in range(workers)]
-    for t in threads:
+    pool = [threading.Thread(target=run, name=f"lossview-surface-{k}", daemon=True)
+            for k in range(workers)]
+    for t in pool:
         t.start()
     try:
         ready.wait()
@@ -119,5 +137,5 @@ def run_chunks(work: Callable[[int, int, Workspace], Any], spans: Sequence[tuple
             yield lo, hi, value
     finally:
         stop.set()
-        for t in threads:
+        for t in pool:
             t.join()

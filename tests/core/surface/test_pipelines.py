@@ -107,3 +107,27 @@ def test_evaluator_on_two_pipelines_equals_one_pipeline_bitwise():
     two = ev.losses(pts)
     ev.workers = lambda: 1
     np.testing.assert_array_equal(ev.losses(pts), two)
+
+
+def test_a_thread_budget_caps_the_pipelines_and_their_threads():
+    from lossview.core.surface.pipelines import set_thread_budget, thread_budget
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = torch.randn(50, 4), torch.randint(0, 2, (50,))
+    ev = PlaneEvaluator(m, nn.CrossEntropyLoss(), (x, y))
+    pts = np.random.default_rng(1).uniform(-1, 1, (40, 2))
+    free = ev.losses(pts)
+    set_thread_budget(1)
+    try:
+        assert thread_budget() == 1 and ev.workers() == 1
+        np.testing.assert_array_equal(ev.losses(pts), free)
+        # one worker on one torch thread, off the caller's thread (the caller keeps its own)
+        seen = []
+        list(run_chunks(lambda lo, hi, ws: seen.append(
+            (threading.current_thread() is threading.main_thread(), torch.get_num_threads())),
+            [(0, 1)], 1, thread_budget()))
+        assert seen == [(torch.get_num_threads() == 1, 1)]
+    finally:
+        set_thread_budget(None)
+    assert thread_budget() == torch.get_num_threads()
