@@ -113,6 +113,9 @@ def style_plot(plot: pg.PlotItem, title: str | None = None, left: str | None = N
         if name in ("left", "bottom"):
             ax.setTextPen(t.foreground)
             ax.setPen(pg.mkPen(t.muted))
+        # a fixed text space: an axis that grows or shrinks with its tick labels (10⁻² is
+        # taller than 0.01) resizes its plot, which re-renders every cached item in it
+        ax.setStyle(autoExpandTextSpace=False, autoReduceTextSpace=False)
     if left:
         plot.setLabel("left", left, color=t.foreground)
     if bottom:
