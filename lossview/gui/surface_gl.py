@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from lossview.gui.surface_data import SurfaceScene
@@ -33,6 +33,10 @@ PATH_END = np.array([1.0, 0.62, 0.1, 1.0])
 
 #: the 3D marker redraws at most once per this many milliseconds while scrubbing
 MARKER_INTERVAL_MS = 33
+#: a click selects the nearest snapshot within this many pixels; a press and release
+#: further apart than CLICK_SLOP_PX is a drag (turning the camera), not a click
+PICK_RADIUS_PX = 12
+CLICK_SLOP_PX = 4
 
 
 _RENDERER: dict[str, str] = {}
@@ -150,7 +154,24 @@ def _gl_window_class():
     from PySide6.QtOpenGL import QOpenGLWindow
 
     class GLViewWindow(GLViewMixin, QOpenGLWindow):
-        pass
+        """Also reports a click (press and release within a few pixels, not a drag that
+        turns the camera) to ``on_click(x, y)`` in window coordinates."""
+
+        on_click = None
+
+        def mousePressEvent(self, ev):  # noqa: N802 - Qt override
+            self._press = ev.position()
+            super().mousePressEvent(ev)
+
+        def mouseReleaseEvent(self, ev):  # noqa: N802 - Qt override
+            super().mouseReleaseEvent(ev)
+            press = getattr(self, "_press", None)
+            self._press = None
+            if press is None or ev.button() != Qt.MouseButton.LeftButton or self.on_click is None:
+                return
+            moved = ev.position() - press
+            if abs(moved.x()) + abs(moved.y()) <= CLICK_SLOP_PX:
+                self.on_click(ev.position().x(), ev.position().y())
 
     return GLViewWindow
 
@@ -163,6 +184,8 @@ class SurfaceGLView(QWidget):
     """
 
     is_gl_container = True
+    #: a click within PICK_RADIUS_PX of a snapshot's point on the path selects it
+    point_clicked = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -170,6 +193,7 @@ class SurfaceGLView(QWidget):
 
         self._gl = gl
         self.view = _gl_window_class()()
+        self.view.on_click = self._on_click
         bg = pg.mkColor(pg.getConfigOption("background"))
         self.view.setBackgroundColor(bg)
         dark = bg.lightness() < 128
@@ -329,6 +353,38 @@ class SurfaceGLView(QWidget):
         self.marker.setData(pos=p[None, :])
         self.marker_halo.setData(pos=p[None, :])
         self.drop.setData(pos=np.array([[p[0], p[1], 0.0], p], dtype=np.float32))
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Scene points ``[N, 3]`` -> window coordinates ``[N, 2]`` (pixels, origin top
+        left) with the current camera; NaN for points behind the camera."""
+        v = self.view
+        w, h = max(v.width(), 1), max(v.height(), 1)
+        proj = v.projectionMatrix((0, 0, w, h), (0, 0, w, h))
+        mvp = np.array((proj * v.viewMatrix()).data(), dtype=np.float64).reshape(4, 4).T
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        clip = np.column_stack([p, np.ones(len(p))]) @ mvp.T
+        out = np.full((len(p), 2), np.nan)
+        ok = clip[:, 3] > 1e-12
+        ndc = clip[ok, :2] / clip[ok, 3:4]
+        out[ok, 0] = (ndc[:, 0] + 1) / 2 * w
+        out[ok, 1] = (1 - ndc[:, 1]) / 2 * h
+        return out
+
+    def point_at(self, x: float, y: float) -> int | None:
+        """The snapshot whose point on the drawn path is nearest to window position
+        ``(x, y)``, if within :data:`PICK_RADIUS_PX`."""
+        if not len(self._path_pos):
+            return None
+        d = np.hypot(*(self.project(self._path_pos) - [x, y]).T)
+        if not np.isfinite(d).any():
+            return None
+        k = int(np.nanargmin(d))
+        return k if d[k] <= PICK_RADIUS_PX else None
+
+    def _on_click(self, x: float, y: float) -> None:
+        k = self.point_at(x, y)
+        if k is not None:
+            self.point_clicked.emit(k)
 
     def marker_position(self) -> np.ndarray | None:
         """Where the marker is drawn (scene coordinates), for tests."""

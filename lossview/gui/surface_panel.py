@@ -251,6 +251,7 @@ class SurfacePanel(QWidget):
         from lossview.gui.surface_gl import SurfaceGLView
 
         self._gl_view = SurfaceGLView()
+        self._gl_view.point_clicked.connect(self.timeline.set_index)
         self.stack.addWidget(self._gl_view)
         if self.scene is not None:
             self._gl_view.set_scene(self.scene)

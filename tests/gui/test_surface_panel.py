@@ -212,6 +212,45 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
     assert red.sum() > 20
 
 
+def test_clicking_a_point_in_the_3d_view_moves_the_timeline(qtbot, quad_run):
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    panel, tl = make_panel(qtbot, quad_run, contour=False)
+    if panel.gl_reason is not None:
+        pytest.skip(f"no OpenGL context: {panel.gl_reason}")
+    panel.show()
+    qtbot.waitExposed(panel)
+    compute(qtbot, panel, quad_run)
+    gl = panel.gl_view
+    if not gl.view.isValid():
+        pytest.skip("the GL widget has no valid context on this display")
+    last = len(quad_run) - 1
+    tl.set_index(last)
+    qtbot.waitUntil(lambda: np.allclose(gl.marker_position(), gl._path_pos[last]), timeout=2000)
+    # the projection is the renderer's: the red marker is drawn where project() says
+    from pyqtgraph import functions as fn
+
+    img = gl.grab_image()
+    arr = fn.ndarray_from_qimage(img.convertToFormat(img.Format.Format_RGBA8888))
+    red = (arr[..., 0] > 200) & (arr[..., 1] < 90) & (arr[..., 2] < 90)
+    ys, xs = np.nonzero(red)
+    px, py = gl.project(gl.marker_position()[None, :])[0]
+    assert abs(np.median(xs) - px) < 3 and abs(np.median(ys) - py) < 3
+    # a click on snapshot 2's point selects it; a drag from there turns the camera only
+    x, y = gl.project(gl._path_pos[2][None, :])[0]
+    assert gl.point_at(x, y) == 2 and gl.point_at(x + 40, y + 40) in (None, *range(len(quad_run)))
+    QTest.mouseClick(gl.view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(round(x), round(y)))
+    assert tl.index == 2
+    QTest.mousePress(gl.view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(round(x), round(y)))
+    QTest.mouseMove(gl.view, QPoint(round(x) + 30, round(y)))
+    QTest.mouseRelease(gl.view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       QPoint(round(x) + 30, round(y)))
+    assert tl.index == 2
+
+
 FALLBACK_SCRIPT = r"""
 import sys, tempfile
 from PySide6.QtWidgets import QApplication
