@@ -14,7 +14,6 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
-from scipy.signal import lfilter
 
 from lossview.gui import style
 from lossview.gui.axes import nice_axes
@@ -38,10 +37,32 @@ def ema(values: np.ndarray, weight: float) -> np.ndarray:
     if weight <= 0 or ok.sum() == 0:
         out[ok] = v[ok]
         return out
-    x = v[ok]
-    y, _ = lfilter([1.0 - weight], [1.0, -weight], x, zi=[weight * x[0]])
-    out[ok] = y
+    out[ok] = _ema_finite(v[ok], float(weight))
     return out
+
+
+def _ema_finite(x: np.ndarray, w: float, block: int = 64) -> np.ndarray:
+    """``y[n] = w y[n-1] + (1 - w) x[n]`` with ``y[-1] = x[0]``, in blocks of ``block``.
+
+    Within a block ``y = (1 - w) L x + w^(k+1) y_prev`` with ``L[k, j] = w^(k-j)`` (j <= k),
+    one small matrix product for all blocks, then the carry from block to block. The same
+    numbers as ``scipy.signal.lfilter`` to float64 rounding, without importing
+    ``scipy.signal`` (0.8 s of the app's start-up).
+    """
+    n = len(x)
+    nb = -(-n // block)
+    pad = np.zeros(nb * block)
+    pad[:n] = x
+    k = np.arange(block)
+    diff = k[:, None] - k[None, :]
+    low = np.where(diff >= 0, w ** np.maximum(diff, 0), 0.0)
+    z = (1.0 - w) * (pad.reshape(nb, block) @ low.T)
+    carry = w ** (k + 1)
+    prev = x[0]
+    for i in range(nb):
+        z[i] += carry * prev
+        prev = z[i, -1]
+    return z.reshape(-1)[:n]
 
 
 def _spans_decades(arrays: list[np.ndarray], ratio: float = 30.0) -> bool:

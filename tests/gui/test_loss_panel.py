@@ -24,6 +24,17 @@ def test_ema_matches_recursion_and_skips_nan():
     np.testing.assert_array_equal(ema(x, 0.0), x)
 
 
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000])
+@pytest.mark.parametrize("w", [0.3, 0.9, 0.999])
+def test_blocked_ema_equals_the_recursion_across_block_edges(n, w):
+    x = np.random.default_rng(n).lognormal(size=n)
+    y, prev = np.empty(n), x[0]
+    for i, v in enumerate(x):
+        prev = w * prev + (1 - w) * v
+        y[i] = prev
+    np.testing.assert_allclose(ema(x, w), y, rtol=1e-12)
+
+
 @pytest.fixture
 def panel(qtbot, loaded):
     tl = Timeline()
