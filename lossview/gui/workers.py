@@ -8,7 +8,7 @@ Core computations are plain generators (yield progress, return the result). A
 - ``finished(object)``: the generator's return value;
 - ``errored(str)``: a one-line message (the traceback goes to the ``lossview`` logger);
 - ``cancelled()``: after :meth:`cancel`, once the generator has been closed;
-- ``done()``: always last, whatever happened.
+- ``done()``: always last, whatever happened, once the worker thread has ended.
 
 Cancel is cooperative: the generator is closed (``GeneratorExit`` at its current
 ``yield``) before it is resumed again, so a generator that yields once per step stops
@@ -45,6 +45,7 @@ class GeneratorWorker(QObject):
     errored = Signal(str)
     cancelled = Signal()
     done = Signal()
+    _ended = Signal()  # from the worker thread; re-emitted as ``done`` once it has ended
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class GeneratorWorker(QObject):
         self._min_interval = float(min_interval)
         self._cancel = threading.Event()
         self._thread: _Thread | None = None
+        self._ended.connect(self._on_ended)
 
     # -- control (GUI thread) -----------------------------------------------------
     def start(self) -> None:
@@ -121,4 +123,12 @@ class GeneratorWorker(QObject):
             lines = str(e).strip().splitlines()
             self.errored.emit(lines[0] if lines else type(e).__name__)
         finally:
-            self.done.emit()
+            self._ended.emit()
+
+    def _on_ended(self) -> None:  # GUI thread
+        # ``done`` means the thread has ended, not merely that its work has: a listener
+        # that quits the application on ``done`` must not destroy a QThread still
+        # returning from run() (Qt aborts: "QThread: Destroyed while thread is still running")
+        if self._thread is not None:
+            self._thread.wait()
+        self.done.emit()
