@@ -142,14 +142,15 @@ class LiveView(QObject):
             return
         w = self.win
         w.report = report
-        todo = [lambda: w.trajectory_panel.set_run(frozen, report),
-                lambda: w.diagnostics_panel.set_run(frozen, report),
-                lambda: w.loss_panel.set_run(live, report)]
+        todo = [(w.trajectory_panel, frozen), (w.diagnostics_panel, frozen),
+                (w.loss_panel, live)]
 
         def next_panel() -> None:
             if live is not self.run or not todo:
                 return  # training ended (the saved run is shown next) or all done
-            todo.pop(0)()
+            panel, run = todo.pop(0)
+            panel.set_run(run, report)
+            panel.repaint()  # alone, not merged with the next panel's repaint
             if todo:
                 QTimer.singleShot(STAGGER_MS, next_panel)
 

@@ -350,7 +350,11 @@ class MainWindow(QMainWindow):
             if gen != self._set_run_gen:
                 return  # superseded by a newer set_run
             if todo:
-                todo.pop(0).set_run(run, report)
+                panel = todo.pop(0)
+                panel.set_run(run, report)
+                # paint it now, alone: a pending repaint would be merged with the next
+                # panel's into one window update (the whole window's first paint at once)
+                panel.repaint()
                 if not todo:
                     cache_plot_items(self.surface_panel)
                 QTimer.singleShot(PANEL_STAGGER_MS, step_panels)
