@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QP
 
 from lossview.gui import settings
 from lossview.gui.diagnostics_panel import DiagnosticsPanel
-from lossview.gui.loader import can_measure_sharpness, load_and_analyze, sharpness_table
+from lossview.gui.loader import load_and_analyze
+from lossview.gui.sharpness_job import SharpnessJob
 from lossview.gui.loss_panel import LossPanel
 from lossview.gui.menus import build_menus
 from lossview.gui.start_page import StartPage
@@ -78,7 +79,10 @@ class MainWindow(QMainWindow):
         self.run: Any = None
         self.report: dict | None = None
         self._loader: GeneratorWorker | None = None
-        self._sharpness: GeneratorWorker | None = None
+        self.sharpness = SharpnessJob(self)
+        self.sharpness.progress.connect(self._on_load_progress)
+        self.sharpness.measured.connect(self._on_sharpness)
+        self.sharpness.failed.connect(self._on_sharpness_error)
         self._after_panels: Any = None  # started once a new run's panels are all shown
         self.model_file: str | None = None
         self._loading_path: str | None = None
@@ -242,10 +246,7 @@ class MainWindow(QMainWindow):
         self.set_run(run, report, step=self._pending_step)
         self.statusBar().showMessage(
             f"{run.name}: {len(run)} snapshots, {run.n_params:,} parameters", 8000)
-        if report is not None and not report.get("sharpness") \
-                and can_measure_sharpness(run, self.model_file):
-            # once every panel has painted its first frame: a worker started now would
-            # compete with those paints for the two cores and the GIL (3x slower paints)
+        if SharpnessJob.possible(run, report, self.model_file):
             self._after_panels = lambda: self._measure_sharpness(run, report)
 
     def set_model_file(self, path: str | None) -> None:
@@ -258,20 +259,11 @@ class MainWindow(QMainWindow):
 
     # -- sharpness (needs the model: after the panels are shown) ------------------
     def _measure_sharpness(self, run: Any, report: dict) -> None:
-        self._cancel_sharpness()
         self.diagnostics_panel._note("sharp", "measuring sharpness…")
-        model_file = self.model_file
-        worker = GeneratorWorker(lambda: sharpness_table(run, model_file=model_file), parent=self)
-        worker.progress.connect(self._on_load_progress)
-        worker.finished.connect(lambda table: self._on_sharpness(run, report, table))
-        worker.errored.connect(lambda msg: self._on_sharpness_error(run, msg))
-        worker.done.connect(lambda w=worker: self._on_sharpness_done(w))
-        self._sharpness = worker
-        worker.start()
+        self.sharpness.start(run, report, self.model_file)
 
     def _on_sharpness(self, run: Any, report: dict, table: dict) -> None:
         if run is self.run:
-            report["sharpness"] = table
             self.diagnostics_panel.set_sharpness(run, table)
             self.statusBar().showMessage(f"Sharpness measured: {table.get('verdict', '')}", 8000)
 
@@ -280,22 +272,9 @@ class MainWindow(QMainWindow):
             self.diagnostics_panel.set_sharpness(run, None, message)
             self.log_message(f"sharpness of {run.path}: {message}", warning=True)
 
-    def _on_sharpness_done(self, worker: GeneratorWorker) -> None:
-        if worker is self._sharpness:
-            self._sharpness = None
-        worker.deleteLater()
-
-    def _cancel_sharpness(self, msecs: int = 0) -> None:
-        w = self._sharpness
-        if w is not None:
-            w.cancel()
-            if msecs:
-                w.wait(msecs)
-            self._sharpness = None
-
     def is_computing(self) -> bool:
         """Anything still working on the shown run (loading, sharpness, surface)."""
-        return self.is_loading() or self._sharpness is not None or self.surface_busy()
+        return self.is_loading() or self.sharpness.busy or self.surface_busy()
 
     def _on_load_error(self, worker: GeneratorWorker, path: str, message: str) -> None:
         if worker is not self._loader:
@@ -328,7 +307,7 @@ class MainWindow(QMainWindow):
         """
         self.timeline.set_playing(False)
         if run is not self.run:
-            self._cancel_sharpness()
+            self.sharpness.cancel()
         self.run, self.report = run, report
         self._set_run_gen += 1
         gen = self._set_run_gen
@@ -492,7 +471,7 @@ class MainWindow(QMainWindow):
         self.cancel_loading()
         if w is not None:
             w.wait(msecs)
-        self._cancel_sharpness(msecs)
+        self.sharpness.cancel(msecs)
         self.live.stop()
         self.live.wait(msecs)
         stop = getattr(self.surface_panel, "shutdown", None)
