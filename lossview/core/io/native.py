@@ -16,7 +16,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -253,16 +253,25 @@ class RunWriter:
         atomic_write_json(self.path / "run.json", self.spec)
 
     def log(self, step: int, **metrics: Any) -> None:
-        rec: dict[str, Any] = {"step": int(step)}
-        for k, v in metrics.items():
-            if v is None:
-                continue
-            if hasattr(v, "item"):
-                v = v.item()
-            rec[k] = v
-        # allow_nan: NaN/Infinity tokens are read back by Python's json; divergence is data.
-        self._metrics.write(json.dumps(rec) + "\n")
-        self._metrics.flush()
+        self.log_many([(step, metrics)])
+
+    def log_many(self, records: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+        """Append ``(step, metrics)`` records in one write (a write per record, each a
+        system call releasing the GIL, slowed a training thread sharing the process)."""
+        lines = []
+        for step, metrics in records:
+            rec: dict[str, Any] = {"step": int(step)}
+            for k, v in metrics.items():
+                if v is None:
+                    continue
+                if hasattr(v, "item"):
+                    v = v.item()
+                rec[k] = v
+            # allow_nan: NaN/Infinity tokens are read back by Python's json; divergence is data.
+            lines.append(json.dumps(rec))
+        if lines:
+            self._metrics.write("\n".join(lines) + "\n")
+            self._metrics.flush()
 
     def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
                  epoch: float | None = None) -> Path:

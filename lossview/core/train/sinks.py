@@ -79,7 +79,8 @@ class AsyncWriter:
     """
 
     def __init__(self, sink: Any, evaluate: Any = None, row_keys: tuple[str, ...] = (),
-                 max_pending: int = 8, flush_interval: float = 1.0) -> None:
+                 max_pending: int = 8, flush_interval: float = 1.0,
+                 handover_interval: float = 0.1) -> None:
         import collections
         import queue
         import threading
@@ -91,6 +92,8 @@ class AsyncWriter:
         self._evaluate = evaluate
         self._keys = row_keys
         self._buf: list = []
+        self._held: list = []  # records and snapshots not yet handed to the writer
+        self._handover = float(handover_interval)
         self._q: queue.Queue = queue.Queue(maxsize=max_pending)
         self._results: collections.deque = collections.deque()
         self._error: BaseException | None = None
@@ -120,17 +123,26 @@ class AsyncWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the queued records to the writer thread."""
+        """Hand the queued records (and snapshots) to the writer thread."""
         self._raise()
         self._last_flush = self._clock()
         if self._buf:
             buf, self._buf = self._buf, []
-            self._q.put(("records", buf))
+            self._held.append(("records", buf))
+        if self._held:
+            held, self._held = self._held, []
+            self._q.put(("batch", held))
 
     def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
                  epoch: float | None = None) -> None:
-        self.flush()
-        self._q.put(("snapshot", (int(step), _copy(params), _copy(buffers or {}), epoch)))
+        """Copy the weights now; they are handed to the writer with the records before
+        them, at most ``handover_interval`` seconds later (see the class docstring)."""
+        if self._buf:
+            buf, self._buf = self._buf, []
+            self._held.append(("records", buf))
+        self._held.append(("snapshot", (int(step), _copy(params), _copy(buffers or {}), epoch)))
+        if self._clock() - self._last_flush > self._handover:
+            self.flush()
 
     def results(self) -> list[tuple[int, dict[str, float]]]:
         """Evaluations finished since the last call: ``[(step, {name: value}), ...]``."""
@@ -154,12 +166,23 @@ class AsyncWriter:
             if self._thread.is_alive():
                 if self._buf:
                     buf, self._buf = self._buf, []
-                    self._q.put(("records", buf))
+                    self._held.append(("records", buf))
+                if self._held:
+                    held, self._held = self._held, []
+                    self._q.put(("batch", held))
                 self._q.put(None)
                 self._thread.join()
             self._raise()
         finally:
             self.sink.close(status, **fields)
+
+    def _log_many(self, records: list) -> None:
+        many = getattr(self.sink, "log_many", None)
+        if many is not None:
+            many(records)
+        else:
+            for step, metrics in records:
+                self.sink.log(step, **metrics)
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -176,20 +199,18 @@ class AsyncWriter:
                     return
                 if self._error is not None:
                     continue
-                kind, payload = item
-                if kind == "records":
-                    for rec in payload:
-                        if isinstance(rec[1], dict):
-                            self.sink.log(rec[0], **rec[1])
-                        else:
-                            self.sink.log(rec[0], **dict(zip(keys, rec[1:])))
-                else:
-                    step, params, buffers, epoch = payload
-                    self.sink.snapshot(step, params, buffers, epoch)
-                    if self._evaluate is not None:
-                        m = self._evaluate(params, buffers)
-                        self.sink.log(step, **m)
-                        self._results.append((step, m))
+                for kind, payload in item[1]:
+                    if kind == "records":
+                        self._log_many([rec if isinstance(rec[1], dict)
+                                        else (rec[0], dict(zip(keys, rec[1:])))
+                                        for rec in payload])
+                    else:
+                        step, params, buffers, epoch = payload
+                        self.sink.snapshot(step, params, buffers, epoch)
+                        if self._evaluate is not None:
+                            m = self._evaluate(params, buffers)
+                            self.sink.log(step, **m)
+                            self._results.append((step, m))
             except BaseException as e:  # noqa: BLE001 - handed to the training thread
                 self._error = e
             finally:
