@@ -181,18 +181,25 @@ def test_build_scene_of_a_partial_surface_fills_holes(quad_run):
     assert not scene.complete and np.isfinite(scene.loss).all()
 
 
-@pytest.mark.gl
-def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
-    panel, tl = make_panel(qtbot, quad_run, contour=False)
+def gl_panel(qtbot, run):
+    """A shown panel with its computed surface in the 3D view (skips only where no GL
+    context can be created)."""
+    panel, tl = make_panel(qtbot, run, contour=False)
     if panel.gl_reason is not None:
         pytest.skip(f"no OpenGL context: {panel.gl_reason}")
     panel.show()
     qtbot.waitExposed(panel)
-    compute(qtbot, panel, quad_run)
+    compute(qtbot, panel, run)
     assert panel.showing_3d()
     gl = panel.gl_view
     if not gl.view.isValid():
         pytest.skip("the GL widget has no valid context on this display")
+    return panel, tl, gl
+
+
+@pytest.mark.gl
+def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
+    panel, tl, gl = gl_panel(qtbot, quad_run)
     tl.set_index(0)
     p0 = gl.marker_position()
     tl.set_index(len(quad_run) - 1)
@@ -212,19 +219,12 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
     assert red.sum() > 20
 
 
+@pytest.mark.gl
 def test_clicking_a_point_in_the_3d_view_moves_the_timeline(qtbot, quad_run):
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtTest import QTest
 
-    panel, tl = make_panel(qtbot, quad_run, contour=False)
-    if panel.gl_reason is not None:
-        pytest.skip(f"no OpenGL context: {panel.gl_reason}")
-    panel.show()
-    qtbot.waitExposed(panel)
-    compute(qtbot, panel, quad_run)
-    gl = panel.gl_view
-    if not gl.view.isValid():
-        pytest.skip("the GL widget has no valid context on this display")
+    panel, tl, gl = gl_panel(qtbot, quad_run)
     last = len(quad_run) - 1
     tl.set_index(last)
     qtbot.waitUntil(lambda: np.allclose(gl.marker_position(), gl._path_pos[last]), timeout=2000)
