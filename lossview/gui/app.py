@@ -61,6 +61,31 @@ def keep_a_core_for_the_gui() -> None:
     set_thread_budget(max(1, cores - 1))
 
 
+_GC = None
+
+
+def collect_garbage_on_the_gui_thread() -> None:
+    """Python's cycle collector runs only on the GUI thread, from a 1 s timer.
+
+    Left automatic, it runs in whichever thread happens to allocate: a training or surface
+    worker then destroyed Qt objects (garbage cycles holding widgets or plot items), and
+    ``~QObject`` called back into Python from the wrong thread; seen as a worker thread
+    stuck forever inside an import (torch._dynamo's, at the first optimizer) waiting for
+    the GIL in ``Sbk_GetPyOverride``. pyqtgraph's ``GarbageCollector`` disables automatic
+    collection and collects on a timer; objects alive now are frozen out of later
+    collections, so a full collection stays short on the GUI thread.
+    """
+    global _GC
+    if _GC is None:
+        import gc
+
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        gc.collect()
+        gc.freeze()
+        _GC = GarbageCollector(interval=1.0)
+
+
 def make_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once) with name, organisation, icon and theme."""
     QCoreApplication.setOrganizationName(settings.ORG)
@@ -76,6 +101,7 @@ def make_app(argv: list[str] | None = None) -> QApplication:
         share_gl_contexts()
         keep_a_core_for_the_gui()
         app = QApplication(argv if argv is not None else [sys.argv[0]])
+        collect_garbage_on_the_gui_thread()
     icon = app_icon()
     if icon is not None:
         app.setWindowIcon(icon)

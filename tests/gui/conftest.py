@@ -11,6 +11,15 @@ from lossview.gui.app import share_gl_contexts
 share_gl_contexts()  # before pytest-qt's qapp exists, as the app does before its QApplication
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gc_on_the_gui_thread(qapp):
+    """As the app does (``collect_garbage_on_the_gui_thread``): a cycle collection in a
+    worker thread destroyed the previous tests' widgets there and hung a training thread."""
+    from lossview.gui.app import collect_garbage_on_the_gui_thread
+
+    collect_garbage_on_the_gui_thread()
+
+
 def write_run(path, n_snap=30, every=10, seed=0, nan_from=None):
     """A run whose weights drift, then diffuse: loss falls, then is flat with noise.
 

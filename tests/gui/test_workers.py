@@ -74,3 +74,33 @@ def test_error_becomes_one_line_message(qtbot):
     assert w.wait(5000)
     with pytest.raises(RuntimeError):
         w.start()
+
+
+def test_garbage_cycles_holding_qt_objects_die_on_the_gui_thread(qtbot):
+    import gc
+    import threading
+
+    from PySide6.QtCore import QObject
+
+    from lossview.gui.app import collect_garbage_on_the_gui_thread
+
+    collect_garbage_on_the_gui_thread()
+    assert not gc.isenabled()
+    died_in = []
+
+    class Holder:
+        pass
+
+    h = Holder()
+    h.obj = QObject()
+    h.me = h  # a reference cycle: only the cycle collector frees it
+    h.obj.destroyed.connect(lambda *_: died_in.append(threading.current_thread()))
+    del h
+    # a worker allocating heavily (as training does) must not collect it on its thread
+    junk: list = []  # kept alive: the allocations count towards a collection
+    t = threading.Thread(target=lambda: junk.extend([] for _ in range(20_000)))
+    t.start()
+    t.join()
+    assert died_in == []
+    qtbot.waitUntil(lambda: bool(died_in), timeout=5000)
+    assert died_in == [threading.main_thread()]
