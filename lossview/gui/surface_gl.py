@@ -176,37 +176,6 @@ def _gl_window_class():
     return GLViewWindow
 
 
-_LIVE_CONTAINERS: dict = {}
-
-
-def _release_at_exit(window, container) -> None:
-    """Delete the window's container before PySide's exit clean-up deletes the window.
-
-    The container owns the window in C++, but a window made in Python is also owned by its
-    wrapper: at exit PySide deletes Python-owned objects first, then QApplication tears
-    down the remaining widgets, and a container still holding the deleted window crashed
-    the process (``QWindowContainer::toplevelAboutToBeDestroyed``; seen after test runs
-    that leave panels behind). Registered after PySide's own handler, so it runs first
-    (atexit is last in, first out).
-    """
-    if not _LIVE_CONTAINERS:
-        import atexit
-
-        atexit.register(_release_all)
-    key = id(container)
-    _LIVE_CONTAINERS[key] = (window, container)
-    container.destroyed.connect(lambda *_: _LIVE_CONTAINERS.pop(key, None))
-
-
-def _release_all() -> None:
-    import shiboken6
-
-    for window, container in list(_LIVE_CONTAINERS.values()):
-        if shiboken6.isValid(container):
-            shiboken6.delete(container)
-    _LIVE_CONTAINERS.clear()
-
-
 class SurfaceGLView(QWidget):
     """Rotatable 3D view of one :class:`SurfaceScene` with the path and a current marker.
 
@@ -231,7 +200,6 @@ class SurfaceGLView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.container = QWidget.createWindowContainer(self.view, self)
-        _release_at_exit(self.view, self.container)
         self.container.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         lay.addWidget(self.container)
 
