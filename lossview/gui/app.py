@@ -52,7 +52,7 @@ GIL_SWITCH_INTERVAL = 0.001
 def keep_a_core_for_the_gui() -> None:
     """Surfaces computed by the app use all cores but one: with every core computing, the
     panels' first paints of a run took 3x longer (docs/benchmarks.md)."""
-    from lossview.core.surface.pipelines import set_thread_budget
+    from lossview.core.surface.threads import set_thread_budget
 
     try:
         cores = len(os.sched_getaffinity(0))

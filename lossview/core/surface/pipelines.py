@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from lossview.core.surface.threads import set_thread_budget, thread_budget  # noqa: F401 (re-exported)
+
 
 class Workspace:
     """Reusable tensors of one pipeline, by key; grown when a larger one is asked for."""
@@ -57,23 +59,6 @@ def balanced_spans(n: int, chunk: int, workers: int) -> list[tuple[int, int]]:
     count = min(n, -(-count // workers) * workers)
     bounds = [n * k // count for k in range(count + 1)]
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
-
-
-_budget: int | None = None
-
-
-def set_thread_budget(n: int | None) -> None:
-    """Let surface evaluation use at most ``n`` threads in this process (None: torch's
-    count). The desktop app keeps one core for its GUI thread this way: with both cores
-    computing, its first paints of a run took 3x longer (measured)."""
-    global _budget
-    _budget = None if n is None else max(1, int(n))
-
-
-def thread_budget() -> int:
-    """Threads an evaluation may use: the caller's torch count, capped by the budget."""
-    n = max(1, torch.get_num_threads())
-    return min(n, _budget) if _budget is not None else n
 
 
 def run_chunks(work: Callable[[int, int, Workspace], Any], spans: Sequence[tuple[int, int]],
