@@ -199,3 +199,21 @@ def test_dropping_a_folder_opens_it(qtbot, window, run_path):
     with qtbot.waitSignal(window.run_loaded, timeout=30000):
         window.dropEvent(drop)
     assert window.run.path == Path(run_path)
+
+
+def test_the_window_shows_without_importing_torch():
+    """torch takes ~1.2 s to import: the start page must not wait for it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from lossview.gui.app import make_app\n"
+            "app = make_app()\n"
+            "from lossview.gui.main_window import MainWindow\n"
+            "w = MainWindow(); w.show(); app.processEvents()\n"
+            "print('TORCH', 'torch' in sys.modules)\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert "TORCH False" in out.stdout, out.stdout + out.stderr[-2000:]
