@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -55,3 +56,16 @@ def matmul_peak(n: int = 2048, repeats: int = 9) -> float:
     a @ b
     _, ts, _ = median_time(lambda: a @ b, repeats)
     return 2 * n ** 3 / min(ts) / 1e9
+
+
+def peer_args(description: str | None = None) -> argparse.Namespace:
+    """``--repeats`` and ``--threads`` of the peer comparisons, parsed; torch's thread
+    count is set (for both sides) when ``--threads`` is given."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for both sides (default: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args

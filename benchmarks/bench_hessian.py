@@ -14,7 +14,6 @@ Prints a Markdown section for docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -25,20 +24,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cases import medium_case  # noqa: E402
+from _cases import medium_case, peer_args  # noqa: E402
 
 import lossview  # noqa: E402
 from lossview.core.surface.curvature import HessianOperator, top_eigenvalues  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads for both sides (default: torch's default)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = peer_args(__doc__.splitlines()[0])
     warnings.filterwarnings("ignore")
     from pyhessian import hessian
 

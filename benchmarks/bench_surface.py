@@ -14,7 +14,6 @@ Prints a Markdown section for docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import platform
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cases import matmul_peak, medium_case, small_case  # noqa: E402
+from _cases import matmul_peak, medium_case, peer_args, small_case  # noqa: E402
 
 import lossview  # noqa: E402
 from lossview.core.surface.evaluate import PlaneEvaluator  # noqa: E402
@@ -94,13 +93,7 @@ def medium_flops(steps: int, n: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads for both sides (default: torch's default)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = peer_args(__doc__.splitlines()[0])
     torch.manual_seed(0)
     peak = matmul_peak()
     load = os.getloadavg()
