@@ -78,12 +78,13 @@ def per_point_loss(kind: str | None, loss_fn: Callable, out: torch.Tensor, y: An
     """Mean loss of each point's outputs against the shared targets ``y``.
 
     ``out`` is ``[P, N, C]`` (``layout="pnc"``) or ``[P, C, N]`` (``"pcn"``, logits first,
-    see :class:`MLPTail`). The cross-entropy is computed as torch does it (max-shifted
-    log-sum-exp minus the target's logit), along whichever axis holds the classes.
+    see :class:`MLPTail`); it is scratch (may be overwritten). The cross-entropy is computed
+    as torch does it (max-shifted log-sum-exp minus the target's logit), along whichever
+    axis holds the classes.
     """
     if kind == "ce" and out.dim() == 3 and plain_class_targets(y):
         if layout == "pcn":  # classes on dim 1: reductions over contiguous rows of N
-            shifted = out - out.amax(dim=1, keepdim=True)
+            shifted = out.sub_(out.amax(dim=1, keepdim=True))  # in place: a scratch buffer
             picked = shifted.gather(1, y.view(1, 1, -1).expand(out.shape[0], 1, -1))
             lse = shifted.exp_().sum(dim=1, keepdim=True).log_()
             return (lse - picked).squeeze(1).mean(dim=1)
