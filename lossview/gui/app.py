@@ -127,6 +127,26 @@ def install_excepthook(window) -> None:
     sys.excepthook = hook
 
 
+#: the window is up and idle by then; the import takes ~1.2 s on a background thread
+PREWARM_DELAY_MS = 1500
+
+
+def prewarm_training_imports() -> None:
+    """Import torch and the built-in problems on a background thread, so that the train
+    dialog's first opening does not freeze the window for the import (~1.2 s).
+
+    Last stop this raced a training thread's first torch._dynamo import and stalled a test;
+    the stall was the cycle collector destroying Qt objects on a non-GUI thread, which
+    :func:`collect_garbage_on_the_gui_thread` now prevents. Opening the dialog while the
+    import runs waits for it (Python's import lock), no longer than without it.
+    """
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("lossview.core.train.problems",),
+                     name="lossview-prewarm", daemon=True).start()
+
+
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,
             demo: bool = False, train: bool = False, model_file: str | None = None) -> int:
     """Show the main window and run the event loop; returns the exit status.
@@ -164,6 +184,8 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
             QTimer.singleShot(0, win.open_demo)
     elif path is not None:
         QTimer.singleShot(0, lambda: win.open_path(path, step=step))
+    if not screenshot:
+        QTimer.singleShot(PREWARM_DELAY_MS, prewarm_training_imports)
     code = app.exec()
     _teardown(win)
     return status["code"] or code

@@ -172,3 +172,39 @@ def test_sweep_view_says_which_run_stalled(qtbot):
     view.finish()
     assert [view.stalled(0), view.stalled(1)] == [False, True]
     assert view.divergence_text(0) is None and view.divergence_text(1) is None
+
+
+PREWARM_SCRIPT = r"""
+import sys, tempfile, time
+from lossview.gui.app import make_app, prewarm_training_imports
+app = make_app()
+from lossview.gui.main_window import MainWindow
+win = MainWindow(); win.show(); app.processEvents()
+prewarm_training_imports()          # torch imported on a background thread ...
+win.open_train_dialog()             # ... while the dialog needs it and training starts at once
+dlg = win._train_dialog
+dlg.set_problem("quadratic"); dlg.steps_spin.setValue(200); dlg.every_spin.setValue(20)
+dlg.folder_edit.setText(tempfile.mkdtemp())
+loaded = []
+win.run_loaded.connect(loaded.append)
+dlg.start()
+t = time.monotonic()
+while time.monotonic() - t < 90 and not (loaded and not loaded[-1].spec.get("live")
+                                         and not win.is_computing()):
+    app.processEvents(); time.sleep(0.005)
+print("SAVED", bool(loaded) and not loaded[-1].spec.get("live"), len(loaded[-1]) if loaded else 0)
+win.shutdown(); win.close()
+"""
+
+
+def test_training_right_after_the_background_torch_import_does_not_stall(tmp_path):
+    """The background import once stalled a training thread's first torch._dynamo import
+    (a cycle collection destroying Qt objects on that thread); both at once must finish."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", PREWARM_SCRIPT], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=150)
+    assert "SAVED True 11" in out.stdout, out.stdout + out.stderr[-2000:]
