@@ -242,9 +242,11 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     base = replace(base, loss=loss)
 
     surface_loss = np.empty(t)
-    for lo, hi, vals in ev.iter_losses(coords if not pl.is_line else coords):
+    done = 0  # chunks finish in any order (several pipelines): count, do not use hi
+    for lo, hi, vals in ev.iter_losses(coords):
         surface_loss[lo:hi] = vals
-        yield SurfaceProgress((n_grid + hi) / total_work, replace(base, surface_loss=surface_loss.copy()))
+        done += hi - lo
+        yield SurfaceProgress((n_grid + done) / total_work, replace(base, surface_loss=surface_loss.copy()))
     true_loss = np.empty(t)
     for i in range(t):
         p, b = snapshot_tensors(run, i, model)

@@ -212,3 +212,21 @@ def test_run_basin_tolerance_is_twice_the_post_plateau_loss_spread(native):
     assert s.basin["tolerance"] == pytest.approx(2 * np.std(s.true_loss[4:], ddof=1), rel=1e-12)
     _, g = finish(surface_for_run(run, plane="pca", steps=5, cache=False, tolerance=0.123))
     assert g.basin["tolerance"] == 0.123
+
+
+def test_progress_never_goes_back_when_chunks_finish_out_of_order(native, monkeypatch):
+    # several pipelines finish chunks in any order; force the worst order, last chunk first
+    from lossview.core.surface.evaluate import PlaneEvaluator
+
+    plain = PlaneEvaluator.iter_losses
+
+    def reversed_chunks(self, points):
+        return reversed(list(plain(self, points)))
+
+    monkeypatch.setattr(PlaneEvaluator, "chunk_size", lambda self: 3)
+    monkeypatch.setattr(PlaneEvaluator, "iter_losses", reversed_chunks)
+    run = open_run(native)
+    parts, s = finish(surface_for_run(run, plane="random", steps=7, cache=False))
+    fr = [p.fraction for p in parts]
+    assert fr == sorted(fr) and fr[-1] == pytest.approx(1.0)
+    assert np.isfinite(s.loss).all() and np.isfinite(s.surface_loss).all()
