@@ -21,6 +21,9 @@ def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, 
         dlg.start()
     live = loaded[0]
     assert live.spec.get("live") is True
+    # while training, the loss plots frame the whole planned run (no re-ranging per refresh)
+    lo, hi = window.loss_panel.p_loss.getViewBox().viewRange()[0]
+    assert lo <= 0 and 3000 <= hi <= 3100
     # the saved run is opened once training ends
     # (run_loaded comes once every panel has the saved run and the timeline is set)
     qtbot.waitUntil(lambda: loaded[-1] is not live and loaded[-1] is window.run
