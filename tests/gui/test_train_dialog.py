@@ -176,11 +176,11 @@ def test_sweep_view_says_which_run_stalled(qtbot):
 
 PREWARM_SCRIPT = r"""
 import sys, tempfile, time
-from lossview.gui.app import make_app, prewarm_training_imports
+from lossview.gui.app import make_app, prewarm_imports
 app = make_app()
 from lossview.gui.main_window import MainWindow
 win = MainWindow(); win.show(); app.processEvents()
-prewarm_training_imports()          # torch imported on a background thread ...
+prewarm_imports()          # torch imported on a background thread ...
 win.open_train_dialog()             # ... while the dialog needs it and training starts at once
 dlg = win._train_dialog
 dlg.set_problem("quadratic"); dlg.steps_spin.setValue(200); dlg.every_spin.setValue(20)
