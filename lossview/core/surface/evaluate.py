@@ -29,7 +29,8 @@ from torch.func import functional_call
 from lossview.core.errors import LossviewError
 from lossview.core.surface.fastpath import (MLPTail, loss_kind, mlp_tail, per_point_loss,
                                             plain_class_targets, with_ones)
-from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks, thread_budget
+from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks
+from lossview.core.surface.threads import thread_budget
 
 Batch = tuple[Any, torch.Tensor]
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per chunk, at most

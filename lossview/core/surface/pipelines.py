@@ -29,8 +29,6 @@ from typing import Any
 
 import torch
 
-from lossview.core.surface.threads import set_thread_budget, thread_budget  # noqa: F401 (re-exported)
-
 
 class Workspace:
     """Reusable tensors of one pipeline, by key; grown when a larger one is asked for."""

@@ -65,10 +65,14 @@ class AsyncWriter:
     The training thread only appends records to a list and takes numpy copies of the
     weights; everything is handed over in order, so the metrics up to a snapshot are in
     ``metrics.jsonl`` before that snapshot's file appears (a killed run is readable up to its
-    last complete snapshot). Records are handed over at each snapshot, by :meth:`flush`, and
-    at least every ``flush_interval`` seconds. At most ``max_pending`` hand-overs wait in
-    the queue (then the caller blocks: back-pressure from a slow disk). An error in the
-    thread is raised at the next call.
+    last complete snapshot). Records and snapshots are held and handed over together: at
+    a snapshot if the last hand-over is older than ``handover_interval`` seconds, by
+    :meth:`flush`, and at least every ``flush_interval`` seconds while logging (waking the
+    writer for every snapshot, and writing every record with its own system call, passed
+    the GIL back and forth with the training thread: +37 % against +22 % on the trainer
+    benchmark). At most ``max_pending`` hand-overs wait in the queue (then the caller
+    blocks: back-pressure from a slow disk). An error in the thread is raised at the next
+    call.
 
     Parameters
     ----------
@@ -126,9 +130,15 @@ class AsyncWriter:
         """Hand the queued records (and snapshots) to the writer thread."""
         self._raise()
         self._last_flush = self._clock()
+        self._hand_over()
+
+    def _hold_records(self) -> None:
         if self._buf:
             buf, self._buf = self._buf, []
             self._held.append(("records", buf))
+
+    def _hand_over(self) -> None:
+        self._hold_records()
         if self._held:
             held, self._held = self._held, []
             self._q.put(("batch", held))
@@ -137,9 +147,7 @@ class AsyncWriter:
                  epoch: float | None = None) -> None:
         """Copy the weights now; they are handed to the writer with the records before
         them, at most ``handover_interval`` seconds later (see the class docstring)."""
-        if self._buf:
-            buf, self._buf = self._buf, []
-            self._held.append(("records", buf))
+        self._hold_records()
         self._held.append(("snapshot", (int(step), _copy(params), _copy(buffers or {}), epoch)))
         if self._clock() - self._last_flush > self._handover:
             self.flush()
@@ -164,12 +172,7 @@ class AsyncWriter:
         """Write everything queued, stop the thread, then mark the run with ``status``."""
         try:
             if self._thread.is_alive():
-                if self._buf:
-                    buf, self._buf = self._buf, []
-                    self._held.append(("records", buf))
-                if self._held:
-                    held, self._held = self._held, []
-                    self._q.put(("batch", held))
+                self._hand_over()
                 self._q.put(None)
                 self._thread.join()
             self._raise()

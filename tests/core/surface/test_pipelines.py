@@ -110,7 +110,7 @@ def test_evaluator_on_two_pipelines_equals_one_pipeline_bitwise():
 
 
 def test_a_thread_budget_caps_the_pipelines_and_their_threads():
-    from lossview.core.surface.pipelines import set_thread_budget, thread_budget
+    from lossview.core.surface.threads import set_thread_budget, thread_budget
 
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
