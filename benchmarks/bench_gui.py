@@ -15,7 +15,8 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
     xvfb-run -a -s "-screen 0 1600x1000x24 +extension GLX" python benchmarks/bench_gui.py
     ... python benchmarks/bench_gui.py --no-surface   # 2D panels only, no live training
 
-``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
+``--watch`` adds, under each measurement, stack samples of every thread during the
+longest blocks (``_watchdog.py``). ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
 2D panels from that of the OpenGL view. ``--only live`` skips the scrub. The scrub also
 reports how many frames the 3D view rendered (its marker is throttled to ~30 Hz) and
 what a frame cost (its ``paintGL``, inside the per-step times).
@@ -49,7 +50,7 @@ class Heartbeat:
       events wait in the same queue, so this is the delay a click or key press would see.
     """
 
-    def __init__(self, interval_ms: int = 5) -> None:
+    def __init__(self, interval_ms: int = 5, watch: bool = False) -> None:
         self.gaps: list[float] = []
         self.waits: list[float] = []
         self._interval = interval_ms / 1000
@@ -57,6 +58,12 @@ class Heartbeat:
         self._timer = QTimer()
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(lambda: self.gaps.append(self._clock.restart()))
+        self.watchdog = None
+        if watch:
+            from _watchdog import Watchdog
+
+            self.watchdog = Watchdog()
+            self._timer.timeout.connect(self.watchdog.beat)
         self._probe = _Probe()
         self._probe.ping.connect(lambda t: self.waits.append(1000 * (time.perf_counter() - t)),
                                  Qt.ConnectionType.QueuedConnection)
@@ -71,6 +78,8 @@ class Heartbeat:
         self._running = True
         self._thread = threading.Thread(target=self._post, daemon=True)
         self._thread.start()
+        if self.watchdog is not None:
+            self.watchdog.start()
 
     def _post(self) -> None:
         while self._running:
@@ -78,6 +87,8 @@ class Heartbeat:
             time.sleep(self._interval)
 
     def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self._timer.stop()
         self._running = False
         if self._thread is not None:
@@ -89,8 +100,15 @@ class Heartbeat:
         p99 = g[min(len(g) - 1, int(0.99 * len(g)))]
         w = sorted(self.waits) or [0.0]
         wp99 = w[min(len(w) - 1, int(0.99 * len(w)))]
-        return (f"longest block {max(g):.0f} ms, p99 {p99:.0f} ms, median {statistics.median(g):.0f} ms"
+        text = (f"longest block {max(g):.0f} ms, p99 {p99:.0f} ms, median {statistics.median(g):.0f} ms"
                 f" | posted-event wait: max {max(w):.0f} ms, p99 {wp99:.0f} ms")
+        if self.watchdog is not None:
+            import io
+
+            buf = io.StringIO()
+            self.watchdog.report(file=buf)
+            text += "\n" + buf.getvalue().rstrip()
+        return text
 
 
 def pump_until(app: QApplication, done, timeout_s: float = 900.0) -> None:
@@ -118,9 +136,10 @@ def _time_gl_frames(surface) -> list[float]:
 
 
 def main() -> int:
-    from lossview.gui.app import make_app
+    from lossview.gui.app import make_app, start_job_server
 
     app = make_app()
+    start_job_server()  # as run_app does once its window shows
     no_surface = "--no-surface" in sys.argv
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     if no_surface:
@@ -143,7 +162,7 @@ def main() -> int:
     app.processEvents()
 
     # -- open: load, analyse, draw, sharpness, surface ----------------------------------
-    hb = Heartbeat()
+    hb = Heartbeat(watch="--watch" in sys.argv)
     loaded = []
     win.run_loaded.connect(loaded.append)
     hb.start()

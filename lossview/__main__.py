@@ -2,4 +2,5 @@ import sys
 
 from lossview.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when multiprocessing imports the main module
+    sys.exit(main())

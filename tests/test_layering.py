@@ -35,3 +35,15 @@ def test_importing_all_of_core_loads_no_qt():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_what_child_processes_import_loads_no_qt():
+    """ProcessWorker children import these modules (lossview.gui.jobs, the jobs' own
+    imports); they must not pull Qt into a process that has no QApplication."""
+    code = (
+        "import sys, lossview.core.jobs, lossview.gui.jobs, lossview.gui.loader, lossview.gui.sweep\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in %r]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n" % (FORBIDDEN[:-1],)
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

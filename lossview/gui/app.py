@@ -157,6 +157,18 @@ def prewarm_imports() -> None:
     threading.Thread(target=run, name="lossview-prewarm", daemon=True).start()
 
 
+def start_job_server() -> None:
+    """Start the forkserver that training, surfaces and sharpness run in
+    (:mod:`lossview.core.jobs`); where that fails, they run on threads instead."""
+    from lossview.core import jobs
+
+    try:
+        jobs.start_server()
+    except Exception as e:  # noqa: BLE001 - the jobs then fall back to threads
+        log.warning("could not start the job server (%s); jobs run on threads", e)
+        os.environ[jobs.ENV] = "thread"
+
+
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,
             demo: bool = False, train: bool = False, model_file: str | None = None) -> int:
     """Show the main window and run the event loop; returns the exit status.
@@ -194,6 +206,8 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
             QTimer.singleShot(0, win.open_demo)
     elif path is not None:
         QTimer.singleShot(0, lambda: win.open_path(path, step=step))
+    # the process that jobs are forked from imports torch in its own process meanwhile
+    QTimer.singleShot(0, start_job_server)
     if not screenshot:
         QTimer.singleShot(PREWARM_DELAY_MS, prewarm_imports)
     code = app.exec()

@@ -3,9 +3,10 @@
 :class:`LiveRun` is an in-memory :class:`~lossview.core.run.Run` to which snapshots and
 metric records are appended on the GUI thread; the panels call ``set_run`` on it like on
 any other run. :class:`LiveTraining` drives one :class:`~lossview.core.train.trainer.Trainer`
-in a :class:`~lossview.gui.workers.GeneratorWorker` (the trainer yields every step; the
-worker batches those events to at most ~30 deliveries a second, so ``run_updated`` is
-throttled the same way). The run folder the trainer writes is the durable result:
+in a child process (:func:`lossview.gui.jobs.train_stream` in a
+:class:`~lossview.gui.workers.ProcessWorker`, so training does not share the GUI
+thread's GIL; the trainer yields every step and the worker batches those events to at
+most ~30 deliveries a second, so ``run_updated`` is throttled the same way). The run folder the trainer writes is the durable result:
 ``run_finished`` carries its path, whether training finished, diverged or was stopped.
 """
 
@@ -21,7 +22,8 @@ from PySide6.QtCore import QObject, Signal
 
 from lossview.core.io.memory import MemoryReader
 from lossview.core.run import MetricSeries, Run, Snapshot
-from lossview.gui.workers import GeneratorWorker
+from lossview.gui.jobs import train_stream
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 
 class LiveRun(Run):
@@ -128,7 +130,7 @@ class LiveTraining(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.worker: GeneratorWorker | None = None
+        self.worker: GeneratorWorker | ProcessWorker | None = None
         self.run: LiveRun | None = None
         self.path: Path | None = None
         self.summary: Any = None
@@ -151,7 +153,7 @@ class LiveTraining(QObject):
         self.summary = None
         self.error = None
         self.run = None
-        worker = GeneratorWorker(lambda: _training_stream(config, self.path), parent=self)
+        worker = make_worker(train_stream, config, self.path, parent=self)
         worker.progress.connect(self._on_events)
         worker.finished.connect(self._on_finished)
         worker.errored.connect(self._on_error)
@@ -211,16 +213,3 @@ class LiveTraining(QObject):
         self.finished.emit(self.summary)
         if self.path is not None and (self.path / "run.json").is_file():
             self.run_finished.emit(self.path)
-
-
-def _training_stream(config: Any, out: Path):
-    """Worker side: set up the trainer (validates, builds the problem), yield its run spec
-    first, then its progress events; returns its summary."""
-    from dataclasses import replace
-
-    from lossview.core.train.trainer import Trainer
-
-    # every step yields; the worker batches events, so no snapshot is ever skipped
-    trainer = Trainer(replace(config, progress_interval=0.0), out)
-    yield trainer.run_spec()
-    return (yield from trainer.run())

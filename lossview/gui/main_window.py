@@ -185,9 +185,7 @@ class MainWindow(QMainWindow):
         self.resize(1600, 1000)
         self.restore_layout()
         self._sync_actions()
-        # No background "prewarm" import of torch: importing torch._dynamo on a second
-        # thread while the trainer thread's optimizer imports it lazily stalled training
-        # (seen as a hung GUI test). The train dialog imports on first open instead.
+        # torch is imported ahead of need by app.prewarm_imports, once the window is up
 
     # -- opening ------------------------------------------------------------------
     def browse(self) -> None:

@@ -1,7 +1,8 @@
 """Sharpness of a shown run, measured in a worker once its panels are painted.
 
 The largest Hessian eigenvalue at a few snapshots against 2/lr (Cohen et al. 2021) needs
-the model and data, so it runs after loading, in a :class:`GeneratorWorker`; the result
+the model and data, so it runs after loading, in a child process (a thread for runs that
+cannot be reopened there: :func:`lossview.gui.jobs.run_arg`); the result
 goes into the run's report and the diagnostics panel. One measurement at a time: a new
 run cancels the previous one.
 """
@@ -12,8 +13,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from lossview.gui.loader import can_measure_sharpness, sharpness_table
-from lossview.gui.workers import GeneratorWorker
+from lossview.gui import jobs
+from lossview.gui.loader import can_measure_sharpness
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 
 class SharpnessJob(QObject):
@@ -26,7 +28,7 @@ class SharpnessJob(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._worker: GeneratorWorker | None = None
+        self._worker: GeneratorWorker | ProcessWorker | None = None
 
     @staticmethod
     def possible(run: Any, report: dict | None, model_file: str | None) -> bool:
@@ -40,7 +42,9 @@ class SharpnessJob(QObject):
 
     def start(self, run: Any, report: dict, model_file: str | None) -> None:
         self.cancel()
-        worker = GeneratorWorker(lambda: sharpness_table(run, model_file=model_file), parent=self)
+        arg, in_process = jobs.run_arg(run)
+        worker = make_worker(jobs.sharpness, arg, parent=self, in_process=in_process,
+                             model_file=model_file)
         worker.progress.connect(self.progress)
         worker.finished.connect(lambda table: self._on_finished(run, report, table))
         worker.errored.connect(lambda msg: self.failed.emit(run, msg))
@@ -61,7 +65,7 @@ class SharpnessJob(QObject):
         report["sharpness"] = table
         self.measured.emit(run, report, table)
 
-    def _on_done(self, worker: GeneratorWorker) -> None:
+    def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is self._worker:
             self._worker = None
         worker.deleteLater()

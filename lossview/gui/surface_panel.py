@@ -1,8 +1,8 @@
 """Surface panel: the loss surface on a plane through the run, the path lifted onto it.
 
 The surface is computed by the core (:func:`lossview.core.surface.runsurface.surface_for_run`,
-cached there) in a :class:`~lossview.gui.workers.GeneratorWorker`: a coarse grid arrives
-first and is refined in place, with a progress bar and a Cancel button. The 3D view
+cached there) in a child process (:func:`lossview.gui.jobs.surface_scenes`, a thread where
+the run cannot be reopened there): a coarse grid arrives first and is refined in place, with a progress bar and a Cancel button. The 3D view
 (pyqtgraph.opengl) is used where an OpenGL context can be made; the 2D contour view is
 used otherwise and is always one click away. Scrubbing the timeline moves only the
 current-point marker: the surface is never recomputed on scrub.
@@ -11,9 +11,6 @@ current-point marker: the surface is never recomputed on scrub.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,12 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lossview.gui.jobs import SceneUpdate, run_arg, surface_scenes
 from lossview.gui.surface_contour import SurfaceContourView
 from lossview.gui.surface_data import SurfaceScene, build_scene
 from lossview.gui.surface_honesty import HonestyPlot
 from lossview.gui.timeline import Timeline
 from lossview.gui.widgets import LazyProgressBar
-from lossview.gui.workers import GeneratorWorker
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui.surface")
 
@@ -54,8 +52,6 @@ PLANES = (
 )
 RESOLUTIONS = (21, 31, 41, 51, 61)
 DEFAULT_STEPS = 41
-#: partial surfaces are redrawn at most this often (the final one always)
-PARTIAL_INTERVAL = 0.4
 
 NO_MODEL_HINT = (
     "A loss surface needs the model and the data, which a folder of weights does not "
@@ -63,53 +59,6 @@ NO_MODEL_HINT = (
     "<code>lossview open PATH --model FILE.py</code>, where FILE.py builds the model and "
     "yields batches (see docs/surface.md)."
 )
-
-
-def _surface_for_run(*args: Any, **kwargs: Any):
-    # imported on first use: it pulls in torch
-    from lossview.core.surface.runsurface import surface_for_run
-
-    return surface_for_run(*args, **kwargs)
-
-
-@dataclass
-class SceneUpdate:
-    """What the worker sends: progress, and now and then a scene ready to draw."""
-
-    fraction: float
-    surface: Any = None
-    scene: SurfaceScene | None = None
-
-
-def scene_stream(make: Callable[[], Generator], log: bool, interval: float = PARTIAL_INTERVAL
-                 ) -> Generator[SceneUpdate, None, SceneUpdate]:
-    """Run the core's progressive surface and build the scenes to draw on this (worker)
-    thread: at most one partial scene per ``interval`` seconds while the grid fills in,
-    none once it is complete (only the trajectory's losses are still being evaluated),
-    and the final one as the return value. Closing it closes the core generator."""
-    import pyqtgraph.opengl  # noqa: F401 - imported here, so the GUI thread's import is free
-
-    gen = make()
-    last, grid_done = 0.0, False
-    try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                final = stop.value
-                return SceneUpdate(1.0, final, build_scene(final, log))
-            partial = getattr(p, "partial", None)
-            now = time.monotonic()
-            if partial is None or grid_done or now - last < interval:
-                yield SceneUpdate(float(p.fraction))
-                continue
-            last = now
-            grid_done = not bool(np.isnan(partial.loss).any())
-            # no isolines on partial scenes: marching squares is Python-level work that
-            # would hold the GIL against the GUI thread's painting
-            yield SceneUpdate(float(p.fraction), partial, build_scene(partial, log, False))
-    finally:
-        gen.close()
 
 
 class SurfacePanel(QWidget):
@@ -138,8 +87,8 @@ class SurfacePanel(QWidget):
         self.surface: Any = None  # the last RunSurface drawn (partial or final)
         self.scene: SurfaceScene | None = None
         self._final = False
-        self._worker: GeneratorWorker | None = None
-        self._retired: list[GeneratorWorker] = []  # cancelled, possibly still stopping
+        self._worker: GeneratorWorker | ProcessWorker | None = None
+        self._retired: list = []  # cancelled workers, possibly still stopping
         self._gl_view = None
         self._gl_reason: str | None = "not checked yet"
         self._build_ui()
@@ -344,8 +293,9 @@ class SurfacePanel(QWidget):
                 return
             kwargs["start_index"] = start
         log_z = self.log_box.isChecked()
-        worker = GeneratorWorker(
-            lambda: scene_stream(lambda: _surface_for_run(run, **kwargs), log_z), parent=self)
+        arg, in_process = run_arg(run)
+        worker = make_worker(surface_scenes, arg, log_z, parent=self, in_process=in_process,
+                             **kwargs)
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
         worker.errored.connect(self._on_error)
@@ -406,7 +356,7 @@ class SurfacePanel(QWidget):
             self._show_message("Surface computation cancelled. Press Compute to start again.")
         self.status.setText("Cancelled: showing the part of the grid evaluated so far.")
 
-    def _on_done(self, worker: GeneratorWorker) -> None:
+    def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is not self._worker:
             return
         self._worker = None

@@ -49,7 +49,7 @@ from lossview.gui.sweep import (
 )
 from lossview.gui.sweep_view import SweepView
 from lossview.gui.widgets import LazyProgressBar
-from lossview.gui.workers import GeneratorWorker
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 
 #: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s)
@@ -99,7 +99,7 @@ class TrainDialog(QDialog):
         self.training.progress.connect(self._on_progress)
         self.training.failed.connect(self._on_failed)
         self.training.finished.connect(self._on_single_finished)
-        self.sweep_worker: GeneratorWorker | None = None
+        self.sweep_worker: GeneratorWorker | ProcessWorker | None = None
         self.sweep_paths: list[Path] = []
         self.sweep_summaries: list | None = None
         self.failed_message: str | None = None
@@ -304,7 +304,7 @@ class TrainDialog(QDialog):
         base.mkdir(parents=True, exist_ok=True)
         self.sweep_view.reset(lrs, float(config.momentum))
         self._sweep_total = len(lrs)
-        worker = GeneratorWorker(lambda: run_sweep(config, lrs, self.sweep_paths), parent=self)
+        worker = make_worker(run_sweep, config, lrs, list(self.sweep_paths), parent=self)
         worker.progress.connect(self._on_sweep_events)
         worker.finished.connect(self._on_sweep_finished)
         worker.errored.connect(self._on_failed)

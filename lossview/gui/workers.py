@@ -13,6 +13,10 @@ Core computations are plain generators (yield progress, return the result). A
 Cancel is cooperative: the generator is closed (``GeneratorExit`` at its current
 ``yield``) before it is resumed again, so a generator that yields once per step stops
 within one step.
+
+:class:`ProcessWorker` has the same signals and runs the generator in a child process
+(:mod:`lossview.core.jobs`): heavy work (training, surfaces, sharpness) then does not
+compete with the GUI thread for the GIL. :func:`make_worker` picks it where it can.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ log = logging.getLogger("lossview.gui.workers")
 
 
 class _Thread(QThread):
-    def __init__(self, worker: GeneratorWorker) -> None:
+    def __init__(self, worker: GeneratorWorker | ProcessWorker) -> None:
         super().__init__()
         self._worker = worker
 
@@ -132,3 +136,128 @@ class GeneratorWorker(QObject):
         if self._thread is not None:
             self._thread.wait()
         self.done.emit()
+
+
+class ProcessWorker(QObject):
+    """``func(*args, **kwargs)``, a generator, iterated in a child process.
+
+    Same signals, ``cancel``/``wait``/``is_running`` as :class:`GeneratorWorker`. ``func``
+    and its arguments are pickled by reference, so ``func`` is a module-level function of
+    a module that does not import Qt, and what it yields and returns must be picklable.
+    A thread of this process reads the child's messages and emits the signals; a child
+    that dies (killed, crashed) arrives as ``errored`` with its exit code.
+    """
+
+    progress = Signal(list)
+    finished = Signal(object)
+    errored = Signal(str)
+    cancelled = Signal()
+    done = Signal()
+    _ended = Signal()
+
+    #: after ``wait`` times out on a cancelled job, the child is killed and waited for
+    KILL_AFTER_CANCEL = True
+
+    def __init__(self, func: Callable[..., Generator[Any, Any, Any]], *args: Any,
+                 min_interval: float = 1 / 30, parent: QObject | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(parent)
+        self._job = (func, args, kwargs)
+        self._min_interval = float(min_interval)
+        self._cancel_requested = False
+        self._proc = self._conn = self._event = None
+        self._thread: _Thread | None = None
+        self._ended.connect(self._on_ended)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("a ProcessWorker runs once; make a new one")
+        from lossview.core import jobs
+
+        func, args, kwargs = self._job
+        self._proc, self._conn, self._event = jobs.start(
+            func, args, kwargs, self._min_interval, name=f"lossview-{func.__name__}")
+        if self._cancel_requested:
+            self._event.set()
+        self._thread = _Thread(self)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        if self._event is not None:
+            self._event.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def wait(self, msecs: int = -1) -> bool:
+        """Block until the job has ended (``msecs < 0``: no limit). A cancelled job still
+        running after ``msecs`` is killed (its generator cannot reach a ``yield``)."""
+        if self._thread is None:
+            return True
+        if msecs < 0:
+            return self._thread.wait()
+        if self._thread.wait(int(msecs)):
+            return True
+        if self._cancel_requested and self.KILL_AFTER_CANCEL and self._proc is not None:
+            self._proc.kill()
+            return self._thread.wait(2000)
+        return False
+
+    def _work(self) -> None:  # the reader thread
+        proc, conn = self._proc, self._conn
+        try:
+            while True:
+                try:
+                    kind, value = conn.recv()
+                except EOFError:
+                    proc.join(5)
+                    if self._cancel_requested:
+                        self.cancelled.emit()
+                    else:
+                        self.errored.emit("the worker process ended unexpectedly "
+                                          f"(exit code {proc.exitcode})")
+                    return
+                if kind == "progress":
+                    self.progress.emit(value)
+                    continue
+                if kind == "result":
+                    self.finished.emit(value)
+                elif kind == "cancelled":
+                    self.cancelled.emit()
+                else:
+                    line, tb = value
+                    log.error("worker process failed:\n%s", tb)
+                    self.errored.emit(line)
+                return
+        except Exception as e:  # noqa: BLE001 - e.g. a message that does not unpickle
+            log.exception("reading the worker process failed")
+            lines = str(e).strip().splitlines()
+            self.errored.emit(lines[0] if lines else type(e).__name__)
+        finally:
+            conn.close()
+            proc.join(5)
+            self._ended.emit()
+
+    def _on_ended(self) -> None:  # GUI thread
+        if self._thread is not None:
+            self._thread.wait()
+        self.done.emit()
+
+
+def make_worker(func: Callable[..., Generator[Any, Any, Any]], *args: Any,
+                min_interval: float = 1 / 30, parent: QObject | None = None,
+                in_process: bool = True, **kwargs: Any) -> GeneratorWorker | ProcessWorker:
+    """A :class:`ProcessWorker` for ``func(*args, **kwargs)`` where child processes are
+    available (:func:`lossview.core.jobs.available`) and ``in_process``, else a
+    :class:`GeneratorWorker` running it on a thread of this process."""
+    from lossview.core import jobs
+
+    if in_process and jobs.available():
+        return ProcessWorker(func, *args, min_interval=min_interval, parent=parent, **kwargs)
+    return GeneratorWorker(lambda: func(*args, **kwargs), min_interval=min_interval,
+                           parent=parent)

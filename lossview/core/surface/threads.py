@@ -23,3 +23,9 @@ def thread_budget() -> int:
 
     n = max(1, torch.get_num_threads())
     return min(n, _budget) if _budget is not None else n
+
+
+def current_budget() -> int | None:
+    """The budget set by :func:`set_thread_budget` (None: none), e.g. to pass it on to a
+    child process."""
+    return _budget

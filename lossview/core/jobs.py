@@ -1,0 +1,193 @@
+"""Core generators run in a child process, streamed back over a pipe (no Qt here).
+
+Why a process and not a thread: every Python thread of the app shares one GIL with the
+GUI thread. A worker training a model or evaluating a surface holds it between its torch
+calls, and each time the GUI thread comes back from a Qt call it may wait up to the GIL
+switch interval; a pyqtgraph repaint makes hundreds of such calls, so a paint that takes
+2.5 ms alone took 6-11 ms beside a training thread and 9-15 ms beside pure Python
+(docs/benchmarks.md). A child process has a GIL of its own.
+
+Children are forked from a *forkserver*: a clean interpreter started once (it never ran
+Qt or any thread of the app), which has already imported :data:`PRELOAD` (torch and
+the core), so a job starts in milliseconds instead of the seconds a fresh ``spawn``
+would take to import torch again. Where the platform has no forkserver (Windows) the GUI
+falls back to threads (:func:`available`).
+
+Protocol (child -> parent, one pickled tuple per message on a one-way pipe):
+``("progress", [items...])`` (batched to at most one message per ``min_interval``),
+``("result", value)``, ``("cancelled", None)``, ``("error", (line, traceback))``.
+The parent asks to stop with a shared event, checked before every ``next()``: the
+generator is closed at its current ``yield``, exactly as :class:`GeneratorWorker` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+#: imported once by the forkserver, so that children start with them in memory
+PRELOAD = ("numpy", "scipy.ndimage", "torch", "lossview.core.jobs",
+           "lossview.core.train.trainer", "lossview.core.surface.runsurface",
+           "lossview.core.surface.stability", "lossview.core.analysis.report")
+
+#: children run at this much lower CPU priority: when the GUI thread needs a core (a
+#: first 3D frame rasterised in software, a first paint) it gets it, instead of sharing
+#: two cores with two busy jobs (a first 3D frame took 620 ms then, against ~100 ms)
+NICE = 10
+
+#: set ``LOSSVIEW_WORKERS=thread`` to run every job on a thread of the app instead
+ENV = "LOSSVIEW_WORKERS"
+
+_ctx = None
+_ctx_lock = threading.RLock()
+
+
+def available() -> bool:
+    """True where jobs can run in forked children (a forkserver exists, not disabled)."""
+    if os.environ.get(ENV, "").lower() == "thread":
+        return False
+    return "forkserver" in mp.get_all_start_methods()
+
+
+def context():
+    """The forkserver context, with :data:`PRELOAD` set (created once)."""
+    global _ctx
+    if _ctx is None:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(list(PRELOAD))
+        _ctx = ctx
+    return _ctx
+
+
+_MAIN_KEYS = ("init_main_from_path", "init_main_from_name", "main_path")
+
+
+@contextlib.contextmanager
+def _without_main():
+    """Children never re-run the parent's ``__main__``.
+
+    multiprocessing normally re-imports the main script in every child (and in the
+    forkserver), for functions defined there. Jobs are module-level functions of
+    importable modules, and the app's main script may import Qt or start work at import
+    time, so its preparation data is left out while a process of ours starts.
+    """
+    from multiprocessing import spawn
+
+    with _ctx_lock:
+        original = spawn.get_preparation_data
+
+        def prep(name):
+            data = original(name)
+            for k in _MAIN_KEYS:
+                data.pop(k, None)
+            return data
+
+        spawn.get_preparation_data = prep
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
+
+
+def start_server() -> None:
+    """Start the forkserver now (it imports :data:`PRELOAD` in its own process), so that
+    the first job does not wait for it. Safe to call from any thread, more than once."""
+    if available():
+        from multiprocessing import forkserver
+
+        context()
+        with _without_main():
+            forkserver.ensure_running()
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def run_job(conn, cancel, func: Callable[..., Any], args: tuple, kwargs: dict,
+            min_interval: float, settings: dict) -> None:
+    """Child side: iterate ``func(*args, **kwargs)`` (a generator) and stream it to ``conn``.
+
+    ``settings``: process-wide settings to copy from the parent first
+    (``thread_budget``: see :func:`lossview.core.surface.threads.set_thread_budget`;
+    ``nice``: added to the child's scheduling niceness).
+    """
+    if settings.get("nice") and hasattr(os, "nice"):
+        try:
+            os.nice(int(settings["nice"]))
+        except OSError:
+            pass
+    if "thread_budget" in settings:
+        from lossview.core.surface.threads import set_thread_budget
+
+        set_thread_budget(settings["thread_budget"])
+    pending: list[Any] = []
+    last = 0.0
+
+    def flush() -> None:
+        nonlocal pending
+        if pending:
+            conn.send(("progress", pending))
+            pending = []
+
+    try:
+        gen = func(*args, **kwargs)
+        try:
+            while True:
+                if cancel.is_set():
+                    gen.close()
+                    flush()
+                    conn.send(("cancelled", None))
+                    return
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    flush()
+                    conn.send(("cancelled", None) if cancel.is_set() else ("result", stop.value))
+                    return
+                pending.append(item)
+                now = time.monotonic()
+                if now - last >= min_interval:
+                    flush()
+                    last = now
+        finally:
+            gen.close()
+    except Exception as e:  # noqa: BLE001 - any failure becomes a message for the parent
+        try:
+            flush()
+        except Exception:  # noqa: BLE001 - an unpicklable item: report the first error
+            pending = []
+        conn.send(("error", (_one_line(e), traceback.format_exc())))
+    finally:
+        conn.close()
+        sys.stdout.flush()
+
+
+def start(func: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
+          min_interval: float = 1 / 30, name: str = "lossview-job"):
+    """Start ``func(*args, **kwargs)`` in a child; returns ``(process, conn, cancel)``.
+
+    ``func`` and its arguments are pickled by reference: a module-level function of a
+    module that does not import Qt (the child never imports Qt).
+    """
+    from lossview.core.surface.threads import current_budget
+
+    ctx = context()
+    recv, send = ctx.Pipe(duplex=False)
+    cancel = ctx.Event()
+    settings = {"thread_budget": current_budget(), "nice": NICE}
+    proc = ctx.Process(target=run_job, name=name, daemon=True,
+                       args=(send, cancel, func, tuple(args), dict(kwargs or {}),
+                             float(min_interval), settings))
+    with _without_main():
+        proc.start()
+    send.close()  # the child holds the only writing end: EOF when it ends
+    return proc, recv, cancel

@@ -1,0 +1,128 @@
+"""The app's long jobs as module-level generators, so they can run in a child process.
+
+No Qt here (a test checks it): :class:`~lossview.gui.workers.ProcessWorker` pickles
+these functions by reference and the child imports this module, never Qt. Each yields
+progress and returns its result, like every core generator; what they yield and
+return is plain data (numpy arrays, dataclasses) that pickles.
+
+A child cannot be handed the parent's :class:`~lossview.core.run.Run` (open files, lazy
+readers), so it reopens the run from its path (:func:`reopen`; opening reads headers
+only) and checks that it holds the same snapshots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossview.gui.surface_data import SurfaceScene, build_scene
+
+#: partial surfaces are sent for drawing at most this often (the final one always)
+PARTIAL_INTERVAL = 0.4
+
+
+def can_reopen(run: Any) -> bool:
+    """Whether a child process can open ``run`` again from its path (not an in-memory
+    or live run)."""
+    from lossview.core.io.memory import MemoryReader
+
+    return (run is not None and not run.spec.get("live")
+            and not isinstance(getattr(run, "reader", None), MemoryReader)
+            and Path(run.path).exists())
+
+
+def reopen(path: str, steps: Sequence[int]) -> Any:
+    """Open ``path`` in this (child) process; it must hold the snapshots ``steps``."""
+    from lossview.core.errors import LossviewError
+    from lossview.core.io import open_run
+
+    run = open_run(path)
+    if [int(s) for s in run.steps] != [int(s) for s in steps]:
+        raise LossviewError(f"{path} changed on disk since it was opened: reopen it")
+    return run
+
+
+# -- training ------------------------------------------------------------------------
+def train_stream(config: Any, out: str | Path):
+    """Set up the trainer (validates, builds the problem), yield its run spec first, then
+    its progress events; returns its summary."""
+    from dataclasses import replace
+
+    from lossview.core.train.trainer import Trainer
+
+    # every step yields; the worker batches events, so no snapshot is ever skipped
+    trainer = Trainer(replace(config, progress_interval=0.0), Path(out))
+    yield trainer.run_spec()
+    return (yield from trainer.run())
+
+
+# -- loss surface --------------------------------------------------------------------
+@dataclass
+class SceneUpdate:
+    """What the surface job sends: progress, and now and then a scene ready to draw."""
+
+    fraction: float
+    surface: Any = None
+    scene: SurfaceScene | None = None
+
+
+def scene_stream(make: Callable[[], Generator], log: bool, interval: float = PARTIAL_INTERVAL
+                 ) -> Generator[SceneUpdate, None, SceneUpdate]:
+    """Run the core's progressive surface and build the scenes to draw, off the GUI
+    thread: at most one partial scene per ``interval`` seconds while the grid fills in,
+    none once it is complete (only the trajectory's losses are still being evaluated),
+    and the final one as the return value. Closing it closes the core generator."""
+    gen = make()
+    last, grid_done = 0.0, False
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                final = stop.value
+                return SceneUpdate(1.0, final, build_scene(final, log))
+            partial = getattr(p, "partial", None)
+            now = time.monotonic()
+            if partial is None or grid_done or now - last < interval:
+                yield SceneUpdate(float(p.fraction))
+                continue
+            last = now
+            grid_done = not bool(np.isnan(partial.loss).any())
+            # no isolines on partial scenes: marching squares is Python-level work
+            yield SceneUpdate(float(p.fraction), partial, build_scene(partial, log, False))
+    finally:
+        gen.close()
+
+
+def surface_scenes(run: Any, log: bool, **kwargs: Any
+                   ) -> Generator[SceneUpdate, None, SceneUpdate]:
+    """:func:`scene_stream` of ``surface_for_run(run, **kwargs)``; ``run`` is a Run, or
+    ``(path, steps)`` to reopen in a child process (:func:`reopen`)."""
+    from lossview.core.surface.runsurface import surface_for_run
+
+    if isinstance(run, tuple):
+        run = reopen(*run)
+    return (yield from scene_stream(lambda: surface_for_run(run, **kwargs), log))
+
+
+# -- sharpness -----------------------------------------------------------------------
+def sharpness(run: Any, model_file: str | None = None) -> Generator[str, None, dict]:
+    """:func:`lossview.gui.loader.sharpness_table` of ``run`` (a Run or ``(path, steps)``)."""
+    from lossview.gui.loader import sharpness_table
+
+    if isinstance(run, tuple):
+        run = reopen(*run)
+    return (yield from sharpness_table(run, model_file=model_file))
+
+
+def run_arg(run: Any) -> tuple[Any, bool]:
+    """What to pass a job for ``run``: ``((path, steps), True)`` where a child can reopen
+    it, else ``(run, False)`` (the job then runs on a thread of the app)."""
+    if can_reopen(run):
+        return (str(run.path), [int(s) for s in run.steps]), True
+    return run, False

@@ -1,0 +1,53 @@
+"""Jobs for the ProcessWorker tests: module-level generators of a Qt-free module, so a
+child process can import them (pickled by reference, like lossview.gui.jobs)."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def counting(n):
+    total = 0
+    for i in range(n):
+        total += i
+        yield i
+    return total
+
+
+def describe():
+    """What the child process is: its pid, niceness, thread budget and Qt modules."""
+    from lossview.core.surface.threads import current_budget
+
+    yield "looked"
+    return {"pid": os.getpid(), "nice": os.nice(0), "budget": current_budget(),
+            "qt": sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "pyqtgraph"))}
+
+
+def failing():
+    yield 1
+    raise ValueError("lr must be positive\nmore detail")
+
+
+def dying():
+    yield 1
+    os._exit(3)
+
+
+def until_cancelled(marker):
+    """Yields forever; writes ``marker`` when closed (GeneratorExit at its yield)."""
+    try:
+        i = 0
+        while True:
+            time.sleep(0.005)
+            yield i
+            i += 1
+    finally:
+        Path(marker).write_text("closed")
+
+
+def stuck():
+    """Never reaches a second yield: only killing the child stops it."""
+    yield 0
+    time.sleep(600)
+    yield 1

@@ -1,0 +1,95 @@
+"""ProcessWorker: a generator in a child process (lossview.core.jobs), with the signals,
+progress, cancel and errors of GeneratorWorker; the child never imports Qt."""
+
+import os
+import sys
+
+import pytest
+
+from lossview.core import jobs
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
+
+from . import process_jobs as pj
+
+pytestmark = pytest.mark.skipif(not jobs.available(), reason="no forkserver on this platform")
+
+
+def run(qtbot, worker, timeout=30000):
+    got = {"progress": [], "finished": [], "errored": [], "cancelled": 0}
+    worker.progress.connect(got["progress"].extend)
+    worker.finished.connect(got["finished"].append)
+    worker.errored.connect(got["errored"].append)
+    worker.cancelled.connect(lambda: got.__setitem__("cancelled", got["cancelled"] + 1))
+    with qtbot.waitSignal(worker.done, timeout=timeout):
+        worker.start()
+    return got
+
+
+def test_every_item_and_the_result_arrive_from_the_child(qtbot):
+    got = run(qtbot, ProcessWorker(pj.counting, 3000, min_interval=0.01))
+    assert got["progress"] == list(range(3000))
+    assert got["finished"] == [sum(range(3000))]
+    assert got["errored"] == [] and got["cancelled"] == 0
+
+
+def test_the_child_is_another_process_without_qt_at_lower_priority(qtbot):
+    from lossview.core.surface.threads import current_budget, set_thread_budget
+
+    saved = current_budget()
+    set_thread_budget(1)
+    try:
+        got = run(qtbot, ProcessWorker(pj.describe))
+    finally:
+        set_thread_budget(saved)
+    child = got["finished"][0]
+    assert child["pid"] != os.getpid()
+    assert child["qt"] == []  # this process has PySide6 and pyqtgraph loaded
+    assert "PySide6.QtCore" in sys.modules
+    assert child["nice"] == os.nice(0) + jobs.NICE
+    assert child["budget"] == 1  # the app's thread budget reaches the child
+
+
+def test_an_exception_is_one_line(qtbot):
+    got = run(qtbot, ProcessWorker(pj.failing))
+    assert got["errored"] == ["lr must be positive"]
+    assert got["progress"] == [1] and got["finished"] == []
+
+
+def test_a_child_that_dies_is_an_error_with_its_exit_code(qtbot):
+    got = run(qtbot, ProcessWorker(pj.dying))
+    assert got["errored"] == ["the worker process ended unexpectedly (exit code 3)"]
+
+
+def test_cancel_closes_the_generator_in_the_child(qtbot, tmp_path):
+    marker = tmp_path / "closed"
+    w = ProcessWorker(pj.until_cancelled, str(marker))
+    got = {"n": 0}
+
+    def on_progress(items):
+        got["n"] += len(items)
+        w.cancel()
+
+    w.progress.connect(on_progress)
+    with qtbot.waitSignals([w.cancelled, w.done], order="strict", timeout=30000):
+        w.start()
+    assert marker.read_text() == "closed"  # its finally ran: GeneratorExit at the yield
+    assert got["n"] >= 1 and w.cancel_requested
+
+
+def test_wait_kills_a_cancelled_child_that_never_yields(qtbot):
+    w = ProcessWorker(pj.stuck)
+    with qtbot.waitSignal(w.progress, timeout=30000):
+        w.start()
+    w.cancel()
+    assert w.wait(300)  # killed after 300 ms, not after the 600 s sleep
+    assert w._proc.exitcode is not None and w._proc.exitcode < 0
+
+
+def test_make_worker_uses_threads_when_asked(qtbot, monkeypatch):
+    assert isinstance(make_worker(pj.counting, 3), ProcessWorker)
+    assert isinstance(make_worker(pj.counting, 3, in_process=False), GeneratorWorker)
+    monkeypatch.setenv(jobs.ENV, "thread")
+    w = make_worker(pj.counting, 5)
+    assert isinstance(w, GeneratorWorker)
+    got = run(qtbot, w)
+    assert got["finished"] == [10]
