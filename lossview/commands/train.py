@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PROBLEM_NAMES = ("quadratic", "linreg", "mlp", "bn-mlp", "cnn")  # = core.train.problems.PROBLEMS
+from lossview.core.train.names import PROBLEM_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

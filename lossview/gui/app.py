@@ -127,16 +127,18 @@ def install_excepthook(window) -> None:
     sys.excepthook = hook
 
 
-#: the window is up and idle by then; the imports take ~1.3 s on a background thread
+#: the window is up and idle by then
 PREWARM_DELAY_MS = 1500
-#: imported ahead of need: torch and the built-in problems (the train dialog, ~1.2 s), and
-#: PyOpenGL with pyqtgraph's GL items (the first 3D surface, ~110 ms of the GUI thread)
-PREWARM_MODULES = ("lossview.core.train.problems", "OpenGL.GL", "pyqtgraph.opengl")
+#: imported ahead of need: PyOpenGL with pyqtgraph's GL items (the first 3D surface,
+#: ~110 ms of the GUI thread). Not torch: training, surfaces and sharpness run in child
+#: processes, the train dialog's problem list comes from one (gui/problem_catalog.py), so
+#: only reading torch-format checkpoints imports it here.
+PREWARM_MODULES = ("OpenGL.GL", "pyqtgraph.opengl")
 
 
 def prewarm_imports() -> None:
-    """Import :data:`PREWARM_MODULES` on a background thread, so that neither the train
-    dialog's first opening nor the first 3D surface stops the window for an import.
+    """Import :data:`PREWARM_MODULES` on a background thread, so that the first 3D
+    surface does not stop the window for an import.
 
     Last stop this raced a training thread's first torch._dynamo import and stalled a test;
     the stall was the cycle collector destroying Qt objects on a non-GUI thread, which
@@ -161,12 +163,14 @@ def start_job_server() -> None:
     """Start the forkserver that training, surfaces and sharpness run in
     (:mod:`lossview.core.jobs`); where that fails, they run on threads instead."""
     from lossview.core import jobs
+    from lossview.gui import problem_catalog
 
     try:
         jobs.start_server()
     except Exception as e:  # noqa: BLE001 - the jobs then fall back to threads
         log.warning("could not start the job server (%s); jobs run on threads", e)
         os.environ[jobs.ENV] = "thread"
+    problem_catalog.prefetch()
 
 
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,

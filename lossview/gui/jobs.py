@@ -48,6 +48,20 @@ def reopen(path: str, steps: Sequence[int]) -> Any:
 
 
 # -- training ------------------------------------------------------------------------
+#: what the train dialog shows of each built-in problem
+CATALOG_KEYS = ("description", "default_optimizer", "default_lr", "default_momentum",
+                "default_batch_size", "default_steps", "default_every")
+
+
+def problem_catalog() -> Generator[str, None, dict[str, dict[str, Any]]]:
+    """The built-in problems' descriptions and defaults, as plain data (the problems
+    themselves need torch; the app asks a child, so its own process does not import it)."""
+    from lossview.core.train.problems import PROBLEMS
+
+    yield "problems"
+    return {name: {k: getattr(cls, k) for k in CATALOG_KEYS} for name, cls in PROBLEMS.items()}
+
+
 def train_stream(config: Any, out: str | Path):
     """Set up the trainer (validates, builds the problem), yield its run spec first, then
     its progress events; returns its summary."""

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QTimer
 
 from lossview.core.run import MetricSeries, Run
 from lossview.gui.loader import analyze_run
+from lossview.gui.stagger import Stagger
 from lossview.gui.workers import GeneratorWorker
 
 log = logging.getLogger("lossview.gui")
@@ -31,8 +32,6 @@ REFRESH_INTERVAL = 0.2
 #: ... and leaves the GUI thread idle at least (REFRESH_LOAD - 1) times as long as a
 #: refresh (its repaint included) took
 REFRESH_LOAD = 4.0
-#: milliseconds between the panels' updates from a new live report
-STAGGER_MS = 15
 
 
 def frozen_copy(run: Any) -> Run | None:
@@ -64,6 +63,7 @@ class LiveView(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer)
+        self.stagger = Stagger(self)
 
     def start(self, run: Any) -> None:
         self.run = run
@@ -115,6 +115,7 @@ class LiveView(QObject):
         self.run = None
         self._pending = False
         self._timer.stop()
+        self.stagger.cancel()
         if self._worker is not None:
             self._worker.cancel()
 
@@ -136,25 +137,25 @@ class LiveView(QObject):
         worker.start()
 
     def _on_report(self, live: Any, frozen: Run, report: dict) -> None:
-        """The panels get the new report one per event-loop turn, each painted before
-        the next: together they blocked the GUI thread for 260-300 ms while training."""
+        """The panels get the new report one per event-loop turn, their plots revealed
+        one per turn (:class:`~lossview.gui.stagger.Stagger`): together they blocked the
+        GUI thread for 260-300 ms while training."""
         if live is not self.run:
             return
         w = self.win
         w.report = report
-        todo = [(w.trajectory_panel, frozen), (w.diagnostics_panel, frozen),
-                (w.loss_panel, live)]
 
-        def next_panel() -> None:
-            if live is not self.run or not todo:
-                return  # training ended (the saved run is shown next) or all done
-            panel, run = todo.pop(0)
-            panel.set_run(run, report)
-            panel.repaint()  # alone, not merged with the next panel's repaint
-            if todo:
-                QTimer.singleShot(STAGGER_MS, next_panel)
+        def show(panel, run):
+            def step():
+                if live is not self.run:
+                    self.stagger.cancel()  # training ended: the saved run is shown next
+                    return None
+                panel.set_run(run, report)
+                return panel
+            return step
 
-        next_panel()
+        self.stagger.run([show(w.trajectory_panel, frozen), show(w.diagnostics_panel, frozen),
+                          show(w.loss_panel, live)])
 
     def _on_done(self, worker: GeneratorWorker) -> None:
         if worker is self._worker:

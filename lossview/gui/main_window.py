@@ -20,6 +20,7 @@ from lossview.gui.loader import load_and_analyze
 from lossview.gui.sharpness_job import SharpnessJob
 from lossview.gui.loss_panel import LossPanel
 from lossview.gui.menus import build_menus
+from lossview.gui.stagger import Stagger
 from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
@@ -47,10 +48,6 @@ def _train_dialog_class():
         return None
     return TrainDialog
 
-
-#: milliseconds between the panels' ``set_run`` calls when a run is shown (each panel
-#: paints its first frame in between)
-PANEL_STAGGER_MS = 15
 
 #: the built-in problem ``lossview demo`` trains live (its loss plateaus, the weights wander)
 DEMO_PROBLEM = "mlp"
@@ -88,7 +85,7 @@ class MainWindow(QMainWindow):
         self._loading_path: str | None = None
         self._pending_step: int | None = None
         self._train_dialog = None
-        self._set_run_gen = 0
+        self.stagger = Stagger(self)
         from lossview.gui.live_view import LiveView
 
         self.live = LiveView(self)
@@ -298,17 +295,15 @@ class MainWindow(QMainWindow):
     def set_run(self, run: Any, report: dict | None, step: int | None = None) -> None:
         """Show ``run`` in every panel; ``step`` picks the snapshot (default: the last).
 
-        The timeline and the window switch at once; the panels get the run one at a time,
-        each in its own event-loop turn (``PANEL_STAGGER_MS`` apart), so the GUI thread
-        paints one panel's first frame between them instead of building and painting all
-        four in one block. ``run_loaded`` is emitted once the last panel has it.
+        The timeline and the window switch at once; the panels get the run one at a time
+        and each panel's plots are revealed one per event-loop turn (:class:`Stagger`), so
+        the GUI thread paints about one plot per turn instead of the whole window in one
+        block. ``run_loaded`` is emitted once the last panel has it.
         """
         self.timeline.set_playing(False)
         if run is not self.run:
             self.sharpness.cancel()
         self.run, self.report = run, report
-        self._set_run_gen += 1
-        gen = self._set_run_gen
         self.banner.hide()
         self.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
@@ -319,23 +314,18 @@ class MainWindow(QMainWindow):
             self.log_message(f"warning: {run.path}: {w}", warning=True)
         self._sync_actions()
         # the surface panel last: it starts a worker at once (see _after_panels)
-        todo = [p for p in (self.loss_panel, self.trajectory_panel, self.diagnostics_panel,
-                            self.surface_panel) if hasattr(p, "set_run")]
+        panels = [p for p in (self.loss_panel, self.trajectory_panel, self.diagnostics_panel,
+                              self.surface_panel) if hasattr(p, "set_run")]
         self._after_panels = None
 
-        def step_panels() -> None:
-            if gen != self._set_run_gen:
-                return  # superseded by a newer set_run
-            if todo:
-                panel = todo.pop(0)
+        def show(panel: QWidget):
+            def step() -> QWidget:
                 panel.set_run(run, report)
-                # paint it now, alone: a pending repaint would be merged with the next
-                # panel's into one window update (the whole window's first paint at once)
-                panel.repaint()
-                if not todo:
-                    cache_plot_items(self.surface_panel)
-                QTimer.singleShot(PANEL_STAGGER_MS, step_panels)
-                return
+                return panel  # its other plots are revealed one per turn
+            return step
+
+        def finish() -> None:
+            cache_plot_items(self.surface_panel)
             self.timeline.set_count(len(run))
             self.timeline.set_index(index)
             self._sync_actions()
@@ -344,8 +334,8 @@ class MainWindow(QMainWindow):
                 after()
             self.run_loaded.emit(run)
 
-        # the first panel now (the loss curves are what the user looks at first)
-        step_panels()
+        # the loss curves first (what the user looks at first), one plot per turn
+        self.stagger.run([show(p) for p in panels] + [finish])
 
     def panels(self) -> list[QWidget]:
         return [self.loss_panel, self.trajectory_panel, self.surface_panel, self.diagnostics_panel]
@@ -418,7 +408,7 @@ class MainWindow(QMainWindow):
 
     def close_run(self) -> None:
         self.timeline.set_playing(False)
-        self._set_run_gen += 1  # a staggered set_run still running stops here
+        self.stagger.cancel()  # a staggered set_run still running stops here
         self.run = self.report = None
         self.timeline.set_count(0)
         self.loss_panel.clear()

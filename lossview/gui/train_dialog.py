@@ -88,10 +88,10 @@ class TrainDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Train a model")
         self.setModal(False)
-        from lossview.core.train.optim import OPTIMIZERS
-        from lossview.core.train.problems import PROBLEMS
+        from lossview.core.train.names import OPTIMIZERS
+        from lossview.gui import problem_catalog
 
-        self._problems = PROBLEMS
+        self._problems = problem_catalog.get()
         self.training = LiveTraining(self)
         self.training.run_started.connect(self.run_started)
         self.training.run_updated.connect(self.run_updated)
@@ -106,7 +106,7 @@ class TrainDialog(QDialog):
 
         # -- settings ------------------------------------------------------------------
         self.problem_box = QComboBox()
-        for name in PROBLEMS:
+        for name in self._problems:
             self.problem_box.addItem(name, name)
         self.description = QLabel()
         self.description.setWordWrap(True)
@@ -225,14 +225,14 @@ class TrainDialog(QDialog):
 
     # -- settings ------------------------------------------------------------------
     def _fill_defaults(self) -> None:
-        cls = self._problems[self.problem_box.currentData()]
-        self.description.setText(cls.description)
-        self.optimizer_box.setCurrentText(cls.default_optimizer)
-        self.lr_spin.setValue(cls.default_lr)
-        self.momentum_spin.setValue(cls.default_momentum)
-        self.batch_spin.setValue(cls.default_batch_size or 0)
-        self.steps_spin.setValue(cls.default_steps)
-        self.every_spin.setValue(cls.default_every)
+        info = self._problems[self.problem_box.currentData()]
+        self.description.setText(info["description"])
+        self.optimizer_box.setCurrentText(info["default_optimizer"])
+        self.lr_spin.setValue(info["default_lr"])
+        self.momentum_spin.setValue(info["default_momentum"])
+        self.batch_spin.setValue(info["default_batch_size"] or 0)
+        self.steps_spin.setValue(info["default_steps"])
+        self.every_spin.setValue(info["default_every"])
 
     def set_problem(self, name: str) -> None:
         i = self.problem_box.findData(name)

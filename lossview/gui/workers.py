@@ -163,6 +163,8 @@ class ProcessWorker(QObject):
                  **kwargs: Any) -> None:
         super().__init__(parent)
         self._job = (func, args, kwargs)
+        #: the job's return value once it has finished (also carried by ``finished``)
+        self.result: Any = None
         self._min_interval = float(min_interval)
         self._cancel_requested = False
         self._proc = self._conn = self._event = None
@@ -226,6 +228,7 @@ class ProcessWorker(QObject):
                     self.progress.emit(value)
                     continue
                 if kind == "result":
+                    self.result = value
                     self.finished.emit(value)
                 elif kind == "cancelled":
                     self.cancelled.emit()

@@ -174,37 +174,42 @@ def test_sweep_view_says_which_run_stalled(qtbot):
     assert view.divergence_text(0) is None and view.divergence_text(1) is None
 
 
-PREWARM_SCRIPT = r"""
+APP_SCRIPT = r"""
 import sys, tempfile, time
-from lossview.gui.app import make_app, prewarm_imports
+from lossview.gui.app import make_app, prewarm_imports, start_job_server
 app = make_app()
 from lossview.gui.main_window import MainWindow
 win = MainWindow(); win.show(); app.processEvents()
-prewarm_imports()          # torch imported on a background thread ...
-win.open_train_dialog()             # ... while the dialog needs it and training starts at once
+start_job_server()         # as run_app does once the window shows
+prewarm_imports()          # PyOpenGL on a background thread ...
+win.open_train_dialog()    # ... while the dialog opens and training starts at once
 dlg = win._train_dialog
 dlg.set_problem("quadratic"); dlg.steps_spin.setValue(200); dlg.every_spin.setValue(20)
 dlg.folder_edit.setText(tempfile.mkdtemp())
-loaded = []
-win.run_loaded.connect(loaded.append)
+saved = []  # the run reopened from its folder once training ended (not the LiveRun)
+win.run_loaded.connect(lambda run: saved.append(run) if run.path.is_dir()
+                       and not hasattr(run, "append_snapshot") else None)
 dlg.start()
 t = time.monotonic()
-while time.monotonic() - t < 90 and not (loaded and not loaded[-1].spec.get("live")
-                                         and not win.is_computing()):
+while time.monotonic() - t < 90 and not (saved and not win.is_computing()):
     app.processEvents(); time.sleep(0.005)
-print("SAVED", bool(loaded) and not loaded[-1].spec.get("live"), len(loaded[-1]) if loaded else 0)
+print("SAVED", bool(saved), len(saved[-1]) if saved else 0)
+print("SURFACE", win.surface_panel._final, "SHARPNESS", bool((win.report or {}).get("sharpness")))
+print("TORCH", "torch" in sys.modules)
 win.shutdown(); win.close()
 """
 
 
-def test_training_right_after_the_background_torch_import_does_not_stall(tmp_path):
-    """The background import once stalled a training thread's first torch._dynamo import
-    (a cycle collection destroying Qt objects on that thread); both at once must finish."""
-    import os
+def test_training_and_the_saved_runs_surface_leave_torch_out_of_the_app(tmp_path):
+    """Training, the surface and sharpness run in child processes and the dialog's
+    problem list comes from one: the app's own process trains a run, shows it saved with
+    its surface and sharpness, and never imports torch (whose 1.2 s import and every
+    training step would hold the GIL against the GUI thread)."""
     import subprocess
     import sys
 
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    out = subprocess.run([sys.executable, "-c", PREWARM_SCRIPT], env=env, cwd=tmp_path,
+    out = subprocess.run([sys.executable, "-c", APP_SCRIPT], cwd=tmp_path,
                          capture_output=True, text=True, timeout=150)
     assert "SAVED True 11" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "SURFACE True SHARPNESS True" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "TORCH False" in out.stdout, out.stdout + out.stderr[-2000:]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lossview.core.errors import LossviewError
-from lossview.core.train.optim import OPTIMIZERS, SCHEDULES
-from lossview.core.train.problems import Problem, build_problem, problem_from_spec
+from lossview.core.train.names import OPTIMIZERS, SCHEDULES
+
+if TYPE_CHECKING:  # the problems need torch; a config is checked without it
+    from lossview.core.train.problems import Problem
 
 AUTO = "auto"
 SAMPLINGS = ("shuffle", "replacement")
@@ -73,6 +75,8 @@ class TrainConfig:
     progress_interval: float = 0.1
 
     def build_problem(self) -> Problem:
+        from lossview.core.train.problems import build_problem, problem_from_spec
+
         if isinstance(self.problem, dict):
             return problem_from_spec({**self.problem, **self.problem_options})
         if not isinstance(self.problem, str):

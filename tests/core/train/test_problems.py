@@ -126,3 +126,26 @@ def test_synthetic_data_is_fixed_balanced_and_learnable():
     pred = np.argmin(((xf[900:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     acc = (pred == y1[900:]).mean()
     assert 0.5 < acc < 1.0
+
+
+def test_the_torch_free_names_match_the_implementations():
+    from lossview.core.train import names, optim
+    from lossview.core.train.problems import PROBLEMS
+
+    assert names.PROBLEM_NAMES == tuple(PROBLEMS)
+    assert optim.OPTIMIZERS == names.OPTIMIZERS and optim.SCHEDULES == names.SCHEDULES
+
+
+def test_the_dialogs_catalogue_carries_each_problems_defaults():
+    from lossview.core.train.problems import PROBLEMS
+    from lossview.gui.jobs import CATALOG_KEYS, problem_catalog
+
+    gen = problem_catalog()
+    assert next(gen) == "problems"
+    try:
+        next(gen)
+    except StopIteration as stop:
+        catalog = stop.value
+    assert list(catalog) == list(PROBLEMS)
+    assert catalog["mlp"]["default_lr"] == PROBLEMS["mlp"].default_lr == 0.3
+    assert all(set(v) == set(CATALOG_KEYS) for v in catalog.values())

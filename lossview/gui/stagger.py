@@ -1,0 +1,90 @@
+"""New data shown one plot per event-loop turn, so that no turn paints a whole window.
+
+A run's first paint is tens of milliseconds per plot on a software-rendered display
+(axes, text, curves rendered into their caches); a panel holds up to four plots and the
+window a dozen. :class:`Stagger` runs a list of steps one per event-loop turn; a step
+that fills a panel returns it, and the panel's plots after the first are veiled
+(opacity 0: Qt does not paint them) and revealed one per following turn. Each turn then
+paints about one plot, and input and timers get their turn in between.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+
+#: milliseconds between two steps (each step's paint runs in between)
+INTERVAL_MS = 15
+
+
+def plots_of(widget: Any) -> list:
+    """The visible PlotItems of ``widget``'s pyqtgraph views, top-left to bottom-right
+    within each view, views in creation order."""
+    import pyqtgraph as pg
+
+    out = []
+    for view in widget.findChildren(pg.GraphicsView):
+        items = [it for it in view.scene().items()
+                 if isinstance(it, pg.PlotItem) and it.isVisible()]
+        items.sort(key=lambda it: (round(it.scenePos().y()), round(it.scenePos().x())))
+        out += items
+    return out
+
+
+class Stagger(QObject):
+    """Run steps one per event-loop turn; see the module docstring.
+
+    A step is a callable; if it returns a widget, that widget's plots after the first
+    are revealed one per turn before the next step. :meth:`run` or :meth:`cancel`
+    abandons what is left of a previous sequence and reveals whatever it had veiled.
+    """
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = INTERVAL_MS) -> None:
+        super().__init__(parent)
+        self.interval_ms = int(interval_ms)
+        self._queue: deque[Callable[[], Any]] = deque()
+        self._veiled: list = []
+        self._gen = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self._queue)
+
+    def run(self, steps: list[Callable[[], Any]]) -> None:
+        """Start ``steps``: the first now, the others one per turn."""
+        self.cancel()
+        self._queue.extend(steps)
+        self._next(self._gen)
+
+    def cancel(self) -> None:
+        self._gen += 1
+        self._queue.clear()
+        for p in self._veiled:
+            p.setOpacity(1.0)
+        self._veiled.clear()
+
+    def _next(self, gen: int) -> None:
+        if gen != self._gen or not self._queue:
+            return
+        result = self._queue.popleft()()
+        if gen != self._gen:
+            return  # the step itself started or cancelled a sequence
+        if result is not None and hasattr(result, "findChildren"):
+            later = plots_of(result)[1:]
+            for p in later:
+                p.setOpacity(0.0)
+            self._veiled += later
+            self._queue.extendleft(self._revealer(p) for p in reversed(later))
+        if self._queue:
+            QTimer.singleShot(self.interval_ms, lambda: self._next(gen))
+
+    def _revealer(self, plot: Any) -> Callable[[], None]:
+        def reveal() -> None:
+            plot.setOpacity(1.0)
+            if plot in self._veiled:
+                self._veiled.remove(plot)
+
+        return reveal
