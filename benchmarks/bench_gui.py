@@ -136,10 +136,10 @@ def _time_gl_frames(surface) -> list[float]:
 
 
 def main() -> int:
-    from lossview.gui.app import make_app, start_job_server
+    from lossview.gui.app import PREWARM_DELAY_MS, make_app, prewarm_imports, start_job_server
 
     app = make_app()
-    start_job_server()  # as run_app does once its window shows
+    start_job_server()  # as run_app does once its window shows ...
     no_surface = "--no-surface" in sys.argv
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     if no_surface:
@@ -160,6 +160,9 @@ def main() -> int:
         surface.res_box.setCurrentIndex(surface.res_box.findData(51))
     win.show()
     app.processEvents()
+    # ... and, as ``lossview open PATH`` does, the run is opened at once, PyOpenGL
+    # imported in the background a moment later
+    QTimer.singleShot(PREWARM_DELAY_MS, prewarm_imports)
 
     # -- open: load, analyse, draw, sharpness, surface ----------------------------------
     hb = Heartbeat(watch="--watch" in sys.argv)

@@ -172,17 +172,20 @@ def run_job(conn, cancel, func: Callable[..., Any], args: tuple, kwargs: dict,
 
 
 def start(func: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
-          min_interval: float = 1 / 30, name: str = "lossview-job"):
+          min_interval: float = 1 / 30, name: str = "lossview-job", cancel=None):
     """Start ``func(*args, **kwargs)`` in a child; returns ``(process, conn, cancel)``.
 
     ``func`` and its arguments are pickled by reference: a module-level function of a
-    module that does not import Qt (the child never imports Qt).
+    module that does not import Qt (the child never imports Qt). ``cancel``: the event
+    the child checks before each step (default: a new ``context().Event()``). Starting
+    waits until the forkserver has imported :data:`PRELOAD` (about a second after
+    :func:`start_server`), so a GUI calls this off its GUI thread.
     """
     from lossview.core.surface.threads import current_budget
 
     ctx = context()
     recv, send = ctx.Pipe(duplex=False)
-    cancel = ctx.Event()
+    cancel = cancel if cancel is not None else ctx.Event()
     settings = {"thread_budget": current_budget(), "nice": NICE}
     proc = ctx.Process(target=run_job, name=name, daemon=True,
                        args=(send, cancel, func, tuple(args), dict(kwargs or {}),
@@ -191,3 +194,45 @@ def start(func: Callable[..., Any], args: tuple = (), kwargs: dict | None = None
         proc.start()
     send.close()  # the child holds the only writing end: EOF when it ends
     return proc, recv, cancel
+
+
+def relay(func: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
+          min_interval: float = 1 / 30):
+    """A generator that runs ``func(*args, **kwargs)`` in a child and yields its progress
+    items here, one by one; returns the child's result. A failure in the child raises
+    :class:`~lossview.core.errors.LossviewError` with its one-line message. Closing this
+    generator cancels the child (killed if it has not stopped within 5 s).
+    """
+    import logging
+
+    from lossview.core.errors import LossviewError
+
+    proc, conn, cancel = start(func, args, kwargs, min_interval)
+    finished = False
+    try:
+        while True:
+            try:
+                kind, value = conn.recv()
+            except EOFError:
+                proc.join(5)
+                raise LossviewError("the worker process ended unexpectedly "
+                                    f"(exit code {proc.exitcode})") from None
+            if kind == "progress":
+                yield from value
+            elif kind == "result":
+                finished = True
+                return value
+            elif kind == "cancelled":
+                raise LossviewError("the worker process was cancelled")
+            else:
+                line, tb = value
+                logging.getLogger("lossview.jobs").info("worker process failed:\n%s", tb)
+                raise LossviewError(line)
+    finally:
+        if not finished:
+            cancel.set()
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        conn.close()
+        proc.join(1)

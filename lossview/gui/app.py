@@ -127,8 +127,9 @@ def install_excepthook(window) -> None:
     sys.excepthook = hook
 
 
-#: the window is up and idle by then
-PREWARM_DELAY_MS = 1500
+#: the window is up by then, and no 3D surface can be ready yet (loading, analysis and the
+#: first grid take longer), so the first one finds PyOpenGL imported
+PREWARM_DELAY_MS = 300
 #: imported ahead of need: PyOpenGL with pyqtgraph's GL items (the first 3D surface,
 #: ~110 ms of the GUI thread). Not torch: training, surfaces and sharpness run in child
 #: processes, the train dialog's problem list comes from one (gui/problem_catalog.py), so

@@ -124,6 +124,16 @@ def surface_scenes(run: Any, log: bool, **kwargs: Any
     return (yield from scene_stream(lambda: surface_for_run(run, **kwargs), log))
 
 
+# -- analysis ------------------------------------------------------------------------
+def analysis(run: Any, model_file: str | None = None) -> Generator[str, None, dict]:
+    """:func:`lossview.gui.loader.analyze_run` of ``run`` (a Run, or ``(path, steps)``)."""
+    from lossview.gui.loader import analyze_run
+
+    if isinstance(run, tuple):
+        run = reopen(*run)
+    return (yield from analyze_run(run, model_file=model_file))
+
+
 # -- sharpness -----------------------------------------------------------------------
 def sharpness(run: Any, model_file: str | None = None) -> Generator[str, None, dict]:
     """:func:`lossview.gui.loader.sharpness_table` of ``run`` (a Run or ``(path, steps)``)."""

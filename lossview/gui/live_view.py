@@ -20,9 +20,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer
 
 from lossview.core.run import MetricSeries, Run
-from lossview.gui.loader import analyze_run
+from lossview.gui.jobs import analysis
 from lossview.gui.stagger import Stagger
-from lossview.gui.workers import GeneratorWorker
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui")
 
@@ -55,7 +55,7 @@ class LiveView(QObject):
         super().__init__(window)
         self.win = window
         self.run: Any = None
-        self._worker: GeneratorWorker | None = None
+        self._worker: GeneratorWorker | ProcessWorker | None = None
         self._last = 0.0
         self._pending = False
         self._cost = 0.0  # seconds the last refresh took, repaint included
@@ -128,7 +128,9 @@ class LiveView(QObject):
         if frozen is None:
             return
         live = self.run
-        worker = GeneratorWorker(lambda: analyze_run(frozen), parent=self)
+        # in a child process (the frozen run is sent there whole: a few MB for the built-in
+        # problems): its Python-level loops would hold the GIL against the live refreshes
+        worker = make_worker(analysis, frozen, parent=self)
         worker.finished.connect(lambda rep: self._on_report(live, frozen, rep))
         worker.errored.connect(lambda msg: log.info("live analysis failed: %s", msg))
         worker.done.connect(lambda: self._on_done(worker))
@@ -157,7 +159,7 @@ class LiveView(QObject):
         self.stagger.run([show(w.trajectory_panel, frozen), show(w.diagnostics_panel, frozen),
                           show(w.loss_panel, live)])
 
-    def _on_done(self, worker: GeneratorWorker) -> None:
+    def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is self._worker:
             self._worker = None
             self._last = time.monotonic()

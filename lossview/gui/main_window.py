@@ -208,7 +208,9 @@ class MainWindow(QMainWindow):
         self._remember = remember
         self.log_message(f"opening {path}")
         model_file = self.model_file
-        worker = GeneratorWorker(lambda: load_and_analyze(path, model_file), parent=self)
+        # opened on a thread here (reading headers), analysed in a child process
+        worker = GeneratorWorker(lambda: load_and_analyze(path, model_file, in_child=True),
+                                 parent=self)
         worker.progress.connect(self._on_load_progress)
         worker.finished.connect(lambda result, w=worker: self._on_loaded(w, path, result))
         worker.errored.connect(lambda msg, w=worker: self._on_load_error(w, path, msg))

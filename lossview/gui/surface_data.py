@@ -21,6 +21,36 @@ LOG_DECADES = 6.0
 N_LEVELS = 9
 
 
+def bilinear(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``z`` (on the grid ``xs`` x ``ys``, both ascending) at ``points`` ``[N, 2]``:
+    bilinear inside the grid, extended linearly from the edge cells outside it, NaN for
+    non-finite points. The same numbers as scipy's ``RegularGridInterpolator(...,
+    bounds_error=False, fill_value=None)``, without importing ``scipy.interpolate``
+    (~0.1 s on the GUI thread at the first 3D surface)."""
+    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    out = np.full(len(p), np.nan)
+    ok = np.isfinite(p).all(axis=1)
+    if not ok.any():
+        return out
+    x, y = p[ok, 0], p[ok, 1]
+
+    def cell(axis: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(axis) < 2:
+            return np.zeros(len(v), dtype=np.int64), np.zeros(len(v))
+        i = np.clip(np.searchsorted(axis, v) - 1, 0, len(axis) - 2)
+        return i, (v - axis[i]) / (axis[i + 1] - axis[i])
+
+    i, tx = cell(xs, x)
+    j, ty = cell(ys, y)
+    i1 = np.minimum(i + 1, len(xs) - 1)
+    j1 = np.minimum(j + 1, len(ys) - 1)
+    out[ok] = ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i1, j]
+               + (1 - tx) * ty * z[i, j1] + tx * ty * z[i1, j1])
+    return out
+
+
 def fill_missing(loss: np.ndarray) -> np.ndarray:
     """Copy of ``loss`` with NaN points replaced by their nearest evaluated neighbour.
 

@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from lossview.gui.surface_data import SurfaceScene
+from lossview.gui.surface_data import SurfaceScene, bilinear
 
 #: height of the drawn surface relative to its half-width
 HEIGHT = 0.9
@@ -312,16 +312,9 @@ class SurfaceGLView(QWidget):
 
     def _height_at(self, ab: np.ndarray) -> np.ndarray:
         """Unit height of the surface under (alpha, beta) points (bilinear on the grid)."""
-        from scipy.interpolate import RegularGridInterpolator
-
         s = self._scene
         assert s is not None
-        f = RegularGridInterpolator((s.alphas, s.betas), s.scale.unit(s.loss),
-                                    bounds_error=False, fill_value=None)
-        out = np.full(len(ab), np.nan)
-        ok = np.isfinite(ab).all(axis=1)
-        out[ok] = f(ab[ok])
-        return out
+        return bilinear(s.alphas, s.betas, s.scale.unit(s.loss), ab)
 
     def set_current(self, index: int) -> None:
         """Move the marker to snapshot ``index``; the only update made while scrubbing.

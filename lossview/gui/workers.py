@@ -176,9 +176,9 @@ class ProcessWorker(QObject):
             raise RuntimeError("a ProcessWorker runs once; make a new one")
         from lossview.core import jobs
 
-        func, args, kwargs = self._job
-        self._proc, self._conn, self._event = jobs.start(
-            func, args, kwargs, self._min_interval, name=f"lossview-{func.__name__}")
+        # the child is started on the reader thread: starting waits for the forkserver,
+        # which imports torch for about a second after the app's launch
+        self._event = jobs.context().Event()
         if self._cancel_requested:
             self._event.set()
         self._thread = _Thread(self)
@@ -205,13 +205,25 @@ class ProcessWorker(QObject):
             return self._thread.wait()
         if self._thread.wait(int(msecs)):
             return True
-        if self._cancel_requested and self.KILL_AFTER_CANCEL and self._proc is not None:
-            self._proc.kill()
+        proc = self._proc
+        if self._cancel_requested and self.KILL_AFTER_CANCEL and proc is not None:
+            proc.kill()
             return self._thread.wait(2000)
         return False
 
     def _work(self) -> None:  # the reader thread
-        proc, conn = self._proc, self._conn
+        from lossview.core import jobs
+
+        func, args, kwargs = self._job
+        try:
+            proc, conn, _ = jobs.start(func, args, kwargs, self._min_interval,
+                                       name=f"lossview-{func.__name__}", cancel=self._event)
+        except Exception as e:  # noqa: BLE001 - e.g. an argument that does not pickle
+            log.exception("starting the worker process failed")
+            self.errored.emit(f"could not start the worker process: {e}".splitlines()[0])
+            self._ended.emit()
+            return
+        self._proc, self._conn = proc, conn
         try:
             while True:
                 try:

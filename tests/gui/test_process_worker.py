@@ -93,3 +93,9 @@ def test_make_worker_uses_threads_when_asked(qtbot, monkeypatch):
     assert isinstance(w, GeneratorWorker)
     got = run(qtbot, w)
     assert got["finished"] == [10]
+
+
+def test_an_argument_that_cannot_be_sent_is_an_error_not_a_hang(qtbot):
+    got = run(qtbot, ProcessWorker(pj.counting, lambda: 3))  # a lambda does not pickle
+    assert len(got["errored"]) == 1
+    assert got["errored"][0].startswith("could not start the worker process")

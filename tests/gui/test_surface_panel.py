@@ -295,3 +295,22 @@ def test_contour_view_is_used_where_opengl_is_unavailable(tmp_path):
     assert "offscreen" in lines["REASON"] and "no OpenGL" in lines["REASON"]
     assert lines["TOGGLE"] == "False True"  # 3D button disabled, contour chosen
     assert lines["SHOWN"] == "SurfaceContourView True"
+
+
+def test_bilinear_heights_match_scipys_grid_interpolator():
+    """The 3D view lifts the path with surface_data.bilinear (no scipy.interpolate import
+    on the GUI thread); inside and outside the grid it gives scipy's numbers."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    from lossview.gui.surface_data import bilinear
+
+    rng = np.random.default_rng(3)
+    xs = np.sort(rng.uniform(-2, 3, 13))
+    ys = np.linspace(-1.0, 1.5, 9)
+    z = rng.normal(size=(13, 9))
+    pts = np.column_stack([rng.uniform(-3, 4, 500), rng.uniform(-2, 2.5, 500)])
+    pts[:3] = [[xs[0], ys[0]], [xs[-1], ys[-1]], [xs[5], ys[4]]]  # grid nodes, exactly
+    ref = RegularGridInterpolator((xs, ys), z, bounds_error=False, fill_value=None)(pts)
+    np.testing.assert_allclose(bilinear(xs, ys, z, pts), ref, rtol=1e-12, atol=1e-12)
+    assert bilinear(xs, ys, z, pts[:3])[2] == z[5, 4]
+    assert np.isnan(bilinear(xs, ys, z, np.array([[np.nan, 0.0]]))).all()
