@@ -150,14 +150,29 @@ def prewarm_imports() -> None:
     import importlib
     import threading
 
+    done = threading.Event()
+
     def run() -> None:
         for name in PREWARM_MODULES:
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001 - the real import reports it where it matters
                 log.debug("prewarm: %s not importable", name, exc_info=True)
+        done.set()
 
     threading.Thread(target=run, name="lossview-prewarm", daemon=True).start()
+
+    def probe() -> None:
+        # then, on the GUI thread, the throw-away context that tells whether a 3D view
+        # can be made (~40 ms, cached): not in the turn that draws the first surface
+        if not done.is_set():
+            QTimer.singleShot(100, probe)
+            return
+        from lossview.gui.surface_gl import gl_unavailable_reason
+
+        gl_unavailable_reason()
+
+    QTimer.singleShot(100, probe)
 
 
 def start_job_server() -> None:

@@ -108,7 +108,8 @@ class Stagger(QObject):
             self._veiled += later
             self._queue.extendleft(self._revealer(p) for p in reversed(later))
         if self._queue:
-            QTimer.singleShot(self.interval_ms, lambda: self._next(gen))
+            # with self as context: no step runs once this object (its panel) is deleted
+            QTimer.singleShot(self.interval_ms, self, lambda: self._next(gen))
 
     def _revealer(self, plot: Any) -> Callable[[], None]:
         def reveal() -> None:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from lossview.gui.jobs import SceneUpdate, run_arg, surface_scenes
+from lossview.gui.stagger import Stagger
 from lossview.gui.surface_contour import SurfaceContourView
 from lossview.gui.surface_data import SurfaceScene, build_scene
 from lossview.gui.surface_honesty import HonestyPlot
@@ -91,6 +92,7 @@ class SurfacePanel(QWidget):
         self._retired: list = []  # cancelled workers, possibly still stopping
         self._gl_view = None
         self._gl_reason: str | None = "not checked yet"
+        self._stagger = Stagger(self)
         self._build_ui()
         timeline.index_changed.connect(self._on_index)
         self._show_message("Open a run to see its loss surface.")
@@ -231,6 +233,7 @@ class SurfacePanel(QWidget):
         if same and (self._final or self.is_busy() or run.spec.get("live")):
             return  # a report update, or a live run growing: nothing to recompute
         self._cancel_worker()
+        self._stagger.cancel()
         self.run = run
         self.surface = None
         self.scene = None
@@ -248,8 +251,8 @@ class SurfacePanel(QWidget):
         self.recompute()
 
     def is_busy(self) -> bool:
-        """True while a surface is being computed."""
-        return self._worker is not None
+        """True while a surface is being computed or drawn."""
+        return self._worker is not None or self._stagger.active
 
     def current_plane(self) -> str:
         return str(self.plane_box.currentData())
@@ -362,8 +365,8 @@ class SurfacePanel(QWidget):
         self._worker = None
         self._set_busy_ui(False)
         self.busy_changed.emit(False)
-        if self._final:
-            self.surface_ready.emit()
+        if self._final and not self._stagger.active:
+            self.surface_ready.emit()  # else the last drawing step emits it
 
     # -- drawing -------------------------------------------------------------------
     def _draw(self, surface: Any, scene: SurfaceScene | None = None) -> None:
@@ -379,19 +382,66 @@ class SurfacePanel(QWidget):
 
     def _redraw(self, scene: SurfaceScene | None = None) -> None:
         """Hand the scene to the views; ``scene`` comes from the worker, else (log-z
-        toggled) it is rebuilt here from the surface."""
+        toggled) it is rebuilt here from the surface.
+
+        One view per event-loop turn (each is tens of milliseconds on a software
+        renderer): the view on screen first, then the honesty plot, then the hidden view;
+        the first 3D surface also creates the GL view in a turn of its own.
+        """
         if self.surface is None:
             return
         if scene is None or scene.scale.log != self.log_box.isChecked():
             scene = build_scene(self.surface, self.log_box.isChecked())
         self.scene = scene
-        self.contour.set_scene(self.scene)
-        if self._ensure_gl():
-            self._gl_view.set_scene(self.scene)
-        steps = self.run.steps if self.run is not None else np.arange(self.scene.n_points)
-        self.honesty.set_scene(self.scene, steps)
-        self._on_index(self.timeline.index)
-        self._show_view()
+        final = self._final
+        steps = self.run.steps if self.run is not None else np.arange(scene.n_points)
+        want_3d = not self.view_button.isChecked()
+        gl_pending = want_3d and self._gl_view is None and self._gl_reason is not None
+
+        def guarded(step):
+            def run() -> None:
+                if self.scene is not scene:
+                    return  # a newer scene (or none) replaced it
+                try:
+                    step()
+                except Exception as e:  # noqa: BLE001 - a drawing bug must not crash
+                    log.exception("drawing the surface failed")
+                    self.surface = self.scene = None
+                    self._final = False
+                    self._stagger.cancel()
+                    self._show_message(f"<b>Could not draw the loss surface:</b> "
+                                       f"{_html(f'{type(e).__name__}: {e}')}")
+            return run
+
+        def front() -> None:
+            if want_3d and self._ensure_gl():
+                self._gl_view.set_scene(scene)
+                self._gl_view.set_current(self.timeline.index)
+            else:
+                self.contour.set_scene(scene)
+                self.contour.set_current(self.timeline.index)
+            self._show_view()
+
+        def honesty() -> None:
+            self.honesty.set_scene(scene, steps)
+            self.honesty.set_current(self.timeline.index)
+
+        def back() -> None:
+            if want_3d and self._gl_view is not None:
+                self.contour.set_scene(scene)
+                self.contour.set_current(self.timeline.index)
+            elif self._gl_view is not None:
+                self._gl_view.set_scene(scene)
+                self._gl_view.set_current(self.timeline.index)
+
+        def ready() -> None:
+            if final and self._worker is None:
+                self.surface_ready.emit()
+
+        todo = [front, honesty, back, ready]
+        if gl_pending and self._gl_reason == "not checked yet":
+            todo.insert(0, lambda: self._ensure_gl())  # probe and create, then draw
+        self._stagger.run([guarded(f) for f in todo])
 
     def _on_index(self, index: int) -> None:
         """Timeline moved: only the markers move."""

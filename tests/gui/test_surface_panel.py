@@ -150,7 +150,11 @@ def test_log_z_redraws_without_recomputing(qtbot, quad_run):
     compute(qtbot, panel, quad_run)
     surface = panel.surface
     panel.log_box.setChecked(True)
-    assert panel.surface is surface and panel.scene.scale.log and not panel.is_busy()
+    assert panel._worker is None  # nothing recomputed: the views are redrawn, a turn each
+    qtbot.waitUntil(lambda: not panel.is_busy(), timeout=5000)
+    assert panel.surface is surface and panel.scene.scale.log
+    # the contour view (drawn in its own turn) shows log10 of the loss
+    np.testing.assert_allclose(panel.contour.image.image.T, np.log10(surface.loss), rtol=1e-9)
     assert panel.scene.scale.floor == pytest.approx(np.log10(np.nanmin(surface.loss)))
 
 
