@@ -159,7 +159,10 @@ def main() -> int:
     if hasattr(surface, "res_box"):
         surface.res_box.setCurrentIndex(surface.res_box.findData(51))
     win.show()
-    app.processEvents()
+    t_show = time.perf_counter()
+    while time.perf_counter() - t_show < 0.5:  # the window's own first paint is start-up,
+        app.processEvents()                      # not opening: let it finish first
+        time.sleep(0.005)
     # ... and, as ``lossview open PATH`` does, the run is opened at once, PyOpenGL
     # imported in the background a moment later
     QTimer.singleShot(PREWARM_DELAY_MS, prewarm_imports)

@@ -40,7 +40,7 @@ PRELOAD = ("numpy", "scipy.ndimage", "torch", "lossview.core.jobs",
 #: children run at this much lower CPU priority: when the GUI thread needs a core (a
 #: first 3D frame rasterised in software, a first paint) it gets it, instead of sharing
 #: two cores with two busy jobs (a first 3D frame took 620 ms then, against ~100 ms)
-NICE = 10
+NICE = 19
 
 #: set ``LOSSVIEW_WORKERS=thread`` to run every job on a thread of the app instead
 ENV = "LOSSVIEW_WORKERS"

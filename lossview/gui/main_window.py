@@ -337,7 +337,7 @@ class MainWindow(QMainWindow):
             self.run_loaded.emit(run)
 
         # the loss curves first (what the user looks at first), one plot per turn
-        self.stagger.run([show(p) for p in panels] + [finish])
+        self.stagger.run([show(p) for p in panels] + [finish], veil=tuple(panels))
 
     def panels(self) -> list[QWidget]:
         return [self.loss_panel, self.trajectory_panel, self.surface_panel, self.diagnostics_panel]
