@@ -2,7 +2,8 @@
 
 ``run_updated`` arrives up to ~30 times a second; the window's loss panel, timeline and
 timeline bar are refreshed from it at most once per ``REFRESH_INTERVAL`` seconds (the
-updates in between are coalesced, the last one always lands). A refresh repaints most of
+updates in between are coalesced; the last one lands unless the finished run is about to
+be reopened from its folder). A refresh repaints most of
 the window, which costs tens of milliseconds on a software-rendered display; refreshing
 at 30 Hz kept the GUI thread painting without a pause for seconds (timers and input
 starved), so the interval also grows to ``REFRESH_LOAD`` times the measured cost of the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
@@ -72,9 +74,17 @@ class LiveView(QObject):
         self.win.statusBar().showMessage(f"Training {run.name} live…")
 
     def update(self, run: Any) -> None:
-        """``run`` grew: refresh now, or once the refresh interval has passed (the last
-        update, after training ended, is never deferred)."""
+        """``run`` grew: refresh now, or once the refresh interval has passed. The update
+        after training ended is never deferred, and skipped when the run was saved (the
+        saved run is shown next)."""
         if run is not self.run:
+            return
+        if not run.spec.get("live") and (Path(run.path) / "run.json").is_file():
+            # training ended and its folder is complete: the window opens the saved run
+            # next, which replaces every panel; a last live refresh would be painted
+            # just before that (~100 ms of the GUI thread for nothing)
+            self._pending = False
+            self._timer.stop()
             return
         if self._timer.isActive() and run.spec.get("live"):
             self._pending = True
