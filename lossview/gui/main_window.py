@@ -20,7 +20,7 @@ from lossview.gui.loader import load_and_analyze
 from lossview.gui.sharpness_job import SharpnessJob
 from lossview.gui.loss_panel import LossPanel
 from lossview.gui.menus import build_menus
-from lossview.gui.stagger import Stagger
+from lossview.gui.stagger import Stagger, settle
 from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
@@ -262,6 +262,7 @@ class MainWindow(QMainWindow):
     def _on_sharpness(self, run: Any, report: dict, table: dict) -> None:
         if run is self.run:
             self.diagnostics_panel.set_sharpness(run, table)
+            settle(self.diagnostics_panel)  # laid out before it paints, so it paints once
             self.statusBar().showMessage(f"Sharpness measured: {table.get('verdict', '')}", 8000)
 
     def _on_sharpness_error(self, run: Any, message: str) -> None:
@@ -310,7 +311,7 @@ class MainWindow(QMainWindow):
         self.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
         self.setWindowTitle(f"{run.name} — lossview")
-        self.stack.setCurrentWidget(self.workspace)
+        switch = self.stack.currentWidget() is not self.workspace
         self._n_warnings = 0
         for w in run.warnings:
             self.log_message(f"warning: {run.path}: {w}", warning=True)
@@ -336,8 +337,12 @@ class MainWindow(QMainWindow):
                 after()
             self.run_loaded.emit(run)
 
+        def to_workspace() -> None:  # from the start page: the (veiled) panels, alone
+            self.stack.setCurrentWidget(self.workspace)
+
         # the loss curves first (what the user looks at first), one plot per turn
-        self.stagger.run([show(p) for p in panels] + [finish], veil=tuple(panels))
+        steps = [show(p) for p in panels] + [finish]
+        self.stagger.run(([to_workspace] if switch else []) + steps, veil=tuple(panels))
 
     def panels(self) -> list[QWidget]:
         return [self.loss_panel, self.trajectory_panel, self.surface_panel, self.diagnostics_panel]

@@ -259,8 +259,12 @@ class SurfaceGLView(QWidget):
         self.view.opts["center"] = pg.Vector(0, 0, HEIGHT * 0.3)
         self.view.setCameraPosition(**CAMERA)
 
-    def set_scene(self, scene: SurfaceScene) -> None:
-        """Draw a (possibly partial) surface, its basin outline and the lifted path."""
+    def set_scene(self, scene: SurfaceScene, overlays: bool = True) -> None:
+        """Draw a (possibly partial) surface, its basin outline and the lifted path.
+
+        ``overlays=False`` leaves the path and markers hidden until :meth:`show_overlays`:
+        the first frame on a software rasteriser compiles every item's shaders, so the
+        first surface is drawn in two frames (event-loop turns) instead of one."""
         self._scene = scene
         a, b = scene.alphas, scene.betas
         self._ab_centre = np.array([(a[0] + a[-1]) / 2, (b[0] + b[-1]) / 2])
@@ -298,12 +302,18 @@ class SurfaceGLView(QWidget):
             self.start.setData(pos=self._path_pos[:1])
             self.start_halo.setData(pos=self._path_pos[:1])
             for item in self._overlays:
-                item.setVisible(True)
+                item.setVisible(overlays)
             self._index = min(self._index, n - 1)
             self._apply_marker()
         else:
             for item in self._overlays:
                 item.setVisible(False)
+
+    def show_overlays(self) -> None:
+        """Show the path and markers a :meth:`set_scene` with ``overlays=False`` held back."""
+        if self._scene is not None and self._scene.n_points:
+            for item in self._overlays:
+                item.setVisible(True)
 
     def _lift(self, ab: np.ndarray) -> np.ndarray:
         """(alpha, beta) points -> scene positions on the surface (plus a small lift)."""

@@ -185,8 +185,9 @@ class SurfacePanel(QWidget):
         lay.addWidget(split, 1)
         lay.addWidget(self.status)
 
-    def _ensure_gl(self) -> bool:
-        """Create the 3D view on first need; False (with the reason kept) if impossible."""
+    def _ensure_gl(self, with_scene: bool = True) -> bool:
+        """Create the 3D view on first need; False (with the reason kept) if impossible.
+        ``with_scene``: give a new view the current scene at once."""
         if self._gl_view is not None:
             return True
         if self._gl_reason == "not checked yet":
@@ -204,7 +205,7 @@ class SurfacePanel(QWidget):
         self._gl_view = SurfaceGLView()
         self._gl_view.point_clicked.connect(self.timeline.set_index)
         self.stack.addWidget(self._gl_view)
-        if self.scene is not None:
+        if with_scene and self.scene is not None:
             self._gl_view.set_scene(self.scene)
         return True
 
@@ -385,8 +386,9 @@ class SurfacePanel(QWidget):
         toggled) it is rebuilt here from the surface.
 
         One view per event-loop turn (each is tens of milliseconds on a software
-        renderer): the view on screen first, then the honesty plot, then the hidden view;
-        the first 3D surface also creates the GL view in a turn of its own.
+        renderer): the view on screen first, then the honesty plot, then the hidden view.
+        The first 3D surface takes three turns of its own: the GL window shown (floor
+        only), the surface, then the path and markers (each first frame compiles shaders).
         """
         if self.surface is None:
             return
@@ -396,14 +398,13 @@ class SurfacePanel(QWidget):
         final = self._final
         steps = self.run.steps if self.run is not None else np.arange(scene.n_points)
         want_3d = not self.view_button.isChecked()
-        gl_pending = want_3d and self._gl_view is None and self._gl_reason is not None
 
         def guarded(step):
-            def run() -> None:
+            def run():
                 if self.scene is not scene:
-                    return  # a newer scene (or none) replaced it
+                    return None  # a newer scene (or none) replaced it
                 try:
-                    step()
+                    return step()  # a widget returned is laid out before it paints
                 except Exception as e:  # noqa: BLE001 - a drawing bug must not crash
                     log.exception("drawing the surface failed")
                     self.surface = self.scene = None
@@ -411,26 +412,43 @@ class SurfacePanel(QWidget):
                     self._stagger.cancel()
                     self._show_message(f"<b>Could not draw the loss surface:</b> "
                                        f"{_html(f'{type(e).__name__}: {e}')}")
+                    return None
             return run
 
-        def front() -> None:
-            if want_3d and self._ensure_gl():
-                self._gl_view.set_scene(scene)
-                self._gl_view.set_current(self.timeline.index)
-            else:
-                self.contour.set_scene(scene)
-                self.contour.set_current(self.timeline.index)
-            self._show_view()
+        first_3d = want_3d and self._gl_view is None
 
-        def honesty() -> None:
+        def create() -> None:  # the first 3D surface: the GL window shown, floor only
+            if self._ensure_gl(with_scene=False):
+                self.stack.setCurrentWidget(self._gl_view)
+
+        def front() -> QWidget | None:
+            if want_3d and self._ensure_gl():
+                # the first time, the path and markers follow a turn later (shaders
+                # compile at each item's first frame)
+                self._gl_view.set_scene(scene, overlays=not first_3d)
+                self._gl_view.set_current(self.timeline.index)
+                self._show_view()
+                return None
+            self.contour.set_scene(scene)
+            self.contour.set_current(self.timeline.index)
+            self._show_view()
+            return self.contour
+
+        def overlays() -> None:
+            if self._gl_view is not None:
+                self._gl_view.show_overlays()
+
+        def honesty() -> QWidget:
             self.honesty.set_scene(scene, steps)
             self.honesty.set_current(self.timeline.index)
+            return self.honesty
 
-        def back() -> None:
+        def back() -> QWidget | None:
             if want_3d and self._gl_view is not None:
                 self.contour.set_scene(scene)
                 self.contour.set_current(self.timeline.index)
-            elif self._gl_view is not None:
+                return self.contour
+            if self._gl_view is not None:
                 self._gl_view.set_scene(scene)
                 self._gl_view.set_current(self.timeline.index)
 
@@ -438,9 +456,8 @@ class SurfacePanel(QWidget):
             if final and self._worker is None:
                 self.surface_ready.emit()
 
-        todo = [front, honesty, back, ready]
-        if gl_pending and self._gl_reason == "not checked yet":
-            todo.insert(0, lambda: self._ensure_gl())  # probe and create, then draw
+        todo = [create, front, overlays, honesty, back, ready] if first_3d \
+            else [front, honesty, back, ready]
         self._stagger.run([guarded(f) for f in todo])
 
     def _on_index(self, index: int) -> None:
