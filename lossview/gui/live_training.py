@@ -1,13 +1,14 @@
-"""Live training: the trainer in a worker thread feeding a Run that grows as snapshots arrive.
+"""Live training: the trainer in a child process feeding a Run that grows as snapshots arrive.
 
 :class:`LiveRun` is an in-memory :class:`~lossview.core.run.Run` to which snapshots and
 metric records are appended on the GUI thread; the panels call ``set_run`` on it like on
 any other run. :class:`LiveTraining` drives one :class:`~lossview.core.train.trainer.Trainer`
 in a child process (:func:`lossview.gui.jobs.train_stream` in a
-:class:`~lossview.gui.workers.ProcessWorker`, so training does not share the GUI
-thread's GIL; the trainer yields every step and the worker batches those events to at
-most ~30 deliveries a second, so ``run_updated`` is throttled the same way). The run folder the trainer writes is the durable result:
-``run_finished`` carries its path, whether training finished, diverged or was stopped.
+:class:`~lossview.gui.workers.ProcessWorker`), so training does not share the GUI
+thread's GIL. The trainer yields every step; the worker batches those events to at most
+~30 deliveries a second, so ``run_updated`` is throttled the same way. The run folder the
+trainer writes is the durable result: ``run_finished`` carries its path, whether training
+finished, diverged or was stopped.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject, QTimer
 
 from lossview.core.run import MetricSeries, Run
 from lossview.gui.jobs import analysis
-from lossview.gui.stagger import Stagger
+from lossview.gui.stagger import Stagger, settle
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui")
@@ -102,12 +102,19 @@ class LiveView(QObject):
             self._refresh()
 
     def _refresh(self) -> None:
+        if self.stagger.active and self.run is not None and self.run.spec.get("live"):
+            # a new report is being shown panel by panel (the loss panel among them):
+            # refreshing now would paint in one of its turns; come back after it
+            self._pending = True
+            self._timer.start(int(1000 * REFRESH_INTERVAL / 2))
+            return
         self._pending = False
         run = self.run
         w = self.win
         t0 = time.perf_counter()
         w.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
         w.loss_panel.set_run(run, w.report)
+        settle(w.loss_panel)  # laid out and ranged now, so it paints once
         w.timeline.set_count(len(run), keep_end=True)
         self._t_refresh = t0
         # the repaint runs after this returns: measured when the event loop is back

@@ -43,29 +43,19 @@ def pairwise_distances(run: Any, max_points: int = PAIRWISE_MAX) -> Generator[st
     return {"indices": idx.tolist(), "matrix": m}
 
 
-def load_and_analyze(path: str | Path, model_file: str | None = None, in_child: bool = False
+def load_and_analyze(path: str | Path, model_file: str | None = None
                      ) -> Generator[str, None, tuple[Any, dict]]:
     """Open ``path``, analyse it, add the pairwise matrix; yields progress lines.
 
     ``model_file``: a user file building the model and data (``--model``), for foreign runs.
-    ``in_child``: analyse in a child process (:func:`lossview.core.jobs.relay`), which
-    opens the run again there: the analysis's Python-level loops then do not hold this
-    process's GIL (the desktop app's GUI thread). The run is opened here either way.
+    The desktop app runs this in a child process: the opened run (headers, metrics, lazy
+    readers) and the report pickle in a few milliseconds.
     """
     from lossview.core.io import open_run
 
     yield f"opening {path}"
     run = open_run(path)
     yield f"analysing {len(run)} snapshots ({run.n_params:,} parameters)"
-    from lossview.core import jobs
-
-    if in_child and jobs.available():
-        from lossview.gui import jobs as app_jobs
-
-        arg, ok = app_jobs.run_arg(run)
-        if ok:
-            report = yield from jobs.relay(app_jobs.analysis, (arg,), {"model_file": model_file})
-            return run, report
     report = yield from analyze_run(run, model_file=model_file)
     return run, report
 

@@ -26,7 +26,7 @@ from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
 from lossview.gui.trajectory_panel import TrajectoryPanel
 from lossview.gui.widgets import LazyProgressBar, cache_plot_items
-from lossview.gui.workers import GeneratorWorker
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui")
 
@@ -75,7 +75,7 @@ class MainWindow(QMainWindow):
         self.timeline = Timeline(self)
         self.run: Any = None
         self.report: dict | None = None
-        self._loader: GeneratorWorker | None = None
+        self._loader: GeneratorWorker | ProcessWorker | None = None
         self.sharpness = SharpnessJob(self)
         self.sharpness.progress.connect(self._on_load_progress)
         self.sharpness.measured.connect(self._on_sharpness)
@@ -208,9 +208,9 @@ class MainWindow(QMainWindow):
         self._remember = remember
         self.log_message(f"opening {path}")
         model_file = self.model_file
-        # opened on a thread here (reading headers), analysed in a child process
-        worker = GeneratorWorker(lambda: load_and_analyze(path, model_file, in_child=True),
-                                 parent=self)
+        # opened and analysed in a child process (its parsing and Python-level loops
+        # would hold the GIL against this thread); the run and report come back pickled
+        worker = make_worker(load_and_analyze, path, model_file, parent=self)
         worker.progress.connect(self._on_load_progress)
         worker.finished.connect(lambda result, w=worker: self._on_loaded(w, path, result))
         worker.errored.connect(lambda msg, w=worker: self._on_load_error(w, path, msg))
@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
         if items:
             self.statusBar().showMessage(str(items[-1]))
 
-    def _on_loaded(self, worker: GeneratorWorker, path: str, result: Any) -> None:
+    def _on_loaded(self, worker: GeneratorWorker | ProcessWorker, path: str, result: Any) -> None:
         if worker is not self._loader:
             return  # superseded
         run, report = result
@@ -274,13 +274,14 @@ class MainWindow(QMainWindow):
         """Anything still working on the shown run (loading, sharpness, surface)."""
         return self.is_loading() or self.sharpness.busy or self.surface_busy()
 
-    def _on_load_error(self, worker: GeneratorWorker, path: str, message: str) -> None:
+    def _on_load_error(self, worker: GeneratorWorker | ProcessWorker, path: str,
+                       message: str) -> None:
         if worker is not self._loader:
             return
         self.report_error(f"could not open {path}: {message}")
         self.load_failed.emit(message)
 
-    def _on_load_done(self, worker: GeneratorWorker) -> None:
+    def _on_load_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is self._loader:
             self._loader = None
             self._set_busy(False)
