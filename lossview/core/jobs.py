@@ -39,8 +39,10 @@ PRELOAD = ("numpy", "scipy.ndimage", "torch", "lossview.core.jobs",
 
 #: children run at this much lower CPU priority: when the GUI thread needs a core (a
 #: first 3D frame rasterised in software, a first paint) it gets it, instead of sharing
-#: two cores with two busy jobs (a first 3D frame took 620 ms then, against ~100 ms)
-NICE = 19
+#: two cores with two busy jobs (a first 3D frame took 620 ms then, against ~100 ms).
+#: Not 19: beside other busy processes of the user (a training run on every core) a
+#: job at 19 gets ~1.5 % of a core and a surface never finishes; at 10, ~10 %.
+NICE = 10
 
 #: set ``LOSSVIEW_WORKERS=thread`` to run every job on a thread of the app instead
 ENV = "LOSSVIEW_WORKERS"
