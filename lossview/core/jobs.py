@@ -127,6 +127,13 @@ def run_job(conn, cancel, func: Callable[..., Any], args: tuple, kwargs: dict,
             os.nice(int(settings["nice"]))
         except OSError:
             pass
+    if hasattr(os, "SCHED_BATCH"):
+        # Linux: a CPU-bound, non-interactive task that never preempts the GUI thread on
+        # its wake-ups (the GUI's paints then start at once instead of after a time slice)
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except OSError:
+            pass
     if "thread_budget" in settings:
         from lossview.core.surface.threads import set_thread_budget
 

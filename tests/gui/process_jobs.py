@@ -21,6 +21,7 @@ def describe():
 
     yield "looked"
     return {"pid": os.getpid(), "nice": os.nice(0), "budget": current_budget(),
+            "policy": os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None,
             "qt": sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "pyqtgraph"))}
 
 

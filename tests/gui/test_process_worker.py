@@ -46,6 +46,8 @@ def test_the_child_is_another_process_without_qt_at_lower_priority(qtbot):
     assert child["qt"] == []  # this process has PySide6 and pyqtgraph loaded
     assert "PySide6.QtCore" in sys.modules
     assert child["nice"] == os.nice(0) + jobs.NICE
+    if hasattr(os, "SCHED_BATCH"):  # Linux: never preempts the GUI thread on wake-up
+        assert child["policy"] == os.SCHED_BATCH
     assert child["budget"] == 1  # the app's thread budget reaches the child
 
 
