@@ -63,8 +63,15 @@ def wait_for(app: QApplication, signal, timeout_s: float = 600) -> None:
 
 
 def main() -> int:
-    app = QApplication(sys.argv[:1])
-    import lossview.gui  # noqa: F401
+    from lossview.gui.app import make_app, prewarm_imports, start_job_server
+
+    app = make_app()  # as the app: GIL switch interval, thread budget, GC on this thread
+    start_job_server()  # the jobs' forkserver imports torch in its own process ...
+    prewarm_imports()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 2.0:  # ... ready, as it is a moment after launch
+        app.processEvents()
+        time.sleep(0.005)
     from lossview.core.io import open_run
     from lossview.core.train.config import TrainConfig
     from lossview.core.train.trainer import run_to_end, train

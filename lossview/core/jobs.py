@@ -33,9 +33,13 @@ from collections.abc import Callable
 from typing import Any
 
 #: imported once by the forkserver, so that children start with them in memory
-PRELOAD = ("numpy", "scipy.ndimage", "torch", "lossview.core.jobs",
+PRELOAD = ("numpy", "scipy.ndimage", "torch", "contourpy", "lossview.core.jobs",
            "lossview.core.train.trainer", "lossview.core.surface.runsurface",
-           "lossview.core.surface.stability", "lossview.core.analysis.report")
+           "lossview.core.surface.stability", "lossview.core.analysis.report",
+           "lossview.gui.jobs", "lossview.gui.loader",
+           # the digits data of the mlp/cnn problems (0.7 s, mostly scipy.stats); an
+           # optional dependency: the forkserver skips a module that does not import
+           "sklearn.datasets")
 
 #: children run at this much lower CPU priority: when the GUI thread needs a core (a
 #: first 3D frame rasterised in software, a first paint) it gets it, instead of sharing
@@ -52,8 +56,9 @@ _ctx_lock = threading.RLock()
 
 
 def available() -> bool:
-    """True where jobs can run in forked children (a forkserver exists, not disabled)."""
-    if os.environ.get(ENV, "").lower() == "thread":
+    """True where jobs can run in forked children: a forkserver exists, not disabled, and
+    not a frozen bundle (PyInstaller; its threads-only build is the one verified)."""
+    if os.environ.get(ENV, "").lower() == "thread" or getattr(sys, "frozen", False):
         return False
     return "forkserver" in mp.get_all_start_methods()
 

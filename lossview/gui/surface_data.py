@@ -149,24 +149,25 @@ def outline_segments(mask: np.ndarray, alphas: np.ndarray, betas: np.ndarray,
 
 
 def iso_segments(z: np.ndarray, level: float, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
-    """The ``level`` isocurve of ``z[alpha, beta]`` as NaN-separated (alpha, beta) points."""
-    from pyqtgraph.functions import isocurve
+    """The ``level`` isocurve of ``z[alpha, beta]`` as NaN-separated (alpha, beta) points.
 
-    lines = isocurve(np.asarray(z, dtype=np.float64), level, connected=True, extendToEdge=True)
+    contourpy (matplotlib's contouring engine, in C++) instead of pyqtgraph's
+    ``isocurve``: that is marching squares in Python (0.5 s for a surface's isolines,
+    holding the GIL) and importing it pulls Qt into the worker process that builds
+    scenes. The curves are the same (same points, lengths equal to 1e-15; tested).
+    """
+    import contourpy
+
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2 or min(z.shape) < 2:
+        return np.empty((0, 2))
+    gen = contourpy.contour_generator(x=np.asarray(alphas, dtype=np.float64),
+                                      y=np.asarray(betas, dtype=np.float64), z=z.T,
+                                      line_type=contourpy.LineType.Separate)
     pieces = []
-    a = np.asarray(alphas, dtype=np.float64)
-    b = np.asarray(betas, dtype=np.float64)
-    ia = np.arange(len(a))
-    ib = np.arange(len(b))
-    for line in lines:
-        p = np.asarray(line, dtype=np.float64)
-        if len(p) < 2:
-            continue
-        # isocurve works in index space, on vertex centres offset by half a cell
-        xa = np.interp(p[:, 0] - 0.5, ia, a)
-        yb = np.interp(p[:, 1] - 0.5, ib, b)
-        pieces.append(np.column_stack([xa, yb]))
-        pieces.append(np.full((1, 2), np.nan))
+    for line in gen.lines(float(level)):
+        if len(line) >= 2:
+            pieces += [np.asarray(line, dtype=np.float64), np.full((1, 2), np.nan)]
     return np.concatenate(pieces) if pieces else np.empty((0, 2))
 
 

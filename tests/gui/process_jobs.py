@@ -52,3 +52,13 @@ def stuck():
     yield 0
     time.sleep(600)
     yield 1
+
+
+def surface_then_modules(path, steps):
+    """A real surface job (lossview.gui.jobs.surface_scenes, scenes with isolines), then
+    the Qt modules this child process has imported."""
+    from lossview.gui.jobs import surface_scenes
+
+    final = yield from surface_scenes((path, steps), False, plane="pca", steps=9, cache=False)
+    return {"n_iso": len(final.scene.iso),
+            "qt": sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "pyqtgraph"))}

@@ -101,3 +101,18 @@ def test_an_argument_that_cannot_be_sent_is_an_error_not_a_hang(qtbot):
     got = run(qtbot, ProcessWorker(pj.counting, lambda: 3))  # a lambda does not pickle
     assert len(got["errored"]) == 1
     assert got["errored"][0].startswith("could not start the worker process")
+
+
+def test_a_real_surface_job_imports_no_qt_in_its_child(qtbot, tmp_path):
+    from lossview.core.train.config import TrainConfig
+    from lossview.core.train.trainer import run_to_end, train
+
+    run_to_end(train(TrainConfig("quadratic", steps=200, every=20), tmp_path / "q"))
+    from lossview.core.io import open_run
+
+    steps = [int(s) for s in open_run(tmp_path / "q").steps]
+    got = run(qtbot, ProcessWorker(pj.surface_then_modules, str(tmp_path / "q"), steps),
+              timeout=60000)
+    assert got["errored"] == []
+    assert got["finished"][0]["n_iso"] > 0  # isolines were built there
+    assert got["finished"][0]["qt"] == []

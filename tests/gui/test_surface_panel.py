@@ -318,3 +318,24 @@ def test_bilinear_heights_match_scipys_grid_interpolator():
     np.testing.assert_allclose(bilinear(xs, ys, z, pts), ref, rtol=1e-12, atol=1e-12)
     assert bilinear(xs, ys, z, pts[:3])[2] == z[5, 4]
     assert np.isnan(bilinear(xs, ys, z, np.array([[np.nan, 0.0]]))).all()
+
+
+def test_isolines_lie_on_their_level_and_reach_the_grid_edge():
+    """iso_segments (contourpy): every point is on the level set (bilinear interpolation
+    of the grid there gives the level), and a level set that leaves the grid ends on its
+    edge instead of being dropped."""
+    from lossview.gui.surface_data import bilinear, iso_segments
+
+    a = np.linspace(-1.0, 1.0, 41)
+    b = np.linspace(-1.0, 1.5, 31)
+    z = a[:, None] ** 2 + 0.5 * (b[None, :] - 0.8) ** 2  # the 0.3 ellipse crosses b = 1.5
+    seg = iso_segments(z, 0.3, a, b)
+    pts = seg[np.isfinite(seg).all(axis=1)]
+    assert len(pts) > 50
+    np.testing.assert_allclose(bilinear(a, b, z, pts), 0.3, atol=1e-12)
+    assert np.isclose(pts[:, 1].max(), 1.5)  # ends on the top edge
+    # a closed curve inside the grid comes back to its start
+    inner = iso_segments(a[:, None] ** 2 + b[None, :] ** 2, 0.25, a, b)
+    ring = inner[np.isfinite(inner).all(axis=1)]
+    np.testing.assert_allclose(ring[0], ring[-1], atol=1e-12)
+    assert len(iso_segments(z, 99.0, a, b)) == 0  # no such level: nothing
