@@ -10,8 +10,8 @@ switch interval; a pyqtgraph repaint makes hundreds of such calls, so a paint th
 Children are forked from a *forkserver*: a clean interpreter started once (it never ran
 Qt or any thread of the app), which has already imported :data:`PRELOAD` (torch and
 the core), so a job starts in milliseconds instead of the seconds a fresh ``spawn``
-would take to import torch again. Where the platform has no forkserver (Windows) the GUI
-falls back to threads (:func:`available`).
+would take to import torch again. Where the platform has no forkserver (Windows), or in a
+frozen bundle, the GUI falls back to threads (:func:`available`).
 
 Protocol (child -> parent, one pickled tuple per message on a one-way pipe):
 ``("progress", [items...])`` (batched to at most one message per ``min_interval``),
@@ -36,7 +36,6 @@ from typing import Any
 PRELOAD = ("numpy", "scipy.ndimage", "torch", "contourpy", "lossview.core.jobs",
            "lossview.core.train.trainer", "lossview.core.surface.runsurface",
            "lossview.core.surface.stability", "lossview.core.analysis.report",
-           "lossview.gui.jobs", "lossview.gui.loader",
            # the digits data of the mlp/cnn problems (0.7 s, mostly scipy.stats); an
            # optional dependency: the forkserver skips a module that does not import
            "sklearn.datasets")
@@ -63,12 +62,13 @@ def available() -> bool:
     return "forkserver" in mp.get_all_start_methods()
 
 
-def context():
-    """The forkserver context, with :data:`PRELOAD` set (created once)."""
+def context(preload: tuple[str, ...] = ()):
+    """The forkserver context, with :data:`PRELOAD` and ``preload`` (the caller's own job
+    modules) set; created once, so ``preload`` counts only before the first job."""
     global _ctx
     if _ctx is None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(list(PRELOAD))
+        ctx.set_forkserver_preload(list(dict.fromkeys(PRELOAD + tuple(preload))))
         _ctx = ctx
     return _ctx
 
@@ -103,13 +103,13 @@ def _without_main():
             spawn.get_preparation_data = original
 
 
-def start_server() -> None:
-    """Start the forkserver now (it imports :data:`PRELOAD` in its own process), so that
-    the first job does not wait for it. Safe to call from any thread, more than once."""
+def start_server(preload: tuple[str, ...] = ()) -> None:
+    """Start the forkserver now (it imports :data:`PRELOAD` and ``preload`` in its own
+    process), so that the first job does not wait for it. Safe to call more than once."""
     if available():
         from multiprocessing import forkserver
 
-        context()
+        context(preload)
         with _without_main():
             forkserver.ensure_running()
 

@@ -182,7 +182,8 @@ def start_job_server() -> None:
     from lossview.gui import problem_catalog
 
     try:
-        jobs.start_server()
+        # the app's job functions and what they import beyond the core
+        jobs.start_server(preload=("lossview.gui.jobs", "lossview.gui.loader"))
     except Exception as e:  # noqa: BLE001 - the jobs then fall back to threads
         log.warning("could not start the job server (%s); jobs run on threads", e)
         os.environ[jobs.ENV] = "thread"

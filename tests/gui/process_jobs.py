@@ -47,9 +47,11 @@ def until_cancelled(marker):
         Path(marker).write_text("closed")
 
 
-def stuck():
-    """Never reaches a second yield: only killing the child stops it."""
+def stuck(marker):
+    """Never reaches a second yield: only killing the child stops it. Writes ``marker``
+    once it is inside the long call."""
     yield 0
+    Path(marker).write_text("sleeping")
     time.sleep(600)
     yield 1
 

@@ -78,10 +78,11 @@ def test_cancel_closes_the_generator_in_the_child(qtbot, tmp_path):
     assert got["n"] >= 1 and w.cancel_requested
 
 
-def test_wait_kills_a_cancelled_child_that_never_yields(qtbot):
-    w = ProcessWorker(pj.stuck)
-    with qtbot.waitSignal(w.progress, timeout=30000):
-        w.start()
+def test_wait_kills_a_cancelled_child_that_never_yields(qtbot, tmp_path):
+    marker = tmp_path / "sleeping"
+    w = ProcessWorker(pj.stuck, str(marker))
+    w.start()
+    qtbot.waitUntil(marker.exists, timeout=30000)  # inside its 600 s call
     w.cancel()
     assert w.wait(300)  # killed after 300 ms, not after the 600 s sleep
     assert w._proc.exitcode is not None and w._proc.exitcode < 0
