@@ -52,8 +52,9 @@ from lossview.gui.widgets import LazyProgressBar
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 
-#: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s)
-PLOT_INTERVAL = 0.1
+#: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s;
+#: at 10 a second its repaints often fell in the same turn as the main window's refresh)
+PLOT_INTERVAL = 0.25
 
 
 def default_runs_folder() -> Path:
@@ -293,6 +294,12 @@ class TrainDialog(QDialog):
         self._steps, self._loss = [], []
         self.loss_curve.setData([], [])
         self.full_curve.setData([], [])
+        # the x axis frames the planned run, so it is not re-rendered at every redraw
+        steps = config.steps if isinstance(config.steps, int) else None
+        if steps:
+            self.loss_plot.setXRange(0, steps, padding=0.02)
+        else:
+            self.loss_plot.enableAutoRange(x=True)
         self.status.setText(f"Training into {folder} …")
         self.training.start(config, folder)
 
