@@ -271,8 +271,10 @@ class MainWindow(QMainWindow):
             self.log_message(f"sharpness of {run.path}: {message}", warning=True)
 
     def is_computing(self) -> bool:
-        """Anything still working on the shown run (loading, sharpness, surface)."""
-        return self.is_loading() or self.sharpness.busy or self.surface_busy()
+        """Anything still working on the shown run (loading, showing it panel by panel,
+        sharpness, surface)."""
+        return (self.is_loading() or self.stagger.active or self.sharpness.busy
+                or self.surface_busy())
 
     def _on_load_error(self, worker: GeneratorWorker | ProcessWorker, path: str,
                        message: str) -> None:

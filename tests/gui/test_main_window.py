@@ -217,3 +217,23 @@ def test_the_window_shows_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=120)
     assert "TORCH False" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_the_window_is_busy_without_a_gap_until_every_panel_has_the_run(qtbot, window, run_path):
+    """is_computing() (what --screenshot and tools wait on) stays True from open_path
+    through the panel-by-panel showing of the run: it falls once, after run_loaded."""
+    from PySide6.QtCore import QTimer
+
+    seen, loaded = [], []
+    window.run_loaded.connect(lambda run: loaded.append(len(seen)))
+    poll = QTimer()
+    poll.setInterval(1)
+    poll.timeout.connect(lambda: seen.append(window.is_computing()))
+    window.open_path(run_path)
+    poll.start()
+    qtbot.waitUntil(lambda: bool(loaded) and not window.is_computing(), timeout=30000)
+    qtbot.wait(50)
+    poll.stop()
+    falls = [i for i in range(1, len(seen)) if seen[i - 1] and not seen[i]]
+    assert seen[0] is True and len(falls) == 1
+    assert falls[0] >= loaded[0] - 1  # not before the last panel had the run
