@@ -18,7 +18,7 @@ from lossview.gui import style
 from lossview.gui.axes import nice_axes
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
-from lossview.gui.widgets import as_array, cache_item, centered_note, header
+from lossview.gui.widgets import add_marker, as_array, cache_item, centered_note, header
 
 SHARPNESS_MISSING = "needs the model and data:\na built-in problem's run,\nor --model FILE.py"
 
@@ -125,10 +125,10 @@ class DiagnosticsPanel(QWidget):
         self.cursors = []
         for p in (self.p_dist, self.p_sharp, self.p_pair):
             c = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
-            p.addItem(c, ignoreBounds=True)
+            add_marker(p, c)
             self.cursors.append(c)
         self.pair_hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
-        self.p_pair.addItem(self.pair_hline, ignoreBounds=True)
+        add_marker(self.p_pair, self.pair_hline)
 
         self.diagnosis = QTextBrowser()
         self.diagnosis.setOpenExternalLinks(True)

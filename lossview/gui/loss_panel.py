@@ -19,7 +19,7 @@ from lossview.gui import style
 from lossview.gui.axes import nice_axes
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
-from lossview.gui.widgets import cache_item, centered_note, fmt, header, nearest_index
+from lossview.gui.widgets import add_marker, cache_item, centered_note, fmt, header, nearest_index
 
 TRAIN_NAMES = ("train_loss", "loss", "training_loss")
 RAW_NAMES = ("loss",)
@@ -194,7 +194,7 @@ class LossPanel(QWidget):
             cur.setToolTip(tip("cursor"))
             cur.setZValue(20)
             cur.sigDragged.connect(self._on_cursor_dragged)
-            p.addItem(cur, ignoreBounds=True)
+            add_marker(p, cur)
             self.regions.append(reg)
             self.plateau_lines.append(pl)
             self.divergence_lines.append(dl)

@@ -13,6 +13,7 @@ from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
 from lossview.gui.surface_data import SurfaceScene
+from lossview.gui.widgets import add_marker
 PATH_PEN = pg.mkPen((255, 255, 255, 220), width=1.5)
 ISO_PEN = pg.mkPen((255, 255, 255, 80), width=1)
 BASIN_PEN = pg.mkPen((255, 255, 255, 255), width=2.5, style=pg.QtCore.Qt.PenStyle.DashLine)
@@ -51,7 +52,10 @@ class SurfaceContourView(QWidget):
                                   self.marker)):
             item.setZValue(z)
             # the moving marker stays out of auto-range (a range change redraws the caches)
-            self.plot.addItem(item, ignoreBounds=item is self.marker)
+            if item is self.marker:
+                add_marker(self.plot, item)
+            else:
+                self.plot.addItem(item)
         # everything but the marker changes only with the surface: cache it, so moving the
         # marker repaints from pixmaps
         self.image.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)

@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
 from lossview.gui.surface_data import SurfaceScene, honesty_summary
+from lossview.gui.widgets import add_marker
 
 SURF_COLOR = "#2e9d4f"
 OFF_COLOR = "#e07b16"
@@ -56,7 +57,7 @@ class HonestyPlot(QWidget):
         for item in (self.true_curve, self.surf_curve, self.off_curve):
             item.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#ff3b30", width=1))
-        pi.addItem(self.cursor, ignoreBounds=True)
+        add_marker(pi, self.cursor)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.summary.setMinimumHeight(2 * self.summary.fontMetrics().height() + 2)

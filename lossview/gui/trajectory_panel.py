@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from lossview.gui import style
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
-from lossview.gui.widgets import cache_item, centered_note, header, signals_blocked
+from lossview.gui.widgets import add_marker, cache_item, centered_note, header, signals_blocked
 
 MAX_PCS = 6
 N_COLOURS = 64
@@ -101,7 +101,7 @@ class TrajectoryPanel(QWidget):
             self.plot.addItem(it)
         # the marker must not take part in auto-range: near the data's edge its 17-pixel
         # symbol moved the range, which re-stroked every cached curve (60-90 ms a step)
-        self.plot.addItem(self.current, ignoreBounds=True)
+        add_marker(self.plot, self.current)
         for it in (self.wander, self.path, self.scatter):
             cache_item(it)
         self.plot.addItem(self.start_label, ignoreBounds=True)

@@ -94,3 +94,27 @@ def test_playback_stops_at_end_or_loops(qtbot):
     qtbot.waitUntil(lambda: seen.count(0) >= 1 and len(seen) >= 4, timeout=3000)
     assert tl.playing
     tl.set_playing(False)
+
+
+def test_scrubbing_recomputes_no_view_range(qtbot, window, run_path, monkeypatch):
+    """Cursors and current-point markers move on every step but never ask a plot to
+    recompute its auto-range (pyqtgraph does, for any item that moves, unless told)."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    open_and_wait(qtbot, window, run_path)
+    qtbot.waitUntil(lambda: not window.is_computing(), timeout=30000)
+    tl = window.timeline
+    tl.set_index(0)
+    QApplication.processEvents()
+    calls = []
+    original = pg.ViewBox.updateAutoRange
+    monkeypatch.setattr(pg.ViewBox, "updateAutoRange",
+                        lambda self: (calls.append(self), original(self))[1])
+    for i in range(tl.count):
+        tl.set_index(i)
+        QApplication.processEvents()
+    x, _ = window.trajectory_panel.current.getData()  # the markers did move
+    assert tl.index == tl.count - 1 and len(x) == 1
+    assert all(c.value() == window.run.steps[-1] for c in window.loss_panel.cursors)
+    assert calls == []
