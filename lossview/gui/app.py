@@ -131,10 +131,10 @@ def install_excepthook(window) -> None:
 #: first grid take longer), so the first one finds PyOpenGL imported
 PREWARM_DELAY_MS = 300
 #: imported ahead of need: PyOpenGL with pyqtgraph's GL items (the first 3D surface,
-#: ~110 ms of the GUI thread). Not torch: training, surfaces and sharpness run in child
+#: ~110 ms of the GUI thread), after lossview's GL module has set PyOpenGL's options. Not torch: training, surfaces and sharpness run in child
 #: processes, the train dialog's problem list comes from one (gui/problem_catalog.py), so
 #: only reading torch-format checkpoints imports it here.
-PREWARM_MODULES = ("OpenGL.GL", "pyqtgraph.opengl")
+PREWARM_MODULES = ("lossview.gui.surface_gl", "OpenGL.GL", "pyqtgraph.opengl")
 
 
 def prewarm_imports() -> None:

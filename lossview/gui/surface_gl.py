@@ -11,11 +11,18 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import OpenGL
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from lossview.gui.surface_data import SurfaceScene, bilinear
+
+# PyOpenGL calls glGetError after every GL call by default: pyqtgraph's items make ~20
+# calls an item a frame, so checking was about half of a 3D frame's time in Python (the
+# scrub's slowest steps are the ones with a frame). Set before OpenGL.GL is imported
+# (this module is imported first, see gui/app.PREWARM_MODULES).
+OpenGL.ERROR_CHECKING = False
 
 #: height of the drawn surface relative to its half-width
 HEIGHT = 0.9
