@@ -67,6 +67,9 @@ def context(preload: tuple[str, ...] = ()):
     modules) set; created once, so ``preload`` counts only before the first job."""
     global _ctx
     if _ctx is None:
+        # OpenMP threads that busy-wait after each parallel region steal the cores of
+        # the other jobs and of the GUI; libgomp reads this when the server imports torch
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(list(dict.fromkeys(PRELOAD + tuple(preload))))
         _ctx = ctx
@@ -143,6 +146,10 @@ def run_job(conn, cancel, func: Callable[..., Any], args: tuple, kwargs: dict,
         from lossview.core.surface.threads import set_thread_budget
 
         set_thread_budget(settings["thread_budget"])
+    if settings.get("torch_threads") and "torch" in sys.modules:
+        # each child has its own torch thread pool: two jobs at torch's default (one
+        # thread per core) oversubscribed the cores and took 4x longer than in threads
+        sys.modules["torch"].set_num_threads(int(settings["torch_threads"]))
     pending: list[Any] = []
     last = 0.0
 
@@ -200,7 +207,9 @@ def start(func: Callable[..., Any], args: tuple = (), kwargs: dict | None = None
     ctx = context()
     recv, send = ctx.Pipe(duplex=False)
     cancel = cancel if cancel is not None else ctx.Event()
-    settings = {"thread_budget": current_budget(), "nice": NICE}
+    budget = current_budget()
+    settings = {"thread_budget": budget, "nice": NICE,
+                "torch_threads": budget or max(1, (os.cpu_count() or 2) - 1)}
     proc = ctx.Process(target=run_job, name=name, daemon=True,
                        args=(send, cancel, func, tuple(args), dict(kwargs or {}),
                              float(min_interval), settings))

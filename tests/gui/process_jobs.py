@@ -22,6 +22,8 @@ def describe():
     yield "looked"
     return {"pid": os.getpid(), "nice": os.nice(0), "budget": current_budget(),
             "policy": os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None,
+            "torch_threads": sys.modules["torch"].get_num_threads() if "torch" in sys.modules
+            else None, "omp_wait": os.environ.get("OMP_WAIT_POLICY"),
             "qt": sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "pyqtgraph"))}
 
 

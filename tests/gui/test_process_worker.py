@@ -48,7 +48,9 @@ def test_the_child_is_another_process_without_qt_at_lower_priority(qtbot):
     assert child["nice"] == os.nice(0) + jobs.NICE
     if hasattr(os, "SCHED_BATCH"):  # Linux: never preempts the GUI thread on wake-up
         assert child["policy"] == os.SCHED_BATCH
-    assert child["budget"] == 1  # the app's thread budget reaches the child
+    assert child["budget"] == 1  # the app's thread budget reaches the child ...
+    assert child["torch_threads"] == 1  # ... and sizes its torch pool (jobs run side by side)
+    assert child["omp_wait"] == "PASSIVE"  # idle OpenMP threads sleep instead of spinning
 
 
 def test_an_exception_is_one_line(qtbot):
