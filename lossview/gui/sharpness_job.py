@@ -42,8 +42,8 @@ class SharpnessJob(QObject):
 
     def start(self, run: Any, report: dict, model_file: str | None) -> None:
         self.cancel()
-        arg, in_process = jobs.run_arg(run)
-        worker = make_worker(jobs.sharpness, arg, parent=self, in_process=in_process,
+        arg, in_child = jobs.run_arg(run)
+        worker = make_worker(jobs.sharpness, arg, parent=self, in_child=in_child,
                              model_file=model_file)
         worker.progress.connect(self.progress)
         worker.finished.connect(lambda table: self._on_finished(run, report, table))

@@ -297,8 +297,8 @@ class SurfacePanel(QWidget):
                 return
             kwargs["start_index"] = start
         log_z = self.log_box.isChecked()
-        arg, in_process = run_arg(run)
-        worker = make_worker(surface_scenes, arg, log_z, parent=self, in_process=in_process,
+        arg, in_child = run_arg(run)
+        worker = make_worker(surface_scenes, arg, log_z, parent=self, in_child=in_child,
                              **kwargs)
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)

@@ -266,13 +266,13 @@ class ProcessWorker(QObject):
 
 def make_worker(func: Callable[..., Generator[Any, Any, Any]], *args: Any,
                 min_interval: float = 1 / 30, parent: QObject | None = None,
-                in_process: bool = True, **kwargs: Any) -> GeneratorWorker | ProcessWorker:
+                in_child: bool = True, **kwargs: Any) -> GeneratorWorker | ProcessWorker:
     """A :class:`ProcessWorker` for ``func(*args, **kwargs)`` where child processes are
-    available (:func:`lossview.core.jobs.available`) and ``in_process``, else a
+    available (:func:`lossview.core.jobs.available`) and ``in_child``, else a
     :class:`GeneratorWorker` running it on a thread of this process."""
     from lossview.core import jobs
 
-    if in_process and jobs.available():
+    if in_child and jobs.available():
         return ProcessWorker(func, *args, min_interval=min_interval, parent=parent, **kwargs)
     return GeneratorWorker(lambda: func(*args, **kwargs), min_interval=min_interval,
                            parent=parent)

@@ -92,7 +92,7 @@ def test_wait_kills_a_cancelled_child_that_never_yields(qtbot, tmp_path):
 
 def test_make_worker_uses_threads_when_asked(qtbot, monkeypatch):
     assert isinstance(make_worker(pj.counting, 3), ProcessWorker)
-    assert isinstance(make_worker(pj.counting, 3, in_process=False), GeneratorWorker)
+    assert isinstance(make_worker(pj.counting, 3, in_child=False), GeneratorWorker)
     monkeypatch.setenv(jobs.ENV, "thread")
     w = make_worker(pj.counting, 5)
     assert isinstance(w, GeneratorWorker)
