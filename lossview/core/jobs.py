@@ -55,11 +55,26 @@ _ctx_lock = threading.RLock()
 
 
 def available() -> bool:
-    """True where jobs can run in forked children: a forkserver exists, not disabled, and
-    not a frozen bundle (PyInstaller; its threads-only build is the one verified)."""
+    """True where jobs can run in forked children: a forkserver exists, not disabled, not
+    a frozen bundle (PyInstaller; its threads-only build is the one verified), and the
+    shared semaphores the cancel event needs work (not in some containers)."""
     if os.environ.get(ENV, "").lower() == "thread" or getattr(sys, "frozen", False):
         return False
-    return "forkserver" in mp.get_all_start_methods()
+    return "forkserver" in mp.get_all_start_methods() and _semaphores_work()
+
+
+_semaphores: bool | None = None
+
+
+def _semaphores_work() -> bool:
+    global _semaphores
+    if _semaphores is None:
+        try:
+            mp.get_context("forkserver").Event()
+            _semaphores = True
+        except (ImportError, OSError):  # "lacks a functioning sem_open implementation"
+            _semaphores = False
+    return _semaphores
 
 
 def context(preload: tuple[str, ...] = ()):
