@@ -93,10 +93,11 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if app is None:
         # PySide releases the GIL around every Qt call, so a GUI thread that paints
-        # re-acquires it thousands of times a second; each time a busy worker thread
-        # (training, surface, sharpness) holds it, the GUI waits up to the switch
-        # interval (default 5 ms). 1 ms shortened the longest GUI-thread blocks while
-        # training live and while opening a run (docs/benchmarks.md, GUI responsiveness).
+        # re-acquires it thousands of times a second; each time another thread holds it
+        # (the readers of child jobs unpickling, or the jobs themselves where they run on
+        # threads), the GUI waits up to the switch interval (default 5 ms). 1 ms shortened
+        # the longest GUI-thread blocks while training live and while opening a run, when
+        # jobs still ran on threads (docs/benchmarks.md, GUI responsiveness).
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         share_gl_contexts()
         keep_a_core_for_the_gui()

@@ -110,7 +110,8 @@ class LiveRun(Run):
 
 
 class LiveTraining(QObject):
-    """One training run in a worker thread, mirrored into a :class:`LiveRun`.
+    """One training run in a child process (a thread where there are none), mirrored
+    into a :class:`LiveRun`.
 
     Signals
     -------

@@ -1,5 +1,5 @@
 """The main window: start page, then loss / trajectory / surface / diagnostics panels on
-one timeline. Opening a run loads and analyses it on a worker thread; errors land in the
+one timeline. Opening a run loads and analyses it in a child process; errors land in the
 status bar and the log with the file named, and the previous run stays on screen.
 """
 
@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
         self.open_path(str(p), remember=False)
 
     def open_path(self, path: str | Path, step: int | None = None, remember: bool = True) -> None:
-        """Load and analyse ``path`` on a worker thread; the current run stays until done."""
+        """Load and analyse ``path`` in a child process; the current run stays until done."""
         path = str(Path(path).expanduser())
         self.cancel_loading()
         self._loading_path = path

@@ -273,7 +273,7 @@ class TrainDialog(QDialog):
         if self.is_running():
             return
         # the configuration is checked (and the problem's data loaded) by the trainer in
-        # the worker thread; a bad value comes back through ``failed`` as one line
+        # the worker process; a bad value comes back through ``failed`` as one line
         try:
             config = self.config()
             parent = Path(self.folder_edit.text()).expanduser()
