@@ -37,14 +37,25 @@ def can_reopen(run: Any) -> bool:
 
 
 def reopen(path: str, steps: Sequence[int]) -> Any:
-    """Open ``path`` in this (child) process; it must hold the snapshots ``steps``."""
+    """Open ``path`` in this (child) process, as the run of the snapshots ``steps``.
+
+    A folder that a training loop is still writing has grown since the app opened it:
+    the first ``len(steps)`` snapshots are the app's run. Any other difference is an
+    error (the folder was rewritten).
+    """
     from lossview.core.errors import LossviewError
     from lossview.core.io import open_run
+    from lossview.core.run import Run
 
     run = open_run(path)
-    if [int(s) for s in run.steps] != [int(s) for s in steps]:
+    want = [int(s) for s in steps]
+    have = [int(s) for s in run.steps]
+    if have == want:
+        return run
+    if have[:len(want)] != want:
         raise LossviewError(f"{path} changed on disk since it was opened: reopen it")
-    return run
+    return Run(run.path, run.format, run.snapshots[:len(want)], run.reader, run.param_shapes,
+               run.buffer_names, run.metrics, run.spec, run.warnings)
 
 
 # -- training ------------------------------------------------------------------------

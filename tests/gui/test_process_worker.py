@@ -119,3 +119,27 @@ def test_a_real_surface_job_imports_no_qt_in_its_child(qtbot, tmp_path):
     assert got["errored"] == []
     assert got["finished"][0]["n_iso"] > 0  # isolines were built there
     assert got["finished"][0]["qt"] == []
+
+
+def test_a_job_sees_the_run_as_opened_even_if_its_folder_grew(tmp_path):
+    """A child reopens the run from its path: a folder still being written has more
+    snapshots by then, and the job must use the ones the window shows."""
+    import numpy as np
+
+    from lossview.core.errors import LossviewError
+    from lossview.core.io import RunWriter, open_run
+    from lossview.gui.jobs import reopen
+
+    w = {"fc.weight": np.zeros((2, 2))}
+    with RunWriter(tmp_path / "r", {"name": "r"}) as wr:
+        for step in range(3):
+            wr.snapshot(step * 10, {"fc.weight": w["fc.weight"] + step})
+            wr.log(step * 10, loss=1.0)
+        shown = [int(s) for s in open_run(tmp_path / "r").steps]
+        wr.snapshot(30, {"fc.weight": w["fc.weight"] + 3})  # the loop goes on
+    assert shown == [0, 10, 20]
+    again = reopen(str(tmp_path / "r"), shown)
+    assert [int(s) for s in again.steps] == shown
+    np.testing.assert_array_equal(again.vector(2), np.full(4, 2.0))
+    with pytest.raises(LossviewError, match="changed on disk"):
+        reopen(str(tmp_path / "r"), [0, 10, 25])
