@@ -316,6 +316,11 @@ class SurfaceGLView(QWidget):
             for item in self._overlays:
                 item.setVisible(False)
 
+    @property
+    def scene(self) -> SurfaceScene | None:
+        """The scene drawn (None before the first :meth:`set_scene`)."""
+        return self._scene
+
     def show_overlays(self) -> None:
         """Show the path and markers a :meth:`set_scene` with ``overlays=False`` held back."""
         if self._scene is not None and self._scene.n_points:

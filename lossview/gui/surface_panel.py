@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -313,6 +313,10 @@ class SurfacePanel(QWidget):
         self.status.setText("")
         worker.start()
         self.busy_changed.emit(True)
+        if not self.view_button.isChecked() and self._gl_view is None:
+            # the 3D view is made now, in a turn of its own (probe, GL window class, items:
+            # ~10-40 ms), not in the turn that shows the first surface
+            QTimer.singleShot(0, self, lambda: self._ensure_gl(with_scene=False))
 
     def cancel(self) -> None:
         """Stop the computation; the part evaluated so far stays drawn."""
@@ -415,7 +419,7 @@ class SurfacePanel(QWidget):
                     return None
             return run
 
-        first_3d = want_3d and self._gl_view is None
+        first_3d = want_3d and (self._gl_view is None or self._gl_view.scene is None)
 
         def create() -> None:  # the first 3D surface: the GL window shown, floor only
             if self._ensure_gl(with_scene=False):
