@@ -20,13 +20,21 @@ from PySide6.QtCore import QObject, QTimer
 INTERVAL_MS = 15
 
 
+def _views(widget: Any) -> list:
+    """``widget`` itself if it is a pyqtgraph view, and every view inside it."""
+    import pyqtgraph as pg
+
+    own = [widget] if isinstance(widget, pg.GraphicsView) else []
+    return own + list(widget.findChildren(pg.GraphicsView))
+
+
 def plots_of(widget: Any) -> list:
     """The visible PlotItems of ``widget``'s pyqtgraph views, top-left to bottom-right
     within each view, views in creation order."""
     import pyqtgraph as pg
 
     out = []
-    for view in widget.findChildren(pg.GraphicsView):
+    for view in _views(widget):
         items = [it for it in view.scene().items()
                  if isinstance(it, pg.PlotItem) and it.isVisible()]
         items.sort(key=lambda it: (round(it.scenePos().y()), round(it.scenePos().x())))
@@ -45,7 +53,7 @@ def settle(widget: Any) -> None:
     import pyqtgraph as pg
     from PySide6.QtWidgets import QGraphicsWidget
 
-    for view in widget.findChildren(pg.GraphicsView):
+    for view in _views(widget):
         scene = view.scene()
         # QGraphicsWidget.layout(it): pyqtgraph items shadow the method with an attribute
         widgets = [it for it in scene.items()
@@ -110,7 +118,13 @@ class Stagger(QObject):
     def _next(self, gen: int) -> None:
         if gen != self._gen or not self._queue:
             return
-        result = self._queue.popleft()()
+        try:
+            result = self._queue.popleft()()
+        except Exception:
+            # the rest still runs (nothing stays veiled); the error reaches the app's
+            # excepthook, which reports it in the window
+            self._schedule(gen)
+            raise
         if gen != self._gen:
             return  # the step itself started or cancelled a sequence
         if result is not None and hasattr(result, "findChildren"):
@@ -121,7 +135,10 @@ class Stagger(QObject):
             later = plots[1:]
             self._hide(later)
             self._queue.extendleft(self._revealer(p) for p in reversed(later))
-        if self._queue:
+        self._schedule(gen)
+
+    def _schedule(self, gen: int) -> None:
+        if self._queue and gen == self._gen:
             # with self as context: no step runs once this object (its panel) is deleted
             QTimer.singleShot(self.interval_ms, self, lambda: self._next(gen))
 

@@ -1,0 +1,62 @@
+"""Stagger: steps one per event-loop turn, plots veiled until revealed, robust to a step
+that fails."""
+
+import pyqtgraph as pg
+import pytest
+
+from lossview.gui.stagger import Stagger, plots_of
+
+
+@pytest.fixture
+def canvas(qtbot):
+    w = pg.GraphicsLayoutWidget()
+    for col in range(3):
+        w.addPlot(row=0, col=col).plot([0, 1, 2], [col, col + 1, col])
+    qtbot.addWidget(w)
+    w.resize(600, 200)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def test_steps_run_one_per_turn_and_reveal_plots_one_by_one(qtbot, canvas):
+    st = Stagger(interval_ms=5)
+    ran, opacity = [], []
+
+    def show():
+        ran.append("show")
+        return canvas
+
+    def after():
+        ran.append("after")
+        opacity.append([p.opacity() for p in plots_of(canvas)])
+
+    st.run([show, after], veil=(canvas,))
+    # the first step ran now: its widget's first plot is shown, the others wait
+    assert ran == ["show"]
+    assert [p.opacity() for p in plots_of(canvas)] == [1.0, 0.0, 0.0]
+    qtbot.waitUntil(lambda: not st.active, timeout=2000)
+    assert ran == ["show", "after"] and opacity == [[1.0, 1.0, 1.0]]
+
+
+def test_cancel_reveals_everything_it_veiled(qtbot, canvas):
+    st = Stagger(interval_ms=1000)
+    st.run([lambda: canvas, lambda: None], veil=(canvas,))
+    assert min(p.opacity() for p in plots_of(canvas)) == 0.0
+    st.cancel()
+    assert [p.opacity() for p in plots_of(canvas)] == [1.0, 1.0, 1.0] and not st.active
+
+
+def test_a_failing_step_does_not_leave_the_rest_undone(qtbot, canvas):
+    st = Stagger(interval_ms=5)
+    ran = []
+
+    def bad():
+        raise ValueError("drawing bug")
+
+    with qtbot.capture_exceptions() as caught:
+        st.run([lambda: None, bad, lambda: ran.append("last")], veil=(canvas,))
+        qtbot.waitUntil(lambda: ran == ["last"], timeout=2000)
+    assert [str(e[1]) for e in caught] == ["drawing bug"]
+    st.cancel()
+    assert [p.opacity() for p in plots_of(canvas)] == [1.0, 1.0, 1.0]
