@@ -182,7 +182,8 @@ class MainWindow(QMainWindow):
         self.resize(1600, 1000)
         self.restore_layout()
         self._sync_actions()
-        # torch is imported ahead of need by app.prewarm_imports, once the window is up
+        # PyOpenGL is imported ahead of need (app.prewarm_imports); torch is not needed in
+        # this process unless a run of torch files is read: the jobs run in children
 
     # -- opening ------------------------------------------------------------------
     def browse(self) -> None:
@@ -301,7 +302,8 @@ class MainWindow(QMainWindow):
     def set_run(self, run: Any, report: dict | None, step: int | None = None) -> None:
         """Show ``run`` in every panel; ``step`` picks the snapshot (default: the last).
 
-        The timeline and the window switch at once; the panels get the run one at a time
+        The timeline switches at once, the window to the panels in the first turn; the
+        panels get the run one at a time
         and each panel's plots are revealed one per event-loop turn (:class:`Stagger`), so
         the GUI thread paints about one plot per turn instead of the whole window in one
         block. ``run_loaded`` is emitted once the last panel has it.
