@@ -303,10 +303,10 @@ class MainWindow(QMainWindow):
         """Show ``run`` in every panel; ``step`` picks the snapshot (default: the last).
 
         The timeline switches at once, the window to the panels in the first turn; the
-        panels get the run one at a time
-        and each panel's plots are revealed one per event-loop turn (:class:`Stagger`), so
-        the GUI thread paints about one plot per turn instead of the whole window in one
-        block. ``run_loaded`` is emitted once the last panel has it.
+        panels get the run one at a time and each panel's plots are revealed one per
+        event-loop turn (:class:`Stagger`), so the GUI thread paints about one plot per
+        turn instead of the whole window in one block. ``run_loaded`` is emitted once the
+        last panel has it.
         """
         self.timeline.set_playing(False)
         if run is not self.run:
