@@ -10,8 +10,8 @@ switch interval; a pyqtgraph repaint makes hundreds of such calls, so a paint th
 Children are forked from a *forkserver*: a clean interpreter started once (it never ran
 Qt or any thread of the app), which has already imported :data:`PRELOAD` (torch and
 the core), so a job starts in milliseconds instead of the seconds a fresh ``spawn``
-would take to import torch again. Where the platform has no forkserver (Windows), or in a
-frozen bundle, the GUI falls back to threads (:func:`available`).
+would take to import torch again. Elsewhere than on Linux, or in a frozen bundle, the GUI
+falls back to threads (:func:`available`).
 
 Protocol (child -> parent, one pickled tuple per message on a one-way pipe):
 ``("progress", [items...])`` (batched to at most one message per ``min_interval``),
@@ -55,10 +55,13 @@ _ctx_lock = threading.RLock()
 
 
 def available() -> bool:
-    """True where jobs can run in forked children: a forkserver exists, not disabled, not
-    a frozen bundle (PyInstaller; its threads-only build is the one verified), and the
-    shared semaphores the cancel event needs work (not in some containers)."""
-    if os.environ.get(ENV, "").lower() == "thread" or getattr(sys, "frozen", False):
+    """True where jobs can run in forked children: Linux (where it is tested; forking a
+    process that imported torch is not safe everywhere, macOS's system libraries among
+    them), not disabled, not a frozen bundle (PyInstaller; its threads-only build is the
+    one verified), and the shared semaphores the cancel event needs work (not in some
+    containers)."""
+    if os.environ.get(ENV, "").lower() == "thread" or getattr(sys, "frozen", False) \
+            or not sys.platform.startswith("linux"):
         return False
     return "forkserver" in mp.get_all_start_methods() and _semaphores_work()
 
