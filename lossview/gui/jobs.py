@@ -5,9 +5,9 @@ these functions by reference and the child imports this module, never Qt. Each y
 progress and returns its result, like every core generator; what they yield and
 return is plain data (numpy arrays, dataclasses) that pickles.
 
-A child cannot be handed the parent's :class:`~lossview.core.run.Run` (open files, lazy
-readers), so it reopens the run from its path (:func:`reopen`; opening reads headers
-only) and checks that it holds the same snapshots.
+A job on a run opened from disk gets ``(path, steps)`` and reopens it in the child
+(:func:`reopen`, headers only), so that the parent pickles two short lists instead of the
+whole Run; in-memory runs (live training) are sent whole (a Run pickles with its arrays).
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ def can_reopen(run: Any) -> bool:
     return (run is not None and not run.spec.get("live")
             and not isinstance(getattr(run, "reader", None), MemoryReader)
             and Path(run.path).exists())
+
+
+def _as_run(run: Any) -> Any:
+    """A job's ``run`` argument: a Run, or ``(path, steps)`` to :func:`reopen`."""
+    return reopen(*run) if isinstance(run, tuple) else run
 
 
 def reopen(path: str, steps: Sequence[int]) -> Any:
@@ -130,8 +135,7 @@ def surface_scenes(run: Any, log: bool, **kwargs: Any
     ``(path, steps)`` to reopen in a child process (:func:`reopen`)."""
     from lossview.core.surface.runsurface import surface_for_run
 
-    if isinstance(run, tuple):
-        run = reopen(*run)
+    run = _as_run(run)
     return (yield from scene_stream(lambda: surface_for_run(run, **kwargs), log))
 
 
@@ -140,9 +144,7 @@ def analysis(run: Any, model_file: str | None = None) -> Generator[str, None, di
     """:func:`lossview.gui.loader.analyze_run` of ``run`` (a Run, or ``(path, steps)``)."""
     from lossview.gui.loader import analyze_run
 
-    if isinstance(run, tuple):
-        run = reopen(*run)
-    return (yield from analyze_run(run, model_file=model_file))
+    return (yield from analyze_run(_as_run(run), model_file=model_file))
 
 
 # -- sharpness -----------------------------------------------------------------------
@@ -150,9 +152,7 @@ def sharpness(run: Any, model_file: str | None = None) -> Generator[str, None, d
     """:func:`lossview.gui.loader.sharpness_table` of ``run`` (a Run or ``(path, steps)``)."""
     from lossview.gui.loader import sharpness_table
 
-    if isinstance(run, tuple):
-        run = reopen(*run)
-    return (yield from sharpness_table(run, model_file=model_file))
+    return (yield from sharpness_table(_as_run(run), model_file=model_file))
 
 
 def run_arg(run: Any) -> tuple[Any, bool]:
