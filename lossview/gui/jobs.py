@@ -123,7 +123,7 @@ def scene_stream(make: Callable[[], Generator], log: bool, interval: float = PAR
                 continue
             last = now
             grid_done = not bool(np.isnan(partial.loss).any())
-            # no isolines on partial scenes: marching squares is Python-level work
+            # no isolines on partial scenes (the contour view gets them with the final one)
             yield SceneUpdate(float(p.fraction), partial, build_scene(partial, log, False))
     finally:
         gen.close()

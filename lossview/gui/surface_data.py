@@ -154,7 +154,8 @@ def iso_segments(z: np.ndarray, level: float, alphas: np.ndarray, betas: np.ndar
     contourpy (matplotlib's contouring engine, in C++) instead of pyqtgraph's
     ``isocurve``: that is marching squares in Python (0.5 s for a surface's isolines,
     holding the GIL) and importing it pulls Qt into the worker process that builds
-    scenes. The curves are the same (same points, lengths equal to 1e-15; tested).
+    scenes. The curves were the same when it was switched (same end points, lengths equal
+    to 1e-15); the test checks that every point lies on its level.
     """
     import contourpy
 
@@ -219,9 +220,9 @@ def _vec(x: Any, n: int) -> np.ndarray:
 def build_scene(surface: Any, log: bool, isolines: bool = True) -> SurfaceScene:
     """Turn a core ``RunSurface`` (partial or final) into a :class:`SurfaceScene`.
 
-    Pure numpy (no Qt objects), so the surface worker builds scenes on its own thread and
-    the GUI thread only hands arrays to the views; the isolines (a Python-level marching
-    squares) are the expensive part and can be skipped with ``isolines=False``.
+    Pure numpy (no Qt objects), so the surface job builds scenes in its own process and
+    the GUI thread only hands arrays to the views; ``isolines=False`` skips the isolines
+    (partial scenes, which the contour view does not need them for).
     """
     alphas = np.asarray(surface.alphas, dtype=np.float64)
     betas = np.asarray(surface.betas, dtype=np.float64)
