@@ -222,7 +222,7 @@ def build_scene(surface: Any, log: bool, isolines: bool = True) -> SurfaceScene:
 
     Pure numpy (no Qt objects), so the surface job builds scenes in its own process and
     the GUI thread only hands arrays to the views; ``isolines=False`` skips the isolines
-    (partial scenes, which the contour view does not need them for).
+    (partial scenes: the contour view draws isolines with the final one).
     """
     alphas = np.asarray(surface.alphas, dtype=np.float64)
     betas = np.asarray(surface.betas, dtype=np.float64)
