@@ -379,11 +379,15 @@ class SurfacePanel(QWidget):
         try:
             self._redraw(scene)
         except Exception as e:  # noqa: BLE001 - a drawing bug must not leave the panel stuck
-            log.exception("drawing the surface failed")
-            self.surface = self.scene = None
-            self._final = False
-            self._show_message(f"<b>Could not draw the loss surface:</b> "
-                               f"{_html(f'{type(e).__name__}: {e}')}")
+            self._drawing_failed(e)
+
+    def _drawing_failed(self, e: Exception) -> None:
+        log.exception("drawing the surface failed")
+        self.surface = self.scene = None
+        self._final = False
+        self._stagger.cancel()
+        self._show_message(f"<b>Could not draw the loss surface:</b> "
+                           f"{_html(f'{type(e).__name__}: {e}')}")
 
     def _redraw(self, scene: SurfaceScene | None = None) -> None:
         """Hand the scene to the views; ``scene`` comes from the worker, else (log-z
@@ -410,12 +414,7 @@ class SurfacePanel(QWidget):
                 try:
                     return step()  # a widget returned is laid out before it paints
                 except Exception as e:  # noqa: BLE001 - a drawing bug must not crash
-                    log.exception("drawing the surface failed")
-                    self.surface = self.scene = None
-                    self._final = False
-                    self._stagger.cancel()
-                    self._show_message(f"<b>Could not draw the loss surface:</b> "
-                                       f"{_html(f'{type(e).__name__}: {e}')}")
+                    self._drawing_failed(e)
                     return None
             return run
 
