@@ -156,8 +156,8 @@ def main() -> int:
     win = MainWindow()
     win.resize(1600, 1000)
     surface = win.surface_panel
-    if hasattr(surface, "res_box"):
-        surface.res_box.setCurrentIndex(surface.res_box.findData(51))
+    if hasattr(surface, "toolbar"):
+        surface.toolbar.set_grid_steps(51)
     win.show()
     t_show = time.perf_counter()
     while time.perf_counter() - t_show < 0.5:  # the window's own first paint is start-up,

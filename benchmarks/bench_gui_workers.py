@@ -88,7 +88,7 @@ def main() -> int:
     tl = Timeline()
     tl.set_count(len(run))
     panel = SurfacePanel(tl)
-    panel.res_box.setCurrentIndex(panel.res_box.findData(61))
+    panel.toolbar.set_grid_steps(61)
     panel.resize(900, 700)
     panel.show()
     app.processEvents()
@@ -127,7 +127,7 @@ def main() -> int:
     run_to_end(train(TrainConfig("quadratic", steps=9990, every=10), tmp / "q1000"))
     run = open_run(tmp / "q1000")
     tl.set_count(len(run))
-    panel.res_box.setCurrentIndex(panel.res_box.findData(51))
+    panel.toolbar.set_grid_steps(51)
     panel.set_run(run, None)
     wait_for(app, panel.surface_ready)
     for contour in (False, True):

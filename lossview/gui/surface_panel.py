@@ -2,7 +2,8 @@
 
 The surface is computed by the core (:func:`lossview.core.surface.runsurface.surface_for_run`,
 cached there) in a child process (:func:`lossview.gui.jobs.surface_scenes`, a thread where
-the run cannot be reopened there): a coarse grid arrives first and is refined in place, with a progress bar and a Cancel button. The 3D view
+the run cannot be reopened there): a coarse grid arrives first and is refined in place,
+with a progress bar and a Cancel button (:mod:`lossview.gui.surface_toolbar`). The 3D view
 (pyqtgraph.opengl) is used where an OpenGL context can be made; the 2D contour view is
 used otherwise and is always one click away. Scrubbing the timeline moves only the
 current-point marker: the surface is never recomputed on scrub.
@@ -16,14 +17,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QHBoxLayout,
     QLabel,
-    QPushButton,
     QSplitter,
     QStackedWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -33,26 +29,11 @@ from lossview.gui.stagger import Stagger
 from lossview.gui.surface_contour import SurfaceContourView
 from lossview.gui.surface_data import SurfaceScene, build_scene
 from lossview.gui.surface_honesty import HonestyPlot
+from lossview.gui.surface_toolbar import SurfaceToolbar
 from lossview.gui.timeline import Timeline
-from lossview.gui.widgets import LazyProgressBar
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui.surface")
-
-#: (core plane name, label, tooltip)
-PLANES = (
-    ("pca", "PCA of the trajectory",
-     "The plane of the trajectory's first two principal components, through its last "
-     "snapshot (Li et al. 2018)."),
-    ("post-plateau", "Post-plateau segment",
-     "PCA of the snapshots after the loss plateau only: the plane the weights wander in "
-     "once the loss is flat."),
-    ("random", "Random (filter-normalised)",
-     "Two random directions, each filter scaled to the norm of the weights' filter "
-     "(Li et al. 2018); the trajectory is projected onto them."),
-)
-RESOLUTIONS = (21, 31, 41, 51, 61)
-DEFAULT_STEPS = 41
 
 NO_MODEL_HINT = (
     "A loss surface needs the model and the data, which a folder of weights does not "
@@ -99,63 +80,13 @@ class SurfacePanel(QWidget):
 
     # -- construction --------------------------------------------------------------
     def _build_ui(self) -> None:
-        bar = QHBoxLayout()
-        bar.setContentsMargins(6, 2, 6, 2)
-        bar.setSpacing(6)
-        title = QLabel("<b>Loss surface</b>")
-        title.setToolTip("The loss on a 2D plane through weight space, with the training "
-                         "path projected onto it (Li et al. 2018).")
-        bar.addWidget(title)
-        self.plane_box = QComboBox()
-        for i, (key, label, tipt) in enumerate(PLANES):
-            self.plane_box.addItem(label, key)
-            self.plane_box.setItemData(i, tipt, Qt.ItemDataRole.ToolTipRole)
-        self.plane_box.setToolTip("Which plane to slice weight space with.")
-        self.plane_box.currentIndexChanged.connect(lambda _i: self.recompute())
-        bar.addWidget(self.plane_box)
-        self.res_box = QComboBox()
-        for n in RESOLUTIONS:
-            self.res_box.addItem(f"{n}×{n}", n)
-        self.res_box.setCurrentIndex(RESOLUTIONS.index(DEFAULT_STEPS))
-        self.res_box.setToolTip("Grid points per side (the loss is evaluated exactly at each).")
-        self.res_box.currentIndexChanged.connect(lambda _i: self.recompute())
-        bar.addWidget(self.res_box)
-        self.log_box = QCheckBox("log z")
-        self.log_box.setToolTip("Show log10 of the loss, so the flat basin and the walls "
-                                "are both visible.")
-        self.log_box.toggled.connect(lambda _on: self._draw(self.surface))
-        bar.addWidget(self.log_box)
-        self.view_button = QToolButton()
-        self.view_button.setCheckable(True)
-        self.view_button.setText("2D contour")
-        self.view_button.setToolTip("Switch between the 3D surface and a 2D contour map.")
-        self.view_button.toggled.connect(self._on_view_toggled)
-        bar.addWidget(self.view_button)
-        self.reset_button = QToolButton()
-        self.reset_button.setText("Reset view")
-        self.reset_button.setToolTip("Back to the default camera (3D) or the full plane (2D).")
-        self.reset_button.clicked.connect(self.reset_camera)
-        bar.addWidget(self.reset_button)
-        bar.addStretch(1)
-        self.progress = LazyProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumWidth(160)
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("surface %p%")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop computing; what is already evaluated stays drawn.")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.compute_button = QPushButton("Compute")
-        self.compute_button.setToolTip("Compute the surface again (or finish a cancelled one).")
-        self.compute_button.clicked.connect(self.recompute)
-        for w in (self.progress, self.cancel_button, self.compute_button):
-            bar.addWidget(w)
-            # hidden or shown, they keep their place: a header that changes size re-lays
-            # out the main window's splitter, and every panel then repaints from scratch
-            policy = w.sizePolicy()
-            policy.setRetainSizeWhenHidden(True)
-            w.setSizePolicy(policy)
-            w.setVisible(False)
+        self.toolbar = bar = SurfaceToolbar()
+        bar.settings_changed.connect(self.recompute)
+        bar.log_toggled.connect(lambda _on: self._draw(self.surface))
+        bar.view_toggled.connect(lambda _contour: self._show_view())
+        bar.reset_requested.connect(self.reset_camera)
+        bar.cancel_requested.connect(self.cancel)
+        bar.compute_requested.connect(self.recompute)
 
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -181,7 +112,7 @@ class SurfacePanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
-        lay.addLayout(bar)
+        lay.addWidget(bar)
         lay.addWidget(split, 1)
         lay.addWidget(self.status)
 
@@ -195,10 +126,7 @@ class SurfacePanel(QWidget):
 
             self._gl_reason = gl_unavailable_reason()
         if self._gl_reason is not None:
-            self.view_button.setChecked(True)
-            self.view_button.setEnabled(False)
-            self.view_button.setToolTip(f"3D view unavailable: {self._gl_reason}. "
-                                        "Showing the 2D contour map.")
+            self.toolbar.set_gl_unavailable(self._gl_reason)
             return False
         from lossview.gui.surface_gl import SurfaceGLView
 
@@ -256,19 +184,15 @@ class SurfacePanel(QWidget):
         return self._worker is not None or self._stagger.active
 
     def current_plane(self) -> str:
-        return str(self.plane_box.currentData())
+        return self.toolbar.plane()
 
     def set_plane(self, plane: str) -> None:
-        for i in range(self.plane_box.count()):
-            if self.plane_box.itemData(i) == plane:
-                self.plane_box.setCurrentIndex(i)
-                return
-        raise ValueError(f"unknown plane {plane!r}")
+        self.toolbar.set_plane(plane)
 
     def set_contour(self, on: bool) -> None:
         """Show the 2D contour view (True) or the 3D surface (False, if available)."""
-        self.view_button.setChecked(bool(on))
-        self._on_view_toggled(bool(on))
+        self.toolbar.set_contour(on)
+        self._show_view()
 
     def showing_3d(self) -> bool:
         return self._gl_view is not None and self.stack.currentWidget() is self._gl_view
@@ -285,7 +209,7 @@ class SurfacePanel(QWidget):
             return
         self._cancel_worker()
         self._final = False
-        run, plane, steps = self.run, self.current_plane(), int(self.res_box.currentData())
+        run, plane, steps = self.run, self.toolbar.plane(), self.toolbar.grid_steps()
         kwargs: dict[str, Any] = {"plane": plane, "steps": steps, "model_file": self.model_file}
         if plane == "post-plateau":
             start = self._plateau_index()
@@ -296,7 +220,7 @@ class SurfacePanel(QWidget):
                                    "post-plateau segment to take a plane from.")
                 return
             kwargs["start_index"] = start
-        log_z = self.log_box.isChecked()
+        log_z = self.toolbar.log_z()
         arg, in_child = run_arg(run)
         worker = make_worker(surface_scenes, arg, log_z, parent=self, in_child=in_child,
                              **kwargs)
@@ -306,14 +230,14 @@ class SurfacePanel(QWidget):
         worker.cancelled.connect(self._on_cancelled)
         worker.done.connect(lambda w=worker: self._on_done(w))
         self._worker = worker
-        self.progress.setValue(0)
+        self.toolbar.set_progress(0.0)
         self._set_busy_ui(True)
         if self.scene is None:
             self._show_message(f"Computing the loss surface on a {steps}×{steps} grid…")
         self.status.setText("")
         worker.start()
         self.busy_changed.emit(True)
-        if not self.view_button.isChecked() and self._gl_view is None:
+        if not self.toolbar.wants_contour() and self._gl_view is None:
             # the 3D view is made now, in a turn of its own (probe, GL window class, items:
             # ~10-40 ms), not in the turn that shows the first surface
             QTimer.singleShot(0, self, lambda: self._ensure_gl(with_scene=False))
@@ -335,7 +259,7 @@ class SurfacePanel(QWidget):
     def _on_progress(self, items: list) -> None:
         if self.sender() is not self._worker or not items:
             return
-        self.progress.setValue(int(1000 * items[-1].fraction))
+        self.toolbar.set_progress(items[-1].fraction)
         drawable = [u for u in items if u.scene is not None]
         if drawable:
             self._draw(drawable[-1].surface, drawable[-1].scene)
@@ -344,7 +268,7 @@ class SurfacePanel(QWidget):
         if self.sender() is not self._worker:
             return
         self._final = True
-        self.progress.setValue(1000)
+        self.toolbar.set_progress(1.0)
         self._draw(update.surface, update.scene)
         self.status.setText("")
 
@@ -400,12 +324,12 @@ class SurfacePanel(QWidget):
         """
         if self.surface is None:
             return
-        if scene is None or scene.scale.log != self.log_box.isChecked():
-            scene = build_scene(self.surface, self.log_box.isChecked())
+        if scene is None or scene.scale.log != self.toolbar.log_z():
+            scene = build_scene(self.surface, self.toolbar.log_z())
         self.scene = scene
         final = self._final
         steps = self.run.steps if self.run is not None else np.arange(scene.n_points)
-        want_3d = not self.view_button.isChecked()
+        want_3d = not self.toolbar.wants_contour()
 
         def guarded(step):
             def run():
@@ -477,19 +401,13 @@ class SurfacePanel(QWidget):
     def _show_view(self) -> None:
         if self.scene is None:
             return
-        if not self.view_button.isChecked() and self._ensure_gl():
+        if not self.toolbar.wants_contour() and self._ensure_gl():
             self.stack.setCurrentWidget(self._gl_view)
         else:
             self.stack.setCurrentWidget(self.contour)
 
-    def _on_view_toggled(self, contour: bool) -> None:
-        self.view_button.setText("3D surface" if contour else "2D contour")
-        self._show_view()
-
     def _set_busy_ui(self, busy: bool) -> None:
-        self.progress.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        self.compute_button.setVisible(not busy and self.run is not None and not self._final)
+        self.toolbar.set_busy(busy, can_compute=self.run is not None and not self._final)
 
     def _cancel_worker(self) -> None:
         w = self._worker

@@ -34,7 +34,7 @@ def make_panel(qtbot, run=None, contour=True):
     tl = Timeline()
     panel = SurfacePanel(tl)
     qtbot.addWidget(panel)
-    panel.res_box.setCurrentIndex(panel.res_box.findData(STEPS))
+    panel.toolbar.set_grid_steps(STEPS)
     panel.set_contour(contour)
     panel.resize(800, 600)
     if run is not None:
@@ -99,7 +99,7 @@ def test_surface_of_a_real_run_and_honesty_readout(qtbot, quad_run):
 
 def test_progressive_partial_surfaces_arrive_before_the_final(qtbot, quad_run):
     panel, _ = make_panel(qtbot, quad_run)
-    panel.res_box.setCurrentIndex(panel.res_box.findData(41))  # not cached by other tests
+    panel.toolbar.set_grid_steps(41)  # not cached by other tests
     missing = []
     with qtbot.waitSignal(panel.surface_ready, timeout=60000):
         panel.set_run(quad_run, None)
@@ -113,14 +113,14 @@ def test_progressive_partial_surfaces_arrive_before_the_final(qtbot, quad_run):
 
 def test_cancel_keeps_what_was_drawn(qtbot, mlp_run):
     panel, _ = make_panel(qtbot, mlp_run)
-    panel.res_box.setCurrentIndex(panel.res_box.findData(61))
+    panel.toolbar.set_grid_steps(61)
     panel.set_run(mlp_run, None)
-    assert panel.is_busy() and panel.cancel_button.isVisibleTo(panel)
+    assert panel.is_busy() and panel.toolbar.cancel_button.isVisibleTo(panel)
     with qtbot.waitSignal(panel.busy_changed, timeout=30000):
         panel.cancel()
     assert not panel.is_busy() and not panel._final
     assert "ancel" in panel.status.text() or "ancel" in panel.message.text()
-    assert panel.compute_button.isVisibleTo(panel)  # one click to resume
+    assert panel.toolbar.compute_button.isVisibleTo(panel)  # one click to resume
 
 
 def test_marker_follows_the_timeline_without_recomputing(qtbot, quad_run):
@@ -149,7 +149,7 @@ def test_log_z_redraws_without_recomputing(qtbot, quad_run):
     panel, _ = make_panel(qtbot, quad_run)
     compute(qtbot, panel, quad_run)
     surface = panel.surface
-    panel.log_box.setChecked(True)
+    panel.toolbar.log_box.setChecked(True)
     assert panel._worker is None  # nothing recomputed: the views are redrawn, a turn each
     qtbot.waitUntil(lambda: not panel.is_busy(), timeout=5000)
     assert panel.surface is surface and panel.scene.scale.log
@@ -272,14 +272,14 @@ run_to_end(train(TrainConfig("quadratic", steps=40, every=20), out))
 run = open_run(out)
 tl = Timeline(); tl.set_count(len(run))
 p = SurfacePanel(tl)
-p.res_box.setCurrentIndex(p.res_box.findData(21))
+p.toolbar.set_grid_steps(21)
 done = []
 p.surface_ready.connect(lambda: (done.append(1), app.quit()))
 p.set_run(run, None)
 if not done:
     app.exec()
 print("REASON", p.gl_reason)
-print("TOGGLE", p.view_button.isEnabled(), p.view_button.isChecked())
+print("TOGGLE", p.toolbar.view_button.isEnabled(), p.toolbar.view_button.isChecked())
 print("SHOWN", type(p.stack.currentWidget()).__name__, p.gl_view is None)
 """
 
@@ -339,3 +339,20 @@ def test_isolines_lie_on_their_level_and_reach_the_grid_edge():
     ring = inner[np.isfinite(inner).all(axis=1)]
     np.testing.assert_allclose(ring[0], ring[-1], atol=1e-12)
     assert len(iso_segments(z, 99.0, a, b)) == 0  # no such level: nothing
+
+
+def test_toolbar_choices_recompute_once_each_and_reject_unknown_values(qtbot, quad_run):
+    panel, _ = make_panel(qtbot, quad_run)
+    compute(qtbot, panel, quad_run)
+    starts = []
+    panel.busy_changed.connect(lambda busy: busy and starts.append(panel.current_plane()))
+    panel.set_plane("random")
+    panel.toolbar.set_grid_steps(31)
+    assert starts == ["random", "random"]  # one computation per change, none per redraw
+    assert panel._worker is not None and panel.toolbar.grid_steps() == 31
+    with pytest.raises(ValueError, match="unknown plane"):
+        panel.set_plane("hessian")
+    with pytest.raises(ValueError, match="not one of"):
+        panel.toolbar.set_grid_steps(17)
+    assert panel.current_plane() == "random" and panel.toolbar.grid_steps() == 31
+    panel.shutdown()
