@@ -124,14 +124,14 @@ def _time_gl_frames(surface) -> list[float]:
     view = getattr(getattr(surface, "_gl_view", None), "view", None)
     if view is None:
         return frames
-    paint = view.paint  # what paintGL calls (looked up on the instance at each frame)
+    paint = view.frame  # what paintGL calls (looked up on the instance at each frame)
 
-    def timed(**kwargs) -> None:
+    def timed() -> None:
         t = time.perf_counter()
-        paint(**kwargs)
+        paint()
         frames.append(1000 * (time.perf_counter() - t))
 
-    view.paint = timed
+    view.frame = timed
     return frames
 
 

@@ -9,6 +9,7 @@ timeline moves only the marker (:meth:`SurfaceGLView.set_current`).
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 
 import numpy as np
 import OpenGL
@@ -158,13 +159,95 @@ def _gl_window_class():
     window keeps painting with the raster engine.
     """
     from pyqtgraph.opengl.GLViewWidget import GLViewMixin
-    from PySide6.QtOpenGL import QOpenGLWindow
+    from PySide6.QtOpenGL import QOpenGLFramebufferObjectFormat, QOpenGLWindow
 
     class GLViewWindow(GLViewMixin, QOpenGLWindow):
         """Also reports a click (press and release within a few pixels, not a drag that
-        turns the camera) to ``on_click(x, y)`` in window coordinates."""
+        turns the camera) to ``on_click(x, y)`` in window coordinates, and can keep the
+        still part of the scene in a framebuffer (:meth:`set_moving_items`)."""
 
         on_click = None
+        #: items redrawn at every frame over the cached rest; () draws every item each frame
+        moving: tuple = ()
+        _cache = None  # the framebuffer holding the still items, or None
+        _cache_key = None
+        _cache_failed = False
+        _generation = 0
+        #: how many times the still items were drawn into the cache (for tests, benchmarks)
+        still_frames = 0
+
+        def set_moving_items(self, items) -> None:
+            """Draw everything but ``items`` once into a framebuffer; later frames copy it
+            and draw only ``items`` (the scrub's marker) on top, until the camera, the
+            window size or :meth:`still_changed` says the still part is out of date.
+
+            Why: on a CPU rasteriser a frame of the whole scene is ~10 ms (paintGL plus
+            the rasterising at the swap) and the marker moves ~30 times a second while
+            scrubbing; the copy and the marker alone are ~2 ms. The items must not
+            depend on the depth buffer of the still ones (the overlays ignore depth).
+            """
+            self.moving = tuple(items)
+            self.still_changed()
+
+        def still_changed(self) -> None:
+            """The still items changed (new data, shown or hidden): redraw them once."""
+            self._generation += 1
+            self.update()
+
+        def paintGL(self):  # noqa: N802 - Qt override
+            self.frame()
+
+        def frame(self) -> None:
+            """Render one frame into the current framebuffer (what paintGL does)."""
+            if not self.moving or self._cache_failed:
+                return super().paintGL()
+            from OpenGL import GL
+            from PySide6.QtCore import QRect
+            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            region = self.getViewport()
+            x, y, w, h = region
+            key = (region, tuple((self.projectionMatrix(region, region)
+                                  * self.viewMatrix()).data()),
+                   self.opts["bgcolor"], self._generation)
+            if self._cache is None or self._cache.width() != w or self._cache.height() != h:
+                self._cache = None
+                fmt = QOpenGLFramebufferObjectFormat()
+                # a blit into a multisampled window needs a source sampled alike
+                fmt.setSamples(max(self.context().format().samples(), 0))
+                fmt.setAttachment(Fbo.Attachment.CombinedDepthStencil)
+                fbo = Fbo(w, h, fmt)
+                if not fbo.isValid():
+                    self._cache_failed = True  # draw everything every frame from now on
+                    return super().paintGL()
+                self._cache, self._cache_key = fbo, None
+            if key != self._cache_key:
+                self._cache.bind()
+                GL.glViewport(*region)
+                with self._drawing(still=True):
+                    self.paint(region=region, viewport=region)
+                self._cache.release()
+                self._cache_key = key
+                self.still_frames += 1
+            rect = QRect(x, y, w, h)
+            Fbo.blitFramebuffer(None, rect, self._cache, rect, GL.GL_COLOR_BUFFER_BIT,
+                                GL.GL_NEAREST)
+            GL.glViewport(*region)
+            self.setProjection(region, region)
+            self.setModelview()
+            with self._drawing(still=False):
+                self.drawItemTree()
+
+        @contextmanager
+        def _drawing(self, still: bool):
+            """pyqtgraph's drawItemTree draws ``self.items``: only the still or only the
+            moving ones for the duration."""
+            every = self.items
+            self.items = [i for i in every if (i in self.moving) != still]
+            try:
+                yield
+            finally:
+                self.items = every
 
         def mousePressEvent(self, ev):  # noqa: N802 - Qt override
             self._press = ev.position()
@@ -243,6 +326,11 @@ class SurfaceGLView(QWidget):
         for depth, item in enumerate((self.floor, self.surface, self.basin) + self._overlays):
             item.setDepthValue(depth)
             self.view.addItem(item)
+        if software_rendering():
+            # a scrub frame then draws only the marker over a copy of the rest (~2 ms
+            # instead of ~10 on llvmpipe); a GPU draws the whole scene in about a
+            # millisecond, so there pyqtgraph draws it as it always does
+            self.view.set_moving_items((self.drop, self.marker_halo, self.marker))
         self.surface.setVisible(False)
         self._scene: SurfaceScene | None = None
         self._path_pos = np.zeros((0, 3), dtype=np.float32)
@@ -315,6 +403,7 @@ class SurfaceGLView(QWidget):
         else:
             for item in self._overlays:
                 item.setVisible(False)
+        self.view.still_changed()
 
     @property
     def scene(self) -> SurfaceScene | None:
@@ -326,6 +415,7 @@ class SurfaceGLView(QWidget):
         if self._scene is not None and self._scene.n_points:
             for item in self._overlays:
                 item.setVisible(True)
+            self.view.still_changed()
 
     def _lift(self, ab: np.ndarray) -> np.ndarray:
         """(alpha, beta) points -> scene positions on the surface (plus a small lift)."""

@@ -356,3 +356,71 @@ def test_toolbar_choices_recompute_once_each_and_reject_unknown_values(qtbot, qu
         panel.toolbar.set_grid_steps(17)
     assert panel.current_plane() == "random" and panel.toolbar.grid_steps() == 31
     panel.shutdown()
+
+
+def _frame(gl):
+    """Render one frame of the GL window as paintGL does; its pixels (RGB, top row first)."""
+    from OpenGL import GL
+
+    v = gl.view
+    v.makeCurrent()
+    v.frame()
+    x, y, w, h = v.getViewport()
+    GL.glReadBuffer(GL.GL_BACK)
+    data = GL.glReadPixels(0, 0, w, h, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+    v.doneCurrent()
+    return np.frombuffer(data, np.uint8).reshape(h, w, 4)[::-1, :, :3]
+
+
+def _full_frame(gl):
+    """The whole scene drawn afresh offscreen (no cache), RGB."""
+    from pyqtgraph import functions as fn
+
+    img = gl.grab_image()
+    return fn.ndarray_from_qimage(img.convertToFormat(img.Format.Format_RGBA8888))[..., :3]
+
+
+def _red_centre(arr):
+    ys, xs = np.nonzero((arr[..., 0] > 200) & (arr[..., 1] < 90) & (arr[..., 2] < 90))
+    return np.array([xs.mean(), ys.mean()]), len(xs)
+
+
+@pytest.mark.gl
+def test_scrub_frames_reuse_the_still_scene_and_match_a_full_frame(qtbot, quad_run):
+    """The 3D view draws the surface and path once and, while only the marker moves,
+    copies them and draws the marker on top (software renderers; forced on here)."""
+    panel, tl, gl = gl_panel(qtbot, quad_run)
+    v = gl.view
+    v.set_moving_items((gl.drop, gl.marker_halo, gl.marker))
+    tl.set_index(0)
+    qtbot.waitUntil(lambda: np.allclose(gl.marker_position(), gl._path_pos[0]), timeout=2000)
+    first = _frame(gl)
+    drawn = v.still_frames
+    last = len(quad_run) - 1
+    tl.set_index(last)
+    qtbot.waitUntil(lambda: np.allclose(gl.marker_position(), gl._path_pos[last]), timeout=2000)
+    moved = _frame(gl)
+    assert v.still_frames == drawn  # the marker moved, the surface was not drawn again
+    # the marker is where the projection puts it, and the rest is the full frame's
+    centre, n = _red_centre(moved)
+    assert n > 40
+    assert np.abs(centre - gl.project(gl._path_pos[last][None, :])[0]).max() < 2
+    full = _full_frame(gl)
+    assert full.shape == moved.shape
+    differ = np.abs(full.astype(int) - moved.astype(int)).max(axis=2) > 40
+    assert differ.mean() < 0.002  # antialiasing of a few edges at most
+    assert (np.abs(first.astype(int) - moved.astype(int)).max(axis=2) > 40).any()
+    # turning the camera and a new scene (log z) draw the still part again
+    v.orbit(25, 0)
+    turned = _frame(gl)
+    assert v.still_frames == drawn + 1
+    assert (np.abs(turned.astype(int) - moved.astype(int)).max(axis=2) > 40).mean() > 0.05
+    before = v.still_frames
+    with qtbot.waitSignal(panel.surface_ready, timeout=30000):
+        panel.toolbar.log_box.setChecked(True)
+    log_frame = _frame(gl)
+    assert v.still_frames > before
+    full = _full_frame(gl)
+    assert (np.abs(full.astype(int) - log_frame.astype(int)).max(axis=2) > 40).mean() < 0.002
+    assert (np.abs(turned.astype(int) - log_frame.astype(int)).max(axis=2) > 40).mean() > 0.05
+    panel.shutdown()
