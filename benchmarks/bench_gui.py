@@ -16,7 +16,9 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
     ... python benchmarks/bench_gui.py --no-surface   # 2D panels only, no live training
 
 ``--watch`` adds, under each measurement, stack samples of every thread during the
-longest blocks (``_watchdog.py``). ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
+longest blocks (``_watchdog.py``); ``--turns`` the events delivered in them, timed and
+nested (``_turnlog.py``; its Python ``notify`` adds a little to every event), and with
+``--items`` each pyqtgraph item's paint. ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
 2D panels from that of the OpenGL view. ``--only live`` skips the scrub. The scrub also
 reports how many frames the 3D view rendered (its marker is throttled to ~30 Hz) and
 what a frame cost (its ``paintGL``, inside the per-step times).
@@ -53,11 +55,13 @@ class Heartbeat:
     def __init__(self, interval_ms: int = 5, watch: bool = False) -> None:
         self.gaps: list[float] = []
         self.waits: list[float] = []
+        self.beats: list[float] = []  # perf_counter of each beat (for --turns)
         self._interval = interval_ms / 1000
         self._clock = QElapsedTimer()
         self._timer = QTimer()
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(lambda: self.gaps.append(self._clock.restart()))
+        self._timer.timeout.connect(lambda: self.beats.append(time.perf_counter()))
         self.watchdog = None
         if watch:
             from _watchdog import Watchdog
@@ -73,6 +77,7 @@ class Heartbeat:
     def start(self) -> None:
         self.gaps.clear()
         self.waits.clear()
+        self.beats.clear()
         self._clock.start()
         self._timer.start()
         self._running = True
@@ -108,6 +113,14 @@ class Heartbeat:
             buf = io.StringIO()
             self.watchdog.report(file=buf)
             text += "\n" + buf.getvalue().rstrip()
+        if "--turns" in sys.argv:
+            import io
+
+            import _turnlog
+
+            buf = io.StringIO()
+            _turnlog.report(self.beats, file=buf)
+            text += "\n" + buf.getvalue().rstrip()
         return text
 
 
@@ -138,7 +151,13 @@ def _time_gl_frames(surface) -> list[float]:
 def main() -> int:
     from lossview.gui.app import PREWARM_DELAY_MS, make_app, prewarm_imports, start_job_server
 
-    app = make_app()
+    if "--turns" in sys.argv:
+        import _turnlog
+
+        app = make_app(cls=_turnlog.TimedApplication)
+        _turnlog.install(items="--items" in sys.argv)
+    else:
+        app = make_app()
     start_job_server()  # as run_app does once its window shows ...
     no_surface = "--no-surface" in sys.argv
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None

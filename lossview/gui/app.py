@@ -86,8 +86,10 @@ def collect_garbage_on_the_gui_thread() -> None:
         _GC = GarbageCollector(interval=1.0)
 
 
-def make_app(argv: list[str] | None = None) -> QApplication:
-    """The QApplication (created once) with name, organisation, icon and theme."""
+def make_app(argv: list[str] | None = None, cls: type = QApplication) -> QApplication:
+    """The QApplication (created once) with name, organisation, icon and theme.
+
+    ``cls``: a QApplication subclass to create (benchmarks/_turnlog.py times events)."""
     QCoreApplication.setOrganizationName(settings.ORG)
     QCoreApplication.setApplicationName(settings.APP)
     app = QApplication.instance()
@@ -101,7 +103,7 @@ def make_app(argv: list[str] | None = None) -> QApplication:
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         share_gl_contexts()
         keep_a_core_for_the_gui()
-        app = QApplication(argv if argv is not None else [sys.argv[0]])
+        app = cls(argv if argv is not None else [sys.argv[0]])
         collect_garbage_on_the_gui_thread()
     icon = app_icon()
     if icon is not None:

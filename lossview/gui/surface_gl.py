@@ -170,7 +170,8 @@ def _gl_window_class():
         #: items redrawn at every frame over the cached rest; () draws every item each frame
         moving: tuple = ()
         _cache = None  # the framebuffer holding the still items, or None
-        _cache_key = None
+        _cache_key = None  # the still part the cache holds
+        _last_key = None  # the still part of the last frame
         _cache_failed = False
         _generation = 0
         #: how many times the still items were drawn into the cache (for tests, benchmarks)
@@ -198,18 +199,30 @@ def _gl_window_class():
             self.frame()
 
         def frame(self) -> None:
-            """Render one frame into the current framebuffer (what paintGL does)."""
+            """Render one frame into the current framebuffer (what paintGL does).
+
+            A frame whose still part differs from the last frame's (camera, size, scene)
+            is drawn whole, as pyqtgraph draws it; a frame that only moves the moving
+            items copies the still part from the cache (filled at the first such frame).
+            """
             if not self.moving or self._cache_failed:
                 return super().paintGL()
+            region = self.getViewport()
+            key = (region, tuple((self.projectionMatrix(region, region)
+                                  * self.viewMatrix()).data()),
+                   self.opts["bgcolor"], self._generation)
+            if key != self._last_key:
+                self._last_key = key
+                return super().paintGL()
+            if not self._cached_frame(region, key):
+                super().paintGL()
+
+        def _cached_frame(self, region, key) -> bool:
             from OpenGL import GL
             from PySide6.QtCore import QRect
             from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
 
-            region = self.getViewport()
             x, y, w, h = region
-            key = (region, tuple((self.projectionMatrix(region, region)
-                                  * self.viewMatrix()).data()),
-                   self.opts["bgcolor"], self._generation)
             if self._cache is None or self._cache.width() != w or self._cache.height() != h:
                 self._cache = None
                 fmt = QOpenGLFramebufferObjectFormat()
@@ -219,7 +232,7 @@ def _gl_window_class():
                 fbo = Fbo(w, h, fmt)
                 if not fbo.isValid():
                     self._cache_failed = True  # draw everything every frame from now on
-                    return super().paintGL()
+                    return False
                 self._cache, self._cache_key = fbo, None
             if key != self._cache_key:
                 self._cache.bind()
@@ -237,6 +250,7 @@ def _gl_window_class():
             self.setModelview()
             with self._drawing(still=False):
                 self.drawItemTree()
+            return True
 
         @contextmanager
         def _drawing(self, still: bool):
