@@ -65,6 +65,16 @@ ITEMS = ("PlotCurveItem", "ScatterPlotItem", "AxisItem", "ImageItem", "TextItem"
          "LegendItem", "ErrorBarItem", "BarGraphItem")
 
 
+def _plot_of(item) -> str:
+    """`` 'title' left`` for an item in a titled PlotItem (which of a panel's plots)."""
+    p = item
+    while p is not None and not hasattr(p, "titleLabel"):
+        p = p.parentItem()
+    title = getattr(getattr(p, "titleLabel", None), "text", "") or ""
+    side = getattr(item, "orientation", "")
+    return f" {title[:24]!r}{' ' + side if isinstance(side, str) else ''}" if p else ""
+
+
 def _time_item_paints() -> None:
     import pyqtgraph as pg
 
@@ -81,7 +91,8 @@ def _time_item_paints() -> None:
                 if time.perf_counter() - t > 0.0005:
                     scene = self.scene()
                     views = scene.views() if scene is not None else []
-                    _record(t, f"paint {_name}" + (f" ({_who(views[0])})" if views else ""))
+                    _record(t, f"paint {_name}{_plot_of(self)}"
+                            + (f" ({_who(views[0])})" if views else ""))
 
         cls.paint = paint
 

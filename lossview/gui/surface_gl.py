@@ -39,6 +39,9 @@ PATH_START = np.array([1.0, 1.0, 1.0, 1.0])
 PATH_END = np.array([1.0, 0.62, 0.1, 1.0])
 
 
+#: the 3D view's copy shaders are compiled once no frame was drawn for this long
+WARM_DELAY_MS = 150
+
 #: the 3D marker redraws at most once per this many milliseconds while scrubbing
 MARKER_INTERVAL_MS = 33
 #: a click selects the nearest snapshot within this many pixels; a press and release
@@ -169,26 +172,45 @@ def _gl_window_class():
         on_click = None
         #: items redrawn at every frame over the cached rest; () draws every item each frame
         moving: tuple = ()
-        _cache = None  # the framebuffer holding the still items, or None
+        _cache = None  # QOpenGLFramebufferObject: the last frame without the moving items
+        _warmed = 0  # directions of the copy compiled (see set_moving_items)
+        _warm_timer = None
         _cache_key = None  # the still part the cache holds
-        _last_key = None  # the still part of the last frame
         _cache_failed = False
         _generation = 0
-        #: how many times the still items were drawn into the cache (for tests, benchmarks)
+        #: how many times the still items were drawn and copied (for tests, benchmarks)
         still_frames = 0
 
         def set_moving_items(self, items) -> None:
-            """Draw everything but ``items`` once into a framebuffer; later frames copy it
-            and draw only ``items`` (the scrub's marker) on top, until the camera, the
-            window size or :meth:`still_changed` says the still part is out of date.
+            """Keep a copy of each frame without ``items`` (the scrub's marker): a frame
+            in which only ``items`` changed copies it back and draws them on top.
 
             Why: on a CPU rasteriser a frame of the whole scene is ~10 ms (paintGL plus
             the rasterising at the swap) and the marker moves ~30 times a second while
-            scrubbing; the copy and the marker alone are ~2 ms. The items must not
-            depend on the depth buffer of the still ones (the overlays ignore depth).
+            scrubbing; the copy and the marker alone are ~2 ms. The still items are drawn
+            in the window itself, then copied (drawn into a framebuffer of another format,
+            llvmpipe compiled every shader again: a 50 ms frame). ``items`` must not
+            depend on the depth buffer of the still ones (the overlays ignore it).
+
+            The first copy each way compiles a blit shader (~30 and ~15 ms on llvmpipe):
+            that is done on one pixel, once, in two quiet moments of their own
+            (:data:`WARM_DELAY_MS` after a frame with none since); until then frames are
+            drawn whole.
             """
             self.moving = tuple(items)
+            if self._warm_timer is None:
+                from PySide6.QtCore import QTimer
+
+                self._warm_timer = QTimer(self)
+                self._warm_timer.setSingleShot(True)
+                self._warm_timer.setInterval(WARM_DELAY_MS)
+                self._warm_timer.timeout.connect(self._warm_up)
             self.still_changed()
+
+        @property
+        def copying(self) -> bool:
+            """True once frames that only move the moving items use the copy."""
+            return bool(self.moving) and self._warmed >= 2 and not self._cache_failed
 
         def still_changed(self) -> None:
             """The still items changed (new data, shown or hidden): redraw them once."""
@@ -199,57 +221,84 @@ def _gl_window_class():
             self.frame()
 
         def frame(self) -> None:
-            """Render one frame into the current framebuffer (what paintGL does).
-
-            A frame whose still part differs from the last frame's (camera, size, scene)
-            is drawn whole, as pyqtgraph draws it; a frame that only moves the moving
-            items copies the still part from the cache (filled at the first such frame).
-            """
+            """Render one frame into the current framebuffer (what paintGL does): the
+            still items as pyqtgraph draws them (then copied to the cache) if the camera,
+            the size or the scene changed since the copy, else the copy; then the
+            moving items."""
             if not self.moving or self._cache_failed:
                 return super().paintGL()
-            region = self.getViewport()
-            key = (region, tuple((self.projectionMatrix(region, region)
-                                  * self.viewMatrix()).data()),
-                   self.opts["bgcolor"], self._generation)
-            if key != self._last_key:
-                self._last_key = key
+            if self._warmed < 2:  # the copies are not compiled yet: draw it all
+                self._warm_timer.start()
                 return super().paintGL()
-            if not self._cached_frame(region, key):
-                super().paintGL()
-
-        def _cached_frame(self, region, key) -> bool:
             from OpenGL import GL
             from PySide6.QtCore import QRect
             from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
 
-            x, y, w, h = region
-            if self._cache is None or self._cache.width() != w or self._cache.height() != h:
-                self._cache = None
-                fmt = QOpenGLFramebufferObjectFormat()
-                # a blit into a multisampled window needs a source sampled alike
-                fmt.setSamples(max(self.context().format().samples(), 0))
-                fmt.setAttachment(Fbo.Attachment.CombinedDepthStencil)
-                fbo = Fbo(w, h, fmt)
-                if not fbo.isValid():
-                    self._cache_failed = True  # draw everything every frame from now on
-                    return False
-                self._cache, self._cache_key = fbo, None
-            if key != self._cache_key:
-                self._cache.bind()
-                GL.glViewport(*region)
+            region = self.getViewport()
+            key = (region, tuple((self.projectionMatrix(region, region)
+                                  * self.viewMatrix()).data()),
+                   self.opts["bgcolor"], self._generation)
+            rect = QRect(*region)
+            if key != self._cache_key or not self._fits(region[2], region[3]):
                 with self._drawing(still=True):
                     self.paint(region=region, viewport=region)
-                self._cache.release()
-                self._cache_key = key
-                self.still_frames += 1
-            rect = QRect(x, y, w, h)
-            Fbo.blitFramebuffer(None, rect, self._cache, rect, GL.GL_COLOR_BUFFER_BIT,
-                                GL.GL_NEAREST)
+                if self._fits(region[2], region[3]) or self._new_cache(region[2], region[3]):
+                    # (the helper binds the window's framebuffer again afterwards)
+                    Fbo.blitFramebuffer(self._cache, rect, None, rect,
+                                        GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)
+                    self._cache_key = key
+                    self.still_frames += 1
+            else:
+                Fbo.blitFramebuffer(None, rect, self._cache, rect, GL.GL_COLOR_BUFFER_BIT,
+                                    GL.GL_NEAREST)
             GL.glViewport(*region)
             self.setProjection(region, region)
             self.setModelview()
             with self._drawing(still=False):
                 self.drawItemTree()
+
+        def _warm_up(self) -> None:
+            """Compile one direction of the copy (one pixel), then wait for the next
+            quiet moment for the other one."""
+            from OpenGL import GL
+            from PySide6.QtCore import QRect
+            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            if self._warmed >= 2 or not self.isExposed() or not self.isValid():
+                return
+            self.makeCurrent()
+            try:
+                if self._cache is None and not self._new_cache(*self.getViewport()[2:]):
+                    return
+                one = QRect(0, 0, 1, 1)
+                # into the window's back buffer: its content is undefined until the next
+                # frame, which draws every pixel
+                target, source = ((self._cache, None) if self._warmed == 0
+                                  else (None, self._cache))
+                Fbo.blitFramebuffer(target, one, source, one, GL.GL_COLOR_BUFFER_BIT,
+                                    GL.GL_NEAREST)
+                self._cache_key = None
+                self._warmed += 1
+            finally:
+                self.doneCurrent()
+            if self._warmed < 2:
+                self._warm_timer.start()
+
+        def _fits(self, w: int, h: int) -> bool:
+            return self._cache is not None and (self._cache.width(), self._cache.height()) == (w, h)
+
+        def _new_cache(self, w: int, h: int) -> bool:
+            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            fmt = QOpenGLFramebufferObjectFormat()
+            # blits between multisampled buffers need the same number of samples
+            fmt.setSamples(max(self.context().format().samples(), 0))
+            fbo = Fbo(w, h, fmt)
+            if not fbo.isValid():
+                self._cache_failed = True  # every frame is drawn whole from now on
+                self._cache = None
+                return False
+            self._cache, self._cache_key = fbo, None
             return True
 
         @contextmanager
