@@ -37,6 +37,37 @@ from PySide6.QtCore import QElapsedTimer, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 
+class GcPauses:
+    """Cycle collections on the GUI thread (the app collects from a 1 s timer there):
+    how many of each generation, and the longest, since :meth:`reset`."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.runs: list[tuple[int, float]] = []
+        self._t = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.runs.append((info["generation"], 1000 * (time.perf_counter() - self._t)))
+
+    def reset(self) -> None:
+        self.runs.clear()
+
+    def summary(self) -> str:
+        if not self.runs:
+            return "no cycle collection"
+        longest = max(self.runs, key=lambda r: r[1])
+        per_gen = [sum(1 for g, _ in self.runs if g == k) for k in range(3)]
+        return (f"cycle collections (gen 0/1/2): {per_gen[0]}/{per_gen[1]}/{per_gen[2]}, "
+                f"longest {longest[1]:.1f} ms (gen {longest[0]})")
+
+
 class _Probe(QObject):
     ping = Signal(float)
 
@@ -188,6 +219,7 @@ def main() -> int:
 
     # -- open: load, analyse, draw, sharpness, surface ----------------------------------
     hb = Heartbeat(watch="--watch" in sys.argv)
+    gcp = GcPauses()
     loaded = []
     win.run_loaded.connect(loaded.append)
     hb.start()
@@ -198,6 +230,7 @@ def main() -> int:
     what = "2D panels only" if no_surface else "51x51 surface"
     print(f"open 1000-snapshot run + analysis + sharpness + {what}: "
           f"{time.perf_counter() - t0:.1f} s, {hb.summary()}")
+    print(f"  {gcp.summary()}")
 
     # -- scrub ----------------------------------------------------------------------
     tl = win.timeline
@@ -211,6 +244,7 @@ def main() -> int:
         app.processEvents()
         times = []
         gl_frames.clear()
+        gcp.reset()
         t_all = time.perf_counter()
         for i in range(tl.count):
             t = time.perf_counter()
@@ -222,6 +256,7 @@ def main() -> int:
         print(f"scrub whole window ({label}), {tl.count} snapshots: median "
               f"{statistics.median(times):.2f} ms, p99 {times[int(0.99 * len(times))]:.2f} ms, "
               f"max {times[-1]:.1f} ms per step (GL view's own frames included)")
+        print(f"  {gcp.summary()}")
         if gl_frames:
             print(f"  3D view frames during that scrub: {len(gl_frames)} in {wall:.1f} s "
                   f"({len(gl_frames) / wall:.0f} a second, throttled to <= 30), median "
@@ -235,6 +270,7 @@ def main() -> int:
         dlg.set_problem("mlp")
         before = win.run
         hb.start()
+        gcp.reset()
         t0 = time.perf_counter()
         dlg.start()
         pump_until(app, lambda: not dlg.is_running() and win.run is not before
@@ -242,6 +278,7 @@ def main() -> int:
         hb.stop()
         print(f"live training mlp 3000 steps in the main window, then opening it: "
               f"{time.perf_counter() - t0:.1f} s, {hb.summary()}")
+        print(f"  {gcp.summary()}")
     win.close()
     return 0
 

@@ -78,6 +78,35 @@ def _planned_steps(run: Any) -> int | None:
     return int(steps) if isinstance(steps, (int, float)) and steps > 0 else None
 
 
+def steady_range(current: tuple[float, float] | None, arrays: list, log: bool,
+                 pad: float = 0.12, loose: float = 3.0) -> tuple[float, float] | None:
+    """A y range for curves that grow: None while ``current`` (view coordinates: log10 of
+    the values in log mode) holds every value and is at most ``loose`` times as wide as
+    they need; else (or with no ``current``) the values' range with ``pad`` of its span
+    on each side (at least 0.15 of a decade in log mode, where a falling loss would
+    otherwise leave a tight range again at the next refresh).
+
+    A growing run's curves change range at nearly every refresh under auto-range, and
+    each change re-renders the axis and its grid (3-10 ms an axis on a software
+    display); most refreshes now keep the range, and the axes stop jittering.
+    """
+    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) \
+        if arrays else np.array([])
+    vals = vals[np.isfinite(vals)]
+    if log:
+        vals = np.log10(vals[vals > 0])
+    if not len(vals):
+        return None
+    lo, hi = float(vals.min()), float(vals.max())
+    span = hi - lo if hi > lo else (0.1 if log else max(abs(hi) * 0.1, 1e-12))
+    margin = max(pad * span, 0.15) if log else pad * span
+    need = span + 2 * margin
+    if current is not None and current[0] <= lo and hi <= current[1] \
+            and (current[1] - current[0]) <= loose * need:
+        return None
+    return lo - margin, hi + margin
+
+
 def _spans_decades(arrays: list[np.ndarray], ratio: float = 30.0) -> bool:
     vals = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays]) if arrays else []
     return len(vals) > 1 and float(vals.max()) > ratio * float(vals.min())
@@ -93,6 +122,7 @@ class LossPanel(QWidget):
         super().__init__(parent)
         self.timeline = timeline
         self._steps = np.array([], dtype=np.int64)
+        self._growing = False  # a live run: y ranges held steady (steady_range)
         self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         t = style.current()
 
@@ -164,6 +194,8 @@ class LossPanel(QWidget):
         self.c_update = curve(self.p_grad, t.update, "‖Δw‖", width=1)
         self.c_lr = curve(self.p_lr, t.lr, "lr")
         self.c_grad.opts["antialias"] = False
+        self.curves = (self.c_raw, self.c_train, self.c_val, self.c_grad, self.c_update,
+                       self.c_lr)
         self.c_train.setToolTip(tip("loss"))
         self.c_val.setToolTip(tip("val_loss"))
 
@@ -241,12 +273,14 @@ class LossPanel(QWidget):
                 self._series[key] = val
         self._train_label = train_name or "train"
         self._redraw_curves()
-        self._apply_log(self.log_y.isChecked())
         rep = report or {}
         plateau = (rep.get("plateau") or {}).get("step")
         divergence = (rep.get("divergence") or {}).get("step")
         self._set_markers(plateau, divergence)
         planned = _planned_steps(run)
+        self._growing = bool(planned)
+        for c in self.curves:  # a growing run's curves change more often than the cursor
+            cache_item(c, on=not planned)
         if planned:  # a run still training: the frame its curves grow into, fixed
             for p in self.plots:
                 p.enableAutoRange(x=False)
@@ -317,8 +351,12 @@ class LossPanel(QWidget):
 
     # -- controls -----------------------------------------------------------------
     def _apply_log(self, on: bool) -> None:
-        """Log y on the loss plot; gradient norm and lr go log when they span > 30x."""
+        """Log y on the loss plot; gradient norm and lr go log when they span > 30x.
+        While the run grows (``self._growing``) the y ranges only move when the data
+        leave them (:func:`steady_range`)."""
         self.p_loss.setLogMode(x=False, y=bool(on))
+        self._range_y(self.p_loss, [self._series[k][1] for k in ("raw", "train", "val")
+                                    if k in self._series], bool(on))
         for p, keys in ((self.p_grad, ("grad", "update")), (self.p_lr, ("lr",))):
             arrays = [self._series[k][1] for k in keys if k in self._series]
             log = bool(on) and _spans_decades(arrays)
@@ -329,7 +367,17 @@ class LossPanel(QWidget):
                 p.enableAutoRange(y=False)
                 p.setYRange(0.0, top * 1.25 if top > 0 else 1.0, padding=0)
             else:
-                p.enableAutoRange(y=True)
+                self._range_y(p, arrays, log)
+
+    def _range_y(self, plot, arrays: list, log: bool) -> None:
+        if not self._growing:
+            plot.enableAutoRange(y=True)
+            return
+        auto = plot.getViewBox().autoRangeEnabled()[1]
+        new = steady_range(None if auto else plot.viewRange()[1], arrays, log)
+        if new is not None:
+            plot.enableAutoRange(y=False)
+            plot.setYRange(*new, padding=0)
 
     def _on_smoothing(self, v: int) -> None:
         self.smoothing_label.setText(f"{v / 100:.2f}")

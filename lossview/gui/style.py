@@ -104,18 +104,10 @@ def style_plot(plot: pg.PlotItem, title: str | None = None, left: str | None = N
     plot.showGrid(x=True, y=True, alpha=t.grid_alpha)
     if title:
         plot.setTitle(title, size="10pt", color=t.foreground)
-    from PySide6.QtWidgets import QGraphicsItem
-
-    for name in ("left", "bottom", "top", "right"):
-        ax = plot.getAxis(name)
-        # axes repaint from a pixmap when a cursor moves past them (re-rendered on change)
-        ax.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        if name in ("left", "bottom"):
-            ax.setTextPen(t.foreground)
-            ax.setPen(pg.mkPen(t.muted))
-        # a fixed text space: an axis that grows or shrinks with its tick labels (10⁻² is
-        # taller than 0.01) resizes its plot, which re-renders every cached item in it
-        ax.setStyle(autoExpandTextSpace=False, autoReduceTextSpace=False)
+    steady_axes(plot)
+    for name in ("left", "bottom"):
+        plot.getAxis(name).setTextPen(t.foreground)
+        plot.getAxis(name).setPen(pg.mkPen(t.muted))
     if left:
         plot.setLabel("left", left, color=t.foreground)
     if bottom:
@@ -123,6 +115,19 @@ def style_plot(plot: pg.PlotItem, title: str | None = None, left: str | None = N
     plot.setMenuEnabled(True)
     plot.hideButtons()
     return plot
+
+
+def steady_axes(plot: pg.PlotItem) -> None:
+    """Axes that cost little when the data or a cursor changes: each repaints from a
+    pixmap when a cursor moves past it (re-rendered when its range changes), and its
+    text space is fixed, because an axis that grows or shrinks with its tick labels
+    (10⁻² is taller than 0.01) resizes its plot, which re-renders every item in it."""
+    from PySide6.QtWidgets import QGraphicsItem
+
+    for name in ("left", "bottom", "top", "right"):
+        ax = plot.getAxis(name)
+        ax.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        ax.setStyle(autoExpandTextSpace=False, autoReduceTextSpace=False)
 
 
 def not_available_html(what: str, reason: str) -> str:

@@ -40,7 +40,9 @@ from PySide6.QtWidgets import (
 )
 
 from lossview.core.errors import LossviewError
+from lossview.gui import style
 from lossview.gui.live_training import LiveTraining
+from lossview.gui.stagger import settle
 from lossview.gui.sweep import (
     DEFAULT_MULTIPLIERS,
     parse_multipliers,
@@ -170,6 +172,8 @@ class TrainDialog(QDialog):
         self.loss_plot.setLogMode(y=True)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
+        style.steady_axes(self.loss_plot.getPlotItem())
+        self.loss_plot.getAxis("left").setWidth(48)
         self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#9dc3e6", width=1),
                                               connect="finite", name="mini-batch",
@@ -191,6 +195,10 @@ class TrainDialog(QDialog):
         self.progress.setRange(0, 1000)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
+        # two lines, whatever the text: progress rewrites it up to 30 times a second, and
+        # a label that changes height re-lays out the dialog and repaints its plot
+        self.status.setFixedHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.start_button = QPushButton("Start")
         self.start_button.setDefault(True)
         self.start_button.clicked.connect(self.start)
@@ -368,6 +376,9 @@ class TrainDialog(QDialog):
             s = run.metrics.get(name)
             if s is not None:
                 curve.setData(s.steps.astype(float), np.where(s.values > 0, s.values, np.nan))
+        # ranged and laid out now, so the new curves paint once (pyqtgraph otherwise
+        # found the new range while painting and painted the plot again: 2 x 20-30 ms)
+        settle(self.loss_plot)
 
     def _on_single_finished(self, summary: Any) -> None:
         self._set_running(False)

@@ -113,12 +113,15 @@ def add_marker(plot, item) -> None:
     item.informViewBoundsChanged = lambda: None  # data moves (ScatterPlotItem.setData)
 
 
-def cache_item(item) -> None:
+def cache_item(item, on: bool = True) -> None:
     """Paint ``item`` into a device-pixel cache, so a cursor moving over it repaints a
-    pixmap instead of re-stroking thousands of antialiased segments (scrubbing cost)."""
+    pixmap instead of re-stroking thousands of antialiased segments (scrubbing cost).
+    ``on=False`` paints it directly: for data that changes more often than a cursor
+    moves over it (a live run), where each change re-rendered a plot-sized pixmap."""
     from PySide6.QtWidgets import QGraphicsItem
 
-    mode = QGraphicsItem.CacheMode.DeviceCoordinateCache
+    mode = QGraphicsItem.CacheMode.DeviceCoordinateCache if on \
+        else QGraphicsItem.CacheMode.NoCache
     for part in (item, getattr(item, "curve", None), getattr(item, "scatter", None)):
         if part is not None:
             part.setCacheMode(mode)

@@ -119,3 +119,56 @@ def test_missing_metrics_say_so(qtbot):
     assert p.notes[1].toPlainText() == "no gradient norm logged"
     assert p.notes[2].toPlainText() == "no learning rate logged"
     assert p.notes[0].toPlainText() == ""
+
+
+def test_steady_range_moves_only_when_the_data_leave_it():
+    from lossview.gui.loss_panel import steady_range
+
+    # outside the current range: the data's range, padded by 12 % of its span
+    assert steady_range((0.0, 1.0), [np.array([1.0, 3.0])], log=False) == \
+        pytest.approx((1.0 - 0.24, 3.0 + 0.24))
+    # inside and not too loose: keep it (NaN and inf ignored)
+    assert steady_range((0.5, 3.5), [np.array([1.0, np.nan, 3.0, np.inf])], log=False) is None
+    # more than 3x wider than the data need: shrink
+    assert steady_range((-20.0, 20.0), [np.array([1.0, 3.0])], log=False) is not None
+    # log mode works in decades; non-positive values are left out
+    lo, hi = steady_range((0.0, 1.0), [np.array([1e-3, 1.0, -1.0, 0.0])], log=True)
+    assert (lo, hi) == pytest.approx((-3 - 0.36, 0 + 0.36))
+    assert steady_range((lo, hi), [np.array([2e-3, 0.5])], log=True) is None
+    # a narrow log range keeps 0.15 decade either side
+    assert steady_range((5.0, 6.0), [np.array([1.0, 1.1])], log=True) == \
+        pytest.approx((-0.15, np.log10(1.1) + 0.15))
+    assert steady_range((0.0, 1.0), [np.array([np.nan])], log=False) is None
+
+
+def test_a_growing_run_keeps_its_y_range_until_the_loss_leaves_it(qtbot):
+    """Live refreshes re-range the y axes only when needed (each re-range re-renders the
+    axes), and the x axis frames the planned run."""
+    from lossview.core.io.memory import run_from_arrays
+
+    tl = Timeline()
+    p = LossPanel(tl)
+    qtbot.addWidget(p)
+    rng = np.random.default_rng(0)
+    loss = 2.0 * np.exp(-np.arange(400) / 150) * rng.lognormal(0, 0.05, 400)
+
+    def live(n):
+        steps = np.arange(n)
+        run = run_from_arrays(np.zeros((len(steps[::50]), 3)), steps=list(steps[::50]),
+                              metrics={"loss": (steps, loss[:n])},
+                              spec={"live": True, "training": {"steps": 400}})
+        p.set_run(run, None)
+        return p.p_loss.viewRange()
+
+    x0, y0 = live(100)
+    assert x0[1] >= 400  # the planned run, not the data so far
+    assert 10 ** y0[0] <= loss[:100].min() and 10 ** y0[1] >= loss[:100].max()
+    _, y1 = live(120)  # the loss went on falling a little: same range
+    assert y1 == pytest.approx(y0)
+    _, y2 = live(400)  # fell below the range: re-ranged to hold it all
+    assert 10 ** y2[0] <= loss.min() < 10 ** y0[0]
+    # the finished run is auto-ranged again
+    done = run_from_arrays(np.zeros((8, 3)), steps=list(range(0, 400, 50)),
+                           metrics={"loss": (np.arange(400), loss)})
+    p.set_run(done, None)
+    assert p.p_loss.getViewBox().autoRangeEnabled()[1]
