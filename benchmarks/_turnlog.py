@@ -100,7 +100,7 @@ def _time_item_paints() -> None:
 def install(items: bool = False) -> None:
     """Log staggered steps and 3D frames as well, and with ``items`` the paint of each
     pyqtgraph item over 0.5 ms (call before any window is made)."""
-    from lossview.gui import stagger, surface_gl
+    from lossview.gui import gl_window, stagger
 
     if items:
         _time_item_paints()
@@ -116,7 +116,7 @@ def install(items: bool = False) -> None:
                 _record(t, f"stagger step {name} ({_who(self.parent())})")
 
     stagger.Stagger._next = timed_next
-    window_class = surface_gl._gl_window_class()
+    window_class = gl_window.window_class()
 
     def timed_frame(self, _orig=window_class.frame):
         t = time.perf_counter()

@@ -137,7 +137,8 @@ PREWARM_DELAY_MS = 300
 #: ~110 ms of the GUI thread), after lossview's GL module has set PyOpenGL's options. Not torch: training, surfaces and sharpness run in child
 #: processes, the train dialog's problem list comes from one (gui/problem_catalog.py), so
 #: only reading torch-format checkpoints imports it here.
-PREWARM_MODULES = ("lossview.gui.surface_gl", "OpenGL.GL", "pyqtgraph.opengl")
+PREWARM_MODULES = ("lossview.gui.gl_window", "lossview.gui.surface_gl", "OpenGL.GL",
+                   "pyqtgraph.opengl")
 
 
 def prewarm_imports() -> None:
@@ -171,7 +172,7 @@ def prewarm_imports() -> None:
         if not done.is_set():
             QTimer.singleShot(100, probe)
             return
-        from lossview.gui.surface_gl import gl_unavailable_reason
+        from lossview.gui.gl_window import gl_unavailable_reason
 
         gl_unavailable_reason()
 

@@ -122,7 +122,7 @@ class SurfacePanel(QWidget):
         if self._gl_view is not None:
             return True
         if self._gl_reason == "not checked yet":
-            from lossview.gui.surface_gl import gl_unavailable_reason
+            from lossview.gui.gl_window import gl_unavailable_reason
 
             self._gl_reason = gl_unavailable_reason()
         if self._gl_reason is not None:

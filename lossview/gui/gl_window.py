@@ -1,0 +1,269 @@
+"""The window the 3D views draw in, and the OpenGL probe: the only module (with
+:mod:`lossview.gui.surface_gl`) that imports pyqtgraph.opengl, always lazily.
+
+- :func:`gl_unavailable_reason` makes a throw-away context once, to say whether a 3D view
+  can be made here and which renderer draws it (:func:`software_rendering`);
+- :func:`window_class` is pyqtgraph's GL view on a QOpenGLWindow (see its docstring),
+  reporting clicks, and on a CPU rasteriser keeping a copy of the still scene so a scrub
+  frame only draws the marker.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+
+import OpenGL
+from PySide6.QtCore import Qt, QTimer
+
+# PyOpenGL calls glGetError after every GL call by default: pyqtgraph's items make ~20
+# calls an item a frame, so checking was about half of a 3D frame's time in Python (the
+# scrub's slowest steps are the ones with a frame). Set before OpenGL.GL is imported
+# (this module is imported first, see gui/app.PREWARM_MODULES).
+OpenGL.ERROR_CHECKING = False
+
+#: a press and release further apart than this (pixels) is a drag, not a click
+CLICK_SLOP_PX = 4
+#: the 3D view's copy shaders are compiled once no frame was drawn for this long
+WARM_DELAY_MS = 150
+
+_RENDERER: dict[str, str] = {}
+#: substrings of GL_RENDERER naming a CPU rasteriser (Mesa llvmpipe/softpipe, SwiftShader)
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swiftshader", "software")
+
+
+def gl_renderer() -> str:
+    """GL_RENDERER of the probe context ("" before :func:`gl_unavailable_reason` ran)."""
+    return _RENDERER.get("renderer", "")
+
+
+def software_rendering() -> bool:
+    """True when OpenGL is rasterised on the CPU: the view then skips line antialiasing,
+    which costs more than the rest of a frame there (measured: 44 -> 26 ms a frame)."""
+    r = gl_renderer().lower()
+    return any(s in r for s in SOFTWARE_RENDERERS)
+
+
+@functools.cache
+def gl_unavailable_reason() -> str | None:
+    """None if an OpenGL >= 2.1 desktop context can be made here, else why not.
+
+    Makes a throw-away context on an offscreen surface (pyqtgraph's glinfo recipe), so it
+    never shows a window. Needs a QGuiApplication.
+    """
+    try:
+        from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+    except ImportError as e:  # pragma: no cover - PySide6 is a dependency
+        return f"Qt OpenGL support missing ({e})"
+    if QGuiApplication.instance() is None:
+        return "no Qt application"
+    platform = QGuiApplication.platformName()
+    if platform in ("offscreen", "minimal"):
+        return f"the Qt platform '{platform}' has no OpenGL"
+    try:
+        import OpenGL.GL  # noqa: F401  (pyqtgraph.opengl needs PyOpenGL)
+    except Exception as e:  # noqa: BLE001 - any import failure means no 3D view
+        return f"PyOpenGL cannot be imported ({type(e).__name__}: {e})"
+    ctx = QOpenGLContext()
+    if not ctx.create():
+        return "no OpenGL context could be created"
+    surf = QOffscreenSurface()
+    surf.setFormat(ctx.format())
+    surf.create()
+    try:
+        if not surf.isValid() or not ctx.makeCurrent(surf):
+            return "an OpenGL context was created but cannot be made current"
+        fmt = ctx.format()
+        if ctx.isOpenGLES():
+            return "only OpenGL ES is available (pyqtgraph.opengl needs desktop OpenGL)"
+        if (fmt.majorVersion(), fmt.minorVersion()) < (2, 1):
+            return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} is too old (needs 2.1)"
+        try:
+            from OpenGL import GL
+
+            raw = GL.glGetString(GL.GL_RENDERER)
+            _RENDERER["renderer"] = raw.decode("utf-8", "replace") if raw else ""
+        except Exception:  # noqa: BLE001 - only used to pick cheaper settings
+            _RENDERER["renderer"] = ""
+        ctx.doneCurrent()
+    finally:
+        surf.destroy()
+    return None
+
+
+
+@functools.cache
+def window_class():
+    """pyqtgraph's GL view on a QOpenGLWindow instead of a QOpenGLWidget.
+
+    A QOpenGLWidget switches its whole top-level window to OpenGL composition for good
+    (hidden or deleted, it stays switched): every later repaint of any panel is composed
+    through OpenGL, ~30 ms a frame on a software rasteriser against ~3 ms raster
+    (measured with one plot and a moving line in a 1600 x 1000 window). A QOpenGLWindow in
+    a window container renders into its own native child window, and the rest of the
+    window keeps painting with the raster engine.
+    """
+    from pyqtgraph.opengl.GLViewWidget import GLViewMixin
+    from PySide6.QtOpenGL import QOpenGLFramebufferObjectFormat, QOpenGLWindow
+
+    class GLViewWindow(GLViewMixin, QOpenGLWindow):
+        """Also reports a click (press and release within a few pixels, not a drag that
+        turns the camera) to ``on_click(x, y)`` in window coordinates, and can keep the
+        still part of the scene in a framebuffer (:meth:`set_moving_items`)."""
+
+        on_click = None
+        #: items redrawn at every frame over the cached rest; () draws every item each frame
+        moving: tuple = ()
+        _cache = None  # QOpenGLFramebufferObject: the last frame without the moving items
+        _warmed = 0  # directions of the copy compiled (see set_moving_items)
+        _warm_timer = None
+        _cache_key = None  # the still part the cache holds
+        _cache_failed = False
+        _generation = 0
+        #: how many times the still items were drawn and copied (for tests, benchmarks)
+        still_frames = 0
+
+        def set_moving_items(self, items) -> None:
+            """Keep a copy of each frame without ``items`` (the scrub's marker): a frame
+            in which only ``items`` changed copies it back and draws them on top.
+
+            Why: on a CPU rasteriser a frame of the whole scene is ~10 ms (paintGL plus
+            the rasterising at the swap) and the marker moves ~30 times a second while
+            scrubbing; the copy and the marker alone are ~2 ms. The still items are drawn
+            in the window itself, then copied (drawn into a framebuffer of another format,
+            llvmpipe compiled every shader again: a 50 ms frame). ``items`` must not
+            depend on the depth buffer of the still ones (the overlays ignore it).
+
+            The first copy each way compiles a blit shader (~30 and ~15 ms on llvmpipe):
+            that is done on one pixel, once, in two quiet moments of their own
+            (:data:`WARM_DELAY_MS` after a frame with none since); until then frames are
+            drawn whole.
+            """
+            self.moving = tuple(items)
+            if self._warm_timer is None:
+                self._warm_timer = QTimer(self)
+                self._warm_timer.setSingleShot(True)
+                self._warm_timer.setInterval(WARM_DELAY_MS)
+                self._warm_timer.timeout.connect(self._warm_up)
+            self.still_changed()
+
+        @property
+        def copying(self) -> bool:
+            """True once frames that only move the moving items use the copy."""
+            return bool(self.moving) and self._warmed >= 2 and not self._cache_failed
+
+        def still_changed(self) -> None:
+            """The still items changed (new data, shown or hidden): redraw them once."""
+            self._generation += 1
+            self.update()
+
+        def paintGL(self):  # noqa: N802 - Qt override
+            self.frame()
+
+        def frame(self) -> None:
+            """Render one frame into the current framebuffer (what paintGL does): the
+            still items as pyqtgraph draws them (then copied to the cache) if the camera,
+            the size or the scene changed since the copy, else the copy; then the
+            moving items."""
+            if not self.moving or self._cache_failed:
+                return super().paintGL()
+            if self._warmed < 2:  # the copies are not compiled yet: draw it all
+                self._warm_timer.start()
+                return super().paintGL()
+            from OpenGL import GL
+            from PySide6.QtCore import QRect
+            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            region = self.getViewport()
+            key = (region, tuple((self.projectionMatrix(region, region)
+                                  * self.viewMatrix()).data()),
+                   self.opts["bgcolor"], self._generation)
+            rect = QRect(*region)
+            if key != self._cache_key or not self._fits(region[2], region[3]):
+                with self._drawing(still=True):
+                    self.paint(region=region, viewport=region)
+                if self._fits(region[2], region[3]) or self._new_cache(region[2], region[3]):
+                    # (the helper binds the window's framebuffer again afterwards)
+                    Fbo.blitFramebuffer(self._cache, rect, None, rect,
+                                        GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)
+                    self._cache_key = key
+                    self.still_frames += 1
+            else:
+                Fbo.blitFramebuffer(None, rect, self._cache, rect, GL.GL_COLOR_BUFFER_BIT,
+                                    GL.GL_NEAREST)
+            GL.glViewport(*region)
+            self.setProjection(region, region)
+            self.setModelview()
+            with self._drawing(still=False):
+                self.drawItemTree()
+
+        def _warm_up(self) -> None:
+            """Compile one direction of the copy (one pixel), then wait for the next
+            quiet moment for the other one."""
+            from OpenGL import GL
+            from PySide6.QtCore import QRect
+            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            if self._warmed >= 2 or not self.isExposed() or not self.isValid():
+                return
+            self.makeCurrent()
+            try:
+                if self._cache is None and not self._new_cache(*self.getViewport()[2:]):
+                    return
+                one = QRect(0, 0, 1, 1)
+                # into the window's back buffer: its content is undefined until the next
+                # frame, which draws every pixel
+                target, source = ((self._cache, None) if self._warmed == 0
+                                  else (None, self._cache))
+                Fbo.blitFramebuffer(target, one, source, one, GL.GL_COLOR_BUFFER_BIT,
+                                    GL.GL_NEAREST)
+                self._cache_key = None
+                self._warmed += 1
+            finally:
+                self.doneCurrent()
+            if self._warmed < 2:
+                self._warm_timer.start()
+
+        def _fits(self, w: int, h: int) -> bool:
+            return self._cache is not None and (self._cache.width(), self._cache.height()) == (w, h)
+
+        def _new_cache(self, w: int, h: int) -> bool:
+            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            fmt = QOpenGLFramebufferObjectFormat()
+            # blits between multisampled buffers need the same number of samples
+            fmt.setSamples(max(self.context().format().samples(), 0))
+            fbo = Fbo(w, h, fmt)
+            if not fbo.isValid():
+                self._cache_failed = True  # every frame is drawn whole from now on
+                self._cache = None
+                return False
+            self._cache, self._cache_key = fbo, None
+            return True
+
+        @contextmanager
+        def _drawing(self, still: bool):
+            """pyqtgraph's drawItemTree draws ``self.items``: only the still or only the
+            moving ones for the duration."""
+            every = self.items
+            self.items = [i for i in every if (i in self.moving) != still]
+            try:
+                yield
+            finally:
+                self.items = every
+
+        def mousePressEvent(self, ev):  # noqa: N802 - Qt override
+            self._press = ev.position()
+            super().mousePressEvent(ev)
+
+        def mouseReleaseEvent(self, ev):  # noqa: N802 - Qt override
+            super().mouseReleaseEvent(ev)
+            press = getattr(self, "_press", None)
+            self._press = None
+            if press is None or ev.button() != Qt.MouseButton.LeftButton or self.on_click is None:
+                return
+            moved = ev.position() - press
+            if abs(moved.x()) + abs(moved.y()) <= CLICK_SLOP_PX:
+                self.on_click(ev.position().x(), ev.position().y())
+
+    return GLViewWindow
