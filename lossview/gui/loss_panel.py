@@ -19,7 +19,15 @@ from lossview.gui import style
 from lossview.gui.axes import nice_axes
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
-from lossview.gui.widgets import add_marker, cache_item, centered_note, fmt, header, nearest_index
+from lossview.gui.widgets import (
+    Readout,
+    add_marker,
+    cache_item,
+    centered_note,
+    fmt,
+    header,
+    nearest_index,
+)
 
 TRAIN_NAMES = ("train_loss", "loss", "training_loss")
 RAW_NAMES = ("loss",)
@@ -127,16 +135,14 @@ class LossPanel(QWidget):
         t = style.current()
 
         head, hl = header("Loss", tip("loss"))
-        self.readout = QLabel("")
+        # rewritten at every timeline step: a Readout repaints without a re-layout, and
+        # its height is fixed (the first readout's glyphs, ‖ and ·, made a QLabel 1 px
+        # taller, which resized the plots below and repainted them from scratch)
+        self.readout = Readout(color=t.muted)
         self.readout.setObjectName("readout")
-        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setContentsMargins(8, 0, 6, 0)
-        self.readout.setStyleSheet(f"color: {t.muted};")
-        # a fixed height: the first readout's glyphs (‖, ·) made the label 1 px taller,
-        # which resized the plots below and repainted them from scratch (~150 ms)
-        self.readout.setText("step 10 · loss 1.0 · ‖g‖ 1.0 · lr 0.1")
-        self.readout.setFixedHeight(self.readout.sizeHint().height())
-        self.readout.setText("")
+        self.readout.set_template("train 1.0 · ‖g‖ 1.0 · lr 0.1")
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.log_y = QCheckBox("log y")
         self.log_y.setToolTip(tip("log_y"))
         self.log_y.setChecked(True)

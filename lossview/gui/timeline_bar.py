@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QStyle,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QSlider, QStyle,
                                QToolButton, QWidget)
 
 from lossview.gui.timeline import Timeline
-from lossview.gui.widgets import signals_blocked
+from lossview.gui.widgets import Readout, signals_blocked
 
 
 class TimelineBar(QWidget):
@@ -41,9 +41,10 @@ class TimelineBar(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.setToolTip("Drag to scrub through the snapshots")
-        self.readout = QLabel("no run")
-        self.readout.setMinimumWidth(230)
-        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        # rewritten at every step: a Readout sized for the run's widest text, so the
+        # slider beside it keeps its width and nothing is laid out again
+        self.readout = Readout()
+        self.readout.setText("no run")
         self.speed = QComboBox()
         self.speed.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.speed.setToolTip("Playback speed, snapshots per second")
@@ -91,7 +92,20 @@ class TimelineBar(QWidget):
         """Snapshot steps (and epochs) for the readout; call before ``timeline.set_count``."""
         self._steps = np.asarray(steps, dtype=np.int64)
         self._epochs = list(epochs) if epochs is not None else []
+        self.readout.set_template(self._widest_text())
         self._on_index(self.timeline.index)
+
+    def _widest_text(self) -> str:
+        """The readout for the run's largest numbers, digits as 8s (the widest)."""
+        n = len(self._steps)
+        if not n:
+            return "no run"
+        wide = str.maketrans("0123456789", "8888888888")
+        step = f"{int(self._steps.max()):,}".translate(wide)
+        eps = [e for e in self._epochs if e is not None]
+        epoch = f" · epoch {max(eps):.4g}".translate(wide) if eps else ""
+        count = f"{n}".translate(wide)
+        return f"step <b>{step}</b>{epoch} · snapshot {count}/{count}"
 
     # -- timeline -> widgets ------------------------------------------------------
     def _on_count(self, n: int) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
+from PySide6.QtCore import QObject, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPalette, QStaticText, QTextOption
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
 
 
 class LazyProgressBar(QProgressBar):
@@ -27,6 +28,74 @@ class LazyProgressBar(QProgressBar):
             super().setValue(value)
         finally:
             self.setUpdatesEnabled(True)  # schedules update()
+
+
+def _one_line(text: QStaticText) -> QStaticText:
+    """Rich text, never wrapped (QStaticText wraps rich text at word boundaries)."""
+    text.setTextFormat(Qt.TextFormat.RichText)
+    option = QTextOption()
+    option.setWrapMode(QTextOption.WrapMode.NoWrap)
+    text.setTextOption(option)
+    return text
+
+
+class Readout(QWidget):
+    """One line of text (bold and colour tags allowed) that changes without re-laying
+    out the window: for readouts rewritten at every timeline step.
+
+    A QLabel asks its layout to recompute at each ``setText`` and lays its rich text out
+    again for the size hint; the timeline readout also changed width with its digits,
+    which moved the slider beside it. This widget takes its size from a template
+    (:meth:`set_template`: the widest text expected) and only repaints.
+    """
+
+    def __init__(self, template: str = "", color: str | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._text = ""
+        self._static = _one_line(QStaticText())
+        self._color = QColor(color) if color else None
+        self._hint = QSize(0, 0)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.set_template(template)
+
+    def set_template(self, template: str) -> None:
+        """Size the readout for ``template`` (and at least one line of any text)."""
+        probe = _one_line(QStaticText(template or "Ag"))
+        probe.prepare(font=self.font())
+        m = self.contentsMargins()
+        height = max(int(probe.size().height()), self.fontMetrics().height())
+        hint = QSize(int(probe.size().width()) + 2 + m.left() + m.right() if template else 0,
+                     height + m.top() + m.bottom())
+        if hint != self._hint:
+            self._hint = hint
+            self.setFixedHeight(hint.height())
+            self.updateGeometry()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return self._hint
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return self._hint
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:  # noqa: N802 - QLabel's name, for callers
+        if text == self._text:
+            return
+        self._text = text
+        self._static.setText(text)
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if not self._text:
+            return
+        p = QPainter(self)
+        p.setPen(self._color or self.palette().color(QPalette.ColorRole.WindowText))
+        r = self.contentsRect()
+        y = r.top() + (r.height() - self._static.size().height()) / 2
+        p.drawStaticText(r.left(), int(y), self._static)
 
 
 def header(title: str, tooltip: str = "") -> tuple[QWidget, QHBoxLayout]:

@@ -118,3 +118,30 @@ def test_scrubbing_recomputes_no_view_range(qtbot, window, run_path, monkeypatch
     assert tl.index == tl.count - 1 and len(x) == 1
     assert all(c.value() == window.run.steps[-1] for c in window.loss_panel.cursors)
     assert calls == []
+
+
+def test_scrubbing_never_resizes_the_readout_or_the_slider(qtbot):
+    """The readout is sized for the run's widest text: the slider beside it keeps its
+    width at every step (a QLabel grew with each extra digit, and the window re-laid out)."""
+    tl = Timeline()
+    bar = TimelineBar(tl)
+    qtbot.addWidget(bar)
+    bar.resize(900, 40)
+    bar.show()
+    qtbot.waitExposed(bar)
+    steps = np.arange(0, 12000, 10)
+    bar.set_steps(steps, [s / 600 for s in steps])
+    tl.set_count(len(steps))
+    widths = set()
+    for i in (0, 9, 10, 99, 100, 999, len(steps) - 1):
+        tl.set_index(i)
+        qtbot.wait(1)  # any layout request is processed
+        widths.add((bar.readout.width(), bar.slider.width()))
+    assert len(widths) == 1
+    assert bar.readout.text() == "step <b>11,990</b> · epoch 19.98 · snapshot 1200/1200"
+    # the widest text fits
+    from PySide6.QtGui import QStaticText
+
+    st = QStaticText("step <b>11,990</b> · epoch 19.98 · snapshot 1200/1200")
+    st.prepare(font=bar.readout.font())
+    assert st.size().width() <= bar.readout.width()
