@@ -241,7 +241,10 @@ def main() -> int:
         if contour is not None and hasattr(surface, "set_contour"):
             surface.set_contour(contour)
         tl.set_index(0)
-        app.processEvents()
+        t_settle = time.perf_counter()  # the switched view's own first paint is not a
+        while time.perf_counter() - t_settle < 0.3:  # scrub step
+            app.processEvents()
+            time.sleep(0.005)
         times = []
         gl_frames.clear()
         gcp.reset()

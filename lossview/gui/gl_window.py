@@ -136,8 +136,8 @@ def window_class():
 
             The first copy each way compiles a blit shader (~30 and ~15 ms on llvmpipe):
             that is done on one pixel, once, in two quiet moments of their own
-            (:data:`WARM_DELAY_MS` after a frame with none since); until then frames are
-            drawn whole.
+            (:data:`WARM_DELAY_MS` after a frame with none since) or when
+            :meth:`warm_step` is called; until then frames are drawn whole.
             """
             self.moving = tuple(items)
             if self._warm_timer is None:
@@ -196,6 +196,14 @@ def window_class():
             self.setModelview()
             with self._drawing(still=False):
                 self.drawItemTree()
+
+        def warm_step(self) -> bool:
+            """Compile one direction of the copy now, if not done yet (see
+            :meth:`set_moving_items`); False when there was nothing to do."""
+            if not self.moving or self._warmed >= 2:
+                return False
+            self._warm_up()
+            return True
 
         def _warm_up(self) -> None:
             """Compile one direction of the copy (one pixel), then wait for the next

@@ -321,6 +321,8 @@ class SurfacePanel(QWidget):
         renderer): the view on screen first, then the honesty plot, then the hidden view.
         The first 3D surface takes three turns of its own: the GL window shown (floor
         only), the surface, then the path and markers (each first frame compiles shaders).
+        A final 3D surface ends with two turns that prepare the 3D view's scrub copy,
+        if its quiet moments have not (nothing to do after the first time).
         """
         if self.surface is None:
             return
@@ -379,13 +381,18 @@ class SurfacePanel(QWidget):
                 self._gl_view.set_scene(scene)
                 self._gl_view.set_current(self.timeline.index)
 
+        def warm() -> None:  # one turn each: compiling the 3D view's copy (~30, ~15 ms)
+            if want_3d and self._gl_view is not None:
+                self._gl_view.warm_step()
+
         def ready() -> None:
             if final and self._worker is None:
                 self.surface_ready.emit()
 
-        todo = [create, front, overlays, honesty, back, ready] if first_3d \
-            else [front, honesty, back, ready]
-        self._stagger.run([guarded(f) for f in todo])
+        todo = ([create, front, overlays] if first_3d else [front]) + [honesty, back]
+        if final and want_3d:  # so a scrub right after opening finds it ready
+            todo += [warm, warm]
+        self._stagger.run([guarded(f) for f in todo + [ready]])
 
     def _on_index(self, index: int) -> None:
         """Timeline moved: only the markers move."""

@@ -33,6 +33,8 @@ PLANES = (
      "(Li et al. 2018); the trajectory is projected onto them."),
 )
 RESOLUTIONS = (21, 31, 41, 51, 61)
+#: the 2D/3D button says what a click switches to
+VIEW_LABELS = ("3D surface", "2D contour")
 DEFAULT_STEPS = 41
 
 
@@ -88,9 +90,13 @@ class SurfaceToolbar(QWidget):
 
         self.view_button = QToolButton()
         self.view_button.setCheckable(True)
-        self.view_button.setText("2D contour")
+        self.view_button.setText(VIEW_LABELS[1])
         self.view_button.setToolTip("Switch between the 3D surface and a 2D contour map.")
         self.view_button.toggled.connect(self._on_view_toggled)
+        # as wide as its wider label: a header that changes width when the view is
+        # toggled re-lays out the window's splitter, and every panel repaints (150 ms)
+        self.view_button.setFixedWidth(max(
+            self.view_button.fontMetrics().horizontalAdvance(t) for t in VIEW_LABELS) + 16)
         bar.addWidget(self.view_button)
 
         self.reset_button = QToolButton()
@@ -168,5 +174,5 @@ class SurfaceToolbar(QWidget):
         self.compute_button.setVisible(not busy and can_compute)
 
     def _on_view_toggled(self, contour: bool) -> None:
-        self.view_button.setText("3D surface" if contour else "2D contour")
+        self.view_button.setText(VIEW_LABELS[0] if contour else VIEW_LABELS[1])
         self.view_toggled.emit(contour)

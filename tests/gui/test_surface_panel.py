@@ -396,11 +396,15 @@ def test_scrub_frames_reuse_the_still_scene_and_match_a_full_frame(qtbot, quad_r
     """The 3D view draws the surface and path and keeps a copy when the camera or the
     scene changed; while only the marker moves it draws the copy and the marker on top
     (software renderers; forced on here)."""
+    from lossview.gui.gl_window import software_rendering
+
     panel, tl, gl = gl_panel(qtbot, quad_run)
     v = gl.view
+    if software_rendering():  # the panel prepared the copy before it said surface_ready
+        assert v.copying
     v.set_moving_items((gl.drop, gl.marker_halo, gl.marker))
     tl.set_index(0)
-    # the copy's shaders are compiled in quiet moments; until then frames are drawn whole
+    # (elsewhere the copy is prepared in quiet moments; until then frames are drawn whole)
     qtbot.waitUntil(lambda: v.copying, timeout=5000)
     qtbot.wait(50)  # the marker's throttle idle: set_current applies at once
     # no event is processed from here on: each frame is the one _frame renders
