@@ -207,6 +207,25 @@ def start_job_server() -> None:
         log.warning("could not start the job server (%s); jobs run on threads", e)
         os.environ[jobs.ENV] = "thread"
     problem_catalog.prefetch()
+    if jobs.available():
+        single_threaded_blas()  # after the imports above, which load scipy's own BLAS
+
+
+def single_threaded_blas() -> None:
+    """One BLAS thread in the app's own process, where the jobs run in children.
+
+    The window's numpy work is small (smoothing a curve, colours, a bilinear lift), and
+    BLAS's threads waited for cores the jobs were using: the loss panel's smoothing took
+    14 ms instead of 1 while a surface and the sharpness computed (its set_run: 29 ->
+    11 ms). The children keep their own thread pools (the forkserver is a separate
+    process). threadpoolctl (joblib's) finds and limits every BLAS loaded so far
+    (numpy's and scipy's are separate libraries).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; without it only slower
+        return
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,

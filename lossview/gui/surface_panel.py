@@ -348,7 +348,7 @@ class SurfacePanel(QWidget):
 
         def create() -> None:  # the first 3D surface: the GL window shown, floor only
             if self._ensure_gl(with_scene=False):
-                self._raise(self._gl_view)
+                self.stack.setCurrentWidget(self._gl_view)
 
         def front() -> QWidget | None:
             if want_3d and self._ensure_gl():
@@ -409,20 +409,9 @@ class SurfacePanel(QWidget):
         if self.scene is None:
             return
         if not self.toolbar.wants_contour() and self._ensure_gl():
-            self._raise(self._gl_view)
+            self.stack.setCurrentWidget(self._gl_view)
         else:
-            self._raise(self.contour)
-
-    def _raise(self, view: QWidget) -> None:
-        """Make ``view`` the stack's current page, sized before it shows: a hidden page
-        keeps its old size until the next layout pass, so the 3D view was exposed (one
-        frame, 25-45 ms on a software rasteriser) and then resized (a second frame)."""
-        if self.stack.currentWidget() is view:
-            return
-        view.setGeometry(self.stack.contentsRect())
-        if view.layout() is not None:
-            view.layout().activate()
-        self.stack.setCurrentWidget(view)
+            self.stack.setCurrentWidget(self.contour)
 
     def _set_busy_ui(self, busy: bool) -> None:
         self.toolbar.set_busy(busy, can_compute=self.run is not None and not self._final)

@@ -270,3 +270,34 @@ def test_start_up_objects_are_kept_out_of_the_cycle_collector():
     words = out.stdout.split()
     assert words[words.index("FROZE") + 1] == "True"
     assert int(words[words.index("YOUNG") + 1]) < 20_000
+
+
+BLAS_SCRIPT = r"""
+from threadpoolctl import threadpool_info
+from lossview.core import jobs
+from lossview.gui.app import make_app, start_job_server
+app = make_app()
+before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+start_job_server()
+after = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+from lossview.gui import problem_catalog
+problem_catalog.get()  # the catalogue fetched in a child meanwhile: done before exit
+print("AVAILABLE", jobs.available(), "BEFORE", max(before.values(), default=0),
+      "AFTER", max(after.values(), default=0))
+"""
+
+
+def test_the_window_process_uses_one_blas_thread_when_jobs_run_in_children():
+    """BLAS threads in the window's process waited for the cores the jobs used (the loss
+    panel's smoothing: 14 ms instead of 1)."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", BLAS_SCRIPT], env=dict(os.environ),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    words = out.stdout.split()
+    value = dict(zip(words[::2], words[1::2]))
+    assert value["AVAILABLE"] == "True"
+    assert value["AFTER"] == "1"
