@@ -38,6 +38,25 @@ def msd_fit_line(lags: np.ndarray, msd: np.ndarray, exponent: float,
     return x, np.exp(log_a) * x**exponent
 
 
+def _no_minimum_width(label: pg.LabelItem) -> None:
+    """Keep a title from sizing its column: pyqtgraph's LabelItem sets its minimum width
+    to its text's at every change, so "sharpness vs 2/lr (peak 65%)" arriving with the
+    sharpness widened a column, resized all four plots and re-rendered every axis (a
+    35-40 ms repaint). A title wider than its column is clipped instead."""
+    update_min = label.updateMin
+
+    def height_only() -> None:
+        update_min()
+        label.setMinimumWidth(0)
+
+    label.updateMin = height_only
+    label.setMinimumWidth(0)
+
+
+def _retitle(plot: pg.PlotItem, title: str) -> None:
+    plot.setTitle(title, size="10pt", color=style.current().foreground)
+
+
 def _wrap(text: str, width: int = 28) -> str:
     import textwrap
 
@@ -71,6 +90,7 @@ class DiagnosticsPanel(QWidget):
             # a title's text does not size its column: "sharpness vs 2/lr (peak 65%)"
             # arriving with the sharpness re-laid out all four plots (22 ms repaint)
             p.titleLabel.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            _no_minimum_width(p.titleLabel)  # and neither does its length
             p.getAxis("left").enableAutoSIPrefix(False)
         self.p_dist.setLogMode(False, True)
         self.p_msd.setLogMode(True, True)
@@ -199,8 +219,8 @@ class DiagnosticsPanel(QWidget):
         self.c_msd.setData(lags[ok], msd[ok])
         self._note("msd", "")
         start = diff.get("segment_start_step")
-        self.p_msd.setTitle("mean sq. displacement" + (f" (from step {start:,})" if start else ""),
-                            size="10pt", color=style.current().foreground)
+        _retitle(self.p_msd, "mean sq. displacement"
+                 + (f" (from step {start:,})" if start else ""))
         if exponent is not None and np.isfinite(exponent):
             rng = diff.get("fit_lag_range")
             fx, fy = msd_fit_line(lags, msd, float(exponent), tuple(rng) if rng else None)
@@ -250,7 +270,7 @@ class DiagnosticsPanel(QWidget):
         title = "sharpness vs 2/lr"
         if ratios:
             title += f" (peak {100 * max(ratios):.0f}%)"
-        self.p_sharp.setTitle(title, size="10pt", color=style.current().foreground)
+        _retitle(self.p_sharp, title)
         self.p_sharp.setToolTip(tip("sharpness") + (f"\n{verdict}" if verdict else ""))
 
     def _set_pairwise(self, pair: Any) -> None:

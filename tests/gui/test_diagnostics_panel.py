@@ -79,3 +79,20 @@ def test_sharpness_against_two_over_lr(panel):
     np.testing.assert_allclose(p.c_sharp.yData, [5, 15, 19])
     np.testing.assert_allclose(p.c_limit.yData, 2 / 0.1)  # lr logged as 0.1
     assert p.notes["sharp"][1].toPlainText() == ""
+
+
+def test_a_longer_title_does_not_resize_the_plots(panel, qtbot):
+    """The sharpness arriving retitles its plot ("... (peak 65%)"): the four plots keep
+    their geometry (a wider title used to widen its column and re-render every axis)."""
+    p, _, run, report = panel
+    qtbot.waitExposed(p)
+    qtbot.wait(50)
+    plots = (p.p_dist, p.p_msd, p.p_sharp, p.p_pair)
+    before = [pl.geometry() for pl in plots]
+    sharp = {"steps": [0, 100, 200], "values": [5.0, 15.0, 19.0],
+             "ratio": [0.25, 0.75, 0.95], "verdict": "edge of stability"}
+    p.set_sharpness(run, sharp)
+    qtbot.wait(50)
+    assert "peak 95%" in p.p_sharp.titleLabel.text
+    after = [pl.geometry() for pl in plots]
+    assert after == before
