@@ -31,7 +31,7 @@ def _who(obj) -> str:
         parent = getattr(w, "parentWidget", None) or getattr(w, "parent", None)
         try:
             w = parent() if parent is not None else None
-        except TypeError:
+        except (TypeError, RuntimeError):  # RuntimeError: deleted while being delivered
             w = None
     panel = next((n for n in names if n.endswith(("Panel", "Dialog", "Window"))), None)
     return f"{panel}/{names[0]}" if panel and panel != names[0] else names[0]

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from lossview.gui import style
+from lossview.gui.stagger import INTERVAL_MS
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import add_marker, cache_item, centered_note, header, signals_blocked
@@ -55,6 +56,7 @@ class TrajectoryPanel(QWidget):
         self._coords = np.zeros((0, 2))
         self._rows = np.array([], dtype=np.int64)  # snapshot index of each coords row
         self._steps = np.array([], dtype=np.int64)
+        self._baseline_gen = 0  # a newer run drops a baseline still to be drawn
         self._evr = np.array([])
         self._plateau_row: int | None = None
         t = style.current()
@@ -87,6 +89,9 @@ class TrajectoryPanel(QWidget):
                                       connect="finite", name="after the plateau")
         for it in (self.path, self.wander):
             it.curve.setSegmentedLineMode("on")
+        # the 9 px band under the points without antialiasing: its edges hide under the
+        # dots, and stroking it antialiased was ~13 ms of the panel's first paint
+        self.wander.opts["antialias"] = False
         self.wander.setToolTip(tip("wandering"))
         self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True,
                                           hoverPen=pg.mkPen(t.foreground, width=1.5),
@@ -173,6 +178,7 @@ class TrajectoryPanel(QWidget):
             self._fill_combos(0)
             self._clear_items()
             self._show_note(f"trajectory not available: {reason}")
+            self._baseline_gen += 1
             self._set_baseline(None, len(run))
             return
         c = np.array([[np.nan if v is None else v for v in row] for row in coords], dtype=float)
@@ -195,8 +201,15 @@ class TrajectoryPanel(QWidget):
         self._fill_combos(min(c.shape[1], MAX_PCS))
         self._show_note("")
         self._redraw()
-        self._set_baseline(pca.get("random_walk_similarity"), len(self._rows))
         self._on_index(self.timeline.index)
+        # the baseline plot a turn later (~5 ms; a timer, not a posted call, which would
+        # run before this turn's paint): this turn also paints the trajectory
+        # (~30 ms on a software display), and a window that shows a run staggers its
+        # panels so that no turn stops it for 50 ms (the plot is veiled until then)
+        self._baseline_gen += 1
+        gen, sim, n = self._baseline_gen, pca.get("random_walk_similarity"), len(self._rows)
+        QTimer.singleShot(INTERVAL_MS, self, lambda: gen == self._baseline_gen
+                          and self._set_baseline(sim, n))
 
     def clear(self) -> None:
         self._coords = np.zeros((0, 2))

@@ -44,9 +44,11 @@ def test_points_are_the_pca_coordinates(panel):
     np.testing.assert_allclose(wx, coords[first:, 0])
 
 
-def test_baseline_bars_and_random_walk_dots(panel):
+def test_baseline_bars_and_random_walk_dots(panel, qtbot):
     p, _, run, report = panel
     evr = np.asarray(report["pca"]["explained_variance_ratio"][:5])
+    # drawn in the turn after the trajectory (see TrajectoryPanel.set_run)
+    qtbot.waitUntil(lambda: len(p.bars.opts["height"]) == len(evr), timeout=2000)
     np.testing.assert_allclose(p.bars.opts["height"], evr)
     _, rw = p.rw.getData()
     np.testing.assert_allclose(rw, random_walk_ratios(len(run), len(evr)))
@@ -111,3 +113,15 @@ def test_without_pca_says_why(qtbot):
     p.set_run(run, {"pca": None})
     assert p.note.toPlainText().startswith("trajectory not available: fewer than 3 snapshots")
     assert len(p.scatter.getData()[0]) == 0
+
+
+def test_a_newer_run_drops_the_baseline_still_to_be_drawn(panel, qtbot):
+    """Two runs shown in one turn: the deferred baseline is the second run's."""
+    p, _, run, report = panel
+    other = dict(report, pca=dict(report["pca"], explained_variance_ratio=[0.5, 0.3, 0.2],
+                                  random_walk_similarity=0.12))
+    p.set_run(run, report)
+    p.set_run(run, other)
+    qtbot.wait(50)
+    np.testing.assert_allclose(p.bars.opts["height"], [0.5, 0.3, 0.2])
+    assert "0.12" in p.similarity.text()
