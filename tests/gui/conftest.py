@@ -18,6 +18,28 @@ def _gc_on_the_gui_thread(qapp):
     from lossview.gui.app import collect_garbage_on_the_gui_thread
 
     collect_garbage_on_the_gui_thread()
+    yield
+    _delete_widgets(qapp)
+
+
+def _delete_widgets(qapp) -> None:
+    """Delete every window left over while the application still exists.
+
+    A run of only the GL tests ended in a segfault: ``~QApplication``, destroying a
+    panel the tests had left, reached ``QWindowContainer::toplevelAboutToBeDestroyed``
+    with the 3D view's GL window already deleted (gdb backtrace; PySide counts that
+    window as owned by Python, ``Shiboken.ownedByPython``, although its container owns it
+    in C++). Deleted here, in order, the windows go with their containers.
+    """
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    for w in qapp.topLevelWidgets():
+        w.close()
+        w.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
 
 
 def write_run(path, n_snap=30, every=10, seed=0, nan_from=None):
