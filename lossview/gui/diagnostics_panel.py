@@ -42,7 +42,8 @@ def _no_minimum_width(label: pg.LabelItem) -> None:
     """Keep a title from sizing its column: pyqtgraph's LabelItem sets its minimum width
     to its text's at every change, so "sharpness vs 2/lr (peak 65%)" arriving with the
     sharpness widened a column, resized all four plots and re-rendered every axis (a
-    35-40 ms repaint). A title wider than its column is clipped instead."""
+    35-40 ms repaint). A title longer than its column now runs past it (at the default
+    window size every title fits; the screenshot in the README shows them)."""
     update_min = label.updateMin
 
     def height_only() -> None:
@@ -54,6 +55,7 @@ def _no_minimum_width(label: pg.LabelItem) -> None:
 
 
 def _retitle(plot: pg.PlotItem, title: str) -> None:
+    """A new title in the panel's style."""
     plot.setTitle(title, size="10pt", color=style.current().foreground)
 
 
