@@ -197,13 +197,11 @@ def window_class():
             with self._drawing(still=False):
                 self.drawItemTree()
 
-        def warm_step(self) -> bool:
+        def warm_step(self) -> None:
             """Compile one direction of the copy now, if not done yet (see
-            :meth:`set_moving_items`); False when there was nothing to do."""
-            if not self.moving or self._warmed >= 2:
-                return False
-            self._warm_up()
-            return True
+            :meth:`set_moving_items`)."""
+            if self.moving:
+                self._warm_up()
 
         def _warm_up(self) -> None:
             """Compile one direction of the copy (one pixel), then wait for the next

@@ -219,10 +219,10 @@ class SurfaceGLView(QWidget):
         """The scene drawn (None before the first :meth:`set_scene`)."""
         return self._scene
 
-    def warm_step(self) -> bool:
+    def warm_step(self) -> None:
         """One of the two turns that prepare the scrub's copy of the scene (see
-        ``gl_window``); False once there is nothing left to prepare."""
-        return self.view.warm_step()
+        ``gl_window``); nothing once it is prepared."""
+        self.view.warm_step()
 
     def show_overlays(self) -> None:
         """Show the path and markers a :meth:`set_scene` with ``overlays=False`` held back."""

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lossview.gui.widgets import LazyProgressBar
+from lossview.gui.widgets import LazyProgressBar, choose
 
 #: (core plane name, label, tooltip)
 PLANES = (
@@ -131,20 +131,14 @@ class SurfaceToolbar(QWidget):
         return str(self.plane_box.currentData())
 
     def set_plane(self, plane: str) -> None:
-        i = self.plane_box.findData(plane)
-        if i < 0:
-            raise ValueError(f"unknown plane {plane!r}")
-        self.plane_box.setCurrentIndex(i)
+        choose(self.plane_box, plane, f"unknown plane {plane!r}")
 
     def grid_steps(self) -> int:
         return int(self.res_box.currentData())
 
     def set_grid_steps(self, steps: int) -> None:
         """Choose the grid size (one of :data:`RESOLUTIONS`), as the combo box would."""
-        i = self.res_box.findData(int(steps))
-        if i < 0:
-            raise ValueError(f"grid size {steps} is not one of {RESOLUTIONS}")
-        self.res_box.setCurrentIndex(i)
+        choose(self.res_box, int(steps), f"grid size {steps} is not one of {RESOLUTIONS}")
 
     def log_z(self) -> bool:
         return self.log_box.isChecked()

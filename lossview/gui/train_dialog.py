@@ -50,7 +50,7 @@ from lossview.gui.sweep import (
     sweep_folder_names,
 )
 from lossview.gui.sweep_view import SweepView
-from lossview.gui.widgets import LazyProgressBar
+from lossview.gui.widgets import LazyProgressBar, choose
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 
@@ -244,10 +244,7 @@ class TrainDialog(QDialog):
         self.every_spin.setValue(info["default_every"])
 
     def set_problem(self, name: str) -> None:
-        i = self.problem_box.findData(name)
-        if i < 0:
-            raise ValueError(f"unknown problem {name!r}")
-        self.problem_box.setCurrentIndex(i)
+        choose(self.problem_box, name, f"unknown problem {name!r}")
 
     def config(self) -> Any:
         """The TrainConfig the form describes."""

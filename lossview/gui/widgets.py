@@ -119,6 +119,15 @@ def muted_label(text: str = "") -> QLabel:
     return lab
 
 
+def choose(combo, data, error: str) -> None:
+    """Select ``combo``'s item whose data is ``data``, as a user would (its signals fire);
+    ``ValueError(error)`` if there is none."""
+    i = combo.findData(data)
+    if i < 0:
+        raise ValueError(error)
+    combo.setCurrentIndex(i)
+
+
 @contextmanager
 def signals_blocked(obj: QObject):
     """Block ``obj``'s signals for the duration, restoring the previous state."""
