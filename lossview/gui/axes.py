@@ -73,3 +73,29 @@ class NiceAxis(pg.AxisItem):
 
 def nice_axes() -> dict[str, NiceAxis]:
     return {"left": NiceAxis("left"), "bottom": NiceAxis("bottom")}
+
+
+def set_log_y(plot: pg.PlotItem, on: bool) -> bool:
+    """Switch ``plot``'s y axis to log (or linear) mode and touch nothing else; return
+    whether the mode changed.
+
+    ``PlotItem.setLogMode`` also re-enables auto-range on *both* axes and resets the x
+    axes' tick pictures: in a plot whose x frame is fixed (a run still training), a
+    y-only switch then moved the x range of every x-linked plot, and the next refresh
+    moved it back, re-rendering all of their axes and curves twice (27 ms of one turn
+    of live training). This does what its ``updateLogMode`` does for y alone.
+    """
+    on = bool(on)
+    if plot.ctrl.logYCheck.isChecked() == on:
+        return False
+    check = plot.ctrl.logYCheck
+    check.blockSignals(True)  # its toggled signal runs PlotItem.updateLogMode
+    check.setChecked(on)
+    check.blockSignals(False)
+    x_log = plot.ctrl.logXCheck.isChecked()
+    for item in plot.items:
+        if hasattr(item, "setLogMode"):
+            item.setLogMode(x_log, on)
+    for name in ("left", "right"):
+        plot.getAxis(name).setLogMode(x_log, on)
+    return True

@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from lossview.gui import style
-from lossview.gui.axes import nice_axes
+from lossview.gui.axes import nice_axes, set_log_y
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import (
@@ -359,28 +359,32 @@ class LossPanel(QWidget):
     def _apply_log(self, on: bool) -> None:
         """Log y on the loss plot; gradient norm and lr go log when they span > 30x.
         While the run grows (``self._growing``) the y ranges only move when the data
-        leave them (:func:`steady_range`)."""
-        self.p_loss.setLogMode(x=False, y=bool(on))
+        leave them (:func:`steady_range`); the x frame never moves (:func:`set_log_y`).
+        A growing run's values only add to what spanned less than 30x before, so its
+        plots switch to log at most once."""
+        fresh = set_log_y(self.p_loss, on)
         self._range_y(self.p_loss, [self._series[k][1] for k in ("raw", "train", "val")
-                                    if k in self._series], bool(on))
+                                    if k in self._series], bool(on), fresh)
         for p, keys in ((self.p_grad, ("grad", "update")), (self.p_lr, ("lr",))):
             arrays = [self._series[k][1] for k in keys if k in self._series]
             log = bool(on) and _spans_decades(arrays)
-            p.setLogMode(x=False, y=log)
+            fresh = set_log_y(p, log)
             if p is self.p_lr and not log and arrays:
                 # a learning rate is >= 0: start the axis at 0 (a constant lr stays readable)
                 top = float(np.nanmax(np.concatenate(arrays))) if arrays else 1.0
                 p.enableAutoRange(y=False)
                 p.setYRange(0.0, top * 1.25 if top > 0 else 1.0, padding=0)
             else:
-                self._range_y(p, arrays, log)
+                self._range_y(p, arrays, log, fresh)
 
-    def _range_y(self, plot, arrays: list, log: bool) -> None:
+    def _range_y(self, plot, arrays: list, log: bool, fresh: bool = False) -> None:
+        """Auto y range, or for a growing run :func:`steady_range` from the current one
+        (none when the mode just changed: its range is in the other mode's units)."""
         if not self._growing:
             plot.enableAutoRange(y=True)
             return
         auto = plot.getViewBox().autoRangeEnabled()[1]
-        new = steady_range(None if auto else plot.viewRange()[1], arrays, log)
+        new = steady_range(None if auto or fresh else plot.viewRange()[1], arrays, log)
         if new is not None:
             plot.enableAutoRange(y=False)
             plot.setYRange(*new, padding=0)

@@ -172,3 +172,44 @@ def test_a_growing_run_keeps_its_y_range_until_the_loss_leaves_it(qtbot):
                            metrics={"loss": (np.arange(400), loss)})
     p.set_run(done, None)
     assert p.p_loss.getViewBox().autoRangeEnabled()[1]
+
+
+def test_a_growing_gradient_norm_goes_log_once_without_moving_the_x_frame(qtbot):
+    """While a run trains, its gradient-norm plot switches to a log axis when the norm
+    comes to span 30x, once, and the switch leaves the planned x frame of every plot
+    (and so their x axes) where it was; the y range then holds the norm in log units."""
+    from lossview.core.io.memory import run_from_arrays
+
+    tl = Timeline()
+    p = LossPanel(tl)
+    qtbot.addWidget(p)
+    p.resize(600, 500)
+    grad = 5.0 * np.exp(-np.arange(600) / 60)  # 5 at step 0, 30x smaller by step 204
+
+    def live(n):
+        steps = np.arange(n)
+        run = run_from_arrays(np.zeros((len(steps[::50]), 3)), steps=list(steps[::50]),
+                              metrics={"loss": (steps, 1 + grad[:n]), "grad_norm": (steps, grad[:n])},
+                              spec={"live": True, "training": {"steps": 600}})
+        p.set_run(run, None)
+
+    live(150)
+    assert not p.p_grad.ctrl.logYCheck.isChecked()  # 5 down to 0.41: 12x
+    frames = [pl.viewRange()[0] for pl in p.plots]
+    assert frames[0][1] >= 600
+    changes = []
+    p.p_loss.getViewBox().sigXRangeChanged.connect(lambda *_: changes.append(1))
+    live(300)  # down to 0.034: 148x
+    assert p.p_grad.ctrl.logYCheck.isChecked()
+    assert p.p_grad.getAxis("left").logMode and p.p_grad.getViewBox().state["logMode"][1]
+    assert p.p_grad.getAxis("bottom").logMode is False
+    assert changes == []
+    np.testing.assert_allclose([pl.viewRange()[0] for pl in p.plots], frames)
+    lo, hi = p.p_grad.viewRange()[1]
+    assert lo <= np.log10(grad[299]) and np.log10(grad[0]) <= hi <= np.log10(grad[0]) + 1
+    ys = p.c_grad.getData()[1]  # drawn in log10 units now
+    assert ys[0] == pytest.approx(np.log10(grad[0]), rel=0.05)
+    # the user's log checkbox still switches all of them back, the frame kept again
+    p.log_y.setChecked(False)
+    assert not p.p_grad.ctrl.logYCheck.isChecked() and not p.p_loss.ctrl.logYCheck.isChecked()
+    np.testing.assert_allclose([pl.viewRange()[0] for pl in p.plots], frames)
