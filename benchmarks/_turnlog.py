@@ -134,10 +134,17 @@ def report(beats: list[float], threshold_ms: float = 40.0, min_ms: float = 1.0,
     over ``threshold_ms``, each with the events of at least ``min_ms`` that ran in it."""
     gaps = sorted(((b - a, a, b) for a, b in zip(beats, beats[1:])
                    if b - a > threshold_ms / 1000), reverse=True)[:n]
-    for ms, a, b in gaps:
-        print(f"  turns in the gap of {1000 * ms:.0f} ms at {a - beats[0]:.2f} s:", file=file)
+    report_spans([(a, b) for _, a, b in gaps], beats[0] if beats else 0.0, "gap",
+                 min_ms, file)
+
+
+def report_spans(spans: list[tuple[float, float]], t0: float, what: str = "step",
+                 min_ms: float = 1.0, file=sys.stdout) -> None:
+    """For each (start, end) perf_counter span, the events of at least ``min_ms`` in it."""
+    for a, b in spans:
+        print(f"  turns in the {what} of {1000 * (b - a):.0f} ms at {a - t0:.2f} s:", file=file)
         inside = sorted(e for e in LOG if e[0] >= a and e[0] + e[1] <= b + 1e-4
                         and e[1] * 1000 >= min_ms)
-        for t, dt, depth, what in inside:
-            print(f"    {1000 * (t - a):6.1f} {'  ' * depth}{1000 * dt:5.1f} ms  {what}",
+        for t, dt, depth, name in inside:
+            print(f"    {1000 * (t - a):6.1f} {'  ' * depth}{1000 * dt:5.1f} ms  {name}",
                   file=file)

@@ -19,7 +19,7 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
 longest blocks (``_watchdog.py``); ``--turns`` the events delivered in them, timed and
 nested (``_turnlog.py``; its Python ``notify`` adds a little to every event), and with
 ``--items`` each pyqtgraph item's paint. ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
-2D panels from that of the OpenGL view. ``--only live`` skips the scrub. The scrub also
+2D panels from that of the OpenGL view. ``--only live`` skips the scrub, ``--only open`` the scrub and the live training. The scrub also
 reports how many frames the 3D view rendered (its marker is throttled to ~30 Hz) and
 what a frame cost (its ``paintGL``, inside the per-step times).
 """
@@ -234,7 +234,7 @@ def main() -> int:
 
     # -- scrub ----------------------------------------------------------------------
     tl = win.timeline
-    modes = () if only == "live" else ((("no surface panel", None),) if no_surface
+    modes = () if only in ("live", "open") else ((("no surface panel", None),) if no_surface
              else (("3D surface", False), ("2D contour surface", True)))
     gl_frames = _time_gl_frames(surface)
     for label, contour in modes:
@@ -249,16 +249,22 @@ def main() -> int:
         gl_frames.clear()
         gcp.reset()
         t_all = time.perf_counter()
+        spans = []
         for i in range(tl.count):
             t = time.perf_counter()
             tl.set_index(i)
             app.processEvents()
-            times.append(1000 * (time.perf_counter() - t))
+            spans.append((t, time.perf_counter()))
+            times.append(1000 * (spans[-1][1] - t))
         wall = time.perf_counter() - t_all
         times.sort()
         print(f"scrub whole window ({label}), {tl.count} snapshots: median "
               f"{statistics.median(times):.2f} ms, p99 {times[int(0.99 * len(times))]:.2f} ms, "
               f"max {times[-1]:.1f} ms per step (GL view's own frames included)")
+        if "--turns" in sys.argv:  # what the three slowest steps held
+            import _turnlog
+
+            _turnlog.report_spans(sorted(spans, key=lambda s: s[0] - s[1])[:3], t_all)
         print(f"  {gcp.summary()}")
         if gl_frames:
             print(f"  3D view frames during that scrub: {len(gl_frames)} in {wall:.1f} s "
