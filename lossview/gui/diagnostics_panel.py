@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QTextBrowser, QVBoxLayou
 
 from lossview.gui import style
 from lossview.gui.axes import nice_axes
+from lossview.gui.cursor import PixelCursor
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import add_marker, as_array, cache_item, centered_note, header
@@ -146,10 +147,10 @@ class DiagnosticsPanel(QWidget):
 
         self.cursors = []
         for p in (self.p_dist, self.p_sharp, self.p_pair):
-            c = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
+            c = PixelCursor(angle=90, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
             add_marker(p, c)
             self.cursors.append(c)
-        self.pair_hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
+        self.pair_hline = PixelCursor(angle=0, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
         add_marker(self.p_pair, self.pair_hline)
 
         self.diagnosis = QTextBrowser()

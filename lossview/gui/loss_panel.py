@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayo
 
 from lossview.gui import style
 from lossview.gui.axes import nice_axes, set_log_y
+from lossview.gui.cursor import PixelCursor
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import (
@@ -227,7 +228,7 @@ class LossPanel(QWidget):
                                             "anchors": [(0, 0.5), (0, 0.5)]})
             dl.setToolTip(tip("divergence"))
             p.addItem(dl, ignoreBounds=True)
-            cur = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(t.cursor, width=1.5),
+            cur = PixelCursor(angle=90, movable=True, pen=pg.mkPen(t.cursor, width=1.5),
                                   hoverPen=pg.mkPen(t.cursor, width=3))
             cur.setToolTip(tip("cursor"))
             cur.setZValue(20)

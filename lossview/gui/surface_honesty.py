@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
+from lossview.gui.cursor import PixelCursor
 from lossview.gui.surface_data import SurfaceScene, honesty_summary
 from lossview.gui.widgets import add_marker
 
@@ -56,7 +57,7 @@ class HonestyPlot(QWidget):
         # a step under Xvfb)
         for item in (self.true_curve, self.surf_curve, self.off_curve):
             item.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#ff3b30", width=1))
+        self.cursor = PixelCursor(angle=90, movable=False, pen=pg.mkPen("#ff3b30", width=1))
         add_marker(pi, self.cursor)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)

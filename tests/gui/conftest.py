@@ -36,7 +36,8 @@ def _delete_widgets(qapp) -> None:
     from PySide6.QtCore import QCoreApplication, QEvent
 
     for w in qapp.topLevelWidgets():
-        w.close()
+        if w.isVisible():  # pyqtgraph's PlotWidget.close() fails the second time
+            w.close()
         w.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     gc.collect()

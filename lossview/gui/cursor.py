@@ -1,0 +1,73 @@
+"""The timeline's cursor lines: an InfiniteLine that is redrawn only once it is a device
+pixel or more from where it is drawn.
+
+A 1,000-snapshot run scrubbed across a 250-pixel plot moves a cursor by a quarter of a
+pixel a step, and pyqtgraph repainted the line (and every item under it) at each of those
+steps, for a change on screen too small to see. The loss panel (three plots) and the
+diagnostics panel (three) were two of the four views repainted at every scrub step.
+:class:`PixelCursor` keeps the exact value (``value()``, its signals, dragging) and
+leaves the line where it is drawn while the value stays within :data:`SLACK_PX` of it:
+on screen it is never a pixel or more from the exact step, and it is redrawn at most
+once per pixel it travels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph import Point
+from PySide6.QtCore import QPointF
+
+#: the drawn line follows the value once it is this many device pixels from it
+SLACK_PX = 1.0
+
+
+class PixelCursor(pg.InfiniteLine):
+    """A vertical (``angle=90``) or horizontal (``angle=0``) :class:`pg.InfiniteLine` drawn
+    less than :data:`SLACK_PX` device pixels from its value (see the module docstring).
+    Other angles, and positions given as points, behave as pyqtgraph's."""
+
+    #: how many times the drawn line moved (for tests and benchmarks)
+    moves = 0
+
+    def setPos(self, pos) -> None:  # noqa: N802 - pyqtgraph API
+        if self.angle not in (0, 90) or isinstance(pos, (list, tuple, np.ndarray, QPointF)):
+            super().setPos(pos)
+            return
+        v = float(pos)
+        lo, hi = self.maxRange
+        if lo is not None:
+            v = max(v, lo)
+        if hi is not None:
+            v = min(v, hi)
+        new = [v, 0] if self.angle == 90 else [0, v]
+        if self.p == new:
+            return
+        self.p = new
+        if not self._within_slack():
+            self._draw_at_value()
+        self.sigPositionChanged.emit(self)
+
+    def viewTransformChanged(self) -> None:  # noqa: N802 - pyqtgraph API
+        """The view was zoomed, panned or resized: half a pixel is another distance now,
+        so the line is drawn at its exact value again."""
+        super().viewTransformChanged()
+        self._draw_at_value()
+
+    def _draw_at_value(self) -> None:
+        drawn = self.pos()
+        if (drawn.x(), drawn.y()) != (self.p[0], self.p[1]):
+            self._boundingRect = None
+            pg.GraphicsObject.setPos(self, Point(self.p))
+            self.moves += 1
+
+    def _within_slack(self) -> bool:
+        """Whether the value maps within :data:`SLACK_PX` of where the line is drawn."""
+        parent = self.parentItem()  # a ViewBox's child group: data coordinates
+        tr = parent.deviceTransform_() if hasattr(parent, "deviceTransform_") else None
+        if tr is None:  # not in a shown view yet
+            return False
+        drawn = tr.map(self.pos())
+        want = tr.map(QPointF(self.p[0], self.p[1]))
+        d = want.x() - drawn.x() if self.angle == 90 else want.y() - drawn.y()
+        return abs(d) < SLACK_PX
