@@ -180,7 +180,8 @@ def _time_gl_frames(surface) -> list[float]:
 
 
 def main() -> int:
-    from lossview.gui.app import PREWARM_DELAY_MS, make_app, prewarm_imports, start_job_server
+    from lossview.gui.app import (PREWARM_DELAY_MS, make_app, prewarm_imports, probe_gl,
+                                  start_job_server)
 
     if "--turns" in sys.argv:
         import _turnlog
@@ -203,6 +204,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     run_to_end(train(TrainConfig("quadratic", steps=9990, every=10), tmp / "q1000"))
 
+    probe_gl()  # as run_app does before its window shows
     win = MainWindow()
     win.resize(1600, 1000)
     surface = win.surface_panel

@@ -167,17 +167,37 @@ def prewarm_imports() -> None:
     threading.Thread(target=run, name="lossview-prewarm", daemon=True).start()
 
     def probe() -> None:
-        # then, on the GUI thread, the throw-away context that tells whether a 3D view
-        # can be made (~40 ms, cached): not in the turn that draws the first surface
+        # then, on the GUI thread, whether a 3D view can be made (cached; its context was
+        # made before the window showed, by probe_gl): not in the first surface's turn
         if not done.is_set():
             QTimer.singleShot(100, probe)
             return
-        from lossview.gui.gl_window import gl_unavailable_reason
+        from lossview.gui.gl_window import gl_unavailable_reason, shader_warmers
 
         gl_unavailable_reason()
-        freeze_start_up_objects()
+        steps = shader_warmers()  # one per turn: each compiles a shader program
+
+        def warm() -> None:
+            if steps:
+                steps.pop(0)()
+                QTimer.singleShot(0, warm)
+            else:
+                freeze_start_up_objects()
+
+        QTimer.singleShot(0, warm)
 
     QTimer.singleShot(100, probe)
+
+
+def probe_gl() -> None:
+    """Make the throw-away OpenGL context that says whether a 3D view can be made
+    (:func:`lossview.gui.gl_window.probe_context`) now, before the window shows: it is
+    ~40 ms of the GUI thread (the driver loading), which made it the longest turn while a
+    run opened; before the first paint, nobody waits on a window for it. PyOpenGL is
+    still imported on a background thread (:func:`prewarm_imports`)."""
+    from lossview.gui.gl_window import probe_context
+
+    probe_context()
 
 
 def freeze_start_up_objects() -> None:
@@ -243,6 +263,7 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
 
         raise LossviewError("--screenshot needs a display; run it under xvfb-run -a")
     app = make_app()
+    probe_gl()
     win = MainWindow()
     install_excepthook(win)
     if model_file:

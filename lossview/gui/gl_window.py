@@ -1,8 +1,10 @@
 """The window the 3D views draw in, and the OpenGL probe: the only module (with
 :mod:`lossview.gui.surface_gl`) that imports pyqtgraph.opengl, always lazily.
 
-- :func:`gl_unavailable_reason` makes a throw-away context once, to say whether a 3D view
-  can be made here and which renderer draws it (:func:`software_rendering`);
+- :func:`gl_unavailable_reason` says whether a 3D view can be made here: PyOpenGL, and a
+  throw-away context made once (:func:`probe_context`, before the window shows), which
+  also tells which renderer draws it (:func:`software_rendering`);
+- :func:`shader_warmers` compiles the view's shader programs ahead of its first frame;
 - :func:`window_class` is pyqtgraph's GL view on a QOpenGLWindow (see its docstring),
   reporting clicks, and on a CPU rasteriser keeping a copy of the still scene so a scrub
   frame only draws the marker.
@@ -28,12 +30,13 @@ CLICK_SLOP_PX = 4
 WARM_DELAY_MS = 150
 
 _RENDERER: dict[str, str] = {}
+GL_RENDERER = 0x1F01
 #: substrings of GL_RENDERER naming a CPU rasteriser (Mesa llvmpipe/softpipe, SwiftShader)
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swiftshader", "software")
 
 
 def gl_renderer() -> str:
-    """GL_RENDERER of the probe context ("" before :func:`gl_unavailable_reason` ran)."""
+    """GL_RENDERER of the probe context ("" before :func:`probe_context` ran)."""
     return _RENDERER.get("renderer", "")
 
 
@@ -46,13 +49,10 @@ def software_rendering() -> bool:
 
 @functools.cache
 def gl_unavailable_reason() -> str | None:
-    """None if an OpenGL >= 2.1 desktop context can be made here, else why not.
-
-    Makes a throw-away context on an offscreen surface (pyqtgraph's glinfo recipe), so it
-    never shows a window. Needs a QGuiApplication.
-    """
+    """None if an OpenGL >= 2.1 desktop context can be made here and PyOpenGL imports,
+    else why not. Needs a QGuiApplication; the context part is :func:`probe_context`."""
     try:
-        from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+        from PySide6.QtGui import QGuiApplication
     except ImportError as e:  # pragma: no cover - PySide6 is a dependency
         return f"Qt OpenGL support missing ({e})"
     if QGuiApplication.instance() is None:
@@ -64,6 +64,23 @@ def gl_unavailable_reason() -> str | None:
         import OpenGL.GL  # noqa: F401  (pyqtgraph.opengl needs PyOpenGL)
     except Exception as e:  # noqa: BLE001 - any import failure means no 3D view
         return f"PyOpenGL cannot be imported ({type(e).__name__}: {e})"
+    return probe_context()
+
+
+@functools.cache
+def probe_context() -> str | None:
+    """Make a throw-away context on an offscreen surface (pyqtgraph's glinfo recipe, so
+    it never shows a window) and read its renderer (:func:`software_rendering`) with
+    Qt's own GL functions: None if it is desktop OpenGL >= 2.1, else why not.
+
+    The first context of a process costs ~40 ms (the driver loads; later ones ~2 ms), on
+    the GUI thread (PySide's ``create()`` holds the GIL, so a background thread would
+    stop it as long): ``run_app`` calls this before the window shows (``probe_gl``).
+    """
+    from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+
+    if QGuiApplication.platformName() in ("offscreen", "minimal"):
+        return f"the Qt platform '{QGuiApplication.platformName()}' has no OpenGL"
     ctx = QOpenGLContext()
     if not ctx.create():
         return "no OpenGL context could be created"
@@ -79,10 +96,7 @@ def gl_unavailable_reason() -> str | None:
         if (fmt.majorVersion(), fmt.minorVersion()) < (2, 1):
             return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} is too old (needs 2.1)"
         try:
-            from OpenGL import GL
-
-            raw = GL.glGetString(GL.GL_RENDERER)
-            _RENDERER["renderer"] = raw.decode("utf-8", "replace") if raw else ""
+            _RENDERER["renderer"] = ctx.functions().glGetString(GL_RENDERER) or ""
         except Exception:  # noqa: BLE001 - only used to pick cheaper settings
             _RENDERER["renderer"] = ""
         ctx.doneCurrent()
@@ -90,6 +104,55 @@ def gl_unavailable_reason() -> str | None:
         surf.destroy()
     return None
 
+
+def shader_warmers() -> list:
+    """Steps that compile, one per call, the shader programs the 3D surface view uses,
+    on a throw-away context that shares the global share context (``share_gl_contexts``),
+    so the view's own context finds them compiled: pyqtgraph keeps each program at class
+    level. On llvmpipe they were most of the view's first frame (34 ms, shown while a run
+    opens); each step is a few milliseconds, for an event-loop turn of its own. Empty if
+    contexts are not shared, or PyOpenGL or pyqtgraph.opengl cannot be imported (the
+    view then compiles them itself, as before). The last step releases the context."""
+    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
+
+    share = QOpenGLContext.globalShareContext()
+    if share is None or gl_unavailable_reason() is not None:
+        return []
+    try:
+        import pyqtgraph.opengl as gl
+        from pyqtgraph.opengl import shaders
+    except Exception:  # noqa: BLE001 - reported where the 3D view is made
+        return []
+    ctx = QOpenGLContext()
+    ctx.setShareContext(share)
+    ctx.setFormat(share.format())
+    surf = QOffscreenSurface()
+    surf.setFormat(share.format())
+    surf.create()
+    if not ctx.create() or not surf.isValid():
+        surf.destroy()
+        return []
+
+    def compile_with(fn):
+        def step() -> None:
+            if ctx.makeCurrent(surf):
+                try:
+                    fn(ctx)
+                finally:
+                    ctx.doneCurrent()
+        return step
+
+    def shaded(c) -> None:  # the surface (GLSurfacePlotItem, shader="shaded")
+        shaders.getShaderProgram("shaded").program(
+            es2_compat=c.hasExtension(b"GL_ARB_ES2_compatibility"))
+
+    def release() -> None:
+        surf.destroy()
+        ctx.deleteLater()
+
+    return [compile_with(lambda c: gl.GLLinePlotItem.getShaderProgram()),  # grid, lines
+            compile_with(lambda c: gl.GLScatterPlotItem.getShaderProgram()),  # markers
+            compile_with(shaded), release]
 
 
 @functools.cache
