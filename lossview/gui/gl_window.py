@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from contextlib import contextmanager
 
 import OpenGL
@@ -29,6 +30,7 @@ CLICK_SLOP_PX = 4
 #: the 3D view's copy shaders are compiled once no frame was drawn for this long
 WARM_DELAY_MS = 150
 
+log = logging.getLogger("lossview.gui")
 _RENDERER: dict[str, str] = {}
 GL_RENDERER = 0x1F01
 #: substrings of GL_RENDERER naming a CPU rasteriser (Mesa llvmpipe/softpipe, SwiftShader)
@@ -138,6 +140,8 @@ def shader_warmers() -> list:
             if ctx.makeCurrent(surf):
                 try:
                     fn(ctx)
+                except Exception:  # noqa: BLE001 - the view reports it when it draws
+                    log.debug("compiling a 3D shader ahead of time failed", exc_info=True)
                 finally:
                     ctx.doneCurrent()
         return step
