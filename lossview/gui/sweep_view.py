@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from lossview.gui.sweep import divergence_label, shared_pca, wrap_label
 
@@ -40,19 +41,26 @@ class SweepView(QWidget):
         self.pca_plot = pg.PlotWidget(title="Weights in a shared PCA basis")
         self.pca_plot.setLabel("bottom", "PC1")
         self.pca_plot.setLabel("left", "PC2")
-        bg = pg.mkColor(pg.getConfigOption("background"))
-        bg.setAlpha(215)  # legends sit over curves: keep them readable
-        self.pca_plot.addLegend(offset=(8, 8), labelTextSize="8pt", brush=bg)
         self.pca_plot.showGrid(x=True, y=True, alpha=0.15)
         self.loss_plot = pg.PlotWidget(title="Training loss (mini-batch)")
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setLogMode(y=True)
-        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt", brush=bg)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
-        lay = QHBoxLayout(self)
+        # one legend for both plots (their colours are the runs'), in a row of its own:
+        # inside either plot it covered paths or the ends of the curves
+        self.legend = QLabel("")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        self.legend.setContentsMargins(6, 2, 6, 2)
+        plots = QHBoxLayout()
+        plots.setContentsMargins(0, 0, 0, 0)
+        plots.addWidget(self.pca_plot, 1)
+        plots.addWidget(self.loss_plot, 1)
+        lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.pca_plot, 1)
-        lay.addWidget(self.loss_plot, 1)
+        lay.setSpacing(2)
+        lay.addWidget(self.legend)
+        lay.addLayout(plots, 1)
         self.runs: list[_RunTrace] = []
         self.sharpness: float | None = None
         self.momentum = 0.0
@@ -66,8 +74,6 @@ class SweepView(QWidget):
         """Start a new sweep over ``lrs``."""
         for plot in (self.pca_plot, self.loss_plot):
             plot.clear()
-            if plot.plotItem.legend is not None:
-                plot.plotItem.legend.clear()
         self.runs = [_RunTrace(lr) for lr in lrs]
         self.sharpness = None  # measured by the worker after a divergence
         self.momentum = float(momentum)
@@ -81,10 +87,29 @@ class SweepView(QWidget):
             self._curves.append(self.loss_plot.plot(pen=pg.mkPen(color, width=1), name=name,
                                                     connect="finite"))
         self.pca = None
+        self._set_legend()
+
+    def outcome(self, i: int) -> str:
+        """What became of run ``i``, in a few words ("" while it runs or if it learned)."""
+        r = self.runs[i]
+        if r.diverged_at is not None:
+            return f"diverged at step {r.diverged_at:,}"
+        if r.status in ("finished", "stopped") and self.stalled(i):
+            return "loss did not fall"
+        return ""
+
+    def _set_legend(self) -> None:
+        items = []
+        for i, r in enumerate(self.runs):
+            what = self.outcome(i)
+            items.append(f"<span style='color:{COLORS[i % len(COLORS)]}'>&#9473;&#9473;</span>"
+                         f"&nbsp;lr = {r.lr:.4g}" + (f" <i>({what})</i>" if what else ""))
+        self.legend.setText("&nbsp;&nbsp;&nbsp; ".join(items))
 
     def add_events(self, events: list) -> None:
         """Take a batch of SweepEvents from the worker and redraw."""
         touched = set()
+        diverged = False
         for ev in events:
             r = self.runs[ev.index]
             p = ev.progress
@@ -102,14 +127,17 @@ class SweepView(QWidget):
                     r.snap_steps.append(int(p.snapshot_step))
                     r.vectors.append(np.concatenate(
                         [np.asarray(v, dtype=np.float64).ravel() for v in p.params.values()]))
-            if p.status == "diverged":
+            if p.status == "diverged" and r.diverged_at is None:
                 r.diverged_at = int(p.step)
+                diverged = True
             touched.add(ev.index)
         for i in touched:
             r = self.runs[i]
             loss = np.asarray(r.loss, dtype=float)
             loss = np.where(loss > 0, loss, np.nan)  # log axis
             self._curves[i].setData(np.asarray(r.steps, dtype=float), loss)
+        if diverged:
+            self._set_legend()
         now = time.monotonic()
         if now - self._last_pca >= PCA_INTERVAL:
             self._last_pca = now
@@ -121,6 +149,7 @@ class SweepView(QWidget):
         for i, r in enumerate(self.runs):
             if r.diverged_at is not None:
                 self._mark_divergence(i)
+        self._set_legend()
 
     def refresh_pca(self) -> None:
         have = [r for r in self.runs if r.vectors]
@@ -134,7 +163,10 @@ class SweepView(QWidget):
         self.pca = shared_pca(mats, [r.diverged_at is not None for r in self.runs])
         for i, (c, u) in enumerate(zip(self.pca.coords, self.pca.used)):
             c = _pull_in(c, u, self.pca.coords, self.pca.used)
-            self._paths[i].setData(c[:, 0], c[:, 1]) if len(c) else self._paths[i].setData([], [])
+            if np.isfinite(c).all(axis=1).any():
+                self._paths[i].setData(c[:, 0], c[:, 1])
+            else:  # nothing to draw yet (pyqtgraph warns on an all-NaN path)
+                self._paths[i].setData([], [])
         ev1, ev2 = self.pca.explained
         if math.isfinite(ev1):
             self.pca_plot.setLabel("bottom", f"PC1 ({100 * ev1:.0f}% of variance)")

@@ -9,6 +9,7 @@ import pytest
 
 from lossview.core.io import open_run
 from lossview.gui.sweep import divergence_label, parse_multipliers, shared_pca
+from lossview.gui.sweep_view import COLORS
 from lossview.gui.train_dialog import TrainDialog
 
 
@@ -119,6 +120,9 @@ def test_lr_sweep_marks_the_diverging_run(qtbot, dialog):
     assert np.isfinite(c0).all() and np.isfinite(c1).all()
     np.testing.assert_allclose(c0[0], c1[0], atol=1e-9)
     assert len(view._marks) == 4  # cross + label in both plots
+    legend = view.legend.text()
+    assert f"lr = 3 <i>(diverged at step {view.runs[2].diverged_at:,})</i>" in legend
+    assert legend.count("<i>") == 1  # the stable runs learned: no remark
 
 
 def test_shared_pca_matches_numpy_and_ignores_a_blow_up():
@@ -172,6 +176,12 @@ def test_sweep_view_says_which_run_stalled(qtbot):
     view.finish()
     assert [view.stalled(0), view.stalled(1)] == [False, True]
     assert view.divergence_text(0) is None and view.divergence_text(1) is None
+    # one legend above both plots, in the runs' colours, with what became of each
+    text = view.legend.text()
+    first, second = text.split("&nbsp;&nbsp;&nbsp; ")
+    assert COLORS[0] in first and "lr = 0.1" in first and "(" not in first
+    assert COLORS[1] in second and "lr = 1 <i>(loss did not fall)</i>" in second
+    assert view.pca_plot.plotItem.legend is None and view.loss_plot.plotItem.legend is None
 
 
 APP_SCRIPT = r"""
