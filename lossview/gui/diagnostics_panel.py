@@ -249,7 +249,10 @@ class DiagnosticsPanel(QWidget):
             self.c_sharp.setData([], [])
             self.c_limit.setData([], [])
             why = reason or (sharp.get("reason") if isinstance(sharp, dict) else None)
-            self._note("sharp", "not available: " + _wrap(why or SHARPNESS_MISSING))
+            if run.spec.get("live") and not why:  # measured on the saved run
+                self._note("sharp", "measured once\ntraining has finished")
+            else:
+                self._note("sharp", "not available: " + _wrap(why or SHARPNESS_MISSING))
             return
         xs = as_array(sharp.get("steps"))
         self.c_sharp.setData(xs, as_array(vals))

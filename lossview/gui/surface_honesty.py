@@ -68,7 +68,12 @@ class HonestyPlot(QWidget):
         lay.setSpacing(2)
         lay.addWidget(self.plot)
         lay.addWidget(self.summary)
-        self._steps = np.zeros(0)
+        # hidden while there is no surface (empty axes and a legend looked like a broken
+        # plot), its space kept: showing it again re-lays out nothing
+        policy = self.plot.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.plot.setSizePolicy(policy)
+        self.clear()
         self.setToolTip(
             "If the plane were faithful, the two loss curves would coincide and the "
             "distance off the plane would stay near zero (Li et al. 2018)."
@@ -77,7 +82,14 @@ class HonestyPlot(QWidget):
     def _sync_boxes(self) -> None:
         self.off_box.setGeometry(self.plot.getPlotItem().getViewBox().sceneBoundingRect())
 
+    def clear(self) -> None:
+        """No surface to compare with (none yet, being computed, or failed)."""
+        self._steps = np.zeros(0)
+        self.plot.setVisible(False)
+        self.summary.setText("")
+
     def set_scene(self, scene: SurfaceScene, steps: np.ndarray) -> None:
+        self.plot.setVisible(True)
         n = scene.n_points
         steps = np.asarray(steps, dtype=np.float64)
         self._steps = steps[:n] if len(steps) >= n else np.arange(n, dtype=np.float64)

@@ -402,8 +402,10 @@ class SurfacePanel(QWidget):
         self.honesty.set_current(index)
 
     def _show_message(self, html: str) -> None:
+        """``html`` in place of the surface (and no comparison with a surface below)."""
         self.message.setText(html)
         self.stack.setCurrentWidget(self.message)
+        self.honesty.clear()
 
     def _show_view(self) -> None:
         if self.scene is None:

@@ -81,6 +81,20 @@ def test_sharpness_against_two_over_lr(panel):
     assert p.notes["sharp"][1].toPlainText() == ""
 
 
+def test_sharpness_of_a_run_still_training_says_when_it_comes(panel):
+    """A live run's sharpness is measured on the saved run: no "needs the model" there."""
+    from lossview.core.io.memory import run_from_arrays
+
+    p, _, run, report = panel
+    live = run_from_arrays(np.zeros((5, 3)), steps=[0, 10, 20, 30, 40],
+                           spec={"live": True, "problem": "mlp"})
+    p.set_run(live, {})
+    assert p.notes["sharp"][1].toPlainText() == "measured once\ntraining has finished"
+    p.set_run(run, dict(report, sharpness=None))  # a saved run without a model: why not
+    text = p.notes["sharp"][1].toPlainText()
+    assert text.startswith("not available:") and "needs the model" in text
+
+
 def test_a_longer_title_does_not_resize_the_plots(panel, qtbot):
     """The sharpness arriving retitles its plot ("... (peak 65%)"): the four plots keep
     their geometry (a wider title used to widen its column and re-render every axis)."""

@@ -173,6 +173,24 @@ def test_live_run_waits_for_the_end(qtbot):
     panel, _ = make_panel(qtbot, run)
     panel.set_run(run, None)
     assert not panel.is_busy() and "once the run has finished" in panel.message.text()
+    # no surface, so no empty comparison plot under the message
+    assert not panel.honesty.plot.isVisibleTo(panel) and panel.honesty.summary.text() == ""
+
+
+def test_the_comparison_plot_appears_with_the_surface_in_the_space_kept_for_it(qtbot,
+                                                                                quad_run):
+    panel, _ = make_panel(qtbot, quad_run)
+    panel.show()
+    qtbot.waitExposed(panel)
+    assert not panel.honesty.plot.isVisible()
+    before = panel.honesty.plot.geometry()
+    stack = panel.stack.geometry()
+    compute(qtbot, panel, quad_run)
+    assert panel.honesty.plot.isVisible() and "explains" in panel.honesty.summary.text()
+    assert panel.honesty.plot.geometry() == before and panel.stack.geometry() == stack
+    panel.set_run(None)  # the surface goes: its comparison goes with it
+    assert not panel.honesty.plot.isVisible() and panel.honesty.summary.text() == ""
+    assert panel.honesty.plot.geometry() == before
 
 
 def test_build_scene_of_a_partial_surface_fills_holes(quad_run):

@@ -117,6 +117,11 @@ def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: s
     return _table(rows, info)
 
 
+def _limit(beta: float) -> str:
+    """The stability limit as a formula: ``2/lr``, or ``(2+2*0.9)/lr`` with momentum."""
+    return "2/lr" if beta == 0 else f"(2+2*{beta:g})/lr"
+
+
 def _table(rows: list[dict], info: dict[str, Any]) -> dict[str, Any]:
     name = (info.get("name") or "").lower()
     beta = float(info.get("momentum") or 0.0)
@@ -129,13 +134,13 @@ def _table(rows: list[dict], info: dict[str, Any]) -> dict[str, Any]:
         verdict = (f"sharpness {rows[-1]['sharpness']:.4g} at step {rows[-1]['step']}; the 2/lr "
                    f"limit applies to SGD, not to {name or 'an unknown optimizer'}")
     elif crossed:
-        verdict = (f"unstable: sharpness exceeds the limit (2+2*{beta:g})/lr from step "
+        verdict = (f"unstable: sharpness exceeds the limit {_limit(beta)} from step "
                    f"{crossed[0]} (lr*lambda_max above {2 + 2 * beta:g})")
     else:
         top = max(rows, key=lambda r: r["ratio"])
         edge = " (at the edge of stability)" if top["ratio"] > 0.9 else ""
         verdict = (f"stable: sharpness at most {top['ratio']:.0%} of the limit "
-                   f"{top['threshold']:.4g} = (2+2*{beta:g})/lr{edge}")
+                   f"{top['threshold']:.4g} = {_limit(beta)}{edge}")
     return {"steps": [r["step"] for r in rows], "sharpness": [r["sharpness"] for r in rows],
             "lr": [r["lr"] for r in rows], "momentum": beta, "optimizer": info.get("name"),
             "threshold": [r["threshold"] for r in rows], "ratio": [r["ratio"] for r in rows],

@@ -120,6 +120,7 @@ def test_step_check_between_snapshots_and_sharpness_table():
     assert table["threshold"][0] == pytest.approx(2 / 0.3)
     assert table["ratio"][0] == pytest.approx(4.0 * 0.3 / 2)
     assert table["first_unstable_step"] is None and table["verdict"].startswith("stable")
+    assert table["verdict"].endswith(f"{2 / 0.3:.4g} = 2/lr")  # no momentum: plain 2/lr
     run, src = _quad_run(0.6)  # lr * 4 = 2.4 > 2
     gen = iter_sharpness(run, source=src)
     while True:
@@ -134,3 +135,15 @@ def test_step_check_between_snapshots_and_sharpness_table():
 def test_sharpness_report_is_none_without_a_model():
     run = run_from_arrays(np.zeros((3, 4)))
     assert sharpness_report(run) is None
+
+
+def test_the_verdict_writes_the_momentum_limit():
+    from lossview.core.surface.stability import _table
+
+    rows = [{"step": 0, "sharpness": 5.0, "lr": 0.5}]
+    heavy = _table([dict(r) for r in rows], {"name": "sgd", "momentum": 0.9})
+    # (2 + 2 * 0.9) / 0.5 = 7.6: 5 is 66% of it
+    assert heavy["verdict"] == "stable: sharpness at most 66% of the limit 7.6 = (2+2*0.9)/lr"
+    plain = _table([dict(r) for r in rows], {"name": "sgd", "momentum": 0.0})
+    assert plain["verdict"] == "unstable: sharpness exceeds the limit 2/lr from step 0 " \
+        "(lr*lambda_max above 2)"
