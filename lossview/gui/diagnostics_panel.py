@@ -228,8 +228,10 @@ class DiagnosticsPanel(QWidget):
             rng = diff.get("fit_lag_range")
             fx, fy = msd_fit_line(lags, msd, float(exponent), tuple(rng) if rng else None)
             self.c_fit.setData(fx, fy)
+            # plain words, short enough for the plot's width (the panel's diagnosis and
+            # the tooltip say sub- and super-diffusive)
             kind = ("random walk" if 0.85 <= exponent <= 1.15 else
-                    "confined / sub-diffusive" if exponent < 0.85 else "drifting / super-diffusive")
+                    "confined" if exponent < 0.85 else "drifting")
             self.msd_text.setText(f"slope c = {exponent:.2f}  ({kind})")
         else:
             self.c_fit.setData([], [])

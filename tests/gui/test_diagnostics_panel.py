@@ -70,6 +70,10 @@ def test_exponent_text_and_fit(panel):
     p.set_run(run, rep)
     assert "c = 1.00" in p.msd_text.toPlainText() and "random walk" in p.msd_text.toPlainText()
     np.testing.assert_allclose(p.c_fit.yData, 2 * p.c_fit.xData)
+    for c, kind in ((0.5, "confined"), (1.6, "drifting")):  # short enough for the plot
+        rep["diffusion"] = dict(rep["diffusion"], exponent=c)
+        p.set_run(run, rep)
+        assert p.msd_text.toPlainText() == f"slope c = {c:.2f}  ({kind})"
 
 
 def test_sharpness_against_two_over_lr(panel):
