@@ -26,6 +26,7 @@ what a frame cost (its ``paintGL``, inside the per-step times).
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -180,6 +181,14 @@ def _time_gl_frames(surface) -> list[float]:
 
 
 def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="lossview-bench-gui-") as d:
+        # the benchmark's runs, and the window's settings (recent folders, layout), in a
+        # folder deleted afterwards: not in the user's settings and /tmp
+        os.environ.setdefault("LOSSVIEW_SETTINGS_DIR", d)
+        return _run(Path(d))
+
+
+def _run(tmp: Path) -> int:
     from lossview.gui.app import (PREWARM_DELAY_MS, make_app, prewarm_imports, probe_gl,
                                   start_job_server)
 
@@ -201,7 +210,6 @@ def main() -> int:
     from lossview.core.train.trainer import run_to_end, train
     from lossview.gui.main_window import MainWindow
 
-    tmp = Path(tempfile.mkdtemp())
     run_to_end(train(TrainConfig("quadratic", steps=9990, every=10), tmp / "q1000"))
 
     probe_gl()  # as run_app does before its window shows

@@ -18,6 +18,7 @@ surface (goal for the whole window: < 16 ms a step).
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,14 @@ def wait_for(app: QApplication, signal, timeout_s: float = 600) -> None:
 
 
 def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="lossview-bench-workers-") as d:
+        # the benchmark's runs, and the window's settings (recent folders, layout), in a
+        # folder deleted afterwards: not in the user's settings and /tmp
+        os.environ.setdefault("LOSSVIEW_SETTINGS_DIR", d)
+        return _run(Path(d))
+
+
+def _run(tmp: Path) -> int:
     from lossview.gui.app import make_app, prewarm_imports, start_job_server
 
     app = make_app()  # as the app: GIL switch interval, thread budget, GC on this thread
@@ -79,7 +88,6 @@ def main() -> int:
     from lossview.gui.timeline import Timeline
     from lossview.gui.train_dialog import TrainDialog
 
-    tmp = Path(tempfile.mkdtemp())
     hb = Heartbeat()
 
     # -- surface ------------------------------------------------------------------
