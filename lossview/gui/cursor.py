@@ -49,8 +49,8 @@ class PixelCursor(pg.InfiniteLine):
         self.sigPositionChanged.emit(self)
 
     def viewTransformChanged(self) -> None:  # noqa: N802 - pyqtgraph API
-        """The view was zoomed, panned or resized: half a pixel is another distance now,
-        so the line is drawn at its exact value again."""
+        """The view was zoomed, panned or resized: a pixel is another distance in data
+        units now, so the line is drawn at its exact value again."""
         super().viewTransformChanged()
         self._draw_at_value()
 
