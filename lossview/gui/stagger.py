@@ -4,7 +4,8 @@ A run's first paint is tens of milliseconds per plot on a software-rendered disp
 (axes, text, curves rendered into their caches); a panel holds up to four plots and the
 window a dozen. :class:`Stagger` runs a list of steps one per event-loop turn; a step
 that fills a panel returns it, and the panel's plots after the first are veiled
-(opacity 0: Qt does not paint them) and revealed one per following turn. Each turn then
+(opacity 0: Qt does not paint them) and revealed one per following turn; the first one
+too when it was veiled already (a panel shown for the first time). Each turn then
 paints about one plot, and input and timers get their turn in between.
 """
 
@@ -130,9 +131,12 @@ class Stagger(QObject):
         if result is not None and hasattr(result, "findChildren"):
             settle(result)
             plots = plots_of(result)
-            if plots:
-                self._revealer(plots[0])()  # painted with this step
-            later = plots[1:]
+            later = plots
+            if plots and plots[0] not in self._veiled:
+                # on screen already: it repaints with this step (veiling it would blank
+                # it for a turn); a veiled one is revealed in a turn of its own, as the
+                # step itself (a panel's set_run) can take 20 ms and its paint 30
+                later = plots[1:]
             self._hide(later)
             self._queue.extendleft(self._revealer(p) for p in reversed(later))
         self._schedule(gen)

@@ -20,6 +20,10 @@ def plot(qtbot):
     w.setYRange(0, 10, padding=0)
     w.show()
     qtbot.waitExposed(w)
+    vb = w.getPlotItem().getViewBox()
+    # the view maps data to pixels once it has been laid out and ranged (lazily)
+    qtbot.waitUntil(lambda: abs(exact_px(1000, w) - exact_px(0, w) - vb.width()) < 1,
+                    timeout=2000)
     return w
 
 

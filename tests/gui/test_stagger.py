@@ -20,7 +20,7 @@ def canvas(qtbot):
 
 
 def test_steps_run_one_per_turn_and_reveal_plots_one_by_one(qtbot, canvas):
-    st = Stagger(interval_ms=5)
+    st = Stagger(interval_ms=60)  # slow enough to see every state
     ran, opacity = [], []
 
     def show():
@@ -32,11 +32,25 @@ def test_steps_run_one_per_turn_and_reveal_plots_one_by_one(qtbot, canvas):
         opacity.append([p.opacity() for p in plots_of(canvas)])
 
     st.run([show, after], veil=(canvas,))
-    # the first step ran now: its widget's first plot is shown, the others wait
+    # the first step ran now; its widget was veiled, so even its first plot waits for a
+    # turn of its own (the step and that plot's first paint were one 50 ms turn)
     assert ran == ["show"]
+    assert [p.opacity() for p in plots_of(canvas)] == [0.0, 0.0, 0.0]
+    seen = []
+    qtbot.waitUntil(lambda: seen.append([p.opacity() for p in plots_of(canvas)])
+                    or not st.active, timeout=2000)
+    assert [1.0, 0.0, 0.0] in seen and [1.0, 1.0, 0.0] in seen  # one plot per turn
+    assert ran == ["show", "after"] and opacity == [[1.0, 1.0, 1.0]]
+
+
+def test_a_widget_already_on_screen_keeps_its_first_plot_shown(qtbot, canvas):
+    """New data for a panel on screen: its first plot repaints with the step (veiling it
+    would blank it for a turn); the others are revealed one per turn."""
+    st = Stagger(interval_ms=5)
+    st.run([lambda: canvas])
     assert [p.opacity() for p in plots_of(canvas)] == [1.0, 0.0, 0.0]
     qtbot.waitUntil(lambda: not st.active, timeout=2000)
-    assert ran == ["show", "after"] and opacity == [[1.0, 1.0, 1.0]]
+    assert [p.opacity() for p in plots_of(canvas)] == [1.0, 1.0, 1.0]
 
 
 def test_cancel_reveals_everything_it_veiled(qtbot, canvas):
