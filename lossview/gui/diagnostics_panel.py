@@ -7,6 +7,7 @@ Missing measurements (report values of None) say what is missing instead of draw
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -186,27 +187,49 @@ class DiagnosticsPanel(QWidget):
         self.notes[key][1].setText(text)
 
     def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
+        for part in self.run_parts(run, report):
+            part()
+
+    def run_parts(self, run: Any, report: dict[str, Any] | None) -> list[Callable[[], None]]:
+        """:meth:`set_run` as five calls: one per plot, then the diagnosis text and the
+        cursors. A caller that runs them one per event-loop turn (live training) keeps
+        every plot on screen, each showing its old data until its turn: veiling the plots
+        to reveal them one by one blanked them every time the live analysis came back."""
         rep = report or {}
-        self._steps = np.asarray(run.steps, dtype=np.int64)
-        steps = self._steps.astype(float)
-        d = rep.get("distance") or {}
-        fi, sl = as_array(d.get("from_init")), as_array(d.get("step_length"))
-        if len(fi) == len(steps) and len(steps) > 1:
-            # log axis: the 0 at init (and step length at i = 0) are left out, not drawn at -inf
-            self.c_init.setData(steps[1:], fi[1:])
-            self.c_step.setData(steps[1:], sl[1:])
-            self._note("dist", "")
-        else:
-            self.c_init.setData([], [])
-            self.c_step.setData([], [])
-            self._note("dist", "not available: fewer than 2 snapshots")
-        self._set_msd(rep.get("diffusion"))
-        self._set_sharpness(run, rep.get("sharpness"), rep.get("sharpness_reason"))
-        self._set_pairwise(rep.get("pairwise"))
-        self.set_diagnosis(rep)
-        for p in (self.p_dist, self.p_msd, self.p_sharp, self.p_pair):
-            p.enableAutoRange()
-        self._on_index(self.timeline.index)
+
+        def distance() -> None:
+            self._steps = np.asarray(run.steps, dtype=np.int64)
+            steps = self._steps.astype(float)
+            d = rep.get("distance") or {}
+            fi, sl = as_array(d.get("from_init")), as_array(d.get("step_length"))
+            if len(fi) == len(steps) and len(steps) > 1:
+                # log axis: the 0 at init (and the step length at i = 0) are left out
+                self.c_init.setData(steps[1:], fi[1:])
+                self.c_step.setData(steps[1:], sl[1:])
+                self._note("dist", "")
+            else:
+                self.c_init.setData([], [])
+                self.c_step.setData([], [])
+                self._note("dist", "not available: fewer than 2 snapshots")
+            self.p_dist.enableAutoRange()
+
+        def msd() -> None:
+            self._set_msd(rep.get("diffusion"))
+            self.p_msd.enableAutoRange()
+
+        def sharpness() -> None:
+            self._set_sharpness(run, rep.get("sharpness"), rep.get("sharpness_reason"))
+            self.p_sharp.enableAutoRange()
+
+        def pairwise() -> None:
+            self._set_pairwise(rep.get("pairwise"))
+            self.p_pair.enableAutoRange()
+
+        def text_and_cursors() -> None:
+            self.set_diagnosis(rep)
+            self._on_index(self.timeline.index)
+
+        return [distance, msd, sharpness, pairwise, text_and_cursors]
 
     def _set_msd(self, diff: dict[str, Any] | None) -> None:
         diff = diff or {}

@@ -156,25 +156,40 @@ class LiveView(QObject):
         worker.start()
 
     def _on_report(self, live: Any, frozen: Run, report: dict) -> None:
-        """The panels get the new report one per event-loop turn, their plots revealed
-        one per turn (:class:`~lossview.gui.stagger.Stagger`): together they blocked the
-        GUI thread for 260-300 ms while training."""
+        """The panels get the new report over several event-loop turns
+        (:class:`~lossview.gui.stagger.Stagger`; together they blocked the GUI thread for
+        260-300 ms while training): the trajectory (its baseline plot follows by itself),
+        the diagnostics one plot per turn, then the loss panel's markers. Nothing is
+        veiled: each plot shows its old data until its turn (veiled plots blinked blank
+        every time an analysis came back)."""
         if live is not self.run:
             return
         w = self.win
         w.report = report
 
-        def show(panel, run):
+        def guarded(fn):
             def step():
                 if live is not self.run:
                     self.stagger.cancel()  # training ended: the saved run is shown next
                     return None
-                panel.set_run(run, report)
-                return panel
+                fn()
+                return None
             return step
 
-        self.stagger.run([show(w.trajectory_panel, frozen), show(w.diagnostics_panel, frozen),
-                          show(w.loss_panel, live)])
+        def panel(p, run):
+            def fill() -> None:
+                p.set_run(run, report)
+                settle(p)  # laid out and ranged now, so it paints once
+            return fill
+
+        diag = w.diagnostics_panel
+        parts = [panel(w.trajectory_panel, frozen)]
+        if hasattr(diag, "run_parts"):  # (a placeholder panel where a build lacks one)
+            parts += [lambda f=f: (f(), settle(diag)) for f in diag.run_parts(frozen, report)]
+        else:
+            parts.append(panel(diag, frozen))
+        parts.append(panel(w.loss_panel, live))
+        self.stagger.run([guarded(f) for f in parts])
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is self._worker:

@@ -48,3 +48,35 @@ def test_frozen_copy_does_not_grow_with_the_live_run():
     live.append_snapshot(4, {"w": np.zeros(3)})
     assert len(frozen) == 4 and len(live) == 5
     np.testing.assert_array_equal(frozen.vector(3), [3.0, 3.0, 3.0])
+
+
+def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, window, loaded):
+    """The live analysis comes back every few seconds while training: its data reach
+    the panels over several turns, and no plot already on screen is veiled meanwhile
+    (veiled plots were blanked and revealed one by one: a blink every time)."""
+    from PySide6.QtCore import QTimer
+
+    from lossview.gui.stagger import plots_of
+
+    run, report = loaded
+    run.spec["live"] = True  # as a LiveRun says while it trains
+    window.live.start(run)
+    qtbot.waitUntil(lambda: not window.stagger.active, timeout=10000)
+    panels = (window.trajectory_panel, window.diagnostics_panel, window.loss_panel)
+    plots = [p for panel in panels for p in plots_of(panel)]
+    assert len(plots) >= 7 and min(p.opacity() for p in plots) == 1.0
+    assert window.diagnostics_panel.c_init.xData is None or \
+        len(window.diagnostics_panel.c_init.xData) == 0  # no report yet
+    seen, turns = [], []
+    poll = QTimer()
+    poll.setInterval(1)
+    poll.timeout.connect(lambda: seen.append(min(p.opacity() for p in plots)))
+    poll.start()
+    window.live._on_report(run, run, report)
+    turns.append(window.live.stagger.active)  # the rest comes in later turns
+    qtbot.waitUntil(lambda: not window.live.stagger.active, timeout=10000)
+    poll.stop()
+    assert turns == [True] and seen and min(seen) == 1.0
+    d = window.diagnostics_panel
+    np.testing.assert_allclose(d.c_init.yData, report["distance"]["from_init"][1:])
+    assert window.trajectory_panel._coords.shape[0] == len(report["pca"]["coords"])
