@@ -1,9 +1,11 @@
-"""A pyqtgraph axis whose log-mode ticks are readable: decades, or 1-2-5 within a decade."""
+"""Axes: log-mode ticks that are readable (decades, or 1-2-5 within a decade), a y-only
+log switch, and steady y ranges for curves that grow."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyqtgraph as pg
 
 _SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -99,3 +101,38 @@ def set_log_y(plot: pg.PlotItem, on: bool) -> bool:
     for name in ("left", "right"):
         plot.getAxis(name).setLogMode(x_log, on)
     return True
+
+
+def steady_range(current: tuple[float, float] | None, arrays: list, log: bool,
+                 pad: float = 0.12, loose: float = 3.0,
+                 ahead: float = 0.5) -> tuple[float, float] | None:
+    """A y range for curves that grow: None while ``current`` (view coordinates: log10 of
+    the values in log mode) holds every value and is at most ``loose`` times as wide as
+    they need; else (or with no ``current``) the values' range with ``pad`` of its span
+    on each side (at least 0.15 of a decade in log mode, where a falling loss would
+    otherwise leave a tight range again at the next refresh), and ``ahead`` of the span
+    more on a side the values had left ``current`` by: they are moving that way.
+
+    A growing run's curves change range at nearly every refresh under auto-range, and
+    each change re-renders the axis and its grid (3-11 ms an axis on a software
+    display); most refreshes now keep the range, and the axes stop jittering. A loss
+    falling by a decade a second re-ranged at every refresh with the margin alone.
+    """
+    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) \
+        if arrays else np.array([])
+    vals = vals[np.isfinite(vals)]
+    if log:
+        vals = np.log10(vals[vals > 0])
+    if not len(vals):
+        return None
+    lo, hi = float(vals.min()), float(vals.max())
+    span = hi - lo if hi > lo else (0.1 if log else max(abs(hi) * 0.1, 1e-12))
+    margin = max(pad * span, 0.15) if log else pad * span
+    need = span + 2 * margin
+    if current is not None and current[0] <= lo and hi <= current[1] \
+            and (current[1] - current[0]) <= loose * need:
+        return None
+    below = current is not None and lo < current[0]
+    above = current is not None and hi > current[1]
+    return (lo - margin - (ahead * span if below else 0.0),
+            hi + margin + (ahead * span if above else 0.0))

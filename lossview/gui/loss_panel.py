@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from lossview.gui import style
-from lossview.gui.axes import nice_axes, set_log_y
+from lossview.gui.axes import nice_axes, set_log_y, steady_range
 from lossview.gui.cursor import PixelCursor
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
@@ -85,35 +85,6 @@ def _planned_steps(run: Any) -> int | None:
         return None
     steps = (spec.get("training") or {}).get("steps")
     return int(steps) if isinstance(steps, (int, float)) and steps > 0 else None
-
-
-def steady_range(current: tuple[float, float] | None, arrays: list, log: bool,
-                 pad: float = 0.12, loose: float = 3.0) -> tuple[float, float] | None:
-    """A y range for curves that grow: None while ``current`` (view coordinates: log10 of
-    the values in log mode) holds every value and is at most ``loose`` times as wide as
-    they need; else (or with no ``current``) the values' range with ``pad`` of its span
-    on each side (at least 0.15 of a decade in log mode, where a falling loss would
-    otherwise leave a tight range again at the next refresh).
-
-    A growing run's curves change range at nearly every refresh under auto-range, and
-    each change re-renders the axis and its grid (3-10 ms an axis on a software
-    display); most refreshes now keep the range, and the axes stop jittering.
-    """
-    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) \
-        if arrays else np.array([])
-    vals = vals[np.isfinite(vals)]
-    if log:
-        vals = np.log10(vals[vals > 0])
-    if not len(vals):
-        return None
-    lo, hi = float(vals.min()), float(vals.max())
-    span = hi - lo if hi > lo else (0.1 if log else max(abs(hi) * 0.1, 1e-12))
-    margin = max(pad * span, 0.15) if log else pad * span
-    need = span + 2 * margin
-    if current is not None and current[0] <= lo and hi <= current[1] \
-            and (current[1] - current[0]) <= loose * need:
-        return None
-    return lo - margin, hi + margin
 
 
 def _spans_decades(arrays: list[np.ndarray], ratio: float = 30.0) -> bool:

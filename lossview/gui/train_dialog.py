@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 
 from lossview.core.errors import LossviewError
 from lossview.gui import style
+from lossview.gui.axes import steady_range
 from lossview.gui.live_training import LiveTraining
 from lossview.gui.stagger import settle
 from lossview.gui.sweep import (
@@ -299,6 +300,7 @@ class TrainDialog(QDialog):
         self._steps, self._loss = [], []
         self.loss_curve.setData([], [])
         self.full_curve.setData([], [])
+        self.loss_plot.enableAutoRange(y=True)  # a new run: its first range from scratch
         # the x axis frames the planned run, so it is not re-rendered at every redraw
         steps = config.steps if isinstance(config.steps, int) else None
         if steps:
@@ -369,10 +371,21 @@ class TrainDialog(QDialog):
         run = self.training.run
         if run is None:
             return
+        shown = []
         for name, curve in (("loss", self.loss_curve), ("train_loss", self.full_curve)):
             s = run.metrics.get(name)
             if s is not None:
-                curve.setData(s.steps.astype(float), np.where(s.values > 0, s.values, np.nan))
+                y = np.where(s.values > 0, s.values, np.nan)
+                curve.setData(s.steps.astype(float), y)
+                shown.append(y)
+        # the y range moves only when the loss leaves it (each move re-rendered the axis:
+        # 11 ms of a turn that also repainted the main window's loss panel)
+        vb = self.loss_plot.getPlotItem().getViewBox()
+        new = steady_range(None if vb.autoRangeEnabled()[1] else vb.viewRange()[1], shown,
+                           log=True)
+        if new is not None:
+            vb.enableAutoRange(y=False)
+            vb.setYRange(*new, padding=0)
         # ranged and laid out now, so the new curves paint once (pyqtgraph otherwise
         # found the new range while painting and painted the plot again: 2 x 20-30 ms)
         settle(self.loss_plot)

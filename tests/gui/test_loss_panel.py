@@ -122,23 +122,42 @@ def test_missing_metrics_say_so(qtbot):
 
 
 def test_steady_range_moves_only_when_the_data_leave_it():
-    from lossview.gui.loss_panel import steady_range
+    from lossview.gui.axes import steady_range
 
-    # outside the current range: the data's range, padded by 12 % of its span
+    # outside the current range: the data's range, padded by 12 % of its span, and half
+    # a span more on the side the data left by (they are moving that way)
     assert steady_range((0.0, 1.0), [np.array([1.0, 3.0])], log=False) == \
-        pytest.approx((1.0 - 0.24, 3.0 + 0.24))
+        pytest.approx((1.0 - 0.24, 3.0 + 0.24 + 1.0))
     # inside and not too loose: keep it (NaN and inf ignored)
     assert steady_range((0.5, 3.5), [np.array([1.0, np.nan, 3.0, np.inf])], log=False) is None
-    # more than 3x wider than the data need: shrink
-    assert steady_range((-20.0, 20.0), [np.array([1.0, 3.0])], log=False) is not None
+    # more than 3x wider than the data need: shrink to them (no side was left)
+    assert steady_range((-20.0, 20.0), [np.array([1.0, 3.0])], log=False) == \
+        pytest.approx((0.76, 3.24))
     # log mode works in decades; non-positive values are left out
     lo, hi = steady_range((0.0, 1.0), [np.array([1e-3, 1.0, -1.0, 0.0])], log=True)
-    assert (lo, hi) == pytest.approx((-3 - 0.36, 0 + 0.36))
+    assert (lo, hi) == pytest.approx((-3 - 0.36 - 1.5, 0 + 0.36))
     assert steady_range((lo, hi), [np.array([2e-3, 0.5])], log=True) is None
     # a narrow log range keeps 0.15 decade either side
-    assert steady_range((5.0, 6.0), [np.array([1.0, 1.1])], log=True) == \
+    assert steady_range(None, [np.array([1.0, 1.1])], log=True) == \
         pytest.approx((-0.15, np.log10(1.1) + 0.15))
     assert steady_range((0.0, 1.0), [np.array([np.nan])], log=False) is None
+
+
+def test_a_loss_falling_a_decade_a_refresh_is_re_ranged_less_than_half_as_often():
+    """Half a span of room on the side the loss left by: a loss falling a decade per
+    refresh for 20 refreshes is re-ranged 6 times (14 with the margin alone)."""
+    from lossview.gui.axes import steady_range
+
+    def count(ahead):
+        cur, n = None, 0
+        for k in range(1, 21):  # the loss now spans k decades (down to 10**-k)
+            new = steady_range(cur, [10.0 ** -np.linspace(0, k, 50)], log=True, ahead=ahead)
+            if new is not None:
+                cur, n = new, n + 1
+            assert cur[0] <= -k and cur[1] >= 0  # every refresh holds all the data
+        return n
+
+    assert count(0.0) == 14 and count(0.5) == 6
 
 
 def test_a_growing_run_keeps_its_y_range_until_the_loss_leaves_it(qtbot):

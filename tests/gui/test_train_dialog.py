@@ -63,6 +63,13 @@ def test_live_run_grows_then_is_saved(qtbot, dialog):
     np.testing.assert_array_equal(full.steps, disk.steps)
     np.testing.assert_allclose(full.values, disk.values, rtol=1e-6)
     assert dialog.start_button.isEnabled()
+    # the plot's y range was held steady (not auto-ranged at every redraw) and holds
+    # every loss it drew (log10 units)
+    vb = dialog.loss_plot.getPlotItem().getViewBox()
+    lo, hi = vb.viewRange()[1]
+    assert not vb.autoRangeEnabled()[1]
+    drawn = np.log10(np.concatenate([loss.values, full.values]))
+    assert lo <= drawn.min() and drawn.max() <= hi
 
 
 def test_stop_keeps_what_was_saved(qtbot, dialog):
