@@ -105,7 +105,7 @@ def set_log_y(plot: pg.PlotItem, on: bool) -> bool:
 
 def steady_range(current: tuple[float, float] | None, arrays: list, log: bool,
                  pad: float = 0.12, loose: float = 3.0,
-                 ahead: float = 0.5) -> tuple[float, float] | None:
+                 ahead: float = 0.25) -> tuple[float, float] | None:
     """A y range for curves that grow: None while ``current`` (view coordinates: log10 of
     the values in log mode) holds every value and is at most ``loose`` times as wide as
     they need; else (or with no ``current``) the values' range with ``pad`` of its span

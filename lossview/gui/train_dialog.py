@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from lossview.core.errors import LossviewError
 from lossview.gui import style
-from lossview.gui.axes import steady_range
+from lossview.gui.axes import nice_axes, steady_range
 from lossview.gui.live_training import LiveTraining
 from lossview.gui.stagger import settle
 from lossview.gui.sweep import (
@@ -169,7 +169,9 @@ class TrainDialog(QDialog):
         form.addRow("", sweep_row)
 
         # -- live view -----------------------------------------------------------------
-        self.loss_plot = pg.PlotWidget(title="Training loss")
+        # the app's log ticks (10⁻⁴): pyqtgraph's "0.0001" did not fit the fixed axis
+        # width and was left out, a decade without a label
+        self.loss_plot = pg.PlotWidget(title="Training loss", axisItems=nice_axes())
         self.loss_plot.setLogMode(y=True)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)

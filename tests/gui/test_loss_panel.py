@@ -124,10 +124,10 @@ def test_missing_metrics_say_so(qtbot):
 def test_steady_range_moves_only_when_the_data_leave_it():
     from lossview.gui.axes import steady_range
 
-    # outside the current range: the data's range, padded by 12 % of its span, and half
-    # a span more on the side the data left by (they are moving that way)
+    # outside the current range: the data's range, padded by 12 % of its span, and a
+    # quarter of a span more on the side the data left by (they are moving that way)
     assert steady_range((0.0, 1.0), [np.array([1.0, 3.0])], log=False) == \
-        pytest.approx((1.0 - 0.24, 3.0 + 0.24 + 1.0))
+        pytest.approx((1.0 - 0.24, 3.0 + 0.24 + 0.5))
     # inside and not too loose: keep it (NaN and inf ignored)
     assert steady_range((0.5, 3.5), [np.array([1.0, np.nan, 3.0, np.inf])], log=False) is None
     # more than 3x wider than the data need: shrink to them (no side was left)
@@ -135,7 +135,7 @@ def test_steady_range_moves_only_when_the_data_leave_it():
         pytest.approx((0.76, 3.24))
     # log mode works in decades; non-positive values are left out
     lo, hi = steady_range((0.0, 1.0), [np.array([1e-3, 1.0, -1.0, 0.0])], log=True)
-    assert (lo, hi) == pytest.approx((-3 - 0.36 - 1.5, 0 + 0.36))
+    assert (lo, hi) == pytest.approx((-3 - 0.36 - 0.75, 0 + 0.36))
     assert steady_range((lo, hi), [np.array([2e-3, 0.5])], log=True) is None
     # a narrow log range keeps 0.15 decade either side
     assert steady_range(None, [np.array([1.0, 1.1])], log=True) == \
@@ -143,9 +143,10 @@ def test_steady_range_moves_only_when_the_data_leave_it():
     assert steady_range((0.0, 1.0), [np.array([np.nan])], log=False) is None
 
 
-def test_a_loss_falling_a_decade_a_refresh_is_re_ranged_less_than_half_as_often():
-    """Half a span of room on the side the loss left by: a loss falling a decade per
-    refresh for 20 refreshes is re-ranged 6 times (14 with the margin alone)."""
+def test_a_loss_falling_a_decade_a_refresh_is_re_ranged_less_often():
+    """A quarter of a span of room on the side the loss left by (more left a third of
+    the plot empty): a loss falling a decade per refresh for 20 refreshes is re-ranged
+    8 times (14 with the margin alone)."""
     from lossview.gui.axes import steady_range
 
     def count(ahead):
@@ -157,7 +158,7 @@ def test_a_loss_falling_a_decade_a_refresh_is_re_ranged_less_than_half_as_often(
             assert cur[0] <= -k and cur[1] >= 0  # every refresh holds all the data
         return n
 
-    assert count(0.0) == 14 and count(0.5) == 6
+    assert count(0.0) == 14 and count(0.25) == 8
 
 
 def test_a_growing_run_keeps_its_y_range_until_the_loss_leaves_it(qtbot):
