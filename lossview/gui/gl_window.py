@@ -69,6 +69,40 @@ def gl_unavailable_reason() -> str | None:
     return probe_context()
 
 
+def match_pyopengl_to_qt() -> None:
+    """Make PyOpenGL look for the current context where Qt makes it: EGL or GLX.
+
+    PyOpenGL picks its platform when ``OpenGL.GL`` is first imported, from the session
+    (EGL when ``WAYLAND_DISPLAY`` is set, else GLX), and Qt from what the display offers:
+    on an X server without GLX, Qt's contexts are EGL ones, under XWayland GLX ones. When
+    the two differ, every item of the 3D view failed to draw ("Error while drawing item",
+    PyOpenGL finding no current context). Called once a Qt context exists (the plugin
+    Qt drew it with is then loaded, which is how this tells); does nothing when
+    ``PYOPENGL_PLATFORM`` is set or PyOpenGL has already chosen."""
+    import os
+    import sys
+
+    from PySide6.QtGui import QGuiApplication
+
+    if not sys.platform.startswith("linux") or "PYOPENGL_PLATFORM" in os.environ \
+            or "OpenGL.platform" in sys.modules:
+        return
+    if QGuiApplication.platformName() == "wayland":
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+        return
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            maps = f.read()
+    except OSError:
+        return
+    # Qt's xcb platform tries its GLX integration plugin first and loads the EGL one
+    # only when GLX fails (or when QT_XCB_GL_INTEGRATION asks for it)
+    if "qxcb-egl-integration" in maps:
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+    elif "qxcb-glx-integration" in maps:
+        os.environ["PYOPENGL_PLATFORM"] = "glx"
+
+
 @functools.cache
 def probe_context() -> str | None:
     """Make a throw-away context on an offscreen surface (pyqtgraph's glinfo recipe, so
@@ -86,6 +120,7 @@ def probe_context() -> str | None:
     ctx = QOpenGLContext()
     if not ctx.create():
         return "no OpenGL context could be created"
+    match_pyopengl_to_qt()
     surf = QOffscreenSurface()
     surf.setFormat(ctx.format())
     surf.create()

@@ -24,6 +24,9 @@ if gl_window.gl_unavailable_reason() is not None:
 import numpy as np
 import pyqtgraph.opengl as gl
 from pyqtgraph.opengl import shaders
+import os
+import OpenGL.platform
+print("PYOPENGL", os.environ.get("PYOPENGL_PLATFORM"), type(OpenGL.platform.PLATFORM).__name__)
 steps = gl_window.shader_warmers()
 for s in steps:
     s()
@@ -60,9 +63,13 @@ app.processEvents()
 """
 
 
+def run_script(**env):
+    return subprocess.run([sys.executable, "-c", SCRIPT], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_the_probe_needs_no_pyopengl_and_the_warmed_programs_draw_in_a_view():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=dict(os.environ),
-                         capture_output=True, text=True, timeout=120)
+    out = run_script()
     assert out.returncode == 0, out.stderr[-2000:]
     words = out.stdout.split()
     # the probe (made before the window shows) does not import PyOpenGL on the GUI thread
@@ -77,3 +84,19 @@ def test_the_probe_needs_no_pyopengl_and_the_warmed_programs_draw_in_a_view():
     # did not compile its own
     assert int(words[words.index("RED") + 1]) > 100
     assert words[words.index("SAME_PROGRAM") + 1] == "True"
+
+
+def test_pyopengl_follows_qt_onto_egl():
+    """Where Qt draws with EGL (an X server without GLX; forced here with Qt's own
+    switch), PyOpenGL is told to look there too: it guessed GLX from the session, and
+    every item of the 3D view failed to draw."""
+    out = run_script(QT_XCB_GL_INTEGRATION="xcb_egl")
+    assert out.returncode == 0, out.stderr[-2000:]
+    reason = out.stdout.split("REASON ", 1)[1].split("\n", 1)[0]
+    if reason != "None":
+        pytest.skip(f"no EGL context here: {reason}")
+    words = out.stdout.split()
+    assert words[words.index("PYOPENGL") + 1: words.index("PYOPENGL") + 3] == ["egl",
+                                                                              "EGLPlatform"]
+    assert "Error while drawing" not in out.stderr
+    assert int(words[words.index("RED") + 1]) > 100  # the view drew through EGL
