@@ -62,11 +62,14 @@ def gl_unavailable_reason() -> str | None:
     platform = QGuiApplication.platformName()
     if platform in ("offscreen", "minimal"):
         return f"the Qt platform '{platform}' has no OpenGL"
+    reason = probe_context()  # first: it tells PyOpenGL which platform (EGL or GLX)
+    if reason is not None:
+        return reason
     try:
         import OpenGL.GL  # noqa: F401  (pyqtgraph.opengl needs PyOpenGL)
     except Exception as e:  # noqa: BLE001 - any import failure means no 3D view
         return f"PyOpenGL cannot be imported ({type(e).__name__}: {e})"
-    return probe_context()
+    return None
 
 
 def match_pyopengl_to_qt() -> None:
