@@ -64,7 +64,10 @@ app.processEvents()
 
 
 def run_script(**env):
-    return subprocess.run([sys.executable, "-c", SCRIPT], env={**os.environ, **env},
+    # without the PYOPENGL_PLATFORM that an earlier test's probe set in this process
+    # (the app sets it for itself; a child would inherit it)
+    base = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
+    return subprocess.run([sys.executable, "-c", SCRIPT], env={**base, **env},
                           capture_output=True, text=True, timeout=120)
 
 
