@@ -90,8 +90,10 @@ class Stagger(QObject):
     def active(self) -> bool:
         return bool(self._queue)
 
-    def run(self, steps: list[Callable[[], Any]], veil: tuple = ()) -> None:
-        """Start ``steps``: the first now, the others one per turn.
+    def run(self, steps: list[Callable[[], Any]], veil: tuple = (),
+            later: bool = False) -> None:
+        """Start ``steps``: the first now (or with ``later``, in a turn of its own, when
+        the caller's turn is long already), the others one per turn.
 
         ``veil``: widgets whose plots stay unpainted until the step that returns the
         widget (e.g. every panel, when the window first switches to them: painting
@@ -101,7 +103,10 @@ class Stagger(QObject):
         for w in veil:
             self._hide(plots_of(w))
         self._queue.extend(steps)
-        self._next(self._gen)
+        if later:
+            self._schedule(self._gen)
+        else:
+            self._next(self._gen)
 
     def _hide(self, plots: list) -> None:
         for p in plots:
