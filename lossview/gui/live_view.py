@@ -176,19 +176,22 @@ class LiveView(QObject):
                 return None
             return step
 
-        def panel(p, run):
-            def fill() -> None:
-                p.set_run(run, report)
+        def settled(fn, p):
+            def step() -> None:
+                fn()
                 settle(p)  # laid out and ranged now, so it paints once
-            return fill
+            return step
+
+        def whole(p, run):
+            return settled(lambda: p.set_run(run, report), p)
 
         diag = w.diagnostics_panel
-        parts = [panel(w.trajectory_panel, frozen)]
+        parts = [whole(w.trajectory_panel, frozen)]
         if hasattr(diag, "run_parts"):  # (a placeholder panel where a build lacks one)
-            parts += [lambda f=f: (f(), settle(diag)) for f in diag.run_parts(frozen, report)]
+            parts += [settled(f, diag) for f in diag.run_parts(frozen, report)]
         else:
-            parts.append(panel(diag, frozen))
-        parts.append(panel(w.loss_panel, live))
+            parts.append(whole(diag, frozen))
+        parts.append(whole(w.loss_panel, live))
         self.stagger.run([guarded(f) for f in parts])
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:

@@ -343,7 +343,7 @@ class LossPanel(QWidget):
             fresh = set_log_y(p, log)
             if p is self.p_lr and not log and arrays:
                 # a learning rate is >= 0: start the axis at 0 (a constant lr stays readable)
-                top = float(np.nanmax(np.concatenate(arrays))) if arrays else 1.0
+                top = float(np.nanmax(np.concatenate(arrays)))
                 p.enableAutoRange(y=False)
                 p.setYRange(0.0, top * 1.25 if top > 0 else 1.0, padding=0)
             else:
