@@ -222,6 +222,10 @@ def window_class():
         _cache = None  # QOpenGLFramebufferObject: the last frame without the moving items
         _warmed = 0  # directions of the copy compiled (see set_moving_items)
         _warm_timer = None
+        #: a callable saying the app is computing (a surface in a worker): the quiet
+        #: moment's warm-up then waits, since a compile on a contended CPU took 50 ms
+        #: instead of 37 (llvmpipe, 2 cores); None: never busy
+        busy = None
         _cache_key = None  # the still part the cache holds
         _cache_failed = False
         _generation = 0
@@ -239,17 +243,19 @@ def window_class():
             llvmpipe compiled every shader again: a 50 ms frame). ``items`` must not
             depend on the depth buffer of the still ones (the overlays ignore it).
 
-            The first copy each way compiles a blit shader (~30 and ~15 ms on llvmpipe):
-            that is done on one pixel, once, in two quiet moments of their own
-            (:data:`WARM_DELAY_MS` after a frame with none since) or when
-            :meth:`warm_step` is called; until then frames are drawn whole.
+            The first copy each way compiles a blit shader (~37 and ~15 ms on llvmpipe;
+            Mesa flips every copy between a window and a framebuffer object, so it is
+            never a plain memory copy, whatever the formats): that is done on one pixel,
+            once, in two quiet moments of their own (:data:`WARM_DELAY_MS` after a frame
+            with none since, and :attr:`busy` false) or when :meth:`warm_step` is
+            called; until then frames are drawn whole.
             """
             self.moving = tuple(items)
             if self._warm_timer is None:
                 self._warm_timer = QTimer(self)
                 self._warm_timer.setSingleShot(True)
                 self._warm_timer.setInterval(WARM_DELAY_MS)
-                self._warm_timer.timeout.connect(self._warm_up)
+                self._warm_timer.timeout.connect(self._on_quiet)
             self.still_changed()
 
         @property
@@ -306,6 +312,12 @@ def window_class():
             """Compile one direction of the copy now, if not done yet (see
             :meth:`set_moving_items`)."""
             if self.moving:
+                self._warm_up()
+
+        def _on_quiet(self) -> None:
+            if self.busy is not None and self.busy():
+                self._warm_timer.start()  # another quiet moment, once the work is done
+            else:
                 self._warm_up()
 
         def _warm_up(self) -> None:

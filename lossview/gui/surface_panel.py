@@ -131,6 +131,7 @@ class SurfacePanel(QWidget):
         from lossview.gui.surface_gl import SurfaceGLView
 
         self._gl_view = SurfaceGLView()
+        self._gl_view.view.busy = self.is_busy
         self._gl_view.point_clicked.connect(self.timeline.set_index)
         self.stack.addWidget(self._gl_view)
         if with_scene and self.scene is not None:

@@ -410,6 +410,37 @@ def _red_centre(arr):
 
 
 @pytest.mark.gl
+def test_the_copy_is_prepared_in_a_quiet_moment_only_once_nothing_computes(qtbot, quad_run):
+    """The 3D view compiles its copy (two blits, ~37 and ~15 ms on llvmpipe) in quiet
+    moments, but not while the app computes: a compile on a contended CPU blocked the GUI
+    thread 50 ms. The panel's view asks the panel."""
+    from lossview.gui.gl_window import WARM_DELAY_MS
+    from lossview.gui.surface_gl import SurfaceGLView
+
+    panel, tl, gl = gl_panel(qtbot, quad_run)
+    assert gl.view.busy is not None and not gl.view.busy()
+    view = SurfaceGLView()
+    qtbot.addWidget(view)
+    view.resize(320, 240)
+    busy = [True]
+    view.view.busy = lambda: busy[0]
+    view.view.set_moving_items((view.marker,))
+    view.set_scene(panel.scene)
+    view.show()
+    qtbot.waitExposed(view)
+    qtbot.wait(5 * WARM_DELAY_MS)  # quiet moments came and went, all of them busy
+    assert view.view._warmed == 0 and not view.view.copying
+    busy[0] = False
+    qtbot.waitUntil(lambda: view.view.copying, timeout=5000)
+    # while the panel computes a surface its view is busy
+    panel.toolbar.log_box.setChecked(True)
+    assert gl.view.busy()
+    qtbot.waitUntil(lambda: not panel.is_busy(), timeout=30000)
+    assert not gl.view.busy()
+    panel.shutdown()
+
+
+@pytest.mark.gl
 def test_scrub_frames_reuse_the_still_scene_and_match_a_full_frame(qtbot, quad_run):
     """The 3D view draws the surface and path and keeps a copy when the camera or the
     scene changed; while only the marker moves it draws the copy and the marker on top
