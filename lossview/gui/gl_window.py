@@ -17,7 +17,7 @@ import logging
 from contextlib import contextmanager
 
 import OpenGL
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 
 # PyOpenGL calls glGetError after every GL call by default: pyqtgraph's items make ~20
 # calls an item a frame, so checking was about half of a 3D frame's time in Python (the
@@ -27,7 +27,7 @@ OpenGL.ERROR_CHECKING = False
 
 #: a press and release further apart than this (pixels) is a drag, not a click
 CLICK_SLOP_PX = 4
-#: the 3D view's copy shaders are compiled once no frame was drawn for this long
+#: the 3D view's copy is prepared once no frame was drawn for this long
 WARM_DELAY_MS = 150
 
 log = logging.getLogger("lossview.gui")
@@ -192,9 +192,15 @@ def shader_warmers() -> list:
         surf.destroy()
         ctx.deleteLater()
 
+    def copy(c) -> None:  # the scrub's copy of the still scene (software renderers)
+        if software_rendering():
+            from lossview.gui.gl_copy import program
+
+            program()
+
     return [compile_with(lambda c: gl.GLLinePlotItem.getShaderProgram()),  # grid, lines
             compile_with(lambda c: gl.GLScatterPlotItem.getShaderProgram()),  # markers
-            compile_with(shaded), release]
+            compile_with(shaded), compile_with(copy), release]
 
 
 @functools.cache
@@ -219,39 +225,43 @@ def window_class():
         on_click = None
         #: items redrawn at every frame over the cached rest; () draws every item each frame
         moving: tuple = ()
-        _cache = None  # QOpenGLFramebufferObject: the last frame without the moving items
-        _warmed = 0  # directions of the copy compiled (see set_moving_items)
-        _warm_timer = None
-        #: a callable saying the app is computing (a surface in a worker): the quiet
-        #: moment's warm-up then waits, since a compile on a contended CPU took 50 ms
-        #: instead of 37 (llvmpipe, 2 cores); None: never busy
-        busy = None
+        _cache = None  # QOpenGLFramebufferObject: the still items of the last frame
         _cache_key = None  # the still part the cache holds
         _cache_failed = False
         _generation = 0
-        #: how many times the still items were drawn and copied (for tests, benchmarks)
+        _warmed = 0  # warm-up steps done (see set_moving_items)
+        _warm_timer = None
+        #: a callable saying the app is computing (a surface in a worker): the quiet
+        #: moment's warm-up then waits (a compile on a CPU shared with a worker took
+        #: a third longer); None: never busy
+        busy = None
+        #: how many times the still items were drawn into the cache (tests, benchmarks)
         still_frames = 0
 
         def set_moving_items(self, items) -> None:
-            """Keep a copy of each frame without ``items`` (the scrub's marker): a frame
-            in which only ``items`` changed copies it back and draws them on top.
+            """Keep the frame without ``items`` (the scrub's marker) in a framebuffer
+            object: a frame in which only ``items`` changed copies it to the window and
+            draws them on top.
 
             Why: on a CPU rasteriser a frame of the whole scene is ~10 ms (paintGL plus
             the rasterising at the swap) and the marker moves ~30 times a second while
-            scrubbing; the copy and the marker alone are ~2 ms. The still items are drawn
-            in the window itself, then copied (drawn into a framebuffer of another format,
-            llvmpipe compiled every shader again: a 50 ms frame). ``items`` must not
-            depend on the depth buffer of the still ones (the overlays ignore it).
+            scrubbing; the copy and the marker alone are ~2 ms. ``items`` must not depend
+            on the depth buffer of the still ones (the overlays ignore it).
 
-            The first copy each way compiles a blit shader (~37 and ~15 ms on llvmpipe;
-            Mesa flips every copy between a window and a framebuffer object, so it is
-            never a plain memory copy, whatever the formats): that is done on one pixel,
-            once, in two quiet moments of their own (:data:`WARM_DELAY_MS` after a frame
-            with none since, and :attr:`busy` false) or when :meth:`warm_step` is
-            called; until then frames are drawn whole.
+            The still items are drawn into the framebuffer object and it is drawn into
+            the window by a shader of our own (:mod:`~lossview.gui.gl_copy`); no
+            ``glBlitFramebuffer``: on llvmpipe a blit between the window and a
+            framebuffer object compiled a blit shader on first use in every process,
+            28-38 ms each way, whatever the formats. The first drawing into the object
+            (its format's shaders) and the first copy still cost ~15-20 ms more than a
+            frame: they are done in two steps, each in a quiet moment of its own
+            (:data:`WARM_DELAY_MS` after a frame with none since, :attr:`busy` false) or
+            when :meth:`warm_step` is called; until then frames are drawn whole.
             """
             self.moving = tuple(items)
             if self._warm_timer is None:
+                from PySide6.QtCore import QTimer
+
                 self._warm_timer = QTimer(self)
                 self._warm_timer.setSingleShot(True)
                 self._warm_timer.setInterval(WARM_DELAY_MS)
@@ -273,43 +283,52 @@ def window_class():
 
         def frame(self) -> None:
             """Render one frame into the current framebuffer (what paintGL does): the
-            still items as pyqtgraph draws them (then copied to the cache) if the camera,
-            the size or the scene changed since the copy, else the copy; then the
-            moving items."""
+            still items as pyqtgraph draws them, into the cache, if the camera, the size
+            or the scene changed since; the cache copied to the window; then the moving
+            items."""
             if not self.moving or self._cache_failed:
                 return super().paintGL()
-            if self._warmed < 2:  # the copies are not compiled yet: draw it all
+            if self._warmed < 2:  # the first copy is not prepared yet: draw it all
                 self._warm_timer.start()
                 return super().paintGL()
             from OpenGL import GL
-            from PySide6.QtCore import QRect
-            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            from lossview.gui.gl_copy import draw_texture
 
             region = self.getViewport()
-            key = (region, tuple((self.projectionMatrix(region, region)
-                                  * self.viewMatrix()).data()),
-                   self.opts["bgcolor"], self._generation)
-            rect = QRect(*region)
-            if key != self._cache_key or not self._fits(region[2], region[3]):
-                with self._drawing(still=True):
-                    self.paint(region=region, viewport=region)
-                if self._fits(region[2], region[3]) or self._new_cache(region[2], region[3]):
-                    # (the helper binds the window's framebuffer again afterwards)
-                    Fbo.blitFramebuffer(self._cache, rect, None, rect,
-                                        GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)
-                    self._cache_key = key
-                    self.still_frames += 1
-            else:
-                Fbo.blitFramebuffer(None, rect, self._cache, rect, GL.GL_COLOR_BUFFER_BIT,
-                                    GL.GL_NEAREST)
+            if not self._fill_cache(region):
+                return super().paintGL()  # no framebuffer object: whole frames
             GL.glViewport(*region)
+            draw_texture(self._cache.texture())
             self.setProjection(region, region)
             self.setModelview()
             with self._drawing(still=False):
                 self.drawItemTree()
 
+        def _fill_cache(self, region) -> bool:
+            """Draw the still items into the cache unless it holds them for this camera,
+            size and scene already; False where no framebuffer object can be made."""
+            from OpenGL import GL
+
+            key = (region, tuple((self.projectionMatrix(region, region)
+                                  * self.viewMatrix()).data()),
+                   self.opts["bgcolor"], self._generation)
+            if key == self._cache_key and self._fits(region[2], region[3]):
+                return True
+            if not self._fits(region[2], region[3]) and not self._new_cache(*region[2:]):
+                return False
+            self._cache.bind()
+            try:
+                with self._drawing(still=True):
+                    self.paint(region=region, viewport=region)
+            finally:
+                GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.defaultFramebufferObject())
+            self._cache_key = key
+            self.still_frames += 1
+            return True
+
         def warm_step(self) -> None:
-            """Compile one direction of the copy now, if not done yet (see
+            """Do one step of the warm-up now, if not done yet (see
             :meth:`set_moving_items`)."""
             if self.moving:
                 self._warm_up()
@@ -321,26 +340,23 @@ def window_class():
                 self._warm_up()
 
         def _warm_up(self) -> None:
-            """Compile one direction of the copy (one pixel), then wait for the next
-            quiet moment for the other one."""
+            """One step: fill the cache (which the next frame uses if nothing moved), or
+            draw the copy once, on one pixel of the back buffer (undefined until the next
+            frame, which draws every pixel); then wait for the next quiet moment."""
             from OpenGL import GL
-            from PySide6.QtCore import QRect
-            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            from lossview.gui.gl_copy import draw_texture
 
             if self._warmed >= 2 or not self.isExposed() or not self.isValid():
                 return
             self.makeCurrent()
             try:
-                if self._cache is None and not self._new_cache(*self.getViewport()[2:]):
-                    return
-                one = QRect(0, 0, 1, 1)
-                # into the window's back buffer: its content is undefined until the next
-                # frame, which draws every pixel
-                target, source = ((self._cache, None) if self._warmed == 0
-                                  else (None, self._cache))
-                Fbo.blitFramebuffer(target, one, source, one, GL.GL_COLOR_BUFFER_BIT,
-                                    GL.GL_NEAREST)
-                self._cache_key = None
+                if self._warmed == 0:
+                    if not self._fill_cache(self.getViewport()):
+                        return
+                else:
+                    GL.glViewport(0, 0, 1, 1)
+                    draw_texture(self._cache.texture())
                 self._warmed += 1
             finally:
                 self.doneCurrent()
@@ -353,11 +369,8 @@ def window_class():
         def _new_cache(self, w: int, h: int) -> bool:
             from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
 
-            fmt = QOpenGLFramebufferObjectFormat()
-            # blits between multisampled buffers need the same number of samples
-            fmt.setSamples(max(self.context().format().samples(), 0))
-            fbo = Fbo(w, h, fmt)
-            if not fbo.isValid():
+            fbo = Fbo(w, h, QOpenGLFramebufferObjectFormat())  # a texture, no samples
+            if not fbo.isValid() or not fbo.texture():
                 self._cache_failed = True  # every frame is drawn whole from now on
                 self._cache = None
                 return False

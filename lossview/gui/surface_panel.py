@@ -382,7 +382,7 @@ class SurfacePanel(QWidget):
                 self._gl_view.set_scene(scene)
                 self._gl_view.set_current(self.timeline.index)
 
-        def warm() -> None:  # one turn each: compiling the 3D view's copy (~30, ~15 ms)
+        def warm() -> None:  # one turn each: preparing the 3D view's copy (~10-20 ms)
             if want_3d and self._gl_view is not None:
                 self._gl_view.warm_step()
 

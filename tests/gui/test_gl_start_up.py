@@ -32,7 +32,9 @@ for s in steps:
     s()
 progs = [gl.GLLinePlotItem._shaderProgram, gl.GLScatterPlotItem._shaderProgram,
          shaders.getShaderProgram("shaded").prog]
-print("STEPS", len(steps), "COMPILED", all(p is not None and p != -1 for p in progs))
+from lossview.gui import gl_copy
+print("STEPS", len(steps), "COMPILED", all(p is not None and p != -1 for p in progs),
+      "COPY_WARMED", len(gl_copy._PROGRAMS), "SOFTWARE", gl_window.software_rendering())
 
 # a 3D view of its own, drawing with those programs: a thick red line across it
 from PySide6.QtWidgets import QWidget
@@ -53,6 +55,23 @@ red = sum(1 for x in range(0, img.width(), 2) for y in range(0, img.height(), 2)
           if img.pixelColor(x, y).red() > 200 and img.pixelColor(x, y).green() < 60)
 same = gl.GLLinePlotItem._shaderProgram is progs[0]
 print("RED", red, "SAME_PROGRAM", same)
+# the line as the still part, copied back each frame under a moving marker: the copy's
+# program is the one compiled on the throw-away context
+dot = gl.GLScatterPlotItem(pos=np.array([[0, 2, 0]], float), size=6, color=(0, 0, 1, 1))
+view.addItem(dot)
+view.set_moving_items((dot,))
+view.update()
+t = time.monotonic()
+while not view.copying and time.monotonic() - t < 10:  # prepared in quiet moments
+    app.processEvents(); time.sleep(0.01)
+dot.setData(pos=np.array([[0, -2, 0]], float))  # only the moving item changed
+t = time.monotonic()
+while time.monotonic() - t < 0.3:
+    app.processEvents(); time.sleep(0.01)
+img = view.grabFramebuffer()
+red = sum(1 for x in range(0, img.width(), 2) for y in range(0, img.height(), 2)
+          if img.pixelColor(x, y).red() > 200 and img.pixelColor(x, y).green() < 60)
+print("COPIED_RED", red, "COPY_PROGRAMS", len(gl_copy._PROGRAMS), "COPYING", view.copying)
 # the container owns the GL window in C++ (PySide thinks Python does): delete it first,
 # or ~QApplication reaches the deleted window (see tests/gui/conftest.py)
 import shiboken6
@@ -81,12 +100,20 @@ def test_the_probe_needs_no_pyopengl_and_the_warmed_programs_draw_in_a_view():
     if reason != "None":
         pytest.skip(f"no OpenGL context here: {reason}")
     assert words[words.index("RENDERER") + 1] not in ("''", '""')
-    assert words[words.index("STEPS") + 1] == "4"  # three programs, then the release
+    # four programs (the scrub's copy only where the renderer is a software one, the
+    # only place it is used), then the release
+    assert words[words.index("STEPS") + 1] == "5"
+    software = words[words.index("SOFTWARE") + 1] == "True"
+    assert words[words.index("COPY_WARMED") + 1] == ("1" if software else "0")
     assert words[words.index("COMPILED") + 1] == "True"
     # the view drew with the program compiled on the throw-away context (shared), and
     # did not compile its own
     assert int(words[words.index("RED") + 1]) > 100
     assert words[words.index("SAME_PROGRAM") + 1] == "True"
+    # the still scene drawn into the cache and copied into the window looks the same
+    assert int(words[words.index("COPIED_RED") + 1]) > 100
+    assert words[words.index("COPY_PROGRAMS") + 1] == "1"
+    assert words[words.index("COPYING") + 1] == "True"
 
 
 def test_pyopengl_follows_qt_onto_egl():

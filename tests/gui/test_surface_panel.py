@@ -411,9 +411,9 @@ def _red_centre(arr):
 
 @pytest.mark.gl
 def test_the_copy_is_prepared_in_a_quiet_moment_only_once_nothing_computes(qtbot, quad_run):
-    """The 3D view compiles its copy (two blits, ~37 and ~15 ms on llvmpipe) in quiet
-    moments, but not while the app computes: a compile on a contended CPU blocked the GUI
-    thread 50 ms. The panel's view asks the panel."""
+    """The 3D view prepares its copy (two steps, ~10-20 ms each on llvmpipe) in quiet
+    moments, but not while the app computes: a compile on a CPU shared with a worker
+    blocked the GUI thread a third longer. The panel's view asks the panel."""
     from lossview.gui.gl_window import WARM_DELAY_MS
     from lossview.gui.surface_gl import SurfaceGLView
 
