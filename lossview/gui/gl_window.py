@@ -17,7 +17,7 @@ import logging
 from contextlib import contextmanager
 
 import OpenGL
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 
 # PyOpenGL calls glGetError after every GL call by default: pyqtgraph's items make ~20
 # calls an item a frame, so checking was about half of a 3D frame's time in Python (the
@@ -260,8 +260,6 @@ def window_class():
             """
             self.moving = tuple(items)
             if self._warm_timer is None:
-                from PySide6.QtCore import QTimer
-
                 self._warm_timer = QTimer(self)
                 self._warm_timer.setSingleShot(True)
                 self._warm_timer.setInterval(WARM_DELAY_MS)
