@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from lossview.gui.axes import nice_axes
 from lossview.gui.sweep import divergence_label, shared_pca, wrap_label
 
 COLORS = ("#1f6fb4", "#e07b16", "#d62728", "#2e9d4f", "#7b52ab", "#8c564b")
@@ -38,11 +39,11 @@ class SweepView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.pca_plot = pg.PlotWidget(title="Weights in a shared PCA basis")
+        self.pca_plot = pg.PlotWidget(title="Weights in a shared PCA basis", axisItems=nice_axes())
         self.pca_plot.setLabel("bottom", "PC1")
         self.pca_plot.setLabel("left", "PC2")
         self.pca_plot.showGrid(x=True, y=True, alpha=0.15)
-        self.loss_plot = pg.PlotWidget(title="Training loss (mini-batch)")
+        self.loss_plot = pg.PlotWidget(title="Training loss (mini-batch)", axisItems=nice_axes())
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setLogMode(y=True)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.15)

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from lossview.gui import style
+from lossview.gui.axes import nice_axes
 from lossview.gui.stagger import INTERVAL_MS
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
@@ -77,7 +78,7 @@ class TrajectoryPanel(QWidget):
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.ci.setContentsMargins(4, 4, 4, 4)
-        self.plot = style.style_plot(self.canvas.addPlot(row=0, col=0))
+        self.plot = style.style_plot(self.canvas.addPlot(row=0, col=0, axisItems=nice_axes()))
         self.plot.setAspectLocked(False)
         self.plot.getAxis("left").setWidth(48)
         # opaque pens drawn segment by segment: the translucent ones were stroked as one
@@ -122,7 +123,8 @@ class TrajectoryPanel(QWidget):
         self.base_canvas.setFixedHeight(150)
         self.base_canvas.setMinimumWidth(170)
         self.base_canvas.ci.setContentsMargins(2, 4, 4, 2)
-        self.base = style.style_plot(self.base_canvas.addPlot(), title="explained variance",
+        self.base = style.style_plot(self.base_canvas.addPlot(axisItems=nice_axes()),
+                                     title="explained variance",
                                      bottom="PC")
         self.base.setMouseEnabled(x=False, y=False)
         self.base.getAxis("left").setWidth(34)
