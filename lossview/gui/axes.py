@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QTransform
+from PySide6.QtCore import QRect, QRectF, Qt
+from PySide6.QtGui import QImage, QPainter, QTransform
 
 _SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -78,6 +78,45 @@ def line_rects(specs) -> list[tuple[QRectF, object]] | None:
     return out
 
 
+def fill_rects(p, rects: list[tuple[QRectF, object]]) -> None:
+    """Fill :func:`line_rects`' rectangles on ``p`` (a painter that only translates).
+
+    A rectangle one pixel wide is blended one span a row, ~150 ns a span: the 65 vertical
+    grid lines of a 400-pixel-high plot took 6 ms. Lines that span the same rows are
+    blended into a one-row image first (a "comb", in the order they were given), which
+    is drawn stretched over those rows: a span a row for all of them (0.4 ms). The
+    pixels are the ones the rectangles light (an aliased fill rounds each edge to the
+    nearest pixel boundary); a colour may differ by one in 255 where Qt's scaled image
+    blend rounds differently from its solid fill."""
+    t = p.transform()
+    combs: dict[tuple[float, float], list[tuple[float, object]]] = {}
+    for r, color in rects:
+        if r.width() == 1.0 and r.height() > 2.0:
+            combs.setdefault((r.top(), r.bottom()), []).append((r.left(), color))
+        else:
+            p.fillRect(r, color)
+    for (top, bottom), lines in combs.items():
+        if len(lines) < 3:
+            for left, color in lines:
+                p.fillRect(QRectF(left, top, 1.0, bottom - top), color)
+            continue
+        cols = [math.floor(left + t.dx() + 0.5) for left, _ in lines]
+        c0 = min(cols)
+        comb = QImage(max(cols) - c0 + 1, 1, QImage.Format.Format_ARGB32_Premultiplied)
+        comb.fill(0)
+        q = QPainter(comb)
+        for c, (_, color) in zip(cols, lines):
+            q.fillRect(QRect(c - c0, 0, 1, 1), color)
+        q.end()
+        r0, r1 = math.floor(top + t.dy() + 0.5), math.floor(bottom + t.dy() + 0.5)
+        if r1 > r0:
+            p.save()
+            p.resetTransform()  # device pixels (the clip stays as it was)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            p.drawImage(QRect(c0, r0, comb.width(), r1 - r0), comb)
+            p.restore()
+
+
 class GridAxis(pg.AxisItem):
     """AxisItem whose tick and grid lines are filled as rectangles: the same pixels,
     ~100x cheaper to draw.
@@ -117,8 +156,7 @@ class GridAxis(pg.AxisItem):
         p.save()
         p.setRenderHint(p.RenderHint.Antialiasing, False)
         if exact:
-            for r, color in self._rects:
-                p.fillRect(r, color)
+            fill_rects(p, self._rects)
         else:
             for pen, a, b in self._lines:
                 p.setPen(pen)

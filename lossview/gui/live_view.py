@@ -3,11 +3,12 @@
 ``run_updated`` arrives up to ~30 times a second; the window's loss panel, timeline and
 timeline bar are refreshed from it at most once per ``REFRESH_INTERVAL`` seconds (the
 updates in between are coalesced; the last one lands unless the finished run is about to
-be reopened from its folder). A refresh repaints most of
-the window, which costs tens of milliseconds on a software-rendered display; refreshing
-at 30 Hz kept the GUI thread painting without a pause for seconds (timers and input
+be reopened from its folder), over event-loop turns of their own: the timeline, the loss
+panel, then each follower (the train dialog's plot). A refresh repaints most of the
+window, which costs tens of milliseconds on a software-rendered display; refreshing at
+30 Hz kept the GUI thread painting without a pause for seconds (timers and input
 starved), so the interval also grows to ``REFRESH_LOAD`` times the measured cost of the
-last refresh, repaint included. PCA and the diagnostics need the whole trajectory, so
+last refresh, repaints included. PCA and the diagnostics need the whole trajectory, so
 they are recomputed on a frozen copy of the run in a worker, one at a time and at most
 every ``ANALYSIS_INTERVAL`` seconds; the loss surface waits for the finished run.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
@@ -60,12 +62,15 @@ class LiveView(QObject):
         self._worker: GeneratorWorker | ProcessWorker | None = None
         self._last = 0.0
         self._pending = False
-        self._cost = 0.0  # seconds the last refresh took, repaint included
-        self._t_refresh = 0.0
+        self._cost = 0.0  # seconds the latest refresh's parts took, repaints included
+        self._last_cost = 0.0  # (the same, kept when the next refresh starts)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer)
         self.stagger = Stagger(self)
+        #: more views of the run (the train dialog's plot), each refreshed in a turn of
+        #: its own after the window's
+        self.followers: list[Callable[[], None]] = []
 
     def start(self, run: Any) -> None:
         self.run = run
@@ -92,16 +97,22 @@ class LiveView(QObject):
         self._refresh()
 
     def flush(self) -> None:
-        """Apply a coalesced update now (e.g. before the live run is replaced)."""
+        """Apply a coalesced update now, every part of it (e.g. before the live run is
+        replaced)."""
         if self._pending and self.run is not None:
             self._timer.stop()
-            self._refresh()
+            self._refresh(at_once=True)
 
     def _on_timer(self) -> None:
         if self._pending and self.run is not None:
             self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self, at_once: bool = False) -> None:
+        """Show the grown run over event-loop turns: the timeline and its bar (cheap, but
+        they move every panel's cursor), then the loss panel (its curves, ranges and
+        repaint: the costly part), then each follower. In one turn the window's part
+        blocked the GUI thread for 40-55 ms, with the train dialog's plot often in the
+        same pass."""
         if self.stagger.active and self.run is not None and self.run.spec.get("live"):
             # a new report is being shown panel by panel (the loss panel among them):
             # refreshing now would paint in one of its turns; come back after it
@@ -111,21 +122,40 @@ class LiveView(QObject):
         self._pending = False
         run = self.run
         w = self.win
-        t0 = time.perf_counter()
-        w.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
-        w.loss_panel.set_run(run, w.report)
-        settle(w.loss_panel)  # laid out and ranged now, so it paints once
-        w.timeline.set_count(len(run), keep_end=True)
-        self._t_refresh = t0
-        # the repaint runs after this returns: measured when the event loop is back
-        QTimer.singleShot(0, self._measured)
-        self._timer.start(int(1000 * max(REFRESH_INTERVAL, REFRESH_LOAD * self._cost)))
+        self._cost = 0.0
+
+        def timeline() -> None:
+            w.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
+            w.timeline.set_count(len(run), keep_end=True)
+
+        def loss() -> None:
+            if run is self.run:
+                w.loss_panel.set_run(run, w.report)
+                settle(w.loss_panel)  # laid out and ranged now, so it paints once
+
+        steps = [timeline, loss, *self.followers]
+        if at_once:
+            for step in steps:
+                step()
+        else:
+            self.stagger.run([self._measured(step) for step in steps])
+        self._timer.start(int(1000 * max(REFRESH_INTERVAL, REFRESH_LOAD * self._last_cost)))
         if self._worker is None and time.monotonic() - self._last >= ANALYSIS_INTERVAL \
                 and len(run) >= 3:
             self._analyse()
 
-    def _measured(self) -> None:
-        self._cost = time.perf_counter() - self._t_refresh
+    def _measured(self, step):
+        """``step``, adding what it costs, its repaint included, to the refresh's cost."""
+        def measured() -> None:
+            t0 = time.perf_counter()
+            step()
+            # the repaint runs after this returns: measured when the event loop is back
+            QTimer.singleShot(0, self, lambda: self._add_cost(time.perf_counter() - t0))
+        return measured
+
+    def _add_cost(self, seconds: float) -> None:
+        self._cost += seconds
+        self._last_cost = self._cost
 
     def stop(self) -> None:
         """Training ended (the saved folder is opened next) or the window closes."""

@@ -390,6 +390,9 @@ class MainWindow(QMainWindow):
             self._train_dialog = cls(self)
             self._train_dialog.run_started.connect(self.live.start)
             self._train_dialog.run_updated.connect(self.live.update)
+            # its plot is redrawn after each of the window's refreshes, in a turn of its own
+            self.live.followers.append(self._train_dialog.plot_live)
+            self._train_dialog.plot_follows_window = True
             self._train_dialog.run_finished.connect(self._on_training_finished)
         self._train_dialog.show()
         self._train_dialog.raise_()

@@ -55,8 +55,8 @@ from lossview.gui.widgets import LazyProgressBar, choose
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 
-#: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s;
-#: at 10 a second its repaints often fell in the same turn as the main window's refresh)
+#: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s),
+#: unless the main window follows the run and redraws it (``plot_follows_window``)
 PLOT_INTERVAL = 0.25
 
 
@@ -231,6 +231,10 @@ class TrainDialog(QDialog):
 
         self.problem_box.currentIndexChanged.connect(self._fill_defaults)
         self._last_plot = 0.0
+        #: set by a window that follows the run: it calls :meth:`plot_live` in a turn of
+        #: its own after each of its refreshes (drawn from the progress events, the plot
+        #: and its repaint often fell in the turn that repainted the window's loss panel)
+        self.plot_follows_window = False
         self._steps: list[float] = []
         self._loss: list[float] = []
         self._fill_defaults()
@@ -363,13 +367,15 @@ class TrainDialog(QDialog):
         self.progress.setValue(int(1000 * ev.fraction))
         run = self.training.run
         now = time.monotonic()
-        if now - self._last_plot >= PLOT_INTERVAL or ev.status != "running":
+        if ev.status != "running" or (not self.plot_follows_window
+                                      and now - self._last_plot >= PLOT_INTERVAL):
             self._last_plot = now
-            self._plot_live()
+            self.plot_live()
         self.status.setText(f"step {ev.step} / {ev.total}   loss {ev.loss:.4g}   "
                             f"{len(run) if run is not None else 0} snapshots")
 
-    def _plot_live(self) -> None:
+    def plot_live(self) -> None:
+        """Draw the training run's loss so far."""
         run = self.training.run
         if run is None:
             return
@@ -394,7 +400,7 @@ class TrainDialog(QDialog):
 
     def _on_single_finished(self, summary: Any) -> None:
         self._set_running(False)
-        self._plot_live()
+        self.plot_live()
         path = self.training.path
         if self.training.error is not None:
             return  # the failure message stays

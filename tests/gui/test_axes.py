@@ -102,9 +102,12 @@ def test_an_axis_with_filled_grid_lines_looks_the_same(qtbot, cached):
         for p in (p_fill, p_draw):
             p.setLogMode(y=log)
             p.setRange(xRange=x, yRange=y, padding=0)
-        a, b = _pixels(w_fill.grab().toImage()), _pixels(w_draw.grab().toImage())
+        a = _pixels(w_fill.grab().toImage()).astype(int)
+        b = _pixels(w_draw.grab().toImage()).astype(int)
         assert p_fill.getAxis("left")._rects, "the grid was not filled as rectangles"
-        assert (a != b).any(-1).sum() == 0, f"range {x}, {y} (log {log})"
+        # the same pixels lit (a missing or moved grid line is ~16 levels off); a colour
+        # may be one in 255 off where the vertical lines' comb image is blended
+        assert np.abs(a - b).max() <= 1, f"range {x}, {y} (log {log})"
 
 
 def test_a_scaled_painter_gets_the_lines_drawn_as_lines(qtbot):

@@ -80,3 +80,42 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
     d = window.diagnostics_panel
     np.testing.assert_allclose(d.c_init.yData, report["distance"]["from_init"][1:])
     assert window.trajectory_panel._coords.shape[0] == len(report["pca"]["coords"])
+
+
+def test_a_live_refresh_shows_timeline_loss_panel_and_dialog_in_turns_of_their_own(
+        qtbot, window, loaded, monkeypatch):
+    """Each refresh of a training run is three event-loop turns: the timeline (every
+    panel's cursor), the loss panel (curves, ranges, repaint), then the train dialog's
+    plot; together in one turn they blocked the GUI thread for 40-55 ms."""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    window.open_train_dialog()
+    dlg = window._train_dialog
+    assert dlg.plot_live in window.live.followers and dlg.plot_follows_window
+    run, _report = loaded
+    run.spec["live"] = True
+    window.live.start(run)
+    qtbot.waitUntil(lambda: not window.stagger.active and not window.live.stagger.active,
+                    timeout=10000)
+    window.live._last = time.monotonic()  # no live analysis due during the test
+    turn = [0]
+    ticker = QTimer()
+    ticker.setInterval(0)  # fires once per event-loop turn
+    ticker.timeout.connect(lambda: turn.__setitem__(0, turn[0] + 1))
+    ticker.start()
+    calls = []
+    bar_set, loss_set, plot = (window.timeline_bar.set_steps, window.loss_panel.set_run,
+                               dlg.plot_live)
+    monkeypatch.setattr(window.timeline_bar, "set_steps",
+                        lambda *a: (calls.append(("timeline", turn[0])), bar_set(*a)))
+    monkeypatch.setattr(window.loss_panel, "set_run",
+                        lambda *a: (calls.append(("loss", turn[0])), loss_set(*a)))
+    window.live.followers[:] = [lambda: (calls.append(("dialog", turn[0])), plot())]
+    window.live.update(run)
+    assert [c[0] for c in calls] == ["timeline"]  # the loss panel waits for a later turn
+    qtbot.waitUntil(lambda: len(calls) == 3, timeout=5000)
+    ticker.stop()
+    assert [c[0] for c in calls] == ["timeline", "loss", "dialog"]
+    assert calls[0][1] < calls[1][1] < calls[2][1]
