@@ -4,11 +4,11 @@
 timeline bar are refreshed from it at most once per ``REFRESH_INTERVAL`` seconds (the
 updates in between are coalesced; the last one lands unless the finished run is about to
 be reopened from its folder), over event-loop turns of their own: the timeline, the loss
-panel, then each follower (the train dialog's plot). A refresh repaints most of the
-window, which costs tens of milliseconds on a software-rendered display; refreshing at
-30 Hz kept the GUI thread painting without a pause for seconds (timers and input
-starved), so the interval also grows to ``REFRESH_LOAD`` times the measured cost of the
-last refresh, repaints included. PCA and the diagnostics need the whole trajectory, so
+panel's plots, then each follower (the train dialog's plot). A refresh repaints most of
+the window, which costs tens of milliseconds on a software-rendered display; refreshing
+at 30 Hz kept the GUI thread painting without a pause for seconds (timers and input
+starved), so the interval also grows to ``REFRESH_LOAD`` times the measured cost of
+the last refresh, repaints included. PCA and the diagnostics need the whole trajectory, so
 they are recomputed on a frozen copy of the run in a worker, one at a time and at most
 every ``ANALYSIS_INTERVAL`` seconds; the loss surface waits for the finished run.
 """
@@ -109,10 +109,10 @@ class LiveView(QObject):
 
     def _refresh(self, at_once: bool = False) -> None:
         """Show the grown run over event-loop turns: the timeline and its bar (cheap, but
-        they move every panel's cursor), then the loss panel (its curves, ranges and
-        repaint: the costly part), then each follower. In one turn the window's part
-        blocked the GUI thread for 40-55 ms, with the train dialog's plot often in the
-        same pass."""
+        they move every panel's cursor), then the loss panel a plot a turn (curves,
+        ranges and repaint: the costly part), then each follower. In one turn the
+        window's part blocked the GUI thread for 40-55 ms, with the train dialog's plot
+        often in the same pass."""
         if self.stagger.active and self.run is not None and self.run.spec.get("live"):
             # a new report is being shown panel by panel (the loss panel among them):
             # refreshing now would paint in one of its turns; come back after it
@@ -128,12 +128,15 @@ class LiveView(QObject):
             w.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
             w.timeline.set_count(len(run), keep_end=True)
 
-        def loss() -> None:
-            if run is self.run:
-                w.loss_panel.set_run(run, w.report)
-                settle(w.loss_panel)  # laid out and ranged now, so it paints once
+        def settled(part):
+            def step() -> None:
+                if run is self.run:
+                    part()
+                    settle(w.loss_panel)  # laid out and ranged now, so it paints once
+            return step
 
-        steps = [timeline, loss, *self.followers]
+        loss = [settled(part) for part in w.loss_panel.run_parts(run, w.report)]
+        steps = [timeline, *loss, *self.followers]
         if at_once:
             for step in steps:
                 step()
@@ -221,7 +224,7 @@ class LiveView(QObject):
             parts += [settled(f, diag) for f in diag.run_parts(frozen, report)]
         else:
             parts.append(whole(diag, frozen))
-        parts.append(whole(w.loss_panel, live))
+        parts += [settled(f, w.loss_panel) for f in w.loss_panel.run_parts(live, report)]
         self.stagger.run([guarded(f) for f in parts])
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:

@@ -8,6 +8,7 @@ timeline update never writes back).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
+from lossview.core.analysis.smoothing import ema
 from lossview.gui import style
 from lossview.gui.axes import nice_axes, set_log_y, steady_range
 from lossview.gui.cursor import PixelCursor
@@ -36,42 +38,6 @@ VAL_NAMES = ("val_loss", "eval_loss", "valid_loss", "validation_loss", "test_los
 GRAD_NAMES = ("grad_norm", "gradient_norm")
 UPDATE_NAMES = ("update_norm",)
 LR_NAMES = ("lr", "learning_rate")
-
-
-def ema(values: np.ndarray, weight: float) -> np.ndarray:
-    """Exponential moving average over the finite values; non-finite entries stay NaN."""
-    v = np.asarray(values, dtype=float)
-    out = np.full(v.shape, np.nan)
-    ok = np.isfinite(v)
-    if weight <= 0 or ok.sum() == 0:
-        out[ok] = v[ok]
-        return out
-    out[ok] = _ema_finite(v[ok], float(weight))
-    return out
-
-
-def _ema_finite(x: np.ndarray, w: float, block: int = 64) -> np.ndarray:
-    """``y[n] = w y[n-1] + (1 - w) x[n]`` with ``y[-1] = x[0]``, in blocks of ``block``.
-
-    Within a block ``y = (1 - w) L x + w^(k+1) y_prev`` with ``L[k, j] = w^(k-j)`` (j <= k),
-    one small matrix product for all blocks, then the carry from block to block. The same
-    numbers as ``scipy.signal.lfilter`` to float64 rounding, without importing
-    ``scipy.signal`` (0.8 s of the app's start-up).
-    """
-    n = len(x)
-    nb = -(-n // block)
-    pad = np.zeros(nb * block)
-    pad[:n] = x
-    k = np.arange(block)
-    diff = k[:, None] - k[None, :]
-    low = np.where(diff >= 0, w ** np.maximum(diff, 0), 0.0)
-    z = (1.0 - w) * (pad.reshape(nb, block) @ low.T)
-    carry = w ** (k + 1)
-    prev = x[0]
-    for i in range(nb):
-        z[i] += carry * prev
-        prev = z[i, -1]
-    return z.reshape(-1)[:n]
 
 
 def _planned_steps(run: Any) -> int | None:
@@ -104,6 +70,8 @@ class LossPanel(QWidget):
         self._steps = np.array([], dtype=np.int64)
         self._growing = False  # a live run: y ranges held steady (steady_range)
         self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._plateau: int | None = None  # the report's plateau and divergence steps
+        self._divergence: int | None = None
         t = style.current()
 
         head, hl = header("Loss", tip("loss"))
@@ -174,6 +142,11 @@ class LossPanel(QWidget):
         self.c_grad.opts["antialias"] = False
         self.curves = (self.c_raw, self.c_train, self.c_val, self.c_grad, self.c_update,
                        self.c_lr)
+        #: per plot: (curve, series key, smoothed)
+        self._curves_of = (((self.c_raw, "raw", False), (self.c_train, "train", True),
+                            (self.c_val, "val", False)),
+                           ((self.c_grad, "grad", True), (self.c_update, "update", True)),
+                           ((self.c_lr, "lr", False),))
         self.c_train.setToolTip(tip("loss"))
         self.c_val.setToolTip(tip("val_loss"))
 
@@ -222,11 +195,54 @@ class LossPanel(QWidget):
         self.smoothing.valueChanged.connect(self._on_smoothing)
         timeline.index_changed.connect(self._on_index)
         self._apply_log(True)
-        self._set_markers(None, None)
+        self._set_markers()
 
     # -- data ---------------------------------------------------------------------
     def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
         """Show ``run``'s metrics; ``report`` supplies plateau and divergence steps."""
+        for part in self.run_parts(run, report):
+            part()
+
+    def run_parts(self, run: Any, report: dict[str, Any] | None) -> list[Callable[[], None]]:
+        """:meth:`set_run` as five calls: the run's series and x frame, one per plot (its
+        curves, log mode, y range and markers), then the cursors. A caller that runs them
+        one per event-loop turn (live training) repaints one plot a turn: the whole
+        panel's repaint and its update together blocked the GUI thread up to 30 ms."""
+        rep = report or {}
+
+        def series() -> None:
+            self._set_series(run)
+            self._plateau = (rep.get("plateau") or {}).get("step")
+            self._divergence = (rep.get("divergence") or {}).get("step")
+            planned = _planned_steps(run)
+            self._growing = bool(planned)
+            for c in self.curves:  # a growing run's curves change more often than the cursor
+                cache_item(c, on=not planned)
+            if planned:  # a run still training: the frame its curves grow into, fixed
+                for p in self.plots:
+                    p.enableAutoRange(x=False)
+                self.p_loss.setXRange(0, planned, padding=0.02)
+            else:
+                for p in self.plots:
+                    p.enableAutoRange(x=True)
+
+        def plot(k: int) -> Callable[[], None]:
+            def show() -> None:
+                self._redraw_plot(k)
+                self._set_log(k, self.log_y.isChecked())
+                self._set_markers_of(k)
+            return show
+
+        def cursors() -> None:
+            xmin = float(self._steps[0]) if len(self._steps) else 0.0
+            xmax = float(self._steps[-1]) if len(self._steps) else 1.0
+            for c in self.cursors:
+                c.setBounds((xmin, xmax))
+            self._on_index(self.timeline.index)
+
+        return [series, *(plot(k) for k in range(len(self.plots))), cursors]
+
+    def _set_series(self, run: Any) -> None:
         self._steps = np.asarray(run.steps, dtype=np.int64)
         m = run.metrics
 
@@ -250,40 +266,23 @@ class LossPanel(QWidget):
             if val is not None:
                 self._series[key] = val
         self._train_label = train_name or "train"
-        self._redraw_curves()
-        rep = report or {}
-        plateau = (rep.get("plateau") or {}).get("step")
-        divergence = (rep.get("divergence") or {}).get("step")
-        self._set_markers(plateau, divergence)
-        planned = _planned_steps(run)
-        self._growing = bool(planned)
-        for c in self.curves:  # a growing run's curves change more often than the cursor
-            cache_item(c, on=not planned)
-        if planned:  # a run still training: the frame its curves grow into, fixed
-            for p in self.plots:
-                p.enableAutoRange(x=False)
-            self.p_loss.setXRange(0, planned, padding=0.02)
-        else:
-            for p in self.plots:
-                p.enableAutoRange(x=True)
-        self._apply_log(self.log_y.isChecked())
-        xmin = float(self._steps[0]) if len(self._steps) else 0.0
-        xmax = float(self._steps[-1]) if len(self._steps) else 1.0
-        for c in self.cursors:
-            c.setBounds((xmin, xmax))
-        self._on_index(self.timeline.index)
 
     def clear(self) -> None:
         self._steps = np.array([], dtype=np.int64)
         self._series = {}
+        self._plateau = self._divergence = None
         self._redraw_curves()
-        self._set_markers(None, None)
+        self._set_markers()
 
     def _redraw_curves(self) -> None:
+        for k in range(len(self.plots)):
+            self._redraw_plot(k)
+
+    def _redraw_plot(self, k: int) -> None:
+        """Plot ``k``'s curves from the series (smoothed where marked), or its note."""
         w = self.smoothing.value() / 100.0
         s = self._series
-
-        def put(c, key, smooth):
+        for c, key, smooth in self._curves_of[k]:
             if key in s:
                 x, y = s[key]
                 c.setData(x, ema(y, w) if smooth else y)
@@ -291,41 +290,37 @@ class LossPanel(QWidget):
             else:
                 c.setData([], [])
                 c.setVisible(False)
+        if k == 0:
+            if "val" in s and len(s["val"][0]) <= 60:
+                self.c_val.setSymbol("o")
+                self.c_val.setSymbolSize(4)
+                self.c_val.setSymbolBrush(style.current().val)
+                self.c_val.setSymbolPen(None)
+            else:
+                self.c_val.setSymbol(None)
+        missing = ("no loss logged" if not ({"train", "raw", "val"} & set(s)) else "",
+                   "no gradient norm logged" if not ({"grad", "update"} & set(s)) else "",
+                   "no learning rate logged" if "lr" not in s else "")
+        self.notes[k].setText(missing[k])
 
-        put(self.c_raw, "raw", False)
-        put(self.c_train, "train", True)
-        put(self.c_val, "val", False)
-        put(self.c_grad, "grad", True)
-        put(self.c_update, "update", True)
-        put(self.c_lr, "lr", False)
-        if "val" in s and len(s["val"][0]) <= 60:
-            self.c_val.setSymbol("o")
-            self.c_val.setSymbolSize(4)
-            self.c_val.setSymbolBrush(style.current().val)
-            self.c_val.setSymbolPen(None)
-        else:
-            self.c_val.setSymbol(None)
-        missing = {
-            0: "no loss logged" if not ({"train", "raw", "val"} & set(s)) else "",
-            1: "no gradient norm logged" if not ({"grad", "update"} & set(s)) else "",
-            2: "no learning rate logged" if "lr" not in s else "",
-        }
-        for k, n in enumerate(self.notes):
-            n.setText(missing[k])
+    def _set_markers(self) -> None:
+        for k in range(len(self.plots)):
+            self._set_markers_of(k)
 
-    def _set_markers(self, plateau: int | None, divergence: int | None) -> None:
+    def _set_markers_of(self, k: int) -> None:
+        """Plot ``k``'s plateau line and wandering region, and its divergence line."""
         end = float(self._steps[-1]) if len(self._steps) else 0.0
-        for reg, pl in zip(self.regions, self.plateau_lines):
-            ok = plateau is not None
-            pl.setVisible(ok)
-            reg.setVisible(ok and end > plateau)
-            if ok:
-                pl.setValue(float(plateau))
-                reg.setRegion((float(plateau), end))
-        for dl in self.divergence_lines:
-            dl.setVisible(divergence is not None)
-            if divergence is not None:
-                dl.setValue(float(divergence))
+        plateau, divergence = self._plateau, self._divergence
+        reg, pl, dl = self.regions[k], self.plateau_lines[k], self.divergence_lines[k]
+        ok = plateau is not None
+        pl.setVisible(ok)
+        reg.setVisible(ok and end > plateau)
+        if ok:
+            pl.setValue(float(plateau))
+            reg.setRegion((float(plateau), end))
+        dl.setVisible(divergence is not None)
+        if divergence is not None:
+            dl.setValue(float(divergence))
 
     # -- controls -----------------------------------------------------------------
     def _apply_log(self, on: bool) -> None:
@@ -334,20 +329,26 @@ class LossPanel(QWidget):
         leave them (:func:`steady_range`); the x frame never moves (:func:`set_log_y`).
         A growing run's values only add to what spanned less than 30x before, so its
         plots switch to log at most once."""
-        fresh = set_log_y(self.p_loss, on)
-        self._range_y(self.p_loss, [self._series[k][1] for k in ("raw", "train", "val")
-                                    if k in self._series], bool(on), fresh)
-        for p, keys in ((self.p_grad, ("grad", "update")), (self.p_lr, ("lr",))):
-            arrays = [self._series[k][1] for k in keys if k in self._series]
-            log = bool(on) and _spans_decades(arrays)
-            fresh = set_log_y(p, log)
-            if p is self.p_lr and not log and arrays:
-                # a learning rate is >= 0: start the axis at 0 (a constant lr stays readable)
-                top = float(np.nanmax(np.concatenate(arrays)))
-                p.enableAutoRange(y=False)
-                p.setYRange(0.0, top * 1.25 if top > 0 else 1.0, padding=0)
-            else:
-                self._range_y(p, arrays, log, fresh)
+        for k in range(len(self.plots)):
+            self._set_log(k, on)
+
+    def _set_log(self, k: int, on: bool) -> None:
+        """Plot ``k``'s log mode and y range (see :meth:`_apply_log`)."""
+        p = self.plots[k]
+        arrays = [self._series[key][1] for _, key, _ in self._curves_of[k]
+                  if key in self._series]
+        if p is self.p_loss:
+            self._range_y(p, arrays, bool(on), set_log_y(p, on))
+            return
+        log = bool(on) and _spans_decades(arrays)
+        fresh = set_log_y(p, log)
+        if p is self.p_lr and not log and arrays:
+            # a learning rate is >= 0: start the axis at 0 (a constant lr stays readable)
+            top = float(np.nanmax(np.concatenate(arrays)))
+            p.enableAutoRange(y=False)
+            p.setYRange(0.0, top * 1.25 if top > 0 else 1.0, padding=0)
+        else:
+            self._range_y(p, arrays, log, fresh)
 
     def _range_y(self, plot, arrays: list, log: bool, fresh: bool = False) -> None:
         """Auto y range, or for a growing run :func:`steady_range` from the current one

@@ -82,11 +82,11 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
     assert window.trajectory_panel._coords.shape[0] == len(report["pca"]["coords"])
 
 
-def test_a_live_refresh_shows_timeline_loss_panel_and_dialog_in_turns_of_their_own(
+def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_own(
         qtbot, window, loaded, monkeypatch):
-    """Each refresh of a training run is three event-loop turns: the timeline (every
-    panel's cursor), the loss panel (curves, ranges, repaint), then the train dialog's
-    plot; together in one turn they blocked the GUI thread for 40-55 ms."""
+    """Each refresh of a training run is spread over event-loop turns: the timeline
+    (every panel's cursor), the loss panel a plot a turn (curves, ranges, repaint), then
+    the train dialog's plot; together in one turn they blocked the GUI thread 40-55 ms."""
     import time
 
     from PySide6.QtCore import QTimer
@@ -106,16 +106,25 @@ def test_a_live_refresh_shows_timeline_loss_panel_and_dialog_in_turns_of_their_o
     ticker.timeout.connect(lambda: turn.__setitem__(0, turn[0] + 1))
     ticker.start()
     calls = []
-    bar_set, loss_set, plot = (window.timeline_bar.set_steps, window.loss_panel.set_run,
+    bar_set, parts_of, plot = (window.timeline_bar.set_steps, window.loss_panel.run_parts,
                                dlg.plot_live)
+
+    def recorded_parts(*args):
+        def recorded(k, part):
+            return lambda: (calls.append((f"loss {k}", turn[0])), part())
+        return [recorded(k, part) for k, part in enumerate(parts_of(*args))]
+
     monkeypatch.setattr(window.timeline_bar, "set_steps",
                         lambda *a: (calls.append(("timeline", turn[0])), bar_set(*a)))
-    monkeypatch.setattr(window.loss_panel, "set_run",
-                        lambda *a: (calls.append(("loss", turn[0])), loss_set(*a)))
+    monkeypatch.setattr(window.loss_panel, "run_parts", recorded_parts)
     window.live.followers[:] = [lambda: (calls.append(("dialog", turn[0])), plot())]
     window.live.update(run)
-    assert [c[0] for c in calls] == ["timeline"]  # the loss panel waits for a later turn
-    qtbot.waitUntil(lambda: len(calls) == 3, timeout=5000)
+    assert [c[0] for c in calls] == ["timeline"]  # the loss panel waits for later turns
+    n = 2 + len(parts_of(run, None))
+    qtbot.waitUntil(lambda: len(calls) == n, timeout=5000)
     ticker.stop()
-    assert [c[0] for c in calls] == ["timeline", "loss", "dialog"]
-    assert calls[0][1] < calls[1][1] < calls[2][1]
+    assert [c[0] for c in calls] == ["timeline", *(f"loss {k}" for k in range(n - 2)), "dialog"]
+    turns = [c[1] for c in calls]
+    assert turns == sorted(set(turns))  # each in a turn of its own
+    # the panel shows the run as set_run does
+    np.testing.assert_array_equal(window.loss_panel.c_train.xData, run.metrics["train_loss"].steps)

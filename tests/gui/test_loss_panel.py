@@ -4,7 +4,8 @@ the cursor follows the timeline and a drag writes the nearest snapshot back."""
 import numpy as np
 import pytest
 
-from lossview.gui.loss_panel import LossPanel, ema
+from lossview.core.analysis.smoothing import ema
+from lossview.gui.loss_panel import LossPanel
 from lossview.gui.timeline import Timeline
 
 from .conftest import analyse, write_run
@@ -13,26 +14,6 @@ from .conftest import analyse, write_run
 def data(curve):
     """The data given to setData (getData would return log10 values in log mode)."""
     return curve.xData, curve.yData
-
-
-def test_ema_matches_recursion_and_skips_nan():
-    x = np.array([1.0, 3.0, np.nan, 5.0, 2.0])
-    w = 0.5
-    # y0 = x0; y_k = w y_{k-1} + (1 - w) x_k over the finite values only
-    expect = [1.0, 2.0, np.nan, 3.5, 2.75]
-    np.testing.assert_allclose(ema(x, w), expect, equal_nan=True)
-    np.testing.assert_array_equal(ema(x, 0.0), x)
-
-
-@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000])
-@pytest.mark.parametrize("w", [0.3, 0.9, 0.999])
-def test_blocked_ema_equals_the_recursion_across_block_edges(n, w):
-    x = np.random.default_rng(n).lognormal(size=n)
-    y, prev = np.empty(n), x[0]
-    for i, v in enumerate(x):
-        prev = w * prev + (1 - w) * v
-        y[i] = prev
-    np.testing.assert_allclose(ema(x, w), y, rtol=1e-12)
 
 
 @pytest.fixture
@@ -233,3 +214,42 @@ def test_a_growing_gradient_norm_goes_log_once_without_moving_the_x_frame(qtbot)
     p.log_y.setChecked(False)
     assert not p.p_grad.ctrl.logYCheck.isChecked() and not p.p_loss.ctrl.logYCheck.isChecked()
     np.testing.assert_allclose([pl.viewRange()[0] for pl in p.plots], frames)
+
+
+def test_run_parts_show_one_plot_a_part_and_end_as_set_run_does(qtbot):
+    """Live training shows a refresh a plot a turn: until its part runs, a plot keeps its
+    old curves; after all parts the panel is as set_run leaves it."""
+    from lossview.core.io.memory import run_from_arrays
+
+    tl = Timeline()
+    p = LossPanel(tl)
+    qtbot.addWidget(p)
+
+    def run(n, scale):
+        steps = np.arange(n)
+        return run_from_arrays(np.zeros((len(steps[::10]), 3)), steps=list(steps[::10]),
+                               metrics={"loss": (steps, scale * np.exp(-steps / 50.0)),
+                                        "grad_norm": (steps, scale * (1 + steps / 10.0)),
+                                        "lr": (steps, np.full(n, 0.1 * scale))},
+                               spec={"live": True, "training": {"steps": 400}})
+
+    old, new = run(100, 1.0), run(200, 2.0)
+    p.set_run(old, None)
+    series, loss, grad, lr, cursors = p.run_parts(new, None)
+    series()
+    loss()
+    assert len(p.c_raw.xData) == 200 and len(p.c_grad.xData) == 100  # grad: old data
+    assert len(p.c_lr.xData) == 100
+    grad()
+    lr()
+    cursors()
+    assert len(p.c_grad.xData) == 200 and p.c_lr.yData[0] == pytest.approx(0.2)
+    parts_state = [c.yData.copy() for c in (p.c_raw, p.c_train, p.c_grad, p.c_lr)]
+    ranges = [pl.viewRange() for pl in p.plots]
+    q = LossPanel(Timeline())
+    qtbot.addWidget(q)
+    q.set_run(old, None)
+    q.set_run(new, None)
+    for a, c in zip(parts_state, (q.c_raw, q.c_train, q.c_grad, q.c_lr)):
+        np.testing.assert_array_equal(a, c.yData)
+    np.testing.assert_allclose([pl.viewRange() for pl in q.plots], ranges)
