@@ -9,8 +9,9 @@ the window, which costs tens of milliseconds on a software-rendered display; ref
 at 30 Hz kept the GUI thread painting without a pause for seconds (timers and input
 starved), so the interval also grows to ``REFRESH_LOAD`` times the measured cost of
 the last refresh, repaints included. PCA and the diagnostics need the whole trajectory, so
-they are recomputed on a frozen copy of the run in a worker, one at a time and at most
-every ``ANALYSIS_INTERVAL`` seconds; the loss surface waits for the finished run.
+they are recomputed on a frozen copy of the run in a worker, one at a time, at most
+every ``ANALYSIS_INTERVAL`` seconds and ``ANALYSIS_LOAD`` times what the last one took
+(its report shown included); the loss surface waits for the finished run.
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui")
 
-ANALYSIS_INTERVAL = 2.0
+#: the live analysis reruns at most this often (seconds) after the last one ended ...
+ANALYSIS_INTERVAL = 0.75
+#: ... and leaves at least (ANALYSIS_LOAD - 1) times as long as the last one took between
+#: two (every 2 s, the trajectory of a 5 s run showed its first 14 of 151 snapshots until
+#: the run ended: the analysis itself took 0.1 s)
+ANALYSIS_LOAD = 3.0
 #: the window follows a live run at most this often (seconds) ...
 REFRESH_INTERVAL = 0.2
 #: ... and leaves the GUI thread idle at least (REFRESH_LOAD - 1) times as long as a
@@ -60,7 +66,9 @@ class LiveView(QObject):
         self.win = window
         self.run: Any = None
         self._worker: GeneratorWorker | ProcessWorker | None = None
-        self._last = 0.0
+        self._last = 0.0  # when the last live analysis ended (monotonic seconds)
+        self._analysis_cost = 0.0  # ... and how long it took, its report shown included
+        self._t_analysis = 0.0  # when the last one started
         self._pending = False
         self._cost = 0.0  # seconds the latest refresh's parts took, repaints included
         self._last_cost = 0.0  # (the same, kept when the next refresh starts)
@@ -143,8 +151,8 @@ class LiveView(QObject):
         else:
             self.stagger.run([self._measured(step) for step in steps])
         self._timer.start(int(1000 * max(REFRESH_INTERVAL, REFRESH_LOAD * self._last_cost)))
-        if self._worker is None and time.monotonic() - self._last >= ANALYSIS_INTERVAL \
-                and len(run) >= 3:
+        due = max(ANALYSIS_INTERVAL, ANALYSIS_LOAD * self._analysis_cost)
+        if self._worker is None and time.monotonic() - self._last >= due and len(run) >= 3:
             self._analyse()
 
     def _measured(self, step):
@@ -185,7 +193,7 @@ class LiveView(QObject):
         worker.errored.connect(lambda msg: log.info("live analysis failed: %s", msg))
         worker.done.connect(lambda: self._on_done(worker))
         self._worker = worker
-        self._last = time.monotonic()
+        self._last = self._t_analysis = time.monotonic()
         worker.start()
 
     def _on_report(self, live: Any, frozen: Run, report: dict) -> None:
@@ -225,7 +233,12 @@ class LiveView(QObject):
         else:
             parts.append(whole(diag, frozen))
         parts += [settled(f, w.loss_panel) for f in w.loss_panel.run_parts(live, report)]
-        self.stagger.run([guarded(f) for f in parts])
+
+        def shown() -> None:  # the next analysis is timed from here
+            self._last = time.monotonic()
+            self._analysis_cost = self._last - self._t_analysis
+
+        self.stagger.run([guarded(f) for f in [*parts, shown]])
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is self._worker:

@@ -2,6 +2,7 @@
 folder replaces it, fully analysed."""
 
 import numpy as np
+import pytest
 
 from lossview.gui.live_view import frozen_copy
 
@@ -54,6 +55,8 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
     """The live analysis comes back every few seconds while training: its data reach
     the panels over several turns, and no plot already on screen is veiled meanwhile
     (veiled plots were blanked and revealed one by one: a blink every time)."""
+    import time
+
     from PySide6.QtCore import QTimer
 
     from lossview.gui.stagger import plots_of
@@ -72,11 +75,17 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
     poll.setInterval(1)
     poll.timeout.connect(lambda: seen.append(min(p.opacity() for p in plots)))
     poll.start()
+    window.live._t_analysis = started = time.monotonic()
     window.live._on_report(run, run, report)
     turns.append(window.live.stagger.active)  # the rest comes in later turns
     qtbot.waitUntil(lambda: not window.live.stagger.active, timeout=10000)
     poll.stop()
     assert turns == [True] and seen and min(seen) == 1.0
+    # the next analysis is timed from when this one's report was all shown, and waits
+    # ANALYSIS_LOAD times as long as the analysis and its showing took
+    live = window.live
+    assert started < live._last <= time.monotonic()
+    assert live._analysis_cost == pytest.approx(live._last - started)
     d = window.diagnostics_panel
     np.testing.assert_allclose(d.c_init.yData, report["distance"]["from_init"][1:])
     assert window.trajectory_panel._coords.shape[0] == len(report["pca"]["coords"])
