@@ -97,7 +97,8 @@ def test_an_axis_with_filled_grid_lines_looks_the_same(qtbot, cached):
     rng = np.random.default_rng(1)
     for k in range(12):
         log = k % 2 == 0
-        y = (rng.uniform(-4, -1), rng.uniform(0, 1)) if log else (rng.uniform(0, 0.3), rng.uniform(0.5, 2))
+        y = ((rng.uniform(-4, -1), rng.uniform(0, 1)) if log
+             else (rng.uniform(0, 0.3), rng.uniform(0.5, 2)))
         x = (rng.uniform(-10, 10), rng.uniform(40, 150))
         for p in (p_fill, p_draw):
             p.setLogMode(y=log)
