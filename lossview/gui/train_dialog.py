@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QStandardPaths, Qt, Signal
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,7 +43,7 @@ from lossview.core.errors import LossviewError
 from lossview.gui import style
 from lossview.gui.axes import nice_axes, steady_range
 from lossview.gui.live_training import LiveTraining
-from lossview.gui.stagger import settle
+from lossview.gui.stagger import INTERVAL_MS, settle
 from lossview.gui.sweep import (
     DEFAULT_MULTIPLIERS,
     parse_multipliers,
@@ -231,6 +231,12 @@ class TrainDialog(QDialog):
 
         self.problem_box.currentIndexChanged.connect(self._fill_defaults)
         self._last_plot = 0.0
+        # the last plot of a run, in a turn after the one that ends it (whose progress
+        # event and re-enabled form repaint the whole dialog: together 40-48 ms)
+        self._final_plot = QTimer(self)
+        self._final_plot.setSingleShot(True)
+        self._final_plot.setInterval(INTERVAL_MS)
+        self._final_plot.timeout.connect(self.plot_live)
         #: set by a window that follows the run: it calls :meth:`plot_live` in a turn of
         #: its own after each of its refreshes (drawn from the progress events, the plot
         #: and its repaint often fell in the turn that repainted the window's loss panel)
@@ -367,8 +373,9 @@ class TrainDialog(QDialog):
         self.progress.setValue(int(1000 * ev.fraction))
         run = self.training.run
         now = time.monotonic()
-        if ev.status != "running" or (not self.plot_follows_window
-                                      and now - self._last_plot >= PLOT_INTERVAL):
+        if ev.status != "running":
+            self._final_plot.start()
+        elif not self.plot_follows_window and now - self._last_plot >= PLOT_INTERVAL:
             self._last_plot = now
             self.plot_live()
         self.status.setText(f"step {ev.step} / {ev.total}   loss {ev.loss:.4g}   "
@@ -400,7 +407,7 @@ class TrainDialog(QDialog):
 
     def _on_single_finished(self, summary: Any) -> None:
         self._set_running(False)
-        self.plot_live()
+        self._final_plot.start()
         path = self.training.path
         if self.training.error is not None:
             return  # the failure message stays

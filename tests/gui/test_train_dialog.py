@@ -63,6 +63,9 @@ def test_live_run_grows_then_is_saved(qtbot, dialog):
     np.testing.assert_array_equal(full.steps, disk.steps)
     np.testing.assert_allclose(full.values, disk.values, rtol=1e-6)
     assert dialog.start_button.isEnabled()
+    # the run's last plot, every step of it, comes in a turn after the one that ended it
+    qtbot.waitUntil(lambda: len(dialog.loss_curve.xData) == 300, timeout=2000)
+    np.testing.assert_array_equal(dialog.loss_curve.xData, loss.steps)
     # the plot's y range was held steady (not auto-ranged at every redraw) and holds
     # every loss it drew (log10 units)
     vb = dialog.loss_plot.getPlotItem().getViewBox()
