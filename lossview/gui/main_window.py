@@ -346,11 +346,12 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentWidget(self.workspace)
 
         # the loss curves first (what the user looks at first), one plot per turn; the
-        # switch from the start page (a re-layout of every panel, 15-20 ms) not in this
-        # turn, which already delivered the loader's result (10-30 ms)
+        # first step (the switch from the start page, a re-layout of every panel, 15-20
+        # ms, or the loss panel, ~10 ms and its paint) not in this turn, which already
+        # delivered the loader's result (10-30 ms)
         steps = [show(p) for p in panels] + [finish]
         self.stagger.run(([to_workspace] if switch else []) + steps, veil=tuple(panels),
-                         later=switch)
+                         later=True)
 
     def panels(self) -> list[QWidget]:
         return [self.loss_panel, self.trajectory_panel, self.surface_panel, self.diagnostics_panel]
