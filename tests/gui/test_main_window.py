@@ -168,7 +168,7 @@ def test_model_file_enables_sharpness_for_a_foreign_run(qtbot, window, run_path,
     f.write_text(MODEL_FILE)
     window.set_model_file(str(f))
     open_and_wait(qtbot, window, run_path)
-    qtbot.waitUntil(lambda: not window.sharpness.busy, timeout=60000)
+    qtbot.waitUntil(lambda: not window.is_computing(), timeout=60000)
     sharp = window.report["sharpness"]
     # loss = mean((W x + b - y)^2) over 64 x 8 outputs: the Hessian in W is
     # 2/(64*8) * kron(I_8, X'X) (+ bias terms); its top eigenvalue does not depend on W
