@@ -51,7 +51,6 @@ def settle(widget: Any) -> None:
     resized or its range changed and painted everything again in the same turn (the
     trajectory panel: two 25-30 ms paints, 70 ms a turn; settled first: 30-35 ms).
     """
-    import pyqtgraph as pg
     from PySide6.QtWidgets import QGraphicsWidget
 
     for view in _views(widget):

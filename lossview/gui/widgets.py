@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette, QStaticText, QTextOption
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+
+if TYPE_CHECKING:  # (at run time pyqtgraph is imported inside the functions that use it)
+    import pyqtgraph as pg
 
 
 class LazyProgressBar(QProgressBar):
@@ -163,7 +167,7 @@ def fmt(v: float | None, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def centered_note(viewbox, color) -> "pg.TextItem":
+def centered_note(viewbox, color) -> pg.TextItem:
     """A text item kept at the centre of ``viewbox`` (for "not available: ..." notes)."""
     import pyqtgraph as pg
 

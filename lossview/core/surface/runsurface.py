@@ -20,7 +20,7 @@ re-estimates them at every point (slower).
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from lossview.core.run import Run
 from lossview.core.surface import cache as _cache
 from lossview.core.surface.basin import flat_basin
 from lossview.core.surface.grid import iter_grid
-from lossview.core.surface.planes import Plane, make_plane, project
+from lossview.core.surface.planes import make_plane, project
 from lossview.core.surface.results import RunSurface, SurfaceProgress
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
 

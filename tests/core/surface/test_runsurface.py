@@ -9,7 +9,7 @@ import torch
 from lossview.cli import main
 from lossview.core.errors import LossviewError
 from lossview.core.io import open_run
-from lossview.core.surface.runsurface import RunSurface, SurfaceProgress, run_to_end, surface_for_run
+from lossview.core.surface.runsurface import RunSurface, SurfaceProgress, surface_for_run
 from lossview.core.train.config import TrainConfig
 from lossview.core.train.problems import problem_from_spec
 from lossview.core.train.trainer import run_to_end as train_to_end
