@@ -58,6 +58,14 @@ def frozen_copy(run: Any) -> Run | None:
                cache_size=0)
 
 
+def _settled(fn: Callable[[], None], panel: Any) -> Callable[[], None]:
+    """``fn``, then ``panel`` laid out and ranged at once, so that it paints once."""
+    def step() -> None:
+        fn()
+        settle(panel)
+    return step
+
+
 class LiveView(QObject):
     """Drives ``window``'s panels from a training run; see the module docstring."""
 
@@ -71,7 +79,6 @@ class LiveView(QObject):
         self._t_analysis = 0.0  # when the last one started
         self._pending = False
         self._cost = 0.0  # seconds the latest refresh's parts took, repaints included
-        self._last_cost = 0.0  # (the same, kept when the next refresh starts)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer)
@@ -104,18 +111,11 @@ class LiveView(QObject):
             return
         self._refresh()
 
-    def flush(self) -> None:
-        """Apply a coalesced update now, every part of it (e.g. before the live run is
-        replaced)."""
-        if self._pending and self.run is not None:
-            self._timer.stop()
-            self._refresh(at_once=True)
-
     def _on_timer(self) -> None:
         if self._pending and self.run is not None:
             self._refresh()
 
-    def _refresh(self, at_once: bool = False) -> None:
+    def _refresh(self) -> None:
         """Show the grown run over event-loop turns: the timeline and its bar (cheap, but
         they move every panel's cursor), then the loss panel a plot a turn (curves,
         ranges and repaint: the costly part), then each follower. In one turn the
@@ -130,27 +130,21 @@ class LiveView(QObject):
         self._pending = False
         run = self.run
         w = self.win
+        # the next refresh waits on what the last one's parts cost, repaints included
+        self._timer.start(int(1000 * max(REFRESH_INTERVAL, REFRESH_LOAD * self._cost)))
         self._cost = 0.0
 
         def timeline() -> None:
             w.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
             w.timeline.set_count(len(run), keep_end=True)
 
-        def settled(part):
-            def step() -> None:
-                if run is self.run:
-                    part()
-                    settle(w.loss_panel)  # laid out and ranged now, so it paints once
-            return step
+        def current(part):
+            return lambda: part() if run is self.run else None
 
-        loss = [settled(part) for part in w.loss_panel.run_parts(run, w.report)]
+        loss = [current(_settled(part, w.loss_panel))
+                for part in w.loss_panel.run_parts(run, w.report)]
         steps = [timeline, *loss, *self.followers]
-        if at_once:
-            for step in steps:
-                step()
-        else:
-            self.stagger.run([self._measured(step) for step in steps])
-        self._timer.start(int(1000 * max(REFRESH_INTERVAL, REFRESH_LOAD * self._last_cost)))
+        self.stagger.run([self._measured(step) for step in steps])
         due = max(ANALYSIS_INTERVAL, ANALYSIS_LOAD * self._analysis_cost)
         if self._worker is None and time.monotonic() - self._last >= due and len(run) >= 3:
             self._analyse()
@@ -166,7 +160,6 @@ class LiveView(QObject):
 
     def _add_cost(self, seconds: float) -> None:
         self._cost += seconds
-        self._last_cost = self._cost
 
     def stop(self) -> None:
         """Training ended (the saved folder is opened next) or the window closes."""
@@ -217,22 +210,16 @@ class LiveView(QObject):
                 return None
             return step
 
-        def settled(fn, p):
-            def step() -> None:
-                fn()
-                settle(p)  # laid out and ranged now, so it paints once
-            return step
-
         def whole(p, run):
-            return settled(lambda: p.set_run(run, report), p)
+            return _settled(lambda: p.set_run(run, report), p)
 
         diag = w.diagnostics_panel
         parts = [whole(w.trajectory_panel, frozen)]
         if hasattr(diag, "run_parts"):  # (a placeholder panel where a build lacks one)
-            parts += [settled(f, diag) for f in diag.run_parts(frozen, report)]
+            parts += [_settled(f, diag) for f in diag.run_parts(frozen, report)]
         else:
             parts.append(whole(diag, frozen))
-        parts += [settled(f, w.loss_panel) for f in w.loss_panel.run_parts(live, report)]
+        parts += [_settled(f, w.loss_panel) for f in w.loss_panel.run_parts(live, report)]
 
         def shown() -> None:  # the next analysis is timed from here
             self._last = time.monotonic()

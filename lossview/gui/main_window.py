@@ -20,7 +20,7 @@ from lossview.gui.loader import load_and_analyze
 from lossview.gui.sharpness_job import SharpnessJob
 from lossview.gui.loss_panel import LossPanel
 from lossview.gui.menus import build_menus
-from lossview.gui.stagger import INTERVAL_MS, Stagger, settle
+from lossview.gui.stagger import Stagger, settle
 from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
@@ -81,7 +81,7 @@ class MainWindow(QMainWindow):
         self.sharpness.measured.connect(self._on_sharpness)
         self.sharpness.failed.connect(self._on_sharpness_error)
         self._after_panels: Any = None  # started once a new run's panels are all shown
-        self._sharpness_shown: tuple | None = None  # (run, table) measured, to be shown
+        self._sharpness_view = Stagger(self)  # shows a measured sharpness, a turn later
         self.model_file: str | None = None
         self._loading_path: str | None = None
         self._pending_step: int | None = None
@@ -265,14 +265,11 @@ class MainWindow(QMainWindow):
         # shown in a turn of its own: the result arrives in a pass over posted events that
         # may be repainting what the turn before changed (a surface refinement step: 78
         # ms with this plot)
-        self._sharpness_shown = (run, table)
-        QTimer.singleShot(INTERVAL_MS, self, self._show_sharpness)
+        self._sharpness_view.run([lambda: self._show_sharpness(run, table)], later=True)
 
-    def _show_sharpness(self) -> None:
-        pending, self._sharpness_shown = self._sharpness_shown, None
-        if pending is None or pending[0] is not self.run:
+    def _show_sharpness(self, run: Any, table: dict) -> None:
+        if run is not self.run:
             return
-        run, table = pending
         self.diagnostics_panel.set_sharpness(run, table)
         settle(self.diagnostics_panel)  # laid out before it paints, so it paints once
         self.statusBar().showMessage(f"Sharpness measured: {table.get('verdict', '')}", 8000)
@@ -286,7 +283,7 @@ class MainWindow(QMainWindow):
         """Anything still working on the shown run (loading, showing it panel by panel,
         sharpness, surface)."""
         return (self.is_loading() or self.stagger.active or self.sharpness.busy
-                or self._sharpness_shown is not None or self.surface_busy())
+                or self._sharpness_view.active or self.surface_busy())
 
     def _on_load_error(self, worker: GeneratorWorker | ProcessWorker, path: str,
                        message: str) -> None:
