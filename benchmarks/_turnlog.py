@@ -20,6 +20,8 @@ from PySide6.QtWidgets import QApplication
 #: (start, seconds, depth, what)
 LOG: list[tuple[float, float, int, str]] = []
 _depth = 0
+#: events and paints shorter than this are not logged (``bench_gui.py --min-ms`` lowers it)
+_MIN_S = 0.0005
 
 
 def _who(obj) -> str:
@@ -50,7 +52,7 @@ class TimedApplication(QApplication):
             return super().notify(receiver, event)
         finally:
             _depth -= 1
-            if time.perf_counter() - t > 0.0005:
+            if time.perf_counter() - t > _MIN_S:
                 try:
                     name = QEvent.Type(event.type()).name
                 except ValueError:
@@ -88,7 +90,7 @@ def _time_item_paints() -> None:
             try:
                 return _orig(self, *args)
             finally:
-                if time.perf_counter() - t > 0.0005:
+                if time.perf_counter() - t > _MIN_S:
                     scene = self.scene()
                     views = scene.views() if scene is not None else []
                     _record(t, f"paint {_name}{_plot_of(self)}"

@@ -18,7 +18,8 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
 ``--watch`` adds, under each measurement, stack samples of every thread during the
 longest blocks (``_watchdog.py``); ``--turns`` the events delivered in them, timed and
 nested (``_turnlog.py``; its Python ``notify`` adds a little to every event), and with
-``--items`` each pyqtgraph item's paint. ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
+``--items`` each pyqtgraph item's paint (``--min-ms 0.2``: the scrub's events down to 0.2 ms,
+1 ms by default). ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
 2D panels from that of the OpenGL view. ``--only live`` skips the scrub, ``--only open`` the scrub and the live training. The scrub also
 reports how many frames the 3D view rendered (its marker is throttled to ~30 Hz) and
 what a frame cost (its ``paintGL``, inside the per-step times).
@@ -195,6 +196,8 @@ def _run(tmp: Path) -> int:
     if "--turns" in sys.argv:
         import _turnlog
 
+        if "--min-ms" in sys.argv:
+            _turnlog._MIN_S = min(_turnlog._MIN_S, float(sys.argv[sys.argv.index("--min-ms") + 1]) / 1000)
         app = make_app(cls=_turnlog.TimedApplication)
         _turnlog.install(items="--items" in sys.argv)
     else:
@@ -274,7 +277,9 @@ def _run(tmp: Path) -> int:
         if "--turns" in sys.argv:  # what the three slowest steps held
             import _turnlog
 
-            _turnlog.report_spans(sorted(spans, key=lambda s: s[0] - s[1])[:3], t_all)
+            min_ms = float(sys.argv[sys.argv.index("--min-ms") + 1]) if "--min-ms" in sys.argv else 1.0
+            _turnlog.report_spans(sorted(spans, key=lambda s: s[0] - s[1])[:3], t_all,
+                                  min_ms=min_ms)
         print(f"  {gcp.summary()}")
         if gl_frames:
             print(f"  3D view frames during that scrub: {len(gl_frames)} in {wall:.1f} s "

@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
+from lossview.gui.cursor import PointMarker
 from lossview.gui.surface_data import SurfaceScene
 from lossview.gui.widgets import add_marker
 PATH_PEN = pg.mkPen((255, 255, 255, 220), width=1.5)
@@ -47,7 +48,7 @@ class SurfaceContourView(QWidget):
         self.basin = pg.PlotDataItem(pen=BASIN_PEN, connect="finite")
         self.path = pg.PlotDataItem(pen=PATH_PEN, connect="finite")
         self.start = pg.ScatterPlotItem(size=8, brush=pg.mkBrush("w"), pen=pg.mkPen("k"))
-        self.marker = pg.ScatterPlotItem(size=14, brush=MARKER_BRUSH, pen=pg.mkPen("w", width=1.5))
+        self.marker = PointMarker(size=14, brush=MARKER_BRUSH, pen=pg.mkPen("w", width=1.5))
         for z, item in enumerate((self.image, self.iso, self.basin, self.path, self.start,
                                   self.marker)):
             item.setZValue(z)
@@ -99,10 +100,10 @@ class SurfaceContourView(QWidget):
         """Move the marker to snapshot ``index`` (the only update made while scrubbing)."""
         self._index = int(index)
         if not len(self._coords):
-            self.marker.setData([], [])
+            self.marker.set_point(None)
             return
         i = min(max(self._index, 0), len(self._coords) - 1)
-        self.marker.setData([self._coords[i, 0]], [self._coords[i, 1]])
+        self.marker.set_point(self._coords[i, 0], self._coords[i, 1])
 
     def marker_position(self) -> np.ndarray | None:
         if not len(self._coords):

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from lossview.gui import style
 from lossview.gui.axes import nice_axes
+from lossview.gui.cursor import PointMarker
 from lossview.gui.stagger import INTERVAL_MS
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
@@ -99,8 +100,8 @@ class TrajectoryPanel(QWidget):
                                           tip=None)
         self.start = pg.ScatterPlotItem(size=11, symbol="s", pen=pg.mkPen(t.foreground, width=1.2),
                                         brush=pg.mkBrush(t.background))
-        self.current = pg.ScatterPlotItem(size=17, symbol="o", pen=pg.mkPen(t.cursor, width=2.5),
-                                          brush=pg.mkBrush(None))
+        self.current = PointMarker(size=17, symbol="o", pen=pg.mkPen(t.cursor, width=2.5),
+                                   brush=pg.mkBrush(None))
         self.current.setZValue(30)
         self.start_label = pg.TextItem("init", color=t.muted, anchor=(0, 1.1))
         for it in (self.wander, self.path, self.scatter, self.start):
@@ -221,9 +222,9 @@ class TrajectoryPanel(QWidget):
         self._show_note("no run")
 
     def _clear_items(self) -> None:
-        for it in (self.path, self.wander, self.start, self.current):
+        for it in (self.path, self.wander, self.start, self.scatter):
             it.setData([], [])
-        self.scatter.setData([], [])
+        self.current.set_point(None)
         self.start_label.setText("")
 
     def _fill_combos(self, n: int) -> None:
@@ -313,10 +314,10 @@ class TrajectoryPanel(QWidget):
     def _on_index(self, index: int) -> None:
         r = self.current_row(index)
         if r is None or not len(self._coords):
-            self.current.setData([], [])
+            self.current.set_point(None)
             return
         a, b = self.axes()
-        self.current.setData([self._coords[r, a]], [self._coords[r, b]])
+        self.current.set_point(self._coords[r, a], self._coords[r, b])
 
     def _on_clicked(self, item, points, ev=None) -> None:
         if len(points):

@@ -8,7 +8,7 @@ import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QPointF
 
-from lossview.gui.cursor import SLACK_PX, PixelCursor
+from lossview.gui.cursor import SLACK_PX, PixelCursor, PointMarker
 
 
 @pytest.fixture
@@ -113,3 +113,39 @@ def test_the_loss_and_diagnostics_cursors_are_pixel_cursors(qtbot):
     lines = [*lp.cursors, *dp.cursors, dp.pair_hline, HonestyPlot().cursor]
     assert all(isinstance(c, PixelCursor) for c in lines)
     assert np.all([c.movable for c in lp.cursors])  # the loss cursors can still be dragged
+
+
+def _red_centroid(plot):
+    img = plot.grab().toImage()
+    xs, ys = [], []
+    for y in range(img.height()):
+        for x in range(img.width()):
+            c = img.pixelColor(x, y)
+            if c.red() > 200 and c.green() < 80 and c.blue() < 80:
+                xs.append(x)
+                ys.append(y)
+    return (np.mean(xs), np.mean(ys)) if xs else None
+
+
+def test_point_marker_moves_by_position_and_is_drawn_where_its_point_maps(plot, qtbot):
+    """The current-point marker: set_point translates it (the one spot's data is never
+    rebuilt), it is drawn centred on the point's pixel, and None or NaN hides it."""
+    m = PointMarker(size=15, pen=None, brush=pg.mkBrush(255, 0, 0))
+    plot.addItem(m, ignoreBounds=True)
+    assert m.getData()[0].size == 0 and _red_centroid(plot) is None  # hidden until set
+    spots = m.data
+    vb = plot.getPlotItem().getViewBox()
+    for x, y in ((250.0, 2.5), (800.0, 7.0)):
+        m.set_point(x, y)
+        qtbot.wait(20)
+        gx, gy = m.getData()
+        assert (gx.tolist(), gy.tolist()) == ([x], [y])
+        # where (x, y) lies on the widget, in its (logical) pixels
+        want = plot.mapFromScene(vb.mapViewToScene(QPointF(x, y)))
+        cx, cy = _red_centroid(plot)
+        assert abs(cx - want.x()) < 1.5 and abs(cy - want.y()) < 1.5
+    assert m.data is spots and len(m.data) == 1  # moved, not re-filled
+    for gone in ((None, None), (np.nan, 3.0)):
+        m.set_point(*gone)
+        qtbot.wait(20)
+        assert m.getData()[0].size == 0 and _red_centroid(plot) is None

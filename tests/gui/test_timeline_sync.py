@@ -139,9 +139,12 @@ def test_scrubbing_never_resizes_the_readout_or_the_slider(qtbot):
         widths.add((bar.readout.width(), bar.slider.width()))
     assert len(widths) == 1
     assert bar.readout.text() == "step <b>11,990</b> · epoch 19.98 · snapshot 1200/1200"
-    # the widest text fits
-    from PySide6.QtGui import QStaticText
-
-    st = QStaticText("step <b>11,990</b> · epoch 19.98 · snapshot 1200/1200")
-    st.prepare(font=bar.readout.font())
-    assert st.size().width() <= bar.readout.width()
+    # the widest text fits, drawn in full: its last ink column inside the widget
+    widest = "step <b>88,888</b> · epoch 88.88 · snapshot 8888/8888"
+    assert bar.readout.text_width(widest) <= bar.readout.width()
+    bar.readout.setText(widest)
+    img = bar.readout.grab().toImage()
+    bg = img.pixel(0, 0)
+    ink = [x for x in range(img.width()) if any(img.pixel(x, y) != bg
+                                                for y in range(img.height()))]
+    assert ink and ink[-1] < img.width() - 1
