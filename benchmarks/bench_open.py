@@ -71,7 +71,7 @@ def write(root: Path, n: int, seed: int = 0) -> dict:
 
 def measure(side: str, root: Path) -> dict:
     """One measurement in this (fresh) process."""
-    import torch  # noqa: F401 - imported before the baseline, as every side needs it
+    import torch  # imported before the baseline: every side pays for it (torch.load uses it)
     from safetensors.numpy import load_file
 
     from lossview.core.analysis.distances import distances
@@ -111,8 +111,6 @@ def measure(side: str, root: Path) -> dict:
         out["seconds"] = time.perf_counter() - t0
         out["n"] = len(snaps)
     elif side == "peer-torch-list":
-        import torch
-
         t0 = time.perf_counter()
         snaps = [torch.load(f, map_location="cpu", weights_only=True)
                  for f in sorted(tdir.glob("*.pt"))]

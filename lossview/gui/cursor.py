@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph import Point
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject
 
 #: the drawn line follows the value once it is this many device pixels from it
 SLACK_PX = 1.0
@@ -73,20 +75,29 @@ class PixelCursor(pg.InfiniteLine):
         return abs(d) < SLACK_PX
 
 
-class PointMarker(pg.ScatterPlotItem):
-    """A one-point :class:`pg.ScatterPlotItem` (the current snapshot on a plane) moved by
-    its position, not by new data.
 
-    ``setData`` rebuilt the spot table, restyled the spot, recomputed the bounds and masks
-    (~0.3 ms a call, ~10 % of a scrub step in the trajectory panel); :meth:`set_point`
-    only translates the item. Its one spot sits at the item's origin, so the symbol keeps
-    its pixel size and look. :meth:`getData` answers as a ScatterPlotItem would: the point
+class PointMarker(QGraphicsObject):
+    """The current snapshot on a plane: a circle of ``size`` screen pixels at a point in
+    data coordinates, moved by :meth:`set_point`.
+
+    A one-point ``pg.ScatterPlotItem`` refilled its spot table at each step (``setData``,
+    ~0.3 ms) and painted its one spot through the machinery made for thousands (view
+    masks, coordinate arrays, pixmap fragments: 0.5-0.9 ms a paint); the marker is
+    repainted at every scrub step. This item ignores the view's transformation (its local
+    coordinates are screen pixels around the point), so its bounds are a constant and its
+    paint one ellipse. :meth:`getData` answers as a ScatterPlotItem would: the point
     shown, in data coordinates, or nothing.
     """
 
-    def __init__(self, **opts) -> None:
-        super().__init__(**opts)
-        super().setData([0.0], [0.0])
+    def __init__(self, size: float = 10, pen=None, brush=None) -> None:
+        super().__init__()
+        self._r = size / 2
+        self._pen = pg.mkPen(pen) if pen is not None else QPen(Qt.PenStyle.NoPen)
+        self._brush = pg.mkBrush(brush) if brush is not None else QBrush()
+        self._pen.setCosmetic(True)
+        pad = self._r + self._pen.widthF() / 2 + 1
+        self._bounds = QRectF(-pad, -pad, 2 * pad, 2 * pad)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         self.hide()
 
     def set_point(self, x: float | None, y: float | None = None) -> None:
@@ -102,3 +113,12 @@ class PointMarker(pg.ScatterPlotItem):
         if not self.isVisible():
             return np.array([]), np.array([])
         return np.array([self.x()]), np.array([self.y()])
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return self._bounds
+
+    def paint(self, p, *args) -> None:
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(self._pen)
+        p.setBrush(self._brush)
+        p.drawEllipse(QPointF(0, 0), self._r, self._r)

@@ -100,8 +100,7 @@ class TrajectoryPanel(QWidget):
                                           tip=None)
         self.start = pg.ScatterPlotItem(size=11, symbol="s", pen=pg.mkPen(t.foreground, width=1.2),
                                         brush=pg.mkBrush(t.background))
-        self.current = PointMarker(size=17, symbol="o", pen=pg.mkPen(t.cursor, width=2.5),
-                                   brush=pg.mkBrush(None))
+        self.current = PointMarker(size=17, pen=pg.mkPen(t.cursor, width=2.5))
         self.current.setZValue(30)
         self.start_label = pg.TextItem("init", color=t.muted, anchor=(0, 1.1))
         for it in (self.wander, self.path, self.scatter, self.start):

@@ -7,6 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QPointF
+from PySide6.QtGui import QImage
 
 from lossview.gui.cursor import SLACK_PX, PixelCursor, PointMarker
 
@@ -115,25 +116,27 @@ def test_the_loss_and_diagnostics_cursors_are_pixel_cursors(qtbot):
     assert np.all([c.movable for c in lp.cursors])  # the loss cursors can still be dragged
 
 
+def _red_pixels(plot):
+    """(x, y) columns and rows of the widget's pure-red pixels, in logical pixels."""
+    img = plot.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    a = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)
+    b, g, r = a[..., 0].astype(int), a[..., 1].astype(int), a[..., 2].astype(int)
+    ys, xs = np.nonzero((r > 200) & (g < 80) & (b < 80))
+    dpr = img.devicePixelRatio()
+    return xs / dpr, ys / dpr
+
+
 def _red_centroid(plot):
-    img = plot.grab().toImage()
-    xs, ys = [], []
-    for y in range(img.height()):
-        for x in range(img.width()):
-            c = img.pixelColor(x, y)
-            if c.red() > 200 and c.green() < 80 and c.blue() < 80:
-                xs.append(x)
-                ys.append(y)
-    return (np.mean(xs), np.mean(ys)) if xs else None
+    xs, ys = _red_pixels(plot)
+    return (xs.mean(), ys.mean()) if len(xs) else None
 
 
 def test_point_marker_moves_by_position_and_is_drawn_where_its_point_maps(plot, qtbot):
-    """The current-point marker: set_point translates it (the one spot's data is never
-    rebuilt), it is drawn centred on the point's pixel, and None or NaN hides it."""
+    """The current-point marker: drawn centred on its point's pixel, its size in screen
+    pixels whatever the zoom, and hidden by None or NaN."""
     m = PointMarker(size=15, pen=None, brush=pg.mkBrush(255, 0, 0))
     plot.addItem(m, ignoreBounds=True)
     assert m.getData()[0].size == 0 and _red_centroid(plot) is None  # hidden until set
-    spots = m.data
     vb = plot.getPlotItem().getViewBox()
     for x, y in ((250.0, 2.5), (800.0, 7.0)):
         m.set_point(x, y)
@@ -144,7 +147,15 @@ def test_point_marker_moves_by_position_and_is_drawn_where_its_point_maps(plot, 
         want = plot.mapFromScene(vb.mapViewToScene(QPointF(x, y)))
         cx, cy = _red_centroid(plot)
         assert abs(cx - want.x()) < 1.5 and abs(cy - want.y()) < 1.5
-    assert m.data is spots and len(m.data) == 1  # moved, not re-filled
+    # a 15-pixel disc (antialiased edge pixels are not pure red) ...
+    xs, ys = _red_pixels(plot)
+    assert 12 <= np.ptp(xs) + 1 <= 16 and 12 <= np.ptp(ys) + 1 <= 16
+    # ... at any zoom: the view 10 times narrower, the disc the same on screen
+    plot.setXRange(750, 850, padding=0)
+    qtbot.wait(20)
+    xs2, ys2 = _red_pixels(plot)
+    assert abs(np.ptp(xs2) - np.ptp(xs)) <= 1 and abs(np.ptp(ys2) - np.ptp(ys)) <= 1  # (sub-pixel)
+    assert abs(xs2.mean() - plot.mapFromScene(vb.mapViewToScene(QPointF(800, 7))).x()) < 1.5
     for gone in ((None, None), (np.nan, 3.0)):
         m.set_point(*gone)
         qtbot.wait(20)
