@@ -20,6 +20,7 @@ from lossview.core.analysis.smoothing import ema
 from lossview.gui import style
 from lossview.gui.axes import nice_axes, set_log_y, steady_range
 from lossview.gui.cursor import PixelCursor
+from lossview.gui.legend_place import anchor_args, best_corner
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import (
@@ -119,8 +120,10 @@ class LossPanel(QWidget):
         self.p_grad.getAxis("left").setToolTip(tip("grad_norm"))
         self.p_lr.getAxis("left").setToolTip(tip("lr"))
 
-        legend = self.p_loss.addLegend(offset=(8, -8), labelTextSize="8pt", verSpacing=-6)
-        legend.setBrush(pg.mkBrush(t.background + "d0"))
+        # placed where it hides the least of the curves (_place_legend)
+        self.legend = self.p_loss.addLegend(offset=(8, -8), labelTextSize="8pt", verSpacing=-6)
+        self.legend.setBrush(pg.mkBrush(t.background + "d0"))
+        self.legend_corner: str | None = None
 
         def curve(plot, color, name=None, width=1.5):
             c = pg.PlotDataItem(pen=pg.mkPen(color, width=width), name=name, connect="finite")
@@ -231,6 +234,8 @@ class LossPanel(QWidget):
                 self._redraw_plot(k)
                 self._set_log(k, self.log_y.isChecked())
                 self._set_markers_of(k)
+                if k == 0:
+                    self._place_legend()
             return show
 
         def cursors() -> None:
@@ -322,6 +327,25 @@ class LossPanel(QWidget):
         if divergence is not None:
             dl.setValue(float(divergence))
 
+    def _place_legend(self) -> None:
+        """Put the loss plot's legend in the corner where it covers the fewest curve
+        samples (:func:`best_corner`); while the run grows it moves only for a corner
+        clearly emptier, not at every refresh."""
+        curves = [(c.xData, c.yData) for c, _, _ in self._curves_of[0]
+                  if c.isVisible() and c.xData is not None and len(c.xData)]
+        if not curves:
+            return
+        vb = self.p_loss.getViewBox()
+        r = self.legend.boundingRect()
+        box = ((r.width() + 8) / vb.width(), (r.height() + 8) / vb.height()) \
+            if vb.width() > 50 and vb.height() > 50 else (0.35, 0.35)
+        corner = best_corner(curves, box, log_y=self.log_y.isChecked(),
+                             current=self.legend_corner if self._growing else None,
+                             x_bounds=tuple(self.p_loss.viewRange()[0]) if self._growing else None)
+        if corner != self.legend_corner:
+            self.legend_corner = corner
+            self.legend.anchor(**anchor_args(corner))
+
     # -- controls -----------------------------------------------------------------
     def _apply_log(self, on: bool) -> None:
         """Log y on the loss plot; gradient norm and lr go log when they span > 30x.
@@ -331,6 +355,7 @@ class LossPanel(QWidget):
         plots switch to log at most once."""
         for k in range(len(self.plots)):
             self._set_log(k, on)
+        self._place_legend()
 
     def _set_log(self, k: int, on: bool) -> None:
         """Plot ``k``'s log mode and y range (see :meth:`_apply_log`)."""
@@ -365,6 +390,7 @@ class LossPanel(QWidget):
     def _on_smoothing(self, v: int) -> None:
         self.smoothing_label.setText(f"{v / 100:.2f}")
         self._redraw_curves()
+        self._place_legend()
 
     # -- timeline -----------------------------------------------------------------
     def _on_index(self, index: int) -> None:

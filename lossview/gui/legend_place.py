@@ -1,0 +1,84 @@
+"""Where a plot's legend hides the least of its curves (matplotlib's ``loc="best"``).
+
+A fixed corner always covers some run's data: the bottom-left one sat on the loss right
+after its first drop, and a diverging run's loss climbs into the top-right one. The plot
+is sampled along x for every curve (so a sparse validation curve counts as much as a
+dense one), in the axes' own scale (log y in decades), and the corner whose legend-sized
+box holds the fewest samples wins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the corners, in the order ties are broken: a decreasing loss leaves the top right empty
+CORNERS = ("top-right", "bottom-left", "bottom-right", "top-left")
+
+#: samples taken along x for each curve
+SAMPLES = 400
+
+
+def samples(curves: list[tuple[np.ndarray, np.ndarray]], log_y: bool,
+            x_bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """(n, 2) points of every curve in the unit square of their joint data bounds (x
+    linear, y linear or log10); non-finite values, and values <= 0 on a log axis, dropped.
+    ``x_bounds`` replaces the data's x bounds (a growing run's fixed frame)."""
+    xs, ys = [], []
+    for x, y in curves:
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ok = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
+        x, y = x[ok], y[ok]
+        if len(x) < 1:
+            continue
+        y = np.log10(y) if log_y else y
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
+        grid = np.linspace(x[0], x[-1], SAMPLES) if len(x) > 1 else x
+        xs.append(grid)
+        ys.append(np.interp(grid, x, y))
+        # the curve's own extremes too (interpolation on a grid can step over a spike)
+        xs.append(x[[np.argmin(y), np.argmax(y)]])
+        ys.append(y[[np.argmin(y), np.argmax(y)]])
+    if not xs:
+        return np.zeros((0, 2))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+
+    def unit(v: np.ndarray, bounds=None) -> np.ndarray:
+        lo, hi = bounds if bounds is not None else (v.min(), v.max())
+        return (v - lo) / (hi - lo) if hi > lo else np.full_like(v, 0.5)
+
+    return np.column_stack([unit(x, x_bounds), unit(y)])
+
+
+def covered(points: np.ndarray, corner: str, box: tuple[float, float]) -> int:
+    """How many unit-square ``points`` a ``box`` (width, height, as fractions of the plot)
+    in ``corner`` covers."""
+    w, h = box
+    x, y = points[:, 0], points[:, 1]
+    in_x = x >= 1 - w if corner.endswith("right") else x <= w
+    in_y = y >= 1 - h if corner.startswith("top") else y <= h
+    return int(np.count_nonzero(in_x & in_y))
+
+
+def best_corner(curves: list[tuple[np.ndarray, np.ndarray]], box: tuple[float, float],
+                log_y: bool = False, current: str | None = None,
+                stickiness: float = 0.5, x_bounds: tuple[float, float] | None = None) -> str:
+    """The corner whose ``box`` covers the fewest curve samples (ties: :data:`CORNERS`'
+    order). With ``current`` (a legend already placed, data still growing) the legend
+    only moves when the best corner covers less than ``stickiness`` times what the
+    current one does, so it does not hop between near-equal corners. ``x_bounds``: see
+    :func:`samples`."""
+    pts = samples(curves, log_y, x_bounds)
+    counts = {c: covered(pts, c, box) for c in CORNERS}
+    best = min(CORNERS, key=lambda c: (counts[c], CORNERS.index(c)))
+    if current in counts and counts[best] >= stickiness * counts[current]:
+        return current
+    return best
+
+
+def anchor_args(corner: str, margin: float = 8.0) -> dict:
+    """``LegendItem.anchor`` keywords putting a legend ``margin`` pixels inside ``corner``."""
+    right, top = corner.endswith("right"), corner.startswith("top")
+    pos = (1 if right else 0, 0 if top else 1)
+    return {"itemPos": pos, "parentPos": pos,
+            "offset": (-margin if right else margin, margin if top else -margin)}
