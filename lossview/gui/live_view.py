@@ -220,6 +220,10 @@ class LiveView(QObject):
         else:
             parts.append(whole(diag, frozen))
         parts += [_settled(f, w.loss_panel) for f in w.loss_panel.run_parts(live, report)]
+        if self.stagger.active:
+            # a refresh was still being shown: its loss panel parts are redone above, and
+            # its followers (the train dialog's plot) would be lost with it until the next
+            parts += self.followers
 
         def shown() -> None:  # the next analysis is timed from here
             self._last = time.monotonic()

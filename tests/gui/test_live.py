@@ -137,3 +137,27 @@ def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_o
     assert turns == sorted(set(turns))  # each in a turn of its own
     # the panel shows the run as set_run does
     np.testing.assert_array_equal(window.loss_panel.c_train.xData, run.metrics["train_loss"].steps)
+
+
+def test_a_report_that_interrupts_a_refresh_still_refreshes_the_dialog_plot(
+        qtbot, window, loaded):
+    """A live analysis shown while a refresh's turns are queued replaces them: the loss
+    panel's parts are in the report's, and so is the train dialog's plot (it was lost
+    until the next refresh)."""
+    import time
+
+    window.open_train_dialog()
+    run, report = loaded
+    run.spec["live"] = True
+    window.live.start(run)
+    qtbot.waitUntil(lambda: not window.stagger.active and not window.live.stagger.active,
+                    timeout=10000)
+    window.live._last = time.monotonic()  # no live analysis of its own during the test
+    followed = []
+    window.live.followers[:] = [lambda: followed.append(len(run))]
+    window.live.update(run)
+    assert window.live.stagger.active and followed == []  # the refresh's turns queued
+    window.live._on_report(run, run, report)  # (the analysis worker's finished slot)
+    qtbot.waitUntil(lambda: not window.live.stagger.active, timeout=10000)
+    assert followed == [len(run)]
+    assert window.report is report
