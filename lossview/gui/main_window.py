@@ -9,10 +9,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit,
-                               QSplitter, QStackedWidget, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QSplitter, QStackedWidget,
+                               QVBoxLayout, QWidget)
 
 from lossview.gui import settings
 from lossview.gui.diagnostics_panel import DiagnosticsPanel
@@ -25,7 +24,8 @@ from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
 from lossview.gui.trajectory_panel import TrajectoryPanel
-from lossview.gui.widgets import LazyProgressBar, cache_plot_items
+from lossview.gui.widgets import cache_plot_items
+from lossview.gui.window_messages import WindowMessages
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui")
@@ -106,13 +106,10 @@ class MainWindow(QMainWindow):
             self.surface_panel.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.timeline_bar = TimelineBar(self.timeline)
 
-        self.banner = QLabel("")
-        self.banner.setObjectName("banner")
-        self.banner.setWordWrap(True)
-        self.banner.setStyleSheet("QLabel#banner { background: #fdecea; color: #8a1c12; "
-                                  "padding: 6px 10px; border-bottom: 1px solid #f5c2bc; }")
-        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.banner.hide()
+        self.messages = WindowMessages(self, self.cancel_loading)
+        m = self.messages  # (its widgets, as the window's: tests and menus reach them so)
+        self.banner, self.log_view, self.log_dock = m.banner, m.log_view, m.log_dock
+        self.progress, self.cancel_btn, self.warn_btn = m.progress, m.cancel_btn, m.warn_btn
 
         self.top_split = QSplitter(Qt.Orientation.Horizontal)
         self.top_split.setObjectName("topSplit")
@@ -141,34 +138,6 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.workspace)
         self.setCentralWidget(self.stack)
 
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(2000)
-        self.log_dock = QDockWidget("Log", self)
-        self.log_dock.setObjectName("logDock")
-        self.log_dock.setWidget(self.log_view)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
-        self.log_dock.hide()
-
-        self.progress = LazyProgressBar()
-        self.progress.setRange(0, 0)
-        self.progress.setMaximumWidth(160)
-        self.progress.setMaximumHeight(14)
-        self.progress.hide()
-        self.cancel_btn = QToolButton()
-        self.cancel_btn.setText("Cancel")
-        self.cancel_btn.setAutoRaise(True)
-        self.cancel_btn.clicked.connect(self.cancel_loading)
-        self.cancel_btn.hide()
-        self.warn_btn = QToolButton()
-        self.warn_btn.setAutoRaise(True)
-        self.warn_btn.clicked.connect(lambda: self.log_dock.setVisible(not self.log_dock.isVisible()))
-        self.warn_btn.hide()
-        sb = self.statusBar()
-        sb.addPermanentWidget(self.warn_btn)
-        sb.addPermanentWidget(self.progress)
-        sb.addPermanentWidget(self.cancel_btn)
-
         self.actions = build_menus(self)
         self.start_page.open_folder.connect(self.browse)
         self.start_page.open_path.connect(self.open_path)
@@ -179,7 +148,6 @@ class MainWindow(QMainWindow):
         self.start_page.set_train_available(_train_dialog_class() is not None)
         self.start_page.set_recent(settings.recent_folders())
         self.timeline.count_changed.connect(self._sync_actions)
-        self._n_warnings = 0
         self.resize(1600, 1000)
         self.restore_layout()
         self._sync_actions()
@@ -299,12 +267,7 @@ class MainWindow(QMainWindow):
         worker.deleteLater()
 
     def _set_busy(self, busy: bool, text: str = "") -> None:
-        self.progress.setVisible(busy)
-        self.cancel_btn.setVisible(busy)
-        if busy:
-            self.statusBar().showMessage(text)
-        else:
-            self.statusBar().clearMessage()
+        self.messages.set_busy(busy, text)
 
     # -- showing a run ------------------------------------------------------------
     def set_run(self, run: Any, report: dict | None, step: int | None = None) -> None:
@@ -325,7 +288,7 @@ class MainWindow(QMainWindow):
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
         self.setWindowTitle(f"{run.name} — lossview")
         switch = self.stack.currentWidget() is not self.workspace
-        self._n_warnings = 0
+        self.messages.reset_warnings()
         for w in run.warnings:
             self.log_message(f"warning: {run.path}: {w}", warning=True)
         self._sync_actions()
@@ -370,24 +333,14 @@ class MainWindow(QMainWindow):
 
     # -- messages -----------------------------------------------------------------
     def log_message(self, text: str, warning: bool = False) -> None:
-        self.log_view.appendPlainText(("⚠ " if warning else "") + text)
-        if warning:
-            self._n_warnings += 1
-            self.warn_btn.setText(f"⚠ {self._n_warnings} warning{'s' * (self._n_warnings != 1)}")
-            self.warn_btn.setToolTip("Show the log")
-            self.warn_btn.show()
-        log.info(text)
+        self.messages.log(text, warning)
 
     def report_error(self, text: str) -> None:
         """Say what went wrong where the user is looking; never raises."""
-        self.log_message(f"error: {text}", warning=True)
-        self.statusBar().showMessage(text, 15000)
-        if self.stack.currentWidget() is self.start_page:
+        on_start_page = self.stack.currentWidget() is self.start_page
+        self.messages.error(text, on_banner=not on_start_page)
+        if on_start_page:
             self.start_page.show_message(text)
-        else:
-            self.banner.setText(text)
-            self.banner.show()
-            QTimer.singleShot(15000, self.banner.hide)
 
     # -- training (GUI-B's dialog) ------------------------------------------------
     def open_train_dialog(self) -> None:

@@ -44,6 +44,26 @@ def test_corrupt_checkpoint_is_named(qtbot, window, run_path, tmp_path):
     assert window.run.path == Path(run_path)
 
 
+def test_the_banner_stays_its_time_after_the_latest_error(qtbot, window, run_path,
+                                                          monkeypatch):
+    """Each error shows the banner for ERROR_MS from that error: a second one is not
+    hidden early by the first one's time running out; the log and the warnings count
+    keep both."""
+    from lossview.gui import window_messages
+
+    open_and_wait(qtbot, window, run_path)
+    monkeypatch.setattr(window_messages, "ERROR_MS", 600)
+    window.report_error("first")
+    qtbot.wait(400)
+    window.report_error("second")
+    qtbot.wait(350)  # the first error's 600 ms are over, the second's are not
+    assert window.banner.isVisible() and window.banner.text() == "second"
+    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=3000)
+    log_text = window.log_view.toPlainText()
+    assert "error: first" in log_text and "error: second" in log_text
+    assert window.warn_btn.text().startswith("⚠ 2 warnings")
+
+
 def test_skipped_file_is_a_warning_in_the_log(qtbot, window, tmp_path):
     p = write_run(tmp_path / "w", n_snap=8)
     (p / "checkpoints" / "step_000000999.safetensors").write_bytes(b"torn write")
