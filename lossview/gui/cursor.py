@@ -75,7 +75,6 @@ class PixelCursor(pg.InfiniteLine):
         return abs(d) < SLACK_PX
 
 
-
 class PointMarker(QGraphicsObject):
     """The current snapshot on a plane: a circle of ``size`` screen pixels at a point in
     data coordinates, moved by :meth:`set_point`.
