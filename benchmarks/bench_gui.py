@@ -193,11 +193,11 @@ def _run(tmp: Path) -> int:
     from lossview.gui.app import (PREWARM_DELAY_MS, make_app, prewarm_imports, probe_gl,
                                   start_job_server)
 
+    min_ms = float(sys.argv[sys.argv.index("--min-ms") + 1]) if "--min-ms" in sys.argv else 1.0
     if "--turns" in sys.argv:
         import _turnlog
 
-        if "--min-ms" in sys.argv:
-            _turnlog._MIN_S = min(_turnlog._MIN_S, float(sys.argv[sys.argv.index("--min-ms") + 1]) / 1000)
+        _turnlog._MIN_S = min(_turnlog._MIN_S, min_ms / 1000)
         app = make_app(cls=_turnlog.TimedApplication)
         _turnlog.install(items="--items" in sys.argv)
     else:
@@ -277,7 +277,6 @@ def _run(tmp: Path) -> int:
         if "--turns" in sys.argv:  # what the three slowest steps held
             import _turnlog
 
-            min_ms = float(sys.argv[sys.argv.index("--min-ms") + 1]) if "--min-ms" in sys.argv else 1.0
             _turnlog.report_spans(sorted(spans, key=lambda s: s[0] - s[1])[:3], t_all,
                                   min_ms=min_ms)
         print(f"  {gcp.summary()}")

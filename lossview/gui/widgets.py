@@ -68,25 +68,32 @@ class Readout(QWidget):
         super().__init__(parent)
         self._text = ""
         self._runs: list[tuple[str, bool]] = []
+        self._style_key: QFont | None = None
+        self._style: tuple = ()
         self._color = QColor(color) if color else None
         self._hint = QSize(0, 0)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.set_template(template)
 
-    def _fonts(self) -> tuple[QFont, QFont]:
-        bold = QFont(self.font())
-        bold.setBold(True)
-        return self.font(), bold
+    def _styles(self) -> tuple[tuple[QFont, QFontMetrics], tuple[QFont, QFontMetrics]]:
+        """(font, metrics) for plain and for bold runs, made again only when the widget's
+        font changes (the readouts repaint at every timeline step)."""
+        if self._style_key != self.font():
+            bold = QFont(self.font())
+            bold.setBold(True)
+            self._style_key = self.font()
+            self._style = tuple((f, QFontMetrics(f)) for f in (self.font(), bold))
+        return self._style
 
     def text_width(self, text: str) -> int:
         """Pixels ``text`` takes when drawn (bold runs in the bold font)."""
-        plain, bold = (QFontMetrics(f) for f in self._fonts())
-        return sum((bold if b else plain).horizontalAdvance(t) for t, b in bold_runs(text))
+        styles = self._styles()
+        return sum(styles[b][1].horizontalAdvance(t) for t, b in bold_runs(text))
 
     def set_template(self, template: str) -> None:
         """Size the readout for ``template`` (and at least one line of any text)."""
         m = self.contentsMargins()
-        height = max(QFontMetrics(f).height() for f in self._fonts())
+        height = max(fm.height() for _, fm in self._styles())
         hint = QSize(self.text_width(template) + 2 + m.left() + m.right() if template else 0,
                      height + m.top() + m.bottom())
         if hint != self._hint:
@@ -115,14 +122,15 @@ class Readout(QWidget):
             return
         p = QPainter(self)
         p.setPen(self._color or self.palette().color(QPalette.ColorRole.WindowText))
-        fonts = self._fonts()
+        styles = self._styles()
         r = self.contentsRect()
-        fm = QFontMetrics(fonts[0])
+        fm = styles[0][1]
         x, y = r.left(), r.top() + (r.height() - fm.height()) // 2 + fm.ascent()
         for text, bold in self._runs:
-            p.setFont(fonts[bold])
+            font, metrics = styles[bold]
+            p.setFont(font)
             p.drawText(x, y, text)
-            x += QFontMetrics(fonts[bold]).horizontalAdvance(text)
+            x += metrics.horizontalAdvance(text)
 
 
 def header(title: str, tooltip: str = "") -> tuple[QWidget, QHBoxLayout]:
