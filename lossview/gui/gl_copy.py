@@ -38,13 +38,18 @@ _PROGRAMS: dict[int, tuple[int, int, int]] = {}
 def program() -> tuple[int, int, int]:
     """``(program, corner attribute, sampler uniform)`` for the current context's share
     group, compiled on first use."""
+    import shiboken6
     from OpenGL import GL
     from OpenGL.GL import shaders
     from PySide6.QtGui import QOpenGLContext
 
     ctx = QOpenGLContext.currentContext()
-    key = id(ctx.shareGroup()) if ctx is not None else 0
+    # the group's C++ address: PySide may wrap one group in a new Python object each
+    # time (a new id), and a freed wrapper's id is reused by an unrelated one
+    key = shiboken6.getCppPointer(ctx.shareGroup())[0] if ctx is not None else 0
     found = _PROGRAMS.get(key)
+    if found is not None and not GL.glIsProgram(found[0]):
+        found = None  # a group at a freed group's address: compile again
     if found is None:
         prog = shaders.compileProgram(shaders.compileShader(_VERTEX, GL.GL_VERTEX_SHADER),
                                       shaders.compileShader(_FRAGMENT, GL.GL_FRAGMENT_SHADER),

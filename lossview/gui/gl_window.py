@@ -29,6 +29,8 @@ OpenGL.ERROR_CHECKING = False
 CLICK_SLOP_PX = 4
 #: the 3D view's copy is prepared once no frame was drawn for this long
 WARM_DELAY_MS = 150
+#: bits of the 3D view's depth buffer (its window's and its copy's)
+DEPTH_BITS = 24
 
 log = logging.getLogger("lossview.gui")
 _RENDERER: dict[str, str] = {}
@@ -215,6 +217,7 @@ def window_class():
     window keeps painting with the raster engine.
     """
     from pyqtgraph.opengl.GLViewWidget import GLViewMixin
+    from PySide6.QtGui import QSurfaceFormat
     from PySide6.QtOpenGL import QOpenGLFramebufferObjectFormat, QOpenGLWindow
 
     class GLViewWindow(GLViewMixin, QOpenGLWindow):
@@ -237,6 +240,16 @@ def window_class():
         busy = None
         #: how many times the still items were drawn into the cache (tests, benchmarks)
         still_frames = 0
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            # A QOpenGLWindow draws into the window's own buffers, which have no depth
+            # buffer unless asked for (a QOpenGLWidget's framebuffer object always had
+            # one): the surface's depth test then did nothing, and where a ridge stands in
+            # front of the slope behind it the triangles drawn later covered it.
+            fmt = QSurfaceFormat(self.format())
+            fmt.setDepthBufferSize(DEPTH_BITS)
+            self.setFormat(fmt)
 
         def set_moving_items(self, items) -> None:
             """Keep the frame without ``items`` (the scrub's marker) in a framebuffer
@@ -317,6 +330,10 @@ def window_class():
                 return False
             self._cache.bind()
             try:
+                # pyqtgraph's paint draws into the current viewport: after an export
+                # (renderToArray: its own, larger) or the warm-up's one-pixel copy, the
+                # cache held a corner of the scene, shown until the camera moved
+                GL.glViewport(*region)
                 with self._drawing(still=True):
                     self.paint(region=region, viewport=region)
             finally:
@@ -367,7 +384,9 @@ def window_class():
         def _new_cache(self, w: int, h: int) -> bool:
             from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
 
-            fbo = Fbo(w, h, QOpenGLFramebufferObjectFormat())  # a texture, no samples
+            fmt = QOpenGLFramebufferObjectFormat()  # a texture, no samples, a depth buffer
+            fmt.setAttachment(Fbo.Attachment.Depth)
+            fbo = Fbo(w, h, fmt)
             if not fbo.isValid() or not fbo.texture():
                 self._cache_failed = True  # every frame is drawn whole from now on
                 self._cache = None

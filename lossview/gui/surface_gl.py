@@ -22,6 +22,9 @@ from lossview.gui.surface_data import SurfaceScene, bilinear
 HEIGHT = 0.9
 #: lift of the path and basin outline above the surface, so they are not z-fighting it
 LIFT = 0.012
+#: the floor grid's depth below the surface's lowest point (at height 0): level with it,
+#: the grid showed through a flat basin at the bottom
+FLOOR_Z = -0.03
 CAMERA = {"distance": 4.9, "elevation": 30.0, "azimuth": -60.0}
 SURFACE_CMAP = "viridis"
 BASIN_COLOR = (1.0, 1.0, 1.0, 0.95)
@@ -105,6 +108,7 @@ class SurfaceGLView(QWidget):
         self.floor = gl.GLGridItem(size=pg.Vector(2, 2, 1),
                                    color=(255, 255, 255, 50) if dark else (0, 0, 0, 45))
         self.floor.setSpacing(0.25, 0.25, 1)
+        self.floor.translate(0, 0, FLOOR_Z)
         self.surface = gl.GLSurfacePlotItem(shader="shaded", computeNormals=True, smooth=False,
                                             glOptions="opaque")
         self.basin = gl.GLLinePlotItem(mode="lines", width=2.5, color=BASIN_COLOR,
@@ -271,7 +275,7 @@ class SurfaceGLView(QWidget):
         p = self._path_pos[i]
         self.marker.setData(pos=p[None, :])
         self.marker_halo.setData(pos=p[None, :])
-        self.drop.setData(pos=np.array([[p[0], p[1], 0.0], p], dtype=np.float32))
+        self.drop.setData(pos=np.array([[p[0], p[1], FLOOR_Z], p], dtype=np.float32))
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """Scene points ``[N, 3]`` -> window coordinates ``[N, 2]`` (pixels, origin top

@@ -233,7 +233,8 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
     assert not img.isNull()
     from pyqtgraph import functions as fn
 
-    arr = fn.ndarray_from_qimage(img.convertToFormat(img.Format.Format_RGBA8888))
+    img = img.convertToFormat(img.Format.Format_RGBA8888)  # held: arr is a view of it
+    arr = fn.ndarray_from_qimage(img)
     colours = np.unique(arr[..., :3].reshape(-1, 3), axis=0)
     assert len(colours) > 50  # a shaded surface, not a blank frame
     # the marker's red is drawn somewhere in the frame
@@ -244,6 +245,7 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
 @pytest.mark.gl
 def test_clicking_a_point_in_the_3d_view_moves_the_timeline(qtbot, quad_run):
     from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtGui import QImage
     from PySide6.QtTest import QTest
 
     panel, tl, gl = gl_panel(qtbot, quad_run)
@@ -253,8 +255,8 @@ def test_clicking_a_point_in_the_3d_view_moves_the_timeline(qtbot, quad_run):
     # the projection is the renderer's: the red marker is drawn where project() says
     from pyqtgraph import functions as fn
 
-    img = gl.grab_image()
-    arr = fn.ndarray_from_qimage(img.convertToFormat(img.Format.Format_RGBA8888))
+    img = gl.grab_image().convertToFormat(QImage.Format.Format_RGBA8888)
+    arr = fn.ndarray_from_qimage(img)  # a view of img's pixels: img is held
     red = (arr[..., 0] > 200) & (arr[..., 1] < 90) & (arr[..., 2] < 90)
     ys, xs = np.nonzero(red)
     px, py = gl.project(gl.marker_position()[None, :])[0]
@@ -393,10 +395,12 @@ def _frame(gl):
 
 def _full_frame(gl):
     """The whole scene drawn afresh offscreen (no cache), RGB."""
+    from PySide6.QtGui import QImage
     from pyqtgraph import functions as fn
 
-    img = gl.grab_image()
-    return fn.ndarray_from_qimage(img.convertToFormat(img.Format.Format_RGBA8888))[..., :3]
+    img = gl.grab_image().convertToFormat(QImage.Format.Format_RGBA8888)
+    # a copy: the array is a view of the image's pixels, which go with the image
+    return fn.ndarray_from_qimage(img)[..., :3].copy()
 
 
 def _differ(a, b):
@@ -487,3 +491,52 @@ def test_scrub_frames_reuse_the_still_scene_and_match_a_full_frame(qtbot, quad_r
     assert _differ(_full_frame(gl), log_frame) < 0.002
     assert _differ(turned, log_frame) > 0.05
     panel.shutdown()
+
+
+@pytest.mark.gl
+def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot):
+    """The window's frames, whole and the scrub's copy, are the export's: a bump in front
+    of its own far slope hides it (the window and the copy have depth buffers; without,
+    triangles drawn later covered nearer ones: a QOpenGLWindow gets none unless asked),
+    and the copy is drawn at the window's size after an export."""
+    from lossview.gui.gl_window import gl_unavailable_reason
+    from lossview.gui.surface_data import SurfaceScene
+    from lossview.gui.surface_gl import SurfaceGLView
+
+    if gl_unavailable_reason() is not None:
+        pytest.skip(f"no OpenGL context: {gl_unavailable_reason()}")
+    view = SurfaceGLView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.view.busy = lambda: True  # the copy is prepared only when this test says so
+    g = np.linspace(-1, 1, 41)
+    a, b = np.meshgrid(g, g, indexing="ij")
+    loss = 0.1 + np.exp(-((a + 0.2) ** 2 + (b - 0.2) ** 2) / 0.05)  # a bump, off-centre
+    empty = np.empty((0, 2))
+    view.set_scene(SurfaceScene(g, g, loss, height_scale(loss, False), empty, np.empty(0),
+                                np.empty(0), np.empty(0), empty, True))
+    view.show()
+    qtbot.waitExposed(view)
+    v = view.view
+    # its context is made at its first frame; then a frame at its laid-out size (the
+    # window system's buffers follow a resize at the next swap)
+    qtbot.waitUntil(lambda: v.isValid() and v.size() == view.size(), timeout=5000)
+    with qtbot.waitSignal(v.frameSwapped, timeout=5000):
+        v.update()
+    assert v.context().format().depthBufferSize() >= 16
+    v.moving = ()  # every frame drawn whole, straight into the window
+    whole = _frame(view)
+    full = _full_frame(view)
+    assert whole.shape == full.shape
+    assert _differ(full, whole) < 0.002
+    # the scrub's copy, drawn into a framebuffer object, prepared right after an export
+    # (whose renderToArray left its own larger viewport current: the copy held a corner
+    # of the scene until the camera moved)
+    v.set_moving_items((view.marker,))
+    assert not v.copying
+    v.warm_step()
+    v.warm_step()
+    assert v.copying
+    copied = _frame(view)
+    assert v.still_frames >= 1
+    assert _differ(full, copied) < 0.002
