@@ -19,7 +19,7 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
 longest blocks (``_watchdog.py``); ``--turns`` the events delivered in them, timed and
 nested (``_turnlog.py``; its Python ``notify`` adds a little to every event), and with
 ``--items`` each pyqtgraph item's paint (``--min-ms 0.2``: the scrub's events down to 0.2 ms,
-1 ms by default). ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
+1 ms by default; ``--gap-ms 25``: blocks over 25 ms, 40 by default). ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
 2D panels from that of the OpenGL view. ``--only live`` skips the scrub, ``--only open`` the scrub and the live training. The scrub also
 reports how many frames the 3D view rendered (its marker is throttled to ~30 Hz) and
 what a frame cost (its ``paintGL``, inside the per-step times).
@@ -152,7 +152,8 @@ class Heartbeat:
             import _turnlog
 
             buf = io.StringIO()
-            _turnlog.report(self.beats, file=buf)
+            gap_ms = float(sys.argv[sys.argv.index("--gap-ms") + 1]) if "--gap-ms" in sys.argv else 40.0
+            _turnlog.report(self.beats, threshold_ms=gap_ms, file=buf)
             text += "\n" + buf.getvalue().rstrip()
         return text
 

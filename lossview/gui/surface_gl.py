@@ -228,6 +228,14 @@ class SurfaceGLView(QWidget):
         ``gl_window``); nothing once it is prepared."""
         self.view.warm_step()
 
+    def set_floor_visible(self, on: bool) -> None:
+        """Show or hide the floor grid (hidden for the view's very first frame, which
+        then only clears: each kind of item's first frame compiles its drawing code on a
+        software renderer, so the first surface arrives over several turns)."""
+        if self.floor.visible() != on:
+            self.floor.setVisible(on)
+            self.view.still_changed()
+
     def show_overlays(self) -> None:
         """Show the path and markers a :meth:`set_scene` with ``overlays=False`` held back."""
         if self._scene is not None and self._scene.n_points:

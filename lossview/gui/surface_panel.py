@@ -320,8 +320,10 @@ class SurfacePanel(QWidget):
 
         One view per event-loop turn (each is tens of milliseconds on a software
         renderer): the view on screen first, then the honesty plot, then the hidden view.
-        The first 3D surface takes three turns of its own: the GL window shown (floor
-        only), the surface, then the path and markers (each first frame compiles shaders).
+        The first 3D surface takes five turns of its own: the 3D view made, the GL window
+        shown (its first frame empty: being exposed and sized is ~10 ms), the floor, the
+        surface, then the path and markers (the first frame of each kind of item
+        compiles its drawing code: 10-20 ms each on llvmpipe).
         A final 3D surface ends with two turns that prepare the 3D view's scrub copy,
         if its quiet moments have not (nothing to do after the first time).
         """
@@ -347,9 +349,17 @@ class SurfacePanel(QWidget):
 
         first_3d = want_3d and (self._gl_view is None or self._gl_view.scene is None)
 
-        def create() -> None:  # the first 3D surface: the GL window shown, floor only
-            if self._ensure_gl(with_scene=False):
+        def make() -> None:  # the first 3D surface: the view made, not shown yet
+            if self._ensure_gl(with_scene=False) and not self._gl_view.view.isExposed():
+                self._gl_view.set_floor_visible(False)
+
+        def create() -> None:  # the GL window shown, its first frame empty
+            if self._gl_view is not None:
                 self.stack.setCurrentWidget(self._gl_view)
+
+        def floor() -> None:
+            if self._gl_view is not None:
+                self._gl_view.set_floor_visible(True)
 
         def front() -> QWidget | None:
             if want_3d and self._ensure_gl():
@@ -390,7 +400,7 @@ class SurfacePanel(QWidget):
             if final and self._worker is None:
                 self.surface_ready.emit()
 
-        todo = ([create, front, overlays] if first_3d else [front]) + [honesty, back]
+        todo = ([make, create, floor, front, overlays] if first_3d else [front]) + [honesty, back]
         if final and want_3d:  # so a scrub right after opening finds it ready
             todo += [warm, warm]
         self._stagger.run([guarded(f) for f in todo + [ready]])

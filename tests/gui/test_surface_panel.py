@@ -243,6 +243,39 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
 
 
 @pytest.mark.gl
+def test_the_first_3d_surface_arrives_one_kind_of_item_per_frame(qtbot, quad_run):
+    """On a software renderer the first frame of each kind of item compiles its drawing
+    code (10-20 ms each): the view's first frame draws nothing (it is being exposed and
+    sized), then the floor, the surface, the path and markers, each in a later frame."""
+    panel, tl = make_panel(qtbot, quad_run, contour=False)
+    if panel.gl_reason is not None:
+        pytest.skip(f"no OpenGL context: {panel.gl_reason}")
+    panel.show()
+    qtbot.waitExposed(panel)
+    gl = panel.gl_view  # made now, shown when the first surface is drawn
+    shown = []
+
+    def drawn(item) -> bool:  # shown, with something to draw (lines and points: data)
+        if not hasattr(item, "pos"):
+            return item.visible()
+        return item.visible() and item.pos is not None and len(item.pos) > 0
+
+    def frame(_orig=gl.view.frame):
+        shown.append({name for name in ("floor", "surface", "path", "marker")
+                      if drawn(getattr(gl, name))})
+        _orig()
+
+    gl.view.frame = frame  # paintGL calls self.frame()
+    compute(qtbot, panel, quad_run)
+    firsts = [next(i for i, s in enumerate(shown) if name in s)
+              for name in ("floor", "surface", "path")]
+    assert shown[0] == set()
+    assert 0 < firsts[0] < firsts[1] < firsts[2]
+    assert shown[-1] == {"floor", "surface", "path", "marker"}
+    panel.shutdown()
+
+
+@pytest.mark.gl
 def test_clicking_a_point_in_the_3d_view_moves_the_timeline(qtbot, quad_run):
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtGui import QImage
