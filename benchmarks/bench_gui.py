@@ -183,6 +183,9 @@ def _time_gl_frames(surface) -> list[float]:
 
 
 def main() -> int:
+    if "-h" in sys.argv or "--help" in sys.argv:  # before any window: no display needed
+        print(__doc__)
+        return 0
     with tempfile.TemporaryDirectory(prefix="lossview-bench-gui-") as d:
         # the benchmark's runs, and the window's settings (recent folders, layout), in a
         # folder deleted afterwards: not in the user's settings and /tmp
