@@ -90,14 +90,28 @@ class PointMarker(QGraphicsObject):
 
     def __init__(self, size: float = 10, pen=None, brush=None) -> None:
         super().__init__()
-        self._r = size / 2
+        self._size = size
         self._pen = pg.mkPen(pen) if pen is not None else QPen(Qt.PenStyle.NoPen)
         self._brush = pg.mkBrush(brush) if brush is not None else QBrush()
         self._pen.setCosmetic(True)
-        pad = self._r + self._pen.widthF() / 2 + 1
-        self._bounds = QRectF(-pad, -pad, 2 * pad, 2 * pad)
+        self._scale = 1.0
+        self._set_scale(1.0)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         self.hide()
+
+    def _set_scale(self, scale: float) -> None:
+        self._scale = scale
+        self._r = scale * self._size / 2
+        pad = self._r + scale * self._pen.widthF() / 2 + 1
+        self._bounds = QRectF(-pad, -pad, 2 * pad, 2 * pad)
+
+    def setExportMode(self, export: bool, opts: dict | None = None) -> None:  # noqa: N802
+        """pyqtgraph's image exporter at a larger size than on screen: the marker grows
+        with the picture (its size is in screen pixels), as a ScatterPlotItem's spots do."""
+        scale = float((opts or {}).get("resolutionScale", 1.0)) if export else 1.0
+        if scale != self._scale:
+            self.prepareGeometryChange()
+            self._set_scale(scale)
 
     def set_point(self, x: float | None, y: float | None = None) -> None:
         """Show the marker at (``x``, ``y``); ``None`` or a non-finite coordinate hides it."""
@@ -118,6 +132,11 @@ class PointMarker(QGraphicsObject):
 
     def paint(self, p, *args) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setPen(self._pen)
+        if self._scale != 1.0 and self._pen.style() != Qt.PenStyle.NoPen:
+            pen = QPen(self._pen)
+            pen.setWidthF(self._pen.widthF() * self._scale)
+            p.setPen(pen)
+        else:
+            p.setPen(self._pen)
         p.setBrush(self._brush)
         p.drawEllipse(QPointF(0, 0), self._r, self._r)

@@ -160,3 +160,31 @@ def test_point_marker_moves_by_position_and_is_drawn_where_its_point_maps(plot, 
         m.set_point(*gone)
         qtbot.wait(20)
         assert m.getData()[0].size == 0 and _red_centroid(plot) is None
+
+
+def test_point_marker_grows_with_an_export_larger_than_the_screen(plot, qtbot):
+    """pyqtgraph's image exporter at twice the plot's width: the marker is twice as wide
+    in the picture (its size is in screen pixels, as a ScatterPlotItem spot's), centred
+    where the point maps, and back to its size on screen afterwards."""
+    from pyqtgraph.exporters import ImageExporter
+
+    m = PointMarker(size=15, pen=None, brush=pg.mkBrush(255, 0, 0))
+    plot.addItem(m, ignoreBounds=True)
+    m.set_point(500.0, 5.0)
+    qtbot.wait(20)
+    widths = {}
+    for scale in (1, 2):
+        ex = ImageExporter(plot.getPlotItem())
+        ex.parameters()["width"] = scale * int(ex.parameters()["width"])
+        img = ex.export(toBytes=True).convertToFormat(QImage.Format.Format_RGB32)
+        a = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)
+        ys, xs = np.nonzero((a[..., 2] > 200) & (a[..., 1] < 80) & (a[..., 0] < 80))
+        widths[scale] = np.ptp(xs) + 1
+        vb = plot.getPlotItem().getViewBox()
+        # where (500, 5) lies in the exported picture: the plot item's rectangle scaled
+        want = (vb.mapViewToScene(QPointF(500, 5)) - plot.getPlotItem().sceneBoundingRect().topLeft()) * scale
+        assert abs(xs.mean() - want.x()) < 1.5 * scale and abs(ys.mean() - want.y()) < 1.5 * scale
+    assert 12 <= widths[1] <= 16
+    assert abs(widths[2] - 2 * widths[1]) <= 2
+    xs, _ = _red_pixels(plot)
+    assert 12 <= np.ptp(xs) + 1 <= 16  # on screen, as before
