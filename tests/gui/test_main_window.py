@@ -321,3 +321,33 @@ def test_the_window_process_uses_one_blas_thread_when_jobs_run_in_children():
     value = dict(zip(words[::2], words[1::2]))
     assert value["AVAILABLE"] == "True"
     assert value["AFTER"] == "1"
+
+
+def test_the_panels_are_laid_out_while_the_first_run_loads_so_the_switch_only_paints(
+        qtbot, window, run_path):
+    """The switch from the start page to the panels resized every plot's view in the turn
+    that showed them (15-20 ms). The window lays the hidden panels out while the run
+    loads; once shown they get no resize, and they have the size the shown layout gives."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import QEvent, QObject
+
+    views = window.workspace.findChildren(pg.GraphicsView)
+    assert len(views) >= 4
+    resized: list = []
+
+    class Watch(QObject):
+        def eventFilter(self, obj, ev):  # noqa: N802 - Qt override
+            if ev.type() == QEvent.Type.Resize:
+                resized.append((obj, window.stack.currentWidget() is window.workspace))
+            return False
+
+    watch = Watch()
+    for v in views:
+        v.installEventFilter(watch)
+    open_and_wait(qtbot, window, run_path)
+    assert window.stack.currentWidget() is window.workspace
+    assert {o for o, shown in resized if not shown} == set(views)  # laid out ahead ...
+    assert [o for o, shown in resized if shown] == []  # ... and not again once shown
+    sizes = [v.size() for v in views]
+    window.workspace.layout().activate()  # nothing left to do for the shown layout
+    assert [v.size() for v in views] == sizes and all(s.width() > 50 for s in sizes)
