@@ -236,11 +236,13 @@ class SurfaceGLView(QWidget):
             self.floor.setVisible(on)
             self.view.still_changed()
 
-    def show_overlays(self) -> None:
-        """Show the path and markers a :meth:`set_scene` with ``overlays=False`` held back."""
+    def show_overlays(self, markers: bool = True) -> None:
+        """Show the path and markers a :meth:`set_scene` with ``overlays=False`` held back;
+        ``markers=False``: the path only (the markers' first frame is a turn of its own)."""
         if self._scene is not None and self._scene.n_points:
             for item in self._overlays:
-                item.setVisible(True)
+                if markers or isinstance(item, self._gl.GLLinePlotItem):
+                    item.setVisible(True)
             self.view.still_changed()
 
     def _lift(self, ab: np.ndarray) -> np.ndarray:

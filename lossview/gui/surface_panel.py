@@ -320,10 +320,10 @@ class SurfacePanel(QWidget):
 
         One view per event-loop turn (each is tens of milliseconds on a software
         renderer): the view on screen first, then the honesty plot, then the hidden view.
-        The first 3D surface takes five turns of its own: the 3D view made, the GL window
+        The first 3D surface takes six turns of its own: the 3D view made, the GL window
         shown (its first frame empty: being exposed and sized is ~10 ms), the floor, the
-        surface, then the path and markers (the first frame of each kind of item
-        compiles its drawing code: 10-20 ms each on llvmpipe).
+        surface, the path, then the markers (the first frame of each kind of item
+        compiles its drawing code: 5-20 ms each on llvmpipe).
         A final 3D surface ends with two turns that prepare the 3D view's scrub copy,
         if its quiet moments have not (nothing to do after the first time).
         """
@@ -374,6 +374,10 @@ class SurfacePanel(QWidget):
             self._show_view()
             return self.contour
 
+        def path() -> None:
+            if self._gl_view is not None:
+                self._gl_view.show_overlays(markers=False)
+
         def overlays() -> None:
             if self._gl_view is not None:
                 self._gl_view.show_overlays()
@@ -400,7 +404,8 @@ class SurfacePanel(QWidget):
             if final and self._worker is None:
                 self.surface_ready.emit()
 
-        todo = ([make, create, floor, front, overlays] if first_3d else [front]) + [honesty, back]
+        first = [make, create, floor, front, path, overlays]
+        todo = (first if first_3d else [front]) + [honesty, back]
         if final and want_3d:  # so a scrub right after opening finds it ready
             todo += [warm, warm]
         self._stagger.run([guarded(f) for f in todo + [ready]])

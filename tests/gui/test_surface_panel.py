@@ -245,8 +245,8 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
 @pytest.mark.gl
 def test_the_first_3d_surface_arrives_one_kind_of_item_per_frame(qtbot, quad_run):
     """On a software renderer the first frame of each kind of item compiles its drawing
-    code (10-20 ms each): the view's first frame draws nothing (it is being exposed and
-    sized), then the floor, the surface, the path and markers, each in a later frame."""
+    code (5-20 ms each): the view's first frame draws nothing (it is being exposed and
+    sized), then the floor, the surface, the path and the markers, each in a later frame."""
     panel, tl = make_panel(qtbot, quad_run, contour=False)
     if panel.gl_reason is not None:
         pytest.skip(f"no OpenGL context: {panel.gl_reason}")
@@ -268,9 +268,9 @@ def test_the_first_3d_surface_arrives_one_kind_of_item_per_frame(qtbot, quad_run
     gl.view.frame = frame  # paintGL calls self.frame()
     compute(qtbot, panel, quad_run)
     firsts = [next(i for i, s in enumerate(shown) if name in s)
-              for name in ("floor", "surface", "path")]
+              for name in ("floor", "surface", "path", "marker")]
     assert shown[0] == set()
-    assert 0 < firsts[0] < firsts[1] < firsts[2]
+    assert 0 < firsts[0] < firsts[1] < firsts[2] < firsts[3]
     assert shown[-1] == {"floor", "surface", "path", "marker"}
     panel.shutdown()
 
