@@ -528,8 +528,8 @@ def test_scrub_frames_reuse_the_still_scene_and_match_a_full_frame(qtbot, quad_r
 
 @pytest.mark.gl
 def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot):
-    """The window's frames, whole and the scrub's copy, are the export's: a bump in front
-    of its own far slope hides it (the window and the copy have depth buffers; without,
+    """The window's frames, whole and the scrub's copy, are the export's: a ridge in front
+    of the slope behind it hides it (the window and the copy have depth buffers; without,
     triangles drawn later covered nearer ones: a QOpenGLWindow gets none unless asked),
     and the copy is drawn at the window's size after an export."""
     from lossview.gui.gl_window import gl_unavailable_reason
@@ -544,7 +544,10 @@ def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot)
     view.view.busy = lambda: True  # the copy is prepared only when this test says so
     g = np.linspace(-1, 1, 41)
     a, b = np.meshgrid(g, g, indexing="ij")
-    loss = 0.1 + np.exp(-((a + 0.2) ** 2 + (b - 0.2) ** 2) / 0.05)  # a bump, off-centre
+    # a bowl crossed by two ridges: whichever order the triangles come in, one ridge
+    # stands in front of slopes drawn after it
+    ridges = np.exp(-(a - 0.1) ** 2 / 0.01) + np.exp(-(b + 0.1) ** 2 / 0.01)
+    loss = 0.5 * (a**2 + b**2) + 1.5 * ridges
     empty = np.empty((0, 2))
     view.set_scene(SurfaceScene(g, g, loss, height_scale(loss, False), empty, np.empty(0),
                                 np.empty(0), np.empty(0), empty, True))
@@ -561,7 +564,11 @@ def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot)
     whole = _frame(view)
     full = _full_frame(view)
     assert whole.shape == full.shape
-    assert _differ(full, whole) < 0.002
+
+    def wrong_pixels(frame) -> int:  # without a depth buffer: 60-70 along a ridge's top
+        return int((np.abs(frame.astype(int) - full).max(axis=2) > 20).sum())
+
+    assert wrong_pixels(whole) <= 5
     # the scrub's copy, drawn into a framebuffer object, prepared right after an export
     # (whose renderToArray left its own larger viewport current: the copy held a corner
     # of the scene until the camera moved)
@@ -572,4 +579,4 @@ def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot)
     assert v.copying
     copied = _frame(view)
     assert v.still_frames >= 1
-    assert _differ(full, copied) < 0.002
+    assert wrong_pixels(copied) <= 5
