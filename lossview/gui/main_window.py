@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QSplitter, QStackedWidget,
                                QVBoxLayout, QWidget)
 
@@ -19,7 +19,7 @@ from lossview.gui.loader import load_and_analyze
 from lossview.gui.sharpness_job import SharpnessJob
 from lossview.gui.loss_panel import LossPanel
 from lossview.gui.menus import build_menus
-from lossview.gui.stagger import Stagger, lay_out_hidden, settle
+from lossview.gui.stagger import Stagger, lay_out_hidden, one_per_turn, settle
 from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
@@ -190,8 +190,7 @@ class MainWindow(QMainWindow):
         worker.start()
         if self.isVisible() and self.stack.currentWidget() is not self.workspace:
             # while the run loads: the panels laid out, so the switch to them only paints
-            QTimer.singleShot(0, self, lambda: lay_out_hidden(self.workspace,
-                                                              self.stack.currentWidget()))
+            one_per_turn(lay_out_hidden(self.workspace, self.stack.currentWidget()), self)
 
     def cancel_loading(self) -> None:
         w = self._loader

@@ -12,7 +12,7 @@ paints about one plot, and input and timers get their turn in between.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
@@ -70,11 +70,16 @@ def settle(widget: Any) -> None:
         scene.prepareForPaint()
 
 
-def lay_out_hidden(widget: Any, like: Any) -> None:
-    """Size the hidden ``widget`` as ``like`` and lay out its whole tree now, sending the
+def lay_out_hidden(widget: Any, like: Any) -> Iterator[None]:
+    """Size the hidden ``widget`` as ``like`` and lay out its whole tree, sending the
     resize events Qt would send when it is shown (hidden widgets get theirs then, all in
     the turn that shows them: for the window's panels, every plot's scene resized, 15-20
-    ms). Shown later at the same size, it is only painted."""
+    ms). Shown later at the same size, it is only painted.
+
+    A generator: it pauses after each pyqtgraph view's resize (the costly ones, 1-5 ms
+    each), for :func:`one_per_turn`. A widget shown or deleted meanwhile is left to Qt.
+    """
+    import pyqtgraph as pg
     from PySide6.QtCore import QSize, Qt
     from PySide6.QtGui import QResizeEvent
     from PySide6.QtWidgets import QApplication, QWidget
@@ -84,13 +89,33 @@ def lay_out_hidden(widget: Any, like: Any) -> None:
     todo = deque([widget])
     while todo:  # parents first: a parent's layout sizes its children
         w = todo.popleft()
-        if w.testAttribute(pending):
-            w.setAttribute(pending, False)
-            QApplication.sendEvent(w, QResizeEvent(w.size(), QSize(-1, -1)))
-        lay = w.layout()
-        if lay is not None:
-            lay.activate()
-        todo.extend(c for c in w.children() if isinstance(c, QWidget) and not c.isWindow())
+        try:
+            if w.isVisible():
+                continue  # shown meanwhile: Qt sent its events
+            if w.testAttribute(pending):
+                w.setAttribute(pending, False)
+                QApplication.sendEvent(w, QResizeEvent(w.size(), QSize(-1, -1)))
+            lay = w.layout()
+            if lay is not None:
+                lay.activate()
+            todo.extend(c for c in w.children() if isinstance(c, QWidget) and not c.isWindow())
+        except RuntimeError:  # deleted meanwhile (the window closed)
+            continue
+        if isinstance(w, pg.GraphicsView):
+            yield
+
+
+def one_per_turn(steps: Iterator[Any], context: QObject) -> None:
+    """Run a generator's steps one per event-loop turn, from the next one on (none once
+    ``context`` is gone)."""
+    def step() -> None:
+        if next(steps, _DONE) is not _DONE:
+            QTimer.singleShot(0, context, step)
+
+    QTimer.singleShot(0, context, step)
+
+
+_DONE = object()
 
 
 class Stagger(QObject):

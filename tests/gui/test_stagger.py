@@ -74,3 +74,65 @@ def test_a_failing_step_does_not_leave_the_rest_undone(qtbot, canvas):
     assert [str(e[1]) for e in caught] == ["drawing bug"]
     st.cancel()
     assert [p.opacity() for p in plots_of(canvas)] == [1.0, 1.0, 1.0]
+
+
+def test_a_hidden_tree_is_laid_out_one_plot_view_per_step_and_not_again_when_shown(qtbot):
+    """lay_out_hidden sizes a hidden page like the shown one and sends its views their
+    resize events, pausing after each view; shown afterwards, no view is resized again.
+    A page shown before the steps end is left to Qt."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
+
+    from lossview.gui.stagger import lay_out_hidden, one_per_turn
+
+    def page() -> tuple[QWidget, list]:
+        p = QWidget()
+        lay = QVBoxLayout(p)
+        views = [pg.PlotWidget(), pg.PlotWidget()]
+        for v in views:
+            lay.addWidget(v)
+        return p, views
+
+    stack = QStackedWidget()
+    qtbot.addWidget(stack)
+    stack.addWidget(QLabel("start"))
+    hidden, views = page()
+    stack.addWidget(hidden)
+    stack.resize(500, 400)
+    stack.show()
+    qtbot.waitExposed(stack)
+    resized = []
+
+    class Watch(QObject):
+        def eventFilter(self, obj, ev):  # noqa: N802 - Qt override
+            if ev.type() == QEvent.Type.Resize:
+                resized.append(views.index(obj))
+            return False
+
+    watch = Watch()
+    for v in views:
+        v.installEventFilter(watch)
+    steps = lay_out_hidden(hidden, stack.currentWidget())
+    next(steps)
+    assert resized == [0]  # one view a step
+    next(steps)
+    assert resized == [0, 1]
+    assert next(steps, "done") == "done"
+    assert hidden.size() == stack.currentWidget().size()
+    assert all(v.height() > 150 for v in views)  # the page's layout shared between them
+    stack.setCurrentWidget(hidden)
+    qtbot.wait(20)
+    assert resized == [0, 1]  # shown: painted, not resized again
+
+    # a page shown while its steps run: the rest is Qt's, as without them
+    other, more = page()
+    stack.addWidget(other)
+    resized.clear()
+    views[:] = more
+    for v in more:
+        v.installEventFilter(watch)
+    stack.setCurrentIndex(0)
+    one_per_turn(lay_out_hidden(other, stack.currentWidget()), stack)
+    stack.setCurrentWidget(other)  # before the first step's turn
+    qtbot.wait(50)
+    assert sorted(resized) == [0, 1]  # each once, by Qt's show
