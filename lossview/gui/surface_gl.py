@@ -241,7 +241,7 @@ class SurfaceGLView(QWidget):
         ``markers=False``: the path only (the markers' first frame is a turn of its own)."""
         if self._scene is not None and self._scene.n_points:
             for item in self._overlays:
-                if markers or isinstance(item, self._gl.GLLinePlotItem):
+                if markers or item in (self.path_halo, self.path):
                     item.setVisible(True)
             self.view.still_changed()
 
