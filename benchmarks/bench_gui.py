@@ -85,7 +85,9 @@ class Heartbeat:
       events wait in the same queue, so this is the delay a click or key press would see.
     """
 
-    def __init__(self, interval_ms: int = 5, watch: bool = False) -> None:
+    def __init__(self, interval_ms: int = 5, watch: bool = False, gap_ms: float = 40.0) -> None:
+        #: with --turns, the blocks longer than this are reported
+        self.gap_ms = gap_ms
         self.gaps: list[float] = []
         self.waits: list[float] = []
         self.beats: list[float] = []  # perf_counter of each beat (for --turns)
@@ -152,8 +154,7 @@ class Heartbeat:
             import _turnlog
 
             buf = io.StringIO()
-            gap_ms = float(sys.argv[sys.argv.index("--gap-ms") + 1]) if "--gap-ms" in sys.argv else 40.0
-            _turnlog.report(self.beats, threshold_ms=gap_ms, file=buf)
+            _turnlog.report(self.beats, threshold_ms=self.gap_ms, file=buf)
             text += "\n" + buf.getvalue().rstrip()
         return text
 
@@ -235,7 +236,8 @@ def _run(tmp: Path) -> int:
     QTimer.singleShot(PREWARM_DELAY_MS, prewarm_imports)
 
     # -- open: load, analyse, draw, sharpness, surface ----------------------------------
-    hb = Heartbeat(watch="--watch" in sys.argv)
+    gap_ms = float(sys.argv[sys.argv.index("--gap-ms") + 1]) if "--gap-ms" in sys.argv else 40.0
+    hb = Heartbeat(watch="--watch" in sys.argv, gap_ms=gap_ms)
     gcp = GcPauses()
     loaded = []
     win.run_loaded.connect(loaded.append)

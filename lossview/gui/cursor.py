@@ -94,7 +94,6 @@ class PointMarker(QGraphicsObject):
         self._pen = pg.mkPen(pen) if pen is not None else QPen(Qt.PenStyle.NoPen)
         self._brush = pg.mkBrush(brush) if brush is not None else QBrush()
         self._pen.setCosmetic(True)
-        self._scale = 1.0
         self._set_scale(1.0)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         self.hide()
