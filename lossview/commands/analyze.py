@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossview.core.analysis.report import analyze, format_text
+    from lossview.core.analysis.report import analyze, format_text, refresh_answers
     from lossview.core.io import open_run
 
     r = open_run(args.path)
@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     # Sharpness needs the model and data: built-in problems name theirs in run.json,
     # foreign folders only with --model. Without either the key stays null.
     report["sharpness"] = None if args.no_sharpness else _sharpness(r, model_file)
-    if report["sharpness"]:
-        report["diagnosis"].append(f"Curvature: {report['sharpness']['verdict']} "
-                                   "(largest Hessian eigenvalue; Cohen et al. 2021).")
+    refresh_answers(report)  # the stability answer compares lr with the measured sharpness
     if args.json:
         json.dump(report, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")

@@ -20,11 +20,15 @@ VANISH = 0.02
 FALLING = 0.5
 
 
-def gradient_behaviour(run: Run, plateau_step: int | None) -> dict:
+def gradient_behaviour(run: Run, plateau_step: int | None, until: int | None = None) -> dict:
+    """The verdict above on the logged gradient norms before step ``until`` (a diverged
+    run's first non-finite step: what follows it is not analysed)."""
     s = run.metric(*NAMES)
     if s is None:
         return {"verdict": None, "reason": "no gradient norm was logged (metric 'grad_norm')"}
     ok = np.isfinite(s.values)
+    if until is not None:
+        ok &= s.steps < until
     steps, g = s.steps[ok], s.values[ok]
     n = len(g)
     if n < 8:

@@ -243,11 +243,12 @@ def affordable_snapshots(layout: Layout, sweeps: int = 5) -> int:
     return int(np.clip(WORK_BUDGET / max(per, 1.0), 2, 10**6))
 
 
-def permutation_report(run: Run, indices: list[int], n_baseline: int = 8) -> dict:
-    """Raw and aligned distance of snapshots to the last snapshot, and the distance from the
-    last snapshot to randomly permuted copies of itself. ``indices`` are the candidates; for
-    wide layers they are evenly thinned to :func:`affordable_snapshots` (first and last
-    kept)."""
+def permutation_report(run: Run, indices: list[int], n_baseline: int = 8,
+                       ref: int | None = None) -> dict:
+    """Raw and aligned distance of snapshots to snapshot ``ref`` (default: the last one; a
+    diverged run's last finite one), and the distance from it to randomly permuted copies
+    of itself. ``indices`` are the candidates; for wide layers they are evenly thinned to
+    :func:`affordable_snapshots` (first and last kept)."""
     try:
         layout = layout_of(run)
     except NotInferable as e:
@@ -258,11 +259,11 @@ def permutation_report(run: Run, indices: list[int], n_baseline: int = 8) -> dic
     if len(run) < 2:
         return {"raw_to_final": None, "aligned_to_final": None,
                 "reason": "needs at least two snapshots"}
-    last = len(run) - 1
+    last = len(run) - 1 if ref is None else int(ref)
     final = run.params(last)
     if not all(np.isfinite(v).all() for v in final.values()):
         return {"raw_to_final": None, "aligned_to_final": None,
-                "reason": "the last snapshot has non-finite weights"}
+                "reason": "the reference snapshot has non-finite weights"}
     raw, aligned, sweeps = [], [], []
     for i in indices:
         p = run.params(int(i))
@@ -281,6 +282,7 @@ def permutation_report(run: Run, indices: list[int], n_baseline: int = 8) -> dic
                                       for n in run.param_names))))
     return {
         "indices": [int(i) for i in indices],
+        "reference": {"index": last, "step": int(run.steps[last])},
         "steps": [int(run.steps[i]) for i in indices],
         "raw_to_final": raw,
         "aligned_to_final": aligned,

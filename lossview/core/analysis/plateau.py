@@ -13,6 +13,13 @@ Rule (documented in docs/analysis.md):
 5. plateau = the first logged step from which the smoothed loss stays within
    ``L_f +- band`` to the end. A plateau shorter than two smoothing windows means the loss
    is still improving: no plateau.
+
+The scale is the one the user sees: a positive loss whose smoothed curve spans more than
+:data:`LOG_SPAN` (a factor 10) is plotted on a log axis, so the rule runs on ``log10(loss)``
+there; a loss that still falls tenfold is not flat however small it is in absolute terms.
+No plateau is declared after a decrease when the band is more than :data:`MAX_BAND_SHARE`
+of the total decrease: the noise is then too large to say where (or whether) the loss
+stopped falling, and the result says what was measured instead.
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ from lossview.core.run import MetricSeries
 
 MIN_POINTS = 10
 REL_DECREASE = 0.01
+#: Dynamic range (max / min of the smoothed loss) above which the rule runs on log10(loss).
+LOG_SPAN = 10.0
+#: Largest band, as a share of the total decrease, for which a plateau is declared.
+MAX_BAND_SHARE = 0.5
 
 
 def _window(n: int) -> int:
@@ -45,6 +56,10 @@ def find_plateau(loss: MetricSeries | None) -> dict:
         return {"step": None, "reason": f"needs at least {MIN_POINTS} finite loss values, has {n}"}
     w = min(_window(n), n if n % 2 else n - 1)
     smooth = median_filter(vals, size=w, mode="reflect")
+    log = bool(np.all(vals > 0) and smooth.min() > 0 and smooth.max() / smooth.min() > LOG_SPAN)
+    if log:
+        vals = np.log10(vals)
+        smooth = np.log10(smooth)
     n_f = max(w, n // 10)
     level = float(np.median(vals[-n_f:]))
     tail = slice(n - max(n // 4, w), n)
@@ -55,12 +70,31 @@ def find_plateau(loss: MetricSeries | None) -> dict:
                1e-12 * abs(level))
     outside = np.abs(smooth - level) > band
     p = int(np.flatnonzero(outside)[-1]) + 1 if outside.any() else 0
-    out = {"level": level, "band": band, "noise": noise, "smoothing_window": w,
-           "relative_band": band / abs(level) if level != 0 else None,
-           "total_decrease": decrease}
+    share = band / decrease if decrease > 0 else None
+    out = {"scale": "log" if log else "linear", "smoothing_window": w,
+           "band_share_of_decrease": share}
+    if log:  # back to loss units; the band is a factor on a log axis
+        out.update(level=float(10 ** level), band=float(10 ** level * (10 ** band - 1)),
+                   band_factor=float(10 ** band), noise_decades=noise,
+                   noise=float(10 ** level * (10 ** noise - 1)),
+                   total_decrease=float(10 ** (level + decrease) - 10 ** level),
+                   decrease_decades=decrease, relative_band=float(10 ** band - 1))
+    else:
+        out.update(level=level, band=band, noise=noise, total_decrease=decrease,
+                   relative_band=band / abs(level) if level != 0 else None)
     if p >= n - 2 * w:
-        return {"step": None, **out, "reason": "the loss is still improving at the end of the run"}
-    post = vals[p:]
+        if smooth[-1] > smooth[max(n - 2 * w - 1, 0)] + band:
+            return {"step": None, **out, "end_trend": "rising",
+                    "reason": "the loss rises at the end of the run"}
+        what = ("the loss is still improving at the end of the run"
+                + (f" (it fell {decrease:.1f} decades on the log scale)" if log else ""))
+        return {"step": None, **out, "end_trend": "falling", "reason": what}
+    if p > 0 and share is not None and share > MAX_BAND_SHARE:
+        return {"step": None, **out,
+                "reason": (f"the noise band is {share:.0%} of the total decrease"
+                           + (" on the log scale" if log else "")
+                           + ": too noisy to say where the loss stopped falling")}
+    post = (10 ** vals[p:]) if log else vals[p:]
     q = max(len(post) // 4, 1)
     return {"step": int(steps[p]), **out,
             "flat_from_start": p == 0,

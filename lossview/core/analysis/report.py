@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lossview.core.analysis.answers import compute_answers
 from lossview.core.analysis.diagnosis import diagnose
 from lossview.core.analysis.diffusion import diffusion
 from lossview.core.analysis.distances import distances
@@ -76,6 +77,41 @@ def _pairwise(gram) -> dict:
             "matrix": d.tolist()}
 
 
+def _optimizer(run: Run) -> dict[str, Any]:
+    """The optimizer's settings as the run recorded them (run.json, or what a reader found
+    saved beside the weights): ``name``, ``lr``, ``momentum``... or an empty dict."""
+    opt = run.spec.get("optimizer")
+    out = dict(opt) if isinstance(opt, dict) else {}
+    for k in ("lr", "momentum"):
+        if out.get(k) is None and isinstance(run.spec.get(k), (int, float)):
+            out[k] = run.spec[k]
+    return out
+
+
+def step_unit(run: Run) -> str:
+    """``"epoch"`` where the snapshots' positions are epochs, else ``"step"``."""
+    u = getattr(run, "step_unit", None) or run.spec.get("step_unit")
+    return "epoch" if u == "epoch" else "step"
+
+
+def _segment_start(steps: np.ndarray, plateau_step: int | None) -> tuple[int | None, str]:
+    """Where the weights question's segment starts: the loss plateau when at least
+    MIN_SEGMENT snapshots follow it, else the second half of the (finite) run."""
+    if plateau_step is not None and np.sum(steps >= plateau_step) >= MIN_SEGMENT:
+        return int(plateau_step), "after plateau"
+    if len(steps) >= 2 * MIN_SEGMENT:
+        return int(steps[len(steps) // 2]), "second half"
+    return None, "whole run"
+
+
+def refresh_answers(report: dict[str, Any]) -> dict[str, Any]:
+    """Recompute ``answers`` and ``diagnosis`` in place after a part of the report changed
+    (the app measures sharpness after the first analysis); returns the report."""
+    report["answers"] = jsonable(compute_answers(report))
+    report["diagnosis"] = diagnose(report)
+    return report
+
+
 def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[float, str], None, dict]:
     """Compute the report, yielding ``(fraction done, what)``; returns the report.
 
@@ -97,17 +133,24 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
         "warnings": run.warnings,
         "metrics": {k: s.to_json() for k, s in run.metrics.items()},
         "distance": {**d.to_json(), "logged_update_ratio": _logged_update_ratio(run)},
+        "step_unit": step_unit(run),
+        "optimizer": _optimizer(run),
     }
-    report["divergence"] = divergence(run, d.nonfinite)
+    report["divergence"] = dv = divergence(run, d.nonfinite)
     loss = run.metric(*LOSS_NAMES)
     plateau = find_plateau(loss)
+    plateau["metric"] = next((k for k in LOSS_NAMES if run.metrics.get(k) is loss), None)
     if plateau.get("step") is not None and n >= 2:
         plateau["weights"] = weight_motion(run.steps, d.from_init, d.to_final, d.step_length,
                                            plateau["step"])
     report["plateau"] = plateau
 
+    # analyses run on the finite prefix: nothing after the last finite snapshot of a
+    # diverged run (its loss may be non-finite before its weights are)
     bad = set(d.nonfinite)
-    finite = [i for i in range(n) if i not in bad]
+    last = dv.get("last_finite_snapshot")
+    end = (last["index"] if last else -1) if dv.get("diverged") and dv.get("step") is not None else n - 1
+    finite = [i for i in range(end + 1) if i not in bad]
     idx = [finite[j] for j in subsample(len(finite), MAX_GRAM_SNAPSHOTS)]
     gram = None
     if len(idx) >= 3:
@@ -129,19 +172,23 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
         report["pairwise"] = _pairwise(gram)
         yield 0.7, "PCA"
         report["pca"] = pca_from_gram(gram, k=10).to_json()
-        start = plateau.get("step")
-        if start is not None and np.sum(gram.steps >= start) < MIN_SEGMENT:
-            start = None
-        segment = "after plateau" if start is not None else "whole run"
+        start, segment = _segment_start(np.asarray(gram.steps), plateau.get("step"))
         report["diffusion"] = {**diffusion(gram, start), "segment": segment}
         report["stationarity"] = {**stationarity(gram, start, loss), "segment": segment}
-    report["gradient"] = gradient_behaviour(run, plateau.get("step"))
+    report["gradient"] = gradient_behaviour(run, plateau.get("step"), until=dv.get("step"))
     yield 0.8, "weight matching"
-    pidx = [finite[j] for j in subsample(len(finite), MAX_PERMUTATION_SNAPSHOTS)]
-    report["permutation"] = permutation_report(run, pidx)
-    report["diagnosis"] = diagnose(report, run.spec)
+    # modulo permutation over the segment the question is about, to its last finite snapshot
+    seg_start = (report.get("diffusion") or {}).get("segment_start_step")
+    seg = [i for i in finite if seg_start is None or run.steps[i] >= seg_start]
+    if finite:
+        pidx = [seg[j] for j in subsample(len(seg), MAX_PERMUTATION_SNAPSHOTS)]
+        report["permutation"] = permutation_report(run, pidx, ref=finite[-1])
+    else:
+        report["permutation"] = {"raw_to_final": None, "aligned_to_final": None,
+                                 "reason": "no snapshot has finite weights"}
+    report = jsonable(report)
     yield 1.0, "done"
-    return jsonable(report)
+    return refresh_answers(report)
 
 
 def analyze_iter(run: Run, model_file: str | None = None) -> Generator[str, None, dict]:

@@ -4,6 +4,7 @@ graceful nulls for runs too short to analyse."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -81,9 +82,19 @@ def test_story_run_report(story_run):
     np.testing.assert_allclose(pw["matrix"][0], fi, rtol=1e-6)  # from the Gram matrix
     np.testing.assert_allclose(np.array(pw["matrix"])[:, -1], rep["distance"]["to_final"], rtol=1e-6)
     text = " ".join(rep["diagnosis"])
-    assert f"Loss flat since step {rep['plateau']['step']:,}: within" in text
-    assert f"lag^{rep['diffusion']['exponent']:.2f}" in text
-    assert "diffusing through a flat region" in text
+    a = rep["answers"]
+    assert a["loss"]["verdict"] == "converged" and a["loss"]["plateau_step"] == rep["plateau"]["step"]
+    assert f"flat since step {rep['plateau']['step']:,} within" in text
+    # after the plateau: a random walk (slope 1, steady step, uncorrelated updates)
+    w = a["weights"]
+    assert w["verdict"] == "diffusing" and w["segment"][0] >= rep["plateau"]["step"]
+    assert w["msd_long_lag_slope"] == pytest.approx(1.0, abs=0.15)
+    assert w["step_length_trend"] == pytest.approx(1.0, abs=0.2)
+    assert abs(w["update_correlation"]) < 0.1
+    assert f"long-lag MSD slope {w['msd_long_lag_slope']:.2f}" in w["sentence"]
+    assert a["stability"]["verdict"] == "unknown" and "--model" in a["stability"]["sentence"]
+    assert a["exploration"]["aligned"] <= a["exploration"]["raw"] + 1e-6
+    assert "keeps exploring" in a["exploration"]["sentence"]
     assert "levels off" in text
     assert "plateau:" in format_text(rep)
 
@@ -144,3 +155,7 @@ def test_diverged_run_is_reported_and_still_strict_json(tmp_path):
     assert len(rep["pca"]["steps"]) == 21
     assert rep["diagnosis"][0].startswith("Diverged at step 200")
     assert "lr = 2.5" in rep["diagnosis"][0]
+    a = rep["answers"]
+    assert a["weights"]["verdict"] == a["loss"]["verdict"] == a["stability"]["verdict"] == "diverged"
+    # nothing after the blow-up is described as settling or improving
+    assert not re.search(r"converg|improv|confin|settl", " ".join(rep["diagnosis"]), re.I)
