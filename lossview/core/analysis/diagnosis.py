@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lossview.core.analysis.verdicts import num, unit_word
+from lossview.core.analysis.verdicts import RANDOM_WALK_SIMILAR_FROM, num, similarity_words, unit_word
 
 
 def _at(r: dict, step: int) -> str:
@@ -84,9 +84,9 @@ def _pca(r: dict) -> list[str]:
     s += f"; PCA spectrum's similarity to a random walk's {sim:.2f}"
     if rw:
         s += f" (PC1 {ev[0]:.0%} against {rw[0]:.0%} for a random walk)"
-    if sim >= 0.7:
-        s += (": smooth PCA arcs are what a random walk draws (Antognini & Sohl-Dickstein 2018), "
-              "not evidence of structure")
+    words = similarity_words(sim)
+    if words:
+        s += f": {words}" + (" (Antognini & Sohl-Dickstein 2018)" if sim >= RANDOM_WALK_SIMILAR_FROM else "")
     return [s + "."]
 
 

@@ -111,3 +111,23 @@ def band_of(ratio: float) -> str:
     if ratio >= 1.0 - EDGE_BAND:
         return "at"
     return "below"
+
+
+# -- the PCA spectrum against a random walk's (Antognini & Sohl-Dickstein 2018) ----------
+
+#: Random-walk similarity from which the PCA picture is "what diffusion alone draws".
+RANDOM_WALK_SIMILAR_FROM = 0.7
+#: Random-walk similarity from which the spectrum is partly random-walk-like.
+RANDOM_WALK_PARTLY_FROM = 0.4
+
+
+def similarity_words(s: float | None) -> str:
+    """What a random-walk similarity of the PCA spectrum means, in words (panel and text)."""
+    if s is None or not math.isfinite(s):
+        return ""
+    if s >= RANDOM_WALK_SIMILAR_FROM:
+        return ("the spectrum is that of a random walk: smooth PCA arcs are what diffusion "
+                "alone draws, not evidence of structure")
+    if s >= RANDOM_WALK_PARTLY_FROM:
+        return "partly random-walk-like: some of the shape is diffusion, not direction"
+    return "unlike a random walk's spectrum"
