@@ -18,6 +18,12 @@ import numpy as np
 
 TensorDict = dict[str, np.ndarray]
 
+#: What a snapshot's position counts: optimizer steps, or epochs (see :attr:`Run.step_unit`).
+STEP_UNITS = ("step", "epoch")
+
+#: Default :attr:`Run.metric_aliases`.
+METRIC_ALIASES = {"lr": "learning_rate"}
+
 #: Name suffixes of tensors that are state, not trainable weights (BatchNorm statistics).
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -94,7 +100,9 @@ class Run:
         order they are concatenated into a weight vector.
     buffer_names : tensors kept apart from the weights (BatchNorm statistics, ints).
     metrics : name -> series, what the folder logged.
-    spec : what is known of how the run was made (``run.json`` for native runs).
+    spec : what is known of how the run was made (``run.json`` for native runs);
+        ``spec["optimizer"]`` holds the optimizer's settings where known and
+        ``spec["step_unit"]`` what the steps count (see :attr:`step_unit`).
     warnings : one line per file skipped or problem found while opening.
     """
 
@@ -121,6 +129,9 @@ class Run:
         self.metrics = dict(metrics or {})
         self.spec = dict(spec or {})
         self.warnings = list(warnings)
+        #: Names :meth:`metric` also tries for a name: ``"lr"`` finds a schedule logged as
+        #: ``learning_rate`` (Hugging Face) or under a reader-set name (Lightning's ``lr-SGD``).
+        self.metric_aliases: dict[str, str] = dict(METRIC_ALIASES)
         self._cache: OrderedDict[int, TensorDict] = OrderedDict()
         self._cache_size = cache_size
         sizes = [int(np.prod(s, dtype=np.int64)) for s in self.param_shapes.values()]
@@ -148,6 +159,15 @@ class Run:
     @property
     def steps(self) -> np.ndarray:
         return np.array([s.step for s in self.snapshots], dtype=np.int64)
+
+    @property
+    def step_unit(self) -> str:
+        """``"epoch"`` when the snapshots' positions (:attr:`steps`) count epochs, else
+        ``"step"``: readers set ``spec["step_unit"]`` (an ``epoch`` key or an ``epoch_N`` /
+        Keras ``weights.{epoch:02d}`` file name gave the positions); native runs say
+        ``"step"`` unless their ``run.json`` names a unit."""
+        unit = self.spec.get("step_unit")
+        return unit if unit in STEP_UNITS else "step"
 
     @property
     def name(self) -> str:
@@ -230,9 +250,11 @@ class Run:
             yield i, self.vector(i, dtype=dtype)
 
     def metric(self, *names: str) -> MetricSeries | None:
-        """The first of ``names`` that the run logged, else None."""
+        """The first of ``names`` that the run logged (or logged under the name's alias in
+        :attr:`metric_aliases`), else None."""
         for n in names:
-            s = self.metrics.get(n)
-            if s is not None and len(s):
-                return s
+            for key in (n, self.metric_aliases.get(n)):
+                s = self.metrics.get(key) if key is not None else None
+                if s is not None and len(s):
+                    return s
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lossview.core.errors import LossviewError
-from lossview.core.io.filescan import one_line, steps_from_names
+from lossview.core.io.filescan import one_line, positions_from_names
 from lossview.core.io.native import safetensors_info
 from lossview.core.run import Snapshot, TensorDict
 
@@ -105,14 +105,16 @@ def scan_array_files(files: Sequence[Path], fmt: str) -> tuple[list, list[str]]:
             warnings.append(f"skipped {f.name}: not a readable {fmt} file ({one_line(e)})")
             continue
         found.append((f, info, meta))
-    name_steps, name_epochs, w = steps_from_names([f for f, _, _ in found])
+    name_steps, name_epochs, name_units, w = positions_from_names([f for f, _, _ in found])
     warnings += w
     entries = []
-    for (f, info, meta), nstep, nepoch in zip(found, name_steps, name_epochs):
+    for (f, info, meta), nstep, nepoch, nunit in zip(found, name_steps, name_epochs, name_units):
         step = _meta_number(meta, _STEP_META)
         epoch = _meta_number(meta, _EPOCH_META)
+        unit = "step"
         if step is None:
-            step = epoch if epoch is not None else nstep
+            step, unit = (epoch, "epoch") if epoch is not None else (nstep, nunit)
         entries.append((Snapshot(step=int(step), source=f,
-                                 epoch=epoch if epoch is not None else nepoch), info))
+                                 epoch=epoch if epoch is not None else nepoch,
+                                 meta={"position": unit}), info))
     return entries, warnings

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from lossview.core.errors import InconsistentSnapshotsError, NoCheckpointsError
-from lossview.core.run import MetricSeries, Reader, Run, Snapshot, is_buffer_name, is_float_dtype
+from lossview.core.run import (
+    STEP_UNITS,
+    MetricSeries,
+    Reader,
+    Run,
+    Snapshot,
+    is_buffer_name,
+    is_float_dtype,
+)
 
 #: name -> (shape, dtype string) of the tensors in one file, read without loading data.
 TensorInfo = Mapping[str, tuple[tuple[int, ...], str]]
@@ -28,6 +36,14 @@ def split_params(
         else:
             params[name] = tuple(int(s) for s in shape)
     return params, buffers
+
+
+def step_unit(snapshots: Sequence[Snapshot]) -> str:
+    """``"epoch"`` when every snapshot's position is an epoch (the reader took it from an
+    ``epoch`` key or an epoch in the file name: ``meta["position"]``), else ``"step"``."""
+    if snapshots and all(s.meta.get("position") == "epoch" for s in snapshots):
+        return "epoch"
+    return "step"
 
 
 def _describe_difference(ref: dict, other: dict) -> str:
@@ -59,7 +75,8 @@ def assemble_run(
     Snapshots whose parameter names or shapes disagree with the majority are dropped
     with a warning naming the file and the tensors; without a strict majority the
     folder is refused with the same detail. Snapshots are sorted by step (then epoch,
-    then file name) and duplicate steps keep the later file.
+    then file name) and duplicate steps keep the later file. ``spec["step_unit"]`` is set
+    (see :func:`step_unit`) unless the spec already says ``"step"`` or ``"epoch"``.
     """
     warnings = list(warnings)
     if not entries:
@@ -101,6 +118,9 @@ def assemble_run(
         unique[e[0].step] = e
     ordered = list(unique.values())
     _, buffers = split_params(ordered[0][1], buffer_names)
+    spec = dict(spec or {})
+    if spec.get("step_unit") not in STEP_UNITS:
+        spec["step_unit"] = step_unit([s for s, _ in ordered])
     return Run(
         path=path,
         format=format,

@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from lossview.core.io.naming import epoch_from_name, natural_key, step_from_name
+from lossview.core.io.naming import name_position, natural_key
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".tar", ".ckpt")
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -98,24 +98,34 @@ def summarize_ignored(files: Sequence[Path], why: str, limit: int = 5) -> str | 
     return f"ignored {len(files)} file{'s' if len(files) > 1 else ''} ({why}): {names}"
 
 
-def steps_from_names(files: Sequence[Path]) -> tuple[list[int], list[float | None], list[str]]:
-    """Step (and epoch) of each file from its name.
+def positions_from_names(files: Sequence[Path]
+                         ) -> tuple[list[int], list[float | None], list[str], list[str]]:
+    """Position, epoch and unit (``"step"``/``"epoch"``) of each file from its name.
 
-    Numbers in the names give the steps (``model_2`` before ``model_10``); names that
-    announce only an epoch use it as the step. If some name holds no number at all,
-    the natural order of the names gives the steps 0, 1, 2... and a warning says so.
+    Numbers in the names give the positions (``model_2`` before ``model_10``); names that
+    announce only an epoch (``epoch_3``, ``weights.05-0.32``) use it as the position, in
+    epochs. If some name holds no number at all, the natural order of the names gives the
+    steps 0, 1, 2... and a warning says so.
     """
-    epochs = [epoch_from_name(f) for f in files]
-    steps = [step_from_name(f) for f in files]
+    found = [name_position(f) for f in files]
+    steps = [p[0] for p in found]
+    epochs = [None if p[1] is None else float(p[1]) for p in found]
+    units = [p[2] for p in found]
     warnings: list[str] = []
     if len(files) > 1 and any(s is None for s in steps):
         order = sorted(range(len(files)), key=lambda i: natural_key(files[i].name))
         steps = [0] * len(files)
         for rank, i in enumerate(order):
             steps[i] = rank
+        units = ["step"] * len(files)
         warnings.append("some file names hold no step number; snapshots are ordered by name")
-    return [0 if s is None else int(s) for s in steps], [
-        None if e is None else float(e) for e in epochs], warnings
+    return [0 if s is None else int(s) for s in steps], epochs, units, warnings
+
+
+def steps_from_names(files: Sequence[Path]) -> tuple[list[int], list[float | None], list[str]]:
+    """Step (and epoch) of each file from its name (see :func:`positions_from_names`)."""
+    steps, epochs, _, warnings = positions_from_names(files)
+    return steps, epochs, warnings
 
 
 def first_present(keys: Iterable[str], mapping: dict) -> object | None:

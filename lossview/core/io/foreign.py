@@ -140,11 +140,15 @@ def open_foreign(path: Path, fmt: str) -> Run:
             snapshots_from_scan,
         )
 
+        from lossview.core.io.optimizer import attach_from_snapshots
+
         found, w = scan_torch_files(files)
         entries, w2 = snapshots_from_scan(found)
         warnings += w + w2
-        return assemble_or_explain(path, fmt, entries, TorchReader("torch"), scalar_series(entries),
-                                   {"source": fmt}, warnings)
+        run = assemble_or_explain(path, fmt, entries, TorchReader("torch"), scalar_series(entries),
+                                  {"source": fmt}, warnings)
+        attach_from_snapshots(run)
+        return run
     entries, w = scan_array_files(files, fmt)
     warnings += w
     return assemble_or_explain(path, fmt, entries, ArrayFileReader(fmt), {}, {"source": fmt},

@@ -3,13 +3,15 @@
 Each checkpoint folder holds the weights (``model.safetensors``, sharded
 ``model-0000k-of-0000n.safetensors`` with an index, or ``pytorch_model.bin``), a
 ``trainer_state.json`` (``global_step``, ``epoch``, ``log_history``) and files that are not
-weights and are never opened: ``optimizer.pt``, ``scheduler.pt``, ``rng_state*.pth``,
-``training_args.bin`` (the last two are pickles of arbitrary classes).
+weights and are never opened: ``scheduler.pt``, ``rng_state*.pth``, ``training_args.bin``
+(the last two are pickles of arbitrary classes); ``optimizer.pt`` of the newest checkpoint
+is loaded as data (``weights_only=True``) for its settings only.
 
 Step: ``global_step`` of the folder's ``trainer_state.json``, else the N of its name.
 Metrics: the ``log_history`` of the newest ``trainer_state.json`` (the output folder's own,
 written by ``trainer.save_state()``, when it is the newest): ``loss``, ``grad_norm``,
-``learning_rate``, ``eval_loss`` and any other number logged, at the logged ``step``.
+``learning_rate`` (which ``run.metric("lr")`` finds), ``eval_loss`` and any other number
+logged, at the logged ``step``. Optimizer settings: see :func:`optimizer_settings`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ import numpy as np
 from lossview.core.io.arrays import ArrayFileReader
 from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
 from lossview.core.io.native import safetensors_info
-from lossview.core.io.torchfiles import SAFETY, TorchReader, UnsafeFile, inspect_file
+from lossview.core.io.torchfiles import (
+    SAFETY,
+    TorchReader,
+    UnreadableFile,
+    UnsafeFile,
+    inspect_file,
+    load_torch,
+)
 from lossview.core.run import MetricSeries, Reader, Run, Snapshot, TensorDict
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
@@ -174,4 +183,48 @@ def open_hf(path: Path) -> Run:
         newest = max(states, key=lambda s: (s[0], s[1]))[2]
         metrics = log_history_series(newest.get("log_history") or [])
     spec = {"source": "hf-trainer"}
-    return assemble_or_explain(path, "hf-trainer", entries, HFReader(), metrics, spec, warnings)
+    run = assemble_or_explain(path, "hf-trainer", entries, HFReader(), metrics, spec, warnings)
+    opt = optimizer_settings(run)
+    if opt is not None:
+        run.spec["optimizer"] = opt
+    return run
+
+
+def optimizer_settings(run: Run) -> dict | None:
+    """The optimizer's settings: ``lr`` is the peak of the ``learning_rate`` the Trainer
+    logged (the schedule itself is the ``lr`` series); the rest, and the lr where none was
+    logged, from the ``param_groups`` of the newest checkpoint's ``optimizer.pt``, loaded as
+    data (``weights_only=True``, memory-mapped: the moments are not read)."""
+    from lossview.core.io.optimizer import describe, from_state_dict, is_optimizer_state, peak_lr
+    from lossview.core.io.optimizer import spec_from_settings as as_spec
+
+    opt_file = next((s.source.parent / "optimizer.pt" for s in reversed(run.snapshots)
+                     if (s.source.parent / "optimizer.pt").is_file()), None)
+    settings, base = None, None
+    if opt_file is not None:
+        try:
+            sd = load_torch(opt_file)
+            if is_optimizer_state(sd):
+                settings = from_state_dict(sd)
+                settings["where"] = "param_groups[0]"
+                base = sd["param_groups"][0].get("initial_lr")
+            del sd
+        except (UnsafeFile, UnreadableFile):
+            settings = None
+    peak = peak_lr(run.metrics.get("learning_rate"))
+    if settings is None and peak is None:
+        return None
+    where = []
+    if peak is not None:
+        where.append("lr: the peak of learning_rate in trainer_state.json's log_history")
+    if settings is not None:
+        rel = f"{opt_file.parent.name}/{opt_file.name}"
+        where.append(("the rest: " if peak is not None else "")
+                     + describe(settings, rel) + " (loaded as data)")
+        if peak is None and isinstance(base, (int, float)) and not isinstance(base, bool) and base > 0:
+            settings["lr"] = float(base)  # the schedule's base, not its last value
+            where.append("lr: its initial_lr, the schedule's base")
+    settings = settings or {}
+    if peak is not None:
+        settings["lr"] = peak
+    return as_spec(settings, "; ".join(where))

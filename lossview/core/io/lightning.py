@@ -5,7 +5,9 @@ A Lightning checkpoint is a ``torch.save`` dict with ``state_dict``, ``global_st
 kept as stored (``net.0.weight``, ``model.encoder...``). Checkpoints usually sit in
 ``lightning_logs/version_N/checkpoints/`` beside ``version_N/metrics.csv``; when several
 versions hold checkpoints, the newest (highest N) is opened and the others are named in
-a warning.
+a warning. Optimizer settings come from each checkpoint's ``optimizer_states`` (or
+``lr_schedulers[0]["_last_lr"]``); a ``LearningRateMonitor`` column (``lr-SGD``) is what
+``run.metric("lr")`` finds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
+from lossview.core.io.optimizer import attach_from_snapshots
 from lossview.core.io.torchfiles import (
     TorchReader,
     scalar_series,
@@ -131,6 +134,21 @@ def open_lightning(path: Path) -> Run:
         m, w = read_metrics_csv(csv_path)
         metrics.update(m)
         warnings += w
+    monitor = lr_monitor_series(metrics)
     spec = {"source": "lightning", "metrics_file": str(csv_path) if csv_path else None}
-    return assemble_or_explain(path, "lightning", entries, TorchReader("lightning"), metrics, spec,
-                        warnings)
+    run = assemble_or_explain(path, "lightning", entries, TorchReader("lightning"), metrics, spec,
+                              warnings)
+    if monitor is not None and run.metric("lr") is None:
+        run.metric_aliases["lr"] = monitor
+    attach_from_snapshots(run)
+    if monitor is not None and isinstance(run.spec.get("optimizer"), dict):
+        run.spec["optimizer"]["source"] += f"; the lr series is {monitor} of {csv_path.name}"
+    return run
+
+
+def lr_monitor_series(metrics: dict[str, MetricSeries]) -> str | None:
+    """The column Lightning's ``LearningRateMonitor`` logged for the first optimizer's first
+    param group (``lr-SGD``, ``lr-Adam/pg1``, ``lr-AdamW-0``...), if any."""
+    names = sorted((k for k in metrics if re.fullmatch(r"lr-[^/]+(/pg1)?", k)
+                    and not re.search(r"-(momentum|weight_decay)(/pg\d+)?$", k)), key=natural_key)
+    return names[0] if names else None

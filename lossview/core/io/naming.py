@@ -10,6 +10,9 @@ _NUM = re.compile(r"(\d+)")
 _STEP_WORDS = re.compile(r"(?:global_step|step|iter|iteration|checkpoint|ckpt)[-_=]?(\d+)", re.I)
 # Not preceded by a letter, so "step10" does not announce epoch 10.
 _EPOCH_WORDS = re.compile(r"(?<![a-z])(?:epoch|ep)[-_=]?(\d+)", re.I)
+# Keras ModelCheckpoint templates: ``weights.{epoch:02d}-{val_loss:.2f}.hdf5``,
+# ``model.{epoch:02d}-{val_loss:.2f}.h5``, ``{epoch:02d}-{val_loss:.2f}.keras``.
+_KERAS_EPOCH = re.compile(r"^(?:weights\.(\d+)(?=[-.])|(?:model\.)?(\d+)-\d*\.\d+)", re.I)
 
 
 def natural_key(name: str) -> tuple:
@@ -22,17 +25,35 @@ def numbers_in(name: str) -> list[int]:
     return [int(m) for m in _NUM.findall(name)]
 
 
+def name_position(path: Path | str) -> tuple[int | None, int | None, str]:
+    """``(position, epoch, unit)`` a file name announces.
+
+    A number after a step word (``step=120``, ``checkpoint-40``) is a step; else an epoch
+    word (``epoch_3``, ``ep7``) or a Keras template (``weights.05-0.32``) gives an epoch,
+    which is then also the position (unit ``"epoch"``); else the last number is the
+    position (unit ``"step"``, the numbers of such names mean nothing more specific).
+    """
+    name = Path(path).name
+    epoch = epoch_from_name(name)
+    m = _STEP_WORDS.search(name)
+    if m:
+        return int(m.group(1)), epoch, "step"
+    if epoch is not None:
+        return epoch, epoch, "epoch"
+    nums = numbers_in(Path(name).stem if "." in name else name)
+    return (nums[-1] if nums else None), None, "step"
+
+
 def step_from_name(path: Path | str) -> int | None:
-    """The step a file name announces (``step=120``, ``checkpoint-40``), else its last number."""
-    stem = Path(path).name
-    for pat in (_STEP_WORDS,):
-        m = pat.search(stem)
-        if m:
-            return int(m.group(1))
-    nums = numbers_in(Path(stem).stem if "." in stem else stem)
-    return nums[-1] if nums else None
+    """The position a file name announces: a step (``step=120``, ``checkpoint-40``), else an
+    epoch (``epoch_3``, Keras's ``weights.05-0.32``), else its last number."""
+    return name_position(path)[0]
 
 
 def epoch_from_name(path: Path | str) -> int | None:
-    m = _EPOCH_WORDS.search(Path(path).name)
-    return int(m.group(1)) if m else None
+    name = Path(path).name
+    m = _EPOCH_WORDS.search(name)
+    if m:
+        return int(m.group(1))
+    m = _KERAS_EPOCH.match(name)
+    return int(m.group(1) or m.group(2)) if m else None

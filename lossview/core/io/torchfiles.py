@@ -147,7 +147,8 @@ def to_numpy(t: Any) -> np.ndarray:
 def inspect_file(path: Path) -> tuple[dict, dict[str, Any]]:
     """Open one torch file lazily: ``(tensor info, meta)``.
 
-    ``meta`` holds ``key`` (where the state_dict sat), ``step``, ``epoch``, ``scalars``.
+    ``meta`` holds ``key`` (where the state_dict sat), ``step``, ``epoch``, ``scalars`` and
+    ``optimizer`` (settings saved beside the weights, see :mod:`lossview.core.io.optimizer`).
     Raises :class:`UnsafeFile` or :class:`UnreadableFile`.
     """
     obj = load_torch(path)
@@ -155,6 +156,10 @@ def inspect_file(path: Path) -> tuple[dict, dict[str, Any]]:
     info = tensor_info(sd)
     meta = checkpoint_meta(obj, key)
     meta["key"] = key
+    if key is not None:
+        from lossview.core.io.optimizer import from_checkpoint
+
+        meta["optimizer"] = from_checkpoint(obj)
     del obj, sd
     return info, meta
 
@@ -196,30 +201,31 @@ def scan_torch_files(files: Sequence[Path]) -> tuple[list[tuple[Path, dict, dict
 
 def snapshots_from_scan(found: Sequence[tuple[Path, dict, dict]]) -> tuple[list, list[str]]:
     """``(Snapshot, info)`` entries: step from the file's metadata, else its epoch (epoch-only
-    checkpoints), else the numbers in its name."""
-    from lossview.core.io.filescan import steps_from_names
+    checkpoints), else the numbers in its name. ``meta["position"]`` says which unit the
+    step is in (``"epoch"`` when it came from an ``epoch`` key or an epoch in the name)."""
+    from lossview.core.io.filescan import positions_from_names
+    from lossview.core.io.naming import epoch_from_name
 
     warnings: list[str] = []
     no_meta = [i for i, (_, _, m) in enumerate(found)
                if m.get("step") is None and m.get("epoch") is None]
-    name_steps, name_epochs, w = steps_from_names([found[i][0] for i in no_meta])
+    name_steps, name_epochs, name_units, w = positions_from_names([found[i][0] for i in no_meta])
     warnings += w
-    by_name = dict(zip(no_meta, zip(name_steps, name_epochs)))
+    by_name = dict(zip(no_meta, zip(name_steps, name_epochs, name_units)))
     entries = []
     for i, (f, info, meta) in enumerate(found):
         epoch = meta.get("epoch")
         if meta.get("step") is not None:
-            step = int(meta["step"])
+            step, unit = int(meta["step"]), "step"
         elif epoch is not None:
-            step = int(epoch)
+            step, unit = int(epoch), "epoch"
         else:
-            step, epoch = by_name[i]
+            step, epoch, unit = by_name[i]
         if epoch is None:
-            from lossview.core.io.naming import epoch_from_name
-
             e = epoch_from_name(f)
             epoch = None if e is None else float(e)
-        snap_meta = {"key": meta.get("key"), "scalars": meta.get("scalars", {})}
+        snap_meta = {"key": meta.get("key"), "scalars": meta.get("scalars", {}),
+                     "position": unit, "optimizer": meta.get("optimizer")}
         entries.append((Snapshot(step=step, source=f, epoch=epoch, meta=snap_meta), info))
     return entries, warnings
 

@@ -3,10 +3,10 @@
 ::
 
     import lossview
-    with lossview.Recorder("runs/my-run", model, every=10) as rec:
+    with lossview.Recorder("runs/my-run", model, every=10, optimizer=opt) as rec:
         for step in range(n_steps):
             ...                                   # your forward, backward, optimizer step
-            rec.log(step, loss=loss.item(), lr=lr)
+            rec.log(step, loss=loss.item())
 
 Every ``log`` call appends its metrics to ``metrics.jsonl``. The model's current weights
 are saved at the first logged step (normally 0), at every step that is a multiple of
@@ -14,6 +14,10 @@ are saved at the first logged step (normally 0), at every step that is a multipl
 background thread (numpy copies of the weights are taken at ``log`` time; metrics reach
 ``metrics.jsonl`` at each snapshot and at least once a second), so the loop barely slows
 down. A process killed mid-run leaves a run readable up to its last complete snapshot.
+
+Given the optimizer, the recorder writes its class and settings (the first param group's,
+``params`` left out) to ``run.json``'s ``optimizer`` and logs its current ``lr`` with every
+``log`` call that does not pass one, so a schedule is on record.
 """
 
 from __future__ import annotations
@@ -38,10 +42,14 @@ class Recorder:
     every : snapshot interval in steps.
     spec : extra fields for ``run.json`` (model description, optimizer, data, seed...).
     overwrite : replace an existing lossview run at ``path``.
+    optimizer : the ``torch.optim.Optimizer`` the loop steps (optional): its settings go to
+        ``run.json`` (``optimizer``; a dict there in ``spec`` overrides single keys) and its
+        current lr is logged as ``lr`` by :meth:`log` unless the call passes ``lr``.
     """
 
     def __init__(self, path: str | Path, model: Any, every: int = 10,
-                 spec: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
+                 spec: Mapping[str, Any] | None = None, overwrite: bool = False,
+                 optimizer: Any = None) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise LossviewError(f"every must be a positive integer, not {every!r}")
         if not hasattr(model, "named_parameters"):
@@ -51,6 +59,12 @@ class Recorder:
         info = {"recorder": {"every": every, "model": type(model).__name__,
                              "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}}
         info.update(spec or {})
+        self.optimizer = _unwrap(optimizer)
+        if self.optimizer is not None:
+            given = info.get("optimizer")
+            info["optimizer"] = optimizer_spec(self.optimizer)
+            if isinstance(given, Mapping):
+                info["optimizer"].update(given)
         self._sink = AsyncWriter(RunWriter(path, info, overwrite=overwrite))
         self.path = self._sink.path
         self.last_step: int | None = None
@@ -63,6 +77,8 @@ class Recorder:
         if self.closed:
             raise LossviewError("this Recorder is closed")
         step = int(step)
+        if self.optimizer is not None and "lr" not in metrics and "learning_rate" not in metrics:
+            metrics["lr"] = _float(self.optimizer.param_groups[0].get("lr"))
         self._sink.log(step, **metrics)
         first = self.last_step is None
         self.last_step = step
@@ -102,3 +118,53 @@ class Recorder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close("failed" if exc_type is not None else "finished")
+
+
+def _unwrap(optimizer: Any) -> Any:
+    """The torch optimizer inside a wrapper (Lightning's, accelerate's), None for None."""
+    if optimizer is None:
+        return None
+    for _ in range(3):
+        if hasattr(optimizer, "param_groups") and hasattr(optimizer, "state_dict"):
+            return optimizer
+        optimizer = getattr(optimizer, "optimizer", None)
+    raise LossviewError("optimizer must be a torch.optim.Optimizer (something with "
+                        "param_groups), not " + type(optimizer).__name__)
+
+
+def _float(v: Any) -> float | None:
+    if hasattr(v, "item"):
+        v = v.item()
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _plain(v: Any) -> Any:
+    """A JSON value for a param-group setting, None for what JSON cannot hold (functions)."""
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+        v = v.item()
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        items = [_plain(x) for x in v]
+        return None if any(x is None for x in items) else items
+    return None
+
+
+def optimizer_spec(optimizer: Any) -> dict[str, Any]:
+    """``run.json``'s ``optimizer`` for a torch optimizer: the keys lossview's trainer and
+    readers use (``name`` = class name in lower case, ``lr``, ``momentum``, ``nesterov``,
+    ``betas``, ``eps``, ``weight_decay``), then every other setting of the first param group
+    (``params`` left out), ``class`` and ``source``."""
+    from lossview.core.io.optimizer import settings_from_group
+
+    group = optimizer.param_groups[0]
+    cls = type(optimizer).__name__
+    out = settings_from_group(group, cls.lower())
+    for k, v in group.items():
+        if k != "params" and k not in out:
+            out[k] = _plain(v)
+    n = len(optimizer.param_groups)
+    out["class"] = f"{type(optimizer).__module__}.{cls}"
+    out["source"] = (f"lossview.Recorder(optimizer={cls}): param_groups[0] at the start"
+                     + (f" (the first of {n} param groups)" if n > 1 else ""))
+    return out
