@@ -110,19 +110,29 @@ def run(args: argparse.Namespace) -> int:
     if tty:
         sys.stderr.write("\n")
     gap = np.abs(s.true_loss - s.surface_loss)
+    gap = gap[np.isfinite(gap)]
+    fin = s.loss[np.isfinite(s.loss)]
     ex = "" if s.explained is None else ", ".join(f"{x:.1%}" for x in s.explained)
     lines = [
         f"{s.plane}" + (f"  (variance captured per axis: {ex})" if ex else ""),
         f"grid {len(s.alphas)} x {len(s.betas)}, alpha {s.alphas[0]:.4g}..{s.alphas[-1]:.4g}"
         + (f", beta {s.betas[0]:.4g}..{s.betas[-1]:.4g}" if len(s.betas) > 1 else "")
-        + f"; loss {np.nanmin(s.loss):.4g}..{np.nanmax(s.loss):.4g}"
+        + (f"; loss {fin.min():.4g}..{fin.max():.4g}" if len(fin) else "; no finite loss")
         + f"; BatchNorm {s.bn_mode}; {s.evaluation}{' (cached)' if s.cached else ''}",
-        f"honesty: |true - surface| loss at the snapshots: median {np.median(gap):.3g}, "
-        f"max {gap.max():.3g}; distance off the plane: max {s.off_plane.max():.3g}",
+    ]
+    lines += [t for t in (s.skipped_text(), s.nonfinite_text()) if t]
+    if s.loss_note:
+        lines.append(s.loss_note)
+    lines += [
+        (f"honesty: |true - surface| loss at the snapshots: median {np.median(gap):.3g}, "
+         f"max {gap.max():.3g}; distance off the plane: max {np.nanmax(s.off_plane):.3g}")
+        if len(gap) else "honesty: no snapshot has a finite true and surface loss",
         f"flat basin (tolerance {s.basin['tolerance']:.3g}): width {s.basin['width_alpha']:.3g}"
         + (f" x {s.basin['width_beta']:.3g}" if len(s.betas) > 1 else "")
         + f"; {sum(s.basin['inside'])} of {len(s.true_loss)} snapshots inside",
     ]
+    if s.suspicious:
+        lines.append(f"suspicious: {s.suspicious}")
     print("\n".join(lines))
     if args.out:
         from pathlib import Path

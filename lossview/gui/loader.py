@@ -84,8 +84,8 @@ def _generator_analysis():
     return getattr(rep, "analyze_iter", None)
 
 
-#: snapshots at which the GUI measures sharpness (evenly spaced, first and last included)
-SHARPNESS_POINTS = 12
+#: snapshots at which the GUI measures sharpness: core's number, the same as analyze's
+from lossview.core.surface import SHARPNESS_POINTS  # noqa: E402
 
 
 def can_measure_sharpness(run: Any, model_file: str | None = None) -> bool:

@@ -21,7 +21,7 @@ from lossview.core.io.atomic import atomic_write
 from lossview.core.run import Run
 
 #: Bump when the evaluation changes what a cached surface would contain.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: finite-prefix planes, non-finite grid mask
 
 
 def user_cache_dir() -> Path:

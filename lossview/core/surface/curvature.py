@@ -10,7 +10,10 @@ an exact residual stopping rule, so it stops at the first sufficient step), ARPA
 (:func:`scipy.sparse.linalg.eigsh` on a ``LinearOperator``, as in Cohen et al.'s
 edge-of-stability code) or power iteration. The model is in eval mode by default (BatchNorm uses its running statistics,
 like PyHessian); ``train=True`` uses batch statistics. The loss is the mean over all of
-``data`` (full batch). Parameters of the model are never modified.
+``data`` (full batch). Parameters of the model are never modified. A product that is not
+finite (inf/NaN weights, an overflowing loss) raises :class:`NonFiniteCurvature` (a
+one-line :class:`~lossview.core.errors.LossviewError`) instead of failing inside an
+eigensolver.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from torch.func import functional_call, grad, jvp, vjp
 from lossview.core.errors import LossviewError
 from lossview.core.surface.directions import flat_to_dict
 from lossview.core.surface.evaluate import as_batches, batch_size, eval_mode
+
+
+class NonFiniteCurvature(LossviewError):
+    """A Hessian-vector product came out inf/NaN: no eigenvalue exists to report."""
 
 
 @dataclass
@@ -89,11 +96,15 @@ class HessianOperator:
             for (th, g), k in zip(self._graphs, self.sizes):
                 (hv,) = torch.autograd.grad(g, th, v, retain_graph=True)
                 out += hv * k
-            return out / float(sum(self.sizes))
-        with eval_mode(self.model, self.train):
-            for (x, y), k in zip(self.batches, self.sizes):
-                out += self._hvp(v, x, y) * k
-        return out / float(sum(self.sizes))
+        else:
+            with eval_mode(self.model, self.train):
+                for (x, y), k in zip(self.batches, self.sizes):
+                    out += self._hvp(v, x, y) * k
+        out /= float(sum(self.sizes))
+        if not bool(torch.isfinite(out).all()):
+            raise NonFiniteCurvature("a Hessian-vector product is not finite at these weights "
+                                     f"({str(self.dtype).replace('torch.', '')}): they or the loss overflowed")
+        return out
 
     def _build_graphs(self) -> None:
         """Keep each batch's gradient graph (double backward, as PyHessian does): every

@@ -9,8 +9,13 @@
 - ``snapshots``: the plane through three snapshots A, B, C (A at (0,0), B at (1,0), C at (0,1)).
 - ``line``: the line from snapshot A (0) to B (1).
 
+Planes span the **finite prefix** only (``last``: the last snapshot with finite weights
+and loss, see :mod:`~lossview.core.surface.finite`): the default center is the last finite
+snapshot, PCA is fitted to finite snapshots, and a plane asked to pass through a snapshot
+after ``last`` is a one-line error.
+
 :func:`project` places every snapshot on the plane (least squares in the plane's own
-coordinates) and measures its distance off the plane.
+coordinates) and measures its distance off the plane; snapshots after ``last`` get NaN.
 """
 
 from __future__ import annotations
@@ -50,13 +55,21 @@ class Plane:
         return self.d2 is None
 
 
-def _index(run: Run, i: int | None, default: int) -> int:
+def _index(run: Run, i: int | None, default: int, last: int | None = None) -> int:
     if i is None:
         return default
     try:
-        return range(len(run))[int(i)]
+        j = range(len(run))[int(i)]
     except (IndexError, ValueError, TypeError):
         raise LossviewError(f"snapshot index {i!r} is out of range (the run has {len(run)})") from None
+    if last is not None and j > last:
+        raise LossviewError(f"snapshot {i} (step {int(run.steps[j])}) has non-finite weights or "
+                            f"loss; choose snapshots 0..{last} (up to step {int(run.steps[last])})")
+    return j
+
+
+def _last(run: Run, last: int | None) -> int:
+    return len(run) - 1 if last is None else int(last)
 
 
 def _pcs(run: Run, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -74,37 +87,43 @@ def _pcs(run: Run, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return v, mean
 
 
-def pca_plane(run: Run, center_index: int | None = None) -> Plane:
-    c = _index(run, center_index, len(run) - 1)
-    idx = list(range(len(run)))
+def pca_plane(run: Run, center_index: int | None = None, last: int | None = None) -> Plane:
+    e = _last(run, last)
+    c = _index(run, center_index, e, last)
+    idx = list(range(e + 1))
     v, _ = _pcs(run, idx)
+    which = (f"all {len(run)} snapshots" if e == len(run) - 1
+             else f"the {e + 1} finite snapshots (steps {run.steps[0]}-{run.steps[e]})")
     return Plane("pca", run.vector(c), v[0], v[1],
-                 f"PCA plane of all {len(run)} snapshots (PC1, PC2) through step {run.steps[c]}",
-                 idx, c, {"center": c})
+                 f"PCA plane (PC1, PC2) of {which} through step {run.steps[c]}",
+                 idx, c, {"center": c, "last": e})
 
 
-def post_plateau_plane(run: Run, start_index: int) -> Plane:
-    s = _index(run, start_index, 0)
-    idx = list(range(s, len(run)))
+def post_plateau_plane(run: Run, start_index: int, last: int | None = None) -> Plane:
+    e = _last(run, last)
+    s = _index(run, start_index, 0, last)
+    idx = list(range(s, e + 1))
     v, mean = _pcs(run, idx)
     return Plane("post-plateau", mean, v[0], v[1],
-                 f"PCA plane of the {len(idx)} snapshots from step {run.steps[s]} on, "
-                 "centred on their mean", idx, len(run) - 1, {"start": s})
+                 f"PCA plane of the {len(idx)} snapshots from step {run.steps[s]} "
+                 + ("on" if e == len(run) - 1 else f"to step {run.steps[e]} (the last finite)")
+                 + ", centred on their mean", idx, e, {"start": s, "last": e})
 
 
 def random_plane_for_run(run: Run, center_index: int | None = None, seed: int = 0,
-                         include_biasbn: bool = False) -> Plane:
-    c = _index(run, center_index, len(run) - 1)
+                         include_biasbn: bool = False, last: int | None = None) -> Plane:
+    e = _last(run, last)
+    c = _index(run, center_index, e, last)
     w = {n: torch.from_numpy(np.asarray(a, dtype=np.float64)) for n, a in run.params(c).items()}
     d1, d2 = random_plane(w, seed, "filter", include_biasbn)
     flat = [np.concatenate([d[n].numpy().reshape(-1) for n in run.param_names]) for d in (d1, d2)]
     return Plane("random", run.vector(c), flat[0], flat[1],
                  f"random filter-normalised plane (seed {seed}) through step {run.steps[c]}",
-                 list(range(len(run))), c, {"center": c, "seed": seed, "biasbn": include_biasbn})
+                 list(range(e + 1)), c, {"center": c, "seed": seed, "biasbn": include_biasbn})
 
 
-def snapshots_plane(run: Run, a: int, b: int, c: int) -> Plane:
-    a, b, c = (_index(run, i, 0) for i in (a, b, c))
+def snapshots_plane(run: Run, a: int, b: int, c: int, last: int | None = None) -> Plane:
+    a, b, c = (_index(run, i, 0, last) for i in (a, b, c))
     if len({a, b, c}) < 3:
         raise LossviewError("the plane through snapshots needs three different snapshots")
     wa = run.vector(a)
@@ -115,50 +134,55 @@ def snapshots_plane(run: Run, a: int, b: int, c: int) -> Plane:
     s = run.steps
     return Plane("snapshots", wa, d1, d2,
                  f"plane through steps {s[a]} (0,0), {s[b]} (1,0) and {s[c]} (0,1)",
-                 list(range(len(run))), a, {"abc": [a, b, c]})
+                 list(range(_last(run, last) + 1)), a, {"abc": [a, b, c]})
 
 
-def line_between(run: Run, a: int, b: int) -> Plane:
-    a, b = _index(run, a, 0), _index(run, b, 0)
+def line_between(run: Run, a: int, b: int, last: int | None = None) -> Plane:
+    a, b = _index(run, a, 0, last), _index(run, b, 0, last)
     wa = run.vector(a)
     d1 = run.vector(b) - wa
     if not np.any(d1):
         raise LossviewError("the two snapshots are identical: no line between them")
     s = run.steps
     return Plane("line", wa, d1, None, f"line from step {s[a]} (0) to step {s[b]} (1)",
-                 list(range(len(run))), a, {"ab": [a, b]})
+                 list(range(_last(run, last) + 1)), a, {"ab": [a, b]})
 
 
 def make_plane(run: Run, plane: str = "pca", center_index: int | None = None,
                start_index: int | None = None, snapshots: Sequence[int] | None = None,
-               seed: int = 0) -> Plane:
-    """The plane named ``plane`` (one of :data:`KINDS`)."""
+               seed: int = 0, last: int | None = None) -> Plane:
+    """The plane named ``plane`` (one of :data:`KINDS`), through snapshots ``0..last``
+    only (default all; see the module doc)."""
     if len(run) < 1:
         raise LossviewError("the run has no snapshots")
+    if last is not None and not 0 <= int(last) < len(run):
+        raise LossviewError("no finite snapshot to draw a plane through")
     if plane == "pca":
-        return pca_plane(run, center_index)
+        return pca_plane(run, center_index, last)
     if plane == "post-plateau":
         if start_index is None:
             raise LossviewError("the post-plateau plane needs the plateau's snapshot index")
-        return post_plateau_plane(run, start_index)
+        return post_plateau_plane(run, start_index, last)
     if plane == "random":
-        return random_plane_for_run(run, center_index, seed)
+        return random_plane_for_run(run, center_index, seed, last=last)
     if plane == "snapshots":
         if snapshots is None or len(snapshots) != 3:
             raise LossviewError("the snapshots plane needs three snapshot indices A B C")
-        return snapshots_plane(run, *snapshots)
+        return snapshots_plane(run, *snapshots, last=last)
     if plane == "line":
         if snapshots is None or len(snapshots) != 2:
             raise LossviewError("a line needs two snapshot indices A B")
-        return line_between(run, *snapshots)
+        return line_between(run, *snapshots, last=last)
     raise LossviewError(f"unknown plane {plane!r}; choose one of {', '.join(KINDS)}")
 
 
-def project(run: Run, plane: Plane) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def project(run: Run, plane: Plane, last: int | None = None,
+            ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Plane coordinates ``[T, 2]`` (``[T, 1]`` for a line), distance off the plane ``[T]``,
     and the fraction of the fitted snapshots' variance along each orthonormalised axis.
 
     Coordinates solve ``min |w - origin - a d1 - b d2|`` (exact for non-orthogonal axes).
+    Snapshots after ``last`` (default: none) are not read; their rows are NaN.
     """
     # torch (float64) rather than numpy: numpy's BLAS threads would otherwise keep
     # spinning against torch's during the grid evaluation that follows.
@@ -169,13 +193,14 @@ def project(run: Run, plane: Plane) -> tuple[np.ndarray, np.ndarray, tuple[float
     origin = torch.from_numpy(np.asarray(plane.origin, dtype=np.float64))
     fit = set(plane.indices)
     t = len(run)
-    coords = np.zeros((t, len(dirs)))
-    off = np.zeros(t)
+    e = t - 1 if last is None else int(last)
+    coords = np.full((t, len(dirs)), np.nan)
+    off = np.full(t, np.nan)
     s_proj = torch.zeros(len(dirs), dtype=torch.float64)
     s_proj2 = torch.zeros(len(dirs), dtype=torch.float64)
     s_vec = torch.zeros(run.n_params, dtype=torch.float64)
     s_sq, n_fit = 0.0, 0
-    for i, w in run.iter_vectors():
+    for i, w in run.iter_vectors(range(e + 1)):
         r = torch.from_numpy(w) - origin
         rhs = m @ r
         c = torch.linalg.solve(g, rhs)

@@ -12,6 +12,12 @@ twice: at its own weights (``true_loss``) and at its projection onto the plane
 (``surface_loss``, evaluated exactly, not interpolated). Where the two differ, the
 picture is not the run: the honesty check.
 
+Diverged runs: the plane spans the finite prefix (snapshots up to the last one with finite
+weights and full-data loss, :func:`~lossview.core.surface.finite.finite_prefix`); the
+snapshots after it are listed in ``skipped`` with the reason, never placed on the plane.
+Grid points whose loss overflows are marked in ``nonfinite``. No finite snapshot at all:
+a one-line LossviewError.
+
 BatchNorm: eval mode with running statistics by default (the grid uses the statistics of
 the plane's reference snapshot, each snapshot's true loss its own); ``bn_mode="recompute"``
 re-estimates them at every point (slower).
@@ -29,6 +35,7 @@ from lossview.core.errors import LossviewError
 from lossview.core.run import Run
 from lossview.core.surface import cache as _cache
 from lossview.core.surface.basin import flat_basin
+from lossview.core.surface.finite import finite_prefix, weights_problem
 from lossview.core.surface.grid import iter_grid
 from lossview.core.surface.planes import make_plane, project
 from lossview.core.surface.results import RunSurface, SurfaceProgress
@@ -41,6 +48,8 @@ RANDOM_SPAN = 1.0
 #: Basin tolerance for runs = this many standard deviations of the snapshots' full-data
 #: loss after the plateau.
 NOISE_TOLERANCE_FACTOR = 2.0
+#: A surface whose max - min is at most this fraction of its largest |loss| is "constant".
+CONSTANT_RELATIVE = 1e-12
 
 
 def axis_range(values: np.ndarray, steps: int, span: float | None) -> np.ndarray:
@@ -117,8 +126,12 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     if bn_mode not in ("eval", "recompute"):
         raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
     src = source if source is not None else model_source(run, model_file)
-    pl = make_plane(run, plane, center_index, start_index, snapshots, seed)
-    coords, off, explained = project(run, pl)
+    fp = finite_prefix(run, src)
+    if fp.last is None:
+        raise LossviewError(f"nothing to draw a surface through: {fp.reason}")
+    last = fp.last
+    pl = make_plane(run, plane, center_index, start_index, snapshots, seed, last=last)
+    coords, off, explained = project(run, pl, last)
     if span is None and pl.kind == "random":
         span = RANDOM_SPAN
     alphas = axis_range(coords[:, 0], steps, span)
@@ -130,7 +143,8 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     if cache:
         key = _cache.surface_key(run, plane=pl.kind, plane_key=pl.key, alphas=alphas.tolist(),
                                  betas=betas.tolist(), bn_mode=bn_mode, source=src.origin,
-                                 data=_cache.data_digest(src.data), tolerance=tolerance)
+                                 data=_cache.data_digest(src.data), tolerance=tolerance,
+                                 last=last)
         path = _cache.cache_path(run, key)
         hit = _cache.load(path)
         if hit is not None:
@@ -170,7 +184,8 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
                       nan_t.copy(), nan_t.copy(), np.zeros((len(alphas), len(betas)), bool),
                       {"tolerance": float("nan"), "width_alpha": float("nan"),
                        "width_beta": float("nan"), "inside": [False] * t},
-                      pl.description, explained, pl.kind, run.steps, bn_mode, ev.path, src.origin)
+                      pl.description, explained, pl.kind, run.steps, bn_mode, ev.path, src.origin,
+                      skipped=fp.skipped, loss_note=src.loss_note)
 
     grid = iter_grid(ev, alphas, betas, progressive=True)
     while True:
@@ -182,14 +197,16 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
         yield SurfaceProgress(g.fraction * n_grid / total_work, replace(base, loss=g.loss))
     base = replace(base, loss=loss)
 
-    surface_loss = np.empty(t)
-    done = 0  # chunks finish in any order (several pipelines): count, do not use hi
-    for lo, hi, vals in ev.iter_losses(coords):
+    surface_loss = np.full(t, np.nan)
+    done = t - (last + 1)  # snapshots after the finite prefix are not on the plane
+    for lo, hi, vals in ev.iter_losses(coords[:last + 1]):
         surface_loss[lo:hi] = vals
         done += hi - lo
         yield SurfaceProgress((n_grid + done) / total_work, replace(base, surface_loss=surface_loss.copy()))
-    true_loss = np.empty(t)
+    true_loss = np.full(t, np.nan)
     for i in range(t):
+        if i > last and weights_problem(run, i):
+            continue  # NaN weights: NaN loss, nothing to evaluate
         p, b = snapshot_tensors(run, i, model)
         true_loss[i] = ev.loss_at(p, b)
         if i % 8 == 7 or i == t - 1:
@@ -199,10 +216,24 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
         tolerance = run_tolerance(run, start_index, true_loss)
     mask, info = flat_basin(alphas, betas, loss, tolerance, coords)
     result = replace(base, surface_loss=surface_loss, true_loss=true_loss, basin_mask=mask,
-                     basin=info)
+                     basin=info, nonfinite=~np.isfinite(loss), suspicious=constant_surface(loss))
     if cache:
         _cache.save(path, result.to_arrays())
     return result
+
+
+def constant_surface(loss: np.ndarray) -> str | None:
+    """Why a surface is suspicious: the same loss (to 1e-12 relative) at every finite grid
+    point means the loss does not depend on these weights (a loss_fn or data mistake)."""
+    v = np.asarray(loss, float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo > CONSTANT_RELATIVE * max(abs(lo), abs(hi)):
+        return None
+    return (f"the surface is constant (loss {lo:.6g} at all {len(v)} finite grid points): the "
+            "loss does not depend on these weights; check loss_fn and the data")
 
 
 def run_to_end(gen: Generator[SurfaceProgress, None, RunSurface]) -> RunSurface:

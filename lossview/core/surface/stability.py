@@ -21,11 +21,13 @@ import torch
 
 from lossview.core.errors import LossviewError
 from lossview.core.run import Run
-from lossview.core.surface.curvature import HessianOperator, top_eigenvalues
+from lossview.core.surface import SHARPNESS_POINTS
+from lossview.core.surface.curvature import HessianOperator, NonFiniteCurvature, top_eigenvalues
+from lossview.core.surface.finite import finite_prefix, snapshot_problem
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
 
-#: Snapshots at which :func:`sharpness_report` measures sharpness.
-REPORT_POINTS = 5
+#: Snapshots at which :func:`sharpness_report` measures sharpness (the app's number too).
+REPORT_POINTS = SHARPNESS_POINTS
 
 
 def stability_threshold(lr: float, momentum: float = 0.0) -> float:
@@ -96,25 +98,70 @@ def _unflatten(op: HessianOperator, v: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: str | None = None,
                    source: ModelSource | None = None, k: int = 1, tol: float = 1e-3,
-                   ) -> Generator[float, None, dict[str, Any]]:
-    """Sharpness at the given snapshots (default :data:`REPORT_POINTS` evenly spaced ones,
-    always the last); yields the fraction done, returns the table (see docs/surface.md)."""
+                   points: int = SHARPNESS_POINTS) -> Generator[float, None, dict[str, Any]]:
+    """Sharpness at the given snapshots (default ``points`` evenly spaced over the finite
+    prefix, its last always included); yields the fraction done, returns the table (see
+    docs/surface.md).
+
+    A snapshot with non-finite weights or loss, or whose Hessian-vector products overflow,
+    is never computed: it goes to ``"skipped"`` as ``{"step", "reason"}``. With no usable
+    snapshot the table has no rows and ``"reason"`` says why.
+    """
     src = source or model_source(run, model_file)
     t = len(run)
-    idx = (sorted({int(round(x)) for x in np.linspace(0, t - 1, min(REPORT_POINTS, t))})
-           if indices is None else [range(t)[int(i)] for i in indices])
+    skipped: list[dict[str, Any]] = []
+    if indices is None:
+        fp = finite_prefix(run, src)
+        skipped += fp.skipped
+        n = 0 if fp.last is None else fp.last + 1
+        idx = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(int(points), n))})
+    else:
+        idx = [range(t)[int(i)] for i in indices]
     info = optimizer_info(run)
     rows = []
     for n, i in enumerate(idx):
-        p, b = snapshot_tensors(run, i, src.model)
-        op = HessianOperator(src.model, src.loss_fn, src.data, p, b)
-        w, _ = top_eigenvalues(op, k, tol=tol)
         step = int(run.steps[i])
-        lr = lr_at(run, step)
-        rows.append({"index": i, "step": step, "sharpness": float(w[0]),
-                     "top": [float(x) for x in w], "lr": lr})
+        why = snapshot_problem(src, run, i)
+        if why is None:
+            p, b = snapshot_tensors(run, i, src.model)
+            try:
+                w, _ = top_eigenvalues(HessianOperator(src.model, src.loss_fn, src.data, p, b),
+                                       k, tol=tol)
+            except NonFiniteCurvature as e:
+                why = str(e)
+            else:
+                if not np.all(np.isfinite(w)):
+                    why = "the top Hessian eigenvalue is not finite at these weights"
+        if why is not None:
+            skipped.append({"step": step, "reason": why})
+        else:
+            rows.append({"index": i, "step": step, "sharpness": float(w[0]),
+                         "top": [float(x) for x in w], "lr": lr_at(run, step)})
         yield (n + 1) / len(idx)
-    return _table(rows, info)
+    skipped.sort(key=lambda d: d["step"])
+    if not rows:
+        reason = ("no snapshot to measure" if not t else
+                  f"no snapshot has finite weights, loss and curvature ({len(skipped)} skipped; "
+                  f"the first: {skipped[0]['reason']})" if skipped else "no snapshots were asked for")
+        table = _table_empty(info, reason)
+    else:
+        table = _table(rows, info)
+        table["reason"] = None
+    table["skipped"] = skipped
+    table["suspicious"] = (
+        "sharpness is exactly 0 at every snapshot: the loss does not curve in any direction "
+        "(a loss_fn that ignores the outputs, or targets that do not fit it?)"
+        if rows and all(r["sharpness"] == 0.0 for r in rows) else None)
+    table["loss_note"] = src.loss_note
+    return table
+
+
+def _table_empty(info: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The table with no rows: every key present, ``"reason"`` (and the verdict) says why."""
+    return {"steps": [], "sharpness": [], "lr": [], "momentum": float(info.get("momentum") or 0.0),
+            "optimizer": info.get("name"), "threshold": [], "ratio": [],
+            "first_unstable_step": None, "verdict": f"not measured: {reason}", "reason": reason,
+            "mode": "eval", "method": "lanczos"}
 
 
 def _limit(beta: float) -> str:
@@ -149,10 +196,13 @@ def _table(rows: list[dict], info: dict[str, Any]) -> dict[str, Any]:
 
 
 def sharpness_report(run: Run, model_file: str | None = None) -> dict[str, Any] | None:
-    """Sharpness at a few snapshots vs 2/lr for ``lossview analyze --json`` ("sharpness").
+    """Sharpness at :data:`SHARPNESS_POINTS` snapshots of the finite prefix vs 2/lr, for
+    ``lossview analyze --json`` ("sharpness").
 
     None when the run carries no model (a foreign folder without ``model_file``); a
-    LossviewError when a given model file is unusable.
+    LossviewError when a given model file is unusable. A diverged run gives the rows of
+    its finite snapshots and ``"skipped"`` for the rest; no usable snapshot gives no rows
+    and a ``"reason"`` (never an exception).
     """
     if model_file is None and not run.spec.get("problem"):
         return None

@@ -7,8 +7,12 @@
 
       def build_model() -> torch.nn.Module      # parameter names = the checkpoints' names
       def batches() -> iterable of (inputs, targets)   # the data the loss is averaged over
-      def loss_fn(outputs, targets) -> scalar tensor   # mean loss of a batch (optional:
-                                                       # default torch.nn.functional.cross_entropy)
+      def loss_fn(outputs, targets) -> scalar tensor   # mean loss of a batch
+
+  ``loss_fn`` may be left out only when every batch's targets are integer class indices:
+  then the loss is :func:`torch.nn.functional.cross_entropy`, and
+  :attr:`ModelSource.loss_note` says so. Float targets without ``loss_fn`` are an error
+  (cross-entropy on them gave an all-zero surface, silently).
 
   **Loading that file runs its code** (with the permissions of the lossview process). It
   is only ever imported on that explicit request, never discovered automatically.
@@ -30,7 +34,9 @@ from lossview.core.errors import LossviewError
 from lossview.core.run import Run
 
 CONTRACT = ("build_model() -> nn.Module, batches() -> iterable of (inputs, targets), "
-            "optional loss_fn(outputs, targets) -> mean loss")
+            "loss_fn(outputs, targets) -> mean loss (optional for integer class targets)")
+#: What :attr:`ModelSource.loss_note` says when cross-entropy stands in for a missing loss_fn.
+CROSS_ENTROPY_NOTE = "loss_fn not given: cross-entropy, since targets are integer class indices"
 
 
 @dataclass
@@ -42,6 +48,8 @@ class ModelSource:
     data: list[tuple[Any, Any]]
     origin: str  # "problem NAME" or "model file PATH"
     val_data: list[tuple[Any, Any]] | None = None
+    #: How the loss was chosen when the model file did not say (else None).
+    loss_note: str | None = None
 
 
 def load_model_file(path: str | Path) -> ModelSource:
@@ -75,10 +83,27 @@ def load_model_file(path: str | Path) -> ModelSource:
         raise LossviewError(f"build_model() in {path} returned {type(model).__name__}, not a torch.nn.Module")
     if not data or any(len(b) != 2 for b in data):
         raise LossviewError(f"batches() in {path} must yield at least one (inputs, targets) pair")
-    loss_fn = getattr(module, "loss_fn", None) or torch.nn.functional.cross_entropy
+    loss_fn = getattr(module, "loss_fn", None)
+    if loss_fn is None:
+        bad = [y for _, y in data if not _class_indices(y)]
+        if bad:
+            what = (f"{str(bad[0].dtype).replace('torch.', '')} tensors" if torch.is_tensor(bad[0])
+                    else type(bad[0]).__name__)
+            raise LossviewError(
+                f"model file {path} defines no loss_fn and its targets are {what}, not integer "
+                "class indices: define loss_fn(outputs, targets) returning the batch's mean "
+                "loss (e.g. torch.nn.functional.mse_loss)")
+        return ModelSource(model, torch.nn.functional.cross_entropy, data, f"model file {path}",
+                           loss_note=CROSS_ENTROPY_NOTE)
     if not callable(loss_fn):
         raise LossviewError(f"loss_fn in {path} is not callable")
     return ModelSource(model, loss_fn, data, f"model file {path}")
+
+
+def _class_indices(y: Any) -> bool:
+    """Integer class-index targets: a tensor of an integer dtype (not bool)."""
+    return (torch.is_tensor(y) and not torch.is_floating_point(y) and not torch.is_complex(y)
+            and y.dtype != torch.bool)
 
 
 def model_source(run: Run, model_file: str | Path | None = None) -> ModelSource:
