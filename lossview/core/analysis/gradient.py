@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lossview.core.analysis.metric_names import GRAD_NORM as NAMES
 from lossview.core.run import Run
 
-NAMES = ("grad_norm", "gradient_norm", "gradnorm", "grad_norm_full")
 VANISH = 0.02
 FALLING = 0.5
 

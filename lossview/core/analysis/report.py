@@ -20,13 +20,13 @@ from lossview.core.analysis.distances import distances
 from lossview.core.analysis.divergence import divergence
 from lossview.core.analysis.gradient import gradient_behaviour
 from lossview.core.analysis.gram import gram_steps, subsample
+from lossview.core.analysis.metric_names import LOSS as LOSS_NAMES
 from lossview.core.analysis.pca import pca_from_gram
 from lossview.core.analysis.permutation import permutation_report
 from lossview.core.analysis.plateau import find_plateau, weight_motion
 from lossview.core.analysis.stationarity import stationarity
 from lossview.core.run import Run
 
-LOSS_NAMES = ("loss", "train_loss", "loss_train", "train/loss", "training_loss")
 #: Most snapshots entering the Gram matrix (evenly subsampled beyond).
 MAX_GRAM_SNAPSHOTS = 2000
 #: Most snapshots aligned by weight matching.
