@@ -30,7 +30,7 @@ from lossview.core.run import Snapshot, TensorDict
 #: Where the weights sit in a checkpoint dict, most specific first.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_state", "net",
               "network", "weights", "params")
-STEP_KEYS = ("global_step", "step", "iteration", "iter", "num_updates", "steps")
+STEP_KEYS = ("global_step", "step", "iteration", "iter", "iter_num", "num_updates", "steps")
 EPOCH_KEYS = ("epoch", "epochs")
 SAFETY = "needs pickled code; skipped for safety (lossview never runs code from checkpoints)"
 

@@ -124,12 +124,13 @@ def _unwrap(optimizer: Any) -> Any:
     """The torch optimizer inside a wrapper (Lightning's, accelerate's), None for None."""
     if optimizer is None:
         return None
+    inner = optimizer
     for _ in range(3):
-        if hasattr(optimizer, "param_groups") and hasattr(optimizer, "state_dict"):
-            return optimizer
-        optimizer = getattr(optimizer, "optimizer", None)
+        if hasattr(inner, "param_groups") and hasattr(inner, "state_dict"):
+            return inner
+        inner = getattr(inner, "optimizer", None)
     raise LossviewError("optimizer must be a torch.optim.Optimizer (something with "
-                        "param_groups), not " + type(optimizer).__name__)
+                        f"param_groups), not {type(optimizer).__name__}")
 
 
 def _float(v: Any) -> float | None:
