@@ -133,8 +133,9 @@ def _args_fill(out: dict[str, Any], args: Any) -> None:
         if out.get(key) is None and _num(a.get(arg)) is not None:
             out[key] = _num(a.get(arg))
     betas = a.get("opt_betas")
-    if out.get("betas") is None and isinstance(betas, (list, tuple)) and len(betas) == 2:
-        out["betas"] = [float(b) for b in betas]
+    if (out.get("betas") is None and isinstance(betas, (list, tuple)) and len(betas) == 2
+            and all(_num(b) is not None for b in betas)):
+        out["betas"] = [_num(b) for b in betas]
 
 
 def from_checkpoint(obj: Any) -> dict[str, Any] | None:
