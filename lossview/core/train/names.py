@@ -5,6 +5,6 @@ The implementations live in :mod:`~lossview.core.train.problems` and
 filling a menu needs only the names (tests check the two agree).
 """
 
-PROBLEM_NAMES = ("quadratic", "linreg", "mlp", "bn-mlp", "cnn")
+PROBLEM_NAMES = ("quadratic", "linreg", "mlp", "bn-mlp", "cnn", "eos")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "warmup")

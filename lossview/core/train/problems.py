@@ -20,6 +20,7 @@ from torch import nn
 
 from lossview.core.errors import LossviewError
 from lossview.core.train import data as _data
+from lossview.core.train.eos import EdgeOfStabilityParts
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -342,8 +343,12 @@ class CNN(_Images):
             flat=nn.Flatten(), out=nn.Linear(2 * c * 4, self.n_classes)))
 
 
+class EdgeOfStability(EdgeOfStabilityParts, Problem):
+    """Full-batch GD on a tanh MLP with MSE: sharpness rises to 2/lr and hovers (eos.py)."""
+
+
 PROBLEMS: dict[str, type[Problem]] = {
-    cls.name: cls for cls in (Quadratic, LinReg, MLP, BNMLP, CNN)
+    cls.name: cls for cls in (Quadratic, LinReg, MLP, BNMLP, CNN, EdgeOfStability)
 }
 
 

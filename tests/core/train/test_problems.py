@@ -13,7 +13,8 @@ from lossview.core.errors import LossviewError
 from lossview.core.train import data as data_mod
 from lossview.core.train.problems import PROBLEMS, build_problem, problem_from_spec
 
-SMALL = {"mlp": {}, "bn-mlp": {}, "cnn": {}, "quadratic": {"dim": 8, "n": 64}, "linreg": {}}
+SMALL = {"mlp": {}, "bn-mlp": {}, "cnn": {}, "quadratic": {"dim": 8, "n": 64}, "linreg": {},
+         "eos": {}}
 
 
 @pytest.mark.parametrize("name", list(PROBLEMS))
