@@ -222,6 +222,25 @@ def set_log_y(plot: pg.PlotItem, on: bool) -> bool:
     return True
 
 
+def planned_steps(run) -> int | None:
+    """The number of steps a live run will train for (None for a finished run).
+
+    While training, the x axes show the whole planned run instead of following the data:
+    re-ranging them at every live refresh re-rendered every axis (40-90 ms a refresh,
+    mostly tick text; measured), and a fixed frame shows how far training has got."""
+    spec = getattr(run, "spec", None) or {}
+    if not spec.get("live"):
+        return None
+    steps = (spec.get("training") or {}).get("steps")
+    return int(steps) if isinstance(steps, (int, float)) and steps > 0 else None
+
+
+def spans_decades(arrays: list, ratio: float = 30.0) -> bool:
+    """The positive values of ``arrays`` span more than ``ratio`` (a log axis reads them)."""
+    vals = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays]) if arrays else []
+    return len(vals) > 1 and float(vals.max()) > ratio * float(vals.min())
+
+
 def steady_range(current: tuple[float, float] | None, arrays: list, log: bool,
                  pad: float = 0.12, loose: float = 3.0,
                  ahead: float = 0.25) -> tuple[float, float] | None:

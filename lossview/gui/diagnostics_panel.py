@@ -1,7 +1,12 @@
-"""Diagnostics panel: distance from init and step length, MSD against lag with the fitted
-exponent, sharpness against 2/lr, the pairwise distance matrix, and the diagnosis text.
+"""Diagnostics panel: distance from init and step length (with the distance to the last
+snapshot raw and modulo neuron permutations), MSD against lag, sharpness against its
+stability limit, the pairwise distance matrix, and the diagnosis text.
 
-Missing measurements (report values of None) say what is missing instead of drawing.
+Every word that judges the run is core's (:mod:`lossview.gui.words` shows the answers of
+:mod:`lossview.core.analysis.answers`): the MSD plot's tag is the weights verdict with the
+number that decided it, the sharpness plot's is the stability verdict, and the limit line
+is drawn only where core compared the learning rate with it. Missing measurements
+(report values of None) say what is missing instead of drawing.
 """
 
 from __future__ import annotations
@@ -15,9 +20,19 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QTextBrowser, QVBoxLayout, QWidget
 
-from lossview.gui import style
+from lossview.core.analysis import verdicts as V
+from lossview.gui import style, words
 from lossview.gui.axes import nice_axes
 from lossview.gui.cursor import PixelCursor
+from lossview.gui.diagnostics_plots import (
+    legend_entry,
+    limit_line,
+    long_lags,
+    msd_fit_line,
+    no_minimum_width,
+    retitle,
+    wrap,
+)
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import add_marker, as_array, cache_item, centered_note, header
@@ -25,55 +40,12 @@ from lossview.gui.widgets import add_marker, as_array, cache_item, centered_note
 SHARPNESS_MISSING = "needs the model and data:\na built-in problem's run,\nor --model FILE.py"
 
 
-def msd_fit_line(lags: np.ndarray, msd: np.ndarray, exponent: float,
-                 lag_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The power law ``A * lag**exponent`` over the fitted lags (A by least squares in log
-    space with the slope fixed), drawn over ``lag_range`` (default: all lags)."""
-    ok = np.isfinite(lags) & np.isfinite(msd) & (lags > 0) & (msd > 0)
-    if lag_range is not None:
-        ok &= (lags >= lag_range[0]) & (lags <= lag_range[1])
-    if not ok.any():
-        return np.array([]), np.array([])
-    la, lm = np.log(lags[ok]), np.log(msd[ok])
-    log_a = float(np.mean(lm - exponent * la))
-    x = np.array([lags[ok].min(), lags[ok].max()], dtype=float)
-    return x, np.exp(log_a) * x**exponent
-
-
-def _no_minimum_width(label: pg.LabelItem) -> None:
-    """Keep a title from sizing its column: pyqtgraph's LabelItem sets its minimum width
-    to its text's at every change, so "sharpness vs 2/lr (peak 65%)" arriving with the
-    sharpness widened a column, resized all four plots and re-rendered every axis (a
-    35-40 ms repaint). A title longer than its column now runs past it (at the default
-    window size every title fits; the screenshot in the README shows them)."""
-    update_min = label.updateMin
-
-    def height_only() -> None:
-        update_min()
-        label.setMinimumWidth(0)
-
-    label.updateMin = height_only
-    label.setMinimumWidth(0)
-
-
-def _retitle(plot: pg.PlotItem, title: str) -> None:
-    """A new title in the panel's style."""
-    plot.setTitle(title, size="10pt", color=style.current().foreground)
-
-
-def _wrap(text: str, width: int = 28) -> str:
-    import textwrap
-
-    if "\n" in text:
-        return "\n" + text
-    return "\n" + "\n".join(textwrap.wrap(text, width))
-
-
 class DiagnosticsPanel(QWidget):
     def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.timeline = timeline
         self._steps = np.array([], dtype=np.int64)
+        self._unit = "step"  # what the x axes count (the run's step_unit)
         t = style.current()
         head, _ = header("Diagnostics", tip("diagnosis"))
 
@@ -94,7 +66,7 @@ class DiagnosticsPanel(QWidget):
             # a title's text does not size its column: "sharpness vs 2/lr (peak 65%)"
             # arriving with the sharpness re-laid out all four plots (22 ms repaint)
             p.titleLabel.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-            _no_minimum_width(p.titleLabel)  # and neither does its length
+            no_minimum_width(p.titleLabel)  # and neither does its length
             p.getAxis("left").enableAutoSIPrefix(False)
         self.p_dist.setLogMode(False, True)
         self.p_msd.setLogMode(True, True)
@@ -112,6 +84,17 @@ class DiagnosticsPanel(QWidget):
                                       connect="finite")
         self.p_dist.addItem(self.c_init)
         self.p_dist.addItem(self.c_step)
+        self.dist_legend = leg
+        # exploration modulo permutation (answers.exploration), in the legend when measured
+        self.c_raw_last = pg.PlotDataItem(pen=pg.mkPen(t.val, width=1.2), connect="finite")
+        self.c_aligned_last = pg.PlotDataItem(pen=pg.mkPen(t.lr, width=1.5), connect="finite")
+        self.c_relabel = pg.PlotDataItem(pen=pg.mkPen(t.muted, width=1.2, style=Qt.PenStyle.DashLine))
+        self.exploration_items = ((self.c_raw_last, "to last, raw"),
+                                  (self.c_aligned_last, "modulo permutation"),
+                                  (self.c_relabel, "relabelling scale"))
+        for c, _ in self.exploration_items:
+            c.setToolTip(tip("permutation"))
+            self.p_dist.addItem(c)
 
         self.c_msd = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), symbol="o", symbolSize=4,
                                      symbolBrush=t.train, symbolPen=None, connect="finite")
@@ -119,6 +102,7 @@ class DiagnosticsPanel(QWidget):
         self.p_msd.addItem(self.c_msd)
         self.p_msd.addItem(self.c_fit)
         self.msd_text = pg.TextItem("", color=t.foreground, anchor=(0, 0))
+        self.msd_text.setToolTip(tip("msd"))
         self.msd_text.setParentItem(self.p_msd.getViewBox())
         self.msd_text.setPos(4, 2)
 
@@ -128,12 +112,15 @@ class DiagnosticsPanel(QWidget):
                                        symbol="o", symbolSize=4, symbolBrush=t.train,
                                        symbolPen=None, connect="finite")
         self.c_limit = pg.PlotDataItem(pen=pg.mkPen(t.divergence, width=1.5,
-                                                    style=Qt.PenStyle.DashLine), name="(2+2β) / lr",
-                                       connect="finite")
+                                                    style=Qt.PenStyle.DashLine),
+                                       name=words.limit_label({}), connect="finite")
+        self.sharp_legend = leg2
         self.p_sharp.addItem(self.c_sharp)
         self.p_sharp.addItem(self.c_limit)
 
-        for c in (self.c_init, self.c_step, self.c_msd, self.c_fit, self.c_sharp, self.c_limit):
+        self.items = (self.c_init, self.c_step, self.c_raw_last, self.c_aligned_last,
+                      self.c_relabel, self.c_msd, self.c_fit, self.c_sharp, self.c_limit)
+        for c in self.items:
             cache_item(c)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setColorMap(pg.colormap.get("magma"))
@@ -175,8 +162,9 @@ class DiagnosticsPanel(QWidget):
     # -- data ---------------------------------------------------------------------
     def clear(self) -> None:
         self._steps = np.array([], dtype=np.int64)
-        for c in (self.c_init, self.c_step, self.c_msd, self.c_fit, self.c_sharp, self.c_limit):
+        for c in self.items:
             c.setData([], [])
+        self._set_exploration({})
         self.image.clear()
         self.msd_text.setText("")
         for key in self.notes:
@@ -196,9 +184,12 @@ class DiagnosticsPanel(QWidget):
         every plot on screen, each showing its old data until its turn: veiling the plots
         to reveal them one by one blanked them every time the live analysis came back."""
         rep = report or {}
+        answers = words.answers_of(rep)
+        unit = words.step_unit(run, rep)
 
         def distance() -> None:
             self._steps = np.asarray(run.steps, dtype=np.int64)
+            self._set_unit(unit)
             steps = self._steps.astype(float)
             d = rep.get("distance") or {}
             fi, sl = as_array(d.get("from_init")), as_array(d.get("step_length"))
@@ -211,14 +202,16 @@ class DiagnosticsPanel(QWidget):
                 self.c_init.setData([], [])
                 self.c_step.setData([], [])
                 self._note("dist", "not available: fewer than 2 snapshots")
+            self._set_exploration(answers["exploration"])
             self.p_dist.enableAutoRange()
 
         def msd() -> None:
-            self._set_msd(rep.get("diffusion"))
+            self._set_msd(rep.get("diffusion"), answers["weights"], unit)
             self.p_msd.enableAutoRange()
 
         def sharpness() -> None:
-            self._set_sharpness(run, rep.get("sharpness"), rep.get("sharpness_reason"))
+            self._set_sharpness(run, rep.get("sharpness"), rep.get("sharpness_reason"),
+                                answers["stability"])
             self.p_sharp.enableAutoRange()
 
         def pairwise() -> None:
@@ -231,84 +224,112 @@ class DiagnosticsPanel(QWidget):
 
         return [distance, msd, sharpness, pairwise, text_and_cursors]
 
-    def _set_msd(self, diff: dict[str, Any] | None) -> None:
+    def show_answers(self, run: Any, report: dict[str, Any]) -> None:
+        """Core recomputed the report's answers (``refresh_answers``, after the sharpness
+        was measured): the sharpness plot, the verdict tags and the diagnosis again."""
+        answers = words.answers_of(report)
+        self._set_msd(report.get("diffusion"), answers["weights"], words.step_unit(run, report))
+        self._set_exploration(answers["exploration"])
+        self.set_sharpness(run, report.get("sharpness"), report.get("sharpness_reason"),
+                           answers["stability"])
+        self.set_diagnosis(report)
+
+    def _set_unit(self, unit: str) -> None:
+        """The x axes count steps or epochs, as the run's positions do."""
+        if unit == self._unit:
+            return
+        self._unit = unit
+        fg = style.current().foreground
+        for p in (self.p_dist, self.p_sharp, self.p_pair):
+            p.setLabel("bottom", unit, color=fg)
+        self.p_msd.setLabel("bottom", f"lag ({V.unit_word(unit, 2)})", color=fg)
+
+    def _set_exploration(self, expl: dict[str, Any]) -> None:
+        """Distance of each snapshot of the segment to the last one, raw and modulo neuron
+        permutations, against the distance between relabelled copies of the last network
+        (``answers.exploration``): the gap between the two curves is relabelling."""
+        steps = as_array(expl.get("steps"))
+        raw, aligned = as_array(expl.get("raw_to_last")), as_array(expl.get("aligned_to_last"))
+        scale = expl.get("relabel_scale")
+        shown = len(steps) > 1 and len(raw) == len(steps) == len(aligned)
+        if shown:
+            # log axis: the last snapshot's 0 (to itself) is left out
+            self.c_raw_last.setData(steps, np.where(raw > 0, raw, np.nan))
+            self.c_aligned_last.setData(steps, np.where(aligned > 0, aligned, np.nan))
+            self.c_relabel.setData(*(([steps[0], steps[-1]], [scale, scale]) if scale else ([], [])))
+        else:
+            for c, _ in self.exploration_items:
+                c.setData([], [])
+        for c, name in self.exploration_items:
+            legend_entry(self.dist_legend, c, name if shown and (c is not self.c_relabel or scale)
+                          else None)
+
+    def _set_msd(self, diff: dict[str, Any] | None, weights: dict[str, Any], unit: str) -> None:
+        """The MSD against lag, the weights verdict's tag with the number that decided it,
+        and (dashed) a power law with core's long-lag slope over the long lags."""
         diff = diff or {}
         lags, msd = as_array(diff.get("lags")), as_array(diff.get("msd"))
-        exponent = diff.get("exponent")
         if not len(lags) or len(lags) != len(msd):
             self.c_msd.setData([], [])
             self.c_fit.setData([], [])
             self.msd_text.setText("")
-            self._note("msd", "not available: " + _wrap(diff.get("reason") or "no diffusion fit"))
+            self._note("msd", "not available: " + wrap(diff.get("reason") or "no diffusion fit"))
             return
         ok = (lags > 0) & (msd > 0)
         self.c_msd.setData(lags[ok], msd[ok])
         self._note("msd", "")
         start = diff.get("segment_start_step")
-        _retitle(self.p_msd, "mean sq. displacement"
-                 + (f" (from step {start:,})" if start else ""))
-        if exponent is not None and np.isfinite(exponent):
-            rng = diff.get("fit_lag_range")
-            fx, fy = msd_fit_line(lags, msd, float(exponent), tuple(rng) if rng else None)
-            self.c_fit.setData(fx, fy)
-            # plain words, short enough for the plot's width (the panel's diagnosis and
-            # the tooltip say sub- and super-diffusive)
-            kind = ("random walk" if 0.85 <= exponent <= 1.15 else
-                    "confined" if exponent < 0.85 else "drifting")
-            self.msd_text.setText(f"slope c = {exponent:.2f}  ({kind})")
+        retitle(self.p_msd, "mean sq. displacement"
+                 + (f" (from {V.unit_word(unit)} {start:,})" if start else ""))
+        slope = weights.get("msd_long_lag_slope")
+        if slope is not None:
+            self.c_fit.setData(*msd_fit_line(lags, msd, float(slope), long_lags(lags, weights)))
         else:
             self.c_fit.setData([], [])
-            self.msd_text.setText("exponent: not available")
+        fg = style.current().foreground
+        if weights.get("verdict"):
+            number = words.weights_number(weights)
+            text = words.verdict_html(weights["verdict"]) + (f"<br>{number}" if number else "")
+        else:
+            text = "weights verdict: not available"
+        self.msd_text.setHtml(f"<span style='color:{fg}; font-size:8pt'>{text}</span>")
 
-    def set_sharpness(self, run: Any, sharp: Any, reason: str | None = None) -> None:
-        """Sharpness table (``steps``, ``sharpness`` or ``values``, optional ``threshold``
-        or ``lr``, ``verdict``) or None with the reason it is missing."""
-        self._set_sharpness(run, sharp, reason)
+    def set_sharpness(self, run: Any, sharp: Any, reason: str | None = None,
+                      stability: dict[str, Any] | None = None) -> None:
+        """Sharpness table (``steps``, ``sharpness`` or ``values``, ``lr``) with core's
+        stability answer for it, or None with the reason it is missing."""
+        self._set_sharpness(run, sharp, reason, stability or {})
         self.p_sharp.enableAutoRange()
 
-    def _set_sharpness(self, run: Any, sharp: Any, reason: str | None) -> None:
+    def _set_sharpness(self, run: Any, sharp: Any, reason: str | None,
+                       stability: dict[str, Any]) -> None:
         vals = None
         if isinstance(sharp, dict):
             vals = sharp.get("sharpness", sharp.get("values"))
         if not vals:
             self.c_sharp.setData([], [])
             self.c_limit.setData([], [])
+            retitle(self.p_sharp, "sharpness vs 2/lr")
             why = reason or (sharp.get("reason") if isinstance(sharp, dict) else None)
             if run.spec.get("live") and not why:  # measured on the saved run
                 self._note("sharp", "measured once\ntraining has finished")
             else:
-                self._note("sharp", "not available: " + _wrap(why or SHARPNESS_MISSING))
+                self._note("sharp", "not available: " + wrap(why or SHARPNESS_MISSING))
             return
-        xs = as_array(sharp.get("steps"))
-        self.c_sharp.setData(xs, as_array(vals))
-        note = ""
-        if sharp.get("threshold") is not None and any(v is not None for v in sharp["threshold"]):
-            self.c_limit.setData(xs, as_array(sharp["threshold"]))
-        elif sharp.get("lr") is not None:
-            lrs = as_array(sharp.get("lr"))
-            self.c_limit.setData(xs, 2.0 / np.where(lrs > 0, lrs, np.nan))
-        else:
-            lr = run.metric("lr", "learning_rate")
-            if lr is not None:
-                self.c_limit.setData(lr.steps.astype(float),
-                                     2.0 / np.where(lr.values > 0, lr.values, np.nan))
-            else:
-                self.c_limit.setData([], [])
-                note = "2/lr: no learning rate logged"
-        self._note("sharp", note)
-        verdict = sharp.get("verdict") or ""
-        ratios = [r for r in (sharp.get("ratio") or []) if r is not None]
-        title = "sharpness vs 2/lr"
-        if ratios:
-            title += f" (peak {100 * max(ratios):.0f}%)"
-        _retitle(self.p_sharp, title)
-        self.p_sharp.setToolTip(tip("sharpness") + (f"\n{verdict}" if verdict else ""))
+        self.c_sharp.setData(as_array(sharp.get("steps")), as_array(vals))
+        self.c_limit.setData(*limit_line(run, sharp, stability))
+        legend_entry(self.sharp_legend, self.c_limit,
+                      words.limit_label(stability) if words.limit_applies(stability) else None)
+        self._note("sharp", wrap(words.limit_note(stability)).strip())
+        retitle(self.p_sharp, "sharpness · " + words.verdict_html(stability.get("verdict")))
+        sentence = stability.get("sentence")
+        self.p_sharp.setToolTip(tip("sharpness") + (f"\n\n{sentence}" if sentence else ""))
 
     def _set_pairwise(self, pair: Any) -> None:
         if not pair or not isinstance(pair, dict) or pair.get("matrix") is None:
             self.image.clear()
             reason = pair.get("reason") if isinstance(pair, dict) else None
-            self._note("pair", "not available: " + _wrap(reason or "not computed"))
+            self._note("pair", "not available: " + wrap(reason or "not computed"))
             self._pair_rows = np.array([], dtype=np.int64)
             return
         m = np.asarray(pair["matrix"], dtype=float)
@@ -337,9 +358,9 @@ class DiagnosticsPanel(QWidget):
                  "</span></p>"]
         if not items:
             lines.append(f"<p style='color:{t.muted}'>No findings available yet.</p>")
-        else:
+        else:  # the answers first, each with its verdict word bold in its colour
             lines.append("<ul style='margin-left:-18px'>")
-            lines += [f"<li style='margin-bottom:4px'>{html.escape(str(s))}</li>" for s in items]
+            lines += [f"<li style='margin-bottom:4px'>{s}</li>" for s in words.diagnosis_items(report)]
             lines.append("</ul>")
         self.diagnosis.setHtml("".join(lines))
 

@@ -1,4 +1,4 @@
-"""Loss panel: train/val loss, gradient norm and learning rate on linked step axes.
+"""Loss panel: train/val loss, gradient norm and learning rate on linked step (or epoch) axes.
 
 Items are created once; :meth:`LossPanel.set_run` fills them with ``setData`` and the
 cursor follows the :class:`~lossview.gui.timeline.Timeline`. Dragging a cursor writes the
@@ -16,47 +16,21 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
+from lossview.core.analysis import metric_names as names
 from lossview.core.analysis.smoothing import ema
 from lossview.gui import style
-from lossview.gui.axes import nice_axes, set_log_y, steady_range
+from lossview.gui.axes import nice_axes, planned_steps, set_log_y, spans_decades, steady_range
 from lossview.gui.cursor import PixelCursor
 from lossview.gui.legend_place import anchor_args, best_corner
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
-from lossview.gui.widgets import (
-    Readout,
-    add_marker,
-    cache_item,
-    centered_note,
-    fmt,
-    header,
-    nearest_index,
-)
+from lossview.gui.widgets import (Readout, add_marker, cache_item, centered_note, fmt, header,
+                                  nearest_index)
+from lossview.gui.words import step_unit
 
-TRAIN_NAMES = ("train_loss", "loss", "training_loss")
-RAW_NAMES = ("loss",)
-VAL_NAMES = ("val_loss", "eval_loss", "valid_loss", "validation_loss", "test_loss")
-GRAD_NAMES = ("grad_norm", "gradient_norm")
-UPDATE_NAMES = ("update_norm",)
-LR_NAMES = ("lr", "learning_rate")
-
-
-def _planned_steps(run: Any) -> int | None:
-    """The number of steps a live run will train for (None for a finished run).
-
-    While training, the x axes show the whole planned run instead of following the data:
-    re-ranging them at every live refresh re-rendered every axis (40-90 ms a refresh,
-    mostly tick text; measured), and a fixed frame shows how far training has got."""
-    spec = getattr(run, "spec", None) or {}
-    if not spec.get("live"):
-        return None
-    steps = (spec.get("training") or {}).get("steps")
-    return int(steps) if isinstance(steps, (int, float)) and steps > 0 else None
-
-
-def _spans_decades(arrays: list[np.ndarray], ratio: float = 30.0) -> bool:
-    vals = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays]) if arrays else []
-    return len(vals) > 1 and float(vals.max()) > ratio * float(vals.min())
+#: the "train" curve: a training loss by name (lossview's full-data loss per snapshot),
+#: else the mini-batch loss; "mini-batch" is drawn faint beside a sparser train curve
+TRAIN_NAMES, RAW_NAMES = names.TRAIN_LOSS + names.BATCH_LOSS, names.BATCH_LOSS
 
 
 class LossPanel(QWidget):
@@ -215,9 +189,12 @@ class LossPanel(QWidget):
 
         def series() -> None:
             self._set_series(run)
+            unit = step_unit(run, rep)  # the x axes count steps or epochs, as the run does
+            if self.p_lr.getAxis("bottom").labelText != unit:
+                self.p_lr.setLabel("bottom", unit, color=style.current().foreground)
             self._plateau = (rep.get("plateau") or {}).get("step")
             self._divergence = (rep.get("divergence") or {}).get("step")
-            planned = _planned_steps(run)
+            planned = planned_steps(run)
             self._growing = bool(planned)
             for c in self.curves:  # a growing run's curves change more often than the cursor
                 cache_item(c, on=not planned)
@@ -265,9 +242,9 @@ class LossPanel(QWidget):
         elif raw is not None and train is not None and len(raw[0]) <= len(train[0]):
             raw = None
         self._series = {}
-        for key, val in (("raw", raw), ("train", train), ("val", first(VAL_NAMES)[1]),
-                         ("grad", first(GRAD_NAMES)[1]), ("update", first(UPDATE_NAMES)[1]),
-                         ("lr", first(LR_NAMES)[1])):
+        for key, val in (("raw", raw), ("train", train), ("val", first(names.VAL_LOSS)[1]),
+                         ("grad", first(names.GRAD_NORM)[1]),
+                         ("update", first(names.UPDATE_NORM)[1]), ("lr", first(names.LR)[1])):
             if val is not None:
                 self._series[key] = val
         self._train_label = train_name or "train"
@@ -365,7 +342,7 @@ class LossPanel(QWidget):
         if p is self.p_loss:
             self._range_y(p, arrays, bool(on), set_log_y(p, on))
             return
-        log = bool(on) and _spans_decades(arrays)
+        log = bool(on) and spans_decades(arrays)
         fresh = set_log_y(p, log)
         if p is self.p_lr and not log and arrays:
             # a learning rate is >= 0: start the axis at 0 (a constant lr stays readable)

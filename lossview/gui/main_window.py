@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QSplitter, QStackedWidget,
                                QVBoxLayout, QWidget)
 
+from lossview.core.analysis.verdicts import tag
 from lossview.gui import settings
 from lossview.gui.diagnostics_panel import DiagnosticsPanel
 from lossview.gui.loader import load_and_analyze
@@ -25,6 +26,7 @@ from lossview.gui.timeline import Timeline
 from lossview.gui.timeline_bar import TimelineBar
 from lossview.gui.trajectory_panel import TrajectoryPanel
 from lossview.gui.widgets import cache_plot_items
+from lossview.gui.words import step_unit
 from lossview.gui.window_messages import WindowMessages
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
@@ -236,14 +238,17 @@ class MainWindow(QMainWindow):
         # shown in a turn of its own: the result arrives in a pass over posted events that
         # may be repainting what the turn before changed (a surface refinement step: 78
         # ms with this plot)
-        self._sharpness_view.run([lambda: self._show_sharpness(run, table)], later=True)
+        self._sharpness_view.run([lambda: self._show_sharpness(run, report)], later=True)
 
-    def _show_sharpness(self, run: Any, table: dict) -> None:
+    def _show_sharpness(self, run: Any, report: dict) -> None:
+        """The measured sharpness, and core's answers and diagnosis recomputed with it
+        (:class:`SharpnessJob` refreshed them): the plot, the verdict tags, the text."""
         if run is not self.run:
             return
-        self.diagnostics_panel.set_sharpness(run, table)
+        self.diagnostics_panel.show_answers(run, report)
         settle(self.diagnostics_panel)  # laid out before it paints, so it paints once
-        self.statusBar().showMessage(f"Sharpness measured: {table.get('verdict', '')}", 8000)
+        verdict = ((report.get("answers") or {}).get("stability") or {}).get("verdict")
+        self.statusBar().showMessage(f"Sharpness measured: {tag(verdict)}", 8000)
 
     def _on_sharpness_error(self, run: Any, message: str) -> None:
         if run is self.run:
@@ -287,7 +292,8 @@ class MainWindow(QMainWindow):
             self.sharpness.cancel()
         self.run, self.report = run, report
         self.banner.hide()
-        self.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
+        self.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots],
+                                    unit=step_unit(run, report))
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
         self.setWindowTitle(f"{run.name} — lossview")
         switch = self.stack.currentWidget() is not self.workspace

@@ -2,9 +2,11 @@
 
 The largest Hessian eigenvalue at a few snapshots against 2/lr (Cohen et al. 2021) needs
 the model and data, so it runs after loading, in a child process (a thread for runs that
-cannot be reopened there: :func:`lossview.gui.jobs.run_arg`); the result
-goes into the run's report and the diagnostics panel. One measurement at a time: a new
-run cancels the previous one.
+cannot be reopened there: :func:`lossview.gui.jobs.run_arg`); the table goes into the
+run's report as ``report["sharpness"]`` and core recomputes the answers and the diagnosis
+from it (:func:`lossview.core.analysis.report.refresh_answers`), so that what the window
+says is what ``lossview analyze --json`` says. One measurement at a time: a new run
+cancels the previous one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from lossview.core.analysis.report import refresh_answers
 from lossview.gui import jobs
 from lossview.gui.loader import can_measure_sharpness
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
@@ -63,6 +66,7 @@ class SharpnessJob(QObject):
 
     def _on_finished(self, run: Any, report: dict, table: dict) -> None:
         report["sharpness"] = table
+        refresh_answers(report)  # the stability answer, and the diagnosis built on it
         self.measured.emit(run, report, table)
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:

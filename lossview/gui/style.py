@@ -28,18 +28,25 @@ class Theme:
     divergence: str
     highlight: str
     colormap: str
+    #: colours of core's verdict roles (:func:`lossview.core.analysis.verdicts.role`)
+    good: str
+    notice: str
+    bad: str
+    neutral: str
 
 
 LIGHT = Theme("light", background="#ffffff", foreground="#3a3f44", panel="#f4f5f7",
               muted="#8a9099", grid_alpha=0.18, train="#1f6fb4", val="#e07b16",
               raw="#9dc3e6", grad="#2e9d4f", update="#8fc9a0", lr="#7b52ab",
               cursor="#d62728", plateau="#6c757d", divergence="#c0392b",
-              highlight="#ff8c1a", colormap="viridis")
+              highlight="#ff8c1a", colormap="viridis",
+              good="#2e8b57", notice="#b8690b", bad="#c0392b", neutral="#6c757d")
 DARK = Theme("dark", background="#1e2126", foreground="#d6d9de", panel="#272b31",
              muted="#8b929c", grid_alpha=0.22, train="#5aa9e6", val="#f0a04b",
              raw="#2f5577", grad="#5cc47a", update="#3f7a52", lr="#b08de0",
              cursor="#ff5c5c", plateau="#a0a7b0", divergence="#ff6b5b",
-             highlight="#ffb347", colormap="viridis")
+             highlight="#ffb347", colormap="viridis",
+             good="#5cc47a", notice="#f0b34b", bad="#ff6b5b", neutral="#a0a7b0")
 
 _current = LIGHT
 
@@ -83,6 +90,12 @@ def apply(name: str = "light", app: QApplication | None = None) -> Theme:
             f.setPointSizeF(9.5)
         app.setFont(f)
     return t
+
+
+def role_color(role: str | None) -> str:
+    """The theme's colour for a verdict role ("good", "notice", "bad", "neutral")."""
+    t = current()
+    return {"good": t.good, "notice": t.notice, "bad": t.bad}.get(role or "", t.neutral)
 
 
 def opaque(color: str, alpha: float, background: str) -> str:

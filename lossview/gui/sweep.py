@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from lossview.core.analysis import verdicts as V
+
 DEFAULT_MULTIPLIERS = (1.0, 3.0, 10.0)
 OUTLIER_FACTOR = 3.0
 
@@ -78,10 +80,13 @@ def run_sweep(config: Any, lrs: Sequence[float], out_dirs: Sequence[Path]
                 yield SweepEvent(i, len(lrs), float(lr), ev)
         finally:
             gen.close()
+        # the sharpness at the common start says which side of the stability limit each
+        # lr lies (SGD only: the limit does not apply to adaptive optimizers): measured
+        # at once after a divergence, else once the last run ended
         diverged = getattr(summaries[-1], "status", None) == "diverged"
-        if diverged and trainer.config.optimizer == "sgd":
-            if start_sharpness is None:
-                start_sharpness = start_point_sharpness(trainer.problem)
+        if (diverged or i == len(lrs) - 1) and trainer.config.optimizer == "sgd" \
+                and start_sharpness is None:
+            start_sharpness = start_point_sharpness(trainer.problem)
             yield SweepEvent(i, len(lrs), float(lr), None, start_sharpness)
     return summaries
 
@@ -156,14 +161,21 @@ def shared_pca(runs: Sequence[np.ndarray], diverged: Sequence[bool] | None = Non
     return SharedPCA(coords, (ev[0], ev[1]), used)
 
 
+def limit_side(lr: float, sharpness: float | None, momentum: float = 0.0) -> str:
+    """Which side of the stability limit ``lr`` lies for the measured ``sharpness``, in
+    core's words and numbers: ``"above the limit 2/λ_max = 2"`` ("" with no sharpness)."""
+    if sharpness is None or not math.isfinite(sharpness) or sharpness <= 0:
+        return ""
+    ratio = V.stability_ratio(sharpness, lr, momentum)
+    return f"{V.band_of(ratio)} the limit {V.limit_formula(momentum)} = {V.num(lr / ratio)}"
+
+
 def divergence_label(step: int, lr: float, sharpness: float | None,
                      momentum: float = 0.0) -> str:
-    """``"diverged at step N: lr*sharpness = x > 2"`` (Cohen et al. 2021 stability limit)."""
-    text = f"diverged at step {step}"
-    if sharpness is not None and math.isfinite(sharpness) and sharpness > 0:
-        limit = 2.0 + 2.0 * momentum
-        text += f": lr·sharpness = {lr * sharpness:.3g} > {limit:g}"
-    return text
+    """``"diverged at step N: lr 3 above the limit 2/λ_max = 2"`` (Cohen et al. 2021
+    stability limit, measured at the runs' common start)."""
+    side = limit_side(lr, sharpness, momentum)
+    return f"diverged at step {step:,}" + (f": lr {V.num(lr)} {side}" if side else "")
 
 
 def wrap_label(text: str) -> str:

@@ -3,7 +3,9 @@
 Fed with :class:`~lossview.gui.sweep.SweepEvent` batches from the worker; the loss curves
 update on every batch, the shared PCA (a small SVD) at most ``PCA_INTERVAL`` seconds
 apart and once more at the end. A run that diverges ends in a cross with the label
-"diverged at step N: lr·sharpness = x > 2" in both plots.
+"diverged at step N: lr 3 above the limit 2/λ_max = 2" in both plots. Once the sharpness
+at the runs' common start is known (SGD), the legend says which side of the stability
+limit each learning rate lies, in core's words (:func:`~lossview.gui.sweep.limit_side`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from lossview.gui import style
 from lossview.gui.axes import nice_axes
-from lossview.gui.sweep import divergence_label, shared_pca, wrap_label
+from lossview.gui.sweep import divergence_label, limit_side, shared_pca, wrap_label
 
 COLORS = ("#1f6fb4", "#e07b16", "#d62728", "#2e9d4f", "#7b52ab", "#8c564b")
 PCA_INTERVAL = 0.5
@@ -102,21 +105,29 @@ class SweepView(QWidget):
     def _set_legend(self) -> None:
         items = []
         for i, r in enumerate(self.runs):
-            what = self.outcome(i)
+            what = "; ".join(w for w in (self.outcome(i), self.side(i)) if w)
             items.append(f"<span style='color:{COLORS[i % len(COLORS)]}'>&#9473;&#9473;</span>"
                          f"&nbsp;lr = {r.lr:.4g}" + (f" <i>({what})</i>" if what else ""))
+        if self.sharpness is not None:
+            items.append(f"<span style='color:{style.current().muted}'>λ_max = {self.sharpness:.4g} at the "
+                         "common start</span>")
         self.legend.setText("&nbsp;&nbsp;&nbsp; ".join(items))
+
+    def side(self, i: int) -> str:
+        """Which side of the stability limit run ``i``'s lr lies ("" while unknown)."""
+        return limit_side(self.runs[i].lr, self.sharpness, self.momentum)
 
     def add_events(self, events: list) -> None:
         """Take a batch of SweepEvents from the worker and redraw."""
         touched = set()
-        diverged = False
+        legend_changed = False
         for ev in events:
             r = self.runs[ev.index]
             p = ev.progress
             if p is None:
                 if ev.sharpness is not None:
                     self.sharpness = float(ev.sharpness)
+                    legend_changed = True  # it says each lr's side of the limit
                 continue
             r.status = p.status
             mets = p.metrics or {}
@@ -130,14 +141,14 @@ class SweepView(QWidget):
                         [np.asarray(v, dtype=np.float64).ravel() for v in p.params.values()]))
             if p.status == "diverged" and r.diverged_at is None:
                 r.diverged_at = int(p.step)
-                diverged = True
+                legend_changed = True
             touched.add(ev.index)
         for i in touched:
             r = self.runs[i]
             loss = np.asarray(r.loss, dtype=float)
             loss = np.where(loss > 0, loss, np.nan)  # log axis
             self._curves[i].setData(np.asarray(r.steps, dtype=float), loss)
-        if diverged:
+        if legend_changed:
             self._set_legend()
         now = time.monotonic()
         if now - self._last_pca >= PCA_INTERVAL:

@@ -23,6 +23,7 @@ class TimelineBar(QWidget):
         self.timeline = timeline
         self._steps = np.array([], dtype=np.int64)
         self._epochs: list[float | None] = []
+        self._unit = "step"  # what the positions count: "step" or "epoch"
         st = self.style()
 
         self.home_btn = self._button(QStyle.StandardPixmap.SP_MediaSkipBackward,
@@ -88,10 +89,14 @@ class TimelineBar(QWidget):
         b.clicked.connect(slot)
         return b
 
-    def set_steps(self, steps, epochs=None) -> None:
-        """Snapshot steps (and epochs) for the readout; call before ``timeline.set_count``."""
+    def set_steps(self, steps, epochs=None, unit: str = "step") -> None:
+        """Snapshot positions (and epochs) for the readout; call before
+        ``timeline.set_count``. ``unit``: what the positions count, ``"step"`` or
+        ``"epoch"`` (the run's ``step_unit``); the readout names it."""
         self._steps = np.asarray(steps, dtype=np.int64)
-        self._epochs = list(epochs) if epochs is not None else []
+        self._unit = "epoch" if unit == "epoch" else "step"
+        # positions that are epochs already say the epoch
+        self._epochs = list(epochs) if epochs is not None and self._unit == "step" else []
         self.readout.set_template(self._widest_text())
         self._on_index(self.timeline.index)
 
@@ -105,7 +110,7 @@ class TimelineBar(QWidget):
         eps = [e for e in self._epochs if e is not None]
         epoch = f" · epoch {max(eps):.4g}".translate(wide) if eps else ""
         count = f"{n}".translate(wide)
-        return f"step <b>{step}</b>{epoch} · snapshot {count}/{count}"
+        return f"{self._unit} <b>{step}</b>{epoch} · snapshot {count}/{count}"
 
     # -- timeline -> widgets ------------------------------------------------------
     def _on_count(self, n: int) -> None:
@@ -123,7 +128,7 @@ class TimelineBar(QWidget):
             self.readout.setText("no run")
             return
         i = min(i, len(self._steps) - 1)
-        text = f"step <b>{int(self._steps[i]):,}</b>"
+        text = f"{self._unit} <b>{int(self._steps[i]):,}</b>"
         ep = self._epochs[i] if i < len(self._epochs) else None
         if ep is not None:
             text += f" · epoch {ep:.4g}"

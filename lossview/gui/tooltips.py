@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lossview.core.analysis import verdicts as V
+
 TIPS: dict[str, str] = {
     "loss": "Training loss per logged step; a flat curve says the loss stopped improving, "
             "not that the weights stopped moving (Zhang et al. 2021).",
@@ -31,14 +33,21 @@ TIPS: dict[str, str] = {
     "from_init": "Euclidean distance of the weights from their initial value; it often grows "
                  "like a power of the step even after the loss is flat (Kunin et al. 2021).",
     "step_length": "Distance between consecutive snapshots, ||w_i - w_(i-1)||.",
-    "msd": "Mean squared displacement against lag; its log-log slope is the diffusion "
-           "exponent: 1 = random walk, < 1 = confined, > 1 = drift (Kunin et al. 2021).",
-    "sharpness": "Largest Hessian eigenvalue against the 2/lr stability limit; training "
-                 "hovers at this edge of stability (Cohen et al. 2021).",
+    "msd": "Mean squared displacement against lag over the segment the weights question is "
+           "about (after the plateau); its log-log slope at long lags decides the weights "
+           f"verdict: below {V.CONFINED_SLOPE_BELOW} confined, {V.DIFFUSIVE_SLOPE[0]}-"
+           f"{V.DIFFUSIVE_SLOPE[1]} a random walk, from {V.DRIFT_SLOPE_FROM} drift; a step "
+           f"length falling below x{V.SHRINKING_BELOW} means converging (Kunin et al. 2021).",
+    "sharpness": "Largest Hessian eigenvalue against the stability limit (2 + 2·momentum)/lr "
+                 "of SGD, where training hovers at the edge of stability; it does not apply "
+                 "to adaptive optimizers such as Adam, whose steps are preconditioned "
+                 "(Cohen et al. 2021).",
     "pairwise": "Distance between every pair of snapshots; a block that stays bright far "
                 "from the diagonal means the weights never settle.",
-    "permutation": "Distance after matching hidden units across snapshots, so that a "
-                   "permutation of neurons is not counted as motion (Ainsworth et al. 2022).",
+    "permutation": "Distance to the last snapshot, raw and after matching hidden units "
+                   "(modulo permutation), so that a permutation of neurons is not counted "
+                   "as motion; the dashed line is the distance between randomly relabelled "
+                   "copies of the last network (Ainsworth et al. 2022).",
     "diagnosis": "Plain-language findings from the measurements above, with their numbers.",
 }
 

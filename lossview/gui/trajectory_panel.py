@@ -1,13 +1,12 @@
-"""Trajectory panel: snapshots on two principal components, coloured by step.
+"""Trajectory panel: snapshots on two principal components, coloured by step (or epoch).
 
 Beside it, the explained-variance spectrum against a random walk's (Antognini &
 Sohl-Dickstein 2018): PCA of pure diffusion already draws smooth arcs, so the plot says
-how far this run is from that baseline. Clicking a point moves the timeline there.
+how far this run is from that baseline, in core's words (``verdicts.similarity_words``). Clicking a point moves the timeline there.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from lossview.core.analysis.pca import random_walk_ratios_even
+from lossview.core.analysis.verdicts import similarity_words
 from lossview.gui import style
 from lossview.gui.axes import nice_axes
 from lossview.gui.cursor import PointMarker
@@ -22,33 +23,21 @@ from lossview.gui.stagger import INTERVAL_MS
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import add_marker, cache_item, centered_note, header, signals_blocked
+from lossview.gui.words import step_unit
 
 MAX_PCS = 6
 N_COLOURS = 64
 
 
-def random_walk_ratios(n_points: int, k: int) -> np.ndarray:
-    """Explained-variance ratio of PC 1..k for a random walk of ``n_points`` points.
-
-    Exact finite-T value 6 / ((T^2 - 1)(2 - 2 cos(k pi / T))), which tends to
-    6 / (pi^2 k^2) (Antognini & Sohl-Dickstein 2018; science.md section 2).
-    """
-    ks = np.arange(1, k + 1, dtype=float)
-    t = float(n_points)
-    if t < 3:
-        return 6.0 / (math.pi**2 * ks**2)
-    # 2 - 2 cos(a) written as 4 sin^2(a / 2): no cancellation for large T
-    return 6.0 / ((t * t - 1.0) * 4.0 * np.sin(ks * math.pi / (2.0 * t)) ** 2)
-
-
-def interpret_similarity(s: float | None) -> str:
-    if s is None or not np.isfinite(s):
-        return ""
-    if s >= 0.9:
-        return "the spectrum is that of a random walk: the arcs are what diffusion alone draws"
-    if s >= 0.6:
-        return "partly random-walk-like: some of the shape is diffusion, not direction"
-    return "far from a random walk: the weights moved in a few directed phases"
+def random_walk_baseline(pca: dict, n_points: int, k: int) -> np.ndarray:
+    """Explained-variance ratios of PC 1..k for a random walk observed at this run's
+    snapshots: the baseline core compared the run with (``pca.random_walk.baseline_ratio``,
+    exact for unevenly spaced snapshots), else core's closed form for ``n_points`` evenly
+    spaced ones (Antognini & Sohl-Dickstein 2018; science.md section 2)."""
+    base = (pca.get("random_walk") or {}).get("baseline_ratio") or []
+    if len(base) >= k:
+        return np.asarray(base[:k], dtype=float)
+    return random_walk_ratios_even(max(int(n_points), 3))[:k]
 
 
 class TrajectoryPanel(QWidget):
@@ -168,6 +157,9 @@ class TrajectoryPanel(QWidget):
     # -- data ---------------------------------------------------------------------
     def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
         self._steps = np.asarray(run.steps, dtype=np.int64)
+        unit = step_unit(run, report)  # the colours count steps or epochs, as the run does
+        if self.colorbar.getAxis("left").labelText != unit:
+            self.colorbar.getAxis("left").setLabel(unit)
         pca = (report or {}).get("pca") or {}
         # coords_k carries the first few PCs (coords only PC1-PC2): the choosers offer them all
         coords = pca.get("coords_k") or pca.get("coords")
@@ -181,7 +173,7 @@ class TrajectoryPanel(QWidget):
             self._clear_items()
             self._show_note(f"trajectory not available: {reason}")
             self._baseline_gen += 1
-            self._set_baseline(None, len(run))
+            self._set_baseline(None, np.array([]))
             return
         c = np.array([[np.nan if v is None else v for v in row] for row in coords], dtype=float)
         if c.ndim != 2 or c.shape[1] < 1:
@@ -209,15 +201,16 @@ class TrajectoryPanel(QWidget):
         # (~30 ms on a software display), and a window that shows a run staggers its
         # panels so that no turn stops it for 50 ms (the plot is veiled until then)
         self._baseline_gen += 1
-        gen, sim, n = self._baseline_gen, pca.get("random_walk_similarity"), len(self._rows)
+        gen, sim = self._baseline_gen, pca.get("random_walk_similarity")
+        base = random_walk_baseline(pca, len(self._rows), min(len(self._evr), 5))
         QTimer.singleShot(INTERVAL_MS, self, lambda: gen == self._baseline_gen
-                          and self._set_baseline(sim, n))
+                          and self._set_baseline(sim, base))
 
     def clear(self) -> None:
         self._coords = np.zeros((0, 2))
         self._rows = np.array([], dtype=np.int64)
         self._clear_items()
-        self._set_baseline(None, 0)
+        self._set_baseline(None, np.array([]))
         self._show_note("no run")
 
     def _clear_items(self) -> None:
@@ -278,8 +271,10 @@ class TrajectoryPanel(QWidget):
         self.plot.enableAutoRange()
         self._on_index(self.timeline.index)
 
-    def _set_baseline(self, similarity: float | None, n_points: int) -> None:
-        k = min(len(self._evr), 5)
+    def _set_baseline(self, similarity: float | None, baseline: np.ndarray) -> None:
+        """The spectrum's bars against ``baseline`` (:func:`random_walk_baseline`), and
+        core's words for the similarity."""
+        k = min(len(self._evr), 5, len(baseline))
         if k == 0:
             self.bars.setOpts(x=[], height=[])
             self.rw.setData([], [])
@@ -289,7 +284,7 @@ class TrajectoryPanel(QWidget):
             return
         ks = np.arange(1, k + 1)
         self.bars.setOpts(x=ks, height=np.nan_to_num(self._evr[:k]), width=0.6)
-        self.rw.setData(ks, random_walk_ratios(max(n_points, 3), k))
+        self.rw.setData(ks, baseline[:k])
         self.base.setXRange(0.4, k + 0.6, padding=0)
         self.base.setYRange(0, 1, padding=0.02)
         self.base.getAxis("bottom").setTicks([[(int(i), str(int(i))) for i in ks]])
@@ -298,10 +293,10 @@ class TrajectoryPanel(QWidget):
         else:
             self.similarity.setText(
                 f"PC1 + PC2 hold <b>{100 * np.nansum(self._evr[:2]):.0f}%</b> of the motion "
-                f"(random walk: {100 * random_walk_ratios(max(n_points, 3), 2).sum():.0f}%)<br>"
+                f"(random walk: {100 * baseline[:2].sum():.0f}%)<br>"
                 f"random-walk similarity <b>{similarity:.2f}</b><br>"
                 f"<span style='color:{style.current().muted}'>"
-                f"{interpret_similarity(similarity)}</span>")
+                f"{similarity_words(similarity)}</span>")
 
     # -- timeline -----------------------------------------------------------------
     def current_row(self, index: int) -> int | None:

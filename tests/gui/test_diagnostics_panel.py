@@ -4,7 +4,10 @@ diagnosis, against numbers computed here from the same weights."""
 import numpy as np
 import pytest
 
-from lossview.gui.diagnostics_panel import DiagnosticsPanel, msd_fit_line
+from lossview.core.analysis import verdicts as V
+from lossview.core.analysis.report import refresh_answers
+from lossview.gui.diagnostics_panel import DiagnosticsPanel
+from lossview.gui.diagnostics_plots import msd_fit_line
 from lossview.gui.loader import pairwise_distances
 from lossview.gui.timeline import Timeline
 
@@ -61,28 +64,39 @@ def test_panel_draws_the_report(panel):
     assert p.cursors[0].value() == run.steps[5] and p.pair_hline.value() == run.steps[5]
 
 
-def test_exponent_text_and_fit(panel):
+def test_msd_tag_and_fit_come_from_the_weights_answer(panel):
     p, _, run, report = panel
     rep = dict(report)
     lags = np.array([10, 20, 40, 80], float)
     rep["diffusion"] = {"lags": lags.tolist(), "msd": (2 * lags).tolist(), "exponent": 1.0,
                         "fit_lag_range": [10, 80], "segment_start_step": 100}
+    weights = {"verdict": "diffusing", "msd_long_lag_slope": 1.0, "segment": [100, 290]}
+    rep["answers"] = dict(report["answers"], weights=weights)
     p.set_run(run, rep)
-    assert "c = 1.00" in p.msd_text.toPlainText() and "random walk" in p.msd_text.toPlainText()
+    assert p.msd_text.toPlainText() == f"{V.tag('diffusing')}\nlong-lag slope 1.00"
     np.testing.assert_allclose(p.c_fit.yData, 2 * p.c_fit.xData)
-    for c, kind in ((0.5, "confined"), (1.6, "drifting")):  # short enough for the plot
-        rep["diffusion"] = dict(rep["diffusion"], exponent=c)
+    assert "(from step 100)" in p.p_msd.titleLabel.text
+    # the panel never judges the number itself: the words are the verdict's, whatever
+    # the exponent (the old panel called 0.8 "confined" and core "diffusing")
+    for verdict, slope in (("confined", 0.3), ("drifting", 1.9), ("undetermined", 0.6)):
+        rep["answers"] = dict(rep["answers"], weights=dict(weights, verdict=verdict,
+                                                           msd_long_lag_slope=slope))
         p.set_run(run, rep)
-        assert p.msd_text.toPlainText() == f"slope c = {c:.2f}  ({kind})"
+        assert p.msd_text.toPlainText() == f"{V.tag(verdict)}\nlong-lag slope {slope:.2f}"
 
 
 def test_sharpness_against_two_over_lr(panel):
     p, _, run, report = panel
-    rep = dict(report, sharpness={"steps": [0, 100, 200], "values": [5.0, 15.0, 19.0]})
+    rep = refresh_answers(dict(report, sharpness={"steps": [0, 100, 200], "sharpness": [5.0, 18.0, 19.0],
+                                                  "lr": [0.1, 0.1, 0.1]}))
     p.set_run(run, rep)
-    np.testing.assert_allclose(p.c_sharp.yData, [5, 15, 19])
-    np.testing.assert_allclose(p.c_limit.yData, 2 / 0.1)  # lr logged as 0.1
+    np.testing.assert_allclose(p.c_sharp.yData, [5, 18, 19])
+    np.testing.assert_allclose(p.c_limit.yData, 2 / 0.1)  # over the lr logged as 0.1
+    np.testing.assert_array_equal(p.c_limit.xData, run.metric("lr").steps)
     assert p.notes["sharp"][1].toPlainText() == ""
+    # lr * lambda / 2 = 0.9, 0.95 at the last two snapshots: core says "edge", so does the title
+    assert rep["answers"]["stability"]["verdict"] == "edge"
+    assert V.tag("edge") in p.p_sharp.titleLabel.text
 
 
 def test_sharpness_of_a_run_still_training_says_when_it_comes(panel):
@@ -100,17 +114,17 @@ def test_sharpness_of_a_run_still_training_says_when_it_comes(panel):
 
 
 def test_a_longer_title_does_not_resize_the_plots(panel, qtbot):
-    """The sharpness arriving retitles its plot ("... (peak 65%)"): the four plots keep
+    """The sharpness arriving retitles its plot ("... at the edge of stability"): the four plots keep
     their geometry (a wider title used to widen its column and re-render every axis)."""
     p, _, run, report = panel
     qtbot.waitExposed(p)
     qtbot.wait(50)
     plots = (p.p_dist, p.p_msd, p.p_sharp, p.p_pair)
     before = [pl.geometry() for pl in plots]
-    sharp = {"steps": [0, 100, 200], "values": [5.0, 15.0, 19.0],
-             "ratio": [0.25, 0.75, 0.95], "verdict": "edge of stability"}
-    p.set_sharpness(run, sharp)
+    rep = refresh_answers(dict(report, sharpness={"steps": [0, 100, 200], "sharpness": [5.0, 18.0, 19.0],
+                                                  "lr": [0.1, 0.1, 0.1]}))
+    p.show_answers(run, rep)
     qtbot.wait(50)
-    assert "peak 95%" in p.p_sharp.titleLabel.text
+    assert V.tag("edge") in p.p_sharp.titleLabel.text
     after = [pl.geometry() for pl in plots]
     assert after == before

@@ -122,7 +122,7 @@ def test_lr_sweep_marks_the_diverging_run(qtbot, dialog):
     assert text.startswith(f"diverged at step {view.runs[2].diverged_at}")
     # sharpness measured by Lanczos at the common start: the quadratic's exact 1.0
     assert view.sharpness == pytest.approx(1.0, rel=1e-3)
-    assert "lr·sharpness = 3 > 2" in text and text in dialog.status.text()
+    assert text.endswith("lr 3 above the limit 2/λ_max = 2") and text in dialog.status.text()
     statuses = [json.loads((p / "run.json").read_text())["status"] for p in paths]
     assert statuses == ["finished", "finished", "diverged"]
     # the stable runs share one basis: their paths are finite and start at the same point
@@ -130,9 +130,12 @@ def test_lr_sweep_marks_the_diverging_run(qtbot, dialog):
     assert np.isfinite(c0).all() and np.isfinite(c1).all()
     np.testing.assert_allclose(c0[0], c1[0], atol=1e-9)
     assert len(view._marks) == 4  # cross + label in both plots
+    # the legend says which side of the limit each lr lies, in core's words
     legend = view.legend.text()
-    assert f"lr = 3 <i>(diverged at step {view.runs[2].diverged_at:,})</i>" in legend
-    assert legend.count("<i>") == 1  # the stable runs learned: no remark
+    assert f"lr = 3 <i>(diverged at step {view.runs[2].diverged_at:,}; above the limit " \
+           "2/λ_max = 2)</i>" in legend
+    assert "lr = 0.3 <i>(below the limit 2/λ_max = 2)</i>" in legend
+    assert "lr = 0.9 <i>(below the limit 2/λ_max = 2)</i>" in legend
 
 
 def test_shared_pca_matches_numpy_and_ignores_a_blow_up():
@@ -162,8 +165,12 @@ def test_parse_multipliers_and_label():
     assert parse_multipliers("1, 3x, 10") == [1.0, 3.0, 10.0]
     with pytest.raises(ValueError):
         parse_multipliers("1, -2")
-    assert divergence_label(31, 5.0, 1.0) == "diverged at step 31: lr·sharpness = 5 > 2"
-    assert divergence_label(31, 5.0, 1.0, momentum=0.9) .endswith("> 3.8")
+    assert divergence_label(31, 5.0, 1.0) == "diverged at step 31: lr 5 above the limit 2/λ_max = 2"
+    assert divergence_label(31, 5.0, 1.0, momentum=0.9).endswith(
+        "above the limit (2+2·0.9)/λ_max = 3.8")
+    # at the common start the lr was inside the limit: the label says so (the sharpness
+    # grew on the way: progressive sharpening)
+    assert divergence_label(1200, 1.0, 1.0).endswith("lr 1 below the limit 2/λ_max = 2")
     assert divergence_label(7, 1.0, None) == "diverged at step 7"
 
 

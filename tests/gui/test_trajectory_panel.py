@@ -4,17 +4,20 @@ theory, the current marker following the timeline and clicks writing back."""
 import numpy as np
 import pytest
 
+from lossview.core.analysis.pca import random_walk_ratios_even
+from lossview.core.analysis.verdicts import similarity_words
 from lossview.gui.timeline import Timeline
-from lossview.gui.trajectory_panel import TrajectoryPanel, random_walk_ratios
+from lossview.gui.trajectory_panel import TrajectoryPanel, random_walk_baseline
 
 
-def test_random_walk_ratios_match_theory():
-    # science.md section 2: T = 1000 exact values, and 6 / (pi^2 k^2) for large T
-    np.testing.assert_allclose(random_walk_ratios(1000, 5),
+def test_random_walk_baseline_is_cores():
+    # core's baseline for these snapshots where the report has it, else its closed form
+    # (science.md section 2: T = 1000 exact values)
+    assert random_walk_baseline({"random_walk": {"baseline_ratio": [0.5, 0.2, 0.1]}}, 50, 2) \
+        .tolist() == [0.5, 0.2]
+    np.testing.assert_allclose(random_walk_baseline({}, 1000, 5),
                                [0.60793, 0.15198, 0.06755, 0.03800, 0.02432], atol=6e-6)
-    np.testing.assert_allclose(random_walk_ratios(100, 2), [0.60804, 0.15205], atol=6e-6)
-    np.testing.assert_allclose(random_walk_ratios(10**6, 3),
-                               6 / (np.pi**2 * np.arange(1, 4) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(random_walk_baseline({}, 100, 2), random_walk_ratios_even(100)[:2])
 
 
 @pytest.fixture
@@ -51,8 +54,11 @@ def test_baseline_bars_and_random_walk_dots(panel, qtbot):
     qtbot.waitUntil(lambda: len(p.bars.opts["height"]) == len(evr), timeout=2000)
     np.testing.assert_allclose(p.bars.opts["height"], evr)
     _, rw = p.rw.getData()
-    np.testing.assert_allclose(rw, random_walk_ratios(len(run), len(evr)))
-    assert f"{report['pca']['random_walk_similarity']:.2f}" in p.similarity.text()
+    np.testing.assert_allclose(rw, report["pca"]["random_walk"]["baseline_ratio"][:len(evr)])
+    sim = report["pca"]["random_walk_similarity"]
+    assert f"{sim:.2f}" in p.similarity.text()
+    # the words are core's, the same the diagnosis uses
+    assert similarity_words(sim) in p.similarity.text()
 
 
 def test_marker_follows_timeline_and_click_writes_back(panel):

@@ -1,0 +1,188 @@
+"""The panels show core's words only (issue 18): the verdict tags, the stability limit and
+the diagnosis a person reads are those of ``lossview.core.analysis`` for the same run.
+
+Runs are made here with a known truth (a random walk, a constant-velocity drift, a
+stationary Ornstein-Uhlenbeck process, geometrically shrinking steps), analysed by
+core's ``analyze``, and the texts on screen are compared with ``verdicts.tag`` of the
+report's verdicts.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from lossview.core.analysis import verdicts as V
+from lossview.core.analysis.report import analyze, refresh_answers
+from lossview.core.io.memory import run_from_arrays
+from lossview.gui import style
+from lossview.gui.diagnostics_panel import DiagnosticsPanel
+from lossview.gui.timeline import Timeline
+
+#: a 4-6-3 MLP: two Linear layers, so exploration modulo permutation is measured
+SHAPES = {"fc1.weight": (6, 4), "fc1.bias": (6,), "fc2.weight": (3, 6), "fc2.bias": (3,)}
+DIM = sum(int(np.prod(s)) for s in SHAPES.values())
+
+
+def _walk(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "diffusing":  # i.i.d. steps: MSD ~ lag
+        return np.cumsum(rng.normal(size=(n, DIM)), axis=0)
+    if kind == "drifting":  # constant velocity: MSD ~ lag^2
+        return np.arange(n)[:, None] * rng.normal(size=DIM) + 0.05 * rng.normal(size=(n, DIM))
+    if kind == "confined":  # stationary OU (AR(1), a = 0.5): the MSD saturates
+        x = np.empty((n, DIM))
+        x[0] = rng.normal(size=DIM)
+        for i in range(1, n):
+            x[i] = 0.5 * x[i - 1] + np.sqrt(0.75) * rng.normal(size=DIM)
+        return x
+    if kind == "converging":  # steps shrinking by 0.8 a snapshot: a limit exists
+        return np.cumsum(rng.normal(size=(n, DIM)) * (0.8 ** np.arange(n))[:, None], axis=0)
+    raise ValueError(kind)
+
+
+def make_run(kind: str, n: int = 40, every: int = 10, spec: dict | None = None,
+             metrics: dict | None = None, seed: int = 0):
+    x = _walk(kind, n, np.random.default_rng(seed)) + 0.3
+    snaps = []
+    for row in x:
+        t, o = {}, 0
+        for k, s in SHAPES.items():
+            m = int(np.prod(s))
+            t[k] = row[o:o + m].reshape(s)
+            o += m
+        snaps.append(t)
+    return run_from_arrays(snaps, steps=[i * every for i in range(n)], spec=spec or {},
+                           metrics=metrics, name=kind)
+
+
+@pytest.fixture
+def panel(qtbot):
+    tl = Timeline()
+    p = DiagnosticsPanel(tl)
+    qtbot.addWidget(p)
+    p.resize(1200, 320)
+    p.show()
+
+    def show(run, report):
+        tl.set_count(len(run))
+        p.set_run(run, report)
+        return p
+
+    return show
+
+
+def plain(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html)
+
+
+@pytest.mark.parametrize("kind", ["diffusing", "drifting", "confined", "converging"])
+def test_the_msd_tag_is_cores_weights_verdict(panel, kind):
+    run = make_run(kind)
+    report = analyze(run)
+    weights = report["answers"]["weights"]
+    assert weights["verdict"] == kind  # the truth, made above
+    p = panel(run, report)
+    tag, number = p.msd_text.toPlainText().split("\n")
+    assert tag == V.tag(kind)
+    # with the number that decided it, and in the colour of the verdict's role
+    if kind == "converging":
+        assert number == f"step length ×{weights['step_length_trend']:.2g}"
+    else:
+        assert number == f"long-lag slope {weights['msd_long_lag_slope']:.2f}"
+    assert style.role_color(V.role(kind)) in p.msd_text.toHtml()
+    # the dashed power law has core's long-lag slope
+    fx, fy = p.c_fit.xData, p.c_fit.yData  # (getData: log10 of them, on log axes)
+    slope = np.log(fy[1] / fy[0]) / np.log(fx[1] / fx[0])
+    assert slope == pytest.approx(weights["msd_long_lag_slope"])
+    # and the diagnosis text says the same verdict, bold in the same colour
+    html = p.diagnosis.toHtml()
+    assert weights["sentence"] in p.diagnosis.toPlainText()
+    assert re.search(rf"<span[^>]*font-weight:\s*(700|bold)[^>]*>{kind}</span>", html), html
+
+
+def test_exploration_raw_and_modulo_permutation_over_time(panel):
+    run = make_run("diffusing")
+    report = analyze(run)
+    ex = report["answers"]["exploration"]
+    assert ex["steps"] and ex["relabel_scale"] > 0
+    p = panel(run, report)
+    np.testing.assert_array_equal(p.c_raw_last.xData, ex["steps"])
+    raw = np.asarray(ex["raw_to_last"], float)
+    np.testing.assert_allclose(p.c_raw_last.yData, np.where(raw > 0, raw, np.nan))
+    np.testing.assert_allclose(p.c_aligned_last.yData[:-1], ex["aligned_to_last"][:-1])
+    np.testing.assert_allclose(p.c_relabel.yData, ex["relabel_scale"])
+    legend = [label.text for _, label in p.dist_legend.items]
+    assert legend == ["from init", "step length", "to last, raw", "modulo permutation",
+                      "relabelling scale"]
+    # a run whose exploration was not measured keeps them out of its legend
+    single = run_from_arrays(np.cumsum(np.random.default_rng(1).normal(size=(30, 5)), 0))
+    p.set_run(single, analyze(single))
+    assert [label.text for _, label in p.dist_legend.items] == ["from init", "step length"]
+
+
+def _sharpness_table(steps, lam, lr, optimizer="sgd", momentum=0.0):
+    return {"steps": list(steps), "sharpness": list(lam), "lr": [lr] * len(steps),
+            "optimizer": optimizer, "momentum": momentum, "reason": None}
+
+
+def test_sgd_limit_line_tag_and_legend_are_cores(panel):
+    lr, beta = 0.1, 0.9
+    run = make_run("diffusing", spec={"optimizer": {"name": "sgd", "lr": lr, "momentum": beta}})
+    # lr * lambda / (2 + 2 beta) = 0.2 .. 1.5: above the limit at the last two snapshots
+    table = _sharpness_table([0, 130, 260, 390], [7.6, 20.0, 52.0, 57.0], lr, momentum=beta)
+    report = refresh_answers(dict(analyze(run), sharpness=table))
+    stab = report["answers"]["stability"]
+    assert stab["verdict"] == "unstable"
+    p = panel(run, report)
+    assert plain(p.p_sharp.titleLabel.text) == f"sharpness · {V.tag('unstable')}"
+    assert style.role_color("bad") in p.p_sharp.titleLabel.text
+    np.testing.assert_allclose(p.c_limit.yData, (2 + 2 * beta) / lr)  # at lr = stab["lr_limit"] * lambda
+    np.testing.assert_allclose(stab["lr_limit"], (2 + 2 * beta) / 57.0)
+    legend = [label.text for _, label in p.sharp_legend.items]
+    assert legend == ["λ_max", f"limit: lr < {V.limit_formula(beta)}"]
+    assert p.notes["sharp"][1].toPlainText() == ""
+    assert stab["sentence"] in p.p_sharp.toolTip()
+
+
+def test_adam_shows_no_limit_line_and_says_why(panel):
+    run = make_run("diffusing", spec={"optimizer": {"name": "adam", "lr": 1e-3}})
+    table = _sharpness_table([0, 200, 390], [50.0, 900.0, 2500.0], 1e-3, optimizer="adam")
+    report = refresh_answers(dict(analyze(run), sharpness=table))
+    stab = report["answers"]["stability"]
+    assert stab["lr_limit"] is None and stab["verdict"] == "unknown"
+    p = panel(run, report)
+    assert p.c_sharp.yData.tolist() == [50.0, 900.0, 2500.0]
+    assert p.c_limit.xData is None or len(p.c_limit.xData) == 0
+    assert [label.text for _, label in p.sharp_legend.items] == ["λ_max"]
+    assert p.notes["sharp"][1].toPlainText().replace("\n", " ") == "2/lr does not apply to adam"
+    assert plain(p.p_sharp.titleLabel.text) == f"sharpness · {V.tag('unknown')}"
+
+
+def test_an_epoch_run_says_epoch_on_every_axis(qtbot, panel):
+    from lossview.gui.loss_panel import LossPanel
+    from lossview.gui.timeline_bar import TimelineBar
+    from lossview.gui.trajectory_panel import TrajectoryPanel
+
+    steps = np.arange(40)
+    loss = {"loss": (steps, 1.0 / (1 + steps)), "lr": (steps, np.full(40, 0.1))}
+    run = make_run("diffusing", every=1, spec={"step_unit": "epoch"}, metrics=loss)
+    report = analyze(run)
+    assert report["step_unit"] == "epoch"
+    p = panel(run, report)
+    labels = [pl.getAxis("bottom").labelText for pl in (p.p_dist, p.p_msd, p.p_sharp, p.p_pair)]
+    assert labels == ["epoch", "lag (epochs)", "epoch", "epoch"]
+    assert "from epoch" in p.p_msd.titleLabel.text
+    tl = Timeline()
+    lp, tp, bar = LossPanel(tl), TrajectoryPanel(tl), TimelineBar(tl)
+    for w in (lp, tp, bar):
+        qtbot.addWidget(w)
+    bar.set_steps(run.steps, unit=report["step_unit"])
+    tl.set_count(len(run))
+    lp.set_run(run, report)
+    tp.set_run(run, report)
+    tl.set_index(5)
+    assert lp.p_lr.getAxis("bottom").labelText == "epoch"
+    assert tp.colorbar.getAxis("left").labelText == "epoch"
+    assert bar.readout.text().startswith("epoch <b>5</b>") and "step" not in bar.readout.text()
