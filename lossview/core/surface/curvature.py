@@ -102,8 +102,9 @@ class HessianOperator:
                     out += self._hvp(v, x, y) * k
         out /= float(sum(self.sizes))
         if not bool(torch.isfinite(out).all()):
+            dtype = str(self.dtype).replace("torch.", "")
             raise NonFiniteCurvature("a Hessian-vector product is not finite at these weights "
-                                     f"({str(self.dtype).replace('torch.', '')}): they or the loss overflowed")
+                                     f"({dtype}): they or the loss overflowed")
         return out
 
     def _build_graphs(self) -> None:

@@ -23,7 +23,7 @@ from lossview.core.io import open_run
 from lossview.core.surface.finite import LOSS_FULL, finite_prefix, model_loss_series
 from lossview.core.surface.runsurface import run_to_end, surface_for_run
 from lossview.core.surface.stability import iter_sharpness, sharpness_report
-from lossview.core.surface.usermodel import CROSS_ENTROPY_NOTE, load_model_file
+from lossview.core.surface.usermodel import load_model_file
 
 STEPS = 18  # snapshots 0..17; with lr 0.07 the loss overflows at step 12, NaN from 13
 LAST = 11  # the last finite snapshot
