@@ -94,6 +94,12 @@ def weights_evidence(r: dict) -> dict[str, Any]:
     pn = d.get("param_norm") or []
     if pn and pn[idx[0]] and pn[idx[-1]]:
         ev["norm_first"], ev["norm_last"] = float(pn[idx[0]]), float(pn[idx[-1]])
+    tf = d.get("to_final") or []
+    net = tf[idx[0]] if idx[-1] == len(steps) - 1 and len(tf) > idx[0] else None
+    if net:
+        ev["net_displacement"] = float(net)
+        if "norm_first" in ev:
+            ev["radial_share"] = (ev["norm_last"] - ev["norm_first"]) / float(net)
     g = r.get("gradient") or {}
     if g.get("post_trend") is not None:
         ev["gradient_norm_trend"] = g["post_trend"]
@@ -107,7 +113,11 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
     a, c = ev.get("msd_long_lag_slope"), ev.get("update_correlation")
     if n < V.MIN_SEGMENT_SNAPSHOTS:
         return "undetermined", f"only {n} finite snapshots in the segment (needs {V.MIN_SEGMENT_SNAPSHOTS})"
-    if rs is not None and rs < V.SHRINKING_BELOW:
+    growing_norm = (ev.get("radial_share") is not None and ev["radial_share"] >= V.RADIAL_SHARE_FROM
+                    and ev["norm_last"] >= (1 + V.NORM_GROWTH_FROM) * ev["norm_first"])
+    norm_txt = (f"the norm grows {ev['norm_first']:.3g} -> {ev['norm_last']:.3g}, "
+                f"{ev['radial_share']:.0%} of the net displacement" if growing_norm else "")
+    if rs is not None and (rs < V.SHRINKING_FAST_BELOW or rs < V.SHRINKING_BELOW and not growing_norm):
         return "converging", ""
     if a is None:
         why = "the MSD could not be measured at long lags"
@@ -118,7 +128,11 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
         if c is not None and c < V.DRIFT_CORRELATION_ABOVE:
             return "undetermined", (f"the MSD grows as lag^{a:.2f} but successive updates "
                                     f"anti-correlate ({c:+.2f}); the two disagree")
-        return "drifting", ""
+        if rs is None or rs >= V.STEADY_FROM or growing_norm:
+            return "drifting", norm_txt
+        return "undetermined", (f"the motion is directed (long-lag MSD slope {a:.2f}) and slows "
+                                f"(step x{rs:.2g}), but not fast enough to say the weights approach "
+                                f"a limit (that needs x{V.SHRINKING_BELOW:g} or less)")
     if a < V.CONFINED_SLOPE_BELOW:
         if rs is not None and rs > V.GROWING_ABOVE:
             return "undetermined", (f"the MSD saturates (slope {a:.2f}) but the step grows "
@@ -163,14 +177,16 @@ def weights_answer(r: dict) -> dict[str, Any]:
         facts.append(f"weight norm {num(ev['norm_first'])} -> {num(ev['norm_last'])}")
     head = {
         "converging": "The weights are converging: the step keeps shrinking, so they approach a limit",
-        "drifting": "The weights are drifting: directed motion that does not slow down",
+        "drifting": ("The weights are drifting: directed motion that does not slow down"
+                     + (f" ({why})" if why else "")),
         "diffusing": "The weights are diffusing like a random walk: steady step, MSD growing linearly with lag",
         "confined": ("The weights are confined: they fluctuate around one point (the MSD saturates), "
                      "as constant-lr SGD does at its stationary distribution (Mandt et al. 2017)"),
         "undetermined": f"Whether the weights converge is undetermined: {why}",
     }[verdict]
     s = f"{head} ({kind}, {where}: " + "; ".join(facts) + ")." if facts else f"{head} ({kind}, {where})."
-    return {"verdict": verdict, "segment": seg, "sentence": s, **({"why": why} if why else {}), **ev}
+    return {"verdict": verdict, "segment": seg, "sentence": s,
+            **({"why": why} if why and verdict == "undetermined" else {}), **ev}
 
 
 def loss_answer(r: dict) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Rule (documented in docs/analysis.md):
 
 1. smooth the finite loss with a running median of ``w`` points (odd, about n/25, 5..201);
 2. final level ``L_f`` = median of the last ``max(w, n/10)`` raw values;
-3. noise ``sigma`` = 1.4826 * MAD of (raw - smoothed) over the last quarter; the running
+3. noise ``sigma`` = 1.4826 * MAD of successive differences / sqrt(2) over the last quarter; the running
    median of ``w`` points then scatters by ``s_w = 1.2533 sigma / sqrt(w)`` and the final
    level by ``s_f = 1.2533 sigma / sqrt(n_f)`` (``n_f`` values in it);
 4. band = max(z * sqrt(s_w^2 + s_f^2), 1% of the total decrease of the smoothed loss),
@@ -63,7 +63,11 @@ def find_plateau(loss: MetricSeries | None) -> dict:
     n_f = max(w, n // 10)
     level = float(np.median(vals[-n_f:]))
     tail = slice(n - max(n // 4, w), n)
-    noise = float(1.4826 * np.median(np.abs((vals - smooth)[tail] - np.median((vals - smooth)[tail]))))
+    # the noise sd from successive differences (1.4826 MAD / sqrt 2): a trend slower than
+    # the logging interval barely enters it, and unlike residuals from the running median
+    # (which contains the point itself) it is not shrunk for short windows
+    dt = np.diff(vals[tail])
+    noise = float(1.4826 * np.median(np.abs(dt - np.median(dt))) / np.sqrt(2.0)) if len(dt) else 0.0
     decrease = float(max(smooth.max() - level, 0.0))
     z = 2.0 + np.sqrt(2.0 * np.log(max(n / w, 1.0)))
     band = max(z * 1.2533 * noise * np.sqrt(1.0 / w + 1.0 / n_f), REL_DECREASE * decrease,
@@ -83,9 +87,13 @@ def find_plateau(loss: MetricSeries | None) -> dict:
         out.update(level=level, band=band, noise=noise, total_decrease=decrease,
                    relative_band=band / abs(level) if level != 0 else None)
     if p >= n - 2 * w:
-        if smooth[-1] > smooth[max(n - 2 * w - 1, 0)] + band:
+        ref = smooth[max(min(p, n - 2 * w) - 1, 0)]
+        if smooth[-1] > ref + band:
             return {"step": None, **out, "end_trend": "rising",
                     "reason": "the loss rises at the end of the run"}
+        if smooth[-1] >= ref - band:
+            return {"step": None, **out, "end_trend": "unclear",
+                    "reason": "the loss left its final band shortly before the end without a clear fall"}
         what = ("the loss is still improving at the end of the run"
                 + (f" (it fell {decrease:.1f} decades on the log scale)" if log else ""))
         return {"step": None, **out, "end_trend": "falling", "reason": what}
@@ -94,6 +102,19 @@ def find_plateau(loss: MetricSeries | None) -> dict:
                 "reason": (f"the noise band is {share:.0%} of the total decrease"
                            + (" on the log scale" if log else "")
                            + ": too noisy to say where the loss stopped falling")}
+    # a plateau must be flat as a whole: its least-squares trend may not move the loss by
+    # more than the band across it (an exponential fall crosses a narrow final band in a
+    # few windows and would otherwise look flat there)
+    change = float(np.polyfit(steps[p:].astype(float), vals[p:], 1)[0] * (steps[-1] - steps[p]))
+    out["trend_over_plateau"] = change
+    if abs(change) > band:
+        falls = change < 0
+        what = (f"{'fell' if falls else 'rose'} {abs(change):.2g} decades" if log
+                else f"{'fell' if falls else 'rose'} by {abs(change):.3g}")
+        return {"step": None, **out, "end_trend": "falling" if falls else "rising",
+                "reason": (("the loss is still improving at the end of the run" if falls else
+                            "the loss rises at the end of the run")
+                           + f": it {what} over its last {len(vals) - p} values, more than its noise band")}
     post = (10 ** vals[p:]) if log else vals[p:]
     q = max(len(post) // 4, 1)
     return {"step": int(steps[p]), **out,

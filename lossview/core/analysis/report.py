@@ -109,6 +109,8 @@ def refresh_answers(report: dict[str, Any]) -> dict[str, Any]:
     (the app measures sharpness after the first analysis); returns the report."""
     report["answers"] = jsonable(compute_answers(report))
     report["diagnosis"] = diagnose(report)
+    if isinstance(report.get("sharpness"), dict):  # one verdict: the answer's
+        report["sharpness"]["verdict"] = report["answers"]["stability"]["sentence"]
     return report
 
 

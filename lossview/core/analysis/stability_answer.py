@@ -110,7 +110,9 @@ def stability_answer(r: dict) -> dict[str, Any]:
         if b != bands[-1]:
             break
         tail_n += 1
-    above_before = [x["step"] for x, q in zip(rows, ratios) if q > 1.0]
+    # a catapult: clearly above the limit (beyond the edge band) before the sustained tail;
+    # hovering a few % above 2/lr is the edge of stability, not a catapult
+    above_before = [x["step"] for x, b in zip(rows[:len(rows) - tail_n], bands) if b == "above"]
     if diverged:
         return done("diverged", f"The run diverged at {at_div}. {compare}.")
     if suspicious := table.get("suspicious"):

@@ -18,8 +18,19 @@ MIN_SEGMENT_SNAPSHOTS = 8
 #: al.'s log t distance, no limit) gives 0.71 over a run's second half; exponential or
 #: 1/t^2 decay gives less than 0.5.
 SHRINKING_BELOW = 0.5
+#: Step-length trend below which the step shrinks so fast that the weights approach a
+#: limit whatever else moves (exponential decay).
+SHRINKING_FAST_BELOW = 0.2
+#: Step-length trend from which directed motion "does not slow down" (drift).
+STEADY_FROM = 0.8
 #: Step-length trend above which the step is growing.
 GROWING_ABOVE = 2.0
+#: Norm growth over the segment, as a share of the net displacement over it, from which
+#: the motion is outward (the norm grows steadily: e.g. cross-entropy's log t growth on
+#: separable data, Soudry et al. 2018), so a shrinking step is no sign of a limit.
+RADIAL_SHARE_FROM = 0.5
+#: Relative norm growth over the segment that counts as "the norm grows".
+NORM_GROWTH_FROM = 0.05
 #: Long-lag MSD slope below which the MSD saturates (confined: an invariant measure).
 CONFINED_SLOPE_BELOW = 0.5
 #: Long-lag MSD slope range of a random walk (slope 1; Kunin et al. 2021 report 0.9-1.3).
