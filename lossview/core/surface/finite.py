@@ -96,13 +96,6 @@ class FinitePrefix:
         return (f"no snapshot has finite weights and a finite loss ({self.n} checked; the "
                 f"first: {first})")
 
-    def summary(self, run: Run) -> str | None:
-        """``"left out K of T snapshots (...) from step S on"``, or None when none was."""
-        if not self.skipped:
-            return None
-        return (f"left out {len(self.skipped)} of {self.n} snapshots from step "
-                f"{self.skipped[0]['step']} on ({self.skipped[0]['reason']})")
-
 
 def finite_prefix(run: Run, src: ModelSource) -> FinitePrefix:
     """The finite prefix of ``run`` (see module doc).
