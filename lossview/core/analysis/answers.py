@@ -217,7 +217,7 @@ def loss_answer(r: dict) -> dict[str, Any]:
                 "sentence": "Loss: neither improving nor converged: it rises at the end of the run."}
     reason = p.get("reason") or "no plateau"
     if "still improving" in reason:
-        return {**out, "verdict": "improving", "sentence": f"The loss is still improving: {reason}."}
+        return {**out, "verdict": "improving", "sentence": reason[0].upper() + reason[1:] + "."}
     return {**out, "verdict": "unknown", "sentence": f"Loss: no plateau can be placed: {reason}."}
 
 

@@ -117,9 +117,9 @@ def refresh_answers(report: dict[str, Any]) -> dict[str, Any]:
 def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[float, str], None, dict]:
     """Compute the report, yielding ``(fraction done, what)``; returns the report.
 
-    ``model_file`` is accepted for the CLI's ``--model`` (analyses that need the model, such
-    as sharpness, live in ``lossview.core.surface``); the weight-space analyses here use
-    the snapshots and logged metrics only.
+    ``model_file`` is the CLI's ``--model``: where the folder logged no loss, the model
+    file's full-data loss at each snapshot becomes the loss series. Sharpness (which also
+    needs the model) is added by the caller, then :func:`refresh_answers`.
     """
     n = len(run)
     yield 0.0, "distances"
@@ -138,10 +138,19 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
         "step_unit": step_unit(run),
         "optimizer": _optimizer(run),
     }
+    if model_file and run.metric(*LOSS_NAMES) is None:
+        # a bare state_dict folder logged no loss: the model file's full-data loss at each
+        # snapshot becomes the loss series (curve, plateau, answers)
+        yield 0.02, "loss of each snapshot"
+        from lossview.core.surface.finite import LOSS_FULL, model_loss_series
+
+        run.metrics[LOSS_FULL] = model_loss_series(run, model_file)
+        report["metrics"][LOSS_FULL] = run.metrics[LOSS_FULL].to_json()
+        report["loss_from_model"] = LOSS_FULL
     report["divergence"] = dv = divergence(run, d.nonfinite)
-    loss = run.metric(*LOSS_NAMES)
+    loss = run.metric(*LOSS_NAMES, "loss_full")
     plateau = find_plateau(loss)
-    plateau["metric"] = next((k for k in LOSS_NAMES if run.metrics.get(k) is loss), None)
+    plateau["metric"] = next((k for k in (*LOSS_NAMES, "loss_full") if run.metrics.get(k) is loss), None)
     if plateau.get("step") is not None and n >= 2:
         plateau["weights"] = weight_motion(run.steps, d.from_init, d.to_final, d.step_length,
                                            plateau["step"])
