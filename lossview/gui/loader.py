@@ -100,8 +100,9 @@ def sharpness_table(run: Any, points: int = SHARPNESS_POINTS, model_file: str | 
     (Cohen et al. 2021), via :func:`lossview.core.surface.stability.iter_sharpness`."""
     from lossview.core.surface.stability import iter_sharpness
 
-    idx = np.unique(np.linspace(0, len(run) - 1, min(points, len(run))).round().astype(int))
-    gen = iter_sharpness(run, indices=idx.tolist(), model_file=model_file)
+    # core picks the snapshots: evenly spaced over the finite prefix (a diverged run's
+    # NaN snapshots are skipped with a reason), as `lossview analyze` does
+    gen = iter_sharpness(run, points=points, model_file=model_file)
     while True:
         try:
             frac = next(gen)

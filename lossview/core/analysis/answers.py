@@ -158,9 +158,9 @@ def weights_answer(r: dict) -> dict[str, Any]:
     where = (f"{_steps_word(r)} {seg[0]:,}-{seg[1]:,}" if seg else "")
     if dv.get("diverged"):
         last = dv.get("last_finite_snapshot")
-        s = (f"The weights diverged: non-finite at {_at(r, dv.get('step'))}"
-             + (f" (last finite snapshot: {_at(r, last['step'])})" if last else "")
-             + "; motion after that is not analysed.")
+        s = (f"The run diverged at {_at(r, dv.get('step'))} (first non-finite loss or weights)"
+             + (f"; the last snapshot with finite weights is {_at(r, last['step'])}, and nothing "
+                "after it is analysed." if last else "; no snapshot has finite weights."))
         return {"verdict": "diverged", "segment": seg, "sentence": s, **ev}
     verdict, why = _decide_weights(ev)
     rs, a, c = ev.get("step_length_trend"), ev.get("msd_long_lag_slope"), ev.get("update_correlation")
