@@ -170,3 +170,23 @@ def test_the_train_dialogs_catalogue_lists_eos():
     entry = catalog["eos"]
     assert entry["default_lr"] == 0.025 and entry["default_batch_size"] is None
     assert entry["default_optimizer"] == "sgd" and "Edge of Stability" in entry["description"]
+
+
+@pytest.mark.parametrize("lr", LRS)
+def test_analyze_answers_edge_with_the_numbers(eos_runs, lr, capsys):
+    """`lossview analyze` on the trained run: stability "edge", lr_limit = 2/lambda_max at
+    the last snapshot (checked against the sharpness measured above), numbers in words."""
+    import json
+
+    run, table = eos_runs[lr]
+    assert main(["analyze", str(run.path), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    st = rep["answers"]["stability"]
+    assert st["verdict"] == "edge", st["sentence"]
+    assert st["lr"] == pytest.approx(lr) and st["optimizer"] == "sgd"
+    assert st["lr_limit"] == pytest.approx(2.0 / st["sharpness"])
+    assert st["lr_limit"] == pytest.approx(lr, rel=0.15)  # at the edge: 2/lambda ~ lr
+    assert st["sharpness"] == pytest.approx(table["sharpness"][-1], rel=0.02)
+    assert not st["catapult"]  # hovering a few % above 2/lr is the edge, not a catapult
+    assert "edge of stability" in st["sentence"] and f"{2 / st['sharpness']:.3g}" in st["sentence"]
+    assert st["sentence"] in rep["diagnosis"] and rep["sharpness"]["verdict"] == st["sentence"]
