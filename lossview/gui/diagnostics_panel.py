@@ -25,12 +25,16 @@ from lossview.gui import style, words
 from lossview.gui.axes import nice_axes
 from lossview.gui.cursor import PixelCursor
 from lossview.gui.diagnostics_plots import (
+    corner_text,
+    fit_text_to_view,
+    headroom,
     legend_entry,
     limit_line,
     long_lags,
     msd_fit_line,
     no_minimum_width,
     retitle,
+    small_legend,
     wrap,
 )
 from lossview.gui.timeline import Timeline
@@ -54,13 +58,16 @@ class DiagnosticsPanel(QWidget):
         self.canvas.ci.setSpacing(6)
         self.p_dist = style.style_plot(self.canvas.addPlot(row=0, col=0, axisItems=nice_axes()),
                                        title="distance travelled", bottom="step")
-        self.p_msd = style.style_plot(self.canvas.addPlot(row=0, col=1, axisItems=nice_axes()),
-                                      title="mean squared displacement", bottom="lag (steps)")
-        self.p_sharp = style.style_plot(self.canvas.addPlot(row=0, col=2, axisItems=nice_axes()),
+        self.p_expl = style.style_plot(self.canvas.addPlot(row=0, col=1, axisItems=nice_axes()),
+                                       title="distance to last", bottom="step")
+        self.p_msd = style.style_plot(self.canvas.addPlot(row=0, col=2, axisItems=nice_axes()),
+                                      title="mean sq. displacement", bottom="lag (steps)")
+        self.p_sharp = style.style_plot(self.canvas.addPlot(row=0, col=3, axisItems=nice_axes()),
                                         title="sharpness vs 2/lr", bottom="step")
-        self.p_pair = style.style_plot(self.canvas.addPlot(row=0, col=3, axisItems=nice_axes()),
+        self.p_pair = style.style_plot(self.canvas.addPlot(row=0, col=4, axisItems=nice_axes()),
                                        title="pairwise distance", bottom="step")
-        for p in (self.p_dist, self.p_msd, self.p_sharp, self.p_pair):
+        self.plots = (self.p_dist, self.p_expl, self.p_msd, self.p_sharp, self.p_pair)
+        for p in self.plots:
             p.getAxis("left").setWidth(42)
             p.setMinimumWidth(120)
             # a title's text does not size its column: "sharpness vs 2/lr (peak 65%)"
@@ -69,52 +76,52 @@ class DiagnosticsPanel(QWidget):
             no_minimum_width(p.titleLabel)  # and neither does its length
             p.getAxis("left").enableAutoSIPrefix(False)
         self.p_dist.setLogMode(False, True)
+        self.p_expl.setLogMode(False, True)
         self.p_msd.setLogMode(True, True)
         self.p_sharp.setLogMode(False, True)
         self.p_dist.setToolTip(tip("from_init"))
+        self.p_expl.setToolTip(tip("permutation"))
         self.p_msd.setToolTip(tip("msd"))
         self.p_sharp.setToolTip(tip("sharpness"))
         self.p_pair.setToolTip(tip("pairwise"))
 
-        leg = self.p_dist.addLegend(offset=(-4, 40), labelTextSize="7pt", verSpacing=-8)
-        leg.setBrush(pg.mkBrush(t.background + "c0"))
+        small_legend(self.p_dist, (-4, 40))
         self.c_init = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), name="from init",
                                       connect="finite")
         self.c_step = pg.PlotDataItem(pen=pg.mkPen(t.grad, width=1), name="step length",
                                       connect="finite")
         self.p_dist.addItem(self.c_init)
         self.p_dist.addItem(self.c_step)
-        self.dist_legend = leg
-        # exploration modulo permutation (answers.exploration), in the legend when measured
-        self.c_raw_last = pg.PlotDataItem(pen=pg.mkPen(t.val, width=1.2), connect="finite")
-        self.c_aligned_last = pg.PlotDataItem(pen=pg.mkPen(t.lr, width=1.5), connect="finite")
-        self.c_relabel = pg.PlotDataItem(pen=pg.mkPen(t.muted, width=1.2, style=Qt.PenStyle.DashLine))
-        self.exploration_items = ((self.c_raw_last, "to last, raw"),
-                                  (self.c_aligned_last, "modulo permutation"),
-                                  (self.c_relabel, "relabelling scale"))
-        for c, _ in self.exploration_items:
-            c.setToolTip(tip("permutation"))
-            self.p_dist.addItem(c)
+
+        # exploration over the weights question's segment (answers.exploration); the
+        # legend in the headroom above the curves (diagnostics_plots.headroom)
+        self.expl_legend = small_legend(self.p_expl, (-4, 2))
+        # raw drawn wide under the aligned curve: where no relabelling is found they coincide
+        wide = pg.mkPen(style.opaque(t.val, 0.6, t.background), width=4)
+        self.c_raw_last = pg.PlotDataItem(pen=wide, name="raw", connect="finite")
+        self.c_aligned_last = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5),
+                                              name="modulo permutation", connect="finite")
+        dashed = pg.mkPen(t.muted, width=1.2, style=Qt.PenStyle.DashLine)
+        self.c_relabel = pg.PlotDataItem(pen=dashed, name="relabelled copies")
+        for c in (self.c_raw_last, self.c_aligned_last, self.c_relabel):
+            self.p_expl.addItem(c)
 
         self.c_msd = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), symbol="o", symbolSize=4,
                                      symbolBrush=t.train, symbolPen=None, connect="finite")
         self.c_fit = pg.PlotDataItem(pen=pg.mkPen(t.val, width=1.5, style=Qt.PenStyle.DashLine))
         self.p_msd.addItem(self.c_msd)
         self.p_msd.addItem(self.c_fit)
-        self.msd_text = pg.TextItem("", color=t.foreground, anchor=(0, 0))
+        self.msd_text = corner_text(self.p_msd, t.foreground)  # the weights verdict
         self.msd_text.setToolTip(tip("msd"))
-        self.msd_text.setParentItem(self.p_msd.getViewBox())
-        self.msd_text.setPos(4, 2)
 
-        leg2 = self.p_sharp.addLegend(offset=(-4, -4), labelTextSize="7pt", verSpacing=-8)
-        leg2.setBrush(pg.mkBrush(t.background + "c0"))
-        self.c_sharp = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5), name="λ_max",
+        self.sharp_legend = small_legend(self.p_sharp, (-4, 2))
+        # the title names the curve (sharpness); the legend the limit, where it is drawn
+        self.c_sharp = pg.PlotDataItem(pen=pg.mkPen(t.train, width=1.5),
                                        symbol="o", symbolSize=4, symbolBrush=t.train,
                                        symbolPen=None, connect="finite")
         self.c_limit = pg.PlotDataItem(pen=pg.mkPen(t.divergence, width=1.5,
-                                                    style=Qt.PenStyle.DashLine),
-                                       name=words.limit_label({}), connect="finite")
-        self.sharp_legend = leg2
+                                                    style=Qt.PenStyle.DashLine), connect="finite")
+        self.limit_text = corner_text(self.p_sharp, t.muted)  # why no limit, if so
         self.p_sharp.addItem(self.c_sharp)
         self.p_sharp.addItem(self.c_limit)
 
@@ -129,12 +136,13 @@ class DiagnosticsPanel(QWidget):
         self.p_pair.invertY(True)
 
         self.notes = {}
-        for key, p in (("dist", self.p_dist), ("msd", self.p_msd), ("sharp", self.p_sharp),
-                       ("pair", self.p_pair)):
+        for key, p in (("dist", self.p_dist), ("expl", self.p_expl), ("msd", self.p_msd),
+                       ("sharp", self.p_sharp), ("pair", self.p_pair)):
             self.notes[key] = (p, centered_note(p.getViewBox(), t.muted))
+            fit_text_to_view(self.notes[key][1], p, margin=12.0)
 
         self.cursors = []
-        for p in (self.p_dist, self.p_sharp, self.p_pair):
+        for p in (self.p_dist, self.p_expl, self.p_sharp, self.p_pair):
             c = PixelCursor(angle=90, movable=False, pen=pg.mkPen(t.cursor, width=1.2))
             add_marker(p, c)
             self.cursors.append(c)
@@ -202,8 +210,8 @@ class DiagnosticsPanel(QWidget):
                 self.c_init.setData([], [])
                 self.c_step.setData([], [])
                 self._note("dist", "not available: fewer than 2 snapshots")
-            self._set_exploration(answers["exploration"])
             self.p_dist.enableAutoRange()
+            self._set_exploration(answers["exploration"])
 
         def msd() -> None:
             self._set_msd(rep.get("diffusion"), answers["weights"], unit)
@@ -212,7 +220,6 @@ class DiagnosticsPanel(QWidget):
         def sharpness() -> None:
             self._set_sharpness(run, rep.get("sharpness"), rep.get("sharpness_reason"),
                                 answers["stability"])
-            self.p_sharp.enableAutoRange()
 
         def pairwise() -> None:
             self._set_pairwise(rep.get("pairwise"))
@@ -240,7 +247,7 @@ class DiagnosticsPanel(QWidget):
             return
         self._unit = unit
         fg = style.current().foreground
-        for p in (self.p_dist, self.p_sharp, self.p_pair):
+        for p in (self.p_dist, self.p_expl, self.p_sharp, self.p_pair):
             p.setLabel("bottom", unit, color=fg)
         self.p_msd.setLabel("bottom", f"lag ({V.unit_word(unit, 2)})", color=fg)
 
@@ -251,18 +258,21 @@ class DiagnosticsPanel(QWidget):
         steps = as_array(expl.get("steps"))
         raw, aligned = as_array(expl.get("raw_to_last")), as_array(expl.get("aligned_to_last"))
         scale = expl.get("relabel_scale")
-        shown = len(steps) > 1 and len(raw) == len(steps) == len(aligned)
-        if shown:
+        if len(steps) > 1 and len(raw) == len(steps) == len(aligned):
             # log axis: the last snapshot's 0 (to itself) is left out
             self.c_raw_last.setData(steps, np.where(raw > 0, raw, np.nan))
             self.c_aligned_last.setData(steps, np.where(aligned > 0, aligned, np.nan))
-            self.c_relabel.setData(*(([steps[0], steps[-1]], [scale, scale]) if scale else ([], [])))
+            ends = ([steps[0], steps[-1]], [scale, scale]) if scale else ([], [])
+            self.c_relabel.setData(*ends)
+            self._note("expl", "")
+            self.p_expl.enableAutoRange(x=True)
+            self.p_expl.setYRange(*headroom([raw, aligned, [scale or np.nan]]), padding=0)
         else:
-            for c, _ in self.exploration_items:
+            for c in (self.c_raw_last, self.c_aligned_last, self.c_relabel):
                 c.setData([], [])
-        for c, name in self.exploration_items:
-            legend_entry(self.dist_legend, c, name if shown and (c is not self.c_relabel or scale)
-                          else None)
+            why = expl.get("reason") or ("the run diverged" if expl else "no answer")
+            self._note("expl", "not measured: " + wrap(why))
+            self.p_expl.enableAutoRange()
 
     def _set_msd(self, diff: dict[str, Any] | None, weights: dict[str, Any], unit: str) -> None:
         """The MSD against lag, the weights verdict's tag with the number that decided it,
@@ -279,7 +289,7 @@ class DiagnosticsPanel(QWidget):
         self.c_msd.setData(lags[ok], msd[ok])
         self._note("msd", "")
         start = diff.get("segment_start_step")
-        retitle(self.p_msd, "mean sq. displacement"
+        retitle(self.p_msd, "MSD"
                  + (f" (from {V.unit_word(unit)} {start:,})" if start else ""))
         slope = weights.get("msd_long_lag_slope")
         if slope is not None:
@@ -299,7 +309,6 @@ class DiagnosticsPanel(QWidget):
         """Sharpness table (``steps``, ``sharpness`` or ``values``, ``lr``) with core's
         stability answer for it, or None with the reason it is missing."""
         self._set_sharpness(run, sharp, reason, stability or {})
-        self.p_sharp.enableAutoRange()
 
     def _set_sharpness(self, run: Any, sharp: Any, reason: str | None,
                        stability: dict[str, Any]) -> None:
@@ -310,17 +319,25 @@ class DiagnosticsPanel(QWidget):
             self.c_sharp.setData([], [])
             self.c_limit.setData([], [])
             retitle(self.p_sharp, "sharpness vs 2/lr")
+            self.limit_text.setText("")
+            legend_entry(self.sharp_legend, self.c_limit, None)
+            self.p_sharp.enableAutoRange()
             why = reason or (sharp.get("reason") if isinstance(sharp, dict) else None)
             if run.spec.get("live") and not why:  # measured on the saved run
                 self._note("sharp", "measured once\ntraining has finished")
             else:
                 self._note("sharp", "not available: " + wrap(why or SHARPNESS_MISSING))
             return
-        self.c_sharp.setData(as_array(sharp.get("steps")), as_array(vals))
-        self.c_limit.setData(*limit_line(run, sharp, stability))
+        xs, ys = as_array(sharp.get("steps")), as_array(vals)
+        self.c_sharp.setData(xs, ys)
+        lx, ly = limit_line(run, sharp, stability)
+        self.c_limit.setData(lx, ly)
         legend_entry(self.sharp_legend, self.c_limit,
                       words.limit_label(stability) if words.limit_applies(stability) else None)
-        self._note("sharp", wrap(words.limit_note(stability)).strip())
+        self.p_sharp.enableAutoRange(x=True)  # y: the legend's line above the curves
+        self.p_sharp.setYRange(*headroom([ys, ly], share=0.22), padding=0)
+        self.limit_text.setText(words.limit_note(stability))
+        self._note("sharp", "")
         retitle(self.p_sharp, "sharpness · " + words.verdict_html(stability.get("verdict")))
         sentence = stability.get("sentence")
         self.p_sharp.setToolTip(tip("sharpness") + (f"\n\n{sentence}" if sentence else ""))
@@ -360,7 +377,8 @@ class DiagnosticsPanel(QWidget):
             lines.append(f"<p style='color:{t.muted}'>No findings available yet.</p>")
         else:  # the answers first, each with its verdict word bold in its colour
             lines.append("<ul style='margin-left:-18px'>")
-            lines += [f"<li style='margin-bottom:4px'>{s}</li>" for s in words.diagnosis_items(report)]
+            lines += [f"<li style='margin-bottom:4px'>{s}</li>"
+                      for s in words.diagnosis_items(report)]
             lines.append("</ul>")
         self.diagnosis.setHtml("".join(lines))
 

@@ -7,6 +7,7 @@ functions only draw them.
 
 from __future__ import annotations
 
+import html
 import textwrap
 from typing import Any
 
@@ -91,12 +92,57 @@ def limit_line(run: Any, sharp: dict, stability: dict[str, Any]) -> tuple[np.nda
 
 
 def legend_entry(legend: pg.LegendItem, item: pg.PlotDataItem, name: str | None) -> None:
-    """``item`` in ``legend`` as ``name``; out of it for None."""
+    """``item`` in ``legend`` as the plain text ``name`` (a legend label is HTML: "lr < 2"
+    lost everything after its "<"); out of the legend for None."""
     label = legend.getLabel(item)
     if name is None:
         if label is not None:
             legend.removeItem(item)
-    elif label is None:
+        return
+    name = html.escape(name)
+    if label is None:
         legend.addItem(item, name)
     elif label.text != name:
         label.setText(name)
+
+
+def fit_text_to_view(item: pg.TextItem, plot: pg.PlotItem, margin: float = 8.0) -> None:
+    """Wrap ``item`` (a text in ``plot``'s view) to the view's width, now and on resize:
+    a verdict tag such as "diffusing (random walk)" is wider than a narrow plot."""
+    vb = plot.getViewBox()
+
+    def fit() -> None:
+        item.setTextWidth(max(vb.width() - margin, 40.0))
+
+    vb.sigResized.connect(fit)
+    fit()
+
+
+def headroom(arrays: list, share: float = 0.35) -> tuple[float, float]:
+    """A log-y range (log10 units) holding every positive value of ``arrays`` in its lower
+    ``1 - share``: the top ``share`` is left for the plot's legend, which then covers no
+    curve (in a plot ~150 px wide a legend spans most of its width)."""
+    v = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    v = np.log10(v[np.isfinite(v) & (v > 0)]) if len(v) else v
+    if not len(v):
+        return 0.0, 1.0
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, 0.2)
+    lo -= 0.05 * span
+    return lo, lo + (hi - lo + 0.05 * span) / (1.0 - share)
+
+
+def corner_text(plot: pg.PlotItem, color: str) -> pg.TextItem:
+    """A text at the top left of ``plot``'s view, wrapped to its width (a verdict tag)."""
+    item = pg.TextItem("", color=color, anchor=(0, 0))
+    item.setParentItem(plot.getViewBox())
+    item.setPos(4, 2)
+    fit_text_to_view(item, plot)
+    return item
+
+
+def small_legend(plot: pg.PlotItem, offset: tuple[float, float]) -> pg.LegendItem:
+    """A 7-pt legend on a translucent background."""
+    legend = plot.addLegend(offset=offset, labelTextSize="7pt", verSpacing=-8)
+    legend.setBrush(pg.mkBrush(style.current().background + "c0"))
+    return legend

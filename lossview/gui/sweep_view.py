@@ -109,7 +109,8 @@ class SweepView(QWidget):
             items.append(f"<span style='color:{COLORS[i % len(COLORS)]}'>&#9473;&#9473;</span>"
                          f"&nbsp;lr = {r.lr:.4g}" + (f" <i>({what})</i>" if what else ""))
         if self.sharpness is not None:
-            items.append(f"<span style='color:{style.current().muted}'>λ_max = {self.sharpness:.4g} at the "
+            muted = style.current().muted
+            items.append(f"<span style='color:{muted}'>λ_max = {self.sharpness:.4g} at the "
                          "common start</span>")
         self.legend.setText("&nbsp;&nbsp;&nbsp; ".join(items))
 

@@ -2,7 +2,8 @@
 
 Beside it, the explained-variance spectrum against a random walk's (Antognini &
 Sohl-Dickstein 2018): PCA of pure diffusion already draws smooth arcs, so the plot says
-how far this run is from that baseline, in core's words (``verdicts.similarity_words``). Clicking a point moves the timeline there.
+how far this run is from that baseline, in core's words (``verdicts.similarity_words``).
+Clicking a point moves the timeline there.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ def step_unit(run: Any = None, report: dict | None = None) -> str:
     else the run's), else ``"step"``."""
     unit = (report or {}).get("step_unit")
     if unit is None and run is not None:
-        unit = getattr(run, "step_unit", None) or (getattr(run, "spec", None) or {}).get("step_unit")
+        spec = getattr(run, "spec", None) or {}
+        unit = getattr(run, "step_unit", None) or spec.get("step_unit")
     return "epoch" if unit == "epoch" else "step"
 
 
@@ -86,5 +87,5 @@ def diagnosis_items(report: dict) -> list[str]:
     """The report's diagnosis as HTML items: each answer's sentence with its verdict word
     bold in the verdict's colour; the other sentences as they are."""
     answers = answers_of(report)
-    verdict_of = {a.get("sentence"): a.get("verdict") for a in answers.values() if a.get("sentence")}
+    verdict_of = {a["sentence"]: a.get("verdict") for a in answers.values() if a.get("sentence")}
     return [_emphasise(str(s), verdict_of.get(s)) for s in report.get("diagnosis") or []]

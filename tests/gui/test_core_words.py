@@ -9,6 +9,7 @@ report's verdicts.
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -113,13 +114,17 @@ def test_exploration_raw_and_modulo_permutation_over_time(panel):
     np.testing.assert_allclose(p.c_raw_last.yData, np.where(raw > 0, raw, np.nan))
     np.testing.assert_allclose(p.c_aligned_last.yData[:-1], ex["aligned_to_last"][:-1])
     np.testing.assert_allclose(p.c_relabel.yData, ex["relabel_scale"])
-    legend = [label.text for _, label in p.dist_legend.items]
-    assert legend == ["from init", "step length", "to last, raw", "modulo permutation",
-                      "relabelling scale"]
-    # a run whose exploration was not measured keeps them out of its legend
+    legend = [label.text for _, label in p.expl_legend.items]
+    assert legend == ["raw", "modulo permutation", "relabelled copies"]
+    assert p.notes["expl"][1].toPlainText() == ""
+    assert p.p_expl.getAxis("bottom").labelText == "step"
+    # a run whose exploration was not measured says why, in core's words
     single = run_from_arrays(np.cumsum(np.random.default_rng(1).normal(size=(30, 5)), 0))
-    p.set_run(single, analyze(single))
-    assert [label.text for _, label in p.dist_legend.items] == ["from init", "step length"]
+    rep = analyze(single)
+    p.set_run(single, rep)
+    assert p.c_raw_last.xData is None or not len(p.c_raw_last.xData)
+    note = " ".join(p.notes["expl"][1].toPlainText().split())  # wrapped to the plot
+    assert note == " ".join(f"not measured: {rep['answers']['exploration']['reason']}".split())
 
 
 def _sharpness_table(steps, lam, lr, optimizer="sgd", momentum=0.0):
@@ -138,11 +143,11 @@ def test_sgd_limit_line_tag_and_legend_are_cores(panel):
     p = panel(run, report)
     assert plain(p.p_sharp.titleLabel.text) == f"sharpness · {V.tag('unstable')}"
     assert style.role_color("bad") in p.p_sharp.titleLabel.text
-    np.testing.assert_allclose(p.c_limit.yData, (2 + 2 * beta) / lr)  # at lr = stab["lr_limit"] * lambda
+    np.testing.assert_allclose(p.c_limit.yData, (2 + 2 * beta) / lr)
     np.testing.assert_allclose(stab["lr_limit"], (2 + 2 * beta) / 57.0)
-    legend = [label.text for _, label in p.sharp_legend.items]
-    assert legend == ["λ_max", f"limit: lr < {V.limit_formula(beta)}"]
-    assert p.notes["sharp"][1].toPlainText() == ""
+    legend = [html.unescape(label.text) for _, label in p.sharp_legend.items]
+    assert legend == [f"limit: lr < {V.limit_formula(beta)}"]
+    assert p.notes["sharp"][1].toPlainText() == p.limit_text.toPlainText() == ""
     assert stab["sentence"] in p.p_sharp.toolTip()
 
 
@@ -155,8 +160,8 @@ def test_adam_shows_no_limit_line_and_says_why(panel):
     p = panel(run, report)
     assert p.c_sharp.yData.tolist() == [50.0, 900.0, 2500.0]
     assert p.c_limit.xData is None or len(p.c_limit.xData) == 0
-    assert [label.text for _, label in p.sharp_legend.items] == ["λ_max"]
-    assert p.notes["sharp"][1].toPlainText().replace("\n", " ") == "2/lr does not apply to adam"
+    assert p.sharp_legend.items == []
+    assert p.limit_text.toPlainText() == "2/lr does not apply to adam"
     assert plain(p.p_sharp.titleLabel.text) == f"sharpness · {V.tag('unknown')}"
 
 
@@ -171,9 +176,10 @@ def test_an_epoch_run_says_epoch_on_every_axis(qtbot, panel):
     report = analyze(run)
     assert report["step_unit"] == "epoch"
     p = panel(run, report)
-    labels = [pl.getAxis("bottom").labelText for pl in (p.p_dist, p.p_msd, p.p_sharp, p.p_pair)]
-    assert labels == ["epoch", "lag (epochs)", "epoch", "epoch"]
+    labels = [pl.getAxis("bottom").labelText for pl in p.plots]
+    assert labels == ["epoch", "epoch", "lag (epochs)", "epoch", "epoch"]
     assert "from epoch" in p.p_msd.titleLabel.text
+    assert p.sharp_legend.items == []  # nothing measured: no limit in the legend
     tl = Timeline()
     lp, tp, bar = LossPanel(tl), TrajectoryPanel(tl), TimelineBar(tl)
     for w in (lp, tp, bar):
@@ -186,3 +192,36 @@ def test_an_epoch_run_says_epoch_on_every_axis(qtbot, panel):
     assert lp.p_lr.getAxis("bottom").labelText == "epoch"
     assert tp.colorbar.getAxis("left").labelText == "epoch"
     assert bar.readout.text().startswith("epoch <b>5</b>") and "step" not in bar.readout.text()
+
+
+def test_the_measured_sharpness_refreshes_what_the_window_says(qtbot, window, run_path, tmp_path):
+    """The app measures sharpness after the panels show; core then recomputes the answers
+    and the diagnosis, so the window says what ``lossview analyze --json`` says."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import open_and_wait
+    from .test_main_window import MODEL_FILE
+
+    f = tmp_path / "model.py"
+    f.write_text(MODEL_FILE)
+    window.set_model_file(str(f))
+    open_and_wait(qtbot, window, run_path)
+    qtbot.waitUntil(lambda: not window.is_computing(), timeout=60000)
+    out = subprocess.run([sys.executable, "-m", "lossview", "analyze", str(run_path), "--json",
+                          "--model", str(f)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    cli = json.loads(out.stdout)
+    shown = window.report
+    stab = shown["answers"]["stability"]
+    assert stab["verdict"] == cli["answers"]["stability"]["verdict"] != "unknown"
+    assert stab["sentence"] == cli["answers"]["stability"]["sentence"]
+    assert shown["diagnosis"] == cli["diagnosis"]
+    text = window.diagnostics_panel.diagnosis.toPlainText()
+    for sentence in cli["diagnosis"]:
+        assert sentence in text
+    p = window.diagnostics_panel
+    assert plain(p.p_sharp.titleLabel.text) == f"sharpness · {V.tag(stab['verdict'])}"
+    assert len(p.c_limit.yData) and html.unescape(p.sharp_legend.items[0][1].text) \
+        == f"limit: lr < {V.limit_formula(0.0)}"

@@ -34,6 +34,10 @@ def test_pairwise_matrix_is_the_euclidean_distance(loaded):
     np.testing.assert_allclose(res["matrix"], direct, atol=1e-9)
 
 
+#: lr * lambda / 2 = 0.25, 0.9, 0.95: at the edge of stability at the last two snapshots
+SHARP = {"steps": [0, 100, 200], "sharpness": [5.0, 18.0, 19.0], "lr": [0.1, 0.1, 0.1]}
+
+
 @pytest.fixture
 def panel(qtbot, loaded):
     tl = Timeline()
@@ -87,8 +91,7 @@ def test_msd_tag_and_fit_come_from_the_weights_answer(panel):
 
 def test_sharpness_against_two_over_lr(panel):
     p, _, run, report = panel
-    rep = refresh_answers(dict(report, sharpness={"steps": [0, 100, 200], "sharpness": [5.0, 18.0, 19.0],
-                                                  "lr": [0.1, 0.1, 0.1]}))
+    rep = refresh_answers(dict(report, sharpness=SHARP))
     p.set_run(run, rep)
     np.testing.assert_allclose(p.c_sharp.yData, [5, 18, 19])
     np.testing.assert_allclose(p.c_limit.yData, 2 / 0.1)  # over the lr logged as 0.1
@@ -114,15 +117,14 @@ def test_sharpness_of_a_run_still_training_says_when_it_comes(panel):
 
 
 def test_a_longer_title_does_not_resize_the_plots(panel, qtbot):
-    """The sharpness arriving retitles its plot ("... at the edge of stability"): the four plots keep
+    """The sharpness arriving retitles its plot ("... at the edge of stability"): the plots keep
     their geometry (a wider title used to widen its column and re-render every axis)."""
     p, _, run, report = panel
     qtbot.waitExposed(p)
     qtbot.wait(50)
     plots = (p.p_dist, p.p_msd, p.p_sharp, p.p_pair)
     before = [pl.geometry() for pl in plots]
-    rep = refresh_answers(dict(report, sharpness={"steps": [0, 100, 200], "sharpness": [5.0, 18.0, 19.0],
-                                                  "lr": [0.1, 0.1, 0.1]}))
+    rep = refresh_answers(dict(report, sharpness=SHARP))
     p.show_answers(run, rep)
     qtbot.wait(50)
     assert V.tag("edge") in p.p_sharp.titleLabel.text

@@ -165,7 +165,8 @@ def test_parse_multipliers_and_label():
     assert parse_multipliers("1, 3x, 10") == [1.0, 3.0, 10.0]
     with pytest.raises(ValueError):
         parse_multipliers("1, -2")
-    assert divergence_label(31, 5.0, 1.0) == "diverged at step 31: lr 5 above the limit 2/λ_max = 2"
+    assert divergence_label(31, 5.0, 1.0) == \
+        "diverged at step 31: lr 5 above the limit 2/λ_max = 2"
     assert divergence_label(31, 5.0, 1.0, momentum=0.9).endswith(
         "above the limit (2+2·0.9)/λ_max = 3.8")
     # at the common start the lr was inside the limit: the label says so (the sharpness
