@@ -34,7 +34,8 @@ class LossviewHFCallback(TrainerCallback):
         path = self.path or Path(args.output_dir) / "lossview"
         spec = {"source": "hf-trainer", "max_steps": state.max_steps,
                 "learning_rate": args.learning_rate, "seed": args.seed}
-        self.recorder = Recorder(path, model, every=self.every, spec=spec, overwrite=self.overwrite)
+        self.recorder = Recorder(path, model, every=self.every, spec=spec, overwrite=self.overwrite,
+                                 optimizer=kw.get("optimizer"))  # its settings, for the 2/lr check
         self.recorder.snapshot(state.global_step)
         self.recorder.last_step = state.global_step
 

@@ -41,7 +41,9 @@ class LossviewCallback(_Callback):
             return
         path = self.path or Path(trainer.default_root_dir) / "lossview"
         spec = {"source": "lightning", "max_steps": trainer.max_steps, "max_epochs": trainer.max_epochs}
-        self.recorder = Recorder(path, pl_module, every=self.every, spec=spec, overwrite=self.overwrite)
+        opts = getattr(trainer, "optimizers", None) or [None]
+        self.recorder = Recorder(path, pl_module, every=self.every, spec=spec, overwrite=self.overwrite,
+                                 optimizer=opts[0])  # its settings, for the 2/lr check
         self.recorder.log(trainer.global_step, lr=_lr(trainer))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,

@@ -126,9 +126,11 @@ def _unwrap(optimizer: Any) -> Any:
         return None
     inner = optimizer
     for _ in range(3):
-        if hasattr(inner, "param_groups") and hasattr(inner, "state_dict"):
+        deeper = getattr(inner, "optimizer", None)  # accelerate's wrapper has param_groups too
+        if hasattr(inner, "param_groups") and hasattr(inner, "state_dict") and \
+                not hasattr(deeper, "param_groups"):
             return inner
-        inner = getattr(inner, "optimizer", None)
+        inner = deeper if deeper is not None else inner
     raise LossviewError("optimizer must be a torch.optim.Optimizer (something with "
                         f"param_groups), not {type(optimizer).__name__}")
 

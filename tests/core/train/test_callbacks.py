@@ -48,6 +48,8 @@ def test_lightning_callback_records_a_run(tmp_path):
     trainer.fit(module, dl, dl)
     run = open_run(tmp_path / "lit")
     assert run.spec["status"] == "finished" and run.spec["source"] == "lightning"
+    # the optimizer's settings, for the stability answer's 2/lr
+    assert run.spec["optimizer"]["name"] == "sgd" and run.spec["optimizer"]["lr"] == pytest.approx(0.05)
     assert list(run.steps) == [0, 10, 20, 25]
     for k, v in init.items():  # step 0 holds the initial weights
         np.testing.assert_array_equal(run.params(0)[k], v)
@@ -89,6 +91,8 @@ def test_hf_trainer_callback_records_a_run(tmp_path):
     trainer.train()
     run = open_run(tmp_path / "hf" / "lossview")  # default folder under output_dir
     assert run.spec["status"] == "finished" and run.spec["source"] == "hf-trainer"
+    # the Trainer's default optimizer is AdamW: recorded, so 2/lr is not misapplied
+    assert run.spec["optimizer"]["name"] == "adamw"
     assert list(run.steps) == [0, 10, 20, 25]
     for k, v in init.items():
         np.testing.assert_array_equal(run.params(0)[k], v)
