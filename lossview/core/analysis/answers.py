@@ -115,8 +115,8 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
         return "undetermined", f"only {n} finite snapshots in the segment (needs {V.MIN_SEGMENT_SNAPSHOTS})"
     growing_norm = (ev.get("radial_share") is not None and ev["radial_share"] >= V.RADIAL_SHARE_FROM
                     and ev["norm_last"] >= (1 + V.NORM_GROWTH_FROM) * ev["norm_first"])
-    norm_txt = (f"the norm grows {ev['norm_first']:.3g} -> {ev['norm_last']:.3g}, "
-                f"{ev['radial_share']:.0%} of the net displacement" if growing_norm else "")
+    norm_txt = (f"the norm grows {ev['norm_first']:.3g} -> {ev['norm_last']:.3g} "
+                f"({ev['radial_share']:.0%} of the net displacement)" if growing_norm else "")
     if rs is not None and (rs < V.SHRINKING_FAST_BELOW or rs < V.SHRINKING_BELOW and not growing_norm):
         return "converging", ""
     if a is None:
@@ -177,8 +177,10 @@ def weights_answer(r: dict) -> dict[str, Any]:
         facts.append(f"weight norm {num(ev['norm_first'])} -> {num(ev['norm_last'])}")
     head = {
         "converging": "The weights are converging: the step keeps shrinking, so they approach a limit",
-        "drifting": ("The weights are drifting: directed motion that does not slow down"
-                     + (f" ({why})" if why else "")),
+        "drifting": ("The weights are drifting outward: " + why + ", so the shrinking step is no sign "
+                     "of a limit (cross-entropy's weights grow like log t on separable data, "
+                     "Soudry et al. 2018)" if why and rs is not None and rs < V.STEADY_FROM else
+                     "The weights are drifting: directed motion that does not slow down"),
         "diffusing": "The weights are diffusing like a random walk: steady step, MSD growing linearly with lag",
         "confined": ("The weights are confined: they fluctuate around one point (the MSD saturates), "
                      "as constant-lr SGD does at its stationary distribution (Mandt et al. 2017)"),

@@ -120,13 +120,25 @@ def open_foreign(path: Path, fmt: str) -> Run:
     if fmt not in FORMATS:
         raise LossviewError(f"unknown checkpoint format {fmt!r}")
     warnings: list[str] = []
+    table_metrics: dict = {}
+    spec: dict = {"source": fmt}
     if path.is_file():
         files = [path]
     else:
+        from lossview.core.io.metricfiles import folder_metrics
+
         folder, kinds = checkpoint_folder(path)
         files = [f for f, k in kinds.items() if k == fmt]
         not_weights = [f for f in kinds if is_non_weight_file(f)]
-        stray = [f for f, k in kinds.items() if k != fmt and f not in not_weights]
+        # a loss table the user's loop wrote beside the checkpoints (or one level up, where
+        # the checkpoints sit in their own sub-folder of the run)
+        up = [f for f in visible_files(folder.parent)] if folder != path or folder.name in (
+            "checkpoints", "ckpt", "ckpts", "weights") else []
+        table_metrics, used, w = folder_metrics(list(kinds) + up)
+        warnings += w
+        if used:
+            spec["metrics_files"] = [str(f) for f in used]
+        stray = [f for f, k in kinds.items() if k != fmt and f not in not_weights and f not in used]
         for line in (summarize_ignored(stray, f"not {fmt} checkpoints"),
                      summarize_ignored(not_weights, "optimizer/scheduler/RNG state or training "
                                                     "arguments, not weights; never opened")):
@@ -145,12 +157,12 @@ def open_foreign(path: Path, fmt: str) -> Run:
         found, w = scan_torch_files(files)
         entries, w2 = snapshots_from_scan(found)
         warnings += w + w2
-        run = assemble_or_explain(path, fmt, entries, TorchReader("torch"), scalar_series(entries),
-                                  {"source": fmt}, warnings)
+        run = assemble_or_explain(path, fmt, entries, TorchReader("torch"),
+                                  {**scalar_series(entries), **table_metrics}, spec, warnings)
         attach_from_snapshots(run)
         return run
     entries, w = scan_array_files(files, fmt)
     warnings += w
-    return assemble_or_explain(path, fmt, entries, ArrayFileReader(fmt), {}, {"source": fmt},
-                               warnings)
+    return assemble_or_explain(path, fmt, entries, ArrayFileReader(fmt), table_metrics,
+                               spec, warnings)
 
