@@ -119,6 +119,10 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
                 f"({ev['radial_share']:.0%} of the net displacement)" if growing_norm else "")
     if rs is not None and (rs < V.SHRINKING_FAST_BELOW or rs < V.SHRINKING_BELOW and not growing_norm):
         return "converging", ""
+    if rs is not None and rs < V.STEADY_FROM and not growing_norm and ev.get("loss_improving"):
+        # a slower shrink counts where the loss still falls and the norm stays put: the
+        # weights follow the falling loss down into a minimum
+        return "converging", "slowly, while the loss still falls"
     if a is None:
         why = "the MSD could not be measured at long lags"
         if rs is None:
@@ -151,9 +155,10 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
                             f"(< {V.CONFINED_SLOPE_BELOW}) and diffusive ({lo}..{hi})")
 
 
-def weights_answer(r: dict) -> dict[str, Any]:
+def weights_answer(r: dict, loss: dict | None = None) -> dict[str, Any]:
     dv = r.get("divergence") or {}
     ev = weights_evidence(r)
+    ev["loss_improving"] = (loss or loss_answer(r))["verdict"] == "improving"
     seg = ev.get("segment")
     where = (f"{_steps_word(r)} {seg[0]:,}-{seg[1]:,}" if seg else "")
     if dv.get("diverged"):
@@ -176,7 +181,8 @@ def weights_answer(r: dict) -> dict[str, Any]:
     if ev.get("norm_first") and ev.get("norm_last"):
         facts.append(f"weight norm {num(ev['norm_first'])} -> {num(ev['norm_last'])}")
     head = {
-        "converging": "The weights are converging: the step keeps shrinking, so they approach a limit",
+        "converging": ("The weights are converging" + (f" {why}" if why else "")
+                       + ": the step keeps shrinking, so they approach a limit"),
         "drifting": ("The weights are drifting outward: " + why + ", so the shrinking step is no sign "
                      "of a limit (cross-entropy's weights grow like log t on separable data, "
                      "Soudry et al. 2018)" if why and rs is not None and rs < V.STEADY_FROM else
@@ -255,6 +261,7 @@ def exploration_answer(r: dict) -> dict[str, Any]:
 
 def compute_answers(report: dict[str, Any]) -> dict[str, Any]:
     """The four answers of a JSON report (see the module docstring)."""
-    w = weights_answer(report)
-    return {"weights": w, "loss": loss_answer(report), "stability": stability_answer(report),
+    loss = loss_answer(report)
+    w = weights_answer(report, loss)
+    return {"weights": w, "loss": loss, "stability": stability_answer(report),
             "exploration": exploration_answer({**report, "answers": {"weights": w}})}

@@ -21,7 +21,8 @@ SHRINKING_BELOW = 0.5
 #: Step-length trend below which the step shrinks so fast that the weights approach a
 #: limit whatever else moves (exponential decay).
 SHRINKING_FAST_BELOW = 0.2
-#: Step-length trend from which directed motion "does not slow down" (drift).
+#: Step-length trend from which directed motion "does not slow down" (drift); below it,
+#: while the loss still falls and the norm stays put, the weights converge slowly.
 STEADY_FROM = 0.8
 #: Step-length trend above which the step is growing.
 GROWING_ABOVE = 2.0
