@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lossview.gui.surface_data import SurfaceScene, build_scene
+from lossview.gui.surface_data import SurfaceScene, build_scene, grid_evaluated
 
 #: partial surfaces are sent for drawing at most this often (the final one always)
 PARTIAL_INTERVAL = 0.4
@@ -122,7 +120,8 @@ def scene_stream(make: Callable[[], Generator], log: bool, interval: float = PAR
                 yield SceneUpdate(float(p.fraction))
                 continue
             last = now
-            grid_done = not bool(np.isnan(partial.loss).any())
+            # complete also where overflowed points are NaN (not "not evaluated yet")
+            grid_done = grid_evaluated(partial)
             # no isolines on partial scenes (the contour view gets them with the final one)
             yield SceneUpdate(float(p.fraction), partial, build_scene(partial, log, False))
     finally:

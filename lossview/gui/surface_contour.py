@@ -2,7 +2,8 @@
 
 A heat map of the (log or linear) loss, a few isolines, the flat basin outlined, the
 trajectory on top and a marker at the current snapshot. Clicking near the path moves
-the timeline to the nearest snapshot.
+the timeline to the nearest snapshot. Grid cells whose loss overflowed are covered by
+a hatched patch in the overflow colour (no colour of the heat map's, no isolines).
 """
 
 from __future__ import annotations
@@ -13,12 +14,34 @@ from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
 from lossview.gui.cursor import PointMarker
-from lossview.gui.surface_data import SurfaceScene
+from lossview.gui.surface_data import OVERFLOW_HATCH_RGB, OVERFLOW_RGB, SurfaceScene
 from lossview.gui.widgets import add_marker
+
 PATH_PEN = pg.mkPen((255, 255, 255, 220), width=1.5)
 ISO_PEN = pg.mkPen((255, 255, 255, 80), width=1)
 BASIN_PEN = pg.mkPen((255, 255, 255, 255), width=2.5, style=pg.QtCore.Qt.PenStyle.DashLine)
 MARKER_BRUSH = pg.mkBrush(255, 59, 48)
+#: the plane is drawn to scale unless one side is more than this many times the other
+#: (a diverged run's PCA plane can be 1e14 times longer than wide: a line, no surface)
+MAX_ASPECT = 8.0
+#: the overflow patch's pixels per grid cell, and its hatching: a dark stripe HATCH_WIDTH
+#: of every HATCH_PERIOD pixels along the diagonal
+HATCH_CELL = 8
+HATCH_PERIOD = 6
+HATCH_WIDTH = 2
+
+
+def overflow_image(mask: np.ndarray) -> np.ndarray:
+    """RGBA image (rows beta, columns alpha, ``HATCH_CELL`` pixels a grid cell) of the
+    overflowed cells of ``mask[alpha, beta]``, hatched; transparent elsewhere."""
+    m = np.asarray(mask, dtype=bool).T
+    m = np.repeat(np.repeat(m, HATCH_CELL, axis=0), HATCH_CELL, axis=1)
+    yy, xx = np.indices(m.shape)
+    stripe = (xx + yy) % HATCH_PERIOD < HATCH_WIDTH
+    img = np.zeros(m.shape + (4,), dtype=np.uint8)
+    img[m] = (*OVERFLOW_RGB, 255)
+    img[m & stripe] = (*OVERFLOW_HATCH_RGB, 255)
+    return img
 
 
 class SurfaceContourView(QWidget):
@@ -44,13 +67,14 @@ class SurfaceContourView(QWidget):
 
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setColorMap(pg.colormap.get("viridis"))
+        self.overflow = pg.ImageItem(axisOrder="row-major")
         self.iso = pg.PlotDataItem(pen=ISO_PEN, connect="finite")
         self.basin = pg.PlotDataItem(pen=BASIN_PEN, connect="finite")
         self.path = pg.PlotDataItem(pen=PATH_PEN, connect="finite")
         self.start = pg.ScatterPlotItem(size=8, brush=pg.mkBrush("w"), pen=pg.mkPen("k"))
         self.marker = PointMarker(size=14, brush=MARKER_BRUSH, pen=pg.mkPen("w", width=1.5))
-        for z, item in enumerate((self.image, self.iso, self.basin, self.path, self.start,
-                                  self.marker)):
+        for z, item in enumerate((self.image, self.overflow, self.iso, self.basin, self.path,
+                                  self.start, self.marker)):
             item.setZValue(z)
             # the moving marker stays out of auto-range (a range change redraws the caches)
             if item is self.marker:
@@ -59,7 +83,8 @@ class SurfaceContourView(QWidget):
                 self.plot.addItem(item)
         # everything but the marker changes only with the surface: cache it, so moving the
         # marker repaints from pixmaps
-        self.image.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        for item in (self.image, self.overflow):
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         for item in (self.iso, self.basin, self.path):
             item.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
@@ -76,8 +101,13 @@ class SurfaceContourView(QWidget):
         self.image.setImage(h.T, autoLevels=False, levels=(scene.scale.floor, scene.scale.ceiling))
         da = (a[-1] - a[0]) / max(len(a) - 1, 1)
         db = (b[-1] - b[0]) / max(len(b) - 1, 1)
-        self.image.setRect(QRectF(a[0] - da / 2, b[0] - db / 2, a[-1] - a[0] + da,
-                                  b[-1] - b[0] + db))
+        rect = QRectF(a[0] - da / 2, b[0] - db / 2, a[-1] - a[0] + da, b[-1] - b[0] + db)
+        self.image.setRect(rect)
+        bad = scene.overflowed
+        self.overflow.setVisible(bool(bad.any()))
+        if bad.any():
+            self.overflow.setImage(overflow_image(bad), autoLevels=False)
+            self.overflow.setRect(rect)
         self.colorbar.setLevels((scene.scale.floor, scene.scale.ceiling))
         self.colorbar.axis.setLabel("log₁₀ loss" if scene.scale.log else "loss")
         iso = scene.iso
@@ -93,6 +123,9 @@ class SurfaceContourView(QWidget):
         else:
             self.path.setData([], [])
             self.start.setData([], [])
+        wa, wb = abs(a[-1] - a[0]), abs(b[-1] - b[0])
+        to_scale = min(wa, wb) > 0 and max(wa, wb) <= MAX_ASPECT * min(wa, wb)
+        self.plot.setAspectLocked(to_scale)
         self.plot.setRange(xRange=(a[0], a[-1]), yRange=(b[0], b[-1]), padding=0.02)
         self.set_current(self._index)
 

@@ -5,6 +5,11 @@ grid with holes filled (progressive refinement leaves NaN where a point is not e
 yet), heights on a linear or log scale with a robust ceiling, the trajectory lifted onto
 the surface, and the outline of the flat basin. Scrubbing the timeline only moves a
 marker along ``trajectory``; nothing here is recomputed on scrub.
+
+Grid points whose loss overflowed (inf/NaN: a diverged run, a plane reaching far out) are
+not "not evaluated yet": they are marked in ``SurfaceScene.nonfinite`` (from the core's
+``RunSurface.nonfinite``) and drawn in :data:`OVERFLOW_RGB`, a colour of no colour map, at
+the height ceiling, never filled from a neighbour or given the ceiling's colour.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ from scipy import ndimage
 LOG_DECADES = 6.0
 #: isolines drawn by the contour view, evenly spaced in displayed height
 N_LEVELS = 9
+#: grid points whose loss overflowed: a dark red that no colour map here uses (viridis
+#: has no red-dominant colour), and the darker stripes of the contour view's hatching
+OVERFLOW_RGB = (160, 45, 45)
+OVERFLOW_HATCH_RGB = (70, 18, 18)
+#: the legend's words for that colour
+OVERFLOW_LABEL = "loss overflowed"
 
 
 def bilinear(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -56,8 +67,9 @@ def fill_missing(loss: np.ndarray) -> np.ndarray:
 
     Progressive refinement evaluates a coarse sub-grid first; filling the rest with the
     nearest evaluated value draws that coarse surface as blocks until the fine points
-    arrive. Infinite losses (a diverging direction) are kept: the height scale clips
-    them. A grid with nothing evaluated comes back as zeros.
+    arrive. Infinite losses (overflowed, see :func:`nonfinite_mask`: pass them as inf)
+    are kept, and a point not evaluated yet next to one takes its inf. A grid with
+    nothing evaluated comes back as zeros.
     """
     z = np.asarray(loss, dtype=np.float64)
     bad = np.isnan(z)
@@ -67,6 +79,28 @@ def fill_missing(loss: np.ndarray) -> np.ndarray:
         return np.zeros_like(z)
     idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
     return z[tuple(idx)]
+
+
+def grid_evaluated(surface: Any) -> bool:
+    """Whether a (partial) surface's grid is complete: the core evaluates the whole grid
+    before the snapshots' losses, so a partial surface with any of those has it all."""
+    loss = np.asarray(surface.loss, dtype=np.float64)
+    if not np.isnan(loss).any():
+        return True
+    return any(np.isfinite(np.asarray(v, dtype=np.float64)).any()
+               for v in (getattr(surface, "surface_loss", None),
+                         getattr(surface, "true_loss", None)) if v is not None)
+
+
+def nonfinite_mask(surface: Any) -> np.ndarray:
+    """Grid points whose loss overflowed (inf or NaN), as opposed to NaN for "not
+    evaluated yet": the core's ``nonfinite`` on a final surface; on a partial one the
+    infinite points, and the NaN ones once the grid is complete (:func:`grid_evaluated`)."""
+    raw = np.asarray(surface.loss, dtype=np.float64)
+    known = getattr(surface, "nonfinite", None)
+    if known is not None and np.shape(known) == raw.shape:
+        return np.asarray(known, dtype=bool) | np.isinf(raw)
+    return np.isinf(raw) | (np.isnan(raw) & grid_evaluated(surface))
 
 
 def fraction_evaluated(loss: np.ndarray) -> float:
@@ -188,6 +222,9 @@ class SurfaceScene:
     basin : NaN-separated (alpha, beta) outline of the flat basin.
     iso : NaN-separated (alpha, beta) isolines at ``N_LEVELS`` heights (contour view).
     complete : True when every grid point is evaluated.
+    nonfinite : ``[A, B]`` bool, points drawn as overflowed (``loss`` is inf there): the
+        core's non-finite points, and on a partial surface the points not evaluated yet
+        that take an overflowed neighbour's place.
     """
 
     alphas: np.ndarray
@@ -204,10 +241,25 @@ class SurfaceScene:
     plane: str = "pca"
     explained: tuple | None = None
     basin_info: dict[str, Any] = field(default_factory=dict)
+    nonfinite: np.ndarray | None = None
 
     @property
     def n_points(self) -> int:
         return len(self.coords)
+
+    @property
+    def overflowed(self) -> np.ndarray:
+        """``[A, B]`` bool: where the views draw the overflow colour (none if not given)."""
+        m = self.nonfinite
+        if m is None or np.shape(m) != np.shape(self.loss):
+            return np.zeros(np.shape(self.loss), dtype=bool)
+        return np.asarray(m, dtype=bool)
+
+    @property
+    def nothing_finite(self) -> bool:
+        """Every grid point overflowed: there is no surface to draw."""
+        m = self.overflowed
+        return bool(m.size) and bool(m.all())
 
 
 def _vec(x: Any, n: int) -> np.ndarray:
@@ -227,8 +279,10 @@ def build_scene(surface: Any, log: bool, isolines: bool = True) -> SurfaceScene:
     alphas = np.asarray(surface.alphas, dtype=np.float64)
     betas = np.asarray(surface.betas, dtype=np.float64)
     raw = np.asarray(surface.loss, dtype=np.float64)
+    raw = np.where(nonfinite_mask(surface), np.inf, raw)
     complete = not bool(np.isnan(raw).any())
     z = fill_missing(raw)
+    bad = ~np.isfinite(z)
     coords = np.asarray(surface.coords, dtype=np.float64).reshape(-1, 2)
     n = len(coords)
     traj = _vec(getattr(surface, "surface_loss", None), n)
@@ -247,7 +301,8 @@ def build_scene(surface: Any, log: bool, isolines: bool = True) -> SurfaceScene:
              else np.empty((0, 2)))
     iso = np.empty((0, 2))
     if isolines and min(z.shape) >= 2:
-        h = scale.transform(z)
+        # none around or across the overflowed region (contourpy leaves NaN out)
+        h = np.where(bad, np.nan, scale.transform(z))
         levels = np.linspace(scale.floor, scale.ceiling, N_LEVELS + 2)[1:-1]
         segs = [iso_segments(h, lv, alphas, betas) for lv in levels]
         iso = np.concatenate(segs) if segs else iso
@@ -258,7 +313,7 @@ def build_scene(surface: Any, log: bool, isolines: bool = True) -> SurfaceScene:
         off_plane=_vec(getattr(surface, "off_plane", None), n),
         basin=basin, complete=complete, plane=str(getattr(surface, "plane", "pca")),
         explained=getattr(surface, "explained", None),
-        basin_info=info,
+        basin_info=info, nonfinite=bad,
     )
 
 
@@ -281,3 +336,28 @@ def honesty_summary(scene: SurfaceScene) -> str:
         rel = f" ({dmax / path:.0%} of the in-plane path)" if path > 0 else ""
         parts.append(f"max distance off the plane {dmax:.3g}{rel}")
     return "; ".join(parts) if parts else "no trajectory on this plane"
+
+
+def _call(surface: Any, name: str) -> str | None:
+    f = getattr(surface, name, None)
+    return f() if callable(f) else None
+
+
+def overflow_text(surface: Any) -> str | None:
+    """The core's count of overflowed grid points (``nonfinite_text``); on a partial
+    surface, the points known so far. None when there are none."""
+    text = _call(surface, "nonfinite_text")
+    if text or getattr(surface, "nonfinite", None) is not None:
+        return text
+    n = int(nonfinite_mask(surface).sum())
+    return f"{n} grid points so far non-finite (loss overflowed)" if n else None
+
+
+def surface_notes(surface: Any) -> list[str]:
+    """The core's words on what the surface leaves out and why not to trust it: the
+    snapshots skipped after a divergence, a suspicious (constant) surface, the loss used
+    when a model file gave none. (The overflowed points: :func:`overflow_text`.)"""
+    notes = [_call(surface, "skipped_text")]
+    why = getattr(surface, "suspicious", None)
+    notes += [f"suspicious: {why}" if why else None, getattr(surface, "loss_note", None)]
+    return [str(n) for n in notes if n]

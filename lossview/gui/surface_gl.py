@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 # gl_window first: it turns PyOpenGL's error checking off before OpenGL.GL is imported
 from lossview.gui.gl_window import software_rendering, window_class
-from lossview.gui.surface_data import SurfaceScene, bilinear
+from lossview.gui.surface_data import OVERFLOW_RGB, SurfaceScene, bilinear
 
 #: height of the drawn surface relative to its half-width
 HEIGHT = 0.9
@@ -27,6 +27,8 @@ LIFT = 0.012
 FLOOR_Z = -0.03
 CAMERA = {"distance": 4.9, "elevation": 30.0, "azimuth": -60.0}
 SURFACE_CMAP = "viridis"
+#: grid points whose loss overflowed: at the height ceiling, in this colour (no colour map's)
+OVERFLOW_COLOR = (*(c / 255 for c in OVERFLOW_RGB), 1.0)
 BASIN_COLOR = (1.0, 1.0, 1.0, 0.95)
 MARKER_COLOR = (1.0, 0.23, 0.19, 1.0)
 HALO = (0.0, 0.0, 0.0, 0.55)
@@ -182,9 +184,10 @@ class SurfaceGLView(QWidget):
         self._ab_scale = np.where(half > 0, 1.0 / np.where(half > 0, half, 1.0), 1.0)
         x = (a - self._ab_centre[0]) * self._ab_scale[0]
         y = (b - self._ab_centre[1]) * self._ab_scale[1]
-        h = scene.scale.unit(scene.loss)
+        h = scene.scale.unit(scene.loss)  # overflowed points (inf): at the ceiling, 1
         # per-vertex colours, flattened in the mesh's vertex order (x-major)
         colors = _colormap(SURFACE_CMAP).map(h.ravel(), mode="float").astype(np.float32)
+        colors[scene.overflowed.ravel()] = OVERFLOW_COLOR
         self.surface.setData(x=x, y=y, z=h * HEIGHT, colors=colors)
         self.surface.setVisible(True)
 

@@ -19,6 +19,8 @@ from lossview.gui.widgets import add_marker
 
 SURF_COLOR = "#2e9d4f"
 OFF_COLOR = "#e07b16"
+#: the short plot's left axis labels this many decades at most
+MAX_DECADE_LABELS = 5
 
 
 class HonestyPlot(QWidget):
@@ -63,8 +65,8 @@ class HonestyPlot(QWidget):
         add_marker(pi, self.cursor)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
-        self.summary.setMinimumHeight(2 * self.summary.fontMetrics().height() + 2)
         self.summary.setStyleSheet("font-size: 11px;")
+        self._fit_summary()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -80,6 +82,19 @@ class HonestyPlot(QWidget):
             "If the plane were faithful, the two loss curves would coincide and the "
             "distance off the plane would stay near zero (Li et al. 2018)."
         )
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit_summary()
+
+    def _fit_summary(self) -> None:
+        """The summary as tall as its wrapped lines at its width (at least two), so the
+        plot above gives way instead of covering its first line in a narrow panel."""
+        label = self.summary
+        lines = 2 * label.fontMetrics().height() + 2
+        need = max(lines, label.heightForWidth(max(label.width(), 50)) if label.text() else 0)
+        if label.minimumHeight() != need:
+            label.setMinimumHeight(need)
 
     def _sync_boxes(self) -> None:
         self.off_box.setGeometry(self.plot.getPlotItem().getViewBox().sceneBoundingRect())
@@ -107,12 +122,16 @@ class HonestyPlot(QWidget):
         pi.setLogMode(y=bool(log))
         pi.getAxis("right").setLogMode(False, False)
         left = pi.getAxis("left")
+        left.enableAutoSIPrefix(not log)  # log ticks are labelled in full (no "x1e+27")
         if log:
             # the plot is short: label the decades (and their halves) only, or pyqtgraph's
             # log ticks pile up into an unreadable column
             lo, hi = np.floor(np.log10(pos.min())), np.ceil(np.log10(pos.max()))
-            major = [(float(k), _decade(k)) for k in np.arange(lo, hi + 1)]
-            minor = [(float(k) + np.log10(3), "") for k in np.arange(lo, hi)]
+            # at most MAX_DECADE_LABELS labels (a diverged run spans 30+ decades)
+            every = max(1, int(np.ceil((hi - lo + 1) / MAX_DECADE_LABELS)))
+            major = [(float(k), _decade(k)) for k in np.arange(lo, hi + 1, every)]
+            minor = ([(float(k) + np.log10(3), "") for k in np.arange(lo, hi)] if every == 1
+                     else [(float(k), "") for k in np.arange(lo, hi + 1)])
             left.setTicks([major, minor])
         else:
             left.setTicks(None)
@@ -121,6 +140,7 @@ class HonestyPlot(QWidget):
         self.off_curve.setData(x, scene.off_plane)
         self.off_box.enableAutoRange()
         self.summary.setText(honesty_summary(scene))
+        self._fit_summary()
         self._sync_boxes()
 
     def set_current(self, index: int) -> None:

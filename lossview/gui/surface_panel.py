@@ -6,15 +6,20 @@ the run cannot be reopened there): a coarse grid arrives first and is refined in
 with a progress bar and a Cancel button (:mod:`lossview.gui.surface_toolbar`). The 3D view
 (pyqtgraph.opengl) is used where an OpenGL context can be made; the 2D contour view is
 used otherwise and is always one click away. Scrubbing the timeline moves only the
-current-point marker: the surface is never recomputed on scrub.
+current-point marker: the surface is never recomputed on scrub. How a scene is drawn:
+:mod:`lossview.gui.surface_drawing`.
+
+A diverged run's surface is honest about it: grid points whose loss overflowed are drawn
+in their own colour (not filled in, not the colour map's top), and the caption under the
+surface (:mod:`lossview.gui.surface_caption`) says how many, which snapshots were left
+out, and whether the surface is suspicious, in the core's words.
 """
 
 from __future__ import annotations
 
-import logging
+from html import escape
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QLabel,
@@ -26,14 +31,14 @@ from PySide6.QtWidgets import (
 
 from lossview.gui.jobs import SceneUpdate, run_arg, surface_scenes
 from lossview.gui.stagger import Stagger
+from lossview.gui.surface_caption import SurfaceCaption
 from lossview.gui.surface_contour import SurfaceContourView
-from lossview.gui.surface_data import SurfaceScene, build_scene
+from lossview.gui.surface_data import SurfaceScene
+from lossview.gui.surface_drawing import SurfaceDrawing
 from lossview.gui.surface_honesty import HonestyPlot
 from lossview.gui.surface_toolbar import SurfaceToolbar
 from lossview.gui.timeline import Timeline
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
-
-log = logging.getLogger("lossview.gui.surface")
 
 NO_MODEL_HINT = (
     "A loss surface needs the model and the data, which a folder of weights does not "
@@ -43,7 +48,7 @@ NO_MODEL_HINT = (
 )
 
 
-class SurfacePanel(QWidget):
+class SurfacePanel(SurfaceDrawing, QWidget):
     """Loss surface around the run with the trajectory, basin and current point.
 
     Parameters
@@ -107,8 +112,7 @@ class SurfacePanel(QWidget):
         split.setChildrenCollapsible(False)
         split.setSizes([800, 190])
         self.honesty.setMaximumHeight(260)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = SurfaceCaption()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -168,6 +172,7 @@ class SurfacePanel(QWidget):
         self.surface = None
         self.scene = None
         self._final = False
+        self.status.clear()
         if run is None:
             self._show_message("Open a run to see its loss surface.")
             return
@@ -235,7 +240,7 @@ class SurfacePanel(QWidget):
         self._set_busy_ui(True)
         if self.scene is None:
             self._show_message(f"Computing the loss surface on a {steps}×{steps} grid…")
-        self.status.setText("")
+        self.status.clear()
         worker.start()
         self.busy_changed.emit(True)
         if not self.toolbar.wants_contour() and self._gl_view is None:
@@ -271,23 +276,24 @@ class SurfacePanel(QWidget):
         self._final = True
         self.toolbar.set_progress(1.0)
         self._draw(update.surface, update.scene)
-        self.status.setText("")
+        self.status.set_status(None)
 
     def _on_error(self, message: str) -> None:
         if self.sender() is not self._worker:
             return
-        hint = "" if self.run is None or self.run.spec.get("problem") else NO_MODEL_HINT
+        has_model = self.run is None or self.run.spec.get("problem") or self.model_file
+        hint = "" if has_model else NO_MODEL_HINT
         if self.scene is None:
-            self._show_message(f"<b>Cannot compute the loss surface:</b> {_html(message)}"
+            self._show_message(f"<b>Cannot compute the loss surface:</b> {escape(message)}"
                                + (f"<br><br>{hint}" if hint else ""))
-        self.status.setText(f"Surface: {message}")
+        self.status.set_status(f"Surface: {message}")
 
     def _on_cancelled(self) -> None:
         if self.sender() is not self._worker:
             return
         if self.scene is None:
             self._show_message("Surface computation cancelled. Press Compute to start again.")
-        self.status.setText("Cancelled: showing the part of the grid evaluated so far.")
+        self.status.set_status("Cancelled: showing the part of the grid evaluated so far.")
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is not self._worker:
@@ -297,139 +303,6 @@ class SurfacePanel(QWidget):
         self.busy_changed.emit(False)
         if self._final and not self._stagger.active:
             self.surface_ready.emit()  # else the last drawing step emits it
-
-    # -- drawing -------------------------------------------------------------------
-    def _draw(self, surface: Any, scene: SurfaceScene | None = None) -> None:
-        self.surface = surface
-        try:
-            self._redraw(scene)
-        except Exception as e:  # noqa: BLE001 - a drawing bug must not leave the panel stuck
-            self._drawing_failed(e)
-
-    def _drawing_failed(self, e: Exception) -> None:
-        log.exception("drawing the surface failed")
-        self.surface = self.scene = None
-        self._final = False
-        self._stagger.cancel()
-        self._show_message(f"<b>Could not draw the loss surface:</b> "
-                           f"{_html(f'{type(e).__name__}: {e}')}")
-
-    def _redraw(self, scene: SurfaceScene | None = None) -> None:
-        """Hand the scene to the views; ``scene`` comes from the worker, else (log-z
-        toggled) it is rebuilt here from the surface.
-
-        One view per event-loop turn (each is tens of milliseconds on a software
-        renderer): the view on screen first, then the honesty plot, then the hidden view.
-        The first 3D surface takes six turns of its own: the 3D view made, the GL window
-        shown (its first frame empty: being exposed and sized is ~10 ms), the floor, the
-        surface, the path, then the markers (the first frame of each kind of item
-        compiles its drawing code: 5-20 ms each on llvmpipe).
-        A final 3D surface ends with two turns that prepare the 3D view's scrub copy,
-        if its quiet moments have not (nothing to do after the first time).
-        """
-        if self.surface is None:
-            return
-        if scene is None or scene.scale.log != self.toolbar.log_z():
-            scene = build_scene(self.surface, self.toolbar.log_z())
-        self.scene = scene
-        final = self._final
-        steps = self.run.steps if self.run is not None else np.arange(scene.n_points)
-        want_3d = not self.toolbar.wants_contour()
-
-        def guarded(step):
-            def run():
-                if self.scene is not scene:
-                    return None  # a newer scene (or none) replaced it
-                try:
-                    return step()  # a widget returned is laid out before it paints
-                except Exception as e:  # noqa: BLE001 - a drawing bug must not crash
-                    self._drawing_failed(e)
-                    return None
-            return run
-
-        first_3d = want_3d and (self._gl_view is None or self._gl_view.scene is None)
-
-        def make() -> None:  # the first 3D surface: the view made, not shown yet
-            if self._ensure_gl(with_scene=False) and not self._gl_view.view.isExposed():
-                self._gl_view.set_floor_visible(False)
-
-        def create() -> None:  # the GL window shown, its first frame empty
-            if self._gl_view is not None:
-                self.stack.setCurrentWidget(self._gl_view)
-
-        def floor() -> None:
-            if self._gl_view is not None:
-                self._gl_view.set_floor_visible(True)
-
-        def front() -> QWidget | None:
-            if want_3d and self._ensure_gl():
-                # the first time, the path and markers follow a turn later (shaders
-                # compile at each item's first frame)
-                self._gl_view.set_scene(scene, overlays=not first_3d)
-                self._gl_view.set_current(self.timeline.index)
-                self._show_view()
-                return None
-            self.contour.set_scene(scene)
-            self.contour.set_current(self.timeline.index)
-            self._show_view()
-            return self.contour
-
-        def path() -> None:
-            if self._gl_view is not None:
-                self._gl_view.show_overlays(markers=False)
-
-        def overlays() -> None:
-            if self._gl_view is not None:
-                self._gl_view.show_overlays()
-
-        def honesty() -> QWidget:
-            self.honesty.set_scene(scene, steps)
-            self.honesty.set_current(self.timeline.index)
-            return self.honesty
-
-        def back() -> QWidget | None:
-            if want_3d and self._gl_view is not None:
-                self.contour.set_scene(scene)
-                self.contour.set_current(self.timeline.index)
-                return self.contour
-            if self._gl_view is not None:
-                self._gl_view.set_scene(scene)
-                self._gl_view.set_current(self.timeline.index)
-
-        def warm() -> None:  # one turn each: preparing the 3D view's copy (~10-20 ms)
-            if want_3d and self._gl_view is not None:
-                self._gl_view.warm_step()
-
-        def ready() -> None:
-            if final and self._worker is None:
-                self.surface_ready.emit()
-
-        first = [make, create, floor, front, path, overlays]
-        todo = (first if first_3d else [front]) + [honesty, back]
-        if final and want_3d:  # so a scrub right after opening finds it ready
-            todo += [warm, warm]
-        self._stagger.run([guarded(f) for f in todo + [ready]])
-
-    def _on_index(self, index: int) -> None:
-        """Timeline moved: only the markers move."""
-        self.contour.set_current(index)
-        if self._gl_view is not None:
-            self._gl_view.set_current(index)
-        self.honesty.set_current(index)
-
-    def _show_message(self, html: str) -> None:
-        """``html`` in place of the surface (and no comparison with a surface below)."""
-        self.message.setText(html)
-        self.stack.setCurrentWidget(self.message)
-        self.honesty.clear()
-
-    def _show_view(self) -> None:
-        if self.scene is None:
-            return
-        if not self.toolbar.wants_contour() and self._ensure_gl():
-            self.stack.setCurrentWidget(self._gl_view)
-        else:
-            self.stack.setCurrentWidget(self.contour)
 
     def _set_busy_ui(self, busy: bool) -> None:
         self.toolbar.set_busy(busy, can_compute=self.run is not None and not self._final)
@@ -452,6 +325,3 @@ class SurfacePanel(QWidget):
             return None
         return int(self.run.index_of_step(int(step)))
 
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

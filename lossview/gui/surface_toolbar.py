@@ -1,5 +1,7 @@
-"""The surface panel's header row: plane, grid size, log z, 2D/3D, camera reset, and the
-progress bar with Cancel / Compute while a surface is computed.
+"""The surface panel's header: plane, grid size, log z on one row; 2D/3D, camera reset, and
+the progress bar with Cancel / Compute while a surface is computed on a second, so that
+the panel fits a third of a 1280-pixel window (in one row it needed 877 pixels, and the
+window could not be narrower than 1512).
 
 The toolbar only holds controls and says what the user asked for (its signals); the
 panel (:mod:`lossview.gui.surface_panel`) decides what to compute and draw.
@@ -11,10 +13,12 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -58,13 +62,17 @@ class SurfaceToolbar(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        bar = QHBoxLayout(self)
-        bar.setContentsMargins(6, 2, 6, 2)
-        bar.setSpacing(6)
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(6, 2, 6, 2)
+        rows.setSpacing(2)
+        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        for row in (row1, row2):
+            row.setSpacing(6)
+            rows.addLayout(row)
         title = QLabel("<b>Loss surface</b>")
         title.setToolTip("The loss on a 2D plane through weight space, with the training "
                          "path projected onto it (Li et al. 2018).")
-        bar.addWidget(title)
+        row1.addWidget(title)
 
         self.plane_box = QComboBox()
         for i, (key, label, tip) in enumerate(PLANES):
@@ -72,7 +80,7 @@ class SurfaceToolbar(QWidget):
             self.plane_box.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
         self.plane_box.setToolTip("Which plane to slice weight space with.")
         self.plane_box.currentIndexChanged.connect(lambda _i: self.settings_changed.emit())
-        bar.addWidget(self.plane_box)
+        row1.addWidget(self.plane_box)
 
         self.res_box = QComboBox()
         for n in RESOLUTIONS:
@@ -80,13 +88,14 @@ class SurfaceToolbar(QWidget):
         self.res_box.setCurrentIndex(RESOLUTIONS.index(DEFAULT_STEPS))
         self.res_box.setToolTip("Grid points per side (the loss is evaluated exactly at each).")
         self.res_box.currentIndexChanged.connect(lambda _i: self.settings_changed.emit())
-        bar.addWidget(self.res_box)
+        row1.addWidget(self.res_box)
 
         self.log_box = QCheckBox("log z")
         self.log_box.setToolTip("Show log10 of the loss, so the flat basin and the walls "
                                 "are both visible.")
         self.log_box.toggled.connect(self.log_toggled)
-        bar.addWidget(self.log_box)
+        row1.addWidget(self.log_box)
+        row1.addStretch(1)
 
         self.view_button = QToolButton()
         self.view_button.setCheckable(True)
@@ -97,14 +106,14 @@ class SurfaceToolbar(QWidget):
         # toggled re-lays out the window's splitter, and every panel repaints (150 ms)
         self.view_button.setFixedWidth(max(
             self.view_button.fontMetrics().horizontalAdvance(t) for t in VIEW_LABELS) + 16)
-        bar.addWidget(self.view_button)
+        row2.addWidget(self.view_button)
 
         self.reset_button = QToolButton()
         self.reset_button.setText("Reset view")
         self.reset_button.setToolTip("Back to the default camera (3D) or the full plane (2D).")
         self.reset_button.clicked.connect(self.reset_requested)
-        bar.addWidget(self.reset_button)
-        bar.addStretch(1)
+        row2.addWidget(self.reset_button)
+        row2.addStretch(1)
 
         self.progress = LazyProgressBar()
         self.progress.setRange(0, 1000)
@@ -117,8 +126,14 @@ class SurfaceToolbar(QWidget):
         self.compute_button = QPushButton("Compute")
         self.compute_button.setToolTip("Compute the surface again (or finish a cancelled one).")
         self.compute_button.clicked.connect(self.compute_requested)
+        # Cancel and Compute are never shown together: one place for both
+        buttons = QGridLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.cancel_button, 0, 0)
+        buttons.addWidget(self.compute_button, 0, 0)
+        row2.addWidget(self.progress)
+        row2.addLayout(buttons)
         for w in (self.progress, self.cancel_button, self.compute_button):
-            bar.addWidget(w)
             # hidden or shown, they keep their place: a header that changes size re-lays
             # out the main window's splitter, and every panel then repaints from scratch
             policy = w.sizePolicy()
