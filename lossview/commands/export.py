@@ -18,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--csv", metavar="FILE", help="every logged metric, one row per step")
     g.add_argument("--gif", metavar="FILE", help="an animation of the timeline (.gif or .mp4)")
     p.add_argument("--step", type=int, help="for --png: the snapshot to show (default: last)")
+    p.add_argument("--size", metavar="WxH", default="1600x1000",
+                   help="for --png: the window's size in pixels (default: 1600x1000)")
     p.add_argument("--frames", type=int, default=60, help="for --gif: at most this many frames")
 
 
@@ -38,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         from lossview.gui.app import run_app
 
-        return run_app(args.path, step=args.step, screenshot=args.png)
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise LossviewError(f"--size takes WIDTHxHEIGHT in pixels, not {args.size!r}") from None
+        if not (320 <= w <= 8192 and 240 <= h <= 8192):
+            raise LossviewError(f"--size {args.size}: between 320x240 and 8192x8192")
+        return run_app(args.path, step=args.step, screenshot=args.png, size=(w, h))
     out = Path(args.gif)
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise LossviewError(f"{out}: animations are .gif or .mp4")

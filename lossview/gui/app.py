@@ -249,11 +249,13 @@ def single_threaded_blas() -> None:
 
 
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,
-            demo: bool = False, train: bool = False, model_file: str | None = None) -> int:
+            demo: bool = False, train: bool = False, model_file: str | None = None,
+            size: tuple[int, int] | None = None) -> int:
     """Show the main window and run the event loop; returns the exit status.
 
     ``screenshot``: once every panel is populated at ``step`` (the surface computation
-    included), write the window as a PNG to that file and exit 0 (1 if loading failed).
+    included), write the window as a PNG to that file and exit 0 (1 if loading failed);
+    ``size`` is the window's size for it (default :data:`SCREENSHOT_SIZE`).
     """
     from lossview.gui.main_window import MainWindow, demo_path
 
@@ -269,7 +271,7 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
     if model_file:
         win.set_model_file(model_file)
     if screenshot:
-        win.resize(*SCREENSHOT_SIZE)
+        win.resize(*(size or SCREENSHOT_SIZE))
     win.show()
     status = {"code": 0}
     if screenshot:

@@ -69,6 +69,28 @@ def _long_lag_slope(diff: dict, span: float) -> float | None:
     return None
 
 
+def _msd_at(diff: dict, lag: float) -> tuple[float, float] | None:
+    """(lag, MSD) of the measured lag nearest ``lag`` on a log scale."""
+    lags, msd = np.asarray(diff.get("lags") or [], float), np.asarray(diff.get("msd") or [], float)
+    ok = (lags > 0) & (msd > 0)
+    if not ok.any():
+        return None
+    lags, msd = lags[ok], msd[ok]
+    i = int(np.argmin(np.abs(np.log(lags / lag))))
+    return float(lags[i]), float(msd[i])
+
+
+def _drift_excess(diff: dict, span: float) -> dict[str, float]:
+    """How far the segment's MSD runs ahead of diffusion at long lags: ``msd_bending_slope``
+    (two-point slope from lag span/10 to span/2) and ``displacement_excess`` (MSD at the
+    longest lag over the linear extrapolation from span/10, scaled to the whole span)."""
+    a, b = _msd_at(diff, span / 10), _msd_at(diff, span / 2)
+    if span <= 0 or a is None or b is None or b[0] <= a[0] * 1.5:
+        return {}
+    return {"msd_bending_slope": float(np.log(b[1] / a[1]) / np.log(b[0] / a[0])),
+            "bending_lags": [a[0], b[0]], "_diffusive_rate": a[1] / a[0]}
+
+
 def weights_evidence(r: dict) -> dict[str, Any]:
     """The deciding numbers of the weights answer, computed on the segment."""
     idx = _segment_indices(r)
@@ -90,16 +112,20 @@ def weights_evidence(r: dict) -> dict[str, Any]:
         ev["step_length_trend"] = _trend(seg_sl)
     span = float(steps[idx[-1]] - steps[idx[0]])
     ev["msd_long_lag_slope"] = _long_lag_slope(r.get("diffusion") or {}, span) if span > 0 else None
+    ev.update(_drift_excess(r.get("diffusion") or {}, span))
     ev["update_correlation"] = (r.get("stationarity") or {}).get("update_lag1_correlation")
     pn = d.get("param_norm") or []
     if pn and pn[idx[0]] and pn[idx[-1]]:
         ev["norm_first"], ev["norm_last"] = float(pn[idx[0]]), float(pn[idx[-1]])
     tf = d.get("to_final") or []
     net = tf[idx[0]] if idx[-1] == len(steps) - 1 and len(tf) > idx[0] else None
+    rate = ev.pop("_diffusive_rate", None)
     if net:
         ev["net_displacement"] = float(net)
         if "norm_first" in ev:
             ev["radial_share"] = (ev["norm_last"] - ev["norm_first"]) / float(net)
+        if rate and span > 0:
+            ev["displacement_excess"] = float(net) ** 2 / (rate * span)
     g = r.get("gradient") or {}
     if g.get("post_trend") is not None:
         ev["gradient_norm_trend"] = g["post_trend"]
@@ -142,6 +168,13 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
             return "undetermined", (f"the MSD saturates (slope {a:.2f}) but the step grows "
                                     f"x{rs:.2g}; the two disagree")
         return "confined", ""
+    ex, bend = ev.get("displacement_excess"), ev.get("msd_bending_slope")
+    if ex is not None and bend is not None and ex >= V.DRIFT_EXCESS_FROM and \
+            bend >= V.BENDING_SLOPE_FROM and (growing_norm or (c is not None and c > 0)):
+        return "drifting", (f"the segment's net displacement squared is {ex:.1f}x what diffusion at "
+                            f"lag {ev['bending_lags'][0]:,.0f} predicts, and the MSD bends upward (slope "
+                            f"{bend:.2f} from lag {ev['bending_lags'][0]:,.0f} to {ev['bending_lags'][1]:,.0f})"
+                            + (f"; {norm_txt}" if norm_txt else ""))
     lo, hi = V.DIFFUSIVE_SLOPE
     if lo <= a < hi and (c is None or abs(c) < V.RANDOM_CORRELATION_BELOW) and \
             (rs is None or rs <= V.GROWING_ABOVE):
@@ -185,8 +218,9 @@ def weights_answer(r: dict, loss: dict | None = None) -> dict[str, Any]:
                        + ": the step keeps shrinking, so they approach a limit"),
         "drifting": ("The weights are drifting outward: " + why + ", so the shrinking step is no sign "
                      "of a limit (cross-entropy's weights grow like log t on separable data, "
-                     "Soudry et al. 2018)" if why and rs is not None and rs < V.STEADY_FROM else
-                     "The weights are drifting: directed motion that does not slow down"),
+                     "Soudry et al. 2018)" if why and why.startswith("the norm") else
+                     "The weights are drifting: a directed motion on top of the random one: " + why
+                     if why else "The weights are drifting: directed motion that does not slow down"),
         "diffusing": "The weights are diffusing like a random walk: steady step, MSD growing linearly with lag",
         "confined": ("The weights are confined: they fluctuate around one point (the MSD saturates), "
                      "as constant-lr SGD does at its stationary distribution (Mandt et al. 2017)"),

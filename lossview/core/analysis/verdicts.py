@@ -45,6 +45,12 @@ DRIFT_CORRELATION_ABOVE = -0.1
 RANDOM_CORRELATION_BELOW = 0.3
 #: Long lags: the MSD slope is fitted over lags from span/LONG_LAG_FROM to span/LONG_LAG_TO.
 LONG_LAG_FROM, LONG_LAG_TO = 20.0, 3.0
+#: Drift on top of diffusion: the segment's net displacement squared over what diffusion
+#: at lag span/10 predicts for the whole span (``MSD(span/10) * 10``). A random walk gives
+#: about 1; 2 or more means the directed part moved the weights as far as the random part.
+DRIFT_EXCESS_FROM = 2.0
+#: ... and the MSD bends upward: the two-point slope from lag span/10 to span/2 at least this.
+BENDING_SLOPE_FROM = 1.15
 
 # -- stability: lr * lambda_max against the limit 2 (2 + 2 beta with momentum) -------------
 
