@@ -81,6 +81,8 @@ def assemble_run(
     warnings = list(warnings)
     if not entries:
         raise NoCheckpointsError(f"no checkpoints found in {path}")
+    from lossview.core.io.normalise import normalise_entries  # wrapper prefixes, bf16 notes
+    entries, reader, spec, buffer_names = normalise_entries(entries, reader, spec, buffer_names)
     signatures = []
     for snap, info in entries:
         params, _ = split_params(info, buffer_names)
