@@ -59,8 +59,12 @@ class SurfaceContourView(QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setAspectLocked(True)
         self.plot.setMenuEnabled(False)
-        self.plot.setLabel("bottom", "α  (direction 1)")
-        self.plot.setLabel("left", "β  (direction 2)")
+        # short: in a 1280x800 window the plot is ~130 px tall, and "β (direction 2)
+        # (x1e+12)" was cut off
+        self.plot.setLabel("bottom", "α")
+        self.plot.setLabel("left", "β")
+        self.plot.setToolTip("α, β: coordinates along the plane's two directions (see the "
+                             "plane's tooltip); hatched cells: the loss overflowed there.")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)

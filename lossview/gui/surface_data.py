@@ -285,12 +285,14 @@ def build_scene(surface: Any, log: bool, isolines: bool = True) -> SurfaceScene:
     bad = ~np.isfinite(z)
     coords = np.asarray(surface.coords, dtype=np.float64).reshape(-1, 2)
     n = len(coords)
-    traj = _vec(getattr(surface, "surface_loss", None), n)
-    if not np.isfinite(traj).all() and n:
-        # not evaluated yet on a partial surface: read the filled grid instead
-        ia = np.clip(np.searchsorted(alphas, coords[:, 0]), 0, len(alphas) - 1)
-        ib = np.clip(np.searchsorted(betas, coords[:, 1]), 0, len(betas) - 1)
-        traj = np.where(np.isfinite(traj), traj, z[ia, ib])
+    traj = _vec(getattr(surface, "surface_loss", None), n).copy()
+    # not evaluated yet on a partial surface: read the filled grid instead (not for a
+    # snapshot left off the plane, nor on the final surface: NaN there is an overflow)
+    todo = np.isnan(traj) & np.isfinite(coords).all(axis=1)
+    if getattr(surface, "nonfinite", None) is None and todo.any():
+        ia = np.clip(np.searchsorted(alphas, coords[todo, 0]), 0, len(alphas) - 1)
+        ib = np.clip(np.searchsorted(betas, coords[todo, 1]), 0, len(betas) - 1)
+        traj[todo] = z[ia, ib]
     scale = height_scale(z, log)
     mask = getattr(surface, "basin_mask", None)
     info = dict(getattr(surface, "basin", None) or {})

@@ -119,6 +119,8 @@ def test_the_contour_view_hatches_the_overflowed_cells_and_the_caption_counts_th
     assert f"{n} of {STEPS * STEPS} grid points non-finite (loss overflowed)" in caption
     assert truth.skipped_text()[1:] in caption and "Left out 1 of" in caption
     assert (panel.surface.nonfinite == truth.nonfinite).all()
+    # the snapshot left off the plane has no loss on it (not a grid corner's)
+    assert np.isnan(panel.scene.traj_loss[-1]) and np.isinf(panel.scene.true_loss[-1])
     # nothing of the caption is cut off: it has the height its wrapped lines need
     assert panel.status.height() >= panel.status.heightForWidth(panel.status.width())
 
@@ -243,3 +245,40 @@ def test_suspicious_surface_and_the_loss_used_are_in_the_caption(qtbot, monkeypa
     assert "non-finite" not in panel.status.text().split("Left out")[0]  # no overflow line
     qtbot.waitUntil(lambda: panel.status.height()
                     >= panel.status.heightForWidth(panel.status.width()), timeout=2000)
+
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+def build_model():
+    return nn.Linear(3, 1)
+def batches():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, generator=g)
+    return [(x, x.sum(1, keepdim=True))]
+def loss_fn(outputs, targets):
+    return torch.nn.functional.mse_loss(outputs, targets)
+'''
+
+
+def test_a_run_with_no_finite_snapshot_says_so_in_one_line(qtbot, tmp_path):
+    """A user's folder whose every checkpoint holds NaN weights: the core's reason, no
+    traceback, and no hint to pass a model file (one was passed)."""
+    import torch
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for step in (10, 20):
+        torch.save({"weight": torch.full((1, 3), float("nan")), "bias": torch.zeros(1)},
+                   folder / f"model_{step}.pt")
+    (tmp_path / "model.py").write_text(MODEL_FILE)
+    run = open_run(folder)
+    panel, _ = make_panel(qtbot, run, contour=True)
+    panel.set_model_file(str(tmp_path / "model.py"))
+    with qtbot.waitSignal(panel.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
+        panel.set_run(run, None)
+    text = panel.message.text()
+    assert panel.stack.currentWidget() is panel.message
+    assert "Cannot compute the loss surface" in text
+    assert "no snapshot has finite weights and a finite loss" in text
+    assert "Traceback" not in text and "--model" not in text
