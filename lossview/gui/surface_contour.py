@@ -8,6 +8,8 @@ a hatched patch in the overflow colour (no colour of the heat map's, no isolines
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
@@ -34,14 +36,21 @@ HATCH_WIDTH = 2
 def overflow_image(mask: np.ndarray) -> np.ndarray:
     """RGBA image (rows beta, columns alpha, ``HATCH_CELL`` pixels a grid cell) of the
     overflowed cells of ``mask[alpha, beta]``, hatched; transparent elsewhere."""
-    m = np.asarray(mask, dtype=bool).T
+    m = np.asarray(mask, dtype=np.uint8).T
     m = np.repeat(np.repeat(m, HATCH_CELL, axis=0), HATCH_CELL, axis=1)
-    yy, xx = np.indices(m.shape)
-    stripe = (xx + yy) % HATCH_PERIOD < HATCH_WIDTH
-    img = np.zeros(m.shape + (4,), dtype=np.uint8)
-    img[m] = (*OVERFLOW_RGB, 255)
-    img[m & stripe] = (*OVERFLOW_HATCH_RGB, 255)
-    return img
+    # 0: transparent, 1: fill, 2: a stripe of the hatching (a palette lookup: ~1 ms for
+    # a 61 x 61 grid, where boolean masks took ~9 ms of the GUI thread)
+    return np.take(_PALETTE, m * (1 + _stripes(m.shape)), axis=0)
+
+
+@lru_cache(maxsize=4)
+def _stripes(shape: tuple[int, int]) -> np.ndarray:
+    yy, xx = np.indices(shape)
+    return ((xx + yy) % HATCH_PERIOD < HATCH_WIDTH).astype(np.uint8)
+
+
+_PALETTE = np.array([(0, 0, 0, 0), (*OVERFLOW_RGB, 255), (*OVERFLOW_HATCH_RGB, 255)],
+                    dtype=np.uint8)
 
 
 class SurfaceContourView(QWidget):
