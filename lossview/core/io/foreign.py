@@ -71,7 +71,7 @@ def checkpoint_folder(path: Path) -> tuple[Path, dict[Path, str | None]]:
 
 def detect(path: Path) -> str:
     """The format name of ``path``, or a LossviewError saying why it cannot be read."""
-    from lossview.core.io.hf import is_hf_output
+    from lossview.core.io.hf import hf_format
     from lossview.core.io.lightning import find_ckpts
 
     path = Path(path)
@@ -92,8 +92,8 @@ def detect(path: Path) -> str:
         raise LossviewError(f"cannot list {path}: {e.strerror or e}") from None
     if empty:
         raise NoCheckpointsError(f"{path} is empty: no checkpoints to open")
-    if is_hf_output(path):
-        return "hf-trainer"
+    if (hf := hf_format(path)) is not None:  # checkpoint-N/, save_pretrained, save_state
+        return hf
     kind = _majority(_kinds(visible_files(path)))
     if kind is not None:
         return kind
@@ -109,10 +109,10 @@ def detect(path: Path) -> str:
 def open_foreign(path: Path, fmt: str) -> Run:
     """Open ``path`` as format ``fmt`` (one of :data:`FORMATS`)."""
     path = Path(path)
-    if fmt == "hf-trainer":
+    if fmt in ("hf-trainer", "hf-pretrained", "accelerate"):
         from lossview.core.io.hf import open_hf
 
-        return open_hf(path)
+        return open_hf(path, fmt)
     if fmt == "lightning":
         from lossview.core.io.lightning import open_lightning
 

@@ -56,6 +56,22 @@ def is_hf_output(path: Path) -> bool:
     return path.is_dir() and bool(checkpoint_dirs(path))
 
 
+#: Formats this module opens (see :func:`hf_format`).
+HF_FORMATS = ("hf-trainer", "hf-pretrained", "accelerate")
+
+
+def hf_format(path: Path) -> str | None:
+    """``"hf-trainer"`` (``checkpoint-N/`` folders), ``"hf-pretrained"`` (one
+    ``save_pretrained`` folder per step, or one such folder), ``"accelerate"`` (``save_state``
+    folders) or None; see :mod:`lossview.core.io.hf_layouts`."""
+    if is_hf_output(path):
+        return "hf-trainer"
+    from lossview.core.io.hf_layouts import find_layout
+
+    found = find_layout(path)
+    return found[0] if found else None
+
+
 def weight_files(ckdir: Path) -> list[Path]:
     """The weight file(s) of one checkpoint folder, shards in index order; [] if none."""
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
@@ -114,10 +130,17 @@ class HFReader:
         return self._pt.read(snapshot)
 
 
-def _info(files: list[Path]) -> tuple[dict, str | None]:
-    """Tensor listing of a checkpoint's weight files and the state_dict key (torch files)."""
+def info_of(files: list[Path]) -> tuple[dict, str | None, dict[str, str]]:
+    """Tensor listing of a model's weight files (all shards), the state_dict key (torch
+    files) and the tied tensors left out of the listing (``alias -> kept``): a ``.bin``
+    stores GPT-2's ``lm_head.weight`` and ``transformer.wte.weight`` as one storage, and
+    such a tensor counts once, as safetensors stores it."""
+    from lossview.core.io.normalise import tied_aliases
+    from lossview.core.io.torchfiles import find_state_dict
+
     info: dict = {}
     key = None
+    tied: dict[str, str] = {}
     for f in files:
         if f.name.endswith(".safetensors"):
             info.update(safetensors_info(f)[0])
@@ -125,6 +148,14 @@ def _info(files: list[Path]) -> tuple[dict, str | None]:
             i, meta = inspect_file(f)
             info.update(i)
             key = meta.get("key")
+            tied.update(tied_aliases(find_state_dict(load_torch(f))[1]))  # memory-mapped
+    for alias in tied:
+        info.pop(alias, None)
+    return info, key, tied
+
+
+def _info(files: list[Path]) -> tuple[dict, str | None]:
+    info, key, _ = info_of(files)
     return info, key
 
 
@@ -146,7 +177,11 @@ def _final_model(path: Path, state: dict, steps: list[int], warnings: list[str])
                      meta={"files": files, "key": key, "folder": "."}), info)
 
 
-def open_hf(path: Path) -> Run:
+def open_hf(path: Path, fmt: str = "hf-trainer") -> Run:
+    if fmt != "hf-trainer":
+        from lossview.core.io.hf_layouts import open_layout
+
+        return open_layout(path)
     warnings: list[str] = []
     entries = []
     states = []

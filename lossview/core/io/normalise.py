@@ -123,3 +123,26 @@ def normalise_entries(entries: Sequence[tuple[Snapshot, Mapping]], reader: Any,
     spec = {**(spec or {}), "normalised": notes}
     buffer_names = [renamed.get(b, b) for b in buffer_names]
     return out, (RenamingReader(reader) if changed else reader), spec, buffer_names
+
+
+def tied_aliases(state_dict: Mapping[str, Any]) -> dict[str, str]:
+    """``alias -> kept name`` for tensors of a loaded torch state_dict that are views of the
+    same storage with the same offset, shape and strides: tied weights (GPT-2's
+    ``lm_head.weight`` is ``transformer.wte.weight``), which ``torch.save`` stores once and
+    ``state_dict()`` lists twice. The first name in the state_dict's order is kept, as
+    safetensors and accelerate keep it."""
+    seen: dict[tuple, str] = {}
+    out: dict[str, str] = {}
+    for name, t in state_dict.items():
+        try:
+            if t.numel() == 0:
+                continue
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
+                   tuple(t.stride()), str(t.dtype))
+        except (AttributeError, RuntimeError, TypeError):
+            continue
+        if key in seen:
+            out[str(name)] = seen[key]
+        else:
+            seen[key] = str(name)
+    return out
