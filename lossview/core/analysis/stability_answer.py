@@ -93,18 +93,25 @@ def stability_answer(r: dict) -> dict[str, Any]:
     assumed = "" if name == "sgd" else (" (assuming plain SGD: the optimizer is not recorded)"
                                         if name is None else f" (treating {name} as SGD)")
     ratios = [V.stability_ratio(x["sharpness"], x["lr"], beta) for x in rows]
-    last = rows[-1]
-    limit = (2.0 + 2.0 * beta) / last["sharpness"] if last["sharpness"] > 0 else None
-    out.update(sharpness=last["sharpness"], sharpness_step=last["step"], lr=last["lr"],
+    bands = [V.band_of(x) for x in ratios]
+    # the snapshot the limit is quoted at: the last one, except in a diverged run, whose
+    # last finite weights are already blowing up: there the first one beyond the limit
+    # (where the instability began), else the last
+    k = len(rows) - 1
+    if diverged and "above" in bands:
+        k = bands.index("above")
+    ref = rows[k]
+    limit = (2.0 + 2.0 * beta) / ref["sharpness"] if ref["sharpness"] > 0 else None
+    out.update(sharpness=ref["sharpness"], sharpness_step=ref["step"], lr=ref["lr"],
                lr_limit=limit, ratios=ratios, steps=[x["step"] for x in rows],
                max_sharpness=max(x["sharpness"] for x in rows))
-    compare = (f"λ_max = {num(last['sharpness'])} at {unit_word(unit)} {last['step']:,}, so SGD"
+    over = (f"{ratios[k]:.2f}" if ratios[k] < 10 else f"{num(ratios[k])}")
+    compare = (f"λ_max = {num(ref['sharpness'])} at {unit_word(unit)} {ref['step']:,}, so SGD"
                + (f" with momentum {beta:g}" if beta else "") + f" is stable only for lr < "
-               f"{limit_formula(beta)} = {num(limit)}; the run used {num(last['lr'])}"
-               f" (lr·λ_max/{2 + 2 * beta:g} = {ratios[-1]:.2f})" if limit else
-               f"λ_max = {num(last['sharpness'])} at {unit_word(unit)} {last['step']:,}")
+               f"{limit_formula(beta)} = {num(limit)}; the run used {num(ref['lr'])}"
+               f" (lr·λ_max/{2 + 2 * beta:g} = {over})" if limit else
+               f"λ_max = {num(ref['sharpness'])} at {unit_word(unit)} {ref['step']:,}")
     compare += assumed + _lrs_sentence(rows, beta, unit)
-    bands = [V.band_of(x) for x in ratios]
     tail_n = 0
     for b in reversed(bands):
         if b != bands[-1]:
@@ -114,7 +121,9 @@ def stability_answer(r: dict) -> dict[str, Any]:
     # hovering a few % above 2/lr is the edge of stability, not a catapult
     above_before = [x["step"] for x, b in zip(rows[:len(rows) - tail_n], bands) if b == "above"]
     if diverged:
-        return done("diverged", f"The run diverged at {at_div}. {compare}.")
+        first = rows[k]["step"] if bands[k] == "above" else None
+        return done("diverged", f"The run diverged at {at_div}. {compare}"
+                    + (f"; above the limit from {unit_word(unit)} {first:,} on." if first is not None else "."))
     if suspicious := table.get("suspicious"):
         return done("unknown", f"Stability: unknown: the measured curvature is suspicious ({suspicious}).",
                     reason=suspicious)

@@ -118,6 +118,27 @@ def test_a_diverged_relu_net_is_diverged_everywhere_and_never_converging(tmp_pat
     assert ans["weights"]["verdict"] == "diverged", ans["weights"]["sentence"]
     assert ans["stability"]["verdict"] in ("diverged", "unstable"), ans["stability"]["sentence"]
     assert ans["stability"]["lr"] == pytest.approx(1.5)
+    # the limit is quoted where the instability began (the first snapshot beyond it), not
+    # at the last finite weights, whose curvature has already blown up: here step 0,
+    # where the exact Hessian of the model file's loss gives lambda_max
+    st = ans["stability"]
+    model = ur.model_from_source(ur.RELU_SRC, seed=0)
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    data = torch.load(run.model_file.with_name(run.model_file.stem + "_data.pt"))
+    flat = torch.cat([p.reshape(-1) for p in params.values()])
+
+    def loss_of(v):
+        out, i = {}, 0
+        for k, p in params.items():
+            out[k] = v[i:i + p.numel()].reshape(p.shape)
+            i += p.numel()
+        pred = torch.func.functional_call(model, out, (data["x"].double(),))
+        return torch.nn.functional.mse_loss(pred, data["y"].double())
+
+    lam0 = float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat.double()))[-1])
+    assert st["sharpness_step"] == 0 and st["sharpness"] == pytest.approx(lam0, rel=1e-2)
+    assert st["lr_limit"] == pytest.approx(2 / lam0, rel=1e-2) and 1.5 > st["lr_limit"]
+    assert f"{2 / lam0:.3g}" in st["sentence"]
     for text in ur.sentences(rep):
         assert not NOT_AFTER_DIVERGENCE.search(text), text
 
