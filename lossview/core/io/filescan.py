@@ -17,6 +17,7 @@ from lossview.core.io.naming import name_position, natural_key
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".tar", ".ckpt")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 NPZ_SUFFIXES = (".npz",)
+KERAS_SUFFIXES = (".weights.h5", ".keras")  # Keras 3 (lossview.core.io.kerasfiles)
 
 #: Files that hold optimizer, scheduler or RNG state or training arguments: never opened
 #: (training_args.bin and rng_state.pth are pickles of arbitrary classes).
@@ -68,6 +69,8 @@ def sniff(path: Path) -> str | None:
 def kind_of(path: Path) -> str | None:
     """The checkpoint kind of a file by extension, else by content; None if not one."""
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(KERAS_SUFFIXES):
+        return "keras"
     if suffix in SAFETENSORS_SUFFIXES:
         return "safetensors"
     if suffix in NPZ_SUFFIXES:

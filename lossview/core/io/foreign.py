@@ -8,6 +8,7 @@ Formats (names as in ``lossview analyze --json``):
                  are a ``torch.save`` zip or pickle)
 ``safetensors``  ``.safetensors`` files
 ``npz``          ``.npz`` files
+``keras``        Keras 3 ``.weights.h5`` files and ``.keras`` archives (``kerasfiles``)
 
 Order of detection: ``checkpoint-N/`` folders; the folder's own files (most common kind);
 ``.ckpt`` files deeper down; the one sub-folder that holds checkpoints (``checkpoints/``).
@@ -30,9 +31,10 @@ from lossview.core.io.filescan import (
 from lossview.core.run import Run
 
 #: Preference when a folder holds as many files of two kinds.
-_PRIORITY = ("safetensors", "torch", "lightning", "npz")
-FORMATS = ("torch", "lightning", "hf-trainer", "safetensors", "npz")
-_LOOKED_FOR = ".safetensors, .npz, .pt/.pth/.bin/.tar, .ckpt files or checkpoint-N/ folders"
+_PRIORITY = ("safetensors", "torch", "lightning", "npz", "keras")
+FORMATS = ("torch", "lightning", "hf-trainer", "safetensors", "npz", "keras")
+_LOOKED_FOR = (".safetensors, .npz, .pt/.pth/.bin/.tar, .ckpt, .weights.h5/.keras files or "
+               "checkpoint-N/ folders")
 
 
 def _kinds(files: list[Path]) -> dict[Path, str | None]:
@@ -117,6 +119,10 @@ def open_foreign(path: Path, fmt: str) -> Run:
         from lossview.core.io.lightning import open_lightning
 
         return open_lightning(path)
+    if fmt == "keras":
+        from lossview.core.io.kerasfiles import open_keras
+
+        return open_keras(path)
     if fmt not in FORMATS:
         raise LossviewError(f"unknown checkpoint format {fmt!r}")
     warnings: list[str] = []
