@@ -101,27 +101,56 @@ def summarize_ignored(files: Sequence[Path], why: str, limit: int = 5) -> str | 
     return f"ignored {len(files)} file{'s' if len(files) > 1 else ''} ({why}): {names}"
 
 
-def positions_from_names(files: Sequence[Path]
+def positions_from_names(files: Sequence[Path], known: Sequence[int] = ()
                          ) -> tuple[list[int], list[float | None], list[str], list[str]]:
     """Position, epoch and unit (``"step"``/``"epoch"``) of each file from its name.
 
     Numbers in the names give the positions (``model_2`` before ``model_10``); names that
     announce only an epoch (``epoch_3``, ``weights.05-0.32``) use it as the position, in
-    epochs. If some name holds no number at all, the natural order of the names gives the
-    steps 0, 1, 2... and a warning says so.
+    epochs. A name without a number among numbered ones (``model_final.pt``, ``last.pt``;
+    ``known`` holds the positions other snapshots took from their contents) goes after
+    them, at the last position + 1 (several: + 1, + 2... in name order), or at 0 when it
+    says it is the start (``model_init.pt``) and 0 is free; the numbered ones keep their
+    numbers and a warning says where the others went. If no name holds a number, the
+    natural order of the names gives the steps 0, 1, 2... and a warning says so.
     """
+    from lossview.core.io.naming import is_initial_name
+
     found = [name_position(f) for f in files]
     steps = [p[0] for p in found]
     epochs = [None if p[1] is None else float(p[1]) for p in found]
     units = [p[2] for p in found]
     warnings: list[str] = []
-    if len(files) > 1 and any(s is None for s in steps):
-        order = sorted(range(len(files)), key=lambda i: natural_key(files[i].name))
-        steps = [0] * len(files)
-        for rank, i in enumerate(order):
+    nameless = sorted((i for i, s in enumerate(steps) if s is None),
+                      key=lambda i: natural_key(files[i].name))
+    taken = [int(s) for s in steps if s is not None] + [int(k) for k in known]
+    if nameless and not taken and len(files) > 1:
+        for rank, i in enumerate(nameless):
             steps[i] = rank
         units = ["step"] * len(files)
         warnings.append("some file names hold no step number; snapshots are ordered by name")
+    elif nameless and taken:
+        numbered_units = [units[i] for i, s in enumerate(steps) if s is not None]
+        unit = "epoch" if numbered_units and all(u == "epoch" for u in numbered_units) \
+            and not known else "step"
+        first = [i for i in nameless if is_initial_name(files[i])]
+        if len(first) == 1 and min(taken) > 0:
+            steps[first[0]], units[first[0]] = 0, unit
+            warnings.append(f"{files[first[0]].name} has no {unit} number in its name: placed "
+                            f"at {unit} 0, before the first numbered one ({min(taken)})")
+            nameless.remove(first[0])
+        top = max(taken)
+        for k, i in enumerate(nameless):
+            steps[i], units[i] = top + 1 + k, unit
+        if nameless:
+            names = ", ".join(files[i].name for i in nameless[:4]) + (
+                " ..." if len(nameless) > 4 else "")
+            at = ", ".join(str(top + 1 + k) for k in range(min(len(nameless), 4)))
+            warnings.append(
+                f"{names} {'has' if len(nameless) == 1 else 'have'} no {unit} number in "
+                f"{'its name' if len(nameless) == 1 else 'their names'}: placed at "
+                f"{unit}{'s' if len(nameless) > 1 else ''} {at}, after the last numbered "
+                f"one ({top})")
     return [0 if s is None else int(s) for s in steps], epochs, units, warnings
 
 

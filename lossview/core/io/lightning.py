@@ -122,12 +122,9 @@ def open_lightning(path: Path) -> Run:
     ckpts, warnings = pick_version(ckpts)
     found, w = scan_torch_files(ckpts)
     warnings += w
-    entries, w = snapshots_from_scan(found)
+    # ModelCheckpoint(save_last=True) repeats the newest checkpoint as last.ckpt: dropped
+    entries, w = snapshots_from_scan(found, note_copies=False)
     warnings += w
-    # ModelCheckpoint(save_last=True) repeats the newest checkpoint as last.ckpt: drop it.
-    named_steps = {s.step for s, _ in entries if not s.source.stem.startswith("last")}
-    entries = [(s, i) for s, i in entries
-               if not (s.source.stem.startswith("last") and s.step in named_steps)]
     metrics = scalar_series(entries)
     csv_path = find_metrics_csv(ckpts, path)
     if csv_path is not None:

@@ -15,6 +15,25 @@ _EPOCH_WORDS = re.compile(r"(?<![a-z])(?:epoch|ep)[-_=]?(\d+)", re.I)
 _KERAS_EPOCH = re.compile(r"^(?:weights\.(\d+)(?=[-.])|(?:model\.)?(\d+)-\d*\.\d+)", re.I)
 
 
+# A number-less name that announces the start of training (``model_init.pt``, ``initial.pt``).
+_INITIAL = re.compile(r"(?:^|[^a-z])(?:init|initial|start|begin)(?:[^a-z]|$)", re.I)
+
+
+# A name for a copy or the end of a run: ``last.ckpt``, ``last-v1.ckpt``, ``model_best.pth.tar``.
+_ALIAS = re.compile(r"(?:^|[^a-z])(?:last|best|final|latest)(?:-v\d+)?$", re.I)
+
+
+def is_alias_name(path: Path | str) -> bool:
+    """True for ``last``/``best``/``final``/``latest`` names (``last-v1.ckpt`` included),
+    which name a moment of the run rather than a step."""
+    return bool(_ALIAS.search(Path(path).name.split(".")[0]))
+
+
+def is_initial_name(path: Path | str) -> bool:
+    """True for a name that says it holds the weights before training (``model_init.pt``)."""
+    return bool(_INITIAL.search(Path(path).name))
+
+
 def natural_key(name: str) -> tuple:
     """Sort key that orders embedded integers numerically: a2 < a10 < b1."""
     parts = _NUM.split(name)

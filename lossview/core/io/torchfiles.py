@@ -24,15 +24,26 @@ from typing import Any
 import numpy as np
 
 from lossview.core.errors import LossviewError
+from lossview.core.io.bookkeeping import (
+    EPOCH_KEYS,
+    POSITION_KEYS,
+    STEP_KEYS,
+    bookkeeping,
+    dataset_like,
+    is_bookkeeping,
+    metric_name,
+)
 from lossview.core.io.filescan import first_present, one_line
 from lossview.core.run import Snapshot, TensorDict
 
 #: Where the weights sit in a checkpoint dict, most specific first.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_state", "net",
               "network", "weights", "params")
-STEP_KEYS = ("global_step", "step", "iteration", "iter", "iter_num", "num_updates", "steps")
-EPOCH_KEYS = ("epoch", "epochs")
 SAFETY = "needs pickled code; skipped for safety (lossview never runs code from checkpoints)"
+#: What to do about files that need pickled code (whole models saved with torch.save(model)).
+SAFETY_FIX = ("lossview never runs code from checkpoints: save model.state_dict() instead "
+              "(for files you trust: torch.save(torch.load(f, weights_only=False)"
+              ".state_dict(), f))")
 
 
 class UnsafeFile(Exception):
@@ -41,6 +52,10 @@ class UnsafeFile(Exception):
 
 class UnreadableFile(Exception):
     """Not a torch file, or a damaged one."""
+
+
+class NotWeights(UnreadableFile):
+    """A readable torch file that holds something else (a saved dataset)."""
 
 
 #: Inert standard-library classes allowed beside tensors: ``argparse.Namespace`` holds the
@@ -88,6 +103,10 @@ def find_state_dict(obj: Any) -> tuple[str | None, Mapping[str, Any]]:
     ------
     UnreadableFile : no name -> tensor mapping in it.
     """
+    if isinstance(obj, (tuple, list)) and obj and all(_is_tensor(v) for v in obj):
+        shapes = ", ".join(str(list(v.shape)) for v in obj[:3]) + (" ..." if len(obj) > 3 else "")
+        raise NotWeights(f"holds a {type(obj).__name__} of {len(obj)} tensors ({shapes}), "
+                         f"data rather than a state_dict")
     if not isinstance(obj, Mapping):
         raise UnreadableFile(f"holds a {type(obj).__name__}, not a state_dict")
     for key in STATE_KEYS:
@@ -110,21 +129,26 @@ def _scalar(v: Any) -> float | None:
 
 
 def checkpoint_meta(obj: Any, key: str | None) -> dict[str, Any]:
-    """Step, epoch and logged scalars stored beside the weights in a checkpoint dict."""
+    """Step, epoch, other positions, bookkeeping (``info``) and the metric scalars stored
+    beside the weights in a checkpoint dict (see :mod:`lossview.core.io.bookkeeping`)."""
     if key is None or not isinstance(obj, Mapping):
         return {}
     step = _scalar(first_present(STEP_KEYS, obj))
     epoch = _scalar(first_present(EPOCH_KEYS, obj))
-    scalars = {}
+    scalars, positions = {}, {}
     for k, v in obj.items():
-        if k in STEP_KEYS or k in EPOCH_KEYS or k == key or not isinstance(k, str):
+        if k == key or not isinstance(k, str) or is_bookkeeping(k, v):
             continue
         s = _scalar(v)
-        if s is not None:
-            scalars[k] = s
+        if s is None:
+            continue
+        if k in POSITION_KEYS:
+            positions[k] = s
+        else:
+            scalars[metric_name(k, obj)] = s
     return {"step": None if step is None or not math.isfinite(step) else int(step),
             "epoch": None if epoch is None or not math.isfinite(epoch) else epoch,
-            "scalars": scalars}
+            "scalars": scalars, "positions": positions, "info": bookkeeping(obj, key)}
 
 
 def tensor_info(sd: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -154,6 +178,8 @@ def inspect_file(path: Path) -> tuple[dict, dict[str, Any]]:
     obj = load_torch(path)
     key, sd = find_state_dict(obj)
     info = tensor_info(sd)
+    if key is None and (data := dataset_like(info)) is not None:
+        raise NotWeights(f"holds data, not weights ({data})")
     meta = checkpoint_meta(obj, key)
     meta["key"] = key
     if key is not None:
@@ -183,14 +209,21 @@ class TorchReader:
         return out
 
 
-def scan_torch_files(files: Sequence[Path]) -> tuple[list[tuple[Path, dict, dict]], list[str]]:
-    """Inspect each file; unreadable or unsafe ones become warnings naming the file."""
+def scan_torch_files(files: Sequence[Path], unsafe: list[Path] | None = None
+                     ) -> tuple[list[tuple[Path, dict, dict]], list[str]]:
+    """Inspect each file; unreadable or unsafe ones become warnings naming the file (and the
+    unsafe ones are appended to ``unsafe`` when given, for :func:`unsafe_refusal`)."""
     found, warnings = [], []
     for f in files:
         try:
             info, meta = inspect_file(f)
         except UnsafeFile:
             warnings.append(f"{f.name}: {SAFETY}")
+            if unsafe is not None:
+                unsafe.append(f)
+            continue
+        except NotWeights as e:
+            warnings.append(f"skipped {f.name}: {e}")
             continue
         except UnreadableFile as e:
             warnings.append(f"skipped {f.name}: not a readable checkpoint ({e})")
@@ -199,17 +232,37 @@ def scan_torch_files(files: Sequence[Path]) -> tuple[list[tuple[Path, dict, dict
     return found, warnings
 
 
-def snapshots_from_scan(found: Sequence[tuple[Path, dict, dict]]) -> tuple[list, list[str]]:
+def unsafe_refusal(path: Path, unsafe: Sequence[Path], n_files: int) -> str | None:
+    """The one-line reason for a folder whose torch files all need pickled code (a folder of
+    whole models saved with ``torch.save(model)``), or None when some file could be read."""
+    if len(unsafe) < 2 or len(unsafe) < n_files:
+        return None
+    names = ", ".join(f.name for f in unsafe[:3]) + (" ..." if len(unsafe) > 3 else "")
+    return (f"no readable checkpoints in {path}: all {len(unsafe)} torch files ({names}) need "
+            f"pickled code to load, as whole models saved with torch.save(model) do; "
+            f"{SAFETY_FIX}")
+
+
+def snapshots_from_scan(found: Sequence[tuple[Path, dict, dict]], note_copies: bool = True
+                        ) -> tuple[list, list[str]]:
     """``(Snapshot, info)`` entries: step from the file's metadata, else its epoch (epoch-only
-    checkpoints), else the numbers in its name. ``meta["position"]`` says which unit the
-    step is in (``"epoch"`` when it came from an ``epoch`` key or an epoch in the name)."""
+    checkpoints), else the numbers in its name; a name without a number (``model_final.pt``)
+    goes after the others (see :func:`~lossview.core.io.filescan.positions_from_names`).
+    ``meta["position"]`` says which unit the step is in (``"epoch"`` when it came from an
+    ``epoch`` key or an epoch in the name). A number-less file (``last.pth.tar``,
+    ``model_best.pth.tar``) whose stored position repeats a numbered file's is a copy of
+    it and is left out, with a note unless ``note_copies`` is False (Lightning's
+    ``last.ckpt``, which ``ModelCheckpoint(save_last=True)`` always writes)."""
     from lossview.core.io.filescan import positions_from_names
-    from lossview.core.io.naming import epoch_from_name
+    from lossview.core.io.naming import epoch_from_name, is_alias_name, step_from_name
 
     warnings: list[str] = []
     no_meta = [i for i, (_, _, m) in enumerate(found)
                if m.get("step") is None and m.get("epoch") is None]
-    name_steps, name_epochs, name_units, w = positions_from_names([found[i][0] for i in no_meta])
+    known = [int(m["step"] if m.get("step") is not None else m["epoch"])
+             for _, _, m in found if m.get("step") is not None or m.get("epoch") is not None]
+    name_steps, name_epochs, name_units, w = positions_from_names(
+        [found[i][0] for i in no_meta], known=known)
     warnings += w
     by_name = dict(zip(no_meta, zip(name_steps, name_epochs, name_units)))
     entries = []
@@ -225,9 +278,32 @@ def snapshots_from_scan(found: Sequence[tuple[Path, dict, dict]]) -> tuple[list,
             e = epoch_from_name(f)
             epoch = None if e is None else float(e)
         snap_meta = {"key": meta.get("key"), "scalars": meta.get("scalars", {}),
-                     "position": unit, "optimizer": meta.get("optimizer")}
+                     "position": unit, "optimizer": meta.get("optimizer"),
+                     "positions": meta.get("positions", {}), "info": meta.get("info", {})}
         entries.append((Snapshot(step=step, source=f, epoch=epoch, meta=snap_meta), info))
-    return entries, warnings
+    def unnumbered(f: Path) -> bool:
+        return step_from_name(f) is None or is_alias_name(f)
+
+    numbered = {s.step: s.source.name for s, _ in entries if not unnumbered(s.source)}
+    kept = []
+    for s, info in entries:
+        if unnumbered(s.source) and s.step in numbered:
+            unit = "epoch" if s.meta.get("position") == "epoch" else "step"
+            if note_copies:
+                warnings.append(f"left out {s.source.name}: a copy of {unit} {s.step} "
+                                f"({numbered[s.step]})")
+            continue
+        kept.append((s, info))
+    return kept, warnings
+
+
+def checkpoint_info(entries: Sequence[tuple[Snapshot, Any]]) -> dict:
+    """Bookkeeping saved in the newest checkpoint (``args``, ``config``, ``version``...), for
+    ``run.spec["checkpoint_meta"]``."""
+    for snap, _ in sorted(entries, key=lambda e: e[0].step, reverse=True):
+        if snap.meta.get("info"):
+            return dict(snap.meta["info"])
+    return {}
 
 
 def scalar_series(entries: Sequence[tuple[Snapshot, Any]]) -> dict:
