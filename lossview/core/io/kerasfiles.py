@@ -360,6 +360,13 @@ def open_keras(path: Path) -> Run:
     else:
         folder, kinds = checkpoint_folder(path)
         files = [f for f, k in kinds.items() if k == "keras"]
+        # save_weights(max_shard_size=...) writes NAME.weights.json + NAME_00000.weights.h5...
+        for m in (f for f in kinds if f.name.endswith(".weights.json")):
+            base = re.escape(m.name[: -len(".weights.json")])
+            shards = [f for f in files if re.fullmatch(base + r"_\d{5}\.weights\.h5", f.name)]
+            files = [f for f in files if f not in shards]
+            warnings.append(summarize_ignored(shards, f"shards of {m.name}: sharded Keras "
+                                              f"saves are not read") or f"ignored {m.name}")
         # CSVLogger's log beside the checkpoints, or one level up (``run/checkpoints/``)
         up = visible_files(folder.parent) if folder != path or folder.name in (
             "checkpoints", "ckpt", "ckpts", "weights") else []
@@ -367,7 +374,8 @@ def open_keras(path: Path) -> Run:
         warnings += w
         if used:
             spec["metrics_files"] = [str(f) for f in used]
-        stray = [f for f in kinds if f not in files and f not in used and not is_non_weight_file(f)]
+        stray = [f for f, k in kinds.items() if k != "keras" and f not in used
+                 and not f.name.endswith(".weights.json") and not is_non_weight_file(f)]
         line = summarize_ignored(stray, "not Keras checkpoints")
         if line:
             warnings.append(line)

@@ -266,3 +266,28 @@ def test_the_archive_config_tells_gamma_from_beta(tmp_path):
 
 def _f32(v):
     return np.asarray(keras.ops.convert_to_numpy(v)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, want", [
+    ("weights.05.weights.h5", (5, "epoch")), ("weights.05-0.32.weights.h5", (5, "epoch")),
+    ("model.07.keras", (7, "epoch")), ("model-07-0.32.keras", (7, "epoch")),
+    ("weights-improvement-12-0.87.keras", (12, "epoch")), ("resnet50-03.keras", (3, "epoch")),
+    ("ckpt-04.weights.h5", (4, "epoch")), ("epoch_3_loss_0.25.keras", (3, "epoch")),
+    ("step_500.weights.h5", (500, "step")), ("model.keras", (None, "step")),
+])
+def test_positions_from_modelcheckpoint_names(name, want):
+    from pathlib import Path
+
+    from lossview.core.io.kerasfiles import keras_position
+
+    assert keras_position(Path(name)) == want
+
+
+def test_sharded_saves_are_refused_in_one_line(tmp_path, capsys):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(300),
+                              keras.layers.Dense(300)])
+    model.save_weights(tmp_path / "model.weights.json", max_shard_size=0.0004)
+    assert (tmp_path / "model_00000.weights.h5").is_file()
+    assert main(["analyze", str(tmp_path), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "sharded Keras saves are not read" in err
