@@ -22,23 +22,37 @@ _STEP_META = ("step", "global_step", "iteration")
 _EPOCH_META = ("epoch",)
 
 
+#: safetensors dtypes numpy holds natively; the others (BF16, F8_*) go through torch.
+_NUMPY_DTYPES = frozenset({"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32",
+                           "U64", "BOOL"})
+
+
 def widen(a: np.ndarray) -> np.ndarray:
-    """float16 becomes float32 (bfloat16 is widened on reading, numpy has no such type)."""
-    return a.astype(np.float32) if a.dtype == np.float16 else a
+    """float16, and the extension floats ``ml_dtypes`` registers with numpy (bfloat16, fp8;
+    keras and jax import it), become float32, exactly; other arrays are returned as they are."""
+    if a.dtype == np.float16 or (a.dtype.kind == "V" and a.dtype.itemsize <= 2
+                                 and a.dtype.names is None):
+        return a.astype(np.float32)
+    return a
 
 
 def read_safetensors_file(path: Path) -> TensorDict:
+    """Every tensor of a ``.safetensors`` file, in the file's order. float16 is widened to
+    float32 by numpy; bfloat16 and fp8, which numpy has no type for, are read through
+    safetensors' torch API and widened there: every bfloat16 is a float32 with the low 16
+    mantissa bits zero, so the values are exact."""
     from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="np") as f:
-            return {k: widen(f.get_tensor(k)) for k in f.keys()}
-    except TypeError:  # bfloat16 or fp8, which numpy cannot hold: widen through torch
-        from safetensors.torch import load_file
-
+    with safe_open(str(path), framework="np") as f:
+        keys = list(f.keys())
+        other = {k for k in keys if str(f.get_slice(k).get_dtype()) not in _NUMPY_DTYPES}
+        out = {k: widen(f.get_tensor(k)) for k in keys if k not in other}
+    if other:
         from lossview.core.io.torchfiles import to_numpy
 
-        return {k: to_numpy(v) for k, v in load_file(str(path)).items()}
+        with safe_open(str(path), framework="pt") as f:
+            out.update({k: to_numpy(f.get_tensor(k)) for k in other})
+    return {k: out[k] for k in keys}
 
 
 def npz_info(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:

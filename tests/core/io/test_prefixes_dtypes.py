@@ -145,3 +145,19 @@ def test_bfloat16_and_float16_safetensors_are_read_bit_exactly(tmp_path):
     assert run.buffers(0)["counter"].tolist() == [10]
     # bfloat16 keeps float32's exponent and the top 7 mantissa bits: the low 16 bits are 0
     assert not np.any(_bits(run.vector(0, dtype=np.float32)) & 0xFFFF)
+
+
+def test_bfloat16_is_read_as_float32_also_once_ml_dtypes_gives_numpy_a_bfloat16(tmp_path):
+    """keras and jax import ml_dtypes, after which numpy (and safetensors' numpy API) hand
+    out bfloat16 arrays: lossview still gives float32, bit-exact."""
+    ml_dtypes = __import__("pytest").importorskip("ml_dtypes")
+    from lossview.core.io.arrays import read_safetensors_file
+
+    w = torch.randn(5, 7, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    save_file({"w": w, "h": w.to(torch.float16), "i": torch.arange(3)}, str(tmp_path / "a.safetensors"))
+    assert np.dtype(ml_dtypes.bfloat16).itemsize == 2
+    got = read_safetensors_file(tmp_path / "a.safetensors")
+    assert list(got) == ["h", "i", "w"]
+    assert got["w"].dtype == got["h"].dtype == np.float32 and got["i"].dtype == np.int64
+    np.testing.assert_array_equal(_bits(got["w"]), _bits(w.float().numpy()))
+    np.testing.assert_array_equal(_bits(got["h"]), _bits(w.to(torch.float16).float().numpy()))
