@@ -54,27 +54,19 @@ def _majority(kinds: dict[Path, str | None]) -> str | None:
 
 
 def checkpoint_folder(path: Path) -> tuple[Path, dict[Path, str | None]]:
-    """The folder whose files are the checkpoints (``path`` or its one sub-folder that has them)."""
-    kinds = _kinds(visible_files(path))
-    if _majority(kinds) is not None:
-        return path, kinds
-    hits = []
-    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        sk = _kinds(visible_files(sub))
-        if _majority(sk) is not None:
-            hits.append((sub, sk))
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        names = ", ".join(h[0].name for h in hits[:4])
-        raise LossviewError(f"{path} holds several checkpoint folders ({names}); open one of them")
-    return path, kinds
+    """The folder whose files are the checkpoints: ``path``, or the sub-folder whose series of
+    checkpoints wins over ``path``'s own files (see :mod:`lossview.core.io.locate`)."""
+    from lossview.core.io.locate import choose
+
+    c = choose(path)
+    if c is None or not c.kinds:
+        return path, _kinds(visible_files(path))
+    return c.folder, c.kinds
 
 
 def detect(path: Path) -> str:
     """The format name of ``path``, or a LossviewError saying why it cannot be read."""
     from lossview.core.io.hf import hf_format
-    from lossview.core.io.lightning import find_ckpts
 
     path = Path(path)
     if path.is_file():
@@ -96,29 +88,39 @@ def detect(path: Path) -> str:
         raise NoCheckpointsError(f"{path} is empty: no checkpoints to open")
     if (hf := hf_format(path)) is not None:  # checkpoint-N/, save_pretrained, save_state
         return hf
-    kind = _majority(_kinds(visible_files(path)))
-    if kind is not None:
-        return kind
-    if find_ckpts(path):
-        return "lightning"
-    _, kinds = checkpoint_folder(path)
-    kind = _majority(kinds)
-    if kind is None:
+    from lossview.core.io.locate import choose
+
+    c = choose(path)  # a series of checkpoints wins over a lone data.pt; several runs: refused
+    if c is None:
         raise NoCheckpointsError(f"no checkpoints in {path} (looked for {_LOOKED_FOR})")
-    return kind
+    return c.fmt
+
+
+def _run_below(path: Path, fmt: str) -> Path | None:
+    """The sub-folder detection chose for a Hugging Face or Lightning run (None: ``path``)."""
+    if fmt not in ("hf-trainer", "lightning") or not path.is_dir():
+        return None
+    from lossview.core.io.hf import hf_format
+    from lossview.core.io.locate import choose
+
+    if fmt == "hf-trainer" and hf_format(path) is not None:
+        return None
+    c = choose(path)
+    return c.folder if c is not None and c.fmt == fmt and c.folder != path else None
 
 
 def open_foreign(path: Path, fmt: str) -> Run:
     """Open ``path`` as format ``fmt`` (one of :data:`FORMATS`)."""
     path = Path(path)
+    sub = _run_below(path, fmt)  # project/run_1/checkpoint-N/, project/lightning_logs/...
     if fmt in ("hf-trainer", "hf-pretrained", "accelerate"):
         from lossview.core.io.hf import open_hf
 
-        return open_hf(path, fmt)
+        return open_hf(sub or path, fmt)
     if fmt == "lightning":
         from lossview.core.io.lightning import open_lightning
 
-        return open_lightning(path)
+        return open_lightning(path, within=sub)
     if fmt == "keras":
         from lossview.core.io.kerasfiles import open_keras
 
@@ -135,6 +137,11 @@ def open_foreign(path: Path, fmt: str) -> Run:
 
         folder, kinds = checkpoint_folder(path)
         files = [f for f, k in kinds.items() if k == fmt]
+        if folder != path:  # a series in checkpoints/ won over the folder's own data.pt
+            over = [f for f, k in _kinds(visible_files(path)).items() if k is not None]
+            if over:
+                warnings.append(summarize_ignored(
+                    over, f"beside {folder.relative_to(path)}/, whose files are the checkpoints"))
         not_weights = [f for f in kinds if is_non_weight_file(f)]
         # a loss table the user's loop wrote beside the checkpoints (or one level up, where
         # the checkpoints sit in their own sub-folder of the run)
@@ -153,16 +160,23 @@ def open_foreign(path: Path, fmt: str) -> Run:
     if fmt == "torch":
         from lossview.core.io.torchfiles import (
             TorchReader,
+            checkpoint_info,
             scalar_series,
             scan_torch_files,
             snapshots_from_scan,
+            unsafe_refusal,
         )
 
         from lossview.core.io.optimizer import attach_from_snapshots
 
-        found, w = scan_torch_files(files)
+        unsafe: list[Path] = []
+        found, w = scan_torch_files(files, unsafe)
+        if not found and (why := unsafe_refusal(path, unsafe, len(files))) is not None:
+            raise NoCheckpointsError(why)
         entries, w2 = snapshots_from_scan(found)
         warnings += w + w2
+        if info := checkpoint_info(entries):
+            spec["checkpoint_meta"] = info
         run = assemble_or_explain(path, fmt, entries, TorchReader("torch"),
                                   {**scalar_series(entries), **table_metrics}, spec, warnings)
         attach_from_snapshots(run)

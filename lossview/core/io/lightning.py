@@ -23,6 +23,7 @@ from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
 from lossview.core.io.optimizer import attach_from_snapshots
 from lossview.core.io.torchfiles import (
     TorchReader,
+    checkpoint_info,
     scalar_series,
     scan_torch_files,
     snapshots_from_scan,
@@ -117,8 +118,10 @@ def read_metrics_csv(path: Path) -> tuple[dict[str, MetricSeries], list[str]]:
     return out, warnings
 
 
-def open_lightning(path: Path) -> Run:
-    ckpts = find_ckpts(path)
+def open_lightning(path: Path, within: Path | None = None) -> Run:
+    """The run at ``path``; its checkpoints are the ``.ckpt`` files under ``within`` (the
+    sub-folder detection chose, e.g. ``lightning_logs``) or under ``path``."""
+    ckpts = find_ckpts(within or path)
     ckpts, warnings = pick_version(ckpts)
     found, w = scan_torch_files(ckpts)
     warnings += w
@@ -133,6 +136,8 @@ def open_lightning(path: Path) -> Run:
         warnings += w
     monitor = lr_monitor_series(metrics)
     spec = {"source": "lightning", "metrics_file": str(csv_path) if csv_path else None}
+    if info := checkpoint_info(entries):  # hyper_parameters, pytorch-lightning_version
+        spec["checkpoint_meta"] = info
     run = assemble_or_explain(path, "lightning", entries, TorchReader("lightning"), metrics, spec,
                               warnings)
     if monitor is not None and run.metric("lr") is None:
