@@ -40,16 +40,23 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         from lossview.gui.app import run_app
 
-        try:
-            w, h = (int(v) for v in args.size.lower().split("x"))
-        except ValueError:
-            raise LossviewError(f"--size takes WIDTHxHEIGHT in pixels, not {args.size!r}") from None
-        if not (320 <= w <= 8192 and 240 <= h <= 8192):
-            raise LossviewError(f"--size {args.size}: between 320x240 and 8192x8192")
-        return run_app(args.path, step=args.step, screenshot=args.png, size=(w, h))
+        return run_app(args.path, step=args.step, screenshot=args.png, size=parse_size(args.size))
     out = Path(args.gif)
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise LossviewError(f"{out}: animations are .gif or .mp4")
     from lossview.gui.animation_cli import export_animation
 
     return export_animation(args.path, out, max_frames=args.frames)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x800"`` -> (1280, 800); a LossviewError (exit 2) for anything else."""
+    from lossview.core.errors import LossviewError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise LossviewError(f"--size takes WIDTHxHEIGHT in pixels, not {text!r}") from None
+    if not (320 <= w <= 8192 and 240 <= h <= 8192):
+        raise LossviewError(f"--size {text}: between 320x240 and 8192x8192")
+    return w, h

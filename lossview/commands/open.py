@@ -15,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=int, help="show the snapshot at (or just before) this step")
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="render the window once every panel is drawn, write the PNG, exit")
+    p.add_argument("--size", metavar="WxH", default="1600x1000",
+                   help="for --screenshot: the window's size in pixels (default: 1600x1000)")
     p.add_argument("--model", metavar="FILE.py",
                    help="for foreign folders: a Python file that builds the model and data "
                         "(runs your code; enables the loss surface and sharpness)")
@@ -33,5 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model and not Path(args.model).expanduser().is_file():
         raise LossviewError(f"no such model file: {args.model}")
+    from lossview.commands.export import parse_size
+
+    size = parse_size(args.size) if args.screenshot else None
     return run_app(args.path, step=args.step, screenshot=args.screenshot,
-                   model_file=args.model)
+                   model_file=args.model, size=size)

@@ -16,21 +16,20 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
-from lossview.core.analysis import metric_names as names
 from lossview.core.analysis.smoothing import ema
 from lossview.gui import style
 from lossview.gui.axes import nice_axes, planned_steps, set_log_y, spans_decades, steady_range
 from lossview.gui.cursor import PixelCursor
 from lossview.gui.legend_place import anchor_args, best_corner
+from lossview.gui.loss_series import panel_series
 from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import (Readout, add_marker, cache_item, centered_note, fmt, header,
-                                  nearest_index)
+                                  nearest_index, sync_legend)
 from lossview.gui.words import step_unit
 
 #: the "train" curve: a training loss by name (lossview's full-data loss per snapshot),
 #: else the mini-batch loss; "mini-batch" is drawn faint beside a sparser train curve
-TRAIN_NAMES, RAW_NAMES = names.TRAIN_LOSS + names.BATCH_LOSS, names.BATCH_LOSS
 
 
 class LossPanel(QWidget):
@@ -226,28 +225,7 @@ class LossPanel(QWidget):
 
     def _set_series(self, run: Any) -> None:
         self._steps = np.asarray(run.steps, dtype=np.int64)
-        m = run.metrics
-
-        def first(names):
-            for n in names:
-                s = m.get(n)
-                if s is not None and len(s):
-                    return n, (np.asarray(s.steps, float), np.asarray(s.values, float))
-            return None, None
-
-        train_name, train = first(TRAIN_NAMES)
-        raw_name, raw = first(RAW_NAMES)
-        if raw_name == train_name:  # only a mini-batch loss: raw faint + its smoothed version
-            pass
-        elif raw is not None and train is not None and len(raw[0]) <= len(train[0]):
-            raw = None
-        self._series = {}
-        for key, val in (("raw", raw), ("train", train), ("val", first(names.VAL_LOSS)[1]),
-                         ("grad", first(names.GRAD_NORM)[1]),
-                         ("update", first(names.UPDATE_NORM)[1]), ("lr", first(names.LR)[1])):
-            if val is not None:
-                self._series[key] = val
-        self._train_label = train_name or "train"
+        self._series, self._train_label = panel_series(run)
 
     def clear(self) -> None:
         self._steps = np.array([], dtype=np.int64)
@@ -273,6 +251,7 @@ class LossPanel(QWidget):
                 c.setData([], [])
                 c.setVisible(False)
         if k == 0:
+            sync_legend(self.legend, [(c, key in s) for c, key, _ in self._curves_of[0]])
             if "val" in s and len(s["val"][0]) <= 60:
                 self.c_val.setSymbol("o")
                 self.c_val.setSymbolSize(4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QSize, Qt
@@ -256,3 +256,16 @@ def cache_plot_items(widget) -> int:
                 item.setCacheMode(mode)
                 n += 1
     return n
+
+
+def sync_legend(legend: Any, entries: list[tuple[Any, bool]]) -> None:
+    """List in ``legend`` exactly the named curves that are shown: pyqtgraph draws a hidden
+    curve's entry with a crossed-out icon, which reads as a measurement that failed."""
+    for curve, shown in entries:
+        name = curve.name()
+        if not name or (legend.getLabel(curve) is not None) == shown:
+            continue
+        if shown:
+            legend.addItem(curve, name)
+        else:
+            legend.removeItem(curve)

@@ -45,8 +45,13 @@ def weights_number(weights: dict) -> str:
     """The number that decided the weights verdict: the step-length trend for
     "converging", else the long-lag MSD slope ("" when there is none)."""
     trend, slope = weights.get("step_length_trend"), weights.get("msd_long_lag_slope")
-    if weights.get("verdict") == "converging" and trend is not None:
+    verdict, excess = weights.get("verdict"), weights.get("displacement_excess")
+    if verdict == "diverged":
+        return ""  # motion up to a blow-up: no slope worth quoting
+    if verdict == "converging" and trend is not None:
         return f"step length ×{trend:.2g}"
+    if verdict == "drifting" and excess is not None and (slope is None or slope < V.DRIFT_SLOPE_FROM):
+        return f"net displacement² {excess:.1f}× diffusion's"
     return f"long-lag slope {slope:.2f}" if slope is not None else ""
 
 
