@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="FILE.py",
                    help="for foreign folders: a Python file that builds the model and data "
                         "(runs your code; enables sharpness)")
+    from lossview.commands.surface import add_data_arguments
+
+    add_data_arguments(p)  # Hugging Face folders: sharpness without a model file
     p.add_argument("--no-sharpness", action="store_true",
                    help="skip the Hessian eigenvalues (a few seconds for built-in problems)")
 
@@ -32,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
     model_file = getattr(args, "model", None)
     report = analyze(r, model_file=model_file)
     # Sharpness needs the model and data: built-in problems name theirs in run.json,
-    # foreign folders only with --model. Without either the key stays null.
-    report["sharpness"] = None if args.no_sharpness else _sharpness(r, model_file)
+    # foreign folders only with --model (Hugging Face folders: or --data). Without
+    # any of them the key stays null.
+    data = (getattr(args, "data", None), getattr(args, "block_size", None))
+    report["sharpness"] = None if args.no_sharpness else _sharpness(r, model_file, *data)
     refresh_answers(report)  # the stability answer compares lr with the measured sharpness
     if args.json:
         json.dump(report, sys.stdout, allow_nan=False)
@@ -43,12 +48,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sharpness(run, model_file: str | None) -> dict | None:
+def _sharpness(run, model_file: str | None, data=None, block_size=None) -> dict | None:
     import math
 
     from lossview.core.surface.stability import sharpness_report
 
-    rep = sharpness_report(run, model_file=model_file)
+    if data is None and block_size is None:
+        rep = sharpness_report(run, model_file=model_file)
+    else:  # --data: the model rebuilt from the folder's config.json
+        from lossview.core.surface.runsurface import run_to_end
+        from lossview.core.surface.stability import iter_sharpness
+        from lossview.core.surface.usermodel import model_source
+
+        src = model_source(run, model_file, data=data, block_size=block_size)
+        rep = run_to_end(iter_sharpness(run, source=src))
     if rep is None:
         return None
     # strict JSON: non-finite numbers (a diverged snapshot) become null

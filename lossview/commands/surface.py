@@ -7,6 +7,7 @@ Examples::
     lossview surface runs/mlp --plane snapshots 0 10 20 --steps 61
     lossview surface runs/mlp --plane line 0 -1
     lossview surface ckpts/ --model mymodel.py             # foreign folder: runs mymodel.py
+    lossview surface hf_out/ --data text.txt               # Hugging Face folder: no code
 """
 
 from __future__ import annotations
@@ -36,12 +37,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="FILE.py",
                    help="for foreign folders: Python file defining build_model(), batches() and "
                         "optionally loss_fn() (THIS RUNS YOUR CODE)")
+    add_data_arguments(p)
     p.add_argument("--bn", choices=("eval", "recompute"), default="eval",
                    help="BatchNorm: running statistics (eval, default) or recomputed per point (slow)")
     p.add_argument("--tolerance", type=float, default=None, help="flat-basin loss tolerance")
     p.add_argument("--seed", type=int, default=0, help="seed of the random plane")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--out", metavar="FILE.npz", help="write the surface and trajectory arrays")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """``--data FILE`` and ``--block-size N`` (Hugging Face folders; also ``analyze``)."""
+    p.add_argument("--data", metavar="FILE",
+                   help="for Hugging Face folders (config.json) without --model: plain text "
+                        "(language models) or JSON lines with \"text\" and \"label\" "
+                        "(classifiers), tokenized with the folder's tokenizer; no code is run")
+    p.add_argument("--block-size", type=int, default=None, metavar="N",
+                   help="tokens per block/text with --data (default min(128, the model's positions))")
 
 
 def _parse_plane(values: list[str]) -> tuple[str, list[int] | None]:
@@ -82,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from lossview.core.errors import LossviewError
     from lossview.core.io import open_run
     from lossview.core.surface.runsurface import surface_for_run
+    from lossview.core.surface.usermodel import model_source
 
     kind, snaps = _parse_plane(args.plane)
     if args.steps < 2 or args.steps > 1001:
@@ -94,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     start = args.start
     if kind == "post-plateau" and start is None:
         start = _plateau_index(r)
-    gen = surface_for_run(r, plane=kind, steps=args.steps, span=args.span, model_file=args.model,
+    src = model_source(r, args.model, data=args.data, block_size=args.block_size)
+    gen = surface_for_run(r, plane=kind, steps=args.steps, span=args.span, source=src,
                           center_index=args.center, start_index=start, snapshots=snaps,
                           bn_mode=args.bn, cache=not args.no_cache, tolerance=args.tolerance,
                           seed=args.seed)

@@ -16,6 +16,9 @@
 
   **Loading that file runs its code** (with the permissions of the lossview process). It
   is only ever imported on that explicit request, never discovered automatically.
+- Hugging Face folders (``config.json``) need no code: with ``data`` (``--data FILE``) the
+  model is rebuilt from the config and uses its own loss
+  (:mod:`lossview.core.surface.hf_model`; never ``trust_remote_code``).
 """
 
 from __future__ import annotations
@@ -106,17 +109,32 @@ def _class_indices(y: Any) -> bool:
             and y.dtype != torch.bool)
 
 
-def model_source(run: Run, model_file: str | Path | None = None) -> ModelSource:
-    """The model, loss and data for ``run``, or a LossviewError saying what is missing."""
+def model_source(run: Run, model_file: str | Path | None = None,
+                 data: str | Path | None = None, block_size: int | None = None) -> ModelSource:
+    """The model, loss and data for ``run``, or a LossviewError saying what is missing.
+
+    ``data`` (the CLI's ``--data FILE``, with ``block_size``) is for Hugging Face folders
+    without a model file: the model is rebuilt from their ``config.json``
+    (:mod:`lossview.core.surface.hf_model`).
+    """
+    if (data is not None or block_size is not None) and (model_file is not None
+                                                         or run.spec.get("problem")):
+        whose = "your model file's batches()" if model_file is not None else \
+            f"its built-in problem's ({run.spec['problem'].get('name')})"
+        raise LossviewError(f"--data and --block-size are for Hugging Face folders without a "
+                            f"model file; this run's data is {whose}")
     if model_file is not None:
         src = load_model_file(model_file)
+    elif data is not None:
+        from lossview.core.surface.hf_model import hf_source
+
+        src = hf_source(run, data, block_size)
+    elif block_size is not None:
+        raise LossviewError("--block-size needs --data FILE")
     else:
         problem = run.spec.get("problem")
         if not problem:
-            raise LossviewError(
-                f"loss surfaces need the model and data, which this {run.format} folder does not "
-                f"hold; pass --model FILE.py defining {CONTRACT} (this runs your code; see "
-                "docs/surface.md)")
+            raise LossviewError(_needs_model(run))
         from lossview.core.train.problems import problem_from_spec
 
         p = problem_from_spec(problem)
@@ -125,6 +143,18 @@ def model_source(run: Run, model_file: str | Path | None = None) -> ModelSource:
                           f"problem {problem.get('name')}", val)
     check_names(src.model, run)
     return src
+
+
+def _needs_model(run: Run) -> str:
+    from lossview.core.surface.hf_model import DATA_HELP, hf_config_folder
+
+    if hf_config_folder(run) is not None:
+        return (f"loss surfaces need data: this Hugging Face folder's model is rebuilt from "
+                f"its config.json when you pass {DATA_HELP}; or pass --model FILE.py "
+                "(see docs/surface.md)")
+    return (f"loss surfaces need the model and data, which this {run.format} folder does not "
+            f"hold; pass --model FILE.py defining {CONTRACT} (this runs your code; see "
+            "docs/surface.md)")
 
 
 def check_names(model: nn.Module, run: Run) -> None:
