@@ -115,6 +115,10 @@ def random_plane_for_run(run: Run, center_index: int | None = None, seed: int = 
     e = _last(run, last)
     c = _index(run, center_index, e, last)
     w = {n: torch.from_numpy(np.asarray(a, dtype=np.float64)) for n, a in run.params(c).items()}
+    if not include_biasbn and all(t.dim() <= 1 for t in w.values()):
+        raise LossviewError("a random plane needs a parameter with 2 or more dimensions: filter "
+                            "normalisation zeroes the 1-D ones (biases, norm scales; Li et al. "
+                            "2018), and this model has only those; use --plane pca")
     d1, d2 = random_plane(w, seed, "filter", include_biasbn)
     flat = [np.concatenate([d[n].numpy().reshape(-1) for n in run.param_names]) for d in (d1, d2)]
     return Plane("random", run.vector(c), flat[0], flat[1],
@@ -189,6 +193,9 @@ def project(run: Run, plane: Plane, last: int | None = None,
     dirs = [plane.d1] if plane.d2 is None else [plane.d1, plane.d2]
     m = torch.from_numpy(np.stack(dirs))  # k x D
     g = m @ m.T
+    if torch.linalg.matrix_rank(g) < len(dirs):
+        raise LossviewError(f"the {plane.kind} plane's directions are zero or parallel; "
+                            "choose another plane (e.g. --plane pca)")
     q, _ = torch.linalg.qr(m.T)  # orthonormal basis of the same span (explained fractions)
     origin = torch.from_numpy(np.asarray(plane.origin, dtype=np.float64))
     fit = set(plane.indices)
