@@ -156,6 +156,21 @@ def test_gpt2_block_size_changes_the_blocks(gpt2):
         model_source(run, gpt2 / "model.py", data=gpt2 / "text.txt")
 
 
+def test_save_pretrained_folders_sharded_with_the_tokenizer_one_level_up(gpt2, tmp_path):
+    """One ``save_pretrained(max_shard_size=...)`` folder per step, the tokenizer saved
+    once beside them: the config is each step's, the tokenizer the run folder's."""
+    root = tmp_path / "steps"
+    for s in (2, 6):
+        model = transformers.AutoModelForCausalLM.from_pretrained(gpt2 / "out" / f"checkpoint-{s}")
+        model.save_pretrained(root / f"step_{s}", max_shard_size="20KB")
+    transformers.AutoTokenizer.from_pretrained(gpt2 / "out" / "checkpoint-2").save_pretrained(root)
+    assert len(list((root / "step_6").glob("model-*.safetensors"))) > 1
+    run = open_run(root)
+    series = model_loss_series(run, source=model_source(run, data=gpt2 / "text.txt"))
+    truth = [_gpt2_truth(gpt2 / "out" / f"checkpoint-{s}") for s in (2, 6)]
+    np.testing.assert_allclose(series.values, truth, rtol=0, atol=1e-5)
+
+
 def test_gpt2_json_lines_texts_are_tokenized_one_by_one(gpt2, tmp_path):
     lines = (gpt2 / "text.txt").read_text().splitlines()
     data = tmp_path / "lines.jsonl"
