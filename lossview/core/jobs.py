@@ -15,7 +15,7 @@ falls back to threads (:func:`available`).
 
 Protocol (child -> parent, one pickled tuple per message on a one-way pipe):
 ``("progress", [items...])`` (batched to at most one message per ``min_interval``),
-``("result", value)``, ``("cancelled", None)``, ``("error", (line, traceback))``.
+``("result", value)``, ``("cancelled", None)``, ``("error", (line, traceback))`` (traceback None for a LossviewError, an expected condition).
 The parent asks to stop with a shared event, checked before every ``next()``: the
 generator is closed at its current ``yield``, exactly as :class:`GeneratorWorker` does.
 """
@@ -31,6 +31,8 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from lossview.core.errors import LossviewError
 
 #: imported once by the forkserver, so that children start with them in memory
 PRELOAD = ("numpy", "scipy.ndimage", "torch", "contourpy", "lossview.core.jobs",
@@ -204,7 +206,10 @@ def run_job(conn, cancel, func: Callable[..., Any], args: tuple, kwargs: dict,
             flush()
         except Exception:  # noqa: BLE001 - an unpicklable item: report the first error
             pending = []
-        conn.send(("error", (_one_line(e), traceback.format_exc())))
+        # an expected condition (a LossviewError: bad input, a missing model) is said in
+        # one line; only unexpected failures carry their traceback to the parent's log
+        expected = isinstance(e, LossviewError)
+        conn.send(("error", (_one_line(e), None if expected else traceback.format_exc())))
     finally:
         conn.close()
         sys.stdout.flush()

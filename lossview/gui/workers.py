@@ -246,7 +246,10 @@ class ProcessWorker(QObject):
                     self.cancelled.emit()
                 else:
                     line, tb = value
-                    log.error("worker process failed:\n%s", tb)
+                    if tb:  # unexpected: the traceback goes to the log
+                        log.error("worker process failed:\n%s", tb)
+                    else:  # an expected condition, said to the user in one line
+                        log.debug("worker process: %s", line)
                     self.errored.emit(line)
                 return
         except Exception as e:  # noqa: BLE001 - e.g. a message that does not unpickle

@@ -32,6 +32,13 @@ def failing():
     raise ValueError("lr must be positive\nmore detail")
 
 
+def needs_model():
+    from lossview.core.errors import LossviewError
+
+    yield 1
+    raise LossviewError("loss surfaces need the model and data; pass --model FILE.py")
+
+
 def dying():
     yield 1
     os._exit(3)

@@ -59,6 +59,19 @@ def test_an_exception_is_one_line(qtbot):
     assert got["progress"] == [1] and got["finished"] == []
 
 
+def test_an_expected_condition_is_one_line_and_logs_no_traceback(qtbot, caplog):
+    # an unexpected error's traceback goes to the log; a LossviewError (a folder without
+    # its model) is an expected condition: its line reaches the window, nothing else
+    with caplog.at_level("DEBUG", logger="lossview"):
+        got = run(qtbot, ProcessWorker(pj.needs_model))
+        bad = run(qtbot, ProcessWorker(pj.failing))
+    assert got["errored"] == ["loss surfaces need the model and data; pass --model FILE.py"]
+    assert bad["errored"] == ["lr must be positive"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Traceback" in errors[0].getMessage()
+    assert "ValueError" in errors[0].getMessage() and "LossviewError" not in errors[0].getMessage()
+
+
 def test_a_child_that_dies_is_an_error_with_its_exit_code(qtbot):
     got = run(qtbot, ProcessWorker(pj.dying))
     assert got["errored"] == ["the worker process ended unexpectedly (exit code 3)"]
