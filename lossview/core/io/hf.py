@@ -135,9 +135,6 @@ def info_of(files: list[Path]) -> tuple[dict, str | None, dict[str, str]]:
     files) and the tied tensors left out of the listing (``alias -> kept``): a ``.bin``
     stores GPT-2's ``lm_head.weight`` and ``transformer.wte.weight`` as one storage, and
     such a tensor counts once, as safetensors stores it."""
-    from lossview.core.io.normalise import tied_aliases
-    from lossview.core.io.torchfiles import find_state_dict
-
     info: dict = {}
     key = None
     tied: dict[str, str] = {}
@@ -148,9 +145,7 @@ def info_of(files: list[Path]) -> tuple[dict, str | None, dict[str, str]]:
             i, meta = inspect_file(f)
             info.update(i)
             key = meta.get("key")
-            tied.update(tied_aliases(find_state_dict(load_torch(f))[1]))  # memory-mapped
-    for alias in tied:
-        info.pop(alias, None)
+            tied.update(meta.get("tied") or {})  # inspect_file leaves them out of ``i``
     return info, key, tied
 
 

@@ -115,6 +115,11 @@ def normalise_entries(entries: Sequence[tuple[Snapshot, Mapping]], reader: Any,
             f"{len(steps)} of {n} snapshots (steps {', '.join(map(str, sorted(steps)[:4]))}"
             f"{' ...' if len(steps) > 4 else ''})")
         notes.append(f"removed {_WHAT[prefix]} from the tensor names of {which}")
+    tied = next((s.meta["tied"] for s, _ in entries if s.meta.get("tied")), None)
+    if tied:
+        pairs = [f"{a} = {b}" for a, b in tied.items()]
+        notes.append("tied tensors stored once, counted once: " + ", ".join(pairs[:3])
+                     + (" ..." if len(pairs) > 3 else ""))
     for d, k in sorted(narrow.items()):
         which = "every snapshot" if k == n else f"{k} of {n} snapshots"
         notes.append(f"{d} tensors in {which} read as float32 (exactly)")

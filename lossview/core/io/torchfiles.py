@@ -177,11 +177,15 @@ def inspect_file(path: Path) -> tuple[dict, dict[str, Any]]:
     """
     obj = load_torch(path)
     key, sd = find_state_dict(obj)
-    info = tensor_info(sd)
+    from lossview.core.io.normalise import tied_aliases
+
+    tied = tied_aliases(sd)  # one storage under two names (tied weights) counts once
+    info = {k: v for k, v in tensor_info(sd).items() if k not in tied}
     if key is None and (data := dataset_like(info)) is not None:
         raise NotWeights(f"holds data, not weights ({data})")
     meta = checkpoint_meta(obj, key)
     meta["key"] = key
+    meta["tied"] = tied
     if key is not None:
         from lossview.core.io.optimizer import from_checkpoint
 

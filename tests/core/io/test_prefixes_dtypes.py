@@ -161,3 +161,40 @@ def test_bfloat16_is_read_as_float32_also_once_ml_dtypes_gives_numpy_a_bfloat16(
     assert got["w"].dtype == got["h"].dtype == np.float32 and got["i"].dtype == np.int64
     np.testing.assert_array_equal(_bits(got["w"]), _bits(w.float().numpy()))
     np.testing.assert_array_equal(_bits(got["h"]), _bits(w.to(torch.float16).float().numpy()))
+
+
+def test_tied_weights_in_a_torch_save_state_dict_count_once(tmp_path):
+    """nanoGPT ties ``lm_head.weight`` to ``transformer.wte.weight``: ``state_dict()`` lists
+    both names, ``torch.save`` stores one storage; the model has one parameter."""
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = torch.nn.Embedding(11, 4)
+            self.ln = torch.nn.LayerNorm(4)
+            self.lm_head = torch.nn.Linear(4, 11, bias=False)
+            self.lm_head.weight = self.wte.weight
+
+        def forward(self, idx):
+            return self.lm_head(self.ln(self.wte(idx)))
+
+    torch.manual_seed(0)
+    model = TinyLM()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    truth = {}
+    for it in (1, 2, 3):
+        idx = torch.randint(0, 11, (8,))
+        loss = torch.nn.functional.cross_entropy(model(idx), idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        torch.save({"model": model.state_dict(), "iter_num": it}, tmp_path / f"ckpt_{it}.pt")
+        truth[it] = {k: v.detach().clone().numpy() for k, v in model.state_dict().items()}
+
+    run = open_run(tmp_path)
+    assert run.n_params == sum(p.numel() for p in model.parameters()) == 11 * 4 + 4 + 4
+    assert run.param_names == ["wte.weight", "ln.weight", "ln.bias"]
+    for i, it in enumerate((1, 2, 3)):
+        for k, v in run.params(i).items():
+            np.testing.assert_array_equal(v, truth[it][k])
+    np.testing.assert_array_equal(truth[3]["lm_head.weight"], run.params(2)["wte.weight"])
