@@ -38,9 +38,7 @@ from lossview.core.errors import LossviewError
 PRELOAD = ("numpy", "scipy.ndimage", "torch", "contourpy", "lossview.core.jobs",
            "lossview.core.train.trainer", "lossview.core.surface.runsurface",
            "lossview.core.surface.stability", "lossview.core.analysis.report",
-           # the digits data of the mlp/cnn problems (0.7 s, mostly scipy.stats); an
-           # optional dependency: the forkserver skips a module that does not import
-           "sklearn.datasets")
+           )
 
 #: children run at this much lower CPU priority: when the GUI thread needs a core (a
 #: first 3D frame rasterised in software, a first paint) it gets it, instead of sharing

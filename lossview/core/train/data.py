@@ -1,9 +1,11 @@
 """Small offline datasets for the built-in problems.
 
-``digits``: the 1797 8x8 handwritten digits that scikit-learn ships inside its package
-(``sklearn.datasets.load_digits``, no download), pixel values scaled to [0, 1].
+``digits``: the 1797 8x8 handwritten digits of the UCI data set, as scikit-learn ships them
+(``sklearn.datasets.load_digits``), pixel values scaled to [0, 1]. lossview ships the same
+arrays in ``lossview/resources/digits.npz`` (45 kB; licence in DIGITS-NOTICE.txt), so the
+built-in problems and the demo run need no extra package.
 
-``synthetic``: the fallback when scikit-learn is missing: 1797 8x8 "images" in 10 classes,
+``synthetic``: a stand-in of the same shape: 1797 8x8 "images" in 10 classes,
 each class a smooth random prototype (a sum of three Gaussian blobs on the 8x8 grid) plus
 pixel noise and a random brightness, clipped to [0, 1]. It is as small and about as hard
 (a linear model reaches roughly 90 % train accuracy), so every problem still shows its
@@ -22,35 +24,35 @@ N_SAMPLES = 1797
 N_CLASSES = 10
 
 
-def sklearn_available() -> bool:
-    try:
-        import sklearn.datasets  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _digits_file():
+    from importlib.resources import files
+
+    return files("lossview.resources") / "digits.npz"
+
+
+def digits_available() -> bool:
+    """The shipped digits arrays are there (they are, in any install of lossview)."""
+    return _digits_file().is_file()
 
 
 def resolve_source(source: str) -> str:
-    """``"auto"`` becomes ``"digits"`` when scikit-learn is importable, else ``"synthetic"``."""
+    """``"auto"`` becomes ``"digits"`` (shipped with lossview), else ``"synthetic"``."""
     if source not in DATA_SOURCES:
         raise LossviewError(f"unknown data source {source!r} (choose from {', '.join(DATA_SOURCES)})")
     if source == "auto":
-        return "digits" if sklearn_available() else "synthetic"
+        return "digits" if digits_available() else "synthetic"
     return source
 
 
 def load_images(source: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images [N, 8, 8] float32 in [0, 1], labels [N] int64)`` of a resolved source."""
     if source == "digits":
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise LossviewError(
-                "this run uses the scikit-learn digits; install scikit-learn "
-                "(pip install 'lossview[digits]') to rebuild it"
-            ) from None
-        d = load_digits()
-        return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+        if not digits_available():
+            raise LossviewError("this run uses the digits data, which this install of lossview "
+                                "lacks (lossview/resources/digits.npz); reinstall lossview")
+        with _digits_file().open("rb") as fh, np.load(fh) as z:
+            images, target = z["images"], z["target"]
+        return (images / 16.0).astype(np.float32), target.astype(np.int64)
     if source == "synthetic":
         return synthetic_images()
     raise LossviewError(f"unknown data source {source!r}")

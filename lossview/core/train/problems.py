@@ -272,8 +272,7 @@ class _Images(Problem):
         return F.cross_entropy(outputs, targets)
 
 
-_DIGITS_NOTE = (" Data: the 8x8 handwritten digits shipped with scikit-learn (a synthetic "
-                "10-class 8x8 set when scikit-learn is missing).")
+_DIGITS_NOTE = " Data: the 8x8 handwritten digits (UCI, as scikit-learn ships them; lossview ships a copy)."
 
 
 class MLP(_Images):
