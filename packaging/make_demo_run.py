@@ -1,6 +1,6 @@
 """Write the demo run shipped with lossview (resources/demo/) with the built-in trainer.
 
-The run: the ``mlp`` problem (a 64-32-32-10 ReLU MLP on the scikit-learn 8x8 digits)
+The run: the ``mlp`` problem (a 64-32-32-10 ReLU MLP on the 8x8 digits lossview ships)
 trained with its defaults, constant-lr SGD (lr 0.3, batch 32), plus 20 % label noise,
 for 2000 steps with a snapshot every 20 steps (101 snapshots, about 1.8 MB). The training
 loss falls for a few hundred steps and then stays on a plateau (the clean-label loss
@@ -10,7 +10,7 @@ views and diagnosis are about. Everything needed to rebuild it is in its run.jso
 
     python packaging/make_demo_run.py [--out resources/demo]
 
-Needs scikit-learn (the digits); the result is deterministic on CPU.
+The result is deterministic on CPU.
 """
 
 from __future__ import annotations
