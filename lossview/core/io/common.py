@@ -77,6 +77,8 @@ def assemble_run(
     folder is refused with the same detail. Snapshots are sorted by step (then epoch,
     then file name) and duplicate steps keep the later file. ``spec["step_unit"]`` is set
     (see :func:`step_unit`) unless the spec already says ``"step"`` or ``"epoch"``.
+    ``spec["opened_as"]`` is the one-line account of what was read and skipped
+    (:mod:`lossview.core.io.summary`); readers that change the run afterwards rebuild it.
     """
     warnings = list(warnings)
     if not entries:
@@ -123,7 +125,7 @@ def assemble_run(
     spec = dict(spec or {})
     if spec.get("step_unit") not in STEP_UNITS:
         spec["step_unit"] = step_unit([s for s, _ in ordered])
-    return Run(
+    run = Run(
         path=path,
         format=format,
         snapshots=[s for s, _ in ordered],
@@ -134,3 +136,8 @@ def assemble_run(
         spec=spec,
         warnings=warnings,
     )
+    from lossview.core.io.summary import alias_common_names, opened_as
+
+    alias_common_names(run)  # Loss/train, eval/loss, train/learning_rate... are findable
+    run.spec["opened_as"] = opened_as(run)  # what the loader did, in one line
+    return run

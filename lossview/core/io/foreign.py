@@ -151,6 +151,11 @@ def open_foreign(path: Path, fmt: str) -> Run:
         warnings += w
         if used:
             spec["metrics_files"] = [str(f) for f in used]
+            spec["metric_sources"] = {", ".join(f.name for f in used): list(table_metrics)}
+        from lossview.core.io.tensorboard import add_event_metrics  # SummaryWriter's runs/
+
+        add_event_metrics(table_metrics, folder.parent if up else path, warnings, spec,
+                          near=folder, shown_from=path)
         stray = [f for f, k in kinds.items() if k != fmt and f not in not_weights and f not in used]
         for line in (summarize_ignored(stray, f"not {fmt} checkpoints"),
                      summarize_ignored(not_weights, "optimizer/scheduler/RNG state or training "
@@ -177,8 +182,10 @@ def open_foreign(path: Path, fmt: str) -> Run:
         warnings += w + w2
         if info := checkpoint_info(entries):
             spec["checkpoint_meta"] = info
+        stored = scalar_series(entries)
+        spec.setdefault("metric_sources", {})["stored in the checkpoints"] = list(stored)
         run = assemble_or_explain(path, fmt, entries, TorchReader("torch"),
-                                  {**scalar_series(entries), **table_metrics}, spec, warnings)
+                                  {**stored, **table_metrics}, spec, warnings)
         attach_from_snapshots(run)
         return run
     entries, w = scan_array_files(files, fmt)

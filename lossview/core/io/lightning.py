@@ -1,4 +1,5 @@
-"""PyTorch Lightning output: ``.ckpt`` checkpoints and the CSVLogger's ``metrics.csv``.
+"""PyTorch Lightning output: ``.ckpt`` checkpoints, the CSVLogger's ``metrics.csv`` and the
+default TensorBoardLogger's event files (:mod:`lossview.core.io.tensorboard`).
 
 A Lightning checkpoint is a ``torch.save`` dict with ``state_dict``, ``global_step`` and
 ``epoch`` (plus optimizer and loop state, which are not weights). Parameter names are
@@ -21,6 +22,7 @@ import numpy as np
 
 from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
 from lossview.core.io.optimizer import attach_from_snapshots
+from lossview.core.io.tensorboard import add_event_metrics, find_event_dirs
 from lossview.core.io.torchfiles import (
     TorchReader,
     checkpoint_info,
@@ -129,13 +131,21 @@ def open_lightning(path: Path, within: Path | None = None) -> Run:
     entries, w = snapshots_from_scan(found, note_copies=False)
     warnings += w
     metrics = scalar_series(entries)
+    sources: dict[str, list[str]] = {"stored in the checkpoints": list(metrics)}
     csv_path = find_metrics_csv(ckpts, path)
+    top = path if path.is_dir() else path.parent
     if csv_path is not None:
         m, w = read_metrics_csv(csv_path)
         metrics.update(m)
         warnings += w
+        sources[_relative(csv_path, top)] = list(m)
+    spec = {"source": "lightning", "metrics_file": str(csv_path) if csv_path else None,
+            "metric_sources": sources}
+    # the default logger (TensorBoard): version_N/events.out.tfevents.*, beside or instead
+    # of a CSVLogger's metrics.csv (whose columns win where both logged a name)
+    add_event_metrics(metrics, _events_root(ckpts, top), warnings, spec,
+                      near=ckpts[0].parent if ckpts else None, shown_from=top)
     monitor = lr_monitor_series(metrics)
-    spec = {"source": "lightning", "metrics_file": str(csv_path) if csv_path else None}
     if info := checkpoint_info(entries):  # hyper_parameters, pytorch-lightning_version
         spec["checkpoint_meta"] = info
     run = assemble_or_explain(path, "lightning", entries, TorchReader("lightning"), metrics, spec,
@@ -144,8 +154,27 @@ def open_lightning(path: Path, within: Path | None = None) -> Run:
         run.metric_aliases["lr"] = monitor
     attach_from_snapshots(run)
     if monitor is not None and isinstance(run.spec.get("optimizer"), dict):
-        run.spec["optimizer"]["source"] += f"; the lr series is {monitor} of {csv_path.name}"
+        where = next((csv_path.name if csv_path is not None and k == _relative(csv_path, top)
+                      else k for k, v in sources.items() if monitor in v), "the logs")
+        run.spec["optimizer"]["source"] += f"; the lr series is {monitor} of {where}"
     return run
+
+
+def _relative(p: Path, top: Path) -> str:
+    try:
+        return p.relative_to(top).as_posix()
+    except ValueError:
+        return p.name
+
+
+def _events_root(ckpts: list[Path], top: Path) -> Path:
+    """The ``version_N`` folder of the checkpoints when it holds event files (so the other
+    versions' are not read), else the run's folder."""
+    if ckpts:
+        v = next((d for d in ckpts[0].parents if re.fullmatch(r"version_\d+", d.name)), None)
+        if v is not None and find_event_dirs(v):
+            return v
+    return top
 
 
 def lr_monitor_series(metrics: dict[str, MetricSeries]) -> str | None:
