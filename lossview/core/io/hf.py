@@ -213,6 +213,8 @@ def open_hf(path: Path, fmt: str = "hf-trainer") -> Run:
         newest = max(states, key=lambda s: (s[0], s[1]))[2]
         metrics = log_history_series(newest.get("log_history") or [])
     spec = {"source": "hf-trainer"}
+    from lossview.core.io.tensorboard import add_event_metrics  # report_to=["tensorboard"]
+    add_event_metrics(metrics, path, warnings, spec)  # runs/*/events.out.tfevents.*
     run = assemble_or_explain(path, "hf-trainer", entries, HFReader(), metrics, spec, warnings)
     opt = optimizer_settings(run)
     if opt is not None:
