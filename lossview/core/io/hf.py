@@ -146,6 +146,8 @@ def info_of(files: list[Path]) -> tuple[dict, str | None, dict[str, str]]:
             info.update(i)
             key = meta.get("key")
             tied.update(meta.get("tied") or {})  # inspect_file leaves them out of ``i``
+    if len(files) > 1 and all(f.name.endswith(".safetensors") for f in files):
+        info = dict(sorted(info.items()))  # the order of the same model in one file
     return info, key, tied
 
 

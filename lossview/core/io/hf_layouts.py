@@ -67,6 +67,14 @@ def is_model_folder(d: Path) -> bool:
     return "config.json" in names or bool(names & set(_INDEXES)) or is_accelerate_state(d)
 
 
+#: Sub-folder names that announce a position (``step_100``, ``checkpoint_0``, ``epoch-3``,
+#: ``global_step500``, ``1000``) or the end of a run (``final``): per-step folders. Others
+#: (``seed1``, ``lr0.1``, ``bert-base``) are separate runs or models, never steps of one.
+_STEP_NAME = re.compile(r"^(?:(?:global_step|steps?|iter|iteration|it|checkpoint|ckpt|epoch|ep"
+                        r"|model|weights|snapshot|save)[-_=]?)?\d+$", re.I)
+_END_NAME = re.compile(r"^(?:final|last|latest|end)(?:[-_](?:model|checkpoint|ckpt))?$", re.I)
+
+
 def _weight_subfolders(path: Path) -> list[Path]:
     try:
         subs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -75,24 +83,45 @@ def _weight_subfolders(path: Path) -> list[Path]:
     return sorted((p for p in subs if weight_files(p)), key=lambda p: natural_key(p.name))
 
 
+def _is_run(d: Path) -> bool:
+    """A folder that is itself a run (Trainer output keeps its final model beside its
+    ``checkpoint-N/``): it is not one step of another run."""
+    from lossview.core.io.hf import is_hf_output
+
+    return is_hf_output(d) or bool(_weight_subfolders(d)) or (d / "checkpoints").is_dir()
+
+
+def step_folders(subs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The sub-folders that are steps of one run, and those left out (names without a
+    step, folders that are runs themselves); a lone model folder counts whatever its name."""
+    subs = [d for d in subs if not _is_run(d)]
+    if len(subs) == 1:
+        return (subs, []) if is_model_folder(subs[0]) else ([], subs)
+    steps = [d for d in subs if _STEP_NAME.match(d.name)]
+    if not steps:
+        return [], subs
+    steps += [d for d in subs if _END_NAME.match(d.name)]
+    return sorted(steps, key=lambda p: natural_key(p.name)), [d for d in subs if d not in steps]
+
+
 def find_layout(path: Path) -> tuple[str, Path, list[Path]] | None:
     """``(format, root, model folders)`` when ``path`` is one of the layouts, else None.
 
     ``root`` holds the model folders: ``path``, or ``path/checkpoints`` (accelerate's
-    automatic naming opened at its project folder). Several sub-folders with weights, or one
-    that is a model folder, make a run; else ``path`` itself when it is a model folder."""
+    automatic naming opened at its project folder). Sub-folders with weights whose names
+    announce steps (see :func:`step_folders`) make a run; else ``path`` itself when it is a
+    model folder (one snapshot)."""
     path = Path(path)
     if not path.is_dir():
         return None
     root, subs = path, _weight_subfolders(path)
     if not subs and (path / "checkpoints").is_dir() and not weight_files(path / "checkpoints"):
         root, subs = path / "checkpoints", _weight_subfolders(path / "checkpoints")
-    if len(subs) >= 2 or (len(subs) == 1 and is_model_folder(subs[0])):
-        folders = subs
-    elif is_model_folder(path):
+    folders, _ = step_folders(subs)
+    if not folders:
+        if not is_model_folder(path):
+            return None
         folders = [path]
-    else:
-        return None
     fmt = "accelerate" if any(is_accelerate_state(d) for d in folders) else "hf-pretrained"
     return fmt, root, folders
 
@@ -146,6 +175,12 @@ def open_layout(path: Path) -> Run:
         raise NoCheckpointsError(f"no save_pretrained or save_state folders in {path}")
     fmt, root, folders = found
     warnings: list[str] = []
+    if folders != [path]:
+        left = step_folders(_weight_subfolders(root))[1]
+        if left:
+            warnings.append(f"ignored {len(left)} sub-folder{'s' if len(left) > 1 else ''} "
+                            f"whose names hold no step (another run or model?): "
+                            f"{', '.join(d.name for d in left[:5])}")
     steps, epochs, units, note, auto = _positions(folders, warnings)
     entries, not_opened, from_meta = [], set(), 0
     for d, step, epoch, unit in zip(folders, steps, epochs, units):

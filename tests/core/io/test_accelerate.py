@@ -101,7 +101,8 @@ def test_one_save_state_folder_opened_by_itself(tmp_path):
 
 def test_save_state_into_folders_named_by_step_takes_the_steps_from_the_names(tmp_path):
     acc = accelerate.Accelerator(cpu=True)
-    truth = _loop(acc, _net(), save=lambda acc, step: acc.save_state(str(tmp_path / f"step_{step}")))
+    truth = _loop(acc, _net(),
+                  save=lambda acc, step: acc.save_state(str(tmp_path / f"step_{step}")))
     run = open_run(tmp_path)
     assert run.format == "accelerate"
     assert run.steps.tolist() == [5, 10, 15]

@@ -116,7 +116,8 @@ def test_bfloat16_save_pretrained_shards_are_read_bit_exactly(tmp_path):
         assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"BF16"}
     run = open_run(tmp_path)
     assert run.n_params == _n_trainable(model)
-    assert run.spec["normalised"] == ["bfloat16 tensors in every snapshot read as float32 (exactly)"]
+    assert run.spec["normalised"] == [
+        "bfloat16 tensors in every snapshot read as float32 (exactly)"]
     for i, step in enumerate(run.steps):
         got = run.params(i)
         for k in run.param_names:  # truth: torch's own bfloat16 -> float32 conversion
@@ -143,3 +144,30 @@ def test_a_truncated_shard_is_named_when_its_snapshot_is_read(tmp_path):
     victim.write_bytes(victim.read_bytes()[:200])
     with pytest.raises(LossviewError, match=victim.name):
         run.params(1)
+
+
+def test_folders_of_separate_models_are_not_taken_for_steps(tmp_path):
+    """``seed1/``, ``seed2/``: two fine-tunes, not two steps of one run."""
+    from lossview.core.errors import LossviewError
+
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        _gpt2().save_pretrained(tmp_path / f"seed{seed}")
+    with pytest.raises(LossviewError, match="open one of them"):
+        open_run(tmp_path)
+    assert open_run(tmp_path / "seed2").format == "hf-pretrained"
+
+
+def test_a_final_folder_goes_last_and_other_models_are_named(tmp_path):
+    model, truth, _ = _loop(tmp_path, steps=(1, 2))
+    model.save_pretrained(tmp_path / "final")
+    _gpt2().save_pretrained(tmp_path / "base-model")
+    run = open_run(tmp_path)
+    assert run.format == "hf-pretrained"
+    assert run.steps.tolist() == [1, 2, 3]
+    assert run.snapshots[-1].meta["folder"] == "final"
+    assert "ignored 1 sub-folder whose names hold no step (another run or model?): base-model" \
+        in run.warnings
+    final = model.state_dict()
+    for k, v in run.params(2).items():
+        np.testing.assert_array_equal(v, final[k].detach().numpy())

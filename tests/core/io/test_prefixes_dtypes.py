@@ -154,7 +154,8 @@ def test_bfloat16_is_read_as_float32_also_once_ml_dtypes_gives_numpy_a_bfloat16(
     from lossview.core.io.arrays import read_safetensors_file
 
     w = torch.randn(5, 7, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
-    save_file({"w": w, "h": w.to(torch.float16), "i": torch.arange(3)}, str(tmp_path / "a.safetensors"))
+    save_file({"w": w, "h": w.to(torch.float16), "i": torch.arange(3)},
+              str(tmp_path / "a.safetensors"))
     assert np.dtype(ml_dtypes.bfloat16).itemsize == 2
     got = read_safetensors_file(tmp_path / "a.safetensors")
     assert list(got) == ["h", "i", "w"]
