@@ -153,3 +153,19 @@ def test_a_second_prepared_model_is_left_out_with_a_warning(tmp_path):
     assert run.warnings == [
         f"step_{s}: opened the first model (model.safetensors); left out model_1.safetensors "
         f"(another model given to accelerator.prepare)" for s in (1, 2)]
+
+
+def test_lossview_analyze_json_on_a_save_state_project(tmp_path, capsys):
+    import json
+
+    from lossview.cli import main
+
+    acc = accelerate.Accelerator(cpu=True, project_config=ProjectConfiguration(
+        project_dir=str(tmp_path), automatic_checkpoint_naming=True))
+    _loop(acc, _net())
+    assert main(["analyze", str(tmp_path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert rep["format"] == "accelerate" and rep["steps"] == [0, 1, 2] and rep["n_params"] == 49
+    assert "accelerate's checkpoint numbers" in err  # the warning is said, once
+    assert err.count("\n") == 1

@@ -171,3 +171,17 @@ def test_a_final_folder_goes_last_and_other_models_are_named(tmp_path):
     final = model.state_dict()
     for k, v in run.params(2).items():
         np.testing.assert_array_equal(v, final[k].detach().numpy())
+
+
+def test_lossview_analyze_json_on_per_step_shards(tmp_path, capsys):
+    from lossview.cli import main
+
+    model, _, rows = _loop(tmp_path, steps=(2, 4, 6), log=True)
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert err == ""
+    assert rep["format"] == "hf-pretrained" and rep["steps"] == [2, 4, 6]
+    assert rep["n_params"] == _n_trainable(model)
+    assert rep["metrics"]["loss"]["steps"] == [r[0] for r in rows]
