@@ -94,7 +94,10 @@ def read_safetensors(path: Path) -> TensorDict:
     """All tensors of a .safetensors file as numpy arrays (bfloat16 widened to float32)."""
     try:
         with safe_open(str(path), framework="np") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: f.get_tensor(k) for k in f.keys()}
+        # once ml_dtypes is imported (keras, jax) numpy has a bfloat16 and safetensors
+        # returns it: widen it as the torch route does (exact)
+        return {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in out.items()}
     except TypeError:  # numpy has no bfloat16: go through torch
         from safetensors.torch import load_file
 
