@@ -152,10 +152,11 @@ def open_foreign(path: Path, fmt: str) -> Run:
         if used:
             spec["metrics_files"] = [str(f) for f in used]
             spec["metric_sources"] = {", ".join(f.name for f in used): list(table_metrics)}
+        from lossview.core.io.locate import CHECKPOINT_DIRS
         from lossview.core.io.tensorboard import add_event_metrics  # SummaryWriter's runs/
 
-        add_event_metrics(table_metrics, folder.parent if up else path, warnings, spec,
-                          near=folder, shown_from=path)
+        events = folder.parent if folder == path and folder.name in CHECKPOINT_DIRS else path
+        add_event_metrics(table_metrics, events, warnings, spec, near=folder)
         stray = [f for f, k in kinds.items() if k != fmt and f not in not_weights and f not in used]
         for line in (summarize_ignored(stray, f"not {fmt} checkpoints"),
                      summarize_ignored(not_weights, "optimizer/scheduler/RNG state or training "

@@ -95,7 +95,7 @@ def _positions(run) -> str:
 
 def _metrics(run) -> list[str]:
     if not run.metrics:
-        return ["no metrics"]
+        return ["no metrics"] + list(run.spec.get("metric_notes") or [])
     sources: dict[str, list[str]] = {}
     placed: set[str] = set()
     for label, names in (run.spec.get("metric_sources") or {}).items():
@@ -109,7 +109,7 @@ def _metrics(run) -> list[str]:
         sources.setdefault(label, []).extend(rest)
     groups = [", ".join(sorted(names, key=natural_key)) + (f" ({label})" if label else "")
               for label, names in sources.items()]
-    out = ["metrics: " + "; ".join(groups)]
+    out = ["metrics: " + "; ".join(groups)] + list(run.spec.get("metric_notes") or [])
     alias = run.metric_aliases.get(LOSS[0])
     if alias and run.metric(*LOSS) is run.metrics.get(alias):
         out.append(f"the loss is {alias}")

@@ -15,7 +15,8 @@ it also drops the points a restarted run wrote over), imported only when event f
 exist; without the package a warning names the extra. Each scalar tag becomes a series at
 its step, under its own name (a ``add_scalars`` sub-folder's under the sub-folder's name).
 Positions (``epoch``, ``train/epoch``, ``global_step``), runtimes, throughput, FLOPs and
-Lightning's placeholder ``hp_metric`` (-1) are left out. When several TensorBoard runs sit
+Lightning's placeholder ``hp_metric`` (-1) and the HF Trainer's end-of-run mean
+``train/train_loss`` are left out. When several TensorBoard runs sit
 under the folder, the one beside the checkpoints is read (Lightning's ``version_N``), else
 the newest, and the others are named in a warning.
 """
@@ -36,6 +37,8 @@ EXTRA = "lossview[tensorboard]"
 EVENT_PREFIX = "events.out.tfevents."
 MAX_DEPTH = 5
 _SKIP = re.compile(r"(runtime|per_second|flos)", re.I)
+#: One number about the whole run, logged once at its end: the HF Trainer's mean loss.
+_RUN_SUMMARIES = ("train/train_loss",)
 
 
 def find_event_dirs(root: Path) -> list[Path]:
@@ -82,7 +85,7 @@ def choose_run(runs: dict[Path, list[Path]], near: Path | None) -> Path:
 
 def _keep(tag: str, values: np.ndarray) -> bool:
     leaf = tag.rsplit("/", 1)[-1]
-    if leaf in POSITION_KEYS or _SKIP.search(tag):
+    if leaf in POSITION_KEYS or _SKIP.search(tag) or tag in _RUN_SUMMARIES:
         return False
     return not (tag == "hp_metric" and np.all(values == -1))
 
@@ -154,7 +157,8 @@ def add_event_metrics(metrics: dict[str, MetricSeries], root: Path, warnings: li
     is already there keeps the other source's series, a tag repeating another series point
     for point (HF's ``train/loss`` = ``trainer_state.json``'s ``loss``) is left out.
     ``spec["metric_sources"]`` gets ``"TensorBoard <folder>"`` (relative to ``shown_from``,
-    else ``root``) with the names added; ``near`` is the checkpoints' folder."""
+    else ``root``) with the names added, ``spec["metric_notes"]`` a sentence on the tags left
+    out as repeats; ``near`` is the checkpoints' folder."""
     series, run, w = event_metrics(root, near)
     warnings += w
     if run is None:
@@ -168,6 +172,8 @@ def add_event_metrics(metrics: dict[str, MetricSeries], root: Path, warnings: li
         added.append(name)
     base = shown_from or root
     rel = run.relative_to(base).as_posix() if base in run.parents else run.name
-    label = f"TensorBoard {rel}" + (f" ({repeats} tag{'s' if repeats != 1 else ''} repeating "
-                                    f"other series left out)" if repeats else "")
-    spec.setdefault("metric_sources", {})[label] = added
+    spec.setdefault("metric_sources", {})[f"TensorBoard {rel}"] = added
+    if repeats:
+        spec.setdefault("metric_notes", []).append(
+            f"TensorBoard {rel}: {repeats} tag{'s' if repeats != 1 else ''} repeating series "
+            f"read elsewhere left out")
