@@ -30,8 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from lossview.core.io import open_run
 
     r = open_run(args.path)
-    for w in r.warnings:
-        print(f"lossview analyze: warning: {w}", file=sys.stderr)
     model_file = getattr(args, "model", None)
     report = analyze(r, model_file=model_file)
     # Sharpness needs the model and data: built-in problems name theirs in run.json,
@@ -40,11 +38,14 @@ def run(args: argparse.Namespace) -> int:
     data = (getattr(args, "data", None), getattr(args, "block_size", None))
     report["sharpness"] = None if args.no_sharpness else _sharpness(r, model_file, *data)
     refresh_answers(report)  # the stability answer compares lr with the measured sharpness
+    # what the loader read and skipped, in one line (the warnings are in it), not a wall
+    # of warning lines
+    report["opened_as"] = r.spec.get("opened_as") or f"opened as {r.format}"
     if args.json:
         json.dump(report, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(format_text(report))
+        sys.stdout.write(report["opened_as"] + "\n" + format_text(report))
     return 0
 
 

@@ -2,6 +2,7 @@
 file; number-less files go after the numbered ones; several runs are listed; a folder of
 whole pickled models is refused saying what to do."""
 
+import json
 import shutil
 
 import numpy as np
@@ -169,3 +170,21 @@ def test_a_folder_of_whole_pickled_models_is_refused_saying_what_to_do(tmp_path,
     run = open_run(tmp_path)
     assert run.steps.tolist() == [5]
     assert sum("needs pickled code; skipped for safety" in w for w in run.warnings) == 4
+
+
+def test_analyze_says_what_it_opened_in_one_line(tmp_path, capsys):
+    project, _ = _project(tmp_path)
+    with open(project / "checkpoints" / "metrics.csv", "w") as fh:
+        fh.write("step,loss\n" + "".join(f"{s},{1 / (s + 1)}\n" for s in range(0, 301, 50)))
+    torch.save({"state": {}, "param_groups": [{"lr": 0.05}]}, project / "checkpoints" / "optimizer.pt")
+    rc, out, err = _cli(capsys, project)
+    assert rc == 0 and err == ""  # no wall of warning lines
+    expected = ("opened as torch: 4 checkpoints in checkpoints/ (model_0.pt … model_300.pt), "
+                "steps 0–300; metrics: loss (metrics.csv); ignored 1 file (beside checkpoints/, "
+                "whose files are the checkpoints): data.pt; ignored 1 file (optimizer/scheduler/"
+                "RNG state or training arguments, not weights; never opened): optimizer.pt")
+    assert out.splitlines()[0] == expected
+    rc, out, err = _cli(capsys, project, "--json")
+    assert rc == 0 and err == ""
+    rep = json.loads(out)
+    assert rep["opened_as"] == expected and rep["steps"] == [0, 100, 200, 300]
