@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lossview.core.errors import NoCheckpointsError
 from lossview.core.io.filescan import assemble_or_explain, natural_key, one_line
 from lossview.core.io.optimizer import attach_from_snapshots
 from lossview.core.io.tensorboard import add_event_metrics, find_event_dirs
@@ -29,6 +30,7 @@ from lossview.core.io.torchfiles import (
     scalar_series,
     scan_torch_files,
     snapshots_from_scan,
+    unsafe_refusal,
 )
 from lossview.core.run import MetricSeries, Run
 
@@ -125,7 +127,10 @@ def open_lightning(path: Path, within: Path | None = None) -> Run:
     sub-folder detection chose, e.g. ``lightning_logs``) or under ``path``."""
     ckpts = find_ckpts(within or path)
     ckpts, warnings = pick_version(ckpts)
-    found, w = scan_torch_files(ckpts)
+    unsafe: list[Path] = []
+    found, w = scan_torch_files(ckpts, unsafe)
+    if not found and (why := unsafe_refusal(within or path, unsafe, len(ckpts))) is not None:
+        raise NoCheckpointsError(why)
     warnings += w
     # ModelCheckpoint(save_last=True) repeats the newest checkpoint as last.ckpt: dropped
     entries, w = snapshots_from_scan(found, note_copies=False)

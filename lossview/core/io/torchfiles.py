@@ -237,14 +237,17 @@ def scan_torch_files(files: Sequence[Path], unsafe: list[Path] | None = None
 
 
 def unsafe_refusal(path: Path, unsafe: Sequence[Path], n_files: int) -> str | None:
-    """The one-line reason for a folder whose torch files all need pickled code (a folder of
-    whole models saved with ``torch.save(model)``), or None when some file could be read."""
-    if len(unsafe) < 2 or len(unsafe) < n_files:
+    """The one-line reason for torch files that all need pickled code (whole models saved
+    with ``torch.save(model)``), saying what to do; None when some file could be read."""
+    if not unsafe or len(unsafe) < n_files:
         return None
+    where = "" if path.is_file() else f"no readable checkpoints in {path}: "
+    if len(unsafe) == 1:
+        return (f"{where}{unsafe[0].name}: needs pickled code to load (a whole model saved "
+                f"with torch.save(model)?); {SAFETY_FIX}")
     names = ", ".join(f.name for f in unsafe[:3]) + (" ..." if len(unsafe) > 3 else "")
-    return (f"no readable checkpoints in {path}: all {len(unsafe)} torch files ({names}) need "
-            f"pickled code to load, as whole models saved with torch.save(model) do; "
-            f"{SAFETY_FIX}")
+    return (f"{where}all {len(unsafe)} torch files ({names}) need pickled code to load "
+            f"(whole models saved with torch.save(model)?); {SAFETY_FIX}")
 
 
 def snapshots_from_scan(found: Sequence[tuple[Path, dict, dict]], note_copies: bool = True
