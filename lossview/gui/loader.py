@@ -1,16 +1,21 @@
 """Opening and analysing a run off the GUI thread: a plain generator for GeneratorWorker.
 
-:func:`load_and_analyze` yields progress strings and returns ``(run, report)``; the GUI
-wraps it in :class:`~lossview.gui.workers.GeneratorWorker`. It never touches widgets.
+:func:`load_and_analyze` yields progress strings and returns :class:`Opened` (the run,
+its report, and whether the model file given was usable) or :class:`SeveralRuns` (the
+folder holds several runs: the window offers a choice); the GUI wraps it in a worker
+(a child process). It never touches widgets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lossview.core.analysis.metric_names import TRAIN_LOSS
 
 #: at most this many snapshots enter the pairwise distance matrix (evenly spaced)
 PAIRWISE_MAX = 200
@@ -43,21 +48,111 @@ def pairwise_distances(run: Any, max_points: int = PAIRWISE_MAX) -> Generator[st
     return {"indices": idx.tolist(), "matrix": m}
 
 
+@dataclass
+class Opened:
+    """An opened and analysed run. ``model_file``: the model file the report used (None if
+    none was given or it failed its check); ``model_error``: why the given one failed."""
+
+    run: Any
+    report: dict
+    model_file: str | None = None
+    model_error: str | None = None
+
+
+@dataclass
+class SeveralRuns:
+    """``path`` holds several runs: ``choices`` are ``(sub-folder name, checkpoints)``;
+    ``message`` is the core's one line."""
+
+    path: str
+    message: str
+    choices: list[tuple[str, int]] = field(default_factory=list)
+
+
 def load_and_analyze(path: str | Path, model_file: str | None = None
-                     ) -> Generator[str, None, tuple[Any, dict]]:
+                     ) -> Generator[str, None, Opened | SeveralRuns]:
     """Open ``path``, analyse it, add the pairwise matrix; yields progress lines.
 
-    ``model_file``: a user file building the model and data (``--model``), for foreign runs.
-    The desktop app runs this in a child process: the opened run (headers, metrics, lazy
-    readers) and the report pickle in a few milliseconds.
+    ``model_file``: a user file building the model and data (``--model``, or attached in
+    the window), for foreign runs. It is checked first (:func:`check_model_file`); one
+    that fails is left out, with its one-line reason in :attr:`Opened.model_error`, and
+    the run opens without it. The desktop app runs this in a child process: the opened
+    run (headers, metrics, lazy readers) and the report pickle in a few milliseconds.
     """
+    from lossview.core.errors import LossviewError
     from lossview.core.io import open_run
 
     yield f"opening {path}"
-    run = open_run(path)
+    try:
+        run = open_run(path)
+    except LossviewError as e:
+        choices = run_choices(path)
+        if len(choices) > 1:
+            return SeveralRuns(str(path), str(e), choices)
+        raise
+    model_error = None
+    if model_file:
+        yield f"checking the model file {Path(model_file).name}"
+        try:
+            check_model_file(run, model_file)
+        except LossviewError as e:
+            model_file, model_error = None, str(e)
     yield f"analysing {len(run)} snapshots ({run.n_params:,} parameters)"
     report = yield from analyze_run(run, model_file=model_file)
-    return run, report
+    loss = report.get("loss_from_model")
+    if loss and loss in run.metrics:
+        # the folder logged no loss: the model's full-data loss at each snapshot is the
+        # training loss the loss panel draws (the analyses already used it)
+        run.metric_aliases.setdefault(TRAIN_LOSS[0], loss)
+    return Opened(run, report, model_file, model_error)
+
+
+def check_model_file(run: Any, model_file: str | Path) -> None:
+    """The model file's contract (:func:`lossview.core.surface.usermodel.model_source`:
+    it runs the user's code) and its loss at the last snapshot with finite weights, so that
+    a model whose forward pass or loss fails on these checkpoints is said at once, in one
+    line (LossviewError)."""
+    from lossview.core.errors import LossviewError
+    from lossview.core.surface.finite import snapshot_loss, weights_problem
+    from lossview.core.surface.usermodel import model_source
+
+    src = model_source(run, model_file)
+    usable = [i for i in range(len(run) - 1, -1, -1) if weights_problem(run, i) is None]
+    if not usable:
+        return
+    try:
+        snapshot_loss(src, run, usable[0])
+    except LossviewError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's code: any failure is one line
+        line = (str(e).strip().splitlines() or [""])[0][:200]
+        raise LossviewError(f"your model file {model_file} failed on step "
+                            f"{int(run.steps[usable[0]])}: {type(e).__name__}: {line}") from None
+
+
+def run_choices(path: str | Path) -> list[tuple[str, int]]:
+    """The runs in ``path``'s sub-folders when detection refused it for holding several
+    (:func:`lossview.core.io.locate.choose`), as ``(name, checkpoints)``; else ``[]``."""
+    from lossview.core.errors import LossviewError
+    from lossview.core.io import locate
+    from lossview.core.io.naming import natural_key
+
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return []
+    try:
+        locate.choose(p)
+        return []  # not refused for holding several runs: the error was another one
+    except LossviewError:
+        pass
+    try:
+        subs = sorted((d for d in p.iterdir() if d.is_dir() and not d.name.startswith((".", "__"))),
+                      key=lambda d: natural_key(d.name))
+    except OSError:
+        return []
+    cands = [c for d in subs if (c := locate.sub_candidate(d)) is not None]
+    series = [c for c in cands if c.series]
+    return [(c.top.name, c.count) for c in (series if len(series) > 1 else cands)]
 
 
 def analyze_run(run: Any, analyze=None, model_file: str | None = None

@@ -1,6 +1,8 @@
 """The main window: start page, then loss / trajectory / surface / diagnostics panels on
-one timeline. Opening a run loads and analyses it in a child process; errors land in the
-status bar and the log with the file named, and the previous run stays on screen.
+one timeline. Opening a run loads and analyses it in a child process
+(:mod:`lossview.gui.run_opening`, which also attaches model files and asks which run to
+open in a folder of several); errors land in the status bar and the log with the file
+named, and the previous run stays on screen.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QSplitter, QStackedWidget,
+from PySide6.QtWidgets import (QLabel, QMainWindow, QSplitter, QStackedWidget,
                                QVBoxLayout, QWidget)
 
 from lossview.core.analysis.verdicts import tag
-from lossview.gui import settings
+from lossview.gui import settings, window_layout, window_training
 from lossview.gui.diagnostics_panel import DiagnosticsPanel
-from lossview.gui.loader import load_and_analyze
-from lossview.gui.sharpness_job import SharpnessJob
 from lossview.gui.loss_panel import LossPanel
 from lossview.gui.menus import build_menus
+from lossview.gui.run_info import RunInfo
+from lossview.gui.run_opening import RunOpener
+from lossview.gui.sharpness_job import SharpnessJob
 from lossview.gui.stagger import Stagger, lay_out_hidden, one_per_turn, settle
 from lossview.gui.start_page import StartPage
 from lossview.gui.timeline import Timeline
@@ -28,7 +31,6 @@ from lossview.gui.trajectory_panel import TrajectoryPanel
 from lossview.gui.widgets import cache_plot_items
 from lossview.gui.words import step_unit
 from lossview.gui.window_messages import WindowMessages
-from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui")
 
@@ -40,19 +42,6 @@ def _surface_panel_class():
         log.info("surface panel unavailable: %s", e)
         return None
     return SurfacePanel
-
-
-def _train_dialog_class():
-    try:
-        from lossview.gui.train_dialog import TrainDialog
-    except ImportError as e:
-        log.info("train dialog unavailable: %s", e)
-        return None
-    return TrainDialog
-
-
-#: the built-in problem ``lossview demo`` trains live (its loss plateaus, the weights wander)
-DEMO_PROBLEM = "mlp"
 
 
 def demo_path() -> Path | None:
@@ -77,16 +66,14 @@ class MainWindow(QMainWindow):
         self.timeline = Timeline(self)
         self.run: Any = None
         self.report: dict | None = None
-        self._loader: GeneratorWorker | ProcessWorker | None = None
+        self.opener = RunOpener(self)
         self.sharpness = SharpnessJob(self)
         self.sharpness.progress.connect(self._on_load_progress)
         self.sharpness.measured.connect(self._on_sharpness)
         self.sharpness.failed.connect(self._on_sharpness_error)
         self._after_panels: Any = None  # started once a new run's panels are all shown
         self._sharpness_view = Stagger(self)  # shows a measured sharpness, a turn later
-        self.model_file: str | None = None
-        self._loading_path: str | None = None
-        self._pending_step: int | None = None
+        self.model_file: str | None = None  # the shown run's (``--model``, or attached)
         self._train_dialog = None
         self.stagger = Stagger(self)
         from lossview.gui.live_view import LiveView
@@ -103,6 +90,9 @@ class MainWindow(QMainWindow):
             ready = getattr(self.surface_panel, "surface_ready", None)
             if ready is not None:
                 ready.connect(lambda: cache_plot_items(self.surface_panel))
+            attach = getattr(self.surface_panel, "attach_requested", None)
+            if attach is not None:
+                attach.connect(self.choose_model_file)
         else:
             self.surface_panel = QLabel("The 3D loss surface is not available in this build.")
             self.surface_panel.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -112,17 +102,19 @@ class MainWindow(QMainWindow):
         m = self.messages  # (its widgets, as the window's: tests and menus reach them so)
         self.banner, self.log_view, self.log_dock = m.banner, m.log_view, m.log_dock
         self.progress, self.cancel_btn, self.warn_btn = m.progress, m.cancel_btn, m.warn_btn
+        self.run_info = RunInfo()  # the run's name and "ⓘ": how the loader opened it
+        self.statusBar().insertPermanentWidget(0, self.run_info)
 
         self.top_split = QSplitter(Qt.Orientation.Horizontal)
         self.top_split.setObjectName("topSplit")
         for w in (self.loss_panel, self.trajectory_panel, self.surface_panel):
             self.top_split.addWidget(w)
-        self.top_split.setSizes([560, 560, 480])
+        self.top_split.setSizes(window_layout.TOP_SIZES)
         self.main_split = QSplitter(Qt.Orientation.Vertical)
         self.main_split.setObjectName("mainSplit")
         self.main_split.addWidget(self.top_split)
         self.main_split.addWidget(self.diagnostics_panel)
-        self.main_split.setSizes([600, 330])
+        self.main_split.setSizes(window_layout.MAIN_SIZES)
         for s in (self.top_split, self.main_split):
             s.setChildrenCollapsible(False)
             s.setHandleWidth(5)
@@ -147,7 +139,7 @@ class MainWindow(QMainWindow):
         self.start_page.train.connect(self.open_train_dialog)
         demo = demo_path()
         self.start_page.set_demo_available(demo is not None, "not shipped with this build")
-        self.start_page.set_train_available(_train_dialog_class() is not None)
+        self.start_page.set_train_available(window_training.train_dialog_class() is not None)
         self.start_page.set_recent(settings.recent_folders())
         self.timeline.count_changed.connect(self._sync_actions)
         self.resize(1600, 1000)
@@ -158,11 +150,7 @@ class MainWindow(QMainWindow):
 
     # -- opening ------------------------------------------------------------------
     def browse(self) -> None:
-        start = settings.recent_folders()[:1]
-        folder = QFileDialog.getExistingDirectory(self, "Open run folder",
-                                                  str(Path(start[0]).parent) if start else "")
-        if folder:
-            self.open_path(folder)
+        self.opener.browse()
 
     def open_demo(self) -> None:
         p = demo_path()
@@ -172,62 +160,41 @@ class MainWindow(QMainWindow):
         self.open_path(str(p), remember=False)
 
     def open_path(self, path: str | Path, step: int | None = None, remember: bool = True) -> None:
-        """Load and analyse ``path`` in a child process; the current run stays until done."""
-        path = str(Path(path).expanduser())
-        self.cancel_loading()
-        self._loading_path = path
-        self._pending_step = step
-        self._remember = remember
-        self.log_message(f"opening {path}")
-        model_file = self.model_file
-        # opened and analysed in a child process (its parsing and Python-level loops
-        # would hold the GIL against this thread); the run and report come back pickled
-        worker = make_worker(load_and_analyze, path, model_file, parent=self)
-        worker.progress.connect(self._on_load_progress)
-        worker.finished.connect(lambda result, w=worker: self._on_loaded(w, path, result))
-        worker.errored.connect(lambda msg, w=worker: self._on_load_error(w, path, msg))
-        worker.done.connect(lambda w=worker: self._on_load_done(w))
-        self._loader = worker
-        self._set_busy(True, f"Opening {Path(path).name}…")
-        worker.start()
+        """Load and analyse ``path`` in a child process (its parsing and Python-level loops
+        would hold the GIL against this thread); the current run stays until done."""
+        self.opener.open_path(path, step=step, remember=remember)
         if self.isVisible() and self.stack.currentWidget() is not self.workspace:
             # while the run loads: the panels laid out, so the switch to them only paints
             one_per_turn(lay_out_hidden(self.workspace, self.stack.currentWidget()), self)
 
     def cancel_loading(self) -> None:
-        w = self._loader
-        if w is not None:
-            w.cancel()
-            self._loader = None
-            self._set_busy(False)
+        self.opener.cancel()
 
     def is_loading(self) -> bool:
-        return self._loader is not None
+        return self.opener.is_loading()
 
     def _on_load_progress(self, items: list) -> None:
         if items:
-            self.statusBar().showMessage(str(items[-1]))
-
-    def _on_loaded(self, worker: GeneratorWorker | ProcessWorker, path: str, result: Any) -> None:
-        if worker is not self._loader:
-            return  # superseded
-        run, report = result
-        if self._remember:
-            settings.add_recent(path)
-            self.start_page.set_recent(settings.recent_folders())
-        self.set_run(run, report, step=self._pending_step)
-        self.statusBar().showMessage(
-            f"{run.name}: {len(run)} snapshots, {run.n_params:,} parameters", 8000)
-        if SharpnessJob.possible(run, report, self.model_file):
-            self._after_panels = lambda: self._measure_sharpness(run, report)
+            self.messages.show_progress(str(items[-1]))
 
     def set_model_file(self, path: str | None) -> None:
-        """A Python file building the model and data for foreign runs (``--model``): it
-        enables the loss surface and sharpness. It runs the user's code, by their choice."""
+        """``--model``: a Python file building the model and data, used for every folder
+        opened; it enables the loss surface and sharpness. It runs the user's code, by
+        their choice."""
+        self.opener.set_cli_model_file(path)
         self.model_file = str(path) if path else None
         f = getattr(self.surface_panel, "set_model_file", None)
         if callable(f):
             f(self.model_file)
+
+    def choose_model_file(self) -> None:
+        """File → "Attach model file…" (a file dialog, then :meth:`attach_model_file`)."""
+        self.opener.choose_model_file()
+
+    def attach_model_file(self, path: str | Path) -> None:
+        """Attach the model file ``path`` to the shown run: checked, then the run is
+        reopened with it (surface, sharpness, loss); on failure one line, the run stays."""
+        self.opener.attach_model_file(path)
 
     # -- sharpness (needs the model: after the panels are shown) ------------------
     def _measure_sharpness(self, run: Any, report: dict) -> None:
@@ -261,19 +228,6 @@ class MainWindow(QMainWindow):
         return (self.is_loading() or self.stagger.active or self.sharpness.busy
                 or self._sharpness_view.active or self.surface_busy())
 
-    def _on_load_error(self, worker: GeneratorWorker | ProcessWorker, path: str,
-                       message: str) -> None:
-        if worker is not self._loader:
-            return
-        self.report_error(f"could not open {path}: {message}")
-        self.load_failed.emit(message)
-
-    def _on_load_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
-        if worker is self._loader:
-            self._loader = None
-            self._set_busy(False)
-        worker.deleteLater()
-
     def _set_busy(self, busy: bool, text: str = "") -> None:
         self.messages.set_busy(busy, text)
 
@@ -296,6 +250,7 @@ class MainWindow(QMainWindow):
                                     unit=step_unit(run, report))
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
         self.setWindowTitle(f"{run.name} — lossview")
+        self.run_info.set_run(run, self.model_file, bool((report or {}).get("loss_from_model")))
         switch = self.stack.currentWidget() is not self.workspace
         self.messages.reset_warnings()
         for w in run.warnings:
@@ -351,46 +306,19 @@ class MainWindow(QMainWindow):
         if on_start_page:
             self.start_page.show_message(text)
 
-    # -- training (GUI-B's dialog) ------------------------------------------------
+    # -- training (the train dialog: lossview.gui.window_training) -----------------
     def open_train_dialog(self) -> None:
-        cls = _train_dialog_class()
-        if cls is None:
-            self.report_error("live training is not available in this build")
-            return
-        if self._train_dialog is None:
-            self._train_dialog = cls(self)
-            self._train_dialog.run_started.connect(self.live.start)
-            self._train_dialog.run_updated.connect(self.live.update)
-            # its plot is redrawn after each of the window's refreshes, in a turn of its own
-            self.live.followers.append(self._train_dialog.plot_live)
-            self._train_dialog.plot_follows_window = True
-            self._train_dialog.run_finished.connect(self._on_training_finished)
-        self._train_dialog.show()
-        self._train_dialog.raise_()
-
-    def _on_training_finished(self, path: Any) -> None:
-        """Replace the live view by the saved run, fully analysed (surface included)."""
-        self.live.stop()
-        if path:
-            self.open_path(str(path), step=None)
+        window_training.open_train_dialog(self)
 
     def start_default_training(self) -> None:
         """``lossview demo``: open the train dialog and start its default problem."""
-        self.open_train_dialog()
-        dialog = self._train_dialog
-        if dialog is None:
-            return
-        try:
-            dialog.set_problem(DEMO_PROBLEM)
-        except (AttributeError, ValueError):
-            pass  # keep the dialog's own default problem
-        dialog.start()
+        window_training.start_default_training(self)
 
     # -- layout, drag and drop, close --------------------------------------------
     def _sync_actions(self, *_: Any) -> None:
         has_run = self.run is not None
-        for name in ("export_csv", "export_anim", "close_run", "export_window", "export_loss",
-                     "export_trajectory", "export_surface", "export_diagnostics"):
+        for name in ("attach_model", "export_csv", "export_anim", "close_run", "export_window",
+                     "export_loss", "export_trajectory", "export_surface", "export_diagnostics"):
             a = self.actions.get(name)
             if a is not None:
                 a.setEnabled(has_run)
@@ -405,31 +333,17 @@ class MainWindow(QMainWindow):
         self.diagnostics_panel.clear()
         self.stack.setCurrentWidget(self.start_page)
         self.setWindowTitle("lossview")
+        self.run_info.set_run(None)
         self._sync_actions()
 
     def restore_layout(self) -> None:
-        geo = settings.read_bytes("window/geometry")
-        if geo is not None:
-            self.restoreGeometry(geo)
-        for key, split in (("window/top_split", self.top_split),
-                           ("window/main_split", self.main_split)):
-            b = settings.read_bytes(key)
-            if b is not None:
-                split.restoreState(b)
-        state = settings.read_bytes("window/state")
-        if state is not None:
-            self.restoreState(state)
+        window_layout.restore(self)
 
     def save_layout(self) -> None:
-        settings.write_bytes("window/geometry", self.saveGeometry())
-        settings.write_bytes("window/state", self.saveState())
-        settings.write_bytes("window/top_split", self.top_split.saveState())
-        settings.write_bytes("window/main_split", self.main_split.saveState())
+        window_layout.save(self)
 
     def reset_layout(self) -> None:
-        self.top_split.setSizes([560, 560, 480])
-        self.main_split.setSizes([600, 330])
-        self.log_dock.hide()
+        window_layout.reset(self)
 
     def dragEnterEvent(self, e) -> None:  # noqa: N802 - Qt override
         if e.mimeData().hasUrls() and any(u.isLocalFile() for u in e.mimeData().urls()):
@@ -444,7 +358,7 @@ class MainWindow(QMainWindow):
     def shutdown(self, msecs: int = 5000) -> None:
         """Stop every worker (loading, surface, training) and wait for them."""
         self.timeline.set_playing(False)
-        w = self._loader
+        w = self.opener.worker
         self.cancel_loading()
         if w is not None:
             w.wait(msecs)

@@ -50,6 +50,9 @@ def build_menus(win: MainWindow) -> dict[str, QAction]:
             recent.addAction("(none)").setEnabled(False)
 
     recent.aboutToShow.connect(fill_recent)
+    act("attach_model", "Attach &model file…", win.choose_model_file, None, m,
+        "A Python file that builds the model and yields batches, for the loss surface and "
+        "sharpness of a folder of weights (runs its code; see docs/surface.md)")
     m.addSeparator()
     exp = m.addMenu("&Export")
     act("export_window", "Window as PNG…", lambda: export_png(win, win), "Ctrl+Shift+S", exp)

@@ -89,3 +89,44 @@ def write_value(key: str, value) -> None:
     s = qsettings()
     s.setValue(key, value)
     s.sync()
+
+
+#: at most this many run folders remember their model file
+MAX_MODEL_FILES = 50
+
+
+def _model_files() -> dict[str, str]:
+    """``run folder -> model file`` (stored as JSON: folder paths hold slashes, which
+    QSettings would read as groups)."""
+    import json
+
+    raw = qsettings().value("model_files", "")
+    try:
+        d = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
+
+
+def _key(folder: str | Path) -> str:
+    return str(Path(folder).expanduser().resolve())
+
+
+def model_file_for(folder: str | Path) -> str | None:
+    """The model file attached to the run at ``folder`` in the GUI, if any (it may have
+    been moved or deleted since)."""
+    return _model_files().get(_key(folder))
+
+
+def remember_model_file(folder: str | Path, model_file: str | Path | None) -> None:
+    """Remember ``model_file`` for the run at ``folder`` (None: forget it); the newest
+    :data:`MAX_MODEL_FILES` are kept."""
+    import json
+
+    d = _model_files()
+    key = _key(folder)
+    d.pop(key, None)
+    if model_file:
+        d[key] = str(Path(model_file).expanduser().resolve())
+    items = list(d.items())[-MAX_MODEL_FILES:]
+    write_value("model_files", json.dumps(dict(items)))

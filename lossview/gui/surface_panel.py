@@ -13,10 +13,15 @@ A diverged run's surface is honest about it: grid points whose loss overflowed a
 in their own colour (not filled in, not the colour map's top), and the caption under the
 surface (:mod:`lossview.gui.surface_caption`) says how many, which snapshots were left
 out, and whether the surface is suspicious, in the core's words.
+
+A folder of weights without its model shows a short "needs the model" page with a button
+to attach a model file (:mod:`lossview.gui.surface_needs_model`; the window does the
+attaching, on ``attach_requested``), not the core's long message twice.
 """
 
 from __future__ import annotations
 
+import logging
 from html import escape
 from typing import Any
 
@@ -36,16 +41,12 @@ from lossview.gui.surface_contour import SurfaceContourView
 from lossview.gui.surface_data import SurfaceScene
 from lossview.gui.surface_drawing import SurfaceDrawing
 from lossview.gui.surface_honesty import HonestyPlot
+from lossview.gui.surface_needs_model import NeedsModelView
 from lossview.gui.surface_toolbar import SurfaceToolbar
 from lossview.gui.timeline import Timeline
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
-NO_MODEL_HINT = (
-    "A loss surface needs the model and the data, which a folder of weights does not "
-    "hold. lossview's own runs name a built-in problem; for other folders, reopen with "
-    "<code>lossview open PATH --model FILE.py</code>, where FILE.py builds the model and "
-    "yields batches (see docs/surface.md)."
-)
+log = logging.getLogger("lossview.gui")
 
 
 class SurfacePanel(SurfaceDrawing, QWidget):
@@ -60,10 +61,12 @@ class SurfacePanel(SurfaceDrawing, QWidget):
     -------
     surface_ready() : the final surface of the current run and plane is drawn.
     busy_changed(bool) : a computation started or ended.
+    attach_requested() : "Attach model file…" pressed in the "needs the model" state.
     """
 
     surface_ready = Signal()
     busy_changed = Signal(bool)
+    attach_requested = Signal()
 
     def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,10 +101,13 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setTextFormat(Qt.TextFormat.RichText)
         self.message.setMargin(24)
+        self.needs_model_view = NeedsModelView()
+        self.needs_model_view.attach_requested.connect(self.attach_requested)
         self.contour = SurfaceContourView()
         self.contour.point_clicked.connect(self.timeline.set_index)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.message)
+        self.stack.addWidget(self.needs_model_view)
         self.stack.addWidget(self.contour)
         self.honesty = HonestyPlot()
         split = QSplitter(Qt.Orientation.Vertical)
@@ -154,11 +160,16 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self._ensure_gl()
         return self._gl_reason
 
-    def set_model_file(self, path: str | None) -> None:
-        """A user model file for foreign runs (``--model``); recomputes if a run is open."""
+    def set_model_file(self, path: str | None, recompute: bool = True) -> None:
+        """A user model file for foreign runs (``--model``, or attached in the window);
+        recomputes if a run is open and ``recompute``."""
         self.model_file = path
-        if self.run is not None:
+        if recompute and self.run is not None:
             self.recompute()
+
+    def needs_model(self) -> bool:
+        """Showing the "needs the model" page (a folder of weights, no model file)."""
+        return self.stack.currentWidget() is self.needs_model_view
 
     def set_run(self, run: Any, report: dict | None = None) -> None:
         """Show ``run``: start computing its surface (a live, growing run waits)."""
@@ -282,11 +293,18 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         if self.sender() is not self._worker:
             return
         has_model = self.run is None or self.run.spec.get("problem") or self.model_file
-        hint = "" if has_model else NO_MODEL_HINT
-        if self.scene is None:
-            self._show_message(f"<b>Cannot compute the loss surface:</b> {escape(message)}"
-                               + (f"<br><br>{hint}" if hint else ""))
-        self.status.set_status(f"Surface: {message}")
+        if not has_model and self.scene is None:
+            # an expected state, not an error: said once, in a few words, with the way out
+            log.debug("surface: %s", message)
+            self.needs_model_view.set_reason(message)
+            self.stack.setCurrentWidget(self.needs_model_view)
+            self.honesty.clear()
+            self.status.set_status(None)
+        elif self.scene is None:  # the message in place of the surface says it
+            self._show_message(f"<b>Cannot compute the loss surface:</b> {escape(message)}")
+            self.status.set_status(None)
+        else:  # the part drawn stays; the caption says why it is not finished
+            self.status.set_status(f"Surface: {message}")
 
     def _on_cancelled(self) -> None:
         if self.sender() is not self._worker:
@@ -305,7 +323,9 @@ class SurfacePanel(SurfaceDrawing, QWidget):
             self.surface_ready.emit()  # else the last drawing step emits it
 
     def _set_busy_ui(self, busy: bool) -> None:
-        self.toolbar.set_busy(busy, can_compute=self.run is not None and not self._final)
+        # no Compute in the "needs the model" state: it would only fail again
+        self.toolbar.set_busy(busy, can_compute=self.run is not None and not self._final
+                              and not self.needs_model())
 
     def _cancel_worker(self) -> None:
         w = self._worker

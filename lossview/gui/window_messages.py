@@ -66,6 +66,7 @@ class WindowMessages(QObject):
         for w in (self.warn_btn, self.progress, self.cancel_btn):
             sb.addPermanentWidget(w)
         self.n_warnings = 0
+        self._transient: str | None = None  # the busy or progress text shown last
 
     def log(self, text: str, warning: bool = False) -> None:
         """Append ``text`` to the log; a warning also counts on the status bar's button."""
@@ -90,10 +91,17 @@ class WindowMessages(QObject):
             self._banner_timer.start(ERROR_MS)
 
     def set_busy(self, busy: bool, text: str = "") -> None:
-        """The busy bar and Cancel shown with ``text``, or both hidden and the message gone."""
+        """The busy bar and Cancel shown with ``text``, or both hidden and the busy or
+        progress text gone (a message said since, such as what was opened, stays)."""
         self.progress.setVisible(busy)
         self.cancel_btn.setVisible(busy)
+        sb = self.window.statusBar()
         if busy:
-            self.window.statusBar().showMessage(text)
-        else:
-            self.window.statusBar().clearMessage()
+            self.show_progress(text)
+        elif self._transient is not None and sb.currentMessage() == self._transient:
+            sb.clearMessage()
+
+    def show_progress(self, text: str) -> None:
+        """``text`` in the status bar until the next message, or until work ends."""
+        self._transient = text
+        self.window.statusBar().showMessage(text)

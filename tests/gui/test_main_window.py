@@ -88,7 +88,7 @@ def test_closing_while_loading_stops_the_worker(qtbot, tmp_path):
     qtbot.addWidget(win)
     win.show()
     win.open_path(str(p))
-    worker = win._loader
+    worker = win.opener.worker
     assert worker is not None and win.is_loading()
     win.close()
     assert not worker.is_running()

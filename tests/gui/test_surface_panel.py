@@ -163,9 +163,17 @@ def test_run_without_a_model_says_what_is_missing(qtbot):
     panel, _ = make_panel(qtbot, run)
     with qtbot.waitSignal(panel.busy_changed, timeout=30000, check_params_cb=lambda b: not b):
         panel.set_run(run, None)
-    text = panel.message.text()
-    assert "Cannot compute the loss surface" in text and "--model" in text
-    assert panel.stack.currentWidget() is panel.message
+    # the "needs the model" page: a short sentence and the way out, not the core's long
+    # line twice (it is the sentence's tooltip)
+    assert panel.needs_model() and panel.needs_model_view.isVisibleTo(panel)
+    view = panel.needs_model_view
+    assert view.text.text() == "This folder holds weights only: the surface needs the model and data."
+    assert view.attach_button.text() == "Attach model file…"
+    assert "build_model" in view.what.toolTip() and "--model" in view.text.toolTip()
+    assert panel.status.plain() == ""
+    assert not panel.toolbar.compute_button.isVisibleTo(panel)  # it would only fail again
+    with qtbot.waitSignal(panel.attach_requested, timeout=1000):
+        view.attach_button.click()
 
 
 def test_live_run_waits_for_the_end(qtbot):

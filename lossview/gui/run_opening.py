@@ -1,0 +1,215 @@
+"""Opening runs for the main window, and attaching a model file to the shown one.
+
+A run is opened and analysed in a child process (:func:`lossview.gui.loader.load_and_analyze`);
+the run shown stays until the new one is ready, and stays if opening fails. A folder
+holding several runs gets a chooser (:class:`~lossview.gui.run_chooser.RunChooser`).
+
+**Model files.** A folder of weights has no model: its surface and sharpness need a
+Python file that builds the model and yields batches (docs/surface.md, the same contract
+as ``--model``). File → "Attach model file…" (or the surface panel's button) reopens the
+shown run with it: the file is checked in the child (it runs the user's code there), and
+only if it passes does the run with its report replace the shown one: the loss from the
+model's data where the folder logged none, then the surface and the sharpness. A file
+that fails is said in one line and the run stays as it was. An attached file is
+remembered per run folder (:func:`lossview.gui.settings.remember_model_file`) and
+re-attached when the folder is opened again, which the status line says. ``--model``
+(:meth:`RunOpener.set_cli_model_file`) applies to every folder opened, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog
+
+from lossview.gui import settings
+from lossview.gui.loader import Opened, SeveralRuns, load_and_analyze
+from lossview.gui.run_chooser import RunChooser
+from lossview.gui.run_info import short_line
+from lossview.gui.sharpness_job import SharpnessJob
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
+
+if TYPE_CHECKING:
+    from lossview.gui.main_window import MainWindow
+
+
+@dataclass
+class _Request:
+    path: str
+    step: int | None
+    remember: bool
+    model_file: str | None
+    attach: bool = False  # attaching a model file to the shown run
+    model_note: str = ""  # how the model file was chosen, for the status line
+
+
+class RunOpener(QObject):
+    """Opens runs into ``win`` (a :class:`MainWindow`); see the module docstring."""
+
+    def __init__(self, win: MainWindow) -> None:
+        super().__init__(win)
+        self.win = win
+        self.worker: GeneratorWorker | ProcessWorker | None = None
+        self.cli_model_file: str | None = None
+        #: ``(run, path)``: the path the shown run was opened from (its model file is
+        #: remembered under it; a project folder's run may be in a sub-folder)
+        self.source: tuple[Any, str] | None = None
+        self.chooser: RunChooser | None = None
+
+    # -- opening --------------------------------------------------------------------
+    def browse(self) -> None:
+        """File → Open: a folder dialog starting beside the latest run."""
+        start = settings.recent_folders()[:1]
+        folder = QFileDialog.getExistingDirectory(self.win, "Open run folder",
+                                                  str(Path(start[0]).parent) if start else "")
+        if folder:
+            self.win.open_path(folder)
+
+    def open_path(self, path: str | Path, step: int | None = None, remember: bool = True,
+                  model_file: str | None = None, attach: bool = False) -> None:
+        """Load and analyse ``path`` in a child process; the current run stays until done.
+        ``model_file``: this one, else ``--model``'s, else the one remembered for ``path``."""
+        path = str(Path(path).expanduser())
+        self.cancel()
+        note = ""
+        if model_file is None:
+            model_file, note = self._model_file_for(path)
+        req = _Request(path, step, remember, model_file, attach, note)
+        win = self.win
+        win.log_message(f"{'attaching ' + model_file + ' to' if attach else 'opening'} {path}")
+        worker = make_worker(load_and_analyze, path, model_file, parent=self)
+        worker.progress.connect(win._on_load_progress)
+        worker.finished.connect(lambda result, w=worker: self._on_loaded(w, req, result))
+        worker.errored.connect(lambda msg, w=worker: self._on_error(w, req, msg))
+        worker.done.connect(lambda w=worker: self._on_done(w))
+        self.worker = worker
+        what = f"Attaching {Path(model_file).name}" if attach else f"Opening {Path(path).name}"
+        win._set_busy(True, f"{what}…")
+        worker.start()
+
+    def _model_file_for(self, path: str) -> tuple[str | None, str]:
+        if self.cli_model_file:
+            return self.cli_model_file, ""
+        remembered = settings.model_file_for(path)
+        if not remembered:
+            return None, ""
+        if not Path(remembered).is_file():
+            return None, f"the model file remembered for this folder, {remembered}, is gone"
+        return remembered, f"model file {Path(remembered).name} re-attached (remembered " \
+                           "for this folder)"
+
+    def cancel(self) -> None:
+        w = self.worker
+        if w is not None:
+            w.cancel()
+            self.worker = None
+            self.win._set_busy(False)
+
+    def is_loading(self) -> bool:
+        return self.worker is not None
+
+    def _on_loaded(self, worker: Any, req: _Request, result: Opened | SeveralRuns) -> None:
+        if worker is not self.worker:
+            return  # superseded
+        win = self.win
+        if isinstance(result, SeveralRuns):
+            self._choose(req, result)
+            return
+        name = Path(req.model_file).name if req.model_file else ""
+        if req.attach and result.model_error:
+            # the shown run stays as it was: nothing of it is replaced
+            win.report_error(f"could not attach {name}: {result.model_error}")
+            return
+        if req.remember:
+            settings.add_recent(req.path)
+            win.start_page.set_recent(settings.recent_folders())
+        if req.attach:
+            settings.remember_model_file(req.path, req.model_file)
+        self.source = (result.run, req.path)
+        win.model_file = result.model_file
+        panel_set = getattr(win.surface_panel, "set_model_file", None)
+        if callable(panel_set):
+            panel_set(result.model_file, recompute=False)  # set_run computes it
+        run, report = result.run, result.report
+        win.set_run(run, report, step=req.step)
+        status = [short_line(run)]
+        if result.model_file and report.get("loss_from_model"):
+            status.append("the loss is the model's on its data")
+        if req.attach:
+            status.append(f"model file {name} attached")
+        elif req.model_note and not result.model_error:
+            status.append(req.model_note)  # re-attached, or the remembered file is gone
+        win.log_message(f"{run.path}: " + short_line(run))
+        win.statusBar().showMessage("; ".join(status), 15000)
+        if result.model_error:
+            win.report_error(f"model file {name} not used: {result.model_error}")
+        if SharpnessJob.possible(run, report, result.model_file):
+            win._after_panels = lambda: win._measure_sharpness(run, report)
+
+    def _on_error(self, worker: Any, req: _Request, message: str) -> None:
+        if worker is not self.worker:
+            return
+        self.win.report_error(f"could not open {req.path}: {message}")
+        self.win.load_failed.emit(message)
+
+    def _on_done(self, worker: Any) -> None:
+        if worker is self.worker:
+            self.worker = None
+            self.win._set_busy(False)
+        worker.deleteLater()
+
+    # -- several runs in one folder -------------------------------------------------
+    def _choose(self, req: _Request, several: SeveralRuns) -> None:
+        """Ask which run to open; Cancel opens nothing (the shown run stays)."""
+        self.win.log_message(several.message)
+        if self.chooser is not None:
+            self.chooser.deleteLater()
+        self.chooser = dialog = RunChooser(several.path, several.choices, self.win)
+
+        def accepted() -> None:
+            chosen = dialog.chosen()
+            if chosen is not None:
+                self.open_path(chosen, step=req.step, remember=req.remember)
+
+        def rejected() -> None:
+            self.win.statusBar().showMessage(
+                f"Nothing opened: {Path(several.path).name} holds several runs", 8000)
+
+        dialog.accepted.connect(accepted)
+        dialog.rejected.connect(rejected)
+        dialog.open()
+
+    # -- model files ------------------------------------------------------------------
+    def set_cli_model_file(self, path: str | None) -> None:
+        """``--model FILE.py``: used for every folder opened (not remembered)."""
+        self.cli_model_file = str(path) if path else None
+
+    def choose_model_file(self) -> None:
+        """File → "Attach model file…": pick a .py file, then :meth:`attach_model_file`."""
+        run = self.win.run
+        start = self.win.model_file or (str(run.path) if run is not None else "")
+        path, _ = QFileDialog.getOpenFileName(self.win, "Attach model file", start,
+                                              "Python model file (*.py)")
+        if path:
+            self.attach_model_file(path)
+
+    def attach_model_file(self, path: str | Path) -> None:
+        """Reopen the shown run with the model file ``path`` (checked first, in a child
+        process); on success its surface and sharpness are computed and the file is
+        remembered for the folder; on failure one line says why and the run stays."""
+        win = self.win
+        run = win.run
+        if run is None:
+            win.report_error("open a run first: a model file is attached to the run shown")
+            return
+        if run.spec.get("live") or not Path(run.path).exists():
+            win.report_error("a model file is attached to a run saved on disk; this run "
+                             "is not (yet)")
+            return
+        step = int(run.steps[win.timeline.index]) if 0 <= win.timeline.index < len(run) else None
+        src = self.source[1] if self.source is not None and self.source[0] is run else run.path
+        self.open_path(str(src), step=step, remember=False,
+                       model_file=str(Path(path).expanduser()), attach=True)
