@@ -42,7 +42,8 @@ def role(name: str) -> str | None:
         if _VAL & set(t):
             return "val_loss"
         return "loss" if len(set(t) - _TRAIN - {"loss", "step", "epoch", "batch"}) == 0 else None
-    if "lr" in t or ("learning" in t and "rate" in t):
+    if ("lr" in t or ("learning" in t and "rate" in t)) and not {
+            "momentum", "weight", "decay", "beta", "betas", "scale", "warmup"} & set(t):
         return "lr"
     if "grad" in t and "norm" in t or "gradnorm" in t or "grad_norm" in name.lower():
         return "grad_norm"

@@ -38,7 +38,7 @@ def test_lightning_default_logger(tmp_path):
 
         def training_step(self, batch, _):
             loss = nn.functional.mse_loss(self.net(batch[0]), batch[1])
-            self.log("train_loss", loss)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)  # two tags
             self.train_logged.append((self.global_step, loss.item()))
             return loss
 
@@ -61,15 +61,20 @@ def test_lightning_default_logger(tmp_path):
 
     run = open_run(tmp_path)
     assert run.format == "lightning" and run.steps.tolist() == [4, 8, 12]
-    assert sorted(run.metrics) == ["train_loss", "val_loss"]  # no epoch, no hp_metric
+    # train_loss_step and _epoch as Lightning names them; no epoch, no hp_metric
+    assert sorted(run.metrics) == ["train_loss_epoch", "train_loss_step", "val_loss"]
     loss = run.metric(*LOSS)
-    assert loss is run.metrics["train_loss"]
+    assert loss is run.metrics["train_loss_step"]  # the step-level one is the loss
     steps, values = zip(*module.train_logged)
     assert loss.steps.tolist() == list(steps) == list(range(12))
     np.testing.assert_array_equal(loss.values, _f32(values))  # event files keep float32
     assert run.metric(*VAL_LOSS).steps.tolist() == [3, 7, 11]
-    assert "metrics: train_loss, val_loss (TensorBoard lightning_logs/version_0)" \
-        in run.spec["opened_as"]
+    epoch_mean = run.metrics["train_loss_epoch"]
+    assert epoch_mean.steps.tolist() == [7, 11]  # logged at each epoch's last step
+    np.testing.assert_allclose(epoch_mean.values, [np.mean(values[:8]), np.mean(values[8:])],
+                               rtol=1e-6)
+    assert ("metrics: train_loss_epoch, train_loss_step, val_loss (TensorBoard "
+            "lightning_logs/version_0); the loss is train_loss_step") in run.spec["opened_as"]
     assert run.warnings == []
 
 
