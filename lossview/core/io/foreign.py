@@ -10,8 +10,11 @@ Formats (names as in ``lossview analyze --json``):
 ``npz``          ``.npz`` files
 ``keras``        Keras 3 ``.weights.h5`` files and ``.keras`` archives (``kerasfiles``)
 
-Order of detection: ``checkpoint-N/`` folders; the folder's own files (most common kind);
-``.ckpt`` files deeper down; the one sub-folder that holds checkpoints (``checkpoints/``).
+Order of detection: ``checkpoint-N/`` folders and the other Hugging Face layouts; then
+checkpoint-shaped files win (:mod:`lossview.core.io.locate`): the folder's own series of
+numbered files, else a sub-folder's (its files, ``checkpoints/`` one level down, ``.ckpt``
+files deeper down), else the folder's own lone file, else the one sub-folder with any;
+several runs in sub-folders are refused with one line listing them.
 """
 
 from __future__ import annotations
