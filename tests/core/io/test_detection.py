@@ -176,7 +176,8 @@ def test_analyze_says_what_it_opened_in_one_line(tmp_path, capsys):
     project, _ = _project(tmp_path)
     with open(project / "checkpoints" / "metrics.csv", "w") as fh:
         fh.write("step,loss\n" + "".join(f"{s},{1 / (s + 1)}\n" for s in range(0, 301, 50)))
-    torch.save({"state": {}, "param_groups": [{"lr": 0.05}]}, project / "checkpoints" / "optimizer.pt")
+    torch.save({"state": {}, "param_groups": [{"lr": 0.05}]},
+               project / "checkpoints" / "optimizer.pt")
     rc, out, err = _cli(capsys, project)
     assert rc == 0 and err == ""  # no wall of warning lines
     expected = ("opened as torch: 4 checkpoints in checkpoints/ (model_0.pt … model_300.pt), "

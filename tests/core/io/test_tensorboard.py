@@ -173,7 +173,8 @@ def test_several_writer_runs_read_the_newest(tmp_path, monkeypatch):
             w.add_scalar("loss", 10.0 + step, step)
     run = open_run(run_dir)
     assert run.metric(*LOSS).values.tolist() == [10.0, 11.0, 12.0]
-    assert run.warnings == [f"several TensorBoard runs here; read runs/rerun, ignored runs/{old.name}"]
+    assert run.warnings == [
+        f"several TensorBoard runs here; read runs/rerun, ignored runs/{old.name}"]
 
 
 def test_without_the_extra_a_warning_names_it(tmp_path, monkeypatch):
