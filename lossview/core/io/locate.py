@@ -92,18 +92,29 @@ def sub_candidate(sub: Path) -> Candidate | None:
     return None
 
 
-def several_runs(path: Path, cands: list[Candidate]) -> LossviewError:
+class SeveralRunsError(LossviewError):
+    """``path`` holds several runs; ``runs`` lists ``(sub-folder, checkpoints)`` in the
+    order of the message, for a chooser."""
+
+    def __init__(self, message: str, runs: list[tuple[Path, int]]) -> None:
+        super().__init__(message)
+        self.runs = runs
+
+
+def several_runs(path: Path, cands: list[Candidate]) -> SeveralRunsError:
     shown = ", ".join(f"{c.top.name} ({c.count} checkpoint{'s' if c.count != 1 else ''})"
                       for c in cands[:_LISTED])
     more = f" and {len(cands) - _LISTED} more" if len(cands) > _LISTED else ""
-    return LossviewError(f"{path} holds {len(cands)} runs: {shown}{more}; open one of them "
-                         f"(e.g. {path / cands[0].top.name})")
+    return SeveralRunsError(f"{path} holds {len(cands)} runs: {shown}{more}; open one of them "
+                            f"(e.g. {path / cands[0].top.name})",
+                            [(c.top, c.count) for c in cands])
 
 
 def choose(path: Path) -> Candidate | None:
     """Where the checkpoints of ``path`` are (see the module's rules), None if nowhere.
 
-    Raises LossviewError (one line listing them) when several sub-folders are runs.
+    Raises :class:`SeveralRunsError` (one line listing them; ``.runs`` for a chooser) when
+    several sub-folders are runs.
     """
     own = files_candidate(path)
     if own is not None and own.series:

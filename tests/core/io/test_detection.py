@@ -135,6 +135,7 @@ def test_several_runs_are_listed_in_one_line(tmp_path, capsys):
     assert str(e.value) == (
         f"{root} holds 3 runs: baseline (4 checkpoints), lr_0.01 (2 checkpoints), "
         f"lr_0.1 (3 checkpoints); open one of them (e.g. {root / 'baseline'})")
+    assert e.value.runs == [(root / "baseline", 4), (root / "lr_0.01", 2), (root / "lr_0.1", 3)]
     rc, out, err = _cli(capsys, root, "--json")
     assert rc == 2 and out == "" and err.count("\n") == 1
     assert err == f"lossview analyze: error: {e.value}\n"
