@@ -27,15 +27,17 @@ POPOVER_WIDTH = 460
 def full_text(run: Any) -> str:
     """The core's account of how ``run`` was opened (one line, items joined by "; ")."""
     text = run.spec.get("opened_as") if isinstance(run.spec, dict) else None
-    if not text:
+    if not text and len(run):  # a run opened by an older reader, or built in memory
         try:
             from lossview.core.io.summary import opened_as
-        except ImportError:  # pragma: no cover - a core without it: what the run carries
-            n = len(run)
-            text = "; ".join([f"opened as {run.format}: {n} checkpoint{'s' * (n != 1)}",
-                              *map(str, run.warnings)])
-        else:
+
             text = opened_as(run)
+        except Exception:  # noqa: BLE001 - a summary is never worth an error
+            text = None
+    if not text:  # what the run carries
+        n = len(run)
+        text = "; ".join([f"opened as {run.format}: {n} checkpoint{'s' * (n != 1)}",
+                          *map(str, run.warnings)])
     return " ".join(str(text).split())
 
 
@@ -108,7 +110,7 @@ class RunInfo(QWidget):
                 loss_from_model: bool = False) -> None:
         """Show ``run``'s name and account, and the model file attached to it (whose loss
         is the run's where ``loss_from_model``); None (no run) hides the widget."""
-        if run is None:
+        if run is None or run.spec.get("live"):  # a live run: nothing was opened (yet)
             self._items = []
             self.hide()
             return
