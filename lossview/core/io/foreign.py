@@ -187,7 +187,8 @@ def open_foreign(path: Path, fmt: str) -> Run:
         if info := checkpoint_info(entries):
             spec["checkpoint_meta"] = info
         stored = scalar_series(entries)
-        spec.setdefault("metric_sources", {})["stored in the checkpoints"] = list(stored)
+        spec.setdefault("metric_sources", {})["stored in the checkpoints"] = [
+            n for n in stored if n not in table_metrics]  # a table's column wins
         run = assemble_or_explain(path, fmt, entries, TorchReader("torch"),
                                   {**stored, **table_metrics}, spec, warnings)
         attach_from_snapshots(run)

@@ -143,7 +143,9 @@ def open_lightning(path: Path, within: Path | None = None) -> Run:
         m, w = read_metrics_csv(csv_path)
         metrics.update(m)
         warnings += w
-        sources[_relative(csv_path, top)] = list(m)
+        sources[_relative(csv_path, top)] = list(m)  # its columns replace stored scalars
+        sources["stored in the checkpoints"] = [n for n in sources["stored in the checkpoints"]
+                                                if n not in m]
     spec = {"source": "lightning", "metrics_file": str(csv_path) if csv_path else None,
             "metric_sources": sources}
     # the default logger (TensorBoard): version_N/events.out.tfevents.*, beside or instead
