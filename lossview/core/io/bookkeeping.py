@@ -36,7 +36,7 @@ POSITION_KEYS = STEP_KEYS + EPOCH_KEYS + OTHER_POSITIONS
 #: How the checkpoint was made, not what training measured.
 BOOKKEEPING_KEYS = ("version", "arch", "args", "config", "model_args", "seed", "cfg", "hparams",
                     "hyper_parameters", "hyperparameters", "hparams_name", "model_config",
-                    "train_config", "training_args", "model_name", "model_type", "opt",
+                    "train_config", "training_args", "model_name", "model_type",
                     "settings", "world_size", "rank", "local_rank", "batch_size",
                     "pytorch-lightning_version", "torch_version", "git_hash", "date")
 
