@@ -119,7 +119,10 @@ def _metrics(run) -> list[str]:
 
 def opened_as(run) -> str:
     """The one-line account of how ``run`` was opened (see the module docstring)."""
-    parts = [f"opened as {run.format}: {_files(run)}, {_positions(run)}"]
+    if not run.snapshots:  # a live run before its first snapshot
+        parts = [f"opened as {run.format}: no checkpoints yet"]
+    else:
+        parts = [f"opened as {run.format}: {_files(run)}, {_positions(run)}"]
     parts += _metrics(run)
     parts += [str(s) for s in run.spec.get("normalised") or []]
     meta = run.spec.get("checkpoint_meta")

@@ -190,3 +190,12 @@ def test_analyze_says_what_it_opened_in_one_line(tmp_path, capsys):
     assert rc == 0 and err == ""
     rep = json.loads(out)
     assert rep["opened_as"] == expected and rep["steps"] == [0, 100, 200, 300]
+
+
+def test_the_opened_as_line_of_a_run_without_snapshots_yet(tmp_path):
+    """A live run before its first snapshot (the GUI asks): no error, says so."""
+    from lossview.core.io.summary import opened_as
+    from lossview.core.run import Run
+
+    assert opened_as(Run(tmp_path, "lossview", [], None, {})) == \
+        "opened as lossview: no checkpoints yet; no metrics"
