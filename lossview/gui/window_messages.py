@@ -9,7 +9,8 @@ import logging
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QPlainTextEdit, QToolButton
+from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QPlainTextEdit, QToolButton,
+                               QWidget)
 
 from lossview.gui.widgets import LazyProgressBar
 
@@ -84,11 +85,22 @@ class WindowMessages(QObject):
     def error(self, text: str, on_banner: bool = True) -> None:
         """``text`` in the log, the status bar and (``on_banner``) the banner for a while."""
         self.log(f"error: {text}", warning=True)
-        self.window.statusBar().showMessage(text, ERROR_MS)
+        # elided where it would run under the status bar's own widgets: the banner and
+        # the log hold the whole line
+        self.window.statusBar().showMessage(self._fit(text) if on_banner else text, ERROR_MS)
         if on_banner:
             self.banner.setText(text)
             self.banner.show()
             self._banner_timer.start(ERROR_MS)
+
+    def _fit(self, text: str) -> str:
+        """``text`` elided to the room the status bar's permanent widgets leave."""
+        sb = self.window.statusBar()
+        kids = sb.findChildren(QWidget, options=Qt.FindChildOption.FindDirectChildrenOnly)
+        room = sb.width() - sum(w.width() + 8 for w in kids if w.isVisible()) - 16
+        if room < 120:  # not laid out yet: as it is
+            return text
+        return sb.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, room)
 
     def set_busy(self, busy: bool, text: str = "") -> None:
         """The busy bar and Cancel shown with ``text``, or both hidden and the busy or

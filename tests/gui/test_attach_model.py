@@ -146,7 +146,7 @@ def test_a_broken_model_file_is_one_line_and_the_run_stays(qtbot, window, projec
     line = window.banner.text()
     assert line.startswith(f"could not attach {kind}.py: ") and said in line
     assert "\n" not in line and "Traceback" not in line
-    assert said in window.statusBar().currentMessage()
+    assert window.statusBar().currentMessage().startswith(f"could not attach {kind}.py")
     assert window.run is run and window.timeline.count == n  # nothing was replaced
     assert panel.needs_model() and window.model_file is None
     assert settings.model_file_for(project) is None
