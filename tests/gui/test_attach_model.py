@@ -81,7 +81,8 @@ def wait_attached(qtbot, window, timeout=120000):
     qtbot.waitUntil(lambda: not window.is_computing(), timeout=timeout)
 
 
-def test_attaching_a_model_file_gives_the_surface_and_sharpness(qtbot, window, project):
+def test_attaching_a_model_file_gives_the_surface_and_sharpness(qtbot, window, project,
+                                                                monkeypatch):
     panel = open_needing_model(qtbot, window, project)
     assert window.actions["attach_model"].isEnabled()
     assert window.actions["attach_model"].text() == "Attach &model file…"
@@ -93,7 +94,14 @@ def test_attaching_a_model_file_gives_the_surface_and_sharpness(qtbot, window, p
     model = project / "model.py"
     model.write_text(MODEL_FILE)
 
-    window.attach_model_file(str(model))  # File → "Attach model file…", past its dialog
+    # File → "Attach model file…", its file dialog answered with the file
+    from lossview.gui import run_opening
+
+    asked = []
+    monkeypatch.setattr(run_opening.QFileDialog, "getOpenFileName",
+                        lambda *a: asked.append(a[-1]) or (str(model), a[-1]))
+    window.actions["attach_model"].trigger()
+    assert asked == ["Python model file (*.py)"]
     wait_attached(qtbot, window)
 
     assert not panel.needs_model() and window.banner.isHidden()
@@ -155,3 +163,13 @@ def test_a_broken_model_file_is_one_line_and_the_run_stays(qtbot, window, projec
 def curve_points(item) -> np.ndarray:
     x, _ = item.getData()
     return np.asarray([] if x is None else x)
+
+
+def test_a_hugging_face_folder_is_told_it_needs_data(qtbot):
+    from lossview.gui.surface_needs_model import NEEDS_DATA, NeedsModelView
+
+    view = NeedsModelView()
+    qtbot.addWidget(view)
+    view.set_reason("loss surfaces need data: this Hugging Face folder's model is rebuilt "
+                    "from its config.json when you pass --data FILE")
+    assert view.text.text() == NEEDS_DATA and "--data FILE" in view.text.toolTip()
