@@ -100,8 +100,6 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 2 or args.steps > 1001:
         raise LossviewError("--steps must be between 2 and 1001")
     r = open_run(args.path)
-    for w in r.warnings:
-        print(f"lossview surface: warning: {w}", file=sys.stderr)
     if args.model:
         print(f"lossview surface: running your model file {args.model}", file=sys.stderr)
     start = args.start
@@ -128,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     fin = s.loss[np.isfinite(s.loss)]
     ex = "" if s.explained is None else ", ".join(f"{x:.1%}" for x in s.explained)
     lines = [
+        r.spec.get("opened_as") or f"opened as {r.format}",  # what the loader read and skipped
         f"{s.plane}" + (f"  (variance captured per axis: {ex})" if ex else ""),
         f"grid {len(s.alphas)} x {len(s.betas)}, alpha {s.alphas[0]:.4g}..{s.alphas[-1]:.4g}"
         + (f", beta {s.betas[0]:.4g}..{s.betas[-1]:.4g}" if len(s.betas) > 1 else "")
