@@ -93,7 +93,7 @@ class Run:
     ----------
     path : the folder or file the run was opened from.
     format : ``"lossview"``, ``"torch"``, ``"lightning"``, ``"hf-trainer"``,
-        ``"safetensors"`` or ``"npz"``.
+        ``"hf-pretrained"``, ``"accelerate"``, ``"safetensors"``, ``"npz"`` or ``"keras"``.
     snapshots : in ascending step order.
     reader : loads one snapshot's tensors.
     param_shapes : name -> shape of the floating-point trainable parameters, in the

@@ -3,6 +3,8 @@
 Formats (names as in ``lossview analyze --json``):
 
 ``hf-trainer``   a folder with ``checkpoint-N/`` sub-folders (or one such folder)
+``hf-pretrained`` per-step ``save_pretrained`` folders (sharded or not; ``hf_layouts``)
+``accelerate``   accelerate ``save_state`` folders (``checkpoints/checkpoint_i/``)
 ``lightning``    ``.ckpt`` files in the folder or a few levels down (``lightning_logs/version_0/...``)
 ``torch``        ``.pt``/``.pth``/``.bin``/``.tar`` files (or unknown extensions whose bytes
                  are a ``torch.save`` zip or pickle)
