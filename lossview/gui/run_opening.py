@@ -144,10 +144,14 @@ class RunOpener(QObject):
             status.append(req.model_note)  # re-attached, or the remembered file is gone
         win.log_message(f"{run.path}: " + short_line(run))
         win.statusBar().showMessage("; ".join(status), 15000)
+        after = []  # once the panels show the run (the banner is over them, not the start page)
         if result.model_error:
-            win.report_error(f"model file {name} not used: {result.model_error}")
+            error = f"model file {name} not used: {result.model_error}"
+            after.append(lambda: win.report_error(error))
         if SharpnessJob.possible(run, report, result.model_file):
-            win._after_panels = lambda: win._measure_sharpness(run, report)
+            after.append(lambda: win._measure_sharpness(run, report))
+        if after:
+            win._after_panels = lambda: [f() for f in after]
 
     def _on_error(self, worker: Any, req: _Request, message: str) -> None:
         if worker is not self.worker:

@@ -173,3 +173,14 @@ def test_a_hugging_face_folder_is_told_it_needs_data(qtbot):
     view.set_reason("loss surfaces need data: this Hugging Face folder's model is rebuilt "
                     "from its config.json when you pass --data FILE")
     assert view.text.text() == NEEDS_DATA and "--data FILE" in view.text.toolTip()
+
+
+def test_a_remembered_model_file_that_now_fails_leaves_the_run_open(qtbot, window, project):
+    bad = project / "model.py"
+    bad.write_text(BROKEN["syntax"][0])
+    settings.remember_model_file(project, bad)
+    open_and_wait(qtbot, window, project)
+    assert window.timeline.count == 9 and window.model_file is None
+    assert window.banner.text().startswith("model file model.py not used: ")
+    assert "SyntaxError" in window.banner.text()
+    qtbot.waitUntil(window.surface_panel.needs_model, timeout=60000)
