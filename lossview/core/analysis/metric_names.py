@@ -11,7 +11,10 @@ from __future__ import annotations
 BATCH_LOSS = ("loss",)
 #: A training loss under an explicit name (lossview's trainer logs the full-data loss of
 #: each snapshot as ``train_loss`` beside the mini-batch ``loss``).
-TRAIN_LOSS = ("train_loss", "loss_train", "train/loss", "training_loss")
+TRAIN_LOSS = ("train_loss", "loss_train", "train/loss", "training_loss",
+              # the full-data loss lossview computes per snapshot from a model file where
+              # the folder logged none (lossview.core.surface.finite.LOSS_FULL)
+              "loss_full")
 #: The loss the analyses use (plateau, answers): the mini-batch loss where logged (its
 #: every step counts), else a training loss.
 LOSS = BATCH_LOSS + TRAIN_LOSS

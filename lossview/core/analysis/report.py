@@ -148,9 +148,9 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
         report["metrics"][LOSS_FULL] = run.metrics[LOSS_FULL].to_json()
         report["loss_from_model"] = LOSS_FULL
     report["divergence"] = dv = divergence(run, d.nonfinite)
-    loss = run.metric(*LOSS_NAMES, "loss_full")
+    loss = run.metric(*LOSS_NAMES)
     plateau = find_plateau(loss)
-    plateau["metric"] = next((k for k in (*LOSS_NAMES, "loss_full") if run.metrics.get(k) is loss), None)
+    plateau["metric"] = next((k for k in LOSS_NAMES if run.metrics.get(k) is loss), None)
     if plateau.get("step") is not None and n >= 2:
         plateau["weights"] = weight_motion(run.steps, d.from_init, d.to_final, d.step_length,
                                            plateau["step"])

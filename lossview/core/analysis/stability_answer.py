@@ -84,8 +84,9 @@ def stability_answer(r: dict) -> dict[str, Any]:
     rows = _rows(table)
     if not rows:
         why = (table.get("reason") or ("no learning rate is known" if table.get("steps") else
-               "the curvature was not measured (it needs the model: lossview's own runs carry it, "
-               "other folders need --model FILE.py)"))
+               "the curvature was not measured (it needs the model: lossview's own runs carry it; "
+               "for other folders give a model file: --model FILE.py, or File > Attach model "
+               "file... in the app)"))
         lr_txt = f" with lr = {num(opt_lr)}" if opt_lr else ""
         return done("diverged" if diverged else "unknown",
                     (f"The run diverged at {at_div}{lr_txt}; whether lr exceeded 2/λ_max is unknown: "

@@ -73,6 +73,8 @@ def _rel(p: Path, root: Path) -> str:
 
 def _files(run) -> str:
     snaps = run.snapshots
+    if not snaps:  # a live run before its first snapshot
+        return "no checkpoint yet"
     rels = [_rel(Path(s.source), run.path) for s in snaps]
     folders = {r.rsplit("/", 1)[0] if "/" in r else "" for r in rels}
     per = max((len(s.meta.get("files") or [s.source]) for s in snaps), default=1)
@@ -89,6 +91,8 @@ def _files(run) -> str:
 def _positions(run) -> str:
     unit = run.step_unit
     steps = run.steps.tolist()
+    if not steps:
+        return f"no {unit}s yet"
     if len(steps) == 1:
         return f"{unit} {steps[0]}"
     return f"{unit}s {steps[0]}–{steps[-1]}"
