@@ -169,12 +169,30 @@ class GridAxis(pg.AxisItem):
         return max((v.devicePixelRatioF() for v in views), default=1.0)
 
 
+def _fit_labels(values: list[float], size: float, char_px: float = 7.0, gap_px: float = 12.0
+                ) -> list[float]:
+    """Every k-th major tick, so that the labels of a narrow horizontal axis do not run
+    into each other ("500 10001500" in a 130-pixel plot); pyqtgraph spaces ticks by the
+    axis length only, not by the labels' width."""
+    vals = list(values)
+    if len(vals) < 3 or size <= 0:
+        return vals
+    width = max(len(f"{v:g}") for v in vals) * char_px + gap_px
+    k = 1
+    while len(vals[::k]) > 2 and len(vals[::k]) * width > size:
+        k += 1
+    return vals[::k]
+
+
 class NiceAxis(GridAxis):
     """AxisItem with readable log-mode ticks (linear mode unchanged) and cheap grid lines."""
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph API
         if not self.logMode:
-            return super().tickValues(minVal, maxVal, size)
+            levels = super().tickValues(minVal, maxVal, size)
+            if self.orientation in ("bottom", "top") and levels:
+                levels = [(levels[0][0], _fit_labels(levels[0][1], size)), *levels[1:]]
+            return levels
         major, minor = log_ticks(min(minVal, maxVal), max(minVal, maxVal))
         if not major:
             return super().tickValues(minVal, maxVal, size)

@@ -128,3 +128,17 @@ def test_a_scaled_painter_gets_the_lines_drawn_as_lines(qtbot):
         images.append(_pixels(img))
     assert p_fill.getAxis("left")._lines
     np.testing.assert_array_equal(images[0], images[1])
+
+
+def test_narrow_horizontal_axis_keeps_its_labels_apart(qtbot):
+    # "500 10001500" under a 130-pixel plot: pyqtgraph spaces ticks by length alone
+    from lossview.gui.axes import NiceAxis
+
+    ax = NiceAxis("bottom")
+    major = ax.tickValues(240.0, 2000.0, 130.0)[0][1]
+    width = max(len(f"{v:g}") for v in major) * 7.0 + 12.0
+    assert 2 <= len(major) and len(major) * width <= 130.0
+    import pyqtgraph as pg
+
+    raw = pg.AxisItem.tickValues(ax, 240.0, 2000.0, 130.0)[0][1]  # what pyqtgraph picks
+    assert len(raw) > len(major) and set(major) <= set(raw)  # thinned, not moved
