@@ -36,6 +36,17 @@ class NonFiniteCurvature(LossviewError):
     """A Hessian-vector product came out inf/NaN: no eigenvalue exists to report."""
 
 
+def _to(obj: Any, device: torch.device) -> Any:
+    """Tensors (also inside tuples, lists and dicts) moved to ``device``, once."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to(o, device) for o in obj)
+    if isinstance(obj, Mapping):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
 @dataclass
 class HessianOperator:
     """``H v`` for the full-data mean loss at ``params`` (flat vectors in model dtype)."""
@@ -48,20 +59,25 @@ class HessianOperator:
     train: bool = False
     #: Up to this many samples, each batch's gradient graph is kept between products.
     graph_cache_samples: int = 65536
+    #: Where weights, data and vectors live (default: the model's parameters' device).
+    device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
-        self.batches = as_batches(self.data)
-        self.sizes = [batch_size(x) for x, _ in self.batches]
         own = dict(self.model.named_parameters())
+        first = next(iter(own.values()))
+        self.device = torch.device(self.device) if self.device is not None else first.device
+        dev = self.device
+        self.batches = [(_to(x, dev), _to(y, dev)) for x, y in as_batches(self.data)]
+        self.sizes = [batch_size(x) for x, _ in self.batches]
         self.names = list(own)
         self.shapes = {n: tuple(p.shape) for n, p in own.items()}
         src = own if self.params is None else self.params
-        self.dtype = next(iter(own.values())).dtype
-        self.theta = torch.cat([torch.as_tensor(src[n]).detach().to(self.dtype).reshape(-1)
+        self.dtype = first.dtype
+        self.theta = torch.cat([torch.as_tensor(src[n]).detach().to(dev, self.dtype).reshape(-1)
                                 for n in self.names])
-        self.bufs = {n: b.detach() for n, b in self.model.named_buffers()}
+        self.bufs = {n: b.detach().to(dev) for n, b in self.model.named_buffers()}
         if self.buffers:
-            self.bufs.update({n: torch.as_tensor(v).to(self.bufs[n].dtype)
+            self.bufs.update({n: torch.as_tensor(v).to(dev, self.bufs[n].dtype)
                               for n, v in self.buffers.items() if n in self.bufs})
         self.n = self.theta.numel()
         self.mode = "forward-over-reverse"
@@ -87,7 +103,7 @@ class HessianOperator:
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` (``v`` flat, any float dtype; result in the model's dtype)."""
-        v = torch.as_tensor(v).to(self.dtype).reshape(-1)
+        v = torch.as_tensor(v).to(self.device, self.dtype).reshape(-1)
         out = torch.zeros_like(self.theta)
         self.calls += 1
         if self._graphs is None and sum(self.sizes) <= self.graph_cache_samples:
@@ -135,8 +151,8 @@ class HessianOperator:
 
     def dense(self) -> np.ndarray:
         """The full Hessian (n HVPs): only for small models and tests."""
-        eye = torch.eye(self.n, dtype=self.dtype)
-        h = torch.stack([self.matvec(e) for e in eye]).double().numpy()
+        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
+        h = torch.stack([self.matvec(e) for e in eye]).double().cpu().numpy()
         return (h + h.T) / 2
 
     def linear_operator(self):
@@ -144,12 +160,17 @@ class HessianOperator:
 
         return LinearOperator((self.n, self.n), dtype=np.float64,
                               matvec=lambda v: self.matvec(torch.from_numpy(np.ravel(v)))
-                              .double().numpy())
+                              .double().cpu().numpy())
 
 
 def top_eigenvalues(op: HessianOperator, k: int = 1, method: str = "lanczos", tol: float = 1e-6,
-                    maxiter: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest (algebraic) eigenvalues, descending, and their eigenvectors [n, k]."""
+                    maxiter: int | None = None, seed: int = 0,
+                    ncv: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest (algebraic) eigenvalues, descending, and their eigenvectors [n, k].
+
+    ``maxiter`` bounds the Hessian-vector products (Lanczos: default 1000; ARPACK: its
+    restarts); ``ncv`` the vectors Lanczos keeps (default :func:`default_ncv`).
+    """
     k = int(k)
     if k < 1:
         raise LossviewError("k must be at least 1")
@@ -157,6 +178,8 @@ def top_eigenvalues(op: HessianOperator, k: int = 1, method: str = "lanczos", to
         w, v = np.linalg.eigh(op.dense())
         order = np.argsort(w)[::-1][:k]
         return w[order], v[:, order]
+    if method == "lanczos":
+        return lanczos(op, k, None, tol=tol, maxiter=maxiter or 1000, ncv=ncv, seed=seed)
     rng = np.random.default_rng(seed)
     v0 = rng.standard_normal(op.n)
     if method == "power":
@@ -164,8 +187,6 @@ def top_eigenvalues(op: HessianOperator, k: int = 1, method: str = "lanczos", to
             raise LossviewError("power iteration gives the top eigenvalue only; use method='lanczos'")
         lam, vec = power_iteration(op, v0, tol=tol, maxiter=maxiter or 1000)
         return np.array([lam]), vec[:, None]
-    if method == "lanczos":
-        return lanczos(op, k, v0, tol=tol, maxiter=maxiter or min(op.n, 300))
     if method != "arpack":
         raise LossviewError(f"method must be 'lanczos', 'arpack' or 'power', not {method!r}")
     from scipy.sparse.linalg import eigsh
@@ -177,61 +198,117 @@ def top_eigenvalues(op: HessianOperator, k: int = 1, method: str = "lanczos", to
     return w[order], v[:, order]
 
 
-def lanczos(op: HessianOperator, k: int, v0: np.ndarray, tol: float = 1e-6,
-            maxiter: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """Lanczos with full reorthogonalisation, stopped as soon as the top ``k`` Ritz pairs
-    have residuals ``|H y - theta y| <= tol * |theta|``.
+def lanczos(op: HessianOperator, k: int, v0: np.ndarray | None = None, tol: float = 1e-6,
+            maxiter: int = 1000, ncv: int | None = None,
+            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Thick-restart Lanczos (Wu & Simon 2000) with full reorthogonalisation, holding at
+    most ``ncv`` basis vectors; stops as soon as the top ``k`` Ritz pairs have residuals
+    ``|H y - theta y| <= tol * |theta|``.
 
-    The residual of a Ritz pair is ``beta_j |s_j|`` (last component of the tridiagonal
-    eigenvector times the next off-diagonal), known without another product, so the
-    iteration stops at the first step that achieves the accuracy asked for. The
-    tridiagonal problem is solved by :func:`scipy.linalg.eigh_tridiagonal`.
+    The basis grows one vector per product. When it holds ``ncv`` vectors it is
+    compressed, in place, to the ``keep`` best Ritz vectors (``k`` plus about half the
+    rest), and the last residual direction continues the iteration. A Ritz pair's
+    residual is ``|b' s|`` (the coupling to the next direction times its eigenvector),
+    known without another product. The projected matrix is at most ``ncv x ncv`` (dense
+    ``eigh``). Memory: at most ``max(ncv + 1, 2k)`` parameter-sized float64 vectors on
+    ``op.device`` (the basis and a work vector that becomes the next direction; the ``k``
+    eigenvectors returned), counted in ``op.last_solve["max_vectors"]``; the operator's
+    own vectors and graphs come on top. ``maxiter`` bounds the products.
     """
-    from scipy.linalg import eigh_tridiagonal
-
-    # Vectors stay in torch (float64): mixing numpy's BLAS threads with torch's on a
-    # small machine makes both spin against each other.
     n = op.n
-    m_max = min(maxiter, n)
-    v = torch.as_tensor(v0, dtype=torch.float64)
-    qs = [v / v.norm()]
-    alpha: list[float] = []
-    beta: list[float] = []
+    m = min(n, max(int(ncv) if ncv else default_ncv(k), k + 2))
+    keep = min(m - 1, k + (m - k) // 2)
+    dev = op.device
+    f64 = torch.float64
+    rows: list[torch.Tensor] = []  # the orthonormal basis, one row per vector
+    if v0 is None:  # the only reference: normalised in place
+        q = torch.from_numpy(np.random.default_rng(seed).standard_normal(n)).to(dev)
+        q /= q.norm()
+    else:
+        q = torch.as_tensor(v0, dtype=f64).to(dev)
+        q = q / q.norm()
+    t = np.zeros((0, 0))  # projected matrix V' H V
+    b = np.zeros(0)  # H V = V T + q b'  (q: unit, orthogonal to V)
     theta = s = None
-    for j in range(m_max):
-        w = op.matvec(qs[j]).double()
-        a = float(qs[j] @ w)
-        alpha.append(a)
-        w -= a * qs[j]
-        if j > 0:
-            w -= beta[-1] * qs[j - 1]
-        basis = torch.stack(qs)
-        w -= basis.T @ (basis @ w)  # full reorthogonalisation (twice is enough)
-        w -= basis.T @ (basis @ w)
-        b = float(w.norm())
-        if j:
-            theta, s = eigh_tridiagonal(np.array(alpha), np.array(beta))
-        else:
-            theta, s = np.array(alpha), np.ones((1, 1))
+    held = products = restarts = 0
+    while True:
+        rows.append(q)
+        j = len(rows)
+        w = op.matvec(q).to(dev, f64)
+        products += 1
+        held = max(held, j + 1)
+        h = _orthogonalise(w, rows)
+        h2 = _orthogonalise(w, rows)  # twice is enough (Giraud et al. 2005)
+        h += h2
+        tj = np.zeros((j, j))
+        tj[:j - 1, :j - 1] = t
+        tj[j - 1, :j - 1] = tj[:j - 1, j - 1] = (b + h[:j - 1]) / 2
+        tj[j - 1, j - 1] = h[j - 1]
+        t = tj
+        beta = float(w.norm())
+        b = np.zeros(j)
+        b[-1] = beta
+        theta, s = np.linalg.eigh(t)
         order = np.argsort(theta)[::-1][:k]
-        if j + 1 >= k:
-            res = b * np.abs(s[-1, order])
-            if np.all(res <= tol * np.maximum(np.abs(theta[order]), 1e-30)) or b < 1e-12 * max(
-                    abs(theta[order[0]]), 1e-30):
+        if j >= k:
+            res = np.abs(b @ s[:, order])
+            scale = np.maximum(np.abs(theta[order]), 1e-30)
+            if np.all(res <= tol * scale) or beta < 1e-12 * max(abs(theta[order[0]]), 1e-30):
                 break
-        qs.append(w / b)
-        beta.append(b)
+        if products >= maxiter or j >= n:
+            break
+        q = w.div_(beta)
+        del w
+        if j == m:  # compress to the best `keep` Ritz vectors, in place
+            top = np.argsort(theta)[::-1][:keep]
+            y = s[:, top]
+            _combine_in_place(rows, y)
+            del rows[keep:]
+            t = np.diag(theta[top])
+            b = y.T @ b
+            restarts += 1
+    del w, q
     order = np.argsort(theta)[::-1][:k]
-    m = len(alpha)
-    vecs = (torch.stack(qs[:m]).T @ torch.from_numpy(np.ascontiguousarray(s[:, order]))).numpy()
-    return theta[order], vecs
+    _combine_in_place(rows, s[:, order])  # the Ritz vectors, in the basis's place
+    del rows[k:]
+    held = max(held, 2 * k)
+    vecs = torch.stack(rows)
+    del rows
+    op.last_solve = {"products": products, "restarts": restarts, "ncv": m,
+                     "max_vectors": held, "basis_dtype": "float64"}
+    return theta[order], vecs.T.cpu().numpy()
+
+
+def default_ncv(k: int) -> int:
+    """Basis size of :func:`lanczos` when none is given: 20, or ``2k + 10`` for large ``k``."""
+    return max(20, 2 * int(k) + 10)
+
+
+def _orthogonalise(w: torch.Tensor, rows: list[torch.Tensor]) -> np.ndarray:
+    """One classical Gram-Schmidt pass of ``w`` against ``rows``, in place; coefficients."""
+    h = torch.stack([r @ w for r in rows]).tolist()  # one device sync
+    for r, c in zip(rows, h):
+        w.add_(r, alpha=-c)
+    return np.array(h)
+
+
+def _combine_in_place(rows: list[torch.Tensor], y: np.ndarray, chunk: int = 1 << 16) -> None:
+    """``rows[:l] = y' rows`` (``y``: [len(rows), l]) one column block at a time, so only
+    an ``l x chunk`` block is ever allocated besides the rows themselves."""
+    l = y.shape[1]
+    yt = torch.from_numpy(np.ascontiguousarray(y.T)).to(rows[0].device)
+    n = rows[0].numel()
+    for a in range(0, n, chunk):
+        block = yt @ torch.stack([r[a:a + chunk] for r in rows])
+        for i in range(l):
+            rows[i][a:a + chunk] = block[i]
 
 
 def power_iteration(op: HessianOperator, v0: np.ndarray, tol: float = 1e-6,
                     maxiter: int = 1000) -> tuple[float, np.ndarray]:
     """Largest-magnitude eigenvalue by power iteration (stops when the Rayleigh quotient
     changes by less than ``tol`` relative, PyHessian's rule)."""
-    v = torch.as_tensor(v0, dtype=torch.float64)
+    v = torch.as_tensor(v0, dtype=torch.float64).to(op.device)
     v = v / v.norm()
     lam = None
     for _ in range(maxiter):
@@ -242,14 +319,15 @@ def power_iteration(op: HessianOperator, v0: np.ndarray, tol: float = 1e-6,
             lam = new
             break
         lam = new
-    return float(lam), v.numpy()
+    return float(lam), v.cpu().numpy()
 
 
 def sharpness(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1,
               method: str = "lanczos", tol: float = 1e-3, maxiter: int | None = None,
               params: Mapping[str, torch.Tensor] | None = None,
               buffers: Mapping[str, torch.Tensor] | None = None,
-              train: bool = False, seed: int = 0) -> float | np.ndarray:
+              train: bool = False, seed: int = 0, ncv: int | None = None,
+              device: str | torch.device | None = None) -> float | np.ndarray:
     """Largest Hessian eigenvalue of the mean loss over ``data`` (the "sharpness").
 
     Parameters
@@ -263,9 +341,12 @@ def sharpness(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1,
         ~1e-6 relative for the default 1e-3 on a typical spectrum; ask less for more.
     params, buffers : evaluate at these weights/statistics instead of the model's own.
     train : BatchNorm/Dropout in train mode (default eval mode, running statistics).
+    ncv : most vectors Lanczos keeps (default ``max(20, 2k + 10)``); memory is about
+        ``ncv + 1`` parameter-sized float64 vectors.
+    device : where the weights, data and vectors live (default: the model's device).
     """
-    op = HessianOperator(model, loss_fn, data, params, buffers, train)
-    w, _ = top_eigenvalues(op, k, method, tol, maxiter, seed)
+    op = HessianOperator(model, loss_fn, data, params, buffers, train, device=device)
+    w, _ = top_eigenvalues(op, k, method, tol, maxiter, seed, ncv)
     return float(w[0]) if k == 1 else w
 
 
@@ -281,7 +362,7 @@ def hessian_trace(model: nn.Module, loss_fn: Callable, data: Any, n_probes: int 
     g = torch.Generator().manual_seed(int(seed))
     vals = []
     for _ in range(int(n_probes)):
-        v = (torch.randint(0, 2, (op.n,), generator=g) * 2 - 1).to(op.dtype)
+        v = (torch.randint(0, 2, (op.n,), generator=g) * 2 - 1).to(op.device, op.dtype)
         vals.append(float(v.double() @ op.matvec(v).double()))
     a = np.asarray(vals)
     se = float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")

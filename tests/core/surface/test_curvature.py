@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import lossview
-from lossview.core.surface.curvature import HessianOperator, hessian_trace
+from lossview.core.surface.curvature import (HessianOperator, default_ncv, hessian_trace,
+                                          top_eigenvalues)
 
 
 def small():
@@ -100,3 +103,81 @@ def test_hutchinson_is_exact_for_a_diagonal_hessian():
     est, se = hessian_trace(Diag(), loss_fn, data, n_probes=10)
     assert est == pytest.approx(13.5, rel=1e-12) and se == pytest.approx(0.0, abs=1e-12)
     assert lossview.sharpness(Diag(), loss_fn, data, k=5, tol=1e-10).tolist() == pytest.approx([7, 3, 2, 1, 0.5])
+
+
+def mlp_200():
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(80, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (80,), generator=g)
+    return m, nn.CrossEntropyLoss(), (x, y)
+
+
+def func_hessian_eigenvalues(m, loss_fn, x, y) -> np.ndarray:
+    """Exact spectrum: torch.func.hessian of the flat-parameter loss, then eigvalsh."""
+    names = [n for n, _ in m.named_parameters()]
+    shapes = [p.shape for _, p in m.named_parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+
+    def f(t):
+        ps, i = {}, 0
+        for n, s in zip(names, shapes):
+            k = int(np.prod(s))
+            ps[n] = t[i:i + k].reshape(s)
+            i += k
+        return loss_fn(torch.func.functional_call(m, ps, (x,)), y)
+
+    return np.sort(np.linalg.eigvalsh(torch.func.hessian(f)(theta).numpy()))[::-1]
+
+
+@pytest.mark.parametrize("k, ncv", [(1, 6), (5, 12), (5, None)])
+def test_restarted_lanczos_keeps_few_vectors_and_matches_the_exact_spectrum(k, ncv):
+    m, loss_fn, (x, y) = mlp_200()
+    ref = func_hessian_eigenvalues(m, loss_fn, x, y)
+    op = HessianOperator(m, loss_fn, (x, y))
+    assert op.n == 243
+    w, v = top_eigenvalues(op, k, tol=1e-10, ncv=ncv)
+    np.testing.assert_allclose(w, ref[:k], rtol=1e-8)
+    # the returned vectors are orthonormal eigenvectors
+    np.testing.assert_allclose(v.T @ v, np.eye(k), atol=1e-8)
+    hv = np.stack([op.matvec(torch.from_numpy(np.ascontiguousarray(v[:, i]))).numpy()
+                   for i in range(k)], 1)
+    assert np.abs(hv - v * w).max() <= 1e-8 * w[0]
+    info = op.last_solve
+    m_ = ncv or default_ncv(k)
+    assert info["ncv"] == m_ and info["restarts"] >= (1 if ncv else 0)
+    assert info["max_vectors"] <= max(m_ + 1, 2 * k)
+
+
+def test_the_solver_holds_at_most_ncv_plus_one_parameter_sized_vectors():
+    # Count, at every product, the live float64 tensors of n entries other than the
+    # operator's own (its weights and cached gradient graph): the solver's vectors.
+    m, loss_fn, (x, y) = mlp_200()
+    op = HessianOperator(m, loss_fn, (x, y))
+    inner, live = op.matvec, []
+
+    def counted(v):
+        own = {id(op.theta)} | {id(t) for pair in op._graphs or [] for t in pair}
+        gc.collect()
+        live.append(sum(1 for o in gc.get_objects() if torch.is_tensor(o) and id(o) not in own
+                        and o.dtype == torch.float64 and o.numel() == op.n))
+        return inner(v)
+
+    op.matvec = counted
+    w, _ = top_eigenvalues(op, 2, tol=1e-10, ncv=7)
+    assert op.last_solve["restarts"] >= 3
+    assert max(live) <= 7 and len(live) == op.last_solve["products"]
+    np.testing.assert_allclose(w, func_hessian_eigenvalues(m, loss_fn, x, y)[:2], rtol=1e-8)
+
+
+def test_device_argument_keeps_everything_on_that_device():
+    m, loss_fn, (x, y) = small()
+    here = lossview.sharpness(m, loss_fn, (x, y), k=2, tol=1e-10)
+    on_cpu = lossview.sharpness(m, loss_fn, (x, y), k=2, tol=1e-10, device="cpu")
+    np.testing.assert_allclose(on_cpu, here, rtol=1e-12)
+    if torch.cuda.is_available():
+        on_gpu = lossview.sharpness(m, loss_fn, (x, y), k=2, tol=1e-10, device="cuda")
+        np.testing.assert_allclose(on_gpu, here, rtol=1e-8)
+        op = HessianOperator(m, loss_fn, (x, y), device="cuda")
+        assert op.theta.is_cuda and all(t.is_cuda for t in op.batches[0])
