@@ -14,6 +14,11 @@ so ``Z0, Z1, Z2`` are computed once per batch (3 products instead of one per poi
 only the rest of the chain runs per point. Parameter-free modules before that layer
 (``Flatten``...) are applied to the inputs once. Any other model takes the generic path.
 Both give the same numbers up to float rounding (tests/core/surface/test_grid.py).
+
+Loop path. Batching points is not always faster: for a model whose forward pass is
+already large (a CNN over many images) a plain loop of forward passes with the weights
+updated in place wins (:mod:`lossview.core.surface.loop`). With ``path="auto"`` a short
+probe times both on a slice of the data and keeps the faster; ``path`` says which ran.
 """
 
 from __future__ import annotations
@@ -27,61 +32,18 @@ from torch import nn
 from torch.func import functional_call
 
 from lossview.core.errors import LossviewError
+from lossview.core.surface.batches import as_batches, batch_size, eval_mode  # noqa: F401
 from lossview.core.surface.fastpath import (MLPTail, loss_kind, mlp_tail, per_point_loss,
                                             plain_class_targets, with_ones)
+from lossview.core.surface.loop import LoopPath, probe, resolve_device, to_device
 from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks
 from lossview.core.surface.threads import thread_budget
 
-Batch = tuple[Any, torch.Tensor]
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per chunk, at most
 CACHE_BLOCK = 16 * 2**20  # target bytes of the widest activation block of a chunk
 MAX_CHUNK = 64  # points per chunk at most: larger ones measured no faster, and cancel waits for one
 
 _LINEAR_FIRST = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def as_batches(data: Any) -> list[Batch]:
-    """``(inputs, targets)`` or an iterable of such pairs, as a list of batches.
-
-    A pair whose first element is a tensor and whose second is a tensor of the same
-    length is one batch; anything else is read as an iterable of batches.
-    """
-    if (isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0])
-            and torch.is_tensor(data[1]) and len(data[0]) == len(data[1])):
-        return [(data[0], data[1])]
-    try:
-        batches = [tuple(b) for b in data]
-    except TypeError:
-        raise LossviewError("data must be (inputs, targets) or an iterable of such batches") from None
-    if not batches or any(len(b) != 2 for b in batches):
-        raise LossviewError("data must be (inputs, targets) or a non-empty iterable of such pairs")
-    return [(x, y) for x, y in batches]
-
-
-def batch_size(x: Any) -> int:
-    if torch.is_tensor(x):
-        return int(x.shape[0])
-    if isinstance(x, (tuple, list)) and x:
-        return batch_size(x[0])
-    if isinstance(x, Mapping) and x:
-        return batch_size(next(iter(x.values())))
-    raise LossviewError(f"cannot tell the batch size of inputs of type {type(x).__name__}")
-
-
-class eval_mode:
-    """Context: ``module.eval()`` (or ``.train()``) inside, the previous flags restored after."""
-
-    def __init__(self, module: nn.Module, train: bool = False) -> None:
-        self.module, self.train = module, train
-
-    def __enter__(self) -> nn.Module:
-        self._flags = [(m, m.training) for m in self.module.modules()]
-        self.module.train(self.train)
-        return self.module
-
-    def __exit__(self, *exc: Any) -> None:
-        for m, flag in self._flags:
-            m.training = flag
 
 
 def _first_linear(model: nn.Module) -> int | None:
@@ -115,7 +77,14 @@ class PlaneEvaluator:
         count as zero). ``center`` defaults to the model's current parameters.
     buffers : name -> tensor (BatchNorm running statistics); default the model's own.
     memory_budget : bytes of activations allowed per chunk of points.
-    fast : allow the first-layer fast path (False forces the generic path).
+    fast : allow the first-layer algebra (False: the generic batched path or plain loop).
+    path : ``"batched"`` (points batched under vmap, or the MLP fast path), ``"loop"``
+        (one forward pass per point, weights updated in place) or ``"auto"``: the MLP
+        fast path when it applies, else whichever of the two a short probe measures
+        faster (:func:`lossview.core.surface.loop.probe`; ``probe_times`` holds its times).
+    device : where the evaluation runs (model weights, buffers, data and directions are
+        placed there; the model object itself is not moved): ``None`` the model's
+        parameters' device, ``"auto"`` CUDA when available else CPU, or a torch device.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, data: Any,
@@ -123,7 +92,10 @@ class PlaneEvaluator:
                  d1: Mapping[str, torch.Tensor] | None = None,
                  d2: Mapping[str, torch.Tensor] | None = None,
                  buffers: Mapping[str, torch.Tensor] | None = None,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, fast: bool = True) -> None:
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, fast: bool = True,
+                 path: str = "auto", device: Any = None) -> None:
+        if path not in ("auto", "batched", "loop"):
+            raise LossviewError(f"path must be 'auto', 'batched' or 'loop', not {path!r}")
         self.model, self.loss_fn = model, loss_fn
         self.batches = as_batches(data)
         self.sizes = [batch_size(x) for x, _ in self.batches]
@@ -133,20 +105,25 @@ class PlaneEvaluator:
             raise LossviewError("the model has no parameters")
         self.names = list(own)
         ref = next(iter(own.values()))
-        self.dtype, self.device = ref.dtype, ref.device
+        self.dtype, self.device = ref.dtype, resolve_device(device, ref.device)
+        self.batches = [to_device(b, self.device) for b in self.batches]
         src = own if center is None else center
         missing = [n for n in self.names if n not in src]
         if missing:
             raise LossviewError(f"center has no value for parameter {missing[0]!r}")
-        self.center = {n: src[n].detach().to(self.dtype) for n in self.names}
+        self.center = {n: torch.as_tensor(src[n]).detach().to(self.device, self.dtype)
+                       for n in self.names}
         self.d1 = self._direction(d1)
         self.d2 = self._direction(d2)
-        self.buffers = {n: b.detach() for n, b in model.named_buffers()}
+        self.buffers = {n: b.detach().to(self.device) for n, b in model.named_buffers()}
         if buffers is not None:
-            self.buffers.update({n: torch.as_tensor(v).to(self.buffers[n].dtype)
+            self.buffers.update({n: torch.as_tensor(v).to(self.device, self.buffers[n].dtype)
                                  for n, v in buffers.items() if n in self.buffers})
         self.memory_budget = int(memory_budget)
-        self.train = False
+        self.train, self.fast, self.mode = False, fast, path
+        self._loop: LoopPath | None = None
+        self._chosen: str | None = None
+        self.probe_times: dict[str, float] = {}
         self.first = _first_linear(model) if fast else None
         self._pre: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self._point_bytes: tuple[int, int] | None = None
@@ -159,15 +136,37 @@ class PlaneEvaluator:
         for n in self.names:
             v = d.get(n)
             out[n] = (torch.zeros_like(self.center[n]) if v is None
-                      else torch.as_tensor(v).detach().to(self.dtype).reshape(self.center[n].shape))
+                      else torch.as_tensor(v).detach().to(self.device, self.dtype)
+                      .reshape(self.center[n].shape))
         return out
 
     # -- public ------------------------------------------------------------------------
     @property
     def path(self) -> str:
+        """The path that runs: ``"loop"``/``"loop+first-layer"`` or the batched
+        ``"generic"``/``"first-layer"``/``"first-layer+mlp"`` (runs the probe if needed)."""
+        if self.choice() == "loop":
+            return self._loop_path().name
         if self.first is None:
             return "generic"
         return "first-layer+mlp" if self._tail is not None else "first-layer"
+
+    def choice(self) -> str:
+        """``"batched"`` or ``"loop"``: as asked, or measured once (see ``path``)."""
+        if self._chosen is None:
+            if self.mode != "auto":
+                self._chosen = self.mode
+            elif self._tail is not None:  # the MLP fast path: many times a forward loop
+                self._chosen = "batched"
+            else:
+                self._chosen, self.probe_times = probe(self)
+        return self._chosen
+
+    def _loop_path(self) -> LoopPath:
+        if self._loop is None:
+            with eval_mode(self.model, self.train):
+                self._loop = LoopPath(self, first_layer=self.fast)
+        return self._loop
 
     def workers(self) -> int:
         """Pipelines run at once: on the MLP fast path one per thread the evaluation may
@@ -200,6 +199,14 @@ class PlaneEvaluator:
         the order the chunks finish."""
         pts = torch.as_tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2))
         pts = pts.to(device=self.device, dtype=self.dtype)
+        if self.choice() == "loop":  # a point per chunk, on torch's threads
+            loop = self._loop_path()
+            with eval_mode(self.model, self.train):
+                for lo, hi, vals in run_chunks(lambda lo, hi, ws: loop.losses(pts[lo:hi]),
+                                               [(i, i + 1) for i in range(len(pts))], 1,
+                                               thread_budget()):
+                    yield lo, hi, vals.numpy()
+            return
         spans = balanced_spans(len(pts), self.chunk_size(), self.workers())
         with torch.no_grad(), eval_mode(self.model, self.train):
             if self.first is not None:
@@ -212,11 +219,12 @@ class PlaneEvaluator:
     def loss_at(self, params: Mapping[str, torch.Tensor],
                 buffers: Mapping[str, torch.Tensor] | None = None) -> float:
         """Loss at an arbitrary set of weights (a snapshot), same data and mode."""
-        p = {n: torch.as_tensor(params[n]).to(self.dtype).reshape(self.center[n].shape)
+        p = {n: torch.as_tensor(params[n]).to(self.device, self.dtype).reshape(self.center[n].shape)
              for n in self.names}
         b = dict(self.buffers)
         if buffers:
-            b.update({n: torch.as_tensor(v).to(b[n].dtype) for n, v in buffers.items() if n in b})
+            b.update({n: torch.as_tensor(v).to(self.device, b[n].dtype)
+                      for n, v in buffers.items() if n in b})
         total = 0.0
         with torch.no_grad(), eval_mode(self.model, self.train):
             for (x, y), k in zip(self.batches, self.sizes):

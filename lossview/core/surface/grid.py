@@ -26,7 +26,8 @@ class Surface:
     """``loss[i, j]`` is the loss at ``center + alphas[i] * d1 + betas[j] * d2``.
 
     ``d1``/``d2`` are the directions used (name -> tensor), ``path`` says which evaluation
-    path ran (``"first-layer"`` exact shortcut or ``"generic"``).
+    path ran (batched: ``"first-layer+mlp"``, ``"first-layer"`` exact shortcuts or
+    ``"generic"``; a loop of forward passes: ``"loop"``/``"loop+first-layer"``).
     """
 
     alphas: np.ndarray
@@ -110,7 +111,8 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
                  center: Mapping[str, torch.Tensor] | None = None,
                  normalization: str | None = "filter", seed: int = 0,
                  include_biasbn: bool = False, bn_mode: str = "eval",
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Surface:
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, path: str = "auto",
+                 device: Any = None) -> Surface:
     """The loss on a ``steps x steps`` grid of a plane through ``center``.
 
     Parameters
@@ -130,6 +132,10 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
     bn_mode : ``"eval"`` (running statistics, default) or ``"recompute"`` (BatchNorm
         statistics recomputed from ``data`` at every grid point: slower).
     memory_budget : bytes of activations per batched pass.
+    path : ``"auto"`` (measured per model), ``"batched"`` or ``"loop"``; see
+        :class:`~lossview.core.surface.evaluate.PlaneEvaluator`.
+    device : ``None`` (the model's), ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (CUDA when
+        available): where weights, data and directions live during the evaluation.
     """
     steps = int(steps)
     if steps < 1:
@@ -156,7 +162,8 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
         return Surface(grid, grid.copy(), loss, dict(d1), dict(d2), "recompute-bn")
     if bn_mode != "eval":
         raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
-    ev = PlaneEvaluator(model, loss_fn, data, ctr, d1, d2, memory_budget=memory_budget)
+    ev = PlaneEvaluator(model, loss_fn, data, ctr, d1, d2, memory_budget=memory_budget,
+                        path=path, device=device)
     gen = iter_grid(ev, grid, grid, progressive=False)
     while True:
         try:
@@ -164,4 +171,5 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
         except StopIteration as stop:
             loss = stop.value
             break
-    return Surface(grid, grid.copy(), loss, dict(ev.d1), dict(ev.d2), ev.path)
+    return Surface(grid, grid.copy(), loss, {n: v.cpu() for n, v in ev.d1.items()},
+                   {n: v.cpu() for n, v in ev.d2.items()}, ev.path)

@@ -77,13 +77,15 @@ def models():
     ]
 
 
+@pytest.mark.parametrize("mode", ["batched", "loop"])
 @pytest.mark.parametrize("case", models(), ids=lambda c: c[0])
-def test_surface_equals_brute_force_and_leaves_model_untouched(case):
+def test_surface_equals_brute_force_and_leaves_model_untouched(case, mode):
     _, model, loss_fn, data, path = case
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     flags = [m.training for m in model.modules()]
-    s = lossview.loss_surface(model, loss_fn, data, span=0.8, steps=5, seed=3)
-    assert s.path == path
+    s = lossview.loss_surface(model, loss_fn, data, span=0.8, steps=5, seed=3, path=mode)
+    # every model here starts with a Linear layer on its inputs: the loop uses its algebra
+    assert s.path == (path if mode == "batched" else "loop+first-layer")
     np.testing.assert_array_equal(s.alphas, np.linspace(-0.8, 0.8, 5))
     ref = brute(model, loss_fn, [data], before, s.d1, s.d2, s.alphas, s.betas)
     np.testing.assert_allclose(s.loss, ref, rtol=1e-11, atol=1e-12)
@@ -98,7 +100,8 @@ def test_fast_and_generic_paths_agree_in_float32():
     x, y = torch.randn(256, 16), torch.randint(0, 4, (256,))
     s = lossview.loss_surface(m, nn.CrossEntropyLoss(), (x, y), steps=7)
     pts = np.array([(a, b) for a in s.alphas for b in s.betas])
-    gen = PlaneEvaluator(m, nn.CrossEntropyLoss(), (x, y), None, s.d1, s.d2, fast=False)
+    gen = PlaneEvaluator(m, nn.CrossEntropyLoss(), (x, y), None, s.d1, s.d2, fast=False,
+                         path="batched")
     assert gen.path == "generic"
     # float32: both are the same arithmetic up to summation order; ~1e-6 relative
     np.testing.assert_allclose(s.loss.ravel(), gen.losses(pts), rtol=2e-5)
@@ -110,7 +113,8 @@ def test_conv_first_layer_uses_the_shortcut_exactly():
     x = torch.randn(10, 1, 6, 6, dtype=torch.float64)
     y = torch.randint(0, 2, (10,))
     center = {n: p.detach().clone() for n, p in m.named_parameters()}
-    s = lossview.loss_surface(m, nn.CrossEntropyLoss(), (x, y), steps=3, span=0.5)
+    s = lossview.loss_surface(m, nn.CrossEntropyLoss(), (x, y), steps=3, span=0.5,
+                              path="batched")
     assert s.path == "first-layer"
     ref = brute(m, nn.CrossEntropyLoss(), [(x, y)], center, s.d1, s.d2, s.alphas, s.betas)
     np.testing.assert_allclose(s.loss, ref, rtol=1e-11)
