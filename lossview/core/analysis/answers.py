@@ -2,8 +2,9 @@
 
 - ``weights``: should the weights converge, and do they? converging / drifting / diffusing /
   confined / diverged / undetermined, decided on one segment (after the loss plateau, else
-  the run's second half) from the step-length trend, the long-lag MSD slope and the lag-1
-  update correlation;
+  the run's second half) from the step-length trend, the long-lag MSD slope, the lag-1
+  update correlation, the norm's outward growth and the net displacement against what
+  diffusion at short lags predicts (drift on top of diffusion);
 - ``loss``: improving / converged / diverged / unknown, with the plateau step;
 - ``stability``: the learning rate against the largest stable one, 2/lambda_max
   (:mod:`lossview.core.analysis.stability_answer`);
