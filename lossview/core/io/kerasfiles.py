@@ -328,21 +328,9 @@ def keras_metrics(files: Sequence[Path]) -> tuple[dict[str, MetricSeries], list[
     """Loss tables among ``files``. A table counted in epochs (CSVLogger's ``epoch`` column,
     0-based) is shifted by one to ModelCheckpoint's 1-based ``{epoch}``, so the loss of the
     first epoch sits with ``weights.01``."""
-    from lossview.core.io.metricfiles import is_table_candidate, read_table
+    from lossview.core.io.metricfiles import folder_metrics
 
-    series: dict[str, MetricSeries] = {}
-    used, warnings = [], []
-    for f in files:
-        if not is_table_candidate(f):
-            continue
-        m, pos, w = read_table(f)
-        warnings += w
-        if not m:
-            continue
-        used.append(f)
-        for k, s in m.items():
-            series.setdefault(k, MetricSeries(s.steps + 1, s.values) if pos == "epoch" else s)
-    return series, used, warnings
+    return folder_metrics(list(files), epoch_offset=1)
 
 
 def open_keras(path: Path) -> Run:

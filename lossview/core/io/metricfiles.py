@@ -91,10 +91,13 @@ def read_table(path: Path) -> tuple[dict[str, MetricSeries], str | None, list[st
     return out, (pos if out else None), warnings
 
 
-def folder_metrics(files: list[Path]) -> tuple[dict[str, MetricSeries], list[Path], list[str]]:
+def folder_metrics(files: list[Path], epoch_offset: int = 0
+                   ) -> tuple[dict[str, MetricSeries], list[Path], list[str]]:
     """Series from the metrics tables among ``files`` (a checkpoint folder's and its parent's
     plain files), the files used, and warnings. A column found in several tables keeps the
-    first table's (files in natural order, the checkpoint folder's first)."""
+    first table's (files in natural order, the checkpoint folder's first). A table counted
+    in epochs is shifted by ``epoch_offset`` (Keras: CSVLogger's 0-based epochs against
+    ModelCheckpoint's 1-based ``{epoch}``)."""
     series: dict[str, MetricSeries] = {}
     used: list[Path] = []
     warnings: list[str] = []
@@ -107,5 +110,7 @@ def folder_metrics(files: list[Path]) -> tuple[dict[str, MetricSeries], list[Pat
             continue
         used.append(f)
         for k, s in m.items():
+            if pos == "epoch" and epoch_offset:
+                s = MetricSeries(s.steps + epoch_offset, s.values)
             series.setdefault(k, s)
     return series, used, warnings
