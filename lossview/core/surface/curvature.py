@@ -2,11 +2,13 @@
 
 Hessian-vector products: for data up to ``graph_cache_samples`` samples the gradient's
 graph is built once per batch and each ``H v`` is one backward pass through it (double
-backward, as PyHessian); for more data, :mod:`torch.func` forward-over-reverse (``jvp`` of
-``grad``, no graph kept), with reverse-over-reverse as a fallback for operations without
-forward-mode support.
-The top eigenvalues come from Lanczos on HVPs (own loop with full reorthogonalisation and
-an exact residual stopping rule, so it stops at the first sufficient step), ARPACK
+backward, as PyHessian); for more data, batch by batch with :mod:`torch.func`, keeping no
+graph between batches: forward-over-reverse (``jvp`` of ``grad``) or reverse-over-reverse
+(``vjp`` of ``grad``), whichever the first batch measures faster (on a CPU, reverse).
+Weights, data and vectors live on ``device`` (default: the model's).
+The top eigenvalues come from thick-restart Lanczos on HVPs (own loop with full
+reorthogonalisation, at most ``ncv`` basis vectors, and an exact residual stopping rule,
+so it stops at the first sufficient step), ARPACK
 (:func:`scipy.sparse.linalg.eigsh` on a ``LinearOperator``, as in Cohen et al.'s
 edge-of-stability code) or power iteration. The model is in eval mode by default (BatchNorm uses its running statistics,
 like PyHessian); ``train=True`` uses batch statistics. The loss is the mean over all of
@@ -18,6 +20,7 @@ eigensolver.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +83,8 @@ class HessianOperator:
             self.bufs.update({n: torch.as_tensor(v).to(dev, self.bufs[n].dtype)
                               for n, v in self.buffers.items() if n in self.bufs})
         self.n = self.theta.numel()
-        self.mode = "forward-over-reverse"
+        #: How uncached products are formed: "auto" times both on the first batch, once.
+        self.mode = "auto"
         self.calls = 0
         self._graphs: list | None = None
 
@@ -141,6 +145,17 @@ class HessianOperator:
 
     def _hvp(self, v: torch.Tensor, x: Any, y: Any) -> torch.Tensor:
         f = lambda th: self._loss(th, x, y)  # noqa: E731
+        if self.mode == "auto":  # keep the faster way for this model (measured, once)
+            times = {}
+            for mode in ("forward-over-reverse", "reverse-over-reverse"):
+                self.mode = mode
+                t = time.perf_counter()
+                out = self._hvp(v, x, y)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                times[self.mode] = time.perf_counter() - t
+            self.mode = min(times, key=times.get)
+            return out
         if self.mode == "forward-over-reverse":
             try:
                 return jvp(grad(f), (self.theta,), (v,))[1]

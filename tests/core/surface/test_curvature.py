@@ -181,3 +181,16 @@ def test_device_argument_keeps_everything_on_that_device():
         np.testing.assert_allclose(on_gpu, here, rtol=1e-8)
         op = HessianOperator(m, loss_fn, (x, y), device="cuda")
         assert op.theta.is_cuda and all(t.is_cuda for t in op.batches[0])
+
+
+def test_products_without_kept_graphs_pick_a_mode_and_agree():
+    m, loss_fn, (x, y) = mlp_200()
+    batches = [(x[:30], y[:30]), (x[30:], y[30:])]
+    cached = HessianOperator(m, loss_fn, batches)
+    streamed = HessianOperator(m, loss_fn, batches, graph_cache_samples=0)
+    v = torch.randn(cached.n, dtype=torch.float64)
+    torch.testing.assert_close(streamed.matvec(v), cached.matvec(v), rtol=1e-12, atol=1e-14)
+    assert streamed.mode in ("forward-over-reverse", "reverse-over-reverse")
+    assert not streamed._graphs
+    w, _ = top_eigenvalues(streamed, 2, tol=1e-10)
+    np.testing.assert_allclose(w, func_hessian_eigenvalues(m, loss_fn, x, y)[:2], rtol=1e-8)
