@@ -244,6 +244,12 @@ class RunWriter:
         self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")
         self.last_snapshot_step: int | None = None
 
+    def release(self) -> None:
+        """Close ``metrics.jsonl`` without marking the run: the Recorder's writer process
+        goes on appending to it, and :meth:`close` still marks the run."""
+        if not self._metrics.closed:
+            self._metrics.close()
+
     def _clear(self) -> None:
         import shutil
 

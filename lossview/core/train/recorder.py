@@ -49,7 +49,7 @@ class Recorder:
 
     def __init__(self, path: str | Path, model: Any, every: int = 10,
                  spec: Mapping[str, Any] | None = None, overwrite: bool = False,
-                 optimizer: Any = None) -> None:
+                 optimizer: Any = None, _writer: str = "process") -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise LossviewError(f"every must be a positive integer, not {every!r}")
         if not hasattr(model, "named_parameters"):
@@ -65,7 +65,7 @@ class Recorder:
             info["optimizer"] = optimizer_spec(self.optimizer)
             if isinstance(given, Mapping):
                 info["optimizer"].update(given)
-        self._sink = AsyncWriter(RunWriter(path, info, overwrite=overwrite))
+        self._sink = _open_writer(RunWriter(path, info, overwrite=overwrite), _writer)
         self.path = self._sink.path
         self.last_step: int | None = None
         self.last_snapshot_step: int | None = None
@@ -118,6 +118,19 @@ class Recorder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close("failed" if exc_type is not None else "finished")
+
+
+def _open_writer(run: RunWriter, kind: str) -> Any:
+    """The writer process (the default), or the writer thread where no process can be
+    started (a frozen app) or ``kind`` is ``"thread"`` (benchmarks compare the two)."""
+    if kind == "process":
+        from lossview.core.train.writer_process import ProcessWriter
+
+        try:
+            return ProcessWriter(run)
+        except OSError:
+            pass
+    return AsyncWriter(run)
 
 
 def _unwrap(optimizer: Any) -> Any:

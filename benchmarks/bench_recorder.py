@@ -1,0 +1,102 @@
+"""Overhead of ``lossview.Recorder`` against the same bare PyTorch loop (issue 21 item 6).
+
+The loop: the ``mlp`` problem's 64-32-32-10 MLP on the 8x8 digits, SGD lr 0.1, batch 32,
+the same batches, one torch thread. Variants, alternating in one process (``--repeats``
+rounds after a warm-up round, each round running every variant once):
+
+- ``bare``: forward, backward, ``optimizer.step()``, ``loss.item()``; nothing recorded;
+- ``process``: the bare loop plus ``Recorder(folder, model, every=20, optimizer=opt)`` and
+  ``rec.log(step, loss=loss.item())`` every step (the lr comes from the optimizer): the
+  Recorder as shipped, writing through its writer process;
+- ``thread``: the same with the previous writer, a thread in the training process
+  (``Recorder(..., _writer="thread")``, kept for this comparison and for frozen apps).
+
+Each recorded variant includes creating the Recorder and ``close()`` (all files
+written). Prints the median and best wall seconds and the ratio of medians to ``bare``
+(goal <= 1.10), and the training thread's CPU time ratio.
+
+    python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import lossview
+from lossview.core.train.problems import build_problem
+
+
+def loop(problem, steps: int, folder: Path | None = None, writer: str = "process",
+         every: int = 20) -> tuple[float, float]:
+    torch.manual_seed(0)
+    model = problem.make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = problem.train_data
+    g = torch.Generator().manual_seed(0)
+    per = problem.n_train // 32
+    rows: list[torch.Tensor] = []
+    t0, c0 = time.perf_counter(), time.thread_time()
+    rec = (lossview.Recorder(folder, model, every=every, optimizer=opt, _writer=writer)
+           if folder is not None else None)
+    for step in range(steps):
+        if not rows:
+            rows = list(torch.randperm(problem.n_train, generator=g)[: per * 32]
+                        .view(per, 32).unbind(0))
+        idx = rows.pop()
+        loss = problem.loss_fn(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        value = loss.item()
+        if rec is not None:
+            rec.log(step, loss=value)
+    if rec is not None:
+        rec.close()
+    return time.perf_counter() - t0, time.thread_time() - c0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--every", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    problem = build_problem("mlp")
+    variants = {
+        "bare": lambda tmp: loop(problem, args.steps),
+        "process": lambda tmp: loop(problem, args.steps, tmp, "process", args.every),
+        "thread": lambda tmp: loop(problem, args.steps, tmp, "thread", args.every),
+    }
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        n = 0
+        for r in range(args.repeats + 1):
+            for k, f in variants.items():
+                n += 1
+                t = f(Path(tmp) / f"{k}{n}")
+                if r:  # round 0 warms up
+                    times[k].append(t)
+    print(f"mlp 64-32-32-10, {args.steps} steps, batch 32, snapshot every {args.every}, "
+          f"{args.repeats} alternating repeats, torch {torch.__version__}, 1 torch thread, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'variant':8s} {'wall med':>9s} {'wall best':>9s} {'us/step':>8s} {'ratio med':>9s} "
+          f"{'ratio best':>10s} {'thread CPU ratio':>16s}")
+    med = {k: [statistics.median(c) for c in zip(*v)] for k, v in times.items()}
+    best = {k: [min(c) for c in zip(*v)] for k, v in times.items()}
+    for k in variants:
+        m, b = med[k], best[k]
+        print(f"{k:8s} {m[0]:9.3f} {b[0]:9.3f} {1e6 * m[0] / args.steps:8.0f} "
+              f"{m[0] / med['bare'][0]:9.3f} {b[0] / best['bare'][0]:10.3f} "
+              f"{m[1] / med['bare'][1]:16.3f}")
+
+
+if __name__ == "__main__":
+    main()

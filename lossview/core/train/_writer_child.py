@@ -1,0 +1,169 @@
+"""The Recorder's writer process (run as ``python -I -S _writer_child.py``; standard
+library only, so it starts in a few tens of milliseconds and costs the machine little).
+
+It continues the native run folder its parent's ``RunWriter`` created (docs/format.md),
+in the order the parent sends: metrics lines appended to ``metrics.jsonl`` (one write per
+batch), checkpoints written to a temporary file, fsync'ed and renamed into place, so the
+records before a snapshot are in the file before the snapshot appears and a killed run
+is readable up to its last complete snapshot. ``run.json`` text comes encoded from the
+parent and is written the same atomic way.
+
+Frames on stdin: ``<QI`` (pickle length, number of out-of-band buffers), one ``<Q`` per
+buffer (its length), the pickle (protocol 5), the buffers. Items:
+
+- ``("open", folder, checkpoint_dir, format_name)``;
+- ``("batch", [("records", [(step, {key: value})]), ("snapshot", (step, epoch,
+  [(name, safetensors dtype, shape)], [buffer], buffer_names)), ...])``;
+- ``("spec", run_json_text)``; ``("close", run_json_text)``.
+
+End of stdin without ``close`` (the parent died): what arrived is written, ``run.json``
+is left as it was (``running``). An error is pickled to stdout and the process exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import struct
+import sys
+import tempfile
+
+_HEAD = struct.Struct("<QI")
+
+
+def _read_exact(inp, n: int):
+    buf = bytearray(n)
+    mv = memoryview(buf)
+    got = 0
+    while got < n:
+        k = inp.readinto(mv[got:])
+        if not k:
+            return None
+        got += k
+    return buf
+
+
+def read_frame(inp):
+    head = _read_exact(inp, _HEAD.size)
+    if head is None:
+        return None
+    n, k = _HEAD.unpack(head)
+    sizes = _read_exact(inp, 8 * k) if k else b""
+    data = _read_exact(inp, n) if sizes is not None else None
+    if data is None:
+        return None
+    bufs = []
+    for size in struct.unpack(f"<{k}Q", sizes):
+        b = _read_exact(inp, size)
+        if b is None:
+            return None
+        bufs.append(b)
+    return pickle.loads(data, buffers=bufs)
+
+
+def atomic_write(path: str, chunks) -> None:
+    """``chunks`` to a temporary file beside ``path``, fsync, rename into place."""
+    folder, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for c in chunks:
+                fh.write(c)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def safetensors_chunks(tensors, data, metadata):
+    """The pieces of a .safetensors file: 8-byte little-endian header length, the JSON
+    header (padded with spaces to a multiple of 8), the tensors' bytes in order."""
+    header = {"__metadata__": metadata}
+    offset = 0
+    for (name, dtype, shape), buf in zip(tensors, data):
+        n = memoryview(buf).nbytes
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return [struct.pack("<Q", len(text)), text, *data]
+
+
+class Writer:
+    def __init__(self, folder: str, checkpoint_dir: str, format_name: str) -> None:
+        self.folder = folder
+        self.checkpoints = os.path.join(folder, checkpoint_dir)
+        self.format_name = format_name
+        self.metrics = open(os.path.join(folder, "metrics.jsonl"), "a", encoding="utf-8")
+
+    def records(self, records) -> None:
+        lines = []
+        for step, metrics in records:
+            rec = {"step": int(step)}
+            rec.update((k, v) for k, v in metrics.items() if v is not None)
+            lines.append(json.dumps(rec))
+        if lines:
+            self.metrics.write("\n".join(lines) + "\n")
+            self.metrics.flush()
+
+    def snapshot(self, step: int, epoch, tensors, data, buffer_names) -> None:
+        meta = {"step": str(int(step)), "epoch": "" if epoch is None else repr(float(epoch)),
+                "buffers": json.dumps(sorted(buffer_names)), "format": self.format_name}
+        path = os.path.join(self.checkpoints, f"step_{int(step):09d}.safetensors")
+        atomic_write(path, safetensors_chunks(tensors, data, meta))
+
+    def run_json(self, text: str) -> None:
+        atomic_write(os.path.join(self.folder, "run.json"), [text.encode("utf-8")])
+
+    def close(self, text: str) -> None:
+        self.metrics.flush()
+        os.fsync(self.metrics.fileno())
+        self.metrics.close()
+        self.run_json(text)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training loop's to handle
+    inp, out = sys.stdin.buffer.raw, sys.stdout.buffer
+    writer = None
+    try:
+        while True:
+            item = read_frame(inp)
+            if item is None:  # the parent is gone: what arrived is written
+                return 0
+            kind = item[0]
+            if kind == "open":
+                writer = Writer(*item[1:])
+            elif kind == "batch":
+                for what, payload in item[1]:
+                    if what == "records":
+                        writer.records(payload)
+                    else:
+                        writer.snapshot(*payload)
+            elif kind == "spec":
+                writer.run_json(item[1])
+            elif kind == "close":
+                writer.close(item[1])
+                return 0
+    except BaseException as e:  # noqa: BLE001 - reported to the training thread
+        try:
+            data = pickle.dumps(e)
+        except Exception:  # noqa: BLE001
+            data = f"{type(e).__name__}: {e}".encode()
+        out.write(data)
+        out.flush()
+        return 1
+    finally:
+        if writer is not None and not writer.metrics.closed:
+            writer.metrics.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The Recorder's writer in a separate process: no file, JSON or safetensors work shares
+the training loop's GIL.
+
+The training thread appends records to a list and copies the weights at a snapshot
+(numpy copies); every ``handover_interval`` seconds (or sooner when ``handover_bytes`` of
+weights are held) it puts what it holds, in order, on a bounded queue. A feeder thread
+pickles each hand-over (protocol 5, the arrays out of band) and writes it to the writer
+process's stdin in a few large writes, which release the GIL. The process
+(``_writer_child.py`` under ``python -I -S``: standard library only, no numpy or torch,
+so it starts in tens of milliseconds) continues the run folder the parent's
+:class:`~lossview.core.io.native.RunWriter` created: it encodes the JSON lines and writes
+the checkpoints (safetensors, the layout ``RunWriter`` writes) atomically, records before
+the snapshot that follows them, exactly as the threaded writer does, so a run killed at
+any moment is readable up to its last complete snapshot. It runs in its own session and
+ignores SIGINT (Ctrl-C stops the training loop, whose ``close`` then finishes the
+writes); if the parent dies, the process writes what it has received and exits, leaving
+the run ``running``.
+
+An error in the process (disk full, folder removed) is pickled to its stdout; a watcher
+thread blocked on that pipe (it holds no GIL while waiting) hands it to the training
+thread, which raises it at its next call (``log``/``snapshot``/``close``).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lossview.core.errors import LossviewError
+
+_HEAD = struct.Struct("<QI")
+_CHUNK = 1 << 20  # chunks smaller than this are joined into one write
+_CHILD = Path(__file__).with_name("_writer_child.py")
+#: numpy dtype (``dtype.str``) -> safetensors dtype
+_DTYPES = {"<f4": "F32", "<f8": "F64", "<f2": "F16", "<i8": "I64", "<i4": "I32", "<i2": "I16",
+           "|i1": "I8", "|u1": "U8", "<u2": "U16", "<u4": "U32", "<u8": "U64", "|b1": "BOOL"}
+
+
+class ProcessWriter:
+    """Same methods as :class:`~lossview.core.train.sinks.AsyncWriter` (the ones the
+    Recorder uses), with the writing done by a child process.
+
+    Bound on memory held for the writer: at most ``max_pending`` hand-overs wait in the
+    queue (then the training thread blocks: back-pressure), one more is being written to
+    the pipe (64 KiB on Linux) and one is being collected; a hand-over holds at most
+    ``handover_interval`` seconds of records and snapshots, or ``handover_bytes`` of
+    weights (a single larger snapshot is a hand-over of its own).
+    """
+
+    def __init__(self, sink: Any, max_pending: int = 8, flush_interval: float = 1.0,
+                 handover_interval: float = 0.1, handover_bytes: int = 32 << 20) -> None:
+        import queue
+        import subprocess
+        import threading
+
+        if not sys.executable or getattr(sys, "frozen", False) or not _CHILD.is_file():
+            raise OSError("no Python interpreter or writer script to start a process with")
+        from lossview.core.io.native import CHECKPOINT_DIR, FORMAT_NAME
+
+        self.sink = sink
+        self.path = sink.path
+        self.spec = sink.spec  # the process appends to metrics.jsonl from now on
+        self._buf: list = []
+        self._held: list = []
+        self._held_bytes = 0
+        self._interval = float(flush_interval)
+        self._handover = float(handover_interval)
+        self._handover_bytes = int(handover_bytes)
+        self._clock = time.perf_counter
+        self._last = self._clock()
+        self._error: BaseException | None = None
+        self._reported = False
+        self._closed = False
+        self._q: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(_CHILD)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+            start_new_session=sys.platform != "win32")  # Ctrl-C reaches the loop only
+        sink.release()  # the process appends to metrics.jsonl from now on
+        self._q.put(("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME))
+        self._feeder = threading.Thread(target=self._feed, name="lossview-writer-feed", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="lossview-writer-watch", daemon=True)
+        self._feeder.start()
+        self._watcher.start()
+
+    # -- training thread ---------------------------------------------------------------
+    def log(self, step: int, **metrics: Any) -> None:
+        """Queue one metrics record (tensors are converted to numbers now)."""
+        if self._error is not None:
+            return self._raise()
+        for k, v in metrics.items():
+            if hasattr(v, "item"):
+                metrics[k] = v.item()
+        self._buf.append((step, metrics))
+        if self._clock() - self._last > self._interval:
+            self.flush()
+
+    def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
+                 epoch: float | None = None) -> None:
+        """Copy the weights now; they go to the writer with the records before them."""
+        from lossview.core.train.sinks import _copy
+
+        if self._error is not None:
+            return self._raise()
+        self._hold_records()
+        p, b = _copy(params), _copy(buffers or {})
+        names, data = [], []
+        for k, a in sorted({**p, **b}.items()):
+            code = _DTYPES.get(a.dtype.str)
+            if code is None:
+                a = a.astype(a.dtype.newbyteorder("<"))
+                code = _DTYPES.get(a.dtype.str)
+                if code is None:
+                    raise LossviewError(f"cannot store {k} of dtype {a.dtype} in a snapshot")
+            names.append((k, code, a.shape))
+            data.append(pickle.PickleBuffer(a))
+            self._held_bytes += a.nbytes
+        self._held.append(("snapshot", (int(step), epoch, names, data, list(b))))
+        if self._held_bytes >= self._handover_bytes or self._clock() - self._last > self._handover:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what is held to the feeder thread (blocks while the queue is full)."""
+        self._raise()
+        self._last = self._clock()
+        self._hold_records()
+        if self._held:
+            held, self._held, self._held_bytes = self._held, [], 0
+            self._put(("batch", held))
+
+    def update_spec(self, **fields: Any) -> None:
+        """Add fields to ``run.json`` (written by the process, in order with the rest)."""
+        self._raise()
+        self.spec.update(fields)
+        self.flush()
+        self._put(("spec", _run_json(self.spec)))
+
+    def close(self, status: str = "finished", **fields: Any) -> None:
+        """Write everything queued, mark the run ``status`` and wait for the process."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._error is None:
+                self.flush()
+                self.spec.update(status=status, **fields)
+                self._put(("close", _run_json(self.spec)))
+        finally:
+            self._q.put(None)
+            self._feeder.join()
+            self._watcher.join()
+        if self._error is not None:
+            try:  # the process failed: mark the run as the threaded writer would
+                self.sink.close(status, **fields)
+            except Exception:  # noqa: BLE001 - the writer's own error is the one to report
+                pass
+            self._raise()
+
+    def _hold_records(self) -> None:
+        if self._buf:
+            buf, self._buf = self._buf, []
+            self._held.append(("records", buf))
+
+    def _put(self, item: Any) -> None:
+        import queue
+
+        while True:  # blocks while full, but not forever if the process is gone
+            try:
+                self._q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self._raise()
+
+    def _raise(self) -> None:
+        """Raise the writer's error once (as the threaded writer does); what is logged
+        after that is dropped, and ``close`` marks the run without raising it again."""
+        if self._error is not None and not self._reported:
+            self._reported = True
+            err = self._error
+            if not isinstance(err, Exception):
+                err = LossviewError(f"the run writer failed: {err!r}")
+            raise err
+
+    # -- feeder and watcher threads ----------------------------------------------------
+    def _feed(self) -> None:
+        out = self._proc.stdin
+        broken = False
+        while True:
+            item = self._q.get()
+            if item is None:
+                break
+            if broken:
+                continue
+            try:
+                _write_frame(out, item)
+            except (OSError, ValueError):  # the process is gone: the watcher says why
+                broken = True
+        try:
+            out.close()
+        except OSError:
+            pass
+
+    def _watch(self) -> None:
+        data = self._proc.stdout.read()
+        code = self._proc.wait()
+        if data or code != 0:
+            self._error = _error_from(data, code)
+
+
+def _run_json(spec: Mapping[str, Any]) -> str:
+    """``run.json``'s text, as ``atomic_write_json`` writes it."""
+    from lossview.core.io.atomic import _jsonable
+
+    return json.dumps(spec, indent=2, sort_keys=False, default=_jsonable) + "\n"
+
+
+def _error_from(data: bytes, code: int) -> BaseException:
+    if data:
+        try:
+            err = pickle.loads(data)
+            if isinstance(err, BaseException):
+                return err
+        except Exception:  # noqa: BLE001 - fall back to the text
+            pass
+        return LossviewError(f"the run writer failed: {data[-500:].decode(errors='replace')}")
+    return LossviewError(f"the run writer process exited with code {code}")
+
+
+def _write_frame(out: Any, item: Any) -> None:
+    bufs: list = []
+    data = pickle.dumps(item, protocol=5, buffer_callback=bufs.append)
+    views = [b.raw() for b in bufs]
+    head = _HEAD.pack(len(data), len(views)) + struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
+    pending: list = [head, data]
+    size = len(head) + len(data)
+    for v in views:
+        if v.nbytes >= _CHUNK:
+            _write_all(out, b"".join(pending))
+            pending, size = [], 0
+            _write_all(out, v)
+        else:
+            pending.append(v)
+            size += v.nbytes
+            if size >= _CHUNK:
+                _write_all(out, b"".join(pending))
+                pending, size = [], 0
+    if pending:
+        _write_all(out, b"".join(pending))
+
+
+def _write_all(out: Any, data: Any) -> None:
+    mv = memoryview(data).cast("B")
+    while mv.nbytes:
+        n = out.write(mv)
+        mv = mv[n:]
