@@ -8,6 +8,9 @@ Examples::
     lossview surface runs/mlp --plane line 0 -1
     lossview surface ckpts/ --model mymodel.py             # foreign folder: runs mymodel.py
     lossview surface hf_out/ --data text.txt               # Hugging Face folder: no code
+    lossview surface runs/mlp --tiles 8 --tile 3 --out tiles/3.npz   # one tile (SLURM array)
+    lossview surface --merge tiles/*.npz --out surface.npz           # join the tiles
+    lossview surface runs/mlp --ray local                  # tiles as Ray tasks (lossview[ray])
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Evaluate the loss exactly on a grid of a plane through a run's weight "
                     "trajectory, place every snapshot on it and report how honest the plane "
                     "is (true loss vs the surface's loss at each projected snapshot).")
-    p.add_argument("path", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("path", metavar="RUN", nargs="?",
+                   help="run folder or checkpoint file (not with --merge)")
     p.add_argument("--plane", nargs="+", default=["pca"], metavar="KIND",
                    help="pca | post-plateau | random | snapshots A B C | line A B "
                         "(A, B, C: snapshot indices, negative from the end)")
@@ -44,6 +48,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random plane")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--out", metavar="FILE.npz", help="write the surface and trajectory arrays")
+    g = p.add_argument_group("tiles and clusters (docs/surface.md, 'Surfaces on a cluster')")
+    g.add_argument("--tiles", type=int, metavar="N",
+                   help="cut the grid into N tiles: with --tile I compute one of them; with "
+                        "--ray, the number of Ray tasks (default: two per task slot)")
+    g.add_argument("--tile", type=int, metavar="I", help="compute tile I (0..N-1) into --out")
+    g.add_argument("--merge", nargs="+", metavar="TILE.npz",
+                   help="join tile files into one surface (bit-identical to one process)")
+    g.add_argument("--ray", metavar="ADDRESS",
+                   help="fan the tiles out as Ray tasks: 'local' starts a local Ray "
+                        "instance, else a cluster address (needs lossview[ray])")
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,14 +102,88 @@ def _bar(fraction: float) -> None:
     sys.stderr.flush()
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
+def _drive(gen):
+    """Exhaust a progress generator (a bar on a terminal); closing it on Ctrl-C cancels."""
+    tty = sys.stderr.isatty()
+    try:
+        while True:
+            try:
+                prog = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if tty:
+                _bar(float(getattr(prog, "fraction", prog)))
+    finally:
+        gen.close()
+        if tty:
+            sys.stderr.write("\n")
 
+
+def _check_tile_args(args: argparse.Namespace) -> None:
+    from lossview.core.errors import LossviewError
+
+    if args.merge:
+        if args.path or args.tiles is not None or args.tile is not None or args.ray:
+            raise LossviewError("--merge takes tile files only (no RUN, --tiles, --tile or --ray)")
+        return
+    if not args.path:
+        raise LossviewError("name a RUN folder (or join tile files with --merge TILE.npz ...)")
+    if args.tiles is not None and args.tiles < 1:
+        raise LossviewError(f"--tiles must be at least 1, not {args.tiles}")
+    if args.tile is not None:
+        if args.ray:
+            raise LossviewError("--tile computes one tile here; --ray computes them all")
+        if args.tiles is None or not args.out:
+            raise LossviewError("--tile I needs --tiles N and --out TILE.npz")
+        if not 0 <= args.tile < args.tiles:
+            raise LossviewError(f"--tile must be between 0 and {args.tiles - 1}, not {args.tile}")
+    elif args.tiles is not None and not args.ray:
+        raise LossviewError("--tiles N needs --tile I (one tile) or --ray ADDRESS (all of them)")
+
+
+def _job_kwargs(args: argparse.Namespace, kind: str, snaps, start) -> dict:
+    return dict(plane=kind, steps=args.steps, span=args.span, center_index=args.center,
+                start_index=start, snapshots=snaps, bn_mode=args.bn, tolerance=args.tolerance,
+                seed=args.seed)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from lossview.core.surface.tiles import load_tile, merge_tiles, save_to_run_cache, tile_meta
+
+    tiles = {name: load_tile(name) for name in args.merge}
+    s = merge_tiles(tiles)
+    meta = tile_meta(next(iter(tiles.values())))
+    _report(s, meta.get("opened_as") or "", args.out)
+    if not args.no_cache:
+        where = save_to_run_cache(meta, s)
+        print(f"saved in the run's cache: {where}" if where else
+              "not saved in the run's cache (the run is not here or changed since)")
+    return 0
+
+
+def _one_tile(args: argparse.Namespace, r, src, job_kwargs: dict) -> int:
+    from lossview.core.surface.tiles import iter_tile, save_tile, surface_job
+
+    job = surface_job(r, source=src, device=getattr(args, "device", None), **job_kwargs)
+    tile = _drive(iter_tile(job, args.tiles, args.tile))
+    save_tile(args.out, tile)
+    print(f"tile {args.tile} of {args.tiles}: {len(tile['grid_index'])} of "
+          f"{len(job.alphas) * len(job.betas)} grid points, {len(tile['plane_index'])} + "
+          f"{len(tile['true_index'])} snapshot losses; {job.meta['surface']['evaluation']}, "
+          f"{job.meta['plan']['threads']} threads; key {job.key}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
     from lossview.core.errors import LossviewError
     from lossview.core.io import open_run
     from lossview.core.surface.runsurface import surface_for_run
     from lossview.core.surface.usermodel import model_source
 
+    _check_tile_args(args)
+    if args.merge:
+        return _merge(args)
     kind, snaps = _parse_plane(args.plane)
     if args.steps < 2 or args.steps > 1001:
         raise LossviewError("--steps must be between 2 and 1001")
@@ -105,28 +193,36 @@ def run(args: argparse.Namespace) -> int:
     start = args.start
     if kind == "post-plateau" and start is None:
         start = _plateau_index(r)
+    if args.ray:
+        from lossview.core.surface.ray_tiles import ray_surface
+
+        s = _drive(ray_surface(r, args.ray, args.tiles, model_file=args.model, data=args.data,
+                               block_size=args.block_size, cache=not args.no_cache,
+                               device=getattr(args, "device", None),
+                               **_job_kwargs(args, kind, snaps, start)))
+        return _report(s, r.spec.get("opened_as") or f"opened as {r.format}", args.out)
     src = model_source(r, args.model, data=args.data, block_size=args.block_size)
-    gen = surface_for_run(r, plane=kind, steps=args.steps, span=args.span, source=src,
-                          center_index=args.center, start_index=start, snapshots=snaps,
-                          bn_mode=args.bn, cache=not args.no_cache, tolerance=args.tolerance,
-                          seed=args.seed)
-    tty = sys.stderr.isatty()
-    while True:
-        try:
-            prog = next(gen)
-        except StopIteration as stop:
-            s = stop.value
-            break
-        if tty:
-            _bar(prog.fraction)
-    if tty:
-        sys.stderr.write("\n")
+    if args.tile is not None:
+        return _one_tile(args, r, src, _job_kwargs(args, kind, snaps, start))
+    s = _drive(surface_for_run(r, plane=kind, steps=args.steps, span=args.span, source=src,
+                               center_index=args.center, start_index=start, snapshots=snaps,
+                               bn_mode=args.bn, cache=not args.no_cache,
+                               tolerance=args.tolerance, seed=args.seed))
+    return _report(s, r.spec.get("opened_as") or f"opened as {r.format}", args.out)
+
+
+def _report(s, head: str, out: str | None) -> int:
+    """Print the surface's summary (what the loader read first), write ``out`` if asked."""
+    import numpy as np
+
+    from lossview.core.errors import LossviewError
+
     gap = np.abs(s.true_loss - s.surface_loss)
     gap = gap[np.isfinite(gap)]
     fin = s.loss[np.isfinite(s.loss)]
     ex = "" if s.explained is None else ", ".join(f"{x:.1%}" for x in s.explained)
     lines = [
-        r.spec.get("opened_as") or f"opened as {r.format}",  # what the loader read and skipped
+        head,  # what the loader read and skipped
         f"{s.plane}" + (f"  (variance captured per axis: {ex})" if ex else ""),
         f"grid {len(s.alphas)} x {len(s.betas)}, alpha {s.alphas[0]:.4g}..{s.alphas[-1]:.4g}"
         + (f", beta {s.betas[0]:.4g}..{s.betas[-1]:.4g}" if len(s.betas) > 1 else "")
@@ -146,14 +242,13 @@ def run(args: argparse.Namespace) -> int:
     ]
     if s.suspicious:
         lines.append(f"suspicious: {s.suspicious}")
-    print("\n".join(lines))
-    if args.out:
+    print("\n".join(line for line in lines if line))
+    if out:
         from pathlib import Path
 
         from lossview.core.surface.cache import save
 
-        out = Path(args.out)
-        if not save(out, s.to_arrays()):
+        if not save(Path(out), s.to_arrays()):
             raise LossviewError(f"cannot write {out}")
         print(f"wrote {out}")
     return 0

@@ -53,11 +53,13 @@ def cache_dir(run: Run) -> Path | None:
 def run_identity(run: Run) -> dict[str, Any]:
     snaps = []
     for s in run.snapshots:
+        # absolute: a run opened by a relative path (the CLI) has the same key as in the app
+        src = str(Path(s.source).resolve())
         try:
             st = Path(s.source).stat()
-            snaps.append([s.step, str(s.source), st.st_size, st.st_mtime_ns])
+            snaps.append([s.step, src, st.st_size, st.st_mtime_ns])
         except OSError:
-            snaps.append([s.step, str(s.source)])
+            snaps.append([s.step, src])
     return {"path": str(Path(run.path).resolve()), "format": run.format, "snapshots": snaps}
 
 
