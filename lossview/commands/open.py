@@ -1,4 +1,5 @@
-"""``lossview open [PATH] [--step N] [--screenshot FILE]``: the desktop app."""
+"""``lossview open [PATH] [--step N] [--screenshot FILE] [--model FILE.py | --data FILE]``:
+the desktop app."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="FILE.py",
                    help="for foreign folders: a Python file that builds the model and data "
                         "(runs your code; enables the loss surface and sharpness)")
+    from lossview.commands.surface import add_data_arguments
+
+    add_data_arguments(p)  # Hugging Face folders: the surface and sharpness without code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,8 +39,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model and not Path(args.model).expanduser().is_file():
         raise LossviewError(f"no such model file: {args.model}")
+    data, block_size = getattr(args, "data", None), getattr(args, "block_size", None)
+    if data and args.model:
+        raise LossviewError("--data is for Hugging Face folders without a model file; "
+                            "pass --model or --data, not both")
+    if block_size is not None and not data:
+        raise LossviewError("--block-size needs --data FILE")
+    if block_size is not None and block_size < 1:
+        raise LossviewError(f"--block-size must be at least 1, got {block_size}")
+    if data and not Path(data).expanduser().is_file():
+        raise LossviewError(f"no such data file: {data}")
     from lossview.commands.export import parse_size
 
     size = parse_size(args.size) if args.screenshot else None
     return run_app(args.path, step=args.step, screenshot=args.screenshot,
-                   model_file=args.model, size=size)
+                   model_file=args.model, size=size, data=data, block_size=block_size)

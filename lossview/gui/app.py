@@ -250,12 +250,15 @@ def single_threaded_blas() -> None:
 
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,
             demo: bool = False, train: bool = False, model_file: str | None = None,
-            size: tuple[int, int] | None = None) -> int:
+            size: tuple[int, int] | None = None, data: str | None = None,
+            block_size: int | None = None) -> int:
     """Show the main window and run the event loop; returns the exit status.
 
     ``screenshot``: once every panel is populated at ``step`` (the surface computation
     included), write the window as a PNG to that file and exit 0 (1 if loading failed);
     ``size`` is the window's size for it (default :data:`SCREENSHOT_SIZE`).
+    ``data`` (with ``block_size``): a data file for Hugging Face folders opened without a
+    model file (their model rebuilt from config.json; ``lossview open --data``).
     """
     from lossview.gui.main_window import MainWindow, demo_path
 
@@ -270,6 +273,8 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
     install_excepthook(win)
     if model_file:
         win.set_model_file(model_file)
+    if data:
+        win.opener.set_cli_data_file(data, block_size)
     if screenshot:
         win.resize(*(size or SCREENSHOT_SIZE))
     win.show()

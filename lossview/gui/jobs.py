@@ -128,13 +128,20 @@ def scene_stream(make: Callable[[], Generator], log: bool, interval: float = PAR
         gen.close()
 
 
-def surface_scenes(run: Any, log: bool, **kwargs: Any
+def surface_scenes(run: Any, log: bool, data: Any = None, **kwargs: Any
                    ) -> Generator[SceneUpdate, None, SceneUpdate]:
     """:func:`scene_stream` of ``surface_for_run(run, **kwargs)``; ``run`` is a Run, or
-    ``(path, steps)`` to reopen in a child process (:func:`reopen`)."""
+    ``(path, steps)`` to reopen in a child process (:func:`reopen`). ``data``: a
+    :class:`~lossview.gui.loader.DataFile` for a Hugging Face folder (its model rebuilt
+    from config.json, in place of ``model_file``)."""
     from lossview.core.surface.runsurface import surface_for_run
 
     run = _as_run(run)
+    if data is not None:
+        from lossview.gui.loader import data_source
+
+        kwargs.pop("model_file", None)
+        kwargs["source"] = data_source(run, data)
     return (yield from scene_stream(lambda: surface_for_run(run, **kwargs), log))
 
 
@@ -147,11 +154,13 @@ def analysis(run: Any, model_file: str | None = None) -> Generator[str, None, di
 
 
 # -- sharpness -----------------------------------------------------------------------
-def sharpness(run: Any, model_file: str | None = None) -> Generator[str, None, dict]:
-    """:func:`lossview.gui.loader.sharpness_table` of ``run`` (a Run or ``(path, steps)``)."""
+def sharpness(run: Any, model_file: str | None = None, data: Any = None
+              ) -> Generator[str, None, dict]:
+    """:func:`lossview.gui.loader.sharpness_table` of ``run`` (a Run or ``(path, steps)``);
+    ``data``: a Hugging Face folder's :class:`~lossview.gui.loader.DataFile`."""
     from lossview.gui.loader import sharpness_table
 
-    return (yield from sharpness_table(_as_run(run), model_file=model_file))
+    return (yield from sharpness_table(_as_run(run), model_file=model_file, data=data))
 
 
 def run_arg(run: Any) -> tuple[Any, bool]:

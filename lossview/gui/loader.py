@@ -48,15 +48,31 @@ def pairwise_distances(run: Any, max_points: int = PAIRWISE_MAX) -> Generator[st
     return {"indices": idx.tolist(), "matrix": m}
 
 
+@dataclass(frozen=True)
+class DataFile:
+    """A data file for a Hugging Face folder without a model file (``--data FILE``
+    ``--block-size N``): the model is rebuilt from the folder's config.json and its loss
+    is averaged over this file (:func:`lossview.core.surface.usermodel.model_source`)."""
+
+    path: str
+    block_size: int | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
 @dataclass
 class Opened:
-    """An opened and analysed run. ``model_file``: the model file the report used (None if
-    none was given or it failed its check); ``model_error``: why the given one failed."""
+    """An opened and analysed run. ``model_file``/``data``: the model file or data file
+    the run is shown with (None if none was given or it failed its check);
+    ``model_error``: why the given one failed."""
 
     run: Any
     report: dict
     model_file: str | None = None
     model_error: str | None = None
+    data: DataFile | None = None
 
 
 @dataclass
@@ -69,15 +85,18 @@ class SeveralRuns:
     choices: list[tuple[str, int]] = field(default_factory=list)
 
 
-def load_and_analyze(path: str | Path, model_file: str | None = None
+def load_and_analyze(path: str | Path, model_file: str | None = None,
+                     data: DataFile | None = None
                      ) -> Generator[str, None, Opened | SeveralRuns]:
     """Open ``path``, analyse it, add the pairwise matrix; yields progress lines.
 
     ``model_file``: a user file building the model and data (``--model``, or attached in
     the window), for foreign runs. It is checked first (:func:`check_model_file`); one
     that fails is left out, with its one-line reason in :attr:`Opened.model_error`, and
-    the run opens without it. The desktop app runs this in a child process: the opened
-    run (headers, metrics, lazy readers) and the report pickle in a few milliseconds.
+    the run opens without it. ``data``: a data file for a Hugging Face folder (used only
+    without a model file), checked and left out the same way. The desktop app runs this
+    in a child process: the opened run (headers, metrics, lazy readers) and the report
+    pickle in a few milliseconds.
     """
     from lossview.core.errors import LossviewError
     from lossview.core.io import open_run
@@ -97,6 +116,12 @@ def load_and_analyze(path: str | Path, model_file: str | None = None
             check_model_file(run, model_file)
         except LossviewError as e:
             model_file, model_error = None, str(e)
+    elif data is not None:
+        yield f"checking the data file {data.name}"
+        try:
+            check_data_file(run, data)
+        except LossviewError as e:
+            data, model_error = None, str(e)
     yield f"analysing {len(run)} snapshots ({run.n_params:,} parameters)"
     report = yield from analyze_run(run, model_file=model_file)
     loss = report.get("loss_from_model")
@@ -104,7 +129,7 @@ def load_and_analyze(path: str | Path, model_file: str | None = None
         # the folder logged no loss: the model's full-data loss at each snapshot is the
         # training loss the loss panel draws (the analyses already used it)
         run.metric_aliases.setdefault(TRAIN_LOSS[0], loss)
-    return Opened(run, report, model_file, model_error)
+    return Opened(run, report, model_file, model_error, data)
 
 
 def check_model_file(run: Any, model_file: str | Path) -> None:
@@ -112,11 +137,23 @@ def check_model_file(run: Any, model_file: str | Path) -> None:
     it runs the user's code) and its loss at the last snapshot with finite weights, so that
     a model whose forward pass or loss fails on these checkpoints is said at once, in one
     line (LossviewError)."""
-    from lossview.core.errors import LossviewError
-    from lossview.core.surface.finite import snapshot_loss, weights_problem
     from lossview.core.surface.usermodel import model_source
 
-    src = model_source(run, model_file)
+    _check_loss(run, model_source(run, model_file), f"your model file {model_file}")
+
+
+def check_data_file(run: Any, data: DataFile) -> None:
+    """The Hugging Face model rebuilt from the folder's config.json and ``data`` tokenized
+    (a text shorter than one block, labels that do not fit, transformers missing: one
+    line, LossviewError), and its loss at the last snapshot with finite weights."""
+    _check_loss(run, data_source(run, data), f"the model rebuilt from config.json on "
+                f"{data.name}")
+
+
+def _check_loss(run: Any, src: Any, what: str) -> None:
+    from lossview.core.errors import LossviewError
+    from lossview.core.surface.finite import snapshot_loss, weights_problem
+
     usable = [i for i in range(len(run) - 1, -1, -1) if weights_problem(run, i) is None]
     if not usable:
         return
@@ -126,7 +163,7 @@ def check_model_file(run: Any, model_file: str | Path) -> None:
         raise
     except Exception as e:  # noqa: BLE001 - the user's code: any failure is one line
         line = (str(e).strip().splitlines() or [""])[0][:200]
-        raise LossviewError(f"your model file {model_file} failed on step "
+        raise LossviewError(f"{what} failed on step "
                             f"{int(run.steps[usable[0]])}: {type(e).__name__}: {line}") from None
 
 
@@ -183,21 +220,34 @@ def _generator_analysis():
 from lossview.core.surface import SHARPNESS_POINTS  # noqa: E402
 
 
-def can_measure_sharpness(run: Any, model_file: str | None = None) -> bool:
+def can_measure_sharpness(run: Any, model_file: str | None = None,
+                          data: DataFile | None = None) -> bool:
     """Sharpness needs the model and data: lossview runs of a built-in problem carry them,
-    other folders need a user model file."""
-    return (bool(model_file) or bool(run.spec.get("problem"))) and len(run) > 0
+    other folders need a user model file (Hugging Face folders: or a data file)."""
+    return (bool(model_file) or data is not None or bool(run.spec.get("problem"))) \
+        and len(run) > 0
 
 
-def sharpness_table(run: Any, points: int = SHARPNESS_POINTS, model_file: str | None = None
-                    ) -> Generator[str, None, dict]:
+def data_source(run: Any, data: DataFile | None) -> Any:
+    """The model source for ``data`` (a Hugging Face folder's model from its config.json),
+    or None without one (the run's problem, or the model file, then decides)."""
+    if data is None:
+        return None
+    from lossview.core.surface.usermodel import model_source
+
+    return model_source(run, data=data.path, block_size=data.block_size)
+
+
+def sharpness_table(run: Any, points: int = SHARPNESS_POINTS, model_file: str | None = None,
+                    data: DataFile | None = None) -> Generator[str, None, dict]:
     """Top Hessian eigenvalue against the (2 + 2 momentum) / lr limit at a few snapshots
     (Cohen et al. 2021), via :func:`lossview.core.surface.stability.iter_sharpness`."""
     from lossview.core.surface.stability import iter_sharpness
 
     # core picks the snapshots: evenly spaced over the finite prefix (a diverged run's
     # NaN snapshots are skipped with a reason), as `lossview analyze` does
-    gen = iter_sharpness(run, points=points, model_file=model_file)
+    gen = iter_sharpness(run, points=points, model_file=model_file,
+                         source=data_source(run, data))
     while True:
         try:
             frac = next(gen)

@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self._after_panels: Any = None  # started once a new run's panels are all shown
         self._sharpness_view = Stagger(self)  # shows a measured sharpness, a turn later
         self.model_file: str | None = None  # the shown run's (``--model``, or attached)
+        self.data_file: Any = None  # the shown Hugging Face folder's DataFile (``--data``)
         self._train_dialog = None
         self.stagger = Stagger(self)
         from lossview.gui.live_view import LiveView
@@ -93,6 +94,7 @@ class MainWindow(QMainWindow):
             attach = getattr(self.surface_panel, "attach_requested", None)
             if attach is not None:
                 attach.connect(self.choose_model_file)
+                self.surface_panel.data_requested.connect(self.opener.choose_data_file)
         else:
             self.surface_panel = QLabel("The 3D loss surface is not available in this build.")
             self.surface_panel.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -199,7 +201,7 @@ class MainWindow(QMainWindow):
     # -- sharpness (needs the model: after the panels are shown) ------------------
     def _measure_sharpness(self, run: Any, report: dict) -> None:
         self.diagnostics_panel._note("sharp", "measuring sharpness…")
-        self.sharpness.start(run, report, self.model_file)
+        self.sharpness.start(run, report, self.model_file, self.data_file)
 
     def _on_sharpness(self, run: Any, report: dict, table: dict) -> None:
         # shown in a turn of its own: the result arrives in a pass over posted events that

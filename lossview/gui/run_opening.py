@@ -14,6 +14,15 @@ that fails is said in one line and the run stays as it was. An attached file is
 remembered per run folder (:func:`lossview.gui.settings.remember_model_file`) and
 re-attached when the folder is opened again, which the status line says. ``--model``
 (:meth:`RunOpener.set_cli_model_file`) applies to every folder opened, as before.
+
+**Data files.** A Hugging Face folder (config.json) needs no code: its model is rebuilt
+from the config, and "Use data file…" (the surface panel's button,
+:meth:`RunOpener.use_data_file`) reopens the shown run with a text or JSON-lines file
+in the same way: checked in the child (a text shorter than one block, labels that do not
+fit, transformers missing: one line, the run stays), remembered per folder in place of a
+model file, re-attached when the folder is opened again. ``--data`` (with
+``--block-size``, :meth:`RunOpener.set_cli_data_file`) applies to every folder opened
+that has no ``--model``.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
 from lossview.gui import settings
-from lossview.gui.loader import Opened, SeveralRuns, load_and_analyze
+from lossview.gui.loader import DataFile, Opened, SeveralRuns, load_and_analyze
 from lossview.gui.run_chooser import RunChooser
 from lossview.gui.run_info import short_line
 from lossview.gui.sharpness_job import SharpnessJob
@@ -44,6 +53,18 @@ class _Request:
     model_file: str | None
     attach: bool = False  # attaching a model file to the shown run
     model_note: str = ""  # how the model file was chosen, for the status line
+    data: DataFile | None = None  # a Hugging Face folder's data file (no model file)
+
+    @property
+    def what(self) -> str:
+        """The model or data file's name, as the status line and errors say it."""
+        if self.model_file:
+            return Path(self.model_file).name
+        return f"data file {self.data.name}" if self.data is not None else ""
+
+
+#: what "Use data file…" offers (docs/surface.md, Hugging Face folders)
+DATA_FILTER = "Text or JSON lines (*.txt *.jsonl *.json);;All files (*)"
 
 
 class RunOpener(QObject):
@@ -54,6 +75,7 @@ class RunOpener(QObject):
         self.win = win
         self.worker: GeneratorWorker | ProcessWorker | None = None
         self.cli_model_file: str | None = None
+        self.cli_data: DataFile | None = None
         #: ``(run, path)``: the path the shown run was opened from (its model file is
         #: remembered under it; a project folder's run may be in a sub-folder)
         self.source: tuple[Any, str] | None = None
@@ -69,37 +91,48 @@ class RunOpener(QObject):
             self.win.open_path(folder)
 
     def open_path(self, path: str | Path, step: int | None = None, remember: bool = True,
-                  model_file: str | None = None, attach: bool = False) -> None:
+                  model_file: str | None = None, attach: bool = False,
+                  data: DataFile | None = None) -> None:
         """Load and analyse ``path`` in a child process; the current run stays until done.
-        ``model_file``: this one, else ``--model``'s, else the one remembered for ``path``."""
+        ``model_file`` (or ``data``): this one, else ``--model``'s (``--data``'s), else the
+        one remembered for ``path``."""
         path = str(Path(path).expanduser())
         self.cancel()
         note = ""
-        if model_file is None:
-            model_file, note = self._model_file_for(path)
-        req = _Request(path, step, remember, model_file, attach, note)
+        if model_file is None and data is None:
+            model_file, data, note = self._model_file_for(path)
+        req = _Request(path, step, remember, model_file, attach, note, data)
         win = self.win
-        win.log_message(f"{'attaching ' + model_file + ' to' if attach else 'opening'} {path}")
-        worker = make_worker(load_and_analyze, path, model_file, parent=self)
+        attached = model_file or (data.path if data is not None else "")
+        win.log_message(f"{'attaching ' + attached + ' to' if attach else 'opening'} {path}")
+        worker = make_worker(load_and_analyze, path, model_file, data, parent=self)
         worker.progress.connect(win._on_load_progress)
         worker.finished.connect(lambda result, w=worker: self._on_loaded(w, req, result))
         worker.errored.connect(lambda msg, w=worker: self._on_error(w, req, msg))
         worker.done.connect(lambda w=worker: self._on_done(w))
         self.worker = worker
-        what = f"Attaching {Path(model_file).name}" if attach else f"Opening {Path(path).name}"
+        what = f"Attaching {Path(attached).name}" if attach else f"Opening {Path(path).name}"
         win._set_busy(True, f"{what}…")
         worker.start()
 
-    def _model_file_for(self, path: str) -> tuple[str | None, str]:
+    def _model_file_for(self, path: str) -> tuple[str | None, DataFile | None, str]:
+        """``(model_file, data, note)`` for opening ``path``: the command line's, else
+        the one remembered for the folder (``note`` says so, or that it is gone)."""
         if self.cli_model_file:
-            return self.cli_model_file, ""
-        remembered = settings.model_file_for(path)
+            return self.cli_model_file, None, ""
+        if self.cli_data is not None:
+            return None, self.cli_data, ""
+        remembered, data = settings.model_file_for(path), None
         if not remembered:
-            return None, ""
+            stored = settings.data_file_for(path)
+            if not stored:
+                return None, None, ""
+            remembered, data = stored[0], DataFile(*stored)
+        what = "data file" if data is not None else "model file"
         if not Path(remembered).is_file():
-            return None, f"the model file remembered for this folder, {remembered}, is gone"
-        return remembered, f"model file {Path(remembered).name} re-attached (remembered " \
-                           "for this folder)"
+            return None, None, f"the {what} remembered for this folder, {remembered}, is gone"
+        note = f"{what} {Path(remembered).name} re-attached (remembered for this folder)"
+        return (None, data, note) if data is not None else (remembered, None, note)
 
     def cancel(self) -> None:
         w = self.worker
@@ -118,7 +151,7 @@ class RunOpener(QObject):
         if isinstance(result, SeveralRuns):
             self._choose(req, result)
             return
-        name = Path(req.model_file).name if req.model_file else ""
+        name = req.what
         if req.attach and result.model_error:
             # the shown run stays as it was: nothing of it is replaced
             win.report_error(f"could not attach {name}: {result.model_error}")
@@ -126,29 +159,33 @@ class RunOpener(QObject):
         if req.remember:
             settings.add_recent(req.path)
             win.start_page.set_recent(settings.recent_folders())
-        if req.attach:
+        if req.attach:  # one or the other is remembered for the folder
             settings.remember_model_file(req.path, req.model_file)
+            data = req.data if not req.model_file else None
+            settings.remember_data_file(req.path, data and data.path, data and data.block_size)
         self.source = (result.run, req.path)
-        win.model_file = result.model_file
-        panel_set = getattr(win.surface_panel, "set_model_file", None)
-        if callable(panel_set):
-            panel_set(result.model_file, recompute=False)  # set_run computes it
+        win.model_file, win.data_file = result.model_file, result.data
+        panel = win.surface_panel
+        for setter, value in (("set_model_file", result.model_file), ("set_data", result.data)):
+            if callable(getattr(panel, setter, None)):
+                getattr(panel, setter)(value, recompute=False)  # set_run computes it
         run, report = result.run, result.report
         win.set_run(run, report, step=req.step)
         status = [short_line(run)]
         if result.model_file and report.get("loss_from_model"):
             status.append("the loss is the model's on its data")
         if req.attach:
-            status.append(f"model file {name} attached")
+            status.append(f"{'' if result.data else 'model file '}{name} attached")
         elif req.model_note and not result.model_error:
             status.append(req.model_note)  # re-attached, or the remembered file is gone
         win.log_message(f"{run.path}: " + short_line(run))
         win.statusBar().showMessage("; ".join(status), 15000)
         after = []  # once the panels show the run (the banner is over them, not the start page)
         if result.model_error:
-            error = f"model file {name} not used: {result.model_error}"
+            error = f"{'model file ' if req.model_file else ''}{name} not used: " \
+                    f"{result.model_error}"
             after.append(lambda: win.report_error(error))
-        if SharpnessJob.possible(run, report, result.model_file):
+        if SharpnessJob.possible(run, report, result.model_file, result.data):
             after.append(lambda: win._measure_sharpness(run, report))
         if after:
             win._after_panels = lambda: [f() for f in after]
@@ -191,6 +228,27 @@ class RunOpener(QObject):
         """``--model FILE.py``: used for every folder opened (not remembered)."""
         self.cli_model_file = str(path) if path else None
 
+    def set_cli_data_file(self, path: str | None, block_size: int | None = None) -> None:
+        """``--data FILE [--block-size N]``: used for every folder opened without a model
+        file (not remembered); a folder it does not fit says so in one line."""
+        self.cli_data = DataFile(str(Path(path).expanduser()), block_size) if path else None
+
+    def choose_data_file(self) -> None:
+        """"Use data file…": pick a text or JSON-lines file, then :meth:`use_data_file`."""
+        run = self.win.run
+        data = getattr(self.win, "data_file", None)
+        start = data.path if data is not None else (str(run.path) if run is not None else "")
+        path, _ = QFileDialog.getOpenFileName(self.win, "Use data file", start, DATA_FILTER)
+        if path:
+            self.use_data_file(path)
+
+    def use_data_file(self, path: str | Path, block_size: int | None = None) -> None:
+        """Reopen the shown Hugging Face folder with the data file ``path``: its model
+        rebuilt from config.json, checked on that data first (in a child process); on
+        success its surface and sharpness are computed and the file is remembered for
+        the folder; on failure one line says why and the run stays."""
+        self._reopen_with(None, DataFile(str(Path(path).expanduser()), block_size))
+
     def choose_model_file(self) -> None:
         """File → "Attach model file…": pick a .py file, then :meth:`attach_model_file`."""
         run = self.win.run
@@ -204,16 +262,20 @@ class RunOpener(QObject):
         """Reopen the shown run with the model file ``path`` (checked first, in a child
         process); on success its surface and sharpness are computed and the file is
         remembered for the folder; on failure one line says why and the run stays."""
+        self._reopen_with(str(Path(path).expanduser()), None)
+
+    def _reopen_with(self, model_file: str | None, data: DataFile | None) -> None:
         win = self.win
         run = win.run
+        what = "a model file" if model_file else "a data file"
         if run is None:
-            win.report_error("open a run first: a model file is attached to the run shown")
+            win.report_error(f"open a run first: {what} is attached to the run shown")
             return
         if run.spec.get("live") or not Path(run.path).exists():
-            win.report_error("a model file is attached to a run saved on disk; this run "
+            win.report_error(f"{what} is attached to a run saved on disk; this run "
                              "is not (yet)")
             return
         step = int(run.steps[win.timeline.index]) if 0 <= win.timeline.index < len(run) else None
         src = self.source[1] if self.source is not None and self.source[0] is run else run.path
-        self.open_path(str(src), step=step, remember=False,
-                       model_file=str(Path(path).expanduser()), attach=True)
+        self.open_path(str(src), step=step, remember=False, model_file=model_file,
+                       attach=True, data=data)

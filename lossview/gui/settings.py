@@ -130,3 +130,39 @@ def remember_model_file(folder: str | Path, model_file: str | Path | None) -> No
         d[key] = str(Path(model_file).expanduser().resolve())
     items = list(d.items())[-MAX_MODEL_FILES:]
     write_value("model_files", json.dumps(dict(items)))
+
+
+def data_file_for(folder: str | Path) -> tuple[str, int | None] | None:
+    """The data file (and block size) used for the Hugging Face folder at ``folder`` in
+    the GUI, if any (it may have been moved or deleted since)."""
+    v = _json_map("data_files").get(_key(folder))
+    if not isinstance(v, list) or not v or not isinstance(v[0], str):
+        return None
+    block = v[1] if len(v) > 1 and isinstance(v[1], int) else None
+    return v[0], block
+
+
+def remember_data_file(folder: str | Path, data_file: str | Path | None,
+                       block_size: int | None = None) -> None:
+    """Remember ``data_file`` (and ``block_size``) for the Hugging Face folder at
+    ``folder`` (None: forget it); the newest :data:`MAX_MODEL_FILES` are kept."""
+    import json
+
+    d = _json_map("data_files")
+    key = _key(folder)
+    d.pop(key, None)
+    if data_file:
+        d[key] = [str(Path(data_file).expanduser().resolve()), block_size]
+    items = list(d.items())[-MAX_MODEL_FILES:]
+    write_value("data_files", json.dumps(dict(items)))
+
+
+def _json_map(name: str) -> dict:
+    import json
+
+    raw = qsettings().value(name, "")
+    try:
+        d = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}

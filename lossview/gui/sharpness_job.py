@@ -34,20 +34,22 @@ class SharpnessJob(QObject):
         self._worker: GeneratorWorker | ProcessWorker | None = None
 
     @staticmethod
-    def possible(run: Any, report: dict | None, model_file: str | None) -> bool:
-        """A report without sharpness yet, for a run whose model can be rebuilt."""
+    def possible(run: Any, report: dict | None, model_file: str | None,
+                 data: Any = None) -> bool:
+        """A report without sharpness yet, for a run whose model can be rebuilt (``data``:
+        a Hugging Face folder's :class:`~lossview.gui.loader.DataFile`)."""
         return report is not None and not report.get("sharpness") \
-            and can_measure_sharpness(run, model_file)
+            and can_measure_sharpness(run, model_file, data)
 
     @property
     def busy(self) -> bool:
         return self._worker is not None
 
-    def start(self, run: Any, report: dict, model_file: str | None) -> None:
+    def start(self, run: Any, report: dict, model_file: str | None, data: Any = None) -> None:
         self.cancel()
         arg, in_child = jobs.run_arg(run)
         worker = make_worker(jobs.sharpness, arg, parent=self, in_child=in_child,
-                             model_file=model_file)
+                             model_file=model_file, data=data)
         worker.progress.connect(self.progress)
         worker.finished.connect(lambda table: self._on_finished(run, report, table))
         worker.errored.connect(lambda msg: self.failed.emit(run, msg))

@@ -1,5 +1,7 @@
 """What the surface panel shows for a folder of weights without its model: one short
-sentence, a button that attaches a model file, and what goes in one.
+sentence, a button that attaches a model file, and what goes in one. A Hugging Face
+folder (config.json: its model is rebuilt from it) needs only data: it also gets
+"Use data file…" (a text, or JSON lines for a classifier; docs/surface.md).
 
 A loss surface needs the model and the data, which a folder written by ``torch.save``
 does not hold (docs/surface.md, "Where the model and data come from"). The core's reason
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCursor
-from PySide6.QtWidgets import QLabel, QPushButton, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolTip, QVBoxLayout, QWidget
 
 NEEDS_MODEL = "This folder holds weights only: the surface needs the model and data."
-NEEDS_DATA = ("This Hugging Face folder's model is rebuilt from its config.json, but the "
-              "surface needs data: start lossview with --data FILE, or attach a model file.")
+NEEDS_DATA = ("This Hugging Face folder's model is rebuilt from its config.json; the "
+              "surface needs data: a text file (JSON lines with text and label for a "
+              "classifier), or a model file.")
 ATTACH_TEXT = "Attach model file…"
+DATA_TEXT = "Use data file…"
 WHAT_TEXT = "What goes in it?"
 
 #: the model-file contract of docs/surface.md, short (the link's tooltip)
@@ -33,9 +37,11 @@ CONTRACT_TIP = (
 
 
 class NeedsModelView(QWidget):
-    """The "needs the model" state. Signal: ``attach_requested()`` (the button)."""
+    """The "needs the model" state. Signals: ``attach_requested()`` (the model-file
+    button), ``data_requested()`` ("Use data file…", shown for Hugging Face folders)."""
 
     attach_requested = Signal()
+    data_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -46,6 +52,17 @@ class NeedsModelView(QWidget):
         self.attach_button.setToolTip("A Python file that builds the model and yields "
                                       "batches (this runs its code)")
         self.attach_button.clicked.connect(self.attach_requested)
+        self.data_button = QPushButton(DATA_TEXT)
+        self.data_button.setToolTip("A text file the language model's loss is averaged "
+                                    "over (JSON lines with \"text\" and \"label\" for a "
+                                    "classifier); no code is run")
+        self.data_button.clicked.connect(self.data_requested)
+        self.data_button.hide()
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.data_button)
+        buttons.addWidget(self.attach_button)
+        buttons.addStretch(1)
         self.what = QLabel(f"<a href='contract'>{WHAT_TEXT}</a>")
         self.what.setTextFormat(Qt.TextFormat.RichText)
         self.what.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -56,15 +73,17 @@ class NeedsModelView(QWidget):
         lay.setSpacing(10)
         lay.addStretch(1)
         lay.addWidget(self.text)
-        lay.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        lay.addLayout(buttons)
         lay.addWidget(self.what)
         lay.addStretch(1)
 
     def set_reason(self, message: str) -> None:
         """The core's one line (kept as the tooltip); Hugging Face folders that need data
-        are told so."""
-        self.text.setText(NEEDS_DATA if "Hugging Face" in message else NEEDS_MODEL)
+        are told so, and get "Use data file…"."""
+        hf = "Hugging Face" in message
+        self.text.setText(NEEDS_DATA if hf else NEEDS_MODEL)
         self.text.setToolTip(message)
+        self.data_button.setVisible(hf)
 
     def show_contract(self) -> None:
         """The contract at the link (a click, where a tooltip needs a hover)."""

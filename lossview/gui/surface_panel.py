@@ -16,7 +16,9 @@ out, and whether the surface is suspicious, in the core's words.
 
 A folder of weights without its model shows a short "needs the model" page with a button
 to attach a model file (:mod:`lossview.gui.surface_needs_model`; the window does the
-attaching, on ``attach_requested``), not the core's long message twice.
+attaching, on ``attach_requested``), not the core's long message twice; a Hugging Face
+folder also gets "Use data file…" (``data_requested``): its model is rebuilt from its
+config.json and the surface computed on the data file (:meth:`SurfacePanel.set_data`).
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ class SurfacePanel(SurfaceDrawing, QWidget):
     surface_ready() : the final surface of the current run and plane is drawn.
     busy_changed(bool) : a computation started or ended.
     attach_requested() : "Attach model file…" pressed in the "needs the model" state.
+    data_requested() : "Use data file…" pressed there (a Hugging Face folder).
     """
 
     surface_ready = Signal()
     busy_changed = Signal(bool)
     attach_requested = Signal()
+    data_requested = Signal()
 
     def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -74,6 +78,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self.run: Any = None
         self.report: dict | None = None
         self.model_file: str | None = None
+        self.data: Any = None  # a Hugging Face folder's DataFile (lossview.gui.loader)
         self.surface: Any = None  # the last RunSurface drawn (partial or final)
         self.scene: SurfaceScene | None = None
         self._final = False
@@ -103,6 +108,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self.message.setMargin(24)
         self.needs_model_view = NeedsModelView()
         self.needs_model_view.attach_requested.connect(self.attach_requested)
+        self.needs_model_view.data_requested.connect(self.data_requested)
         self.contour = SurfaceContourView()
         self.contour.point_clicked.connect(self.timeline.set_index)
         self.stack = QStackedWidget()
@@ -167,6 +173,13 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         if recompute and self.run is not None:
             self.recompute()
 
+    def set_data(self, data: Any, recompute: bool = True) -> None:
+        """A data file (:class:`~lossview.gui.loader.DataFile`) for a Hugging Face folder:
+        the surface of its model rebuilt from config.json, on that data."""
+        self.data = data
+        if recompute and self.run is not None:
+            self.recompute()
+
     def needs_model(self) -> bool:
         """Showing the "needs the model" page (a folder of weights, no model file)."""
         return self.stack.currentWidget() is self.needs_model_view
@@ -228,6 +241,8 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self._final = False
         run, plane, steps = self.run, self.toolbar.plane(), self.toolbar.grid_steps()
         kwargs: dict[str, Any] = {"plane": plane, "steps": steps, "model_file": self.model_file}
+        if self.data is not None and not self.model_file:
+            kwargs["data"] = self.data
         if plane == "post-plateau":
             start = self._plateau_index()
             if start is None:
@@ -292,7 +307,8 @@ class SurfacePanel(SurfaceDrawing, QWidget):
     def _on_error(self, message: str) -> None:
         if self.sender() is not self._worker:
             return
-        has_model = self.run is None or self.run.spec.get("problem") or self.model_file
+        has_model = (self.run is None or self.run.spec.get("problem") or self.model_file
+                     or self.data is not None)
         if not has_model and self.scene is None:
             # an expected state, not an error: said once, in a few words, with the way out
             log.debug("surface: %s", message)
