@@ -167,3 +167,12 @@ def test_tile_arguments_are_checked_in_one_line(native, capsys):
                         ([], "name a RUN")]:
         assert main(["surface", *args]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_ray_without_ray_installed_says_so_in_one_line(native, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    assert main(["surface", str(native), "--ray", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("needs ray: pip install 'lossview[ray]'") and len(err.splitlines()) == 1
