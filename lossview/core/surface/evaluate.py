@@ -46,6 +46,18 @@ MAX_CHUNK = 64  # points per chunk at most: larger ones measured no faster, and 
 _LINEAR_FIRST = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _path_kind(path: str) -> str:
+    """``path`` argument (or a name ``.path`` reported) -> the kind of path to run."""
+    if path in ("auto", "batched", "loop", "loop+channels-last"):
+        return path
+    if path in ("generic", "first-layer", "first-layer+mlp"):
+        return "batched"
+    if path in ("loop+first-layer", "loop+first-layer+channels-last"):
+        return path.replace("+first-layer", "")
+    raise LossviewError("path must be 'auto', 'batched', 'loop' or 'loop+channels-last', "
+                        f"not {path!r}")
+
+
 def _first_linear(model: nn.Module) -> int | None:
     """Index of the Sequential's first module with parameters, if it is Linear/Conv."""
     if type(model) is not nn.Sequential:
@@ -79,9 +91,12 @@ class PlaneEvaluator:
     memory_budget : bytes of activations allowed per chunk of points.
     fast : allow the first-layer algebra (False: the generic batched path or plain loop).
     path : ``"batched"`` (points batched under vmap, or the MLP fast path), ``"loop"``
-        (one forward pass per point, weights updated in place) or ``"auto"``: the MLP
-        fast path when it applies, else whichever of the two a short probe measures
-        faster (:func:`lossview.core.surface.loop.probe`; ``probe_times`` holds its times).
+        (one forward pass per point, weights updated in place), ``"loop+channels-last"``
+        (NHWC convolutions) or ``"auto"``: the MLP fast path when it applies, else
+        whichever of those a short probe measures fastest
+        (:func:`lossview.core.surface.loop.probe`; ``probe_times`` holds its times). A
+        name that ``.path`` reported is accepted too and runs that path again (to pin it
+        in another process: paths agree only to rounding).
     device : where the evaluation runs (model weights, buffers, data and directions are
         placed there; the model object itself is not moved): ``None`` the model's
         parameters' device, ``"auto"`` CUDA when available else CPU, or a torch device.
@@ -94,8 +109,7 @@ class PlaneEvaluator:
                  buffers: Mapping[str, torch.Tensor] | None = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, fast: bool = True,
                  path: str = "auto", device: Any = None) -> None:
-        if path not in ("auto", "batched", "loop"):
-            raise LossviewError(f"path must be 'auto', 'batched' or 'loop', not {path!r}")
+        path = _path_kind(path)
         self.model, self.loss_fn = model, loss_fn
         self.batches = as_batches(data)
         self.sizes = [batch_size(x) for x, _ in self.batches]
@@ -145,14 +159,15 @@ class PlaneEvaluator:
     def path(self) -> str:
         """The path that runs: ``"loop"``/``"loop+first-layer"`` or the batched
         ``"generic"``/``"first-layer"``/``"first-layer+mlp"`` (runs the probe if needed)."""
-        if self.choice() == "loop":
+        if self.choice() != "batched":
             return self._loop_path().name
         if self.first is None:
             return "generic"
         return "first-layer+mlp" if self._tail is not None else "first-layer"
 
     def choice(self) -> str:
-        """``"batched"`` or ``"loop"``: as asked, or measured once (see ``path``)."""
+        """``"batched"``, ``"loop"`` or ``"loop+channels-last"``: as asked, or measured
+        once (see ``path``)."""
         if self._chosen is None:
             if self.mode != "auto":
                 self._chosen = self.mode
@@ -165,7 +180,8 @@ class PlaneEvaluator:
     def _loop_path(self) -> LoopPath:
         if self._loop is None:
             with eval_mode(self.model, self.train):
-                self._loop = LoopPath(self, first_layer=self.fast)
+                self._loop = LoopPath(self, first_layer=self.fast,
+                                      channels_last=self.choice() == "loop+channels-last")
         return self._loop
 
     def workers(self) -> int:
@@ -199,7 +215,7 @@ class PlaneEvaluator:
         the order the chunks finish."""
         pts = torch.as_tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2))
         pts = pts.to(device=self.device, dtype=self.dtype)
-        if self.choice() == "loop":  # a point per chunk, on torch's threads
+        if self.choice() != "batched":  # a point per chunk, on torch's threads
             loop = self._loop_path()
             with eval_mode(self.model, self.train):
                 for lo, hi, vals in run_chunks(lambda lo, hi, ws: loop.losses(pts[lo:hi]),

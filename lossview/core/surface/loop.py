@@ -12,6 +12,12 @@ added:
 - the model's own parameters and buffers point at those tensors (``.data``) only while a
   chunk runs, and are restored after it: the model is never copied and is left as it was;
 - ``torch.inference_mode``, eval mode, data already on the evaluation's device;
+- asked for (``channels_last``; the probe tries it for a model with ``Conv2d`` layers fed
+  4-D inputs), the channels-last layout: inputs and 4-D weights stored NHWC, the layout
+  oneDNN's convolutions run fastest in on larger images (the issue's BatchNorm CNN: 0.13 s
+  a forward pass against 0.25 s NCHW, 2 threads; on 8x8 images with 4 channels it was
+  slower); kept only if a forward pass of two samples works and agrees with NCHW to
+  rounding (a model that ``.view``s its activations fails there and keeps NCHW);
 - the first-layer algebra where it applies: when the first module with parameters that
   the forward pass calls is a ``Linear``/``Conv`` layer called once, on the inputs
   themselves (or a parameter-free view of them), its outputs ``Z0, Z1, Z2`` for the
@@ -119,30 +125,59 @@ class LoopPath:
     the first-layer algebra.
     """
 
-    def __init__(self, ev: Any, first_layer: bool = True) -> None:
+    def __init__(self, ev: Any, first_layer: bool = True, channels_last: bool = False) -> None:
         self.ev = ev
         self.model = ev.model
         self.params = dict(self.model.named_parameters())
         self.own_buffers = dict(self.model.named_buffers())
-        self.work = {n: ev.center[n].clone() for n in ev.names}
-        self.moving = [(self.work[n], ev.center[n],
-                        ev.d1[n] if bool(ev.d1[n].any()) else None,
-                        ev.d2[n] if bool(ev.d2[n].any()) else None) for n in ev.names]
-        self.moving = [m for m in self.moving if m[2] is not None or m[3] is not None]
         self.layer: nn.Module | None = None
         self.z: list[torch.Tensor] = []
+        self.batches = ev.batches
+        self.channels_last = False
+        self._set_weights(False)
+        if channels_last and channels_last_applies(self.model, ev.batches):
+            self.channels_last = True
+            self._set_weights(True)
+            self.batches = [(_nhwc(x), y) for x, y in ev.batches]
+            if not self._agrees_with_nchw():
+                self.channels_last = False
+                self._set_weights(False)
+                self.batches = ev.batches
         if first_layer:
             self._setup_first_layer()
 
     @property
     def name(self) -> str:
-        return "loop+first-layer" if self.layer is not None else "loop"
+        return ("loop" + ("+first-layer" if self.layer is not None else "")
+                + ("+channels-last" if self.channels_last else ""))
+
+    def _set_weights(self, nhwc: bool) -> None:
+        """The work tensors (center to start) and the moving ones' center and directions."""
+        ev = self.ev
+        f = _nhwc if nhwc else (lambda t: t)
+        self.work = {n: f(ev.center[n].clone()) for n in ev.names}
+        moving = [(self.work[n], f(ev.center[n]), f(ev.d1[n]) if bool(ev.d1[n].any()) else None,
+                   f(ev.d2[n]) if bool(ev.d2[n].any()) else None) for n in ev.names]
+        self.moving = [m for m in moving if m[2] is not None or m[3] is not None]
+
+    def _agrees_with_nchw(self) -> bool:
+        x = self.ev.batches[0][0][:2]
+        try:
+            with torch.inference_mode():
+                with _Swapped(self, self.ev.center):
+                    ref = self.model(x)
+                with _Swapped(self, self.work):
+                    got = self.model(_nhwc(x))
+            return (torch.is_tensor(ref) and torch.is_tensor(got) and ref.shape == got.shape
+                    and torch.allclose(ref.float(), got.float(), rtol=1e-3, atol=1e-4))
+        except Exception:  # noqa: BLE001 - a layout-dependent model: keep NCHW
+            return False
 
     def _setup_first_layer(self) -> None:
         ev = self.ev
         sites = []
-        with _Swapped(self, ev.center):
-            for x, _ in ev.batches:
+        with _Swapped(self, self.work):
+            for x, _ in self.batches:
                 site = first_layer_site(self.model, x)
                 if site is None or (sites and site[0] is not sites[0][0]):
                     return
@@ -178,7 +213,7 @@ class LoopPath:
                     if d2 is not None:
                         w.add_(d2, alpha=b)
                 total = torch.zeros((), dtype=torch.float64, device=ev.device)
-                for i, ((x, y), k) in enumerate(zip(ev.batches, ev.sizes)):
+                for i, ((x, y), k) in enumerate(zip(self.batches, ev.sizes)):
                     if self.layer is not None:
                         z, o = self.z[i], self._out[i]
                         torch.add(z[0], z[1], alpha=a, out=o).add_(z[2], alpha=b)
@@ -186,6 +221,19 @@ class LoopPath:
                     total += ev.loss_fn(self.model(x), y).double() * k
                 out[p] = float(total) / ev.n
         return out
+
+
+def channels_last_applies(model: nn.Module, batches: list) -> bool:
+    """The model has ``Conv2d`` layers and every batch's inputs are a 4-D tensor."""
+    return (any(isinstance(m, nn.Conv2d) for m in model.modules())
+            and all(torch.is_tensor(x) and x.dim() == 4 for x, _ in batches))
+
+
+def _nhwc(t: Any) -> Any:
+    """``t`` in channels-last layout if it is a 4-D tensor (a copy only if needed)."""
+    if torch.is_tensor(t) and t.dim() == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
 
 
 class _Swapped:
@@ -223,25 +271,44 @@ class _Swapped:
 
 
 PROBE_SAMPLES = 64  # samples of the first batch the probe times each path on
-PROBE_POINTS = 8  # points of the batched path's probe chunk, at most
+PROBE_POINTS = 4  # points of the batched path's probe chunk, at most
+
+
+PROBE_ROUNDS = 3  # timed runs of each loop, interleaved; the fastest counts
 
 
 def probe(ev: Any) -> tuple[str, dict[str, float]]:
-    """``("batched" | "loop", seconds per point of each)``: one chunk of each path timed
-    on the first :data:`PROBE_SAMPLES` samples of the first batch (each run twice, the
-    faster run counts: the first includes one-time set-up). The loop wins ties."""
+    """The fastest of ``"loop"``, ``"loop+channels-last"`` (where it applies) and
+    ``"batched"``, and the seconds per point of each, on the first :data:`PROBE_SAMPLES`
+    samples of the first batch, after a one-point warm-up run of each (one-time set-up).
+    The loops: one point, :data:`PROBE_ROUNDS` runs interleaved, the fastest counts (other
+    jobs on the machine only ever slow a run down). Batched: one chunk of
+    :data:`PROBE_POINTS` points, run again only if within 2x of the best loop (a loop of
+    a large model is cheap to time, a batched chunk is not). Ties go to the loop."""
     x, y = ev.batches[0]
     data = ((x[:PROBE_SAMPLES], y[:PROBE_SAMPLES])
             if torch.is_tensor(x) and torch.is_tensor(y) and len(x) == len(y) else [(x, y)])
     kw = dict(center=ev.center, d1=ev.d1, d2=ev.d2, buffers=ev.buffers,
               memory_budget=ev.memory_budget, fast=ev.fast, device=ev.device)
-    subs = {k: type(ev)(ev.model, ev.loss_fn, data, path=k, **kw) for k in ("batched", "loop")}
-    n = {"batched": max(1, min(PROBE_POINTS, subs["batched"].chunk_size())), "loop": 1}
-    best = {k: float("inf") for k in subs}
-    for _ in range(2):
-        for k, sub in subs.items():
-            pts = torch.linspace(-0.5, 0.5, 2 * n[k]).reshape(-1, 2).numpy()
-            t = time.perf_counter()
-            sub.losses(pts)
-            best[k] = min(best[k], (time.perf_counter() - t) / n[k])
-    return ("loop" if best["loop"] <= best["batched"] else "batched"), best
+    kinds = ["loop", "loop+channels-last", "batched"]
+    if not channels_last_applies(ev.model, [data] if isinstance(data, tuple) else data):
+        kinds.remove("loop+channels-last")
+    subs = {k: type(ev)(ev.model, ev.loss_fn, data, path=k, **kw) for k in kinds}
+    pts = {k: torch.linspace(-0.5, 0.5, 2 * (1 if k != "batched" else max(
+        1, min(PROBE_POINTS, sub.chunk_size())))).reshape(-1, 2).numpy() for k, sub in subs.items()}
+    for k, sub in subs.items():
+        sub.losses(pts[k][:1])
+    best = {k: float("inf") for k in kinds}
+
+    def timed(k: str) -> None:
+        t = time.perf_counter()
+        subs[k].losses(pts[k])
+        best[k] = min(best[k], (time.perf_counter() - t) / len(pts[k]))
+
+    for _ in range(PROBE_ROUNDS):
+        for k in kinds[:-1]:
+            timed(k)
+    timed("batched")
+    if best["batched"] < 2 * min(best[k] for k in kinds[:-1]):
+        timed("batched")
+    return min(kinds, key=lambda k: best[k]), best

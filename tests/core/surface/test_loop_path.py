@@ -93,16 +93,21 @@ def assert_untouched(model, before):
     assert all("forward" not in vars(m) for m in model.modules())
 
 
-@pytest.mark.parametrize("fast,path", [(True, "loop+first-layer"), (False, "loop")])
-def test_batchnorm_cnn_loop_equals_brute_force_in_float64(fast, path):
+@pytest.mark.parametrize("fast,layout,path", [
+    (True, "loop", "loop+first-layer"), (False, "loop", "loop"),
+    (True, "loop+channels-last", "loop+first-layer+channels-last"),
+    (False, "loop+channels-last", "loop+channels-last")])
+def test_batchnorm_cnn_loop_equals_brute_force_in_float64(fast, layout, path):
     m, loss_fn, x, y = cnn_case(torch.float64)
     m.train()  # the evaluation is in eval mode whatever the flags; they are restored
     d1, d2 = directions(m)
     center = {n: p.detach().clone() for n, p in m.named_parameters()}
     before = snapshot(m)
     batches = [(x[:10], y[:10]), (x[10:], y[10:])]
-    ev = PlaneEvaluator(m, loss_fn, batches, None, d1, d2, path="loop", fast=fast)
+    ev = PlaneEvaluator(m, loss_fn, batches, None, d1, d2, path=layout, fast=fast)
     assert ev.path == path
+    # the reported name pins the same path (another process, a tile)
+    assert PlaneEvaluator(m, loss_fn, batches, None, d1, d2, path=path, fast=fast).path == path
     got = ev.losses(PTS)
     m.eval()
     ref = brute(m, loss_fn, batches, center, d1, d2, PTS)
@@ -116,10 +121,30 @@ def test_batchnorm_cnn_float32_loop_batched_and_brute_force_agree_to_rounding():
     d1, d2 = directions(m)
     center = {n: p.detach().clone() for n, p in m.named_parameters()}
     ref = brute(m, loss_fn, [(x, y)], center, d1, d2, PTS)
-    loop = PlaneEvaluator(m, loss_fn, (x, y), None, d1, d2, path="loop").losses(PTS)
-    batched = PlaneEvaluator(m, loss_fn, (x, y), None, d1, d2, path="batched").losses(PTS)
-    np.testing.assert_allclose(loop, ref, rtol=2e-6)
-    np.testing.assert_allclose(batched, ref, rtol=2e-6)
+    for path in ("loop", "loop+channels-last", "batched"):
+        got = PlaneEvaluator(m, loss_fn, (x, y), None, d1, d2, path=path).losses(PTS)
+        np.testing.assert_allclose(got, ref, rtol=2e-6, err_msg=path)
+
+
+class Viewing(CNN):
+    """Flattens with ``.view``: fails on channels-last activations."""
+
+    def forward(self, x):
+        h = self.features(x)
+        return self.head(h.view(h.shape[0], -1)[:, : h.shape[1]])
+
+
+def test_a_model_that_cannot_run_channels_last_keeps_nchw():
+    m, loss_fn, x, y = cnn_case(torch.float64)
+    v = Viewing().double()
+    v.load_state_dict(m.state_dict())
+    v.eval()
+    d1, d2 = directions(v)
+    center = {n: p.detach().clone() for n, p in v.named_parameters()}
+    ev = PlaneEvaluator(v, loss_fn, (x, y), None, d1, d2, path="loop+channels-last")
+    assert ev.path == "loop+first-layer"
+    np.testing.assert_allclose(ev.losses(PTS), brute(v, loss_fn, [(x, y)], center, d1, d2, PTS),
+                               rtol=1e-11)
 
 
 def test_loop_uses_given_buffers_and_loss_at_matches():
@@ -156,10 +181,11 @@ def test_auto_probes_once_and_says_which_path_ran():
     m, loss_fn, x, y = cnn_case(torch.float32)
     d1, d2 = directions(m)
     s = lossview.loss_surface(m, loss_fn, (x, y), directions=(d1, d2), steps=3)
-    assert s.path in ("loop", "loop+first-layer", "generic", "first-layer")
+    paths = ("loop+first-layer", "loop+first-layer+channels-last", "generic")
+    assert s.path in paths
     ev = PlaneEvaluator(m, loss_fn, (x, y), None, d1, d2)
-    assert ev.path in ("loop+first-layer", "generic")
-    assert set(ev.probe_times) == {"batched", "loop"}
+    assert ev.path in paths
+    assert set(ev.probe_times) == {"batched", "loop", "loop+channels-last"}
     assert all(t > 0 for t in ev.probe_times.values())
     # the MLP fast path is taken without a probe
     mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
