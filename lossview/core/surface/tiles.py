@@ -313,8 +313,7 @@ def _check_same(named: list[tuple[str, dict]]) -> None:
         if m["n_tiles"] != m0["n_tiles"]:
             raise LossviewError(f"{name} is one of {m['n_tiles']} tiles, {n0} one of "
                                 f"{m0['n_tiles']}; merge tiles cut the same way")
-        if {k: m["plan"][k] for k in ("chunk", "workers", "units")} != \
-                {k: m0["plan"][k] for k in ("chunk", "workers", "units")}:
+        if m["plan"] != m0["plan"]:
             raise LossviewError(
                 f"{name} was planned in chunks of {m['plan']['chunk']} points on "
                 f"{m['plan']['workers']} pipelines ({m['plan']['threads']} threads), {n0} in "

@@ -176,3 +176,17 @@ def test_ray_without_ray_installed_says_so_in_one_line(native, monkeypatch, caps
     assert main(["surface", str(native), "--ray", "local"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("needs ray: pip install 'lossview[ray]'") and len(err.splitlines()) == 1
+
+
+def test_merge_refuses_tiles_computed_with_other_thread_counts(native):
+    """The thread count sets the chunks (and so the rounding): tiles must agree on it."""
+    saved, tiles = torch.get_num_threads(), {}
+    try:
+        for i, threads in enumerate((1, 2)):
+            torch.set_num_threads(threads)
+            job = surface_job(open_run(native), steps=7)
+            tiles[f"t{i}.npz"] = run_to_end(iter_tile(job, 2, i))
+    finally:
+        torch.set_num_threads(saved)
+    with pytest.raises(LossviewError, match="same thread count"):
+        merge_tiles(tiles)
