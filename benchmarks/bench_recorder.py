@@ -13,7 +13,8 @@ rounds after a warm-up round, each round running every variant once):
 
 Each recorded variant includes creating the Recorder and ``close()`` (all files
 written). Prints the median and best wall seconds and the ratio of medians to ``bare``
-(goal <= 1.10), and the training thread's CPU time ratio.
+(goal <= 1.10), the training thread's CPU time ratio, and the median milliseconds of
+creating the Recorder and of ``close()``.
 
     python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7]
 """
@@ -34,7 +35,7 @@ from lossview.core.train.problems import build_problem
 
 
 def loop(problem, steps: int, folder: Path | None = None, writer: str = "process",
-         every: int = 20) -> tuple[float, float]:
+         every: int = 20) -> tuple[float, float, float, float]:
     torch.manual_seed(0)
     model = problem.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -45,6 +46,7 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
     t0, c0 = time.perf_counter(), time.thread_time()
     rec = (lossview.Recorder(folder, model, every=every, optimizer=opt, _writer=writer)
            if folder is not None else None)
+    t_open = time.perf_counter() - t0
     for step in range(steps):
         if not rows:
             rows = list(torch.randperm(problem.n_train, generator=g)[: per * 32]
@@ -57,9 +59,11 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
         value = loss.item()
         if rec is not None:
             rec.log(step, loss=value)
+    t_close = time.perf_counter()
     if rec is not None:
         rec.close()
-    return time.perf_counter() - t0, time.thread_time() - c0
+    t1 = time.perf_counter()
+    return t1 - t0, time.thread_time() - c0, t_open, t1 - t_close
 
 
 def main() -> None:
@@ -75,7 +79,7 @@ def main() -> None:
         "process": lambda tmp: loop(problem, args.steps, tmp, "process", args.every),
         "thread": lambda tmp: loop(problem, args.steps, tmp, "thread", args.every),
     }
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    times: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory() as tmp:
         n = 0
         for r in range(args.repeats + 1):
@@ -88,14 +92,14 @@ def main() -> None:
           f"{args.repeats} alternating repeats, torch {torch.__version__}, 1 torch thread, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'variant':8s} {'wall med':>9s} {'wall best':>9s} {'us/step':>8s} {'ratio med':>9s} "
-          f"{'ratio best':>10s} {'thread CPU ratio':>16s}")
+          f"{'ratio best':>10s} {'thread CPU ratio':>16s} {'open ms':>8s} {'close ms':>8s}")
     med = {k: [statistics.median(c) for c in zip(*v)] for k, v in times.items()}
     best = {k: [min(c) for c in zip(*v)] for k, v in times.items()}
     for k in variants:
         m, b = med[k], best[k]
         print(f"{k:8s} {m[0]:9.3f} {b[0]:9.3f} {1e6 * m[0] / args.steps:8.0f} "
               f"{m[0] / med['bare'][0]:9.3f} {b[0] / best['bare'][0]:10.3f} "
-              f"{m[1] / med['bare'][1]:16.3f}")
+              f"{m[1] / med['bare'][1]:16.3f} {1e3 * m[2]:8.1f} {1e3 * m[3]:8.1f}")
 
 
 if __name__ == "__main__":

@@ -54,18 +54,18 @@ class ProcessWriter:
     """
 
     def __init__(self, sink: Any, max_pending: int = 8, flush_interval: float = 1.0,
-                 handover_interval: float = 0.1, handover_bytes: int = 32 << 20) -> None:
+                 handover_interval: float = 0.02, handover_bytes: int = 32 << 20) -> None:
+        import os
         import queue
-        import subprocess
         import threading
 
-        if not sys.executable or getattr(sys, "frozen", False) or not _CHILD.is_file():
+        if not os.path.isfile(sys.executable) or getattr(sys, "frozen", False) or not _CHILD.is_file():
             raise OSError("no Python interpreter or writer script to start a process with")
         from lossview.core.io.native import CHECKPOINT_DIR, FORMAT_NAME
 
         self.sink = sink
         self.path = sink.path
-        self.spec = sink.spec  # the process appends to metrics.jsonl from now on
+        self.spec = sink.spec
         self._buf: list = []
         self._held: list = []
         self._held_bytes = 0
@@ -78,16 +78,13 @@ class ProcessWriter:
         self._reported = False
         self._closed = False
         self._q: queue.Queue = queue.Queue(maxsize=max_pending)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_CHILD)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-            start_new_session=sys.platform != "win32")  # Ctrl-C reaches the loop only
         sink.release()  # the process appends to metrics.jsonl from now on
         self._q.put(("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME))
-        self._feeder = threading.Thread(target=self._feed, name="lossview-writer-feed", daemon=True)
+        self._proc: Any = None
         self._watcher = threading.Thread(target=self._watch, name="lossview-writer-watch", daemon=True)
+        # the feeder starts the process: the training thread does not wait for fork + exec
+        self._feeder = threading.Thread(target=self._feed, name="lossview-writer-feed", daemon=True)
         self._feeder.start()
-        self._watcher.start()
 
     # -- training thread ---------------------------------------------------------------
     def log(self, step: int, **metrics: Any) -> None:
@@ -154,7 +151,8 @@ class ProcessWriter:
         finally:
             self._q.put(None)
             self._feeder.join()
-            self._watcher.join()
+            if self._proc is not None:
+                self._watcher.join()
         if self._error is not None:
             try:  # the process failed: mark the run as the threaded writer would
                 self.sink.close(status, **fields)
@@ -189,6 +187,20 @@ class ProcessWriter:
 
     # -- feeder and watcher threads ----------------------------------------------------
     def _feed(self) -> None:
+        import subprocess
+
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(_CHILD)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                close_fds=False,  # Python's own fds are not inherited anyway; True costs ~5 ms
+                start_new_session=sys.platform != "win32")  # Ctrl-C reaches the loop only
+        except OSError as e:
+            self._error = e
+            while self._q.get() is not None:  # nothing will be written: drop what comes
+                pass
+            return
+        self._watcher.start()
         out = self._proc.stdin
         broken = False
         while True:

@@ -134,6 +134,9 @@ def test_an_error_is_raised_at_close_at_the_latest(tmp_path):
 def test_the_queue_is_bounded_and_blocks_the_training_thread(tmp_path):
     model = nn.Linear(200, 100)  # 80 KB a snapshot: more than the pipe holds
     w = ProcessWriter(RunWriter(tmp_path / "r"), max_pending=2, handover_interval=0.0)
+    deadline = time.monotonic() + 30
+    while w._proc is None and time.monotonic() < deadline:  # the feeder starts it
+        time.sleep(0.01)
     os.kill(w._proc.pid, signal.SIGSTOP)  # a stalled disk
     done = []
 
@@ -203,3 +206,29 @@ def test_a_killed_training_process_leaves_a_readable_run(tmp_path):
         assert run.vector(i).shape == (run.n_params,)
     assert run.metric("loss").steps.max() >= run.steps[-1]
     assert list(run.metric("loss").steps) == list(range(len(run.metric("loss").steps)))
+
+
+def test_a_frozen_app_falls_back_to_the_writer_thread(tmp_path, monkeypatch):
+    from lossview.core.train.sinks import AsyncWriter
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with lossview.Recorder(tmp_path / "r", nn.Linear(2, 1), every=2) as rec:
+        assert isinstance(rec._sink, AsyncWriter)
+        for step in range(5):
+            rec.log(step, loss=1.0)
+    assert list(open_run(tmp_path / "r").steps) == [0, 2, 4]
+
+
+def test_a_process_that_cannot_start_is_an_error_in_the_training_thread(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError("no processes here")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    rec = lossview.Recorder(tmp_path / "r", nn.Linear(2, 1), every=2)
+    with pytest.raises(PermissionError):
+        for step in range(5):
+            rec.log(step, loss=1.0)
+            time.sleep(0.01)
+        rec.close()
+    rec.close()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"
