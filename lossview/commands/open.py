@@ -45,8 +45,6 @@ def run(args: argparse.Namespace) -> int:
                             "pass --model or --data, not both")
     if block_size is not None and not data:
         raise LossviewError("--block-size needs --data FILE")
-    if block_size is not None and block_size < 1:
-        raise LossviewError(f"--block-size must be at least 1, got {block_size}")
     if data and not Path(data).expanduser().is_file():
         raise LossviewError(f"no such data file: {data}")
     from lossview.commands.export import parse_size
