@@ -69,6 +69,7 @@ def connect(ray: Any, address: str) -> bool:
     started or joined Ray (and should shut it down), False if it was already running."""
     if ray.is_initialized():
         return False
+    _reachable(address)
     try:
         if address == "local":
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -77,6 +78,21 @@ def connect(ray: Any, address: str) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise LossviewError(f"cannot start or reach Ray at {address!r}: {str(e).splitlines()[0]}") from None
     return True
+
+
+def _reachable(address: str) -> None:
+    """A ``HOST:PORT`` address that refuses connections is said at once (Ray itself retries
+    for minutes); ``local``, ``auto`` and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise LossviewError(f"cannot reach Ray at {address!r}: {e.strerror or e}; start it "
+                            "with 'ray start --head' or use --ray local") from None
 
 
 def _get(ray: Any, ref: Any) -> Any:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from lossview.cli import main
+from lossview.core.errors import LossviewError
 from lossview.core.io import open_run
 from lossview.core.surface.runsurface import run_to_end, surface_for_run
 from lossview.core.train.config import TrainConfig
@@ -18,7 +19,7 @@ from lossview.core.train.trainer import train
 
 ray = pytest.importorskip("ray")
 
-from lossview.core.surface.ray_tiles import ray_surface  # noqa: E402
+from lossview.core.surface.ray_tiles import _reachable, ray_surface  # noqa: E402
 
 MODEL = '''
 from pathlib import Path
@@ -97,3 +98,9 @@ def test_closing_the_generator_cancels_the_tasks(native):
     assert 0 < next(gen) < 1
     gen.close()  # the pending tasks are cancelled; nothing is raised
     assert ray.is_initialized()
+
+
+def test_an_address_nobody_listens_on_is_said_at_once():
+    with pytest.raises(LossviewError, match="cannot reach Ray at '127.0.0.1:1'"):
+        _reachable("127.0.0.1:1")
+    _reachable("auto")  # left to Ray
