@@ -35,7 +35,8 @@ from lossview.core.errors import LossviewError
 from lossview.core.surface.batches import as_batches, batch_size, eval_mode  # noqa: F401
 from lossview.core.surface.fastpath import (MLPTail, loss_kind, mlp_tail, per_point_loss,
                                             plain_class_targets, with_ones)
-from lossview.core.surface.loop import LoopPath, probe, resolve_device, to_device
+from lossview.core.surface.loop import (LoopPath, full_float32, probe, resolve_device,
+                                        to_device)
 from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks
 from lossview.core.surface.threads import thread_budget
 
@@ -179,7 +180,7 @@ class PlaneEvaluator:
 
     def _loop_path(self) -> LoopPath:
         if self._loop is None:
-            with eval_mode(self.model, self.train):
+            with eval_mode(self.model, self.train), full_float32(self.device):
                 self._loop = LoopPath(self, first_layer=self.fast,
                                       channels_last=self.choice() == "loop+channels-last")
         return self._loop
@@ -217,14 +218,14 @@ class PlaneEvaluator:
         pts = pts.to(device=self.device, dtype=self.dtype)
         if self.choice() != "batched":  # a point per chunk, on torch's threads
             loop = self._loop_path()
-            with eval_mode(self.model, self.train):
+            with eval_mode(self.model, self.train), full_float32(self.device):
                 for lo, hi, vals in run_chunks(lambda lo, hi, ws: loop.losses(pts[lo:hi]),
                                                [(i, i + 1) for i in range(len(pts))], 1,
                                                thread_budget()):
                     yield lo, hi, vals.numpy()
             return
         spans = balanced_spans(len(pts), self.chunk_size(), self.workers())
-        with torch.no_grad(), eval_mode(self.model, self.train):
+        with torch.no_grad(), eval_mode(self.model, self.train), full_float32(self.device):
             if self.first is not None:
                 for i in range(len(self.batches)):  # before the pipelines share them
                     self._precomputed(i)
@@ -242,7 +243,7 @@ class PlaneEvaluator:
             b.update({n: torch.as_tensor(v).to(self.device, b[n].dtype)
                       for n, v in buffers.items() if n in b})
         total = 0.0
-        with torch.no_grad(), eval_mode(self.model, self.train):
+        with torch.no_grad(), eval_mode(self.model, self.train), full_float32(self.device):
             for (x, y), k in zip(self.batches, self.sizes):
                 total += float(self.loss_fn(functional_call(self.model, (p, b), (x,)), y)) * k
         return total / self.n

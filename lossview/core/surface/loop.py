@@ -62,6 +62,24 @@ def to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
+class full_float32:
+    """Context: on a CUDA device, TF32 off for matmuls and convolutions (cuDNN allows it by
+    default: 1e-3 relative errors), so float32 results equal the CPU's to rounding;
+    restored after. Nothing changes for other devices."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+
+    def __enter__(self) -> None:
+        if self.cuda:
+            self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.cuda:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+
+
 class _Stop(Exception):
     pass
 

@@ -228,3 +228,15 @@ def test_device_places_the_evaluation_and_matches_the_default():
     assert s.path == "generic" and all(v.device.type == "cpu" for v in s.d1.values())
     with pytest.raises(LossviewError):
         PlaneEvaluator(m, loss_fn, (x, y), None, d1, d2, path="fastest")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_cpu_in_float32_by_every_path():
+    m, loss_fn, x, y = cnn_case(torch.float32)
+    d1, d2 = directions(m)
+    ref = PlaneEvaluator(m, loss_fn, (x, y), None, d1, d2, path="loop").losses(PTS)
+    for path in ("loop", "loop+channels-last", "batched", "auto"):
+        got = PlaneEvaluator(m, loss_fn, (x, y), None, d1, d2, path=path,
+                             device="cuda").losses(PTS)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, err_msg=path)
+    assert all(p.device.type == "cpu" for p in m.parameters())
