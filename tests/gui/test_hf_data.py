@@ -162,3 +162,29 @@ def test_open_refuses_data_arguments_that_cannot_work(gpt2, capsys, argv, said):
     assert main(["open", str(gpt2 / "out"), *argv]) != 0
     err = capsys.readouterr().err
     assert said in err and len(err.strip().splitlines()) == 1
+
+
+def test_open_data_reaches_the_window(gpt2, monkeypatch):
+    """``lossview open RUN --data FILE --block-size N`` hands both to the window."""
+    from lossview.cli import main
+    from lossview.gui import app
+
+    got = {}
+    monkeypatch.setattr(app, "run_app", lambda *a, **k: got.update(k) or 0)
+    text = str(gpt2 / "text.txt")
+    assert main(["open", str(gpt2 / "out"), "--data", text, "--block-size", "32"]) == 0
+    assert got["data"] == text and got["block_size"] == 32 and got["model_file"] is None
+
+
+def test_data_given_at_start_is_used_and_not_remembered(qtbot, window, gpt2):
+    """What ``run_app(data=...)`` does: every folder opened without a model file gets it."""
+    folder = gpt2 / "out"
+    window.opener.set_cli_data_file(str(gpt2 / "text.txt"))
+    window.surface_panel.toolbar.set_grid_steps(GRID)
+    open_and_wait(qtbot, window, folder, timeout=120000)
+    assert window.data_file.name == "text.txt" and window.banner.isHidden()
+    qtbot.waitUntil(lambda: not window.is_computing(), timeout=180000)
+    assert not window.surface_panel.needs_model()
+    assert np.isfinite(window.surface_panel.surface.loss).all()
+    assert len(curve_points(window.diagnostics_panel.c_sharp)) >= 2
+    assert settings.data_file_for(folder) is None
