@@ -104,3 +104,16 @@ def test_an_address_nobody_listens_on_is_said_at_once():
     with pytest.raises(LossviewError, match="cannot reach Ray at '127.0.0.1:1'"):
         _reachable("127.0.0.1:1")
     _reachable("auto")  # left to Ray
+
+
+def test_a_worker_that_sees_other_data_is_refused_in_one_line(plain, tmp_path, monkeypatch,
+                                                             capsys):
+    """The workers were started before this variable was set: their data differ."""
+    monkeypatch.setenv("LOSSVIEW_CACHE_DIR", str(tmp_path / "usercache"))
+    (plain / "model.py").write_text(MODEL.replace(
+        'D["x"][:50]', 'D["x"][:50] + float(__import__("os").environ.get("LOSSVIEW_TEST_SHIFT", 0))'))
+    monkeypatch.setenv("LOSSVIEW_TEST_SHIFT", "1")
+    assert main(["surface", str(plain / "ckpt"), "--model", str(plain / "model.py"),
+                 "--steps", "5", "--ray", "local", "--tiles", "2", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # the model-file notice, the error
+    assert len(err) == 2 and "sees a different data" in err[1], err
