@@ -41,7 +41,7 @@ from lossview.gui.timeline import Timeline
 from lossview.gui.tooltips import tip
 from lossview.gui.widgets import add_marker, as_array, cache_item, centered_note, header
 
-SHARPNESS_MISSING = "needs the model and data:\na built-in problem's run,\nor --model FILE.py"
+SHARPNESS_MISSING = "needs the model and data:\nFile > Attach model file…\n(or --model FILE.py)"
 
 
 class DiagnosticsPanel(QWidget):
