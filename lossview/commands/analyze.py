@@ -31,12 +31,19 @@ def run(args: argparse.Namespace) -> int:
 
     r = open_run(args.path)
     model_file = getattr(args, "model", None)
-    report = analyze(r, model_file=model_file)
+    data, block_size = getattr(args, "data", None), getattr(args, "block_size", None)
+    src = None
+    if model_file or data or block_size:
+        # the user's model file, or a Hugging Face model rebuilt from config.json on --data:
+        # loaded once, for the loss per snapshot (where none was logged) and sharpness
+        from lossview.core.surface.usermodel import model_source
+
+        src = model_source(r, model_file, data=data, block_size=block_size)
+    report = analyze(r, model_file=model_file, source=src)
     # Sharpness needs the model and data: built-in problems name theirs in run.json,
     # foreign folders only with --model (Hugging Face folders: or --data). Without
     # any of them the key stays null.
-    data = (getattr(args, "data", None), getattr(args, "block_size", None))
-    report["sharpness"] = None if args.no_sharpness else _sharpness(r, model_file, *data)
+    report["sharpness"] = None if args.no_sharpness else _sharpness(r, src)
     refresh_answers(report)  # the stability answer compares lr with the measured sharpness
     # what the loader read and skipped, in one line (the warnings are in it), not a wall
     # of warning lines
@@ -49,20 +56,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sharpness(run, model_file: str | None, data=None, block_size=None) -> dict | None:
+def _sharpness(run, source=None) -> dict | None:
     import math
 
     from lossview.core.surface.stability import sharpness_report
 
-    if data is None and block_size is None:
-        rep = sharpness_report(run, model_file=model_file)
-    else:  # --data: the model rebuilt from the folder's config.json
+    if source is None:  # a built-in problem's run rebuilds its own model; else None
+        rep = sharpness_report(run)
+    else:
         from lossview.core.surface.runsurface import run_to_end
         from lossview.core.surface.stability import iter_sharpness
-        from lossview.core.surface.usermodel import model_source
 
-        src = model_source(run, model_file, data=data, block_size=block_size)
-        rep = run_to_end(iter_sharpness(run, source=src))
+        rep = run_to_end(iter_sharpness(run, source=source))
     if rep is None:
         return None
     # strict JSON: non-finite numbers (a diverged snapshot) become null

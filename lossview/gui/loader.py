@@ -123,7 +123,10 @@ def load_and_analyze(path: str | Path, model_file: str | None = None,
         except LossviewError as e:
             data, model_error = None, str(e)
     yield f"analysing {len(run)} snapshots ({run.n_params:,} parameters)"
-    report = yield from analyze_run(run, model_file=model_file)
+    # a data file rebuilds the Hugging Face model: its loss per snapshot is the loss series
+    # of a folder that logged none, as with a model file
+    source = data_source(run, data) if data is not None and not model_file else None
+    report = yield from analyze_run(run, model_file=model_file, source=source)
     loss = report.get("loss_from_model")
     if loss and loss in run.metrics:
         # the folder logged no loss: the model's full-data loss at each snapshot is the
@@ -192,16 +195,16 @@ def run_choices(path: str | Path) -> list[tuple[str, int]]:
     return [(c.top.name, c.count) for c in (series if len(series) > 1 else cands)]
 
 
-def analyze_run(run: Any, analyze=None, model_file: str | None = None
+def analyze_run(run: Any, analyze=None, model_file: str | None = None, source: Any = None
                 ) -> Generator[str, None, dict]:
     """The report of an already opened run, plus the pairwise matrix if the core has none."""
     if analyze is None:
         from lossview.core.analysis.report import analyze
     gen_fn = _generator_analysis()
     if gen_fn is not None:
-        report = yield from gen_fn(run, model_file=model_file)
+        report = yield from gen_fn(run, model_file=model_file, source=source)
     else:
-        report = analyze(run, model_file=model_file)
+        report = analyze(run, model_file=model_file, source=source)
     if not report.get("pairwise"):
         report["pairwise"] = yield from pairwise_distances(run)
     return report

@@ -114,11 +114,13 @@ def refresh_answers(report: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[float, str], None, dict]:
+def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
+                  ) -> Generator[tuple[float, str], None, dict]:
     """Compute the report, yielding ``(fraction done, what)``; returns the report.
 
-    ``model_file`` is the CLI's ``--model``: where the folder logged no loss, the model
-    file's full-data loss at each snapshot becomes the loss series. Sharpness (which also
+    ``model_file`` is the CLI's ``--model`` (``source``: an already loaded model source,
+    e.g. a Hugging Face model rebuilt on ``--data``): where the folder logged no loss, the
+    model's full-data loss at each snapshot becomes the loss series. Sharpness (which also
     needs the model) is added by the caller, then :func:`refresh_answers`.
     """
     n = len(run)
@@ -138,13 +140,13 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
         "step_unit": step_unit(run),
         "optimizer": _optimizer(run),
     }
-    if model_file and run.metric(*LOSS_NAMES) is None:
+    if (model_file or source is not None) and run.metric(*LOSS_NAMES) is None:
         # a bare state_dict folder logged no loss: the model file's full-data loss at each
         # snapshot becomes the loss series (curve, plateau, answers)
         yield 0.02, "loss of each snapshot"
         from lossview.core.surface.finite import LOSS_FULL, model_loss_series
 
-        run.metrics[LOSS_FULL] = model_loss_series(run, model_file)
+        run.metrics[LOSS_FULL] = model_loss_series(run, model_file, source=source)
         report["metrics"][LOSS_FULL] = run.metrics[LOSS_FULL].to_json()
         report["loss_from_model"] = LOSS_FULL
     report["divergence"] = dv = divergence(run, d.nonfinite)
@@ -202,9 +204,10 @@ def analyze_steps(run: Run, model_file: str | None = None) -> Generator[tuple[fl
     return refresh_answers(report)
 
 
-def analyze_iter(run: Run, model_file: str | None = None) -> Generator[str, None, dict]:
+def analyze_iter(run: Run, model_file: str | None = None, source: Any = None
+                 ) -> Generator[str, None, dict]:
     """:func:`analyze_steps` with progress as text lines (for the GUI's worker)."""
-    gen = analyze_steps(run, model_file)
+    gen = analyze_steps(run, model_file, source)
     while True:
         try:
             frac, what = next(gen)
@@ -213,9 +216,9 @@ def analyze_iter(run: Run, model_file: str | None = None) -> Generator[str, None
         yield f"analysis: {what} ({frac:.0%})"
 
 
-def analyze(run: Run, model_file: str | None = None) -> dict[str, Any]:
+def analyze(run: Run, model_file: str | None = None, source: Any = None) -> dict[str, Any]:
     """The JSON-ready report of a run (see DESIGN.md and docs/analysis.md for the keys)."""
-    gen = analyze_steps(run, model_file)
+    gen = analyze_steps(run, model_file, source)
     while True:
         try:
             next(gen)

@@ -156,7 +156,7 @@ def test_gpt2_block_size_changes_the_blocks(gpt2):
         model_source(run, gpt2 / "model.py", data=gpt2 / "text.txt")
 
 
-def test_save_pretrained_folders_sharded_with_the_tokenizer_one_level_up(gpt2, tmp_path):
+def test_save_pretrained_folders_sharded_with_the_tokenizer_one_level_up(gpt2, tmp_path, capsys):
     """One ``save_pretrained(max_shard_size=...)`` folder per step, the tokenizer saved
     once beside them: the config is each step's, the tokenizer the run folder's."""
     root = tmp_path / "steps"
@@ -169,6 +169,13 @@ def test_save_pretrained_folders_sharded_with_the_tokenizer_one_level_up(gpt2, t
     series = model_loss_series(run, source=model_source(run, data=gpt2 / "text.txt"))
     truth = [_gpt2_truth(gpt2 / "out" / f"checkpoint-{s}") for s in (2, 6)]
     np.testing.assert_allclose(series.values, truth, rtol=0, atol=1e-5)
+    # these folders logged no loss: `analyze --data` makes that series the run's loss
+    capsys.readouterr()
+    assert main(["analyze", str(root), "--data", str(gpt2 / "text.txt"), "--json",
+                 "--no-sharpness"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(rep["metrics"]["loss_full"]["values"], truth, rtol=0, atol=1e-5)
+    assert rep["answers"]["loss"]["metric"] == "loss_full"
 
 
 def test_gpt2_json_lines_texts_are_tokenized_one_by_one(gpt2, tmp_path):
