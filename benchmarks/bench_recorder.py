@@ -12,17 +12,21 @@ rounds after a warm-up round, each round running every variant once):
   (``Recorder(..., _writer="thread")``, kept for this comparison and for frozen apps).
 
 Each recorded variant includes creating the Recorder and ``close()`` (all files
-written). Prints the median and best wall seconds and the ratio of medians to ``bare``
-(goal <= 1.10), the training thread's CPU time ratio, and the median milliseconds of
+written). The order of the variants rotates from round to round. Prints the median and
+best wall seconds, the ratio of medians to ``bare`` (goal <= 1.10), the median of the
+per-round ratios (``paired``: each round's recorded run against the same round's bare
+run, which shares its machine load), the ratio of the CPU time of all threads and of the
+writer process (``all CPU``: the work, wherever it runs), the training thread's CPU time ratio, and the median milliseconds of
 creating the Recorder and of ``close()``.
 
-    python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7]
+    python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7] [--dir /dev/shm]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -35,7 +39,7 @@ from lossview.core.train.problems import build_problem
 
 
 def loop(problem, steps: int, folder: Path | None = None, writer: str = "process",
-         every: int = 20) -> tuple[float, float, float, float]:
+         every: int = 20) -> tuple[float, float, float, float, float]:
     torch.manual_seed(0)
     model = problem.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -43,7 +47,7 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
     g = torch.Generator().manual_seed(0)
     per = problem.n_train // 32
     rows: list[torch.Tensor] = []
-    t0, c0 = time.perf_counter(), time.thread_time()
+    t0, c0, a0 = time.perf_counter(), time.thread_time(), _all_cpu()
     rec = (lossview.Recorder(folder, model, every=every, optimizer=opt, _writer=writer)
            if folder is not None else None)
     t_open = time.perf_counter() - t0
@@ -63,7 +67,13 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
     if rec is not None:
         rec.close()
     t1 = time.perf_counter()
-    return t1 - t0, time.thread_time() - c0, t_open, t1 - t_close
+    return t1 - t0, time.thread_time() - c0, t_open, t1 - t_close, _all_cpu() - a0
+
+
+def _all_cpu() -> float:
+    """CPU seconds of this process's threads and of its finished child processes."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
 def main() -> None:
@@ -71,6 +81,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--every", type=int, default=20)
+    ap.add_argument("--dir", default=None,
+                    help="where the run folders go (default: the system's temporary folder); "
+                         "/dev/shm (tmpfs) leaves out the disk's cost of creating and "
+                         "fsyncing the snapshot files")
     args = ap.parse_args()
     torch.set_num_threads(1)
     problem = build_problem("mlp")
@@ -79,27 +93,32 @@ def main() -> None:
         "process": lambda tmp: loop(problem, args.steps, tmp, "process", args.every),
         "thread": lambda tmp: loop(problem, args.steps, tmp, "thread", args.every),
     }
-    times: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in variants}
-    with tempfile.TemporaryDirectory() as tmp:
+    times: dict[str, list[tuple[float, ...]]] = {k: [] for k in variants}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         n = 0
+        names = list(variants)
         for r in range(args.repeats + 1):
-            for k, f in variants.items():
+            for k in names[r % 3:] + names[: r % 3]:  # each variant first in turn
                 n += 1
-                t = f(Path(tmp) / f"{k}{n}")
+                t = variants[k](Path(tmp) / f"{k}{n}")
                 if r:  # round 0 warms up
                     times[k].append(t)
     print(f"mlp 64-32-32-10, {args.steps} steps, batch 32, snapshot every {args.every}, "
           f"{args.repeats} alternating repeats, torch {torch.__version__}, 1 torch thread, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, runs in "
+          f"{args.dir or tempfile.gettempdir()}")
     print(f"{'variant':8s} {'wall med':>9s} {'wall best':>9s} {'us/step':>8s} {'ratio med':>9s} "
-          f"{'ratio best':>10s} {'thread CPU ratio':>16s} {'open ms':>8s} {'close ms':>8s}")
+          f"{'ratio best':>10s} {'paired':>7s} {'thread CPU ratio':>16s} {'open ms':>8s} "
+          f"{'close ms':>8s} {'all CPU ratio':>13s}")
     med = {k: [statistics.median(c) for c in zip(*v)] for k, v in times.items()}
     best = {k: [min(c) for c in zip(*v)] for k, v in times.items()}
     for k in variants:
         m, b = med[k], best[k]
         print(f"{k:8s} {m[0]:9.3f} {b[0]:9.3f} {1e6 * m[0] / args.steps:8.0f} "
               f"{m[0] / med['bare'][0]:9.3f} {b[0] / best['bare'][0]:10.3f} "
-              f"{m[1] / med['bare'][1]:16.3f} {1e3 * m[2]:8.1f} {1e3 * m[3]:8.1f}")
+              f"{statistics.median(t[0] / u[0] for t, u in zip(times[k], times['bare'])):7.3f} "
+              f"{m[1] / med['bare'][1]:16.3f} {1e3 * m[2]:8.1f} {1e3 * m[3]:8.1f} "
+              f"{m[4] / med['bare'][4]:13.3f}")
 
 
 if __name__ == "__main__":
