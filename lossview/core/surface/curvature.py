@@ -242,8 +242,10 @@ def lanczos(op: HessianOperator, k: int, v0: np.ndarray | None = None, tol: floa
     else:
         q = torch.as_tensor(v0, dtype=f64).to(dev)
         q = q / q.norm()
-    t = np.zeros((0, 0))  # projected matrix V' H V
-    b = np.zeros(0)  # H V = V T + q b'  (q: unit, orthogonal to V)
+    # The small projected problem stays in torch on the CPU: numpy's BLAS threads, spinning
+    # after each call, would compete with torch's for the cores (see docs/benchmarks.md).
+    t = torch.zeros(0, 0, dtype=f64)  # projected matrix V' H V
+    b = torch.zeros(0, dtype=f64)  # H V = V T + q b'  (q: unit, orthogonal to V)
     theta = s = None
     held = products = restarts = 0
     while True:
@@ -253,45 +255,42 @@ def lanczos(op: HessianOperator, k: int, v0: np.ndarray | None = None, tol: floa
         products += 1
         held = max(held, j + 1)
         h = _orthogonalise(w, rows)
-        h2 = _orthogonalise(w, rows)  # twice is enough (Giraud et al. 2005)
-        h += h2
-        tj = np.zeros((j, j))
+        h += _orthogonalise(w, rows)  # twice is enough (Giraud et al. 2005)
+        tj = torch.zeros(j, j, dtype=f64)
         tj[:j - 1, :j - 1] = t
         tj[j - 1, :j - 1] = tj[:j - 1, j - 1] = (b + h[:j - 1]) / 2
         tj[j - 1, j - 1] = h[j - 1]
         t = tj
         beta = float(w.norm())
-        b = np.zeros(j)
+        b = torch.zeros(j, dtype=f64)
         b[-1] = beta
-        theta, s = np.linalg.eigh(t)
-        order = np.argsort(theta)[::-1][:k]
+        theta, s = torch.linalg.eigh(t)
+        theta, s = theta.flip(0), s.flip(1)  # descending
         if j >= k:
-            res = np.abs(b @ s[:, order])
-            scale = np.maximum(np.abs(theta[order]), 1e-30)
-            if np.all(res <= tol * scale) or beta < 1e-12 * max(abs(theta[order[0]]), 1e-30):
+            res = (b @ s[:, :k]).abs()
+            scale = theta[:k].abs().clamp_min(1e-30)
+            if bool((res <= tol * scale).all()) or beta < 1e-12 * max(abs(float(theta[0])), 1e-30):
                 break
         if products >= maxiter or j >= n:
             break
         q = w.div_(beta)
         del w
         if j == m:  # compress to the best `keep` Ritz vectors, in place
-            top = np.argsort(theta)[::-1][:keep]
-            y = s[:, top]
+            y = s[:, :keep]
             _combine_in_place(rows, y)
             del rows[keep:]
-            t = np.diag(theta[top])
+            t = torch.diag(theta[:keep])
             b = y.T @ b
             restarts += 1
     del w, q
-    order = np.argsort(theta)[::-1][:k]
-    _combine_in_place(rows, s[:, order])  # the Ritz vectors, in the basis's place
+    _combine_in_place(rows, s[:, :k])  # the Ritz vectors, in the basis's place
     del rows[k:]
     held = max(held, 2 * k)
     vecs = torch.stack(rows)
     del rows
     op.last_solve = {"products": products, "restarts": restarts, "ncv": m,
                      "max_vectors": held, "basis_dtype": "float64"}
-    return theta[order], vecs.T.cpu().numpy()
+    return theta[:k].numpy().copy(), vecs.T.cpu().numpy()
 
 
 def default_ncv(k: int) -> int:
@@ -304,14 +303,14 @@ def _orthogonalise(w: torch.Tensor, rows: list[torch.Tensor]) -> np.ndarray:
     h = torch.stack([r @ w for r in rows]).tolist()  # one device sync
     for r, c in zip(rows, h):
         w.add_(r, alpha=-c)
-    return np.array(h)
+    return torch.tensor(h, dtype=torch.float64)
 
 
-def _combine_in_place(rows: list[torch.Tensor], y: np.ndarray, chunk: int = 1 << 16) -> None:
+def _combine_in_place(rows: list[torch.Tensor], y: torch.Tensor, chunk: int = 1 << 16) -> None:
     """``rows[:l] = y' rows`` (``y``: [len(rows), l]) one column block at a time, so only
     an ``l x chunk`` block is ever allocated besides the rows themselves."""
     l = y.shape[1]
-    yt = torch.from_numpy(np.ascontiguousarray(y.T)).to(rows[0].device)
+    yt = y.T.contiguous().to(rows[0].device)
     n = rows[0].numel()
     for a in range(0, n, chunk):
         block = yt @ torch.stack([r[a:a + chunk] for r in rows])
