@@ -10,9 +10,9 @@ The top eigenvalues come from thick-restart Lanczos on HVPs (own loop with full
 reorthogonalisation, at most ``ncv`` basis vectors, and an exact residual stopping rule,
 so it stops at the first sufficient step), ARPACK
 (:func:`scipy.sparse.linalg.eigsh` on a ``LinearOperator``, as in Cohen et al.'s
-edge-of-stability code) or power iteration. The model is in eval mode by default (BatchNorm uses its running statistics,
-like PyHessian); ``train=True`` uses batch statistics. The loss is the mean over all of
-``data`` (full batch). Parameters of the model are never modified. A product that is not
+edge-of-stability code) or power iteration. The model is in eval mode by default
+(BatchNorm uses its running statistics, like PyHessian); ``train=True`` uses batch
+statistics. The loss is the mean over all of ``data`` (full batch). Parameters of the model are never modified. A product that is not
 finite (inf/NaN weights, an overflowing loss) raises :class:`NonFiniteCurvature` (a
 one-line :class:`~lossview.core.errors.LossviewError`) instead of failing inside an
 eigensolver.
@@ -33,21 +33,11 @@ from torch.func import functional_call, grad, jvp, vjp
 from lossview.core.errors import LossviewError
 from lossview.core.surface.directions import flat_to_dict
 from lossview.core.surface.evaluate import as_batches, batch_size, eval_mode
+from lossview.core.surface.loop import full_float32, resolve_device, to_device
 
 
 class NonFiniteCurvature(LossviewError):
     """A Hessian-vector product came out inf/NaN: no eigenvalue exists to report."""
-
-
-def _to(obj: Any, device: torch.device) -> Any:
-    """Tensors (also inside tuples, lists and dicts) moved to ``device``, once."""
-    if torch.is_tensor(obj):
-        return obj.to(device)
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_to(o, device) for o in obj)
-    if isinstance(obj, Mapping):
-        return {k: _to(v, device) for k, v in obj.items()}
-    return obj
 
 
 @dataclass
@@ -62,15 +52,15 @@ class HessianOperator:
     train: bool = False
     #: Up to this many samples, each batch's gradient graph is kept between products.
     graph_cache_samples: int = 65536
-    #: Where weights, data and vectors live (default: the model's parameters' device).
+    #: Where weights, data and vectors live: ``None`` the model's parameters' device,
+    #: ``"auto"`` CUDA when available, or a device (TF32 off there: float32 stays exact).
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
         own = dict(self.model.named_parameters())
         first = next(iter(own.values()))
-        self.device = torch.device(self.device) if self.device is not None else first.device
-        dev = self.device
-        self.batches = [(_to(x, dev), _to(y, dev)) for x, y in as_batches(self.data)]
+        self.device = dev = resolve_device(self.device, first.device)
+        self.batches = [(to_device(x, dev), to_device(y, dev)) for x, y in as_batches(self.data)]
         self.sizes = [batch_size(x) for x, _ in self.batches]
         self.names = list(own)
         self.shapes = {n: tuple(p.shape) for n, p in own.items()}
@@ -95,7 +85,7 @@ class HessianOperator:
     def loss_and_grad(self) -> tuple[float, torch.Tensor]:
         """Full-data mean loss and gradient at ``params``."""
         total, g = 0.0, torch.zeros_like(self.theta)
-        with eval_mode(self.model, self.train):
+        with eval_mode(self.model, self.train), full_float32(self.device):
             for (x, y), k in zip(self.batches, self.sizes):
                 th = self.theta.detach().requires_grad_(True)
                 loss = self._loss(th, x, y)
@@ -110,16 +100,17 @@ class HessianOperator:
         v = torch.as_tensor(v).to(self.device, self.dtype).reshape(-1)
         out = torch.zeros_like(self.theta)
         self.calls += 1
-        if self._graphs is None and sum(self.sizes) <= self.graph_cache_samples:
-            self._build_graphs()
-        if self._graphs:
-            for (th, g), k in zip(self._graphs, self.sizes):
-                (hv,) = torch.autograd.grad(g, th, v, retain_graph=True)
-                out += hv * k
-        else:
-            with eval_mode(self.model, self.train):
-                for (x, y), k in zip(self.batches, self.sizes):
-                    out += self._hvp(v, x, y) * k
+        with full_float32(self.device):
+            if self._graphs is None and sum(self.sizes) <= self.graph_cache_samples:
+                self._build_graphs()
+            if self._graphs:
+                for (th, g), k in zip(self._graphs, self.sizes):
+                    (hv,) = torch.autograd.grad(g, th, v, retain_graph=True)
+                    out += hv * k
+            else:
+                with eval_mode(self.model, self.train):
+                    for (x, y), k in zip(self.batches, self.sizes):
+                        out += self._hvp(v, x, y) * k
         out /= float(sum(self.sizes))
         if not bool(torch.isfinite(out).all()):
             dtype = str(self.dtype).replace("torch.", "")
@@ -357,7 +348,8 @@ def sharpness(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1,
     train : BatchNorm/Dropout in train mode (default eval mode, running statistics).
     ncv : most vectors Lanczos keeps (default ``max(20, 2k + 10)``); memory is about
         ``ncv + 1`` parameter-sized float64 vectors.
-    device : where the weights, data and vectors live (default: the model's device).
+    device : where the weights, data and vectors live: ``None`` (the model's device),
+        ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (CUDA when available).
     """
     op = HessianOperator(model, loss_fn, data, params, buffers, train, device=device)
     w, _ = top_eigenvalues(op, k, method, tol, maxiter, seed, ncv)

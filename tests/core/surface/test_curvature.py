@@ -176,6 +176,8 @@ def test_device_argument_keeps_everything_on_that_device():
     here = lossview.sharpness(m, loss_fn, (x, y), k=2, tol=1e-10)
     on_cpu = lossview.sharpness(m, loss_fn, (x, y), k=2, tol=1e-10, device="cpu")
     np.testing.assert_allclose(on_cpu, here, rtol=1e-12)
+    auto = HessianOperator(m, loss_fn, (x, y), device="auto")
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.cuda.is_available():
         on_gpu = lossview.sharpness(m, loss_fn, (x, y), k=2, tol=1e-10, device="cuda")
         np.testing.assert_allclose(on_gpu, here, rtol=1e-8)
