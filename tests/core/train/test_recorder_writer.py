@@ -175,14 +175,27 @@ for step in range(10**9):
     opt.zero_grad(); loss.backward(); opt.step()
     rec.log(step, loss=loss.item())
     time.sleep(0.0005)
+    if step == 0:
+        while rec._sink._proc is None:
+            time.sleep(0.01)
+        print(rec._sink._proc.pid, flush=True)
 """
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_a_killed_training_process_leaves_a_readable_run(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer_pid = int(proc.stdout.readline())
     ckpts = out / "checkpoints"
     deadline = time.monotonic() + 120
     try:
@@ -197,7 +210,17 @@ def test_a_killed_training_process_leaves_a_readable_run(tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    time.sleep(0.5)  # the writer process writes what it received, then exits
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # it writes what it received, then exits
+        try:
+            os.kill(writer_pid, 0)
+        except ProcessLookupError:
+            break
+        if _zombie(writer_pid):  # exited, not reaped (no init reaping orphans)
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("the writer process did not exit after its parent was killed")
     run = open_run(out)
     assert run.spec["status"] == "running"
     n = len(run)
