@@ -15,9 +15,11 @@ peer, floor, ...), medians reported:
 - lossview: ``lossview.loss_surface(model, loss_fn, (x, y), steps=steps)`` with its
   default ``path="auto"`` (the probe's time included), the path it took reported;
 - peer: ``loss_landscapes.random_plane(model, Loss(loss_fn, x, y), distance=1,
-  steps=steps, normalization="layer", deepcopy_model=True)`` as its README shows it
-  (autograd left on, as its metric does; one in-place add per point along a snake path;
-  its grid is ``steps x steps`` points too, shifted by one step along its second direction).
+  steps=steps, normalization="layer", deepcopy_model=True)`` as its README shows it,
+  except "layer" for "filter" normalization (which divides by zero on this model: its
+  second direction's BatchNorm filters come out all zero); autograd left on, as its
+  metric does; one in-place add per point along a snake path; its grid is ``steps x
+  steps`` points too, shifted by one step along its second direction.
 
 lossview's values are checked against brute force (``functional_call`` at the point's
 weights) at a few grid points. Prints a Markdown section for docs/benchmarks.md.
