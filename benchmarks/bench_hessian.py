@@ -2,6 +2,7 @@
 
 Run:  python benchmarks/bench_hessian.py [--repeats 5]
       python benchmarks/bench_hessian.py --memory [--repeats 3] [--samples 512]
+      python benchmarks/bench_hessian.py --hvp [--repeats 7]
 
 ``--memory`` (issue 21, item 4): peak memory and time of the top-k solver before (the
 unbounded Lanczos loop, kept below as ``unbounded_lanczos``) and after (thick-restart
@@ -10,6 +11,12 @@ and 5, default tolerance 1e-3. Each solve runs in its own subprocess; variants a
 The child builds the operator and its gradient graph, reads its resident set (VmRSS),
 resets the high-water mark (``/proc/self/clear_refs`` 5) and reports VmHWM after the
 solve: the peak memory the solver added.
+
+``--hvp``: time of one Hessian-vector product formed three ways on the same model and
+data, alternating in one process (medians): through the kept gradient graph (double
+backward), and without kept graphs by ``torch.func`` forward-over-reverse (``jvp`` of
+``grad``) and reverse-over-reverse (``vjp`` of ``grad``); for the 0.93M-parameter MLP
+(256 and 1024 samples) and the medium MLP of issue 5.
 
 The medium MLP of bench_surface.py (64-128-128-10 ReLU, 2048 samples, cross-entropy),
 briefly trained. Both libraries build the full-batch gradient graph and do Hessian-vector
@@ -194,6 +201,40 @@ def child(variant: str, k: int, samples: int, tol: float) -> None:
                       "max_vectors": info.get("max_vectors"), "ncv": default_ncv(k)}))
 
 
+def hvp_main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Hessian-vector products, three ways")
+    ap.add_argument("--hvp", action="store_true")
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    modes = ("kept graph", "forward-over-reverse", "reverse-over-reverse")
+    print("| model, samples | " + " | ".join(modes) + " | reverse vs forward |")
+    print("|---|---:|---:|---:|---:|")
+    cases = [("MLP 784-512-512-512-10, 256", big_mlp_case(256)),
+             ("MLP 784-512-512-512-10, 1024", big_mlp_case(1024)),
+             ("MLP 64-128-128-10, 2048", medium_case())]
+    for name, (model, loss_fn, x, y) in cases:
+        ops = {m: HessianOperator(model, loss_fn, (x, y), graph_cache_samples=0 if i else 1 << 30)
+               for i, m in enumerate(modes)}
+        for m in modes[1:]:
+            ops[m].mode = m
+        v = torch.randn(ops[modes[0]].n)
+        ref = ops[modes[0]].matvec(v)
+        ts: dict = {m: [] for m in modes}
+        for _ in range(args.repeats):
+            for m in modes:
+                t = time.perf_counter()
+                out = ops[m].matvec(v)
+                ts[m].append(time.perf_counter() - t)
+                assert float((out - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+        med = {m: statistics.median(ts[m]) for m in modes}
+        print(f"| {name} | " + " | ".join(f"{med[m] * 1e3:.0f} ms" for m in modes)
+              + f" | {med[modes[1]] / med[modes[2]]:.2f}x |")
+    print(f"\n{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.1f}; medians of {args.repeats}.\n")
+
+
 VARIANTS = ((1, "products only"), (1, "before"), (1, "after"), (5, "before"), (5, "after"))
 
 
@@ -255,6 +296,8 @@ def memory_main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    elif "--hvp" in sys.argv:
+        hvp_main()
     elif "--memory" in sys.argv:
         memory_main()
     else:
