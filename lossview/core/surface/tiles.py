@@ -205,7 +205,9 @@ def pinned_path(job: SurfaceJob) -> str | None:
     paths may choose differently elsewhere; the results would differ in rounding)."""
     if job.meta["surface"]["evaluation"] == "recompute-bn":
         return None
-    return "loop" if job.meta["surface"]["evaluation"].startswith("loop") else "batched"
+    # the reported name pins the exact variant (e.g. loop+first-layer+channels-last): a
+    # loop in the other layout would round differently
+    return job.meta["surface"]["evaluation"]
 
 
 def tile_units(job: SurfaceJob, n_tiles: int, tile: int) -> list[int]:
