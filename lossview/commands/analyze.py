@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     # Sharpness needs the model and data: built-in problems name theirs in run.json,
     # foreign folders only with --model (Hugging Face folders: or --data). Without
     # any of them the key stays null.
-    report["sharpness"] = None if args.no_sharpness else _sharpness(r, src)
+    report["sharpness"] = None if args.no_sharpness else _sharpness(r, src, args.device)
     refresh_answers(report)  # the stability answer compares lr with the measured sharpness
     # what the loader read and skipped, in one line (the warnings are in it), not a wall
     # of warning lines
@@ -56,18 +56,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sharpness(run, source=None) -> dict | None:
+def _sharpness(run, source=None, device=None) -> dict | None:
     import math
 
-    from lossview.core.surface.stability import sharpness_report
+    from lossview.core.surface.runsurface import run_to_end
+    from lossview.core.surface.stability import iter_sharpness
 
-    if source is None:  # a built-in problem's run rebuilds its own model; else None
-        rep = sharpness_report(run)
-    else:
-        from lossview.core.surface.runsurface import run_to_end
-        from lossview.core.surface.stability import iter_sharpness
-
-        rep = run_to_end(iter_sharpness(run, source=source))
+    if source is None:  # a built-in problem's run rebuilds its own model; else no model
+        if not run.spec.get("problem"):
+            return None
+    rep = run_to_end(iter_sharpness(run, source=source, device=device))
     if rep is None:
         return None
     # strict JSON: non-finite numbers (a diverged snapshot) become null

@@ -68,6 +68,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                         "(classifiers), tokenized with the folder's tokenizer; no code is run")
     p.add_argument("--block-size", type=int, default=None, metavar="N",
                    help="tokens per block/text with --data (default min(128, the model's positions))")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="where the model runs: auto (a CUDA device when there is one), cpu, "
+                        "cuda or cuda:I (default: cpu); float32 results equal the CPU's to rounding")
 
 
 def _parse_plane(values: list[str]) -> tuple[str, list[int] | None]:
@@ -207,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     s = _drive(surface_for_run(r, plane=kind, steps=args.steps, span=args.span, source=src,
                                center_index=args.center, start_index=start, snapshots=snaps,
                                bn_mode=args.bn, cache=not args.no_cache,
-                               tolerance=args.tolerance, seed=args.seed))
+                               tolerance=args.tolerance, seed=args.seed, device=args.device))
     return _report(s, r.spec.get("opened_as") or f"opened as {r.format}", args.out)
 
 

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from lossview.core.errors import LossviewError
+
 _LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -46,7 +48,17 @@ def resolve_device(device: Any, fallback: torch.device) -> torch.device:
         return torch.device(fallback)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise LossviewError(f"unknown device {device!r}: use auto, cpu or cuda[:i]") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LossviewError(f"device {device!r}: no CUDA device is available here "
+                            "(use --device cpu or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LossviewError(f"device {device!r}: this machine has "
+                            f"{torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def to_device(x: Any, device: torch.device) -> Any:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
                     model_file: str | None = None, center_index: int | None = None,
                     start_index: int | None = None, snapshots: Sequence[int] | None = None,
                     bn_mode: str = "eval", cache: bool = True, tolerance: float | None = None,
-                    seed: int = 0, source: ModelSource | None = None,
+                    seed: int = 0, source: ModelSource | None = None, device: Any = None,
                     ) -> Generator[SurfaceProgress, None, RunSurface]:
     """Progressive surface of ``run`` on ``plane`` (see module doc and docs/surface.md).
 
@@ -119,6 +120,8 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
         snapshots' full-data loss after the plateau, ``start_index`` or the detected one;
         else 5% of the surface's median rise above its minimum).
     source : an already loaded model/loss/data (skips ``model_file`` and the run spec).
+    device : where the grid is evaluated (None: the model's device; ``"auto"``, ``"cpu"``,
+        ``"cuda[:i]"``); float32 results equal the CPU's to rounding (TF32 off).
     """
     steps = int(steps)
     if steps < 2:
@@ -176,7 +179,8 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     else:
         from lossview.core.surface.evaluate import PlaneEvaluator
 
-        ev = PlaneEvaluator(model, src.loss_fn, src.data, center, d1, d2, buffers=center_bufs)
+        ev = PlaneEvaluator(model, src.loss_fn, src.data, center, d1, d2, buffers=center_bufs,
+                            device=device)
     n_grid = len(alphas) * len(betas)
     total_work = float(n_grid + 2 * t)
     nan_t = np.full(t, np.nan)

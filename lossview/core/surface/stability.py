@@ -98,10 +98,12 @@ def _unflatten(op: HessianOperator, v: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: str | None = None,
                    source: ModelSource | None = None, k: int = 1, tol: float = 1e-3,
-                   points: int = SHARPNESS_POINTS) -> Generator[float, None, dict[str, Any]]:
+                   points: int = SHARPNESS_POINTS, device: Any = None,
+                   ) -> Generator[float, None, dict[str, Any]]:
     """Sharpness at the given snapshots (default ``points`` evenly spaced over the finite
     prefix, its last always included); yields the fraction done, returns the table (see
-    docs/surface.md).
+    docs/surface.md). ``device``: where the Hessian-vector products run (None: the model's;
+    ``"auto"``, ``"cpu"``, ``"cuda[:i]"``).
 
     A snapshot with non-finite weights or loss, or whose Hessian-vector products overflow,
     is never computed: it goes to ``"skipped"`` as ``{"step", "reason"}``. With no usable
@@ -125,8 +127,8 @@ def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: s
         if why is None:
             p, b = snapshot_tensors(run, i, src.model)
             try:
-                w, _ = top_eigenvalues(HessianOperator(src.model, src.loss_fn, src.data, p, b),
-                                       k, tol=tol)
+                w, _ = top_eigenvalues(HessianOperator(src.model, src.loss_fn, src.data, p, b,
+                                                       device=device), k, tol=tol)
             except NonFiniteCurvature as e:
                 why = str(e)
             else:
