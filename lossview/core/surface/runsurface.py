@@ -26,7 +26,7 @@ re-estimates them at every point (slower).
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,73 @@ def run_tolerance(run: Run, start_index: int | None, true_loss: np.ndarray) -> f
     return NOISE_TOLERANCE_FACTOR * sd if sd > 0 else None
 
 
+@dataclass
+class Geometry:
+    """What a surface of a run is evaluated on: the model source, the finite prefix, the
+    plane, the snapshots' coordinates on it and the grid axes (shared by
+    :func:`surface_for_run` and the tiles of :mod:`lossview.core.surface.tiles`)."""
+
+    src: ModelSource
+    fp: Any
+    last: int
+    plane: Any
+    coords: np.ndarray
+    off: np.ndarray
+    explained: tuple
+    alphas: np.ndarray
+    betas: np.ndarray
+
+
+def plan_geometry(run: Run, plane: str, steps: int, span: float | None, model_file: str | None,
+                  center_index: int | None, start_index: int | None,
+                  snapshots: Sequence[int] | None, bn_mode: str, seed: int,
+                  source: ModelSource | None) -> Geometry:
+    """Check the arguments, load the model source, and lay out plane and grid."""
+    steps = int(steps)
+    if steps < 2:
+        raise LossviewError("steps must be at least 2")
+    if bn_mode not in ("eval", "recompute"):
+        raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
+    src = source if source is not None else model_source(run, model_file)
+    fp = finite_prefix(run, src)
+    if fp.last is None:
+        raise LossviewError(f"nothing to draw a surface through: {fp.reason}")
+    last = fp.last
+    pl = make_plane(run, plane, center_index, start_index, snapshots, seed, last=last)
+    coords, off, explained = project(run, pl, last)
+    if span is None and pl.kind == "random":
+        span = RANDOM_SPAN
+    alphas = axis_range(coords[:, 0], steps, span)
+    betas = np.zeros(1) if pl.is_line else axis_range(coords[:, 1], steps, span)
+    if pl.is_line:
+        coords = np.column_stack([coords[:, 0], np.zeros(len(coords))])
+    return Geometry(src, fp, last, pl, coords, off, explained, alphas, betas)
+
+
+def plane_evaluator(run: Run, g: Geometry, bn_mode: str, **extra: Any) -> Any:
+    """The evaluator of ``g``'s plane (``extra``: PlaneEvaluator's ``device``/``path``)."""
+    model = g.src.model
+    dtype = next(model.parameters()).dtype
+    slices = run.param_slices()
+
+    def as_dict(v: np.ndarray | None) -> dict[str, torch.Tensor] | None:
+        if v is None:
+            return None
+        return {n: torch.from_numpy(np.ascontiguousarray(v[slices[n]])).to(dtype)
+                .reshape(run.param_shapes[n]) for n in run.param_names}
+
+    _, center_bufs = snapshot_tensors(run, g.plane.buffer_index, model)
+    center, d1, d2 = as_dict(g.plane.origin), as_dict(g.plane.d1), as_dict(g.plane.d2)
+    if bn_mode == "recompute":
+        from lossview.core.surface.batchnorm import RecomputeBNEvaluator
+
+        return RecomputeBNEvaluator(model, g.src.loss_fn, g.src.data, center, d1, d2)
+    from lossview.core.surface.evaluate import PlaneEvaluator
+
+    return PlaneEvaluator(model, g.src.loss_fn, g.src.data, center, d1, d2, buffers=center_bufs,
+                          **{k: v for k, v in extra.items() if v is not None})
+
+
 def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float | None = None,
                     model_file: str | None = None, center_index: int | None = None,
                     start_index: int | None = None, snapshots: Sequence[int] | None = None,
@@ -123,24 +190,10 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     device : where the grid is evaluated (None: the model's device; ``"auto"``, ``"cpu"``,
         ``"cuda[:i]"``); float32 results equal the CPU's to rounding (TF32 off).
     """
-    steps = int(steps)
-    if steps < 2:
-        raise LossviewError("steps must be at least 2")
-    if bn_mode not in ("eval", "recompute"):
-        raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
-    src = source if source is not None else model_source(run, model_file)
-    fp = finite_prefix(run, src)
-    if fp.last is None:
-        raise LossviewError(f"nothing to draw a surface through: {fp.reason}")
-    last = fp.last
-    pl = make_plane(run, plane, center_index, start_index, snapshots, seed, last=last)
-    coords, off, explained = project(run, pl, last)
-    if span is None and pl.kind == "random":
-        span = RANDOM_SPAN
-    alphas = axis_range(coords[:, 0], steps, span)
-    betas = np.zeros(1) if pl.is_line else axis_range(coords[:, 1], steps, span)
-    if pl.is_line:
-        coords = np.column_stack([coords[:, 0], np.zeros(len(coords))])
+    g = plan_geometry(run, plane, steps, span, model_file, center_index, start_index,
+                      snapshots, bn_mode, seed, source)
+    src, fp, last, pl = g.src, g.fp, g.last, g.plane
+    coords, off, explained, alphas, betas = g.coords, g.off, g.explained, g.alphas, g.betas
     t = len(run)
     path, key = None, None
     if cache:
@@ -159,28 +212,7 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
                 yield SurfaceProgress(1.0, result)
                 return result
 
-    model = src.model
-    dtype = next(model.parameters()).dtype
-    names = run.param_names
-    slices = run.param_slices()
-
-    def as_dict(v: np.ndarray | None) -> dict[str, torch.Tensor] | None:
-        if v is None:
-            return None
-        return {n: torch.from_numpy(np.ascontiguousarray(v[slices[n]])).to(dtype)
-                .reshape(run.param_shapes[n]) for n in names}
-
-    _, center_bufs = snapshot_tensors(run, pl.buffer_index, model)
-    center, d1, d2 = as_dict(pl.origin), as_dict(pl.d1), as_dict(pl.d2)
-    if bn_mode == "recompute":
-        from lossview.core.surface.batchnorm import RecomputeBNEvaluator
-
-        ev = RecomputeBNEvaluator(model, src.loss_fn, src.data, center, d1, d2)
-    else:
-        from lossview.core.surface.evaluate import PlaneEvaluator
-
-        ev = PlaneEvaluator(model, src.loss_fn, src.data, center, d1, d2, buffers=center_bufs,
-                            device=device)
+    ev = plane_evaluator(run, g, bn_mode, device=device)
     n_grid = len(alphas) * len(betas)
     total_work = float(n_grid + 2 * t)
     nan_t = np.full(t, np.nan)
@@ -211,7 +243,7 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     for i in range(t):
         if i > last and weights_problem(run, i):
             continue  # NaN weights: NaN loss, nothing to evaluate
-        p, b = snapshot_tensors(run, i, model)
+        p, b = snapshot_tensors(run, i, src.model)
         true_loss[i] = ev.loss_at(p, b)
         if i % 8 == 7 or i == t - 1:
             yield SurfaceProgress((n_grid + t + i + 1) / total_work,

@@ -104,37 +104,17 @@ def surface_job(run: Any, plane: str = "pca", steps: int = 41, span: float | Non
     ``path`` (``"batched"``/``"loop"``) and ``device`` go to the evaluator where it takes
     them (None: its default; a timing probe may pick the path, see :func:`pinned_path`).
     """
-    import inspect
-
-    import torch
-
     from lossview.core.surface import cache as _cache
-    from lossview.core.surface.finite import finite_prefix, weights_problem
+    from lossview.core.surface.finite import weights_problem
     from lossview.core.surface.grid import grid_order
     from lossview.core.surface.pipelines import balanced_spans
-    from lossview.core.surface.planes import make_plane, project
-    from lossview.core.surface.runsurface import RANDOM_SPAN, axis_range, plateau_index
-    from lossview.core.surface.usermodel import model_source, snapshot_tensors
+    from lossview.core.surface.runsurface import plan_geometry, plane_evaluator, plateau_index
     from lossview.core.surface.threads import thread_budget
 
-    steps = int(steps)
-    if steps < 2:
-        raise LossviewError("steps must be at least 2")
-    if bn_mode not in ("eval", "recompute"):
-        raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
-    src = source if source is not None else model_source(run, model_file)
-    fp = finite_prefix(run, src)
-    if fp.last is None:
-        raise LossviewError(f"nothing to draw a surface through: {fp.reason}")
-    last = fp.last
-    pl = make_plane(run, plane, center_index, start_index, snapshots, seed, last=last)
-    coords, off, explained = project(run, pl, last)
-    if span is None and pl.kind == "random":
-        span = RANDOM_SPAN
-    alphas = axis_range(coords[:, 0], steps, span)
-    betas = np.zeros(1) if pl.is_line else axis_range(coords[:, 1], steps, span)
-    if pl.is_line:
-        coords = np.column_stack([coords[:, 0], np.zeros(len(coords))])
+    g = plan_geometry(run, plane, steps, span, model_file, center_index, start_index,
+                      snapshots, bn_mode, seed, source)
+    src, fp, last, pl = g.src, g.fp, g.last, g.plane
+    coords, off, explained, alphas, betas = g.coords, g.off, g.explained, g.alphas, g.betas
     data = _cache.data_digest(src.data)
     cache_parts = json.loads(json.dumps(
         dict(plane=pl.kind, plane_key=pl.key, alphas=alphas.tolist(), betas=betas.tolist(),
@@ -142,32 +122,9 @@ def surface_job(run: Any, plane: str = "pca", steps: int = 41, span: float | Non
         default=str))
     cache_key = _cache.surface_key(run, **cache_parts)
 
-    model = src.model
-    dtype = next(model.parameters()).dtype
-    slices = run.param_slices()
-
-    def as_dict(v: np.ndarray | None) -> dict | None:
-        if v is None:
-            return None
-        return {n: torch.from_numpy(np.ascontiguousarray(v[slices[n]])).to(dtype)
-                .reshape(run.param_shapes[n]) for n in run.param_names}
-
-    _, center_bufs = snapshot_tensors(run, pl.buffer_index, model)
-    center, d1, d2 = as_dict(pl.origin), as_dict(pl.d1), as_dict(pl.d2)
-    if bn_mode == "recompute":
-        from lossview.core.surface.batchnorm import RecomputeBNEvaluator
-
-        ev = RecomputeBNEvaluator(model, src.loss_fn, src.data, center, d1, d2)
-        chunk, workers = 1, 1
-    else:
-        from lossview.core.surface.evaluate import PlaneEvaluator
-
-        takes = inspect.signature(PlaneEvaluator).parameters
-        extra = {k: v for k, v in (("path", path), ("device", device))
-                 if v is not None and k in takes}
-        ev = PlaneEvaluator(model, src.loss_fn, src.data, center, d1, d2, buffers=center_bufs,
-                            **extra)
-        chunk, workers = ev.chunk_size(), ev.workers()
+    dtype = next(src.model.parameters()).dtype
+    ev = plane_evaluator(run, g, bn_mode, path=path, device=device)
+    chunk, workers = (1, 1) if bn_mode == "recompute" else (ev.chunk_size(), ev.workers())
     nb = len(betas)
     units: list[tuple] = []
     for idx in grid_order(len(alphas), nb):  # what iter_grid(progressive=True) evaluates
