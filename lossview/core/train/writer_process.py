@@ -46,15 +46,18 @@ class ProcessWriter:
     """Same methods as :class:`~lossview.core.train.sinks.AsyncWriter` (the ones the
     Recorder uses), with the writing done by a child process.
 
-    Bound on memory held for the writer: at most ``max_pending`` hand-overs wait in the
-    queue (then the training thread blocks: back-pressure), one more is being written to
-    the pipe (64 KiB on Linux) and one is being collected; a hand-over holds at most
+    Bound on memory held for the writer (back-pressure: past it the training thread
+    blocks until the writer catches up): at most ``max_pending`` hand-overs and at most
+    ``max_pending_bytes`` of weights (or a single hand-over, if larger) are queued or being
+    written to the pipe, plus the one being collected; a hand-over holds at most
     ``handover_interval`` seconds of records and snapshots, or ``handover_bytes`` of
-    weights (a single larger snapshot is a hand-over of its own).
+    weights (a single larger snapshot is a hand-over of its own). The process holds one
+    hand-over at a time.
     """
 
     def __init__(self, sink: Any, max_pending: int = 8, flush_interval: float = 1.0,
-                 handover_interval: float = 0.02, handover_bytes: int = 32 << 20) -> None:
+                 handover_interval: float = 0.02, handover_bytes: int = 32 << 20,
+                 max_pending_bytes: int = 256 << 20) -> None:
         import os
         import queue
         import threading
@@ -72,6 +75,9 @@ class ProcessWriter:
         self._interval = float(flush_interval)
         self._handover = float(handover_interval)
         self._handover_bytes = int(handover_bytes)
+        self._max_bytes = int(max_pending_bytes)
+        self._queued_bytes = 0  # weights queued or being written; guarded by _cond
+        self._cond = threading.Condition()
         self._clock = time.perf_counter
         self._last = self._clock()
         self._error: BaseException | None = None
@@ -79,7 +85,7 @@ class ProcessWriter:
         self._closed = False
         self._q: queue.Queue = queue.Queue(maxsize=max_pending)
         sink.release()  # the process appends to metrics.jsonl from now on
-        self._q.put(("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME))
+        self._q.put((("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME), 0))
         self._proc: Any = None
         self._watcher = threading.Thread(target=self._watch, name="lossview-writer-watch", daemon=True)
         # the feeder starts the process: the training thread does not wait for fork + exec
@@ -128,11 +134,19 @@ class ProcessWriter:
         self._last = self._clock()
         self._hold_records()
         if self._held:
-            held, self._held, self._held_bytes = self._held, [], 0
-            self._put(("batch", held))
+            held, n, self._held, self._held_bytes = self._held, self._held_bytes, [], 0
+            with self._cond:  # the byte bound (the queue's maxsize is the count bound)
+                while (self._queued_bytes and self._queued_bytes + n > self._max_bytes
+                       and self._error is None):
+                    self._cond.wait(0.5)
+                self._queued_bytes += n
+            self._put(("batch", held), n)
 
     def update_spec(self, **fields: Any) -> None:
         """Add fields to ``run.json`` (written by the process, in order with the rest)."""
+        if self._closed:  # the process is gone: write it here
+            self.sink.update_spec(**fields)
+            return
         self._raise()
         self.spec.update(fields)
         self.flush()
@@ -148,6 +162,9 @@ class ProcessWriter:
                 self.flush()
                 self.spec.update(status=status, **fields)
                 self._put(("close", _run_json(self.spec)))
+        except Exception:  # noqa: BLE001 - the writer failed meanwhile: handled below
+            if self._error is None:
+                raise
         finally:
             self._q.put(None)
             self._feeder.join()
@@ -165,12 +182,12 @@ class ProcessWriter:
             buf, self._buf = self._buf, []
             self._held.append(("records", buf))
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: Any, nbytes: int = 0) -> None:
         import queue
 
         while True:  # blocks while full, but not forever if the process is gone
             try:
-                self._q.put(item, timeout=0.5)
+                self._q.put((item, nbytes), timeout=0.5)
                 return
             except queue.Full:
                 self._raise()
@@ -197,32 +214,43 @@ class ProcessWriter:
                 start_new_session=sys.platform != "win32")  # Ctrl-C reaches the loop only
         except OSError as e:
             self._error = e
-            while self._q.get() is not None:  # nothing will be written: drop what comes
-                pass
+            while (entry := self._q.get()) is not None:  # nothing will be written
+                self._done(entry[1])
             return
         self._watcher.start()
         out = self._proc.stdin
         broken = False
         while True:
-            item = self._q.get()
-            if item is None:
+            entry = self._q.get()
+            if entry is None:
                 break
-            if broken:
-                continue
             try:
-                _write_frame(out, item)
+                if not broken:
+                    _write_frame(out, entry[0])
             except (OSError, ValueError):  # the process is gone: the watcher says why
                 broken = True
+            except Exception as e:  # noqa: BLE001 - e.g. a metric pickle cannot take
+                self._error = self._error or e
+                broken = True
+            self._done(entry[1])
         try:
             out.close()
         except OSError:
             pass
+
+    def _done(self, nbytes: int) -> None:
+        if nbytes:
+            with self._cond:
+                self._queued_bytes -= nbytes
+                self._cond.notify_all()
 
     def _watch(self) -> None:
         data = self._proc.stdout.read()
         code = self._proc.wait()
         if data or code != 0:
             self._error = _error_from(data, code)
+            with self._cond:  # wake a training thread waiting for room
+                self._cond.notify_all()
 
 
 def _run_json(spec: Mapping[str, Any]) -> str:

@@ -131,9 +131,12 @@ def test_an_error_is_raised_at_close_at_the_latest(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP (POSIX)")
-def test_the_queue_is_bounded_and_blocks_the_training_thread(tmp_path):
+@pytest.mark.parametrize("max_pending, max_bytes, most", [(2, 1 << 30, 4), (100, 100_000, 1)])
+def test_the_queue_is_bounded_and_blocks_the_training_thread(tmp_path, max_pending, max_bytes,
+                                                             most):
     model = nn.Linear(200, 100)  # 80 KB a snapshot: more than the pipe holds
-    w = ProcessWriter(RunWriter(tmp_path / "r"), max_pending=2, handover_interval=0.0)
+    w = ProcessWriter(RunWriter(tmp_path / "r"), max_pending=max_pending, handover_interval=0.0,
+                      max_pending_bytes=max_bytes)
     deadline = time.monotonic() + 30
     while w._proc is None and time.monotonic() < deadline:  # the feeder starts it
         time.sleep(0.01)
@@ -151,9 +154,10 @@ def test_the_queue_is_bounded_and_blocks_the_training_thread(tmp_path):
         t.start()
         t.join(1.5)
         assert t.is_alive(), "the training thread should be blocked"
-        assert w._q.qsize() <= 2
-        # 2 hand-overs queued, one in the feeder's pipe write, one being put: no more
-        assert len(done) <= 2 + 2
+        assert w._q.qsize() <= max_pending
+        assert w._queued_bytes <= max(max_bytes, 80_400)  # or a single hand-over
+        # by count: 2 queued, one in the feeder's pipe write, one being put; by bytes: one
+        assert len(done) <= most
     finally:
         os.kill(w._proc.pid, signal.SIGCONT)
     t.join(30)
@@ -252,6 +256,15 @@ def test_a_process_that_cannot_start_is_an_error_in_the_training_thread(tmp_path
         for step in range(5):
             rec.log(step, loss=1.0)
             time.sleep(0.01)
+        rec.close()
+    rec.close()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_metric_the_writer_cannot_take_is_an_error_not_a_hang(tmp_path):
+    rec = lossview.Recorder(tmp_path / "r", nn.Linear(2, 1), every=100)
+    with pytest.raises(Exception):  # noqa: B017 - pickling or JSON, either is reported
+        rec.log(0, loss=1.0, bad=lambda: 0)
         rec.close()
     rec.close()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"
