@@ -12,10 +12,10 @@ Every ``log`` call appends its metrics to ``metrics.jsonl``. The model's current
 are saved at the first logged step (normally 0), at every step that is a multiple of
 ``every``, and, when the recorder closes, at the last logged step. The training thread
 only appends each record to a list and, at a snapshot, copies the weights (numpy copies);
-every 20 ms what it holds is queued (at most 8 hand-overs wait; then ``log`` blocks) for a
-writer process (``writer_process.py``; a thread where no process can be started, e.g. a
-frozen app), which encodes the JSON lines and writes the checkpoints atomically, so no
-serialisation shares the loop's GIL. ``close()`` (or leaving the ``with`` block) waits
+every 20 ms what it holds is queued (at most 8 hand-overs and 256 MiB of weights wait;
+then ``log`` blocks) for a writer process (``writer_process.py``; a thread where no
+process can be started, e.g. a frozen app), which encodes the JSON lines and writes the
+checkpoints atomically, so no serialisation shares the loop's GIL. ``close()`` (or leaving the ``with`` block) waits
 until everything is written; an error in the writer is raised in the training thread at
 the next ``log``/``snapshot`` call or at ``close()``. A process killed mid-run leaves a
 run readable up to its last complete snapshot.
