@@ -124,6 +124,7 @@ class ProcessWriter:
             names.append((k, code, a.shape))
             data.append(pickle.PickleBuffer(a))
             self._held_bytes += a.nbytes
+        epoch = None if epoch is None else float(epoch)  # the process has no numpy
         self._held.append(("snapshot", (int(step), epoch, names, data, list(b))))
         if self._held_bytes >= self._handover_bytes or self._clock() - self._last > self._handover:
             self.flush()

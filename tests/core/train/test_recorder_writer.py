@@ -268,3 +268,14 @@ def test_a_metric_the_writer_cannot_take_is_an_error_not_a_hang(tmp_path):
         rec.close()
     rec.close()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"
+
+
+def test_an_epoch_of_any_number_type_is_stored(tmp_path):
+    rec = lossview.Recorder(tmp_path / "r", nn.Linear(2, 1), every=100)
+    rec.log(0, loss=1.0)
+    rec.snapshot(3, epoch=np.float64(1.5))
+    rec.snapshot(6, epoch=torch.tensor(2.0))
+    rec.close()
+    run = open_run(tmp_path / "r")
+    assert list(run.steps) == [0, 3, 6]
+    assert [s.epoch for s in run.snapshots] == [None, 1.5, 2.0]
