@@ -66,14 +66,21 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a, b, dtype=np.float64))
 
 
+#: Entries per chunk of the blocked float32 -> float64 accumulation: a few float64 chunk
+#: buffers stay in the CPU cache, so no float64 copy of a whole snapshot is ever made.
+CHUNK = 1 << 15
+
+
 def distances(run: Run) -> Distances:
-    """One pass over the run (plus a read of the last snapshot) holding seven weight
-    vectors at a time (three of them float64), in the run's own float dtype (:attr:`Run.float_dtype`).
+    """One pass over the run (plus a read of the last snapshot) holding five weight
+    vectors at a time in the run's own float dtype (:attr:`Run.float_dtype`), and a few
+    float64 chunks of :data:`CHUNK` entries.
 
     Vectors are read into reused buffers (for native runs straight from the file); the
-    differences are taken in float64 (exact for float32 weights) and every norm and inner
-    product is accumulated in float64, so the results are those of float64 copies of the
-    snapshots without making them.
+    vectors are walked in chunks, each chunk widened to float64 in a small buffer, the
+    differences taken in float64 (exact for float32 weights) and every norm and inner
+    product accumulated in float64, so the results are those of float64 copies of the
+    snapshots (to the order of summation) without making them.
     """
     n = len(run)
     from_init = np.zeros(n)
@@ -89,30 +96,49 @@ def distances(run: Run) -> Distances:
     d = run.n_params
     w_last = run.vector(n - 1, dtype=dt)
     w0 = np.empty(d, dtype=dt)
-    cur, prev = np.empty(d, dtype=dt), np.empty(d, dtype=dt)
-    update, prev_update, diff = np.empty(d), np.empty(d), np.empty(d)
+    cur, prev, prev2 = (np.empty(d, dtype=dt) for _ in range(3))
+    c = min(CHUNK, max(d, 1))
+    x, diff, upd, pupd = (np.empty(c) for _ in range(4))
+    dot = np.dot
     with np.errstate(invalid="ignore", over="ignore"):
         for i in range(n):
             w = run.vector(i, out=cur)
-            sq = _dot(w, w)
-            # a float64 sum of squares is finite iff every entry is (float32 squares cannot
-            # overflow it); a float64 input may overflow, so check it entry by entry then
-            if not np.isfinite(sq) or (dt == np.float64 and not np.isfinite(w).all()):
-                nonfinite.append(i)
-            norm[i] = np.sqrt(sq)
-            np.subtract(w_last, w, out=diff, dtype=np.float64)
-            to_final[i] = np.sqrt(_dot(diff, diff))
             if i == 0:
                 w0[:] = w
-            else:
-                np.subtract(w, w0, out=diff, dtype=np.float64)
-                from_init[i] = np.sqrt(_dot(diff, diff))
-                np.subtract(w, prev, out=update, dtype=np.float64)
-                step[i] = np.sqrt(_dot(update, update))
+            sq = tf = fi = st = cs = 0.0
+            fin = True
+            for a in range(0, d, c):
+                b = min(a + c, d)
+                k = b - a
+                xs, ds, us = x[:k], diff[:k], upd[:k]
+                np.copyto(xs, w[a:b])
+                sq += dot(xs, xs)
+                if dt == np.float64 and fin and not np.isfinite(xs).all():
+                    fin = False
+                np.subtract(w_last[a:b], xs, out=ds)
+                tf += dot(ds, ds)
+                if i >= 1:
+                    np.subtract(xs, w0[a:b], out=ds)
+                    fi += dot(ds, ds)
+                    np.subtract(xs, prev[a:b], out=us)
+                    st += dot(us, us)
+                    if i >= 2:
+                        ps = pupd[:k]
+                        np.copyto(ps, prev[a:b])
+                        ps -= prev2[a:b]
+                        cs += dot(us, ps)
+            # a float64 sum of squares is finite iff every entry is (float32 squares cannot
+            # overflow it); a float64 input may overflow, so check it entry by entry then
+            if not np.isfinite(sq) or not fin:
+                nonfinite.append(i)
+            norm[i] = np.sqrt(sq)
+            to_final[i] = np.sqrt(tf)
+            if i >= 1:
+                from_init[i] = np.sqrt(fi)
+                step[i] = np.sqrt(st)
                 ratio[i] = step[i] / norm[i - 1] if norm[i - 1] > 0 else np.nan
                 if i >= 2:
                     den = step[i] * step[i - 1]
-                    cosine[i] = _dot(update, prev_update) / den if den > 0 else np.nan
-                update, prev_update = prev_update, update
-            cur, prev = prev, cur
+                    cosine[i] = cs / den if den > 0 else np.nan
+            cur, prev, prev2 = prev2, cur, prev
     return Distances(from_init, step, norm, nonfinite, to_final, cosine, ratio)
