@@ -68,7 +68,7 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 #: Entries per chunk of the blocked float32 -> float64 accumulation: a few float64 chunk
 #: buffers stay in the CPU cache, so no float64 copy of a whole snapshot is ever made.
-CHUNK = 1 << 15
+CHUNK = 1 << 13
 
 
 def distances(run: Run) -> Distances:

@@ -20,6 +20,7 @@ pass over the snapshot files instead of one per block.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import tempfile
@@ -32,6 +33,9 @@ from lossview.core.run import Run
 
 #: Default memory for one column block of the snapshot matrix (float64).
 DEFAULT_BLOCK_BYTES = 128 * 2**20
+
+#: Columns of a float32 block centred into float64 at a time (T x this many float64).
+_CENTRE_COLS = 8192
 
 
 @dataclass
@@ -187,12 +191,20 @@ def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
     if need == 0 or shutil.disk_usage(tmp).free < 2 * need:
         return None
     fh = tempfile.TemporaryFile(dir=tmp)  # unlinked at once: gone when closed or on exit
-    mm = np.memmap(fh, dtype=dtype, mode="w+", shape=shape)
+    # plain writes and preads, not a memmap: the copy lives in the page cache, never in
+    # this process's resident memory (a mapped file's touched pages count in RSS)
+    vec = np.empty(shape[1], dtype=dtype)
     for row, i in enumerate(idx):
-        run.vector(int(i), out=mm[row])
+        run.vector(int(i), out=vec)
+        fh.write(memoryview(vec).cast("B"))
         if should_stop is not None and should_stop():
+            fh.close()
             return _STOPPED
         yield (row + 1) / len(idx)
+    fh.flush()
+    del vec
+    fd = fh.fileno()
+    row_bytes = shape[1] * dtype.itemsize
     starts = {n: int(sl.start) for n, sl in run.param_slices().items()}
     rows = {int(i): r for r, i in enumerate(idx)}
 
@@ -201,9 +213,15 @@ def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
         shp = run.param_shapes[p.name]
         row_size = int(np.prod(shp[1:], dtype=np.int64)) if len(shp) > 1 else 1
         a = starts[p.name] + p.row0 * row_size  # a block is one contiguous flat range
-        out[:] = mm[rows[i], a:a + out.shape[0]]
+        view = memoryview(out).cast("B")
+        pos, off = 0, rows[i] * row_bytes + a * dtype.itemsize
+        while pos < len(view):
+            got = os.preadv(fd, [view[pos:]], off + pos)
+            if got <= 0:
+                raise OSError("short read from the spill file")
+            pos += got
 
-    spilled.keep_alive = (fh, mm)  # type: ignore[attr-defined]
+    spilled.keep_alive = fh  # type: ignore[attr-defined]
     return spilled
 
 
@@ -253,7 +271,7 @@ def gram_steps(
             blocks = _blocks(run.param_shapes, max_cols)
     g = np.zeros((t, t))
     bad = np.zeros(t, dtype=bool)
-    work: dict[int, np.ndarray] = {}  # float64 centred block, reused across equal widths
+    work: dict[int, np.ndarray] = {}  # float64 centred column chunk, reused
     for b, pieces in enumerate(blocks):
         width = pieces[-1].col0 + pieces[-1].width
         buf = np.empty((t, width), dtype=store)
@@ -269,13 +287,17 @@ def gram_steps(
         if store == np.float64:
             buf -= mean
             c = buf
-        else:
-            if width not in work:
+            g += c @ c.T
+        else:  # centred into float64 a few cache-sized column chunks at a time
+            cw = min(_CENTRE_COLS, width)
+            if cw not in work:
                 work.clear()
-                work[width] = np.empty((t, width))
-            c = np.subtract(buf, mean, out=work[width])
+                work[cw] = np.empty((t, cw))
+            for a in range(0, width, cw):
+                c = work[cw][:, :min(cw, width - a)]
+                np.subtract(buf[:, a:a + c.shape[1]], mean[a:a + c.shape[1]], out=c)
+                g += c @ c.T
             del buf
-        g += c @ c.T
         yield 1.0 - share + share * (b + 1) / len(blocks)
     keep = ~bad
     g = double_centre(g[np.ix_(keep, keep)])
