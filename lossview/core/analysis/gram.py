@@ -194,17 +194,17 @@ def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
     # plain writes and preads, not a memmap: the copy lives in the page cache, never in
     # this process's resident memory (a mapped file's touched pages count in RSS)
     vec = np.empty(shape[1], dtype=dtype)
+    fd = fh.fileno()
+    row_bytes = shape[1] * dtype.itemsize
     for row, i in enumerate(idx):
         run.vector(int(i), out=vec)
-        fh.write(memoryview(vec).cast("B"))
+        view, pos = memoryview(vec).cast("B"), 0
+        while pos < row_bytes:  # os.pwrite: BufferedRandom.write was 6x slower here
+            pos += os.pwrite(fd, view[pos:], row * row_bytes + pos)
         if should_stop is not None and should_stop():
             fh.close()
             return _STOPPED
         yield (row + 1) / len(idx)
-    fh.flush()
-    del vec
-    fd = fh.fileno()
-    row_bytes = shape[1] * dtype.itemsize
     starts = {n: int(sl.start) for n, sl in run.param_slices().items()}
     rows = {int(i): r for r, i in enumerate(idx)}
 
