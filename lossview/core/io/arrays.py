@@ -48,10 +48,10 @@ def read_safetensors_file(path: Path) -> TensorDict:
         other = {k for k in keys if str(f.get_slice(k).get_dtype()) not in _NUMPY_DTYPES}
         out = {k: widen(f.get_tensor(k)) for k in keys if k not in other}
     if other:
-        from lossview.core.io.torchfiles import to_numpy
+        from lossview.core.io.torchfiles import loaded_to_numpy
 
-        with safe_open(str(path), framework="pt") as f:
-            out.update({k: to_numpy(f.get_tensor(k)) for k in other})
+        with safe_open(str(path), framework="pt") as f:  # widened once, not copied again
+            out.update({k: loaded_to_numpy(f.get_tensor(k)) for k in other})
     return {k: out[k] for k in keys}
 
 

@@ -168,6 +168,23 @@ def to_numpy(t: Any) -> np.ndarray:
     return t.cpu().contiguous().numpy().copy()
 
 
+def loaded_to_numpy(t: Any) -> np.ndarray:
+    """:func:`to_numpy` for a tensor this process just loaded from a file (nobody else
+    holds it): no copy where the array can share the tensor's memory, i.e. after a widening
+    (a new tensor already) or when the tensor is contiguous and spans its whole storage
+    (a view into a larger storage is still copied, so the array does not pin it)."""
+    import torch
+
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16) or (
+            t.dtype.is_floating_point and t.dtype not in (torch.float32, torch.float64)):
+        return t.float().numpy()  # fp8 and the like have no numpy type either
+    if (t.device.type == "cpu" and t.is_contiguous() and t.storage_offset() == 0
+            and t.untyped_storage().nbytes() == t.numel() * t.element_size()):
+        return t.numpy()
+    return to_numpy(t)
+
+
 def inspect_file(path: Path) -> tuple[dict, dict[str, Any]]:
     """Open one torch file lazily: ``(tensor info, meta)``.
 
@@ -207,7 +224,7 @@ class TorchReader:
                 obj = load_torch(Path(f))
                 key = snapshot.meta.get("key")
                 sd = obj if key is None else obj[key]
-                out.update({str(k): to_numpy(v) for k, v in sd.items() if _is_tensor(v)})
+                out.update({str(k): loaded_to_numpy(v) for k, v in sd.items() if _is_tensor(v)})
             except (UnsafeFile, UnreadableFile, KeyError, TypeError) as e:
                 raise LossviewError(f"cannot read {Path(f).name}: {one_line(e)}") from None
         return out
