@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -190,21 +191,41 @@ def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
     tmp = tempfile.gettempdir()
     if need == 0 or shutil.disk_usage(tmp).free < 2 * need:
         return None
-    fh = tempfile.TemporaryFile(dir=tmp)  # unlinked at once: gone when closed or on exit
     # plain writes and preads, not a memmap: the copy lives in the page cache, never in
-    # this process's resident memory (a mapped file's touched pages count in RSS)
+    # this process's resident memory (a mapped file's touched pages count in RSS).
+    # bfloat16 weights (float32 with the low 16 bits zero) are spilled as their high halves:
+    # half the bytes to write and read back, widened again exactly when read.
+    half = dtype == np.float32 and sys.byteorder == "little"
     vec = np.empty(shape[1], dtype=dtype)
-    fd = fh.fileno()
-    row_bytes = shape[1] * dtype.itemsize
-    for row, i in enumerate(idx):
-        run.vector(int(i), out=vec)
-        view, pos = memoryview(vec).cast("B"), 0
-        while pos < row_bytes:  # os.pwrite: BufferedRandom.write was 6x slower here
-            pos += os.pwrite(fd, view[pos:], row * row_bytes + pos)
-        if should_stop is not None and should_stop():
+    fh = None
+    while True:
+        if fh is not None:
             fh.close()
-            return _STOPPED
-        yield (row + 1) / len(idx)
+        fh = tempfile.TemporaryFile(dir=tmp)  # unlinked at once: gone when closed or on exit
+        fd = fh.fileno()
+        restart = False
+        for row, i in enumerate(idx):
+            run.vector(int(i), out=vec)
+            if half:
+                u16 = vec.view(np.uint16)
+                if u16[0::2].any():  # not bfloat16 after all: spill float32 rows
+                    half, restart = False, True
+                    break
+                data = np.ascontiguousarray(u16[1::2])
+            else:
+                data = vec
+            view, pos, nb = memoryview(data).cast("B"), 0, data.nbytes
+            while pos < nb:  # os.pwrite: BufferedRandom.write was 6x slower here
+                pos += os.pwrite(fd, view[pos:], row * nb + pos)
+            if should_stop is not None and should_stop():
+                fh.close()
+                return _STOPPED
+            yield (row + 1) / len(idx)
+        if not restart:
+            break
+    del vec
+    item = 2 if half else dtype.itemsize
+    row_bytes = shape[1] * item
     starts = {n: int(sl.start) for n, sl in run.param_slices().items()}
     rows = {int(i): r for r, i in enumerate(idx)}
 
@@ -213,13 +234,18 @@ def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
         shp = run.param_shapes[p.name]
         row_size = int(np.prod(shp[1:], dtype=np.int64)) if len(shp) > 1 else 1
         a = starts[p.name] + p.row0 * row_size  # a block is one contiguous flat range
-        view = memoryview(out).cast("B")
-        pos, off = 0, rows[i] * row_bytes + a * dtype.itemsize
+        dest = np.empty(out.shape[0], dtype=np.uint16) if half else out
+        view = memoryview(dest).cast("B")
+        pos, off = 0, rows[i] * row_bytes + a * item
         while pos < len(view):
             got = os.preadv(fd, [view[pos:]], off + pos)
             if got <= 0:
                 raise OSError("short read from the spill file")
             pos += got
+        if half:
+            ov = out.view(np.uint16)
+            ov[0::2] = 0
+            ov[1::2] = dest
 
     spilled.keep_alive = fh  # type: ignore[attr-defined]
     return spilled

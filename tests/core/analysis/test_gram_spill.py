@@ -68,3 +68,35 @@ def test_torch_run_gram_with_a_subset_and_a_stop_request(tmp_path):
     assert drive(stopped) is None and len(calls) == 4
     fractions = list(gram_steps(run, max_bytes=10 * 12 * 5))
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def _spill_case(tmp_path, rows):
+    path = tmp_path / "t"
+    path.mkdir()
+    for i, r in enumerate(rows):
+        torch.save({k: torch.from_numpy(v.copy()) for k, v in r.items()}, path / f"model_{10 * i}.pt")
+    run = open_run(path)
+    g = centred_gram(run, max_bytes=12 * 8 * 7)
+    x = np.stack([np.concatenate([r[k].astype(np.float64).ravel() for k in run.param_names])
+                  for r in rows])
+    y = x - x.mean(axis=0)
+    np.testing.assert_allclose(g.gram, y @ y.T, rtol=1e-10, atol=1e-12 * np.abs(y @ y.T).max())
+
+
+def _to_bf16_values(v):
+    return torch.from_numpy(v).to(torch.bfloat16).float().numpy()
+
+
+def test_bfloat16_weights_are_spilled_as_half_words_and_read_back_exactly(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = [{k: _to_bf16_values(rng.normal(size=s).astype(np.float32)) for k, s in SHAPES.items()}
+            for _ in range(7)]
+    _spill_case(tmp_path, rows)
+
+
+def test_a_snapshot_that_is_not_bfloat16_after_the_first_restarts_the_spill_in_float32(tmp_path):
+    rng = np.random.default_rng(4)
+    rows = [{k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()} for _ in range(7)]
+    rows[0] = {k: _to_bf16_values(v) for k, v in rows[0].items()}
+    rows[1] = {k: _to_bf16_values(v) for k, v in rows[1].items()}
+    _spill_case(tmp_path, rows)
