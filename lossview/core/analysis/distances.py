@@ -72,7 +72,7 @@ CHUNK = 1 << 13
 
 
 def distances(run: Run) -> Distances:
-    """One pass over the run (plus a read of the last snapshot) holding five weight
+    """One pass over the run (the last snapshot, read first, is not read again) holding five weight
     vectors at a time in the run's own float dtype (:attr:`Run.float_dtype`), and a few
     float64 chunks of :data:`CHUNK` entries.
 
@@ -102,7 +102,7 @@ def distances(run: Run) -> Distances:
     dot = np.dot
     with np.errstate(invalid="ignore", over="ignore"):
         for i in range(n):
-            w = run.vector(i, out=cur)
+            w = w_last if i == n - 1 else run.vector(i, out=cur)  # read once, not twice
             if i == 0:
                 w0[:] = w
             sq = tf = fi = st = cs = 0.0
