@@ -102,3 +102,42 @@ def test_distances_flag_non_finite_snapshots(tmp_path):
     assert d.nonfinite == [2]
     assert np.isnan(d.param_norm[2]) and np.isfinite(d.param_norm[[0, 1, 3, 4]]).all()
     assert np.isnan(d.step_length[[2, 3]]).all() and np.isfinite(d.step_length[4])
+
+
+def test_loaded_tensors_become_arrays_without_a_second_copy_unless_they_view_a_larger_storage():
+    import torch
+
+    from lossview.core.io.torchfiles import loaded_to_numpy
+
+    whole = torch.arange(12, dtype=torch.float32)
+    a = loaded_to_numpy(whole)
+    assert np.shares_memory(a, whole.numpy()) and a.dtype == np.float32
+    part = whole[2:5]  # a view: copied, so the array does not pin the whole storage
+    b = loaded_to_numpy(part)
+    assert not np.shares_memory(b, whole.numpy())
+    np.testing.assert_array_equal(b, [2, 3, 4])
+    bf = torch.tensor([1.5, -2.25, 3e38], dtype=torch.bfloat16)
+    c = loaded_to_numpy(bf)
+    assert c.dtype == np.float32
+    np.testing.assert_array_equal(c, bf.float().numpy())  # widened exactly, once
+
+
+def test_torch_and_bf16_folders_read_the_same_vectors_as_the_saved_weights(tmp_path):
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    rng = np.random.default_rng(5)
+    ws = [{k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()} for _ in range(3)]
+    (tmp_path / "pt").mkdir()
+    (tmp_path / "st").mkdir()
+    for i, w in enumerate(ws):
+        torch.save({k: torch.from_numpy(v) for k, v in w.items()}, tmp_path / "pt" / f"model_{i}.pt")
+        save_torch({k: torch.from_numpy(v).to(torch.bfloat16) for k, v in w.items()},
+                   str(tmp_path / "st" / f"model_{i}.safetensors"))
+    for folder, conv in (("pt", lambda v: v),
+                         ("st", lambda v: torch.from_numpy(v).to(torch.bfloat16).float().numpy())):
+        run = open_run(tmp_path / folder)
+        buf = np.empty(run.n_params, dtype=np.float32)
+        for i, w in enumerate(ws):
+            ref = np.concatenate([conv(w[k]).ravel() for k in run.param_names])
+            np.testing.assert_array_equal(run.vector(i, out=buf), ref)
