@@ -271,7 +271,8 @@ class DiagnosticsPanel(QWidget):
             for c in (self.c_raw_last, self.c_aligned_last, self.c_relabel):
                 c.setData([], [])
             why = expl.get("reason") or ("the run diverged" if expl else "no answer")
-            self._note("expl", "not measured: " + wrap(why))
+            # the plot has room for the reason's first clause; the diagnosis has it whole
+            self._note("expl", "not measured: " + wrap(why.split(" (", 1)[0]))
             self.p_expl.enableAutoRange()
 
     def _set_msd(self, diff: dict[str, Any] | None, weights: dict[str, Any], unit: str) -> None:

@@ -118,13 +118,17 @@ def test_exploration_raw_and_modulo_permutation_over_time(panel):
     assert legend == ["raw", "modulo permutation", "relabelled copies"]
     assert p.notes["expl"][1].toPlainText() == ""
     assert p.p_expl.getAxis("bottom").labelText == "step"
-    # a run whose exploration was not measured says why, in core's words
+    # a run whose exploration was not measured says why, in core's words: the reason's
+    # first clause on the plot (the detail is in the diagnosis, which has the room)
     single = run_from_arrays(np.cumsum(np.random.default_rng(1).normal(size=(30, 5)), 0))
     rep = analyze(single)
     p.set_run(single, rep)
     assert p.c_raw_last.xData is None or not len(p.c_raw_last.xData)
     note = " ".join(p.notes["expl"][1].toPlainText().split())  # wrapped to the plot
-    assert note == " ".join(f"not measured: {rep['answers']['exploration']['reason']}".split())
+    reason = rep["answers"]["exploration"]["reason"]
+    assert note == " ".join(f"not measured: {reason.split(' (', 1)[0]}".split())
+    assert note == "not measured: weight matching needs a chain of Linear/Conv layers"
+    assert reason in rep["answers"]["exploration"]["sentence"]
 
 
 def _sharpness_table(steps, lam, lr, optimizer="sgd", momentum=0.0):

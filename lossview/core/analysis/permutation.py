@@ -252,7 +252,9 @@ def permutation_report(run: Run, indices: list[int], n_baseline: int = 8,
     try:
         layout = layout_of(run)
     except NotInferable as e:
-        return {"raw_to_final": None, "aligned_to_final": None, "reason": str(e)}
+        # the panel shows the first clause; the detail (which tensor broke the chain) follows
+        return {"raw_to_final": None, "aligned_to_final": None,
+                "reason": f"weight matching needs a chain of Linear/Conv layers ({e})"}
     cap = affordable_snapshots(layout)
     if len(indices) > cap:
         indices = [indices[j] for j in np.unique(np.round(np.linspace(0, len(indices) - 1, cap)).astype(int))]
