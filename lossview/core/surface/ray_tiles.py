@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +117,7 @@ def ray_surface(run: Any, address: str, n_tiles: int | None = None, *,
     tasks at ``address``; yields the fraction of tiles done. ``n_tiles`` default: two per
     task slot of the cluster. ``job_kwargs``: :func:`surface_job`'s plane, steps, span..."""
     from lossview.core.surface import cache as _cache
+    from lossview.core.surface.runsurface import cached_surface
     from lossview.core.surface.usermodel import model_source
 
     ray = import_ray()
@@ -126,15 +126,10 @@ def ray_surface(run: Any, address: str, n_tiles: int | None = None, *,
     src = model_source(run, model_file, data=data, block_size=block_size)
     job = surface_job(run, source=src, device=device, **job_kwargs)
     path = _cache.cache_path(run, job.meta["cache"]["key"]) if cache else None
-    hit = _cache.load(path)
-    if hit is not None:
-        try:
-            result = replace(RunSurface.from_arrays(hit), cached=True)
-        except (KeyError, ValueError):
-            result = None
-        if result is not None:
-            yield 1.0
-            return result
+    result = cached_surface(path)
+    if result is not None:
+        yield 1.0
+        return result
     threads = int(job.meta["plan"]["threads"])
     started = connect(ray, address)
     try:

@@ -25,6 +25,7 @@ re-estimates them at every point (slower).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -139,6 +140,26 @@ def plan_geometry(run: Run, plane: str, steps: int, span: float | None, model_fi
     return Geometry(src, fp, last, pl, coords, off, explained, alphas, betas)
 
 
+def cache_parts(g: Geometry, bn_mode: str, tolerance: float | None) -> dict[str, Any]:
+    """What the cached surface depends on besides the run (JSON-plain: tiles store it)."""
+    pl = g.plane
+    return json.loads(json.dumps(
+        dict(plane=pl.kind, plane_key=pl.key, alphas=g.alphas.tolist(), betas=g.betas.tolist(),
+             bn_mode=bn_mode, source=g.src.origin, data=_cache.data_digest(g.src.data),
+             tolerance=tolerance, last=g.last), default=str))
+
+
+def cached_surface(path: Any) -> RunSurface | None:
+    """The surface cached at ``path`` (marked ``cached``), None if absent or unreadable."""
+    hit = _cache.load(path)
+    if hit is None:
+        return None
+    try:
+        return replace(RunSurface.from_arrays(hit), cached=True)
+    except (KeyError, ValueError):
+        return None
+
+
 def plane_evaluator(run: Run, g: Geometry, bn_mode: str, **extra: Any) -> Any:
     """The evaluator of ``g``'s plane (``extra``: PlaneEvaluator's ``device``/``path``)."""
     model = g.src.model
@@ -197,20 +218,12 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     t = len(run)
     path, key = None, None
     if cache:
-        key = _cache.surface_key(run, plane=pl.kind, plane_key=pl.key, alphas=alphas.tolist(),
-                                 betas=betas.tolist(), bn_mode=bn_mode, source=src.origin,
-                                 data=_cache.data_digest(src.data), tolerance=tolerance,
-                                 last=last)
+        key = _cache.surface_key(run, **cache_parts(g, bn_mode, tolerance))
         path = _cache.cache_path(run, key)
-        hit = _cache.load(path)
-        if hit is not None:
-            try:
-                result = replace(RunSurface.from_arrays(hit), cached=True)
-            except (KeyError, ValueError):
-                result = None
-            if result is not None:
-                yield SurfaceProgress(1.0, result)
-                return result
+        result = cached_surface(path)
+        if result is not None:
+            yield SurfaceProgress(1.0, result)
+            return result
 
     ev = plane_evaluator(run, g, bn_mode, device=device)
     n_grid = len(alphas) * len(betas)

@@ -108,19 +108,17 @@ def surface_job(run: Any, plane: str = "pca", steps: int = 41, span: float | Non
     from lossview.core.surface.finite import weights_problem
     from lossview.core.surface.grid import grid_order
     from lossview.core.surface.pipelines import balanced_spans
-    from lossview.core.surface.runsurface import plan_geometry, plane_evaluator, plateau_index
+    from lossview.core.surface.runsurface import (cache_parts, plan_geometry, plane_evaluator,
+                                                  plateau_index)
     from lossview.core.surface.threads import thread_budget
 
     g = plan_geometry(run, plane, steps, span, model_file, center_index, start_index,
                       snapshots, bn_mode, seed, source)
     src, fp, last, pl = g.src, g.fp, g.last, g.plane
     coords, off, explained, alphas, betas = g.coords, g.off, g.explained, g.alphas, g.betas
-    data = _cache.data_digest(src.data)
-    cache_parts = json.loads(json.dumps(
-        dict(plane=pl.kind, plane_key=pl.key, alphas=alphas.tolist(), betas=betas.tolist(),
-             bn_mode=bn_mode, source=src.origin, data=data, tolerance=tolerance, last=last),
-        default=str))
-    cache_key = _cache.surface_key(run, **cache_parts)
+    parts_of_cache = cache_parts(g, bn_mode, tolerance)
+    data = parts_of_cache["data"]
+    cache_key = _cache.surface_key(run, **parts_of_cache)
 
     dtype = next(src.model.parameters()).dtype
     ev = plane_evaluator(run, g, bn_mode, path=path, device=device)
@@ -151,7 +149,7 @@ def surface_job(run: Any, plane: str = "pca", steps: int = 41, span: float | Non
                     "bn_mode": bn_mode, "evaluation": ev.path, "source": src.origin,
                     "skipped": fp.skipped, "loss_note": src.loss_note},
         "tolerance": tolerance, "tolerance_start": tol_start,
-        "cache": {"run": str(Path(run.path).resolve()), "key": cache_key, "parts": cache_parts},
+        "cache": {"run": str(Path(run.path).resolve()), "key": cache_key, "parts": parts_of_cache},
         "opened_as": run.spec.get("opened_as") or f"opened as {run.format}",
     }
     return SurfaceJob(run, src, ev, alphas, betas, coords, off, last, units, key, meta)
