@@ -11,6 +11,7 @@ Examples::
     lossview surface runs/mlp --tiles 8 --tile 3 --out tiles/3.npz   # one tile (SLURM array)
     lossview surface --merge tiles/*.npz --out surface.npz           # join the tiles
     lossview surface runs/mlp --ray local                  # tiles as Ray tasks (lossview[ray])
+    lossview surface runs/mlp --device cuda --precision bf16   # faster, error measured
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--bn", choices=("eval", "recompute"), default="eval",
                    help="BatchNorm: running statistics (eval, default) or recomputed per point (slow)")
+    p.add_argument("--precision", default="float32", metavar="P",
+                   help="float32 (default, exact) | tf32 (CUDA matmuls; float32 on a CPU) | "
+                        "bf16 (model and data in bfloat16): the max error against float32 "
+                        "on a 5x5 sub-grid is measured and reported")
     p.add_argument("--tolerance", type=float, default=None, help="flat-basin loss tolerance")
     p.add_argument("--seed", type=int, default=0, help="seed of the random plane")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -190,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     kind, snaps = _parse_plane(args.plane)
     if args.steps < 2 or args.steps > 1001:
         raise LossviewError("--steps must be between 2 and 1001")
+    _check_precision(args)
     r = open_run(args.path)
     if args.model:
         print(f"lossview surface: running your model file {args.model}", file=sys.stderr)
@@ -207,11 +213,34 @@ def run(args: argparse.Namespace) -> int:
     src = model_source(r, args.model, data=args.data, block_size=args.block_size)
     if args.tile is not None:
         return _one_tile(args, r, src, _job_kwargs(args, kind, snaps, start))
+    _precision_note(args.precision, args.device, src.model)
     s = _drive(surface_for_run(r, plane=kind, steps=args.steps, span=args.span, source=src,
                                center_index=args.center, start_index=start, snapshots=snaps,
                                bn_mode=args.bn, cache=not args.no_cache,
-                               tolerance=args.tolerance, seed=args.seed, device=args.device))
+                               tolerance=args.tolerance, seed=args.seed, device=args.device,
+                               precision=args.precision))
     return _report(s, r.spec.get("opened_as") or f"opened as {r.format}", args.out)
+
+
+def _check_precision(args: argparse.Namespace) -> None:
+    """A known ``--precision``; a reduced one only for a surface computed here."""
+    from lossview.core.errors import LossviewError
+    from lossview.core.surface.precision import check_precision
+
+    if check_precision(args.precision) != "float32" and (args.tiles is not None or args.ray):
+        raise LossviewError(f"--precision {args.precision} is for a surface computed in one "
+                            "process; tiles and Ray compute float32")
+
+
+def _precision_note(precision: str, device, model) -> None:
+    """One line on stderr when the precision asked for does not apply (tf32 off CUDA)."""
+    from lossview.core.surface.loop import resolve_device
+    from lossview.core.surface.precision import effective_precision
+
+    _, note = effective_precision(precision, resolve_device(
+        device, getattr(next(model.parameters(), None), "device", "cpu")))
+    if note:
+        print(f"lossview surface: note: {note}", file=sys.stderr)
 
 
 def _report(s, head: str, out: str | None) -> int:
@@ -232,6 +261,10 @@ def _report(s, head: str, out: str | None) -> int:
         + (f"; loss {fin.min():.4g}..{fin.max():.4g}" if len(fin) else "; no finite loss")
         + f"; BatchNorm {s.bn_mode}; {s.evaluation}{' (cached)' if s.cached else ''}",
     ]
+    if getattr(s, "precision", None):
+        from lossview.core.surface.precision import error_text
+
+        lines.append(error_text(s.precision))
     lines += [t for t in (s.skipped_text(), s.nonfinite_text()) if t]
     if s.loss_note:
         lines.append(s.loss_note)

@@ -38,12 +38,15 @@ from torch import nn
 from torch.func import functional_call
 
 from lossview.core.errors import LossviewError
+from lossview.core.surface.precision import full_float32  # noqa: F401 - evaluate, curvature
 
 _LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def resolve_device(device: Any, fallback: torch.device) -> torch.device:
-    """``None``: ``fallback`` (the model's); ``"auto"``: CUDA when available, else CPU."""
+    """``None``: ``fallback`` (the model's); ``"auto"``: CUDA when available, else CPU;
+    else ``"cpu"`` or ``"cuda[:i]"`` (anything else, or a CUDA device that is not there, is
+    a one-line :class:`LossviewError`)."""
     if device is None:
         return torch.device(fallback)
     if device == "auto":
@@ -52,6 +55,8 @@ def resolve_device(device: Any, fallback: torch.device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise LossviewError(f"unknown device {device!r}: use auto, cpu or cuda[:i]") from e
+    if dev.type not in ("cpu", "cuda"):  # meta, mps, xpu...: not what these evaluations run on
+        raise LossviewError(f"unsupported device {device!r}: use auto, cpu or cuda[:i]")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LossviewError(f"device {device!r}: no CUDA device is available here "
                             "(use --device cpu or auto)")
@@ -72,24 +77,6 @@ def to_device(x: Any, device: torch.device) -> Any:
     if isinstance(x, Mapping):
         return {k: to_device(v, device) for k, v in x.items()}
     return x
-
-
-class full_float32:
-    """Context: on a CUDA device, TF32 off for matmuls and convolutions (cuDNN allows it by
-    default: 1e-3 relative errors), so float32 results equal the CPU's to rounding;
-    restored after. Nothing changes for other devices."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = torch.device(device).type == "cuda"
-
-    def __enter__(self) -> None:
-        if self.cuda:
-            self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.cuda:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
 
 
 class _Stop(Exception):

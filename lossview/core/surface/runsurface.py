@@ -18,6 +18,12 @@ snapshots after it are listed in ``skipped`` with the reason, never placed on th
 Grid points whose loss overflows are marked in ``nonfinite``. No finite snapshot at all:
 a one-line LossviewError.
 
+Precision (:mod:`~lossview.core.surface.precision`): ``precision="bf16"`` or ``"tf32"``
+(CUDA) evaluates the grid and the projected snapshots faster and less exactly; a sub-grid is
+evaluated in float32 too and the measured error is part of the result
+(:class:`~lossview.core.surface.precision_surface.PrecisionSurface`) and of the cache key.
+The snapshots' true loss is always float32.
+
 BatchNorm: eval mode with running statistics by default (the grid uses the statistics of
 the plane's reference snapshot, each snapshot's true loss its own); ``bn_mode="recompute"``
 re-estimates them at every point (slower).
@@ -39,7 +45,12 @@ from lossview.core.surface import cache as _cache
 from lossview.core.surface.basin import flat_basin
 from lossview.core.surface.finite import finite_prefix, weights_problem
 from lossview.core.surface.grid import iter_grid
+from lossview.core.surface.loop import resolve_device
 from lossview.core.surface.planes import make_plane, project
+from lossview.core.surface.precision import (bf16_copy, effective_precision,
+                                             measured_error, stepwise, subgrid_indices,
+                                             tf32_matmuls)
+from lossview.core.surface.precision_surface import PrecisionSurface
 from lossview.core.surface.results import RunSurface, SurfaceProgress
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
 
@@ -140,13 +151,17 @@ def plan_geometry(run: Run, plane: str, steps: int, span: float | None, model_fi
     return Geometry(src, fp, last, pl, coords, off, explained, alphas, betas)
 
 
-def cache_parts(g: Geometry, bn_mode: str, tolerance: float | None) -> dict[str, Any]:
-    """What the cached surface depends on besides the run (JSON-plain: tiles store it)."""
+def cache_parts(g: Geometry, bn_mode: str, tolerance: float | None,
+                precision: str = "float32") -> dict[str, Any]:
+    """What the cached surface depends on besides the run (JSON-plain: tiles store it).
+    A reduced ``precision`` is part of the key (float32 keys are those of before it)."""
     pl = g.plane
-    return json.loads(json.dumps(
-        dict(plane=pl.kind, plane_key=pl.key, alphas=g.alphas.tolist(), betas=g.betas.tolist(),
-             bn_mode=bn_mode, source=g.src.origin, data=_cache.data_digest(g.src.data),
-             tolerance=tolerance, last=g.last), default=str))
+    parts = dict(plane=pl.kind, plane_key=pl.key, alphas=g.alphas.tolist(),
+                 betas=g.betas.tolist(), bn_mode=bn_mode, source=g.src.origin,
+                 data=_cache.data_digest(g.src.data), tolerance=tolerance, last=g.last)
+    if precision != "float32":
+        parts["precision"] = precision
+    return json.loads(json.dumps(parts, default=str))
 
 
 def cached_surface(path: Any) -> RunSurface | None:
@@ -155,14 +170,18 @@ def cached_surface(path: Any) -> RunSurface | None:
     if hit is None:
         return None
     try:
-        return replace(RunSurface.from_arrays(hit), cached=True)
+        return replace(PrecisionSurface.from_arrays(hit), cached=True)
     except (KeyError, ValueError):
         return None
 
 
-def plane_evaluator(run: Run, g: Geometry, bn_mode: str, **extra: Any) -> Any:
-    """The evaluator of ``g``'s plane (``extra``: PlaneEvaluator's ``device``/``path``)."""
-    model = g.src.model
+def plane_evaluator(run: Run, g: Geometry, bn_mode: str, precision: str = "float32",
+                    **extra: Any) -> Any:
+    """The evaluator of ``g``'s plane (``extra``: PlaneEvaluator's ``device``/``path``);
+    ``precision="bf16"``: on a bfloat16 copy of the model and data."""
+    model, data = g.src.model, g.src.data
+    if precision == "bf16":
+        model, data = bf16_copy(model, data)
     dtype = next(model.parameters()).dtype
     slices = run.param_slices()
 
@@ -177,10 +196,10 @@ def plane_evaluator(run: Run, g: Geometry, bn_mode: str, **extra: Any) -> Any:
     if bn_mode == "recompute":
         from lossview.core.surface.batchnorm import RecomputeBNEvaluator
 
-        return RecomputeBNEvaluator(model, g.src.loss_fn, g.src.data, center, d1, d2)
+        return RecomputeBNEvaluator(model, g.src.loss_fn, data, center, d1, d2)
     from lossview.core.surface.evaluate import PlaneEvaluator
 
-    return PlaneEvaluator(model, g.src.loss_fn, g.src.data, center, d1, d2, buffers=center_bufs,
+    return PlaneEvaluator(model, g.src.loss_fn, data, center, d1, d2, buffers=center_bufs,
                           **{k: v for k, v in extra.items() if v is not None})
 
 
@@ -189,6 +208,7 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
                     start_index: int | None = None, snapshots: Sequence[int] | None = None,
                     bn_mode: str = "eval", cache: bool = True, tolerance: float | None = None,
                     seed: int = 0, source: ModelSource | None = None, device: Any = None,
+                    precision: str = "float32",
                     ) -> Generator[SurfaceProgress, None, RunSurface]:
     """Progressive surface of ``run`` on ``plane`` (see module doc and docs/surface.md).
 
@@ -210,33 +230,50 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
     source : an already loaded model/loss/data (skips ``model_file`` and the run spec).
     device : where the grid is evaluated (None: the model's device; ``"auto"``, ``"cpu"``,
         ``"cuda[:i]"``); float32 results equal the CPU's to rounding (TF32 off).
+    precision : ``"float32"`` (default), ``"tf32"`` (CUDA matmuls in TF32; float32 on a
+        CPU, see :func:`~lossview.core.surface.precision.effective_precision`) or
+        ``"bf16"`` (model and data in bfloat16). A reduced precision returns a
+        :class:`~lossview.core.surface.precision_surface.PrecisionSurface` whose
+        ``precision`` holds the max error measured against float32 on a sub-grid.
     """
     g = plan_geometry(run, plane, steps, span, model_file, center_index, start_index,
                       snapshots, bn_mode, seed, source)
+    precision, _ = effective_precision(precision, resolve_device(
+        device, getattr(next(g.src.model.parameters(), None), "device", "cpu")))
     src, fp, last, pl = g.src, g.fp, g.last, g.plane
     coords, off, explained, alphas, betas = g.coords, g.off, g.explained, g.alphas, g.betas
     t = len(run)
     path, key = None, None
     if cache:
-        key = _cache.surface_key(run, **cache_parts(g, bn_mode, tolerance))
+        key = _cache.surface_key(run, **cache_parts(g, bn_mode, tolerance, precision))
         path = _cache.cache_path(run, key)
         result = cached_surface(path)
         if result is not None:
             yield SurfaceProgress(1.0, result)
             return result
 
-    ev = plane_evaluator(run, g, bn_mode, device=device)
+    ev = ev32 = plane_evaluator(run, g, bn_mode, precision, device=device)
+    if precision == "bf16":  # the float32 reference: true loss and the sub-grid check
+        ev32 = plane_evaluator(run, g, bn_mode, device=device,
+                               path=ev.path if bn_mode == "eval" else None)
+    # TF32 flags set only while the grid computes, not while the caller holds a yield
+    fast = (lambda gen: stepwise(gen, tf32_matmuls)) if precision == "tf32" else (lambda gen: gen)
     n_grid = len(alphas) * len(betas)
-    total_work = float(n_grid + 2 * t)
+    sub = ((subgrid_indices(len(alphas)), subgrid_indices(len(betas)))
+           if precision != "float32" else None)
+    n_sub = 0 if sub is None else len(sub[0]) * len(sub[1])
+    total_work = float(n_grid + n_sub + 2 * t)
     nan_t = np.full(t, np.nan)
-    base = RunSurface(alphas, betas, np.full((len(alphas), len(betas)), np.nan), coords, off,
+    kind = RunSurface if sub is None else PrecisionSurface
+    base = kind(alphas, betas, np.full((len(alphas), len(betas)), np.nan), coords, off,
                       nan_t.copy(), nan_t.copy(), np.zeros((len(alphas), len(betas)), bool),
                       {"tolerance": float("nan"), "width_alpha": float("nan"),
                        "width_beta": float("nan"), "inside": [False] * t},
-                      pl.description, explained, pl.kind, run.steps, bn_mode, ev.path, src.origin,
+                      pl.description, explained, pl.kind, run.steps, bn_mode,
+                      ev.path if sub is None else f"{ev.path}, {precision}", src.origin,
                       skipped=fp.skipped, loss_note=src.loss_note)
 
-    grid = iter_grid(ev, alphas, betas, progressive=True)
+    grid = fast(iter_grid(ev, alphas, betas, progressive=True))
     while True:
         try:
             g = next(grid)
@@ -245,10 +282,17 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
             break
         yield SurfaceProgress(g.fraction * n_grid / total_work, replace(base, loss=g.loss))
     base = replace(base, loss=loss)
+    if sub is not None:
+        ref = ev32.losses(np.array([(a, b) for a in alphas[sub[0]] for b in betas[sub[1]]]))
+        base = replace(base, precision=dict(
+            precision=precision, reference="float32", subgrid=[len(sub[0]), len(sub[1])],
+            **measured_error(loss[np.ix_(*sub)], ref.reshape(len(sub[0]), len(sub[1])))))
+        yield SurfaceProgress((n_grid + n_sub) / total_work, base)
+    n_grid += n_sub
 
     surface_loss = np.full(t, np.nan)
     done = t - (last + 1)  # snapshots after the finite prefix are not on the plane
-    for lo, hi, vals in ev.iter_losses(coords[:last + 1]):
+    for lo, hi, vals in fast(ev.iter_losses(coords[:last + 1])):
         surface_loss[lo:hi] = vals
         done += hi - lo
         yield SurfaceProgress((n_grid + done) / total_work, replace(base, surface_loss=surface_loss.copy()))
@@ -257,7 +301,7 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
         if i > last and weights_problem(run, i):
             continue  # NaN weights: NaN loss, nothing to evaluate
         p, b = snapshot_tensors(run, i, src.model)
-        true_loss[i] = ev.loss_at(p, b)
+        true_loss[i] = ev32.loss_at(p, b)
         if i % 8 == 7 or i == t - 1:
             yield SurfaceProgress((n_grid + t + i + 1) / total_work,
                                   replace(base, surface_loss=surface_loss.copy(), true_loss=true_loss.copy()))
