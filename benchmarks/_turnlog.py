@@ -2,7 +2,7 @@
 
 ``TimedApplication`` is a QApplication whose ``notify`` times each delivered event (and
 the events delivered inside it: an UpdateRequest to the window paints its widgets). The
-surface panel's and the window's staggered steps are logged too (``lossview.gui.stagger``),
+surface panel's and the window's staggered steps are logged too (``lossview.gui.plotkit.stagger``),
 with the step's name, and so are the 3D view's frames. ``report(gaps)`` prints, for each
 long gap between heartbeats, the events of at least ``min_ms`` inside it. A Python
 ``notify`` costs a few microseconds an event: fine for finding where a block goes, not for
@@ -102,8 +102,8 @@ def _time_item_paints() -> None:
 def install(items: bool = False) -> None:
     """Log staggered steps and 3D frames as well, and with ``items`` the paint of each
     pyqtgraph item over 0.5 ms (call before any window is made)."""
-    from lossview.gui import gl_window, stagger
-
+    from lossview.gui.surface import gl_window
+    from lossview.gui.plotkit import stagger
     if items:
         _time_item_paints()
 

@@ -211,12 +211,12 @@ def _run(tmp: Path) -> int:
     no_surface = "--no-surface" in sys.argv
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     if no_surface:
-        import lossview.gui.main_window as mw
+        import lossview.gui.window.main_window as mw
 
         mw._surface_panel_class = lambda: None
     from lossview.core.train.config import TrainConfig
     from lossview.core.train.trainer import run_to_end, train
-    from lossview.gui.main_window import MainWindow
+    from lossview.gui.window.main_window import MainWindow
 
     run_to_end(train(TrainConfig("quadratic", steps=9990, every=10), tmp / "q1000"))
 

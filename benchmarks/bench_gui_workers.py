@@ -84,9 +84,9 @@ def _run(tmp: Path) -> int:
     from lossview.core.io import open_run
     from lossview.core.train.config import TrainConfig
     from lossview.core.train.trainer import run_to_end, train
-    from lossview.gui.surface_panel import SurfacePanel
+    from lossview.gui.surface.panel import SurfacePanel
     from lossview.gui.timeline import Timeline
-    from lossview.gui.train_dialog import TrainDialog
+    from lossview.gui.training.dialog import TrainDialog
 
     hb = Heartbeat()
 

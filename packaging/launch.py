@@ -5,7 +5,7 @@ import sys
 
 if __name__ == "__main__":
     # first: a frozen child process started by multiprocessing must not run the app
-    # (the bundle runs lossview's jobs on threads, lossview.core.jobs.available)
+    # (the bundle runs lossview's jobs on threads, lossview.core.tasks.processes.available)
     multiprocessing.freeze_support()
     from lossview.cli import main
 

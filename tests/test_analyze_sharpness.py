@@ -31,7 +31,7 @@ def test_sharpness_of_the_quadratic_is_its_top_eigenvalue(quadratic_run, capsys)
 def test_the_app_and_analyze_measure_at_the_same_snapshots(quadratic_run, capsys):
     from lossview.core.io import open_run
     from lossview.core.surface import SHARPNESS_POINTS
-    from lossview.gui.loader import SHARPNESS_POINTS as GUI_POINTS
+    from lossview.core.tasks.loader import SHARPNESS_POINTS as GUI_POINTS
 
     assert GUI_POINTS == SHARPNESS_POINTS == 12
     run = open_run(quadratic_run)

@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lossview.gui.app import run_app
-    from lossview.gui.main_window import demo_path
+    from lossview.gui.window.main_window import demo_path
 
     if args.recorded or args.screenshot:
         p = demo_path()

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from lossview.core.io import open_run
 
     if args.csv:
-        from lossview.gui.export_csv import write_metrics_csv
+        from lossview.core.io.export_csv import write_metrics_csv
 
         r = open_run(args.path)
         if not r.metrics:

@@ -22,8 +22,8 @@ def _settle(win, max_s: float = 60.0) -> None:
 
 def export_animation(path: str, out: Path, max_frames: int = 60) -> int:
     from lossview.gui.app import SCREENSHOT_SIZE, _teardown, make_app, when_ready
-    from lossview.gui.export import save_animation
-    from lossview.gui.main_window import MainWindow
+    from lossview.gui.plotkit.export import save_animation
+    from lossview.gui.window.main_window import MainWindow
 
     app = make_app()
     win = MainWindow()

@@ -12,8 +12,9 @@ from PySide6.QtCore import QCoreApplication, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from lossview.gui import settings, style
+from lossview.gui.window import settings
 
+from lossview.gui.plotkit import style
 log = logging.getLogger("lossview.gui")
 
 #: size of the window when rendering ``--screenshot`` (and of the PNG written)
@@ -135,9 +136,9 @@ def install_excepthook(window) -> None:
 PREWARM_DELAY_MS = 300
 #: imported ahead of need: PyOpenGL with pyqtgraph's GL items (the first 3D surface,
 #: ~110 ms of the GUI thread), after lossview's GL module has set PyOpenGL's options. Not torch: training, surfaces and sharpness run in child
-#: processes, the train dialog's problem list comes from one (gui/problem_catalog.py), so
+#: processes, the train dialog's problem list comes from one (gui/training/problem_catalog.py), so
 #: only reading torch-format checkpoints imports it here.
-PREWARM_MODULES = ("lossview.gui.gl_window", "lossview.gui.surface_gl", "OpenGL.GL",
+PREWARM_MODULES = ("lossview.gui.surface.gl_window", "lossview.gui.surface.gl_view", "OpenGL.GL",
                    "pyqtgraph.opengl")
 
 
@@ -172,7 +173,7 @@ def prewarm_imports() -> None:
         if not done.is_set():
             QTimer.singleShot(100, probe)
             return
-        from lossview.gui.gl_window import gl_unavailable_reason, shader_warmers
+        from lossview.gui.surface.gl_window import gl_unavailable_reason, shader_warmers
 
         gl_unavailable_reason()
         steps = shader_warmers()  # one per turn: each compiles a shader program
@@ -191,11 +192,11 @@ def prewarm_imports() -> None:
 
 def probe_gl() -> None:
     """Make the throw-away OpenGL context that says whether a 3D view can be made
-    (:func:`lossview.gui.gl_window.probe_context`) now, before the window shows: it is
+    (:func:`lossview.gui.surface.gl_window.probe_context`) now, before the window shows: it is
     ~40 ms of the GUI thread (the driver loading), which made it the longest turn while a
     run opened; before the first paint, nobody waits on a window for it. PyOpenGL is
     still imported on a background thread (:func:`prewarm_imports`)."""
-    from lossview.gui.gl_window import probe_context
+    from lossview.gui.surface.gl_window import probe_context
 
     probe_context()
 
@@ -216,18 +217,17 @@ def freeze_start_up_objects() -> None:
 
 def start_job_server() -> None:
     """Start the forkserver that training, surfaces and sharpness run in
-    (:mod:`lossview.core.jobs`); where that fails, they run on threads instead."""
-    from lossview.core import jobs
-    from lossview.gui import problem_catalog
-
+    (:mod:`lossview.core.tasks.processes`); where that fails, they run on threads instead."""
+    from lossview.core.tasks import processes
+    from lossview.gui.training import problem_catalog
     try:
         # the app's job functions and what they import beyond the core
-        jobs.start_server(preload=("lossview.gui.jobs", "lossview.gui.loader"))
+        processes.start_server(preload=("lossview.core.tasks.jobs", "lossview.core.tasks.loader"))
     except Exception as e:  # noqa: BLE001 - the jobs then fall back to threads
         log.warning("could not start the job server (%s); jobs run on threads", e)
-        os.environ[jobs.ENV] = "thread"
+        os.environ[processes.ENV] = "thread"
     problem_catalog.prefetch()
-    if jobs.available():
+    if processes.available():
         single_threaded_blas()  # after the imports above, which load scipy's own BLAS
 
 
@@ -260,7 +260,7 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
     ``data`` (with ``block_size``): a data file for Hugging Face folders opened without a
     model file (their model rebuilt from config.json; ``lossview open --data``).
     """
-    from lossview.gui.main_window import MainWindow, demo_path
+    from lossview.gui.window.main_window import MainWindow, demo_path
 
     if screenshot and "DISPLAY" not in os.environ and "WAYLAND_DISPLAY" not in os.environ \
             and not os.environ.get("QT_QPA_PLATFORM"):
@@ -317,7 +317,7 @@ def _teardown(win) -> None:
 
 def _can_train() -> bool:
     try:
-        import lossview.gui.train_dialog  # noqa: F401
+        import lossview.gui.training.dialog  # noqa: F401
     except ImportError:
         return False
     return True
@@ -359,7 +359,7 @@ def when_ready(win, on_ready, on_failed, timeout_s: float = 600.0) -> None:
 
 def _arm_screenshot(win, out: Path, status: dict) -> None:
     """Write the window to ``out`` once every panel is drawn, then quit."""
-    from lossview.gui.export import save_png
+    from lossview.gui.plotkit.export import save_png
 
     def failed(msg: str) -> None:
         sys.stderr.write(f"lossview: error: {msg}\n")

@@ -15,7 +15,7 @@ Cancel is cooperative: the generator is closed (``GeneratorExit`` at its current
 within one step.
 
 :class:`ProcessWorker` has the same signals and runs the generator in a child process
-(:mod:`lossview.core.jobs`): heavy work (training, surfaces, sharpness) then does not
+(:mod:`lossview.core.tasks.processes`): heavy work (training, surfaces, sharpness) then does not
 compete with the GUI thread for the GIL. :func:`make_worker` picks it where it can.
 """
 
@@ -174,11 +174,11 @@ class ProcessWorker(QObject):
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("a ProcessWorker runs once; make a new one")
-        from lossview.core import jobs
+        from lossview.core.tasks import processes
 
         # the child is started on the reader thread: starting waits for the forkserver,
         # which imports torch for about a second after the app's launch
-        self._event = jobs.context().Event()
+        self._event = processes.context().Event()
         if self._cancel_requested:
             self._event.set()
         self._thread = _Thread(self)
@@ -212,11 +212,11 @@ class ProcessWorker(QObject):
         return False
 
     def _work(self) -> None:  # the reader thread
-        from lossview.core import jobs
+        from lossview.core.tasks import processes
 
         func, args, kwargs = self._job
         try:
-            proc, conn, _ = jobs.start(func, args, kwargs, self._min_interval,
+            proc, conn, _ = processes.start(func, args, kwargs, self._min_interval,
                                        name=f"lossview-{func.__name__}", cancel=self._event)
         except Exception as e:  # noqa: BLE001 - e.g. an argument that does not pickle
             log.exception("starting the worker process failed")
@@ -271,11 +271,11 @@ def make_worker(func: Callable[..., Generator[Any, Any, Any]], *args: Any,
                 min_interval: float = 1 / 30, parent: QObject | None = None,
                 in_child: bool = True, **kwargs: Any) -> GeneratorWorker | ProcessWorker:
     """A :class:`ProcessWorker` for ``func(*args, **kwargs)`` where child processes are
-    available (:func:`lossview.core.jobs.available`) and ``in_child``, else a
+    available (:func:`lossview.core.tasks.processes.available`) and ``in_child``, else a
     :class:`GeneratorWorker` running it on a thread of this process."""
-    from lossview.core import jobs
+    from lossview.core.tasks import processes
 
-    if in_child and jobs.available():
+    if in_child and processes.available():
         return ProcessWorker(func, *args, min_interval=min_interval, parent=parent, **kwargs)
     return GeneratorWorker(lambda: func(*args, **kwargs), min_interval=min_interval,
                            parent=parent)

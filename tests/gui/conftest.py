@@ -69,7 +69,7 @@ def write_run(path, n_snap=30, every=10, seed=0, nan_from=None):
 
 
 def analyse(path):
-    from lossview.gui.loader import analyze_run
+    from lossview.core.tasks.loader import analyze_run
 
     run = open_run(path)
     gen = analyze_run(run)
@@ -94,7 +94,7 @@ def loaded(run_path):
 def window(qtbot):
     from PySide6.QtWidgets import QApplication
 
-    from lossview.gui.main_window import MainWindow
+    from lossview.gui.window.main_window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)

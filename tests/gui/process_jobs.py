@@ -1,5 +1,5 @@
 """Jobs for the ProcessWorker tests: module-level generators of a Qt-free module, so a
-child process can import them (pickled by reference, like lossview.gui.jobs)."""
+child process can import them (pickled by reference, like lossview.core.tasks.jobs)."""
 
 import os
 import sys
@@ -66,9 +66,9 @@ def stuck(marker):
 
 
 def surface_then_modules(path, steps):
-    """A real surface job (lossview.gui.jobs.surface_scenes, scenes with isolines), then
+    """A real surface job (lossview.core.tasks.jobs.surface_scenes, scenes with isolines), then
     the Qt modules this child process has imported."""
-    from lossview.gui.jobs import surface_scenes
+    from lossview.core.tasks.jobs import surface_scenes
 
     final = yield from surface_scenes((path, steps), False, plane="pca", steps=9, cache=False)
     return {"n_iso": len(final.scene.iso),

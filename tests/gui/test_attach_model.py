@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossview.gui import settings
-
+from lossview.gui.window import settings
 from .conftest import open_and_wait
 
 torch = pytest.importorskip("torch")
@@ -95,8 +94,7 @@ def test_attaching_a_model_file_gives_the_surface_and_sharpness(qtbot, window, p
     model.write_text(MODEL_FILE)
 
     # File → "Attach model file…", its file dialog answered with the file
-    from lossview.gui import run_opening
-
+    from lossview.gui.window import run_opening
     asked = []
     monkeypatch.setattr(run_opening.QFileDialog, "getOpenFileName",
                         lambda *a: asked.append(a[-1]) or (str(model), a[-1]))
@@ -166,7 +164,7 @@ def curve_points(item) -> np.ndarray:
 
 
 def test_a_hugging_face_folder_is_told_it_needs_data(qtbot):
-    from lossview.gui.surface_needs_model import NEEDS_DATA, NeedsModelView
+    from lossview.gui.surface.needs_model import NEEDS_DATA, NeedsModelView
 
     view = NeedsModelView()
     qtbot.addWidget(view)

@@ -10,8 +10,8 @@ import pytest
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
-from lossview.gui import style
-from lossview.gui.axes import NiceAxis, line_rects
+from lossview.gui.plotkit import style
+from lossview.gui.plotkit.axes import NiceAxis, line_rects
 
 
 def _pixels(img: QImage) -> np.ndarray:
@@ -132,7 +132,7 @@ def test_a_scaled_painter_gets_the_lines_drawn_as_lines(qtbot):
 
 def test_narrow_horizontal_axis_keeps_its_labels_apart(qtbot):
     # "500 10001500" under a 130-pixel plot: pyqtgraph spaces ticks by length alone
-    from lossview.gui.axes import NiceAxis
+    from lossview.gui.plotkit.axes import NiceAxis
 
     ax = NiceAxis("bottom")
     major = ax.tickValues(240.0, 2000.0, 130.0)[0][1]

@@ -20,7 +20,7 @@ def lossview(*args, timeout=240):
 
 
 def image_array(path):
-    from lossview.gui.export import qimage_to_array
+    from lossview.gui.plotkit.export import qimage_to_array
 
     img = QImage(str(path))
     assert not img.isNull()

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QImage
 
-from lossview.gui.cursor import SLACK_PX, PixelCursor, PointMarker
+from lossview.gui.plotkit.cursor import SLACK_PX, PixelCursor, PointMarker
 
 
 @pytest.fixture
@@ -102,9 +102,9 @@ def test_a_line_not_in_a_view_yet_is_placed_exactly():
 
 
 def test_the_loss_and_diagnostics_cursors_are_pixel_cursors(qtbot):
-    from lossview.gui.diagnostics_panel import DiagnosticsPanel
-    from lossview.gui.loss_panel import LossPanel
-    from lossview.gui.surface_honesty import HonestyPlot
+    from lossview.gui.panels.diagnostics_panel import DiagnosticsPanel
+    from lossview.gui.panels.loss_panel import LossPanel
+    from lossview.gui.surface.honesty import HonestyPlot
     from lossview.gui.timeline import Timeline
 
     tl = Timeline()

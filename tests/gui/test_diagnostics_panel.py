@@ -6,9 +6,9 @@ import pytest
 
 from lossview.core.analysis import verdicts as V
 from lossview.core.analysis.report import refresh_answers
-from lossview.gui.diagnostics_panel import DiagnosticsPanel
-from lossview.gui.diagnostics_plots import msd_fit_line
-from lossview.gui.loader import pairwise_distances
+from lossview.gui.panels.diagnostics_panel import DiagnosticsPanel
+from lossview.gui.panels.diagnostics_plots import msd_fit_line
+from lossview.core.tasks.loader import pairwise_distances
 from lossview.gui.timeline import Timeline
 
 

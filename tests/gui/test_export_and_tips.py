@@ -4,9 +4,9 @@ import re
 
 from PySide6.QtGui import QImage
 
-from lossview.gui.export import save_png
-from lossview.gui.export_csv import metrics_table
-from lossview.gui.tooltips import TIPS
+from lossview.gui.plotkit.export import save_png
+from lossview.core.io.export_csv import metrics_table
+from lossview.core.analysis.explanations import TIPS
 
 from .conftest import open_and_wait
 

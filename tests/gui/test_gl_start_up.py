@@ -15,7 +15,7 @@ import sys, time
 from lossview.gui.app import make_app, probe_gl
 app = make_app()
 probe_gl()
-from lossview.gui import gl_window
+from lossview.gui.surface import gl_window
 print("PYOPENGL_AFTER_PROBE", "OpenGL.GL" in sys.modules)
 print("REASON", gl_window.probe_context())
 print("RENDERER", repr(gl_window.gl_renderer()).replace(" ", "_"))
@@ -32,7 +32,7 @@ for s in steps:
     s()
 progs = [gl.GLLinePlotItem._shaderProgram, gl.GLScatterPlotItem._shaderProgram,
          shaders.getShaderProgram("shaded").prog]
-from lossview.gui import gl_copy
+from lossview.gui.surface import gl_copy
 print("STEPS", len(steps), "COMPILED", all(p is not None and p != -1 for p in progs),
       "COPY_WARMED", len(gl_copy._PROGRAMS), "SOFTWARE", gl_window.software_rendering())
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lossview.gui import settings
-
+from lossview.gui.window import settings
 from .conftest import open_and_wait
 
 torch = pytest.importorskip("torch")
@@ -79,7 +78,7 @@ def curve_points(item) -> np.ndarray:
 
 
 def test_a_data_file_gives_the_surface_and_sharpness(qtbot, window, gpt2):
-    from lossview.gui.surface_needs_model import DATA_TEXT, NEEDS_DATA
+    from lossview.gui.surface.needs_model import DATA_TEXT, NEEDS_DATA
 
     folder = gpt2 / "out"
     panel = open_needing_data(qtbot, window, folder)
@@ -132,8 +131,7 @@ def test_a_text_shorter_than_one_block_is_one_line_and_the_run_stays(qtbot, wind
     short.write_text("the cat sat on a mat")
 
     # the page's "Use data file…", its file dialog answered with the short text
-    from lossview.gui import run_opening
-
+    from lossview.gui.window import run_opening
     asked = []
     monkeypatch.setattr(run_opening.QFileDialog, "getOpenFileName",
                         lambda *a: asked.append(a[-1]) or (str(short), a[-1]))
@@ -168,7 +166,6 @@ def test_open_data_reaches_the_window(gpt2, monkeypatch):
     """``lossview open RUN --data FILE --block-size N`` hands both to the window."""
     from lossview.cli import main
     from lossview.gui import app
-
     got = {}
     monkeypatch.setattr(app, "run_app", lambda *a, **k: got.update(k) or 0)
     text = str(gpt2 / "text.txt")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lossview.gui.legend_place import CORNERS, anchor_args, best_corner, covered, samples
+from lossview.gui.plotkit.legend_place import CORNERS, anchor_args, best_corner, covered, samples
 
 X = np.arange(1000.0)
 BOX = (0.3, 0.3)
@@ -86,7 +86,7 @@ def test_anchor_args_put_the_legend_inside_its_corner(corner):
 
 def test_the_loss_panel_places_its_legend_away_from_the_curves(qtbot):
     from lossview.core.io.memory import run_from_arrays
-    from lossview.gui.loss_panel import LossPanel
+    from lossview.gui.panels.loss_panel import LossPanel
     from lossview.gui.timeline import Timeline
 
     steps = list(range(0, 1000, 10))

@@ -4,7 +4,7 @@ folder replaces it, fully analysed."""
 import numpy as np
 import pytest
 
-from lossview.gui.live_view import frozen_copy
+from lossview.gui.training.live_view import frozen_copy
 
 
 def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, tmp_path):
@@ -40,7 +40,7 @@ def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, 
 
 
 def test_frozen_copy_does_not_grow_with_the_live_run():
-    from lossview.gui.live_training import LiveRun
+    from lossview.gui.training.live import LiveRun
 
     live = LiveRun("/tmp/live")
     for s in range(4):
@@ -59,7 +59,7 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
 
     from PySide6.QtCore import QTimer
 
-    from lossview.gui.stagger import plots_of
+    from lossview.gui.plotkit.stagger import plots_of
 
     run, report = loaded
     run.spec["live"] = True  # as a LiveRun says while it trains

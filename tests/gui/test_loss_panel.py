@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lossview.core.analysis.smoothing import ema
-from lossview.gui.loss_panel import LossPanel
+from lossview.gui.panels.loss_panel import LossPanel
 from lossview.gui.timeline import Timeline
 
 from .conftest import analyse, write_run
@@ -103,7 +103,7 @@ def test_missing_metrics_say_so(qtbot):
 
 
 def test_steady_range_moves_only_when_the_data_leave_it():
-    from lossview.gui.axes import steady_range
+    from lossview.gui.plotkit.axes import steady_range
 
     # outside the current range: the data's range, padded by 12 % of its span, and a
     # quarter of a span more on the side the data left by (they are moving that way)
@@ -128,7 +128,7 @@ def test_a_loss_falling_a_decade_a_refresh_is_re_ranged_less_often():
     """A quarter of a span of room on the side the loss left by (more left a third of
     the plot empty): a loss falling a decade per refresh for 20 refreshes is re-ranged
     8 times (14 with the margin alone)."""
-    from lossview.gui.axes import steady_range
+    from lossview.gui.plotkit.axes import steady_range
 
     def count(ahead):
         cur, n = None, 0

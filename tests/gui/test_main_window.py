@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lossview.gui import settings
-
+from lossview.gui.window import settings
 from .conftest import open_and_wait, write_run
 
 
@@ -49,10 +48,9 @@ def test_the_banner_stays_its_time_after_the_latest_error(qtbot, window, run_pat
     """Each error shows the banner for ERROR_MS from that error: a second one is not
     hidden early by the first one's time running out; the log and the warnings count
     keep both."""
-    from lossview.gui import window_messages
-
+    from lossview.gui.window import messages
     open_and_wait(qtbot, window, run_path)
-    monkeypatch.setattr(window_messages, "ERROR_MS", 600)
+    monkeypatch.setattr(messages, "ERROR_MS", 600)
     window.report_error("first")
     qtbot.wait(400)
     window.report_error("second")
@@ -81,7 +79,7 @@ def test_errors_on_the_start_page(qtbot, window, tmp_path):
 
 
 def test_closing_while_loading_stops_the_worker(qtbot, tmp_path):
-    from lossview.gui.main_window import MainWindow
+    from lossview.gui.window.main_window import MainWindow
 
     p = write_run(tmp_path / "big", n_snap=60)
     win = MainWindow()
@@ -130,7 +128,7 @@ def test_bool_settings_read_back_from_strings(tmp_path, monkeypatch):
 
 
 def test_window_layout_persists(qtbot, run_path):
-    from lossview.gui.main_window import MainWindow
+    from lossview.gui.window.main_window import MainWindow
 
     w1 = MainWindow()
     qtbot.addWidget(w1)
@@ -146,7 +144,7 @@ def test_window_layout_persists(qtbot, run_path):
 
 
 def test_the_shipped_demo_run_opens(qtbot, window):
-    from lossview.gui.main_window import demo_path
+    from lossview.gui.window.main_window import demo_path
 
     if demo_path() is None:
         pytest.skip("the demo run is not shipped in this checkout")
@@ -230,7 +228,7 @@ def test_the_window_shows_without_importing_torch():
     code = ("import sys\n"
             "from lossview.gui.app import make_app\n"
             "app = make_app()\n"
-            "from lossview.gui.main_window import MainWindow\n"
+            "from lossview.gui.window.main_window import MainWindow\n"
             "w = MainWindow(); w.show(); app.processEvents()\n"
             "print('TORCH', 'torch' in sys.modules)\n")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
@@ -263,7 +261,7 @@ START_UP_SCRIPT = r"""
 import gc, time
 from lossview.gui.app import make_app, prewarm_imports
 app = make_app()
-from lossview.gui.main_window import MainWindow
+from lossview.gui.window.main_window import MainWindow
 win = MainWindow(); win.show(); app.processEvents()
 frozen = gc.get_freeze_count()
 prewarm_imports()
@@ -294,15 +292,15 @@ def test_start_up_objects_are_kept_out_of_the_cycle_collector():
 
 BLAS_SCRIPT = r"""
 from threadpoolctl import threadpool_info
-from lossview.core import jobs
+from lossview.core.tasks import processes
 from lossview.gui.app import make_app, start_job_server
 app = make_app()
 before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 start_job_server()
 after = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
-from lossview.gui import problem_catalog
+from lossview.gui.training import problem_catalog
 problem_catalog.get()  # the catalogue fetched in a child meanwhile: done before exit
-print("AVAILABLE", jobs.available(), "BEFORE", max(before.values(), default=0),
+print("AVAILABLE", processes.available(), "BEFORE", max(before.values(), default=0),
       "AFTER", max(after.values(), default=0))
 """
 

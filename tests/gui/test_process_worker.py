@@ -1,4 +1,4 @@
-"""ProcessWorker: a generator in a child process (lossview.core.jobs), with the signals,
+"""ProcessWorker: a generator in a child process (lossview.core.tasks.processes), with the signals,
 progress, cancel and errors of GeneratorWorker; the child never imports Qt."""
 
 import os
@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from lossview.core import jobs
+from lossview.core.tasks import processes
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 from . import process_jobs as pj
 
-pytestmark = pytest.mark.skipif(not jobs.available(), reason="no forkserver on this platform")
+pytestmark = pytest.mark.skipif(not processes.available(), reason="no forkserver on this platform")
 
 
 def run(qtbot, worker, timeout=30000):
@@ -45,7 +45,7 @@ def test_the_child_is_another_process_without_qt_at_lower_priority(qtbot):
     assert child["pid"] != os.getpid()
     assert child["qt"] == []  # this process has PySide6 and pyqtgraph loaded
     assert "PySide6.QtCore" in sys.modules
-    assert child["nice"] == os.nice(0) + jobs.NICE
+    assert child["nice"] == os.nice(0) + processes.NICE
     if hasattr(os, "SCHED_BATCH"):  # Linux: never preempts the GUI thread on wake-up
         assert child["policy"] == os.SCHED_BATCH
     assert child["budget"] == 1  # the app's thread budget reaches the child ...
@@ -106,7 +106,7 @@ def test_wait_kills_a_cancelled_child_that_never_yields(qtbot, tmp_path):
 def test_make_worker_uses_threads_when_asked(qtbot, monkeypatch):
     assert isinstance(make_worker(pj.counting, 3), ProcessWorker)
     assert isinstance(make_worker(pj.counting, 3, in_child=False), GeneratorWorker)
-    monkeypatch.setenv(jobs.ENV, "thread")
+    monkeypatch.setenv(processes.ENV, "thread")
     w = make_worker(pj.counting, 5)
     assert isinstance(w, GeneratorWorker)
     got = run(qtbot, w)
@@ -141,7 +141,7 @@ def test_a_job_sees_the_run_as_opened_even_if_its_folder_grew(tmp_path):
 
     from lossview.core.errors import LossviewError
     from lossview.core.io import RunWriter, open_run
-    from lossview.gui.jobs import reopen
+    from lossview.core.tasks.jobs import reopen
 
     w = {"fc.weight": np.zeros((2, 2))}
     with RunWriter(tmp_path / "r", {"name": "r"}) as wr:

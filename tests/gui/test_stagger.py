@@ -4,7 +4,7 @@ that fails."""
 import pyqtgraph as pg
 import pytest
 
-from lossview.gui.stagger import Stagger, plots_of
+from lossview.gui.plotkit.stagger import Stagger, plots_of
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_a_hidden_tree_is_laid_out_one_plot_view_per_step_and_not_again_when_sho
     from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
-    from lossview.gui.stagger import lay_out_hidden, one_per_turn
+    from lossview.gui.plotkit.stagger import lay_out_hidden, one_per_turn
 
     def page() -> tuple[QWidget, list]:
         p = QWidget()

@@ -21,11 +21,11 @@ from lossview.core.surface.runsurface import run_to_end as surface_to_end
 from lossview.core.surface.runsurface import surface_for_run
 from lossview.core.train.config import TrainConfig
 from lossview.core.train.trainer import run_to_end, train
-from lossview.gui import surface_panel as surface_panel_module
-from lossview.gui.export import qimage_to_array
-from lossview.gui.jobs import scene_stream
-from lossview.gui.surface_data import OVERFLOW_HATCH_RGB, OVERFLOW_RGB, build_scene
-from lossview.gui.surface_panel import SurfacePanel
+from lossview.gui.surface import panel as surface_panel_module
+from lossview.gui.plotkit.export import qimage_to_array
+from lossview.core.tasks.jobs import scene_stream
+from lossview.core.surface.scene import OVERFLOW_HATCH_RGB, OVERFLOW_RGB, build_scene
+from lossview.gui.surface.panel import SurfacePanel
 from lossview.gui.timeline import Timeline
 
 STEPS = 21
@@ -152,7 +152,7 @@ def test_the_3d_view_draws_the_overflowed_points_in_their_own_colour(qtbot, dive
     from PySide6.QtGui import QImage
     from pyqtgraph import functions as fn
 
-    from lossview.gui.surface_gl import HEIGHT
+    from lossview.gui.surface.gl_view import HEIGHT
 
     steps = 41  # two rows overflow: the cells between them are theirs alone
     truth = core_surface(diverged, steps)

@@ -9,8 +9,8 @@ from lossview.core.io import open_run
 from lossview.core.io.memory import run_from_arrays
 from lossview.core.train.config import TrainConfig
 from lossview.core.train.trainer import run_to_end, train
-from lossview.gui.surface_data import build_scene, fill_missing, height_scale, outline_segments
-from lossview.gui.surface_panel import SurfacePanel
+from lossview.core.surface.scene import build_scene, fill_missing, height_scale, outline_segments
+from lossview.gui.surface.panel import SurfacePanel
 from lossview.gui.timeline import Timeline
 
 STEPS = 21  # grid points per side; small so each test computes in well under a second
@@ -326,7 +326,7 @@ import lossview.gui  # noqa: F401  (PySide6 workarounds)
 from lossview.core.io import open_run
 from lossview.core.train.config import TrainConfig
 from lossview.core.train.trainer import run_to_end, train
-from lossview.gui.surface_panel import SurfacePanel
+from lossview.gui.surface.panel import SurfacePanel
 from lossview.gui.timeline import Timeline
 out = tempfile.mkdtemp() + "/q"
 run_to_end(train(TrainConfig("quadratic", steps=40, every=20), out))
@@ -367,7 +367,7 @@ def test_bilinear_heights_match_scipys_grid_interpolator():
     on the GUI thread); inside and outside the grid it gives scipy's numbers."""
     from scipy.interpolate import RegularGridInterpolator
 
-    from lossview.gui.surface_data import bilinear
+    from lossview.core.surface.scene import bilinear
 
     rng = np.random.default_rng(3)
     xs = np.sort(rng.uniform(-2, 3, 13))
@@ -385,7 +385,7 @@ def test_isolines_lie_on_their_level_and_reach_the_grid_edge():
     """iso_segments (contourpy): every point is on the level set (bilinear interpolation
     of the grid there gives the level), and a level set that leaves the grid ends on its
     edge instead of being dropped."""
-    from lossview.gui.surface_data import bilinear, iso_segments
+    from lossview.core.surface.scene import bilinear, iso_segments
 
     a = np.linspace(-1.0, 1.0, 41)
     b = np.linspace(-1.0, 1.5, 31)
@@ -459,8 +459,8 @@ def test_the_copy_is_prepared_in_a_quiet_moment_only_once_nothing_computes(qtbot
     """The 3D view prepares its copy (two steps, ~10-20 ms each on llvmpipe) in quiet
     moments, but not while the app computes: a compile on a CPU shared with a worker
     blocked the GUI thread a third longer. The panel's view asks the panel."""
-    from lossview.gui.gl_window import WARM_DELAY_MS
-    from lossview.gui.surface_gl import SurfaceGLView
+    from lossview.gui.surface.gl_window import WARM_DELAY_MS
+    from lossview.gui.surface.gl_view import SurfaceGLView
 
     panel, tl, gl = gl_panel(qtbot, quad_run)
     assert gl.view.busy is not None and not gl.view.busy()
@@ -490,7 +490,7 @@ def test_scrub_frames_reuse_the_still_scene_and_match_a_full_frame(qtbot, quad_r
     """The 3D view draws the surface and path and keeps a copy when the camera or the
     scene changed; while only the marker moves it draws the copy and the marker on top
     (software renderers; forced on here)."""
-    from lossview.gui.gl_window import software_rendering
+    from lossview.gui.surface.gl_window import software_rendering
 
     panel, tl, gl = gl_panel(qtbot, quad_run)
     v = gl.view
@@ -540,9 +540,9 @@ def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot)
     of the slope behind it hides it (the window and the copy have depth buffers; without,
     triangles drawn later covered nearer ones: a QOpenGLWindow gets none unless asked),
     and the copy is drawn at the window's size after an export."""
-    from lossview.gui.gl_window import gl_unavailable_reason
-    from lossview.gui.surface_data import SurfaceScene
-    from lossview.gui.surface_gl import SurfaceGLView
+    from lossview.gui.surface.gl_window import gl_unavailable_reason
+    from lossview.core.surface.scene import SurfaceScene
+    from lossview.gui.surface.gl_view import SurfaceGLView
 
     if gl_unavailable_reason() is not None:
         pytest.skip(f"no OpenGL context: {gl_unavailable_reason()}")

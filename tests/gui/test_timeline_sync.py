@@ -4,7 +4,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from lossview.gui.timeline import Timeline
-from lossview.gui.timeline_bar import TimelineBar
+from lossview.gui.window.timeline_bar import TimelineBar
 
 from .conftest import open_and_wait
 

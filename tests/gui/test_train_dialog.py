@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lossview.core.io import open_run
-from lossview.gui.sweep import divergence_label, parse_multipliers, shared_pca
-from lossview.gui.sweep_view import COLORS
-from lossview.gui.train_dialog import TrainDialog
+from lossview.core.analysis.sweep import divergence_label, parse_multipliers, shared_pca
+from lossview.gui.training.sweep_view import COLORS
+from lossview.gui.training.dialog import TrainDialog
 
 
 @pytest.fixture
@@ -177,8 +177,8 @@ def test_parse_multipliers_and_label():
 
 def test_sweep_view_says_which_run_stalled(qtbot):
     from lossview.core.train.trainer import TrainProgress
-    from lossview.gui.sweep import SweepEvent
-    from lossview.gui.sweep_view import SweepView
+    from lossview.core.analysis.sweep import SweepEvent
+    from lossview.gui.training.sweep_view import SweepView
 
     view = SweepView()
     qtbot.addWidget(view)
@@ -206,7 +206,7 @@ APP_SCRIPT = r"""
 import sys, tempfile, time
 from lossview.gui.app import make_app, prewarm_imports, start_job_server
 app = make_app()
-from lossview.gui.main_window import MainWindow
+from lossview.gui.window.main_window import MainWindow
 win = MainWindow(); win.show(); app.processEvents()
 start_job_server()         # as run_app does once the window shows
 prewarm_imports()          # PyOpenGL on a background thread ...

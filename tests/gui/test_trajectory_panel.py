@@ -7,7 +7,7 @@ import pytest
 from lossview.core.analysis.pca import random_walk_ratios_even
 from lossview.core.analysis.verdicts import similarity_words
 from lossview.gui.timeline import Timeline
-from lossview.gui.trajectory_panel import TrajectoryPanel, random_walk_baseline
+from lossview.gui.panels.trajectory_panel import TrajectoryPanel, random_walk_baseline
 
 
 def test_random_walk_baseline_is_cores():

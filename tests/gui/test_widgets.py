@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lossview.gui.widgets import Readout, bold_runs
+from lossview.gui.plotkit.widgets import Readout, bold_runs
 
 
 def test_bold_runs_split_the_one_tag_and_unescape_entities():

@@ -163,7 +163,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, msg):
 
 def test_the_train_dialogs_catalogue_lists_eos():
     from lossview.core.train.names import PROBLEM_NAMES
-    from lossview.gui.jobs import problem_catalog
+    from lossview.core.tasks.jobs import problem_catalog
 
     catalog = _drain(problem_catalog())
     assert "eos" in PROBLEM_NAMES and "eos" in catalog

@@ -145,7 +145,7 @@ def test_the_torch_free_names_match_the_implementations():
 
 def test_the_dialogs_catalogue_carries_each_problems_defaults():
     from lossview.core.train.problems import PROBLEMS
-    from lossview.gui.jobs import CATALOG_KEYS, problem_catalog
+    from lossview.core.tasks.jobs import CATALOG_KEYS, problem_catalog
 
     gen = problem_catalog()
     assert next(gen) == "problems"

@@ -1,0 +1,1 @@
+"""The 2D panels of the timeline: loss, weight trajectory (PCA), diagnostics."""

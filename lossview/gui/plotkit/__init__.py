@@ -1,0 +1,1 @@
+"""Plot machinery shared by the panels: theme (style), axes, markers (cursor), legends, small widgets, export."""

@@ -1,0 +1,422 @@
+"""The window the 3D views draw in, and the OpenGL probe: the only module (with
+:mod:`lossview.gui.surface.gl_view`) that imports pyqtgraph.opengl, always lazily.
+
+- :func:`gl_unavailable_reason` says whether a 3D view can be made here: PyOpenGL, and a
+  throw-away context made once (:func:`probe_context`, before the window shows), which
+  also tells which renderer draws it (:func:`software_rendering`);
+- :func:`shader_warmers` compiles the view's shader programs ahead of its first frame;
+- :func:`window_class` is pyqtgraph's GL view on a QOpenGLWindow (see its docstring),
+  reporting clicks, and on a CPU rasteriser keeping a copy of the still scene so a scrub
+  frame only draws the marker.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from contextlib import contextmanager
+
+import OpenGL
+from PySide6.QtCore import Qt, QTimer
+
+# PyOpenGL calls glGetError after every GL call by default: pyqtgraph's items make ~20
+# calls an item a frame, so checking was about half of a 3D frame's time in Python (the
+# scrub's slowest steps are the ones with a frame). Set before OpenGL.GL is imported
+# (this module is imported first, see gui/app.PREWARM_MODULES).
+OpenGL.ERROR_CHECKING = False
+
+#: a press and release further apart than this (pixels) is a drag, not a click
+CLICK_SLOP_PX = 4
+#: the 3D view's copy is prepared once no frame was drawn for this long
+WARM_DELAY_MS = 150
+#: bits of the 3D view's depth buffer (its window's and its copy's)
+DEPTH_BITS = 24
+
+log = logging.getLogger("lossview.gui")
+_RENDERER: dict[str, str] = {}
+GL_RENDERER = 0x1F01
+#: substrings of GL_RENDERER naming a CPU rasteriser (Mesa llvmpipe/softpipe, SwiftShader)
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swiftshader", "software")
+
+
+def gl_renderer() -> str:
+    """GL_RENDERER of the probe context ("" before :func:`probe_context` ran)."""
+    return _RENDERER.get("renderer", "")
+
+
+def software_rendering() -> bool:
+    """True when OpenGL is rasterised on the CPU: the view then skips line antialiasing,
+    which costs more than the rest of a frame there (measured: 44 -> 26 ms a frame)."""
+    r = gl_renderer().lower()
+    return any(s in r for s in SOFTWARE_RENDERERS)
+
+
+@functools.cache
+def gl_unavailable_reason() -> str | None:
+    """None if an OpenGL >= 2.1 desktop context can be made here and PyOpenGL imports,
+    else why not. Needs a QGuiApplication; the context part is :func:`probe_context`."""
+    try:
+        from PySide6.QtGui import QGuiApplication
+    except ImportError as e:  # pragma: no cover - PySide6 is a dependency
+        return f"Qt OpenGL support missing ({e})"
+    if QGuiApplication.instance() is None:
+        return "no Qt application"
+    platform = QGuiApplication.platformName()
+    if platform in ("offscreen", "minimal"):
+        return f"the Qt platform '{platform}' has no OpenGL"
+    reason = probe_context()  # first: it tells PyOpenGL which platform (EGL or GLX)
+    if reason is not None:
+        return reason
+    try:
+        import OpenGL.GL  # noqa: F401  (pyqtgraph.opengl needs PyOpenGL)
+    except Exception as e:  # noqa: BLE001 - any import failure means no 3D view
+        return f"PyOpenGL cannot be imported ({type(e).__name__}: {e})"
+    return None
+
+
+def match_pyopengl_to_qt() -> None:
+    """Make PyOpenGL look for the current context where Qt makes it: EGL or GLX.
+
+    PyOpenGL picks its platform when ``OpenGL.GL`` is first imported, from the session
+    (EGL when ``WAYLAND_DISPLAY`` is set, else GLX), and Qt from what the display offers:
+    on an X server without GLX, Qt's contexts are EGL ones, under XWayland GLX ones. When
+    the two differ, every item of the 3D view failed to draw ("Error while drawing item",
+    PyOpenGL finding no current context). Called once a Qt context exists (the plugin
+    Qt drew it with is then loaded, which is how this tells); does nothing when
+    ``PYOPENGL_PLATFORM`` is set or PyOpenGL has already chosen."""
+    import os
+    import sys
+
+    from PySide6.QtGui import QGuiApplication
+
+    if not sys.platform.startswith("linux") or "PYOPENGL_PLATFORM" in os.environ \
+            or "OpenGL.platform" in sys.modules:
+        return
+    if QGuiApplication.platformName() == "wayland":
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+        return
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            maps = f.read()
+    except OSError:
+        return
+    # Qt's xcb platform tries its GLX integration plugin first and loads the EGL one
+    # only when GLX fails (or when QT_XCB_GL_INTEGRATION asks for it)
+    if "qxcb-egl-integration" in maps:
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+    elif "qxcb-glx-integration" in maps:
+        os.environ["PYOPENGL_PLATFORM"] = "glx"
+
+
+@functools.cache
+def probe_context() -> str | None:
+    """Make a throw-away context on an offscreen surface (pyqtgraph's glinfo recipe, so
+    it never shows a window) and read its renderer (:func:`software_rendering`) with
+    Qt's own GL functions: None if it is desktop OpenGL >= 2.1, else why not.
+
+    The first context of a process costs ~40 ms (the driver loads; later ones ~2 ms), on
+    the GUI thread (PySide's ``create()`` holds the GIL, so a background thread would
+    stop it as long): ``run_app`` calls this before the window shows (``probe_gl``).
+    """
+    from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+
+    if QGuiApplication.platformName() in ("offscreen", "minimal"):
+        return f"the Qt platform '{QGuiApplication.platformName()}' has no OpenGL"
+    ctx = QOpenGLContext()
+    if not ctx.create():
+        return "no OpenGL context could be created"
+    match_pyopengl_to_qt()
+    surf = QOffscreenSurface()
+    surf.setFormat(ctx.format())
+    surf.create()
+    try:
+        if not surf.isValid() or not ctx.makeCurrent(surf):
+            return "an OpenGL context was created but cannot be made current"
+        fmt = ctx.format()
+        if ctx.isOpenGLES():
+            return "only OpenGL ES is available (pyqtgraph.opengl needs desktop OpenGL)"
+        if (fmt.majorVersion(), fmt.minorVersion()) < (2, 1):
+            return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} is too old (needs 2.1)"
+        try:
+            _RENDERER["renderer"] = ctx.functions().glGetString(GL_RENDERER) or ""
+        except Exception:  # noqa: BLE001 - only used to pick cheaper settings
+            _RENDERER["renderer"] = ""
+        ctx.doneCurrent()
+    finally:
+        surf.destroy()
+    return None
+
+
+def shader_warmers() -> list:
+    """Steps that compile, one per call, the shader programs the 3D surface view uses,
+    on a throw-away context that shares the global share context (``share_gl_contexts``),
+    so the view's own context finds them compiled: pyqtgraph keeps each program at class
+    level. On llvmpipe they were most of the view's first frame (34 ms, shown while a run
+    opens); each step is a few milliseconds, for an event-loop turn of its own. Empty if
+    contexts are not shared, or PyOpenGL or pyqtgraph.opengl cannot be imported (the
+    view then compiles them itself, as before). The last step releases the context."""
+    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
+
+    share = QOpenGLContext.globalShareContext()
+    if share is None or gl_unavailable_reason() is not None:
+        return []
+    try:
+        import pyqtgraph.opengl as gl
+        from pyqtgraph.opengl import shaders
+    except Exception:  # noqa: BLE001 - reported where the 3D view is made
+        return []
+    ctx = QOpenGLContext()
+    ctx.setShareContext(share)
+    ctx.setFormat(share.format())
+    surf = QOffscreenSurface()
+    surf.setFormat(share.format())
+    surf.create()
+    if not ctx.create() or not surf.isValid():
+        surf.destroy()
+        return []
+
+    def compile_with(fn):
+        def step() -> None:
+            if ctx.makeCurrent(surf):
+                try:
+                    fn(ctx)
+                except Exception:  # noqa: BLE001 - the view reports it when it draws
+                    log.debug("compiling a 3D shader ahead of time failed", exc_info=True)
+                finally:
+                    ctx.doneCurrent()
+        return step
+
+    def shaded(c) -> None:  # the surface (GLSurfacePlotItem, shader="shaded")
+        shaders.getShaderProgram("shaded").program(
+            es2_compat=c.hasExtension(b"GL_ARB_ES2_compatibility"))
+
+    def release() -> None:
+        surf.destroy()
+        ctx.deleteLater()
+
+    def copy(c) -> None:  # the scrub's copy of the still scene (software renderers)
+        if software_rendering():
+            from lossview.gui.surface.gl_copy import program
+
+            program()
+
+    return [compile_with(lambda c: gl.GLLinePlotItem.getShaderProgram()),  # grid, lines
+            compile_with(lambda c: gl.GLScatterPlotItem.getShaderProgram()),  # markers
+            compile_with(shaded), compile_with(copy), release]
+
+
+@functools.cache
+def window_class():
+    """pyqtgraph's GL view on a QOpenGLWindow instead of a QOpenGLWidget.
+
+    A QOpenGLWidget switches its whole top-level window to OpenGL composition for good
+    (hidden or deleted, it stays switched): every later repaint of any panel is composed
+    through OpenGL, ~30 ms a frame on a software rasteriser against ~3 ms raster
+    (measured with one plot and a moving line in a 1600 x 1000 window). A QOpenGLWindow in
+    a window container renders into its own native child window, and the rest of the
+    window keeps painting with the raster engine.
+    """
+    from pyqtgraph.opengl.GLViewWidget import GLViewMixin
+    from PySide6.QtGui import QSurfaceFormat
+    from PySide6.QtOpenGL import QOpenGLFramebufferObjectFormat, QOpenGLWindow
+
+    class GLViewWindow(GLViewMixin, QOpenGLWindow):
+        """Also reports a click (press and release within a few pixels, not a drag that
+        turns the camera) to ``on_click(x, y)`` in window coordinates, and can keep the
+        still part of the scene in a framebuffer (:meth:`set_moving_items`)."""
+
+        on_click = None
+        #: items redrawn at every frame over the cached rest; () draws every item each frame
+        moving: tuple = ()
+        _cache = None  # QOpenGLFramebufferObject: the still items of the last frame
+        _cache_key = None  # the still part the cache holds
+        _cache_failed = False
+        _generation = 0
+        _warmed = 0  # warm-up steps done (see set_moving_items)
+        _warm_timer = None
+        #: a callable saying the app is computing (a surface in a worker): the quiet
+        #: moment's warm-up then waits (a compile on a CPU shared with a worker took
+        #: a third longer); None: never busy
+        busy = None
+        #: how many times the still items were drawn into the cache (tests, benchmarks)
+        still_frames = 0
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            # A QOpenGLWindow draws into the window's own buffers, which have no depth
+            # buffer unless asked for (a QOpenGLWidget's framebuffer object always had
+            # one): the surface's depth test then did nothing, and where a ridge stands in
+            # front of the slope behind it the triangles drawn later covered it.
+            fmt = QSurfaceFormat(self.format())
+            fmt.setDepthBufferSize(DEPTH_BITS)
+            self.setFormat(fmt)
+
+        def set_moving_items(self, items) -> None:
+            """Keep the frame without ``items`` (the scrub's marker) in a framebuffer
+            object: a frame in which only ``items`` changed copies it to the window and
+            draws them on top.
+
+            Why: on a CPU rasteriser a frame of the whole scene is ~10 ms (paintGL plus
+            the rasterising at the swap) and the marker moves ~30 times a second while
+            scrubbing; the copy and the marker alone are ~2 ms. ``items`` must not depend
+            on the depth buffer of the still ones (the overlays ignore it).
+
+            The still items are drawn into the framebuffer object and it is drawn into
+            the window by a shader of our own (:mod:`~lossview.gui.surface.gl_copy`); no
+            ``glBlitFramebuffer``: on llvmpipe a blit between the window and a
+            framebuffer object compiled a blit shader on first use in every process,
+            28-38 ms each way, whatever the formats. The first drawing into the object
+            (its format's shaders) and the first copy still cost ~15-20 ms more than a
+            frame: they are done in two steps, each in a quiet moment of its own
+            (:data:`WARM_DELAY_MS` after a frame with none since, :attr:`busy` false) or
+            when :meth:`warm_step` is called; until then frames are drawn whole.
+            """
+            self.moving = tuple(items)
+            if self._warm_timer is None:
+                self._warm_timer = QTimer(self)
+                self._warm_timer.setSingleShot(True)
+                self._warm_timer.setInterval(WARM_DELAY_MS)
+                self._warm_timer.timeout.connect(self._on_quiet)
+            self.still_changed()
+
+        @property
+        def copying(self) -> bool:
+            """True once frames that only move the moving items use the copy."""
+            return bool(self.moving) and self._warmed >= 2 and not self._cache_failed
+
+        def still_changed(self) -> None:
+            """The still items changed (new data, shown or hidden): redraw them once."""
+            self._generation += 1
+            self.update()
+
+        def paintGL(self):  # noqa: N802 - Qt override
+            self.frame()
+
+        def frame(self) -> None:
+            """Render one frame into the current framebuffer (what paintGL does): the
+            still items as pyqtgraph draws them, into the cache, if the camera, the size
+            or the scene changed since; the cache copied to the window; then the moving
+            items."""
+            if not self.moving or self._cache_failed:
+                return super().paintGL()
+            if self._warmed < 2:  # the first copy is not prepared yet: draw it all
+                self._warm_timer.start()
+                return super().paintGL()
+            from OpenGL import GL
+
+            from lossview.gui.surface.gl_copy import draw_texture
+
+            region = self.getViewport()
+            if not self._fill_cache(region):
+                return super().paintGL()  # no framebuffer object: whole frames
+            GL.glViewport(*region)
+            draw_texture(self._cache.texture())
+            self.setProjection(region, region)
+            self.setModelview()
+            with self._drawing(still=False):
+                self.drawItemTree()
+
+        def _fill_cache(self, region) -> bool:
+            """Draw the still items into the cache unless it holds them for this camera,
+            size and scene already; False where no framebuffer object can be made."""
+            from OpenGL import GL
+
+            key = (region, tuple((self.projectionMatrix(region, region)
+                                  * self.viewMatrix()).data()),
+                   self.opts["bgcolor"], self._generation)
+            if key == self._cache_key and self._fits(region[2], region[3]):
+                return True
+            if not self._fits(region[2], region[3]) and not self._new_cache(*region[2:]):
+                return False
+            self._cache.bind()
+            try:
+                # pyqtgraph's paint draws into the current viewport: after an export
+                # (renderToArray: its own, larger) or the warm-up's one-pixel copy, the
+                # cache held a corner of the scene, shown until the camera moved
+                GL.glViewport(*region)
+                with self._drawing(still=True):
+                    self.paint(region=region, viewport=region)
+            finally:
+                GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.defaultFramebufferObject())
+            self._cache_key = key
+            self.still_frames += 1
+            return True
+
+        def warm_step(self) -> None:
+            """Do one step of the warm-up now, if not done yet (see
+            :meth:`set_moving_items`)."""
+            if self.moving:
+                self._warm_up()
+
+        def _on_quiet(self) -> None:
+            if self.busy is not None and self.busy():
+                self._warm_timer.start()  # another quiet moment, once the work is done
+            else:
+                self._warm_up()
+
+        def _warm_up(self) -> None:
+            """One step: fill the cache (which the next frame uses if nothing moved), or
+            draw the copy once, on one pixel of the back buffer (undefined until the next
+            frame, which draws every pixel); then wait for the next quiet moment."""
+            from OpenGL import GL
+
+            from lossview.gui.surface.gl_copy import draw_texture
+
+            if self._warmed >= 2 or not self.isExposed() or not self.isValid():
+                return
+            self.makeCurrent()
+            try:
+                if self._warmed == 0:
+                    if not self._fill_cache(self.getViewport()):
+                        return
+                else:
+                    GL.glViewport(0, 0, 1, 1)
+                    draw_texture(self._cache.texture())
+                self._warmed += 1
+            finally:
+                self.doneCurrent()
+            if self._warmed < 2:
+                self._warm_timer.start()
+
+        def _fits(self, w: int, h: int) -> bool:
+            return self._cache is not None and (self._cache.width(), self._cache.height()) == (w, h)
+
+        def _new_cache(self, w: int, h: int) -> bool:
+            from PySide6.QtOpenGL import QOpenGLFramebufferObject as Fbo
+
+            fmt = QOpenGLFramebufferObjectFormat()  # a texture, no samples, a depth buffer
+            fmt.setAttachment(Fbo.Attachment.Depth)
+            fbo = Fbo(w, h, fmt)
+            if not fbo.isValid() or not fbo.texture():
+                self._cache_failed = True  # every frame is drawn whole from now on
+                self._cache = None
+                return False
+            self._cache, self._cache_key = fbo, None
+            return True
+
+        @contextmanager
+        def _drawing(self, still: bool):
+            """pyqtgraph's drawItemTree draws ``self.items``: only the still or only the
+            moving ones for the duration."""
+            every = self.items
+            self.items = [i for i in every if (i in self.moving) != still]
+            try:
+                yield
+            finally:
+                self.items = every
+
+        def mousePressEvent(self, ev):  # noqa: N802 - Qt override
+            self._press = ev.position()
+            super().mousePressEvent(ev)
+
+        def mouseReleaseEvent(self, ev):  # noqa: N802 - Qt override
+            super().mouseReleaseEvent(ev)
+            press = getattr(self, "_press", None)
+            self._press = None
+            if press is None or ev.button() != Qt.MouseButton.LeftButton or self.on_click is None:
+                return
+            moved = ev.position() - press
+            if abs(moved.x()) + abs(moved.y()) <= CLICK_SLOP_PX:
+                self.on_click(ev.position().x(), ev.position().y())
+
+    return GLViewWindow

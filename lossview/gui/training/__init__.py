@@ -1,0 +1,1 @@
+"""Training from the app: the train dialog, the learning-rate sweep view and live runs."""

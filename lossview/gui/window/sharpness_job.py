@@ -1,0 +1,77 @@
+"""Sharpness of a shown run, measured in a worker once its panels are painted.
+
+The largest Hessian eigenvalue at a few snapshots against 2/lr (Cohen et al. 2021) needs
+the model and data, so it runs after loading, in a child process (a thread for runs that
+cannot be reopened there: :func:`lossview.core.tasks.jobs.run_arg`); the table goes into the
+run's report as ``report["sharpness"]`` and core recomputes the answers and the diagnosis
+from it (:func:`lossview.core.analysis.report.refresh_answers`), so that what the window
+says is what ``lossview analyze --json`` says. One measurement at a time: a new run
+cancels the previous one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from lossview.core.analysis.report import refresh_answers
+from lossview.core.tasks import jobs
+from lossview.core.tasks.loader import can_measure_sharpness
+from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
+
+
+class SharpnessJob(QObject):
+    """``measured(run, report, table)`` / ``failed(run, message)``; ``progress(list)``
+    carries the worker's progress items (for the status bar)."""
+
+    measured = Signal(object, object, object)
+    failed = Signal(object, str)
+    progress = Signal(list)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._worker: GeneratorWorker | ProcessWorker | None = None
+
+    @staticmethod
+    def possible(run: Any, report: dict | None, model_file: str | None,
+                 data: Any = None) -> bool:
+        """A report without sharpness yet, for a run whose model can be rebuilt (``data``:
+        a Hugging Face folder's :class:`~lossview.core.tasks.loader.DataFile`)."""
+        return report is not None and not report.get("sharpness") \
+            and can_measure_sharpness(run, model_file, data)
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def start(self, run: Any, report: dict, model_file: str | None, data: Any = None) -> None:
+        self.cancel()
+        arg, in_child = jobs.run_arg(run)
+        worker = make_worker(jobs.sharpness, arg, parent=self, in_child=in_child,
+                             model_file=model_file, data=data)
+        worker.progress.connect(self.progress)
+        worker.finished.connect(lambda table: self._on_finished(run, report, table))
+        worker.errored.connect(lambda msg: self.failed.emit(run, msg))
+        worker.done.connect(lambda w=worker: self._on_done(w))
+        self._worker = worker
+        worker.start()
+
+    def cancel(self, msecs: int = 0) -> None:
+        """Stop the measurement (waiting up to ``msecs`` for the worker to end)."""
+        w = self._worker
+        if w is not None:
+            w.cancel()
+            if msecs:
+                w.wait(msecs)
+            self._worker = None
+
+    def _on_finished(self, run: Any, report: dict, table: dict) -> None:
+        report["sharpness"] = table
+        refresh_answers(report)  # the stability answer, and the diagnosis built on it
+        self.measured.emit(run, report, table)
+
+    def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
+        if worker is self._worker:
+            self._worker = None
+        worker.deleteLater()
