@@ -15,8 +15,9 @@ def test_importing_all_of_core_loads_no_qt():
         "import sys, pkgutil, importlib, lossview.core as c\n"
         "for m in pkgutil.walk_packages(c.__path__, 'lossview.core.'):\n"
         "    importlib.import_module(m.name)\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in %r or m.startswith('lossview.gui')]\n"
-        "print(bad); sys.exit(1 if bad else 0)\n" % (FORBIDDEN,)
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}\n"
+        "       or m.startswith('lossview.gui')]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

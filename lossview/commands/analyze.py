@@ -62,9 +62,8 @@ def _sharpness(run, source=None, device=None) -> dict | None:
     from lossview.core.surface.runsurface import run_to_end
     from lossview.core.surface.stability import iter_sharpness
 
-    if source is None:  # a built-in problem's run rebuilds its own model; else no model
-        if not run.spec.get("problem"):
-            return None
+    if source is None and not run.spec.get("problem"):
+        return None  # a built-in problem's run rebuilds its own model; else there is no model
     rep = run_to_end(iter_sharpness(run, source=source, device=device))
     if rep is None:
         return None

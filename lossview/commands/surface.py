@@ -150,7 +150,7 @@ def _check_tile_args(args: argparse.Namespace) -> None:
 
 
 def _job_kwargs(args: argparse.Namespace, kind: str, snaps, start) -> dict:
-    return dict(plane=kind, steps=args.steps, span=args.span, center_index=args.center,
+    return dict(plane=kind, steps=args.steps, span=args.span, center_index=args.center,  # noqa: C408
                 start_index=start, snapshots=snaps, bn_mode=args.bn, tolerance=args.tolerance,
                 seed=args.seed)
 

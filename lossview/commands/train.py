@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     if bar:
         sys.stderr.write("\n")
-    line = f"{summary.status}: {summary.steps_done}/{summary.total} steps, " \
-           f"{summary.n_snapshots} snapshots in {summary.elapsed:.1f} s -> {summary.path}"
+    line = (f"{summary.status}: {summary.steps_done}/{summary.total} steps, "
+            f"{summary.n_snapshots} snapshots in {summary.elapsed:.1f} s -> {summary.path}")
     if summary.divergence_step is not None:
         line += f" (diverged at step {summary.divergence_step})"
     elif summary.train_loss is not None:

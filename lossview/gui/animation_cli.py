@@ -34,7 +34,7 @@ def export_animation(path: str, out: Path, max_frames: int = 60) -> int:
     def ready() -> None:
         try:
             save_animation(win, out, max_frames=max_frames, wait=lambda: _settle(win))
-        except Exception as e:  # noqa: BLE001 - reported as one line
+        except Exception as e:
             failed(str(e))
             return
         QTimer.singleShot(0, win.close)

@@ -12,9 +12,9 @@ from PySide6.QtCore import QCoreApplication, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from lossview.gui.plotkit import style
 from lossview.gui.window import settings
 
-from lossview.gui.plotkit import style
 log = logging.getLogger("lossview.gui")
 
 #: size of the window when rendering ``--screenshot`` (and of the PNG written)
@@ -125,7 +125,7 @@ def install_excepthook(window) -> None:
         try:
             line = (str(value).strip().splitlines() or [etype.__name__])[0]
             window.report_error(f"unexpected error: {etype.__name__}: {line}")
-        except Exception:  # noqa: BLE001 - the hook itself must never raise
+        except Exception:
             previous(etype, value, tb)
 
     sys.excepthook = hook
@@ -135,9 +135,10 @@ def install_excepthook(window) -> None:
 #: first grid take longer), so the first one finds PyOpenGL imported
 PREWARM_DELAY_MS = 300
 #: imported ahead of need: PyOpenGL with pyqtgraph's GL items (the first 3D surface,
-#: ~110 ms of the GUI thread), after lossview's GL module has set PyOpenGL's options. Not torch: training, surfaces and sharpness run in child
-#: processes, the train dialog's problem list comes from one (gui/training/problem_catalog.py), so
-#: only reading torch-format checkpoints imports it here.
+#: ~110 ms of the GUI thread), after lossview's GL module has set PyOpenGL's options.
+#: Not torch: training, surfaces and sharpness run in child processes, the train dialog's
+#: problem list comes from one (gui/training/problem_catalog.py), so only reading
+#: torch-format checkpoints imports it here.
 PREWARM_MODULES = ("lossview.gui.surface.gl_window", "lossview.gui.surface.gl_view", "OpenGL.GL",
                    "pyqtgraph.opengl")
 
@@ -161,7 +162,7 @@ def prewarm_imports() -> None:
         for name in PREWARM_MODULES:
             try:
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the real import reports it where it matters
+            except Exception:
                 log.debug("prewarm: %s not importable", name, exc_info=True)
         done.set()
 
@@ -223,7 +224,7 @@ def start_job_server() -> None:
     try:
         # the app's job functions and what they import beyond the core
         processes.start_server(preload=("lossview.core.tasks.jobs", "lossview.core.tasks.loader"))
-    except Exception as e:  # noqa: BLE001 - the jobs then fall back to threads
+    except Exception as e:
         log.warning("could not start the job server (%s); jobs run on threads", e)
         os.environ[processes.ENV] = "thread"
     problem_catalog.prefetch()
@@ -370,7 +371,7 @@ def _arm_screenshot(win, out: Path, status: dict) -> None:
         win.statusBar().clearMessage()  # transient messages are not part of the picture
         try:
             save_png(win, out)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             failed(str(e))
             return
         QTimer.singleShot(0, win.close)

@@ -110,7 +110,7 @@ class Timeline(QObject):
         speed = float(min(max(speed, 0.5), 120.0))
         if speed != self._speed:
             self._speed = speed
-            self._timer.setInterval(max(int(round(1000 / speed)), 1))
+            self._timer.setInterval(max(round(1000 / speed), 1))
             self.speed_changed.emit(speed)
 
     def set_loop(self, loop: bool) -> None:

@@ -120,7 +120,7 @@ class GeneratorWorker(QObject):
                         last_emit = now
             finally:
                 gen.close()
-        except Exception as e:  # noqa: BLE001 - any failure becomes a message, never a crash
+        except Exception as e:
             log.exception("worker failed")
             if pending:
                 self.progress.emit(pending)
@@ -218,7 +218,7 @@ class ProcessWorker(QObject):
         try:
             proc, conn, _ = processes.start(func, args, kwargs, self._min_interval,
                                        name=f"lossview-{func.__name__}", cancel=self._event)
-        except Exception as e:  # noqa: BLE001 - e.g. an argument that does not pickle
+        except Exception as e:
             log.exception("starting the worker process failed")
             self.errored.emit(f"could not start the worker process: {e}".splitlines()[0])
             self._ended.emit()
@@ -252,7 +252,7 @@ class ProcessWorker(QObject):
                         log.debug("worker process: %s", line)
                     self.errored.emit(line)
                 return
-        except Exception as e:  # noqa: BLE001 - e.g. a message that does not unpickle
+        except Exception as e:
             log.exception("reading the worker process failed")
             lines = str(e).strip().splitlines()
             self.errored.emit(lines[0] if lines else type(e).__name__)

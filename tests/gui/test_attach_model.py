@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lossview.gui.window import settings
+
 from .conftest import open_and_wait
 
 torch = pytest.importorskip("torch")

@@ -18,8 +18,8 @@ import pytest
 from lossview.core.analysis import verdicts as V
 from lossview.core.analysis.report import analyze, refresh_answers
 from lossview.core.io.memory import run_from_arrays
-from lossview.gui.plotkit import style
 from lossview.gui.panels.diagnostics_panel import DiagnosticsPanel
+from lossview.gui.plotkit import style
 from lossview.gui.timeline import Timeline
 
 #: a 4-6-3 MLP: two Linear layers, so exploration modulo permutation is measured
@@ -171,8 +171,8 @@ def test_adam_shows_no_limit_line_and_says_why(panel):
 
 def test_an_epoch_run_says_epoch_on_every_axis(qtbot, panel):
     from lossview.gui.panels.loss_panel import LossPanel
-    from lossview.gui.window.timeline_bar import TimelineBar
     from lossview.gui.panels.trajectory_panel import TrajectoryPanel
+    from lossview.gui.window.timeline_bar import TimelineBar
 
     steps = np.arange(40)
     loss = {"loss": (steps, 1.0 / (1 + steps)), "lr": (steps, np.full(40, 0.1))}

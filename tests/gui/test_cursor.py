@@ -55,7 +55,7 @@ def test_the_value_is_exact_and_the_line_is_redrawn_only_a_pixel_away(plot):
     px_per_unit = (exact_px(1000, plot) - exact_px(0, plot)) / 1000
     assert px_per_unit * 1000 == pytest.approx(plot.getPlotItem().getViewBox().width(), rel=0.01)
     moved = []
-    line.sigPositionChanged.connect(lambda l: moved.append(l.value()))
+    line.sigPositionChanged.connect(lambda line_: moved.append(line_.value()))
     start = line.moves
     # 1,000 steps of 1 unit across ~360 pixels: a step is about a third of a pixel
     for v in range(1, 1001):

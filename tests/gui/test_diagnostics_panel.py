@@ -6,9 +6,9 @@ import pytest
 
 from lossview.core.analysis import verdicts as V
 from lossview.core.analysis.report import refresh_answers
+from lossview.core.tasks.loader import pairwise_distances
 from lossview.gui.panels.diagnostics_panel import DiagnosticsPanel
 from lossview.gui.panels.diagnostics_plots import msd_fit_line
-from lossview.core.tasks.loader import pairwise_distances
 from lossview.gui.timeline import Timeline
 
 
@@ -23,9 +23,12 @@ def test_fit_line_recovers_a_power_law():
 def test_pairwise_matrix_is_the_euclidean_distance(loaded):
     run, _ = loaded
     gen = pairwise_distances(run, max_points=10)
-    with pytest.raises(StopIteration) as stop:
+    def drain():
         while True:
             next(gen)
+
+    with pytest.raises(StopIteration) as stop:
+        drain()
     res = stop.value.value
     idx = res["indices"]
     assert idx[0] == 0 and idx[-1] == len(run) - 1 and len(idx) == 10

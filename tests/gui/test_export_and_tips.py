@@ -4,9 +4,9 @@ import re
 
 from PySide6.QtGui import QImage
 
-from lossview.gui.plotkit.export import save_png
-from lossview.core.io.export_csv import metrics_table
 from lossview.core.analysis.explanations import TIPS
+from lossview.core.io.export_csv import metrics_table
+from lossview.gui.plotkit.export import save_png
 
 from .conftest import open_and_wait
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lossview.gui.window import settings
+
 from .conftest import open_and_wait
 
 torch = pytest.importorskip("torch")
@@ -18,8 +19,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 GRID = 21  # surface grid points per side: the smallest the toolbar offers
-WORDS = ("the cat sat on a mat and dog ran to park while bird sang in tree "
-         "big small red blue fast slow").split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "park", "while",
+         "bird", "sang", "in", "tree", "big", "small", "red", "blue", "fast", "slow"]
 
 
 def _sentences(n: int, seed: int) -> list[str]:
@@ -148,7 +149,7 @@ def test_a_text_shorter_than_one_block_is_one_line_and_the_run_stays(qtbot, wind
     assert settings.data_file_for(folder) is None
 
 
-@pytest.mark.parametrize("argv, said", [
+@pytest.mark.parametrize(("argv", "said"), [
     (["--block-size", "32"], "--block-size needs --data FILE"),
     (["--data", "missing.txt"], "no such data file: missing.txt"),
     (["--data", "DATA", "--model", "DATA"], "not both"),

@@ -30,7 +30,7 @@ def panel(qtbot, loaded):
 
 
 def test_curves_hold_the_logged_metrics(panel):
-    p, tl, run, _ = panel
+    p, _tl, run, _ = panel
     p.smoothing.setValue(0)
     x, y = data(p.c_train)
     np.testing.assert_array_equal(x, run.metrics["train_loss"].steps)

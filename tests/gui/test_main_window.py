@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from lossview.gui.window import settings
+
 from .conftest import open_and_wait, write_run
 
 
@@ -334,7 +335,7 @@ def test_the_panels_are_laid_out_while_the_first_run_loads_so_the_switch_only_pa
     resized: list = []
 
     class Watch(QObject):
-        def eventFilter(self, obj, ev):  # noqa: N802 - Qt override
+        def eventFilter(self, obj, ev):
             if ev.type() == QEvent.Type.Resize:
                 resized.append((obj, window.stack.currentWidget() is window.workspace))
             return False

@@ -104,7 +104,7 @@ def test_a_hidden_tree_is_laid_out_one_plot_view_per_step_and_not_again_when_sho
     resized = []
 
     class Watch(QObject):
-        def eventFilter(self, obj, ev):  # noqa: N802 - Qt override
+        def eventFilter(self, obj, ev):
             if ev.type() == QEvent.Type.Resize:
                 resized.append(views.index(obj))
             return False

@@ -19,12 +19,12 @@ from lossview.core.io.memory import run_from_arrays
 from lossview.core.surface.results import RunSurface
 from lossview.core.surface.runsurface import run_to_end as surface_to_end
 from lossview.core.surface.runsurface import surface_for_run
+from lossview.core.surface.scene import OVERFLOW_HATCH_RGB, OVERFLOW_RGB, build_scene
+from lossview.core.tasks.jobs import scene_stream
 from lossview.core.train.config import TrainConfig
 from lossview.core.train.trainer import run_to_end, train
-from lossview.gui.surface import panel as surface_panel_module
 from lossview.gui.plotkit.export import qimage_to_array
-from lossview.core.tasks.jobs import scene_stream
-from lossview.core.surface.scene import OVERFLOW_HATCH_RGB, OVERFLOW_RGB, build_scene
+from lossview.gui.surface import panel as surface_panel_module
 from lossview.gui.surface.panel import SurfacePanel
 from lossview.gui.timeline import Timeline
 
@@ -149,8 +149,8 @@ def test_the_contour_view_hatches_the_overflowed_cells_and_the_caption_counts_th
 
 @pytest.mark.gl
 def test_the_3d_view_draws_the_overflowed_points_in_their_own_colour(qtbot, diverged):
-    from PySide6.QtGui import QImage
     from pyqtgraph import functions as fn
+    from PySide6.QtGui import QImage
 
     from lossview.gui.surface.gl_view import HEIGHT
 

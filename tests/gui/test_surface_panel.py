@@ -7,9 +7,9 @@ import pytest
 
 from lossview.core.io import open_run
 from lossview.core.io.memory import run_from_arrays
+from lossview.core.surface.scene import build_scene, fill_missing, height_scale, outline_segments
 from lossview.core.train.config import TrainConfig
 from lossview.core.train.trainer import run_to_end, train
-from lossview.core.surface.scene import build_scene, fill_missing, height_scale, outline_segments
 from lossview.gui.surface.panel import SurfacePanel
 from lossview.gui.timeline import Timeline
 
@@ -85,7 +85,7 @@ def test_basin_outline_is_the_level_curve_of_the_basin_only():
 
 
 def test_surface_of_a_real_run_and_honesty_readout(qtbot, quad_run):
-    panel, tl = make_panel(qtbot, quad_run)
+    panel, _tl = make_panel(qtbot, quad_run)
     compute(qtbot, panel, quad_run)
     s = panel.surface
     assert s.loss.shape == (STEPS, STEPS) and np.isfinite(s.loss).all()
@@ -229,7 +229,7 @@ def gl_panel(qtbot, run):
 
 @pytest.mark.gl
 def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
-    panel, tl, gl = gl_panel(qtbot, quad_run)
+    _panel, tl, gl = gl_panel(qtbot, quad_run)
     tl.set_index(0)
     p0 = gl.marker_position()
     tl.set_index(len(quad_run) - 1)
@@ -255,7 +255,7 @@ def test_the_first_3d_surface_arrives_one_kind_of_item_per_frame(qtbot, quad_run
     """On a software renderer the first frame of each kind of item compiles its drawing
     code (5-20 ms each): the view's first frame draws nothing (it is being exposed and
     sized), then the floor, the surface, the path and the markers, each in a later frame."""
-    panel, tl = make_panel(qtbot, quad_run, contour=False)
+    panel, _tl = make_panel(qtbot, quad_run, contour=False)
     if panel.gl_reason is not None:
         pytest.skip(f"no OpenGL context: {panel.gl_reason}")
     panel.show()
@@ -289,7 +289,7 @@ def test_clicking_a_point_in_the_3d_view_moves_the_timeline(qtbot, quad_run):
     from PySide6.QtGui import QImage
     from PySide6.QtTest import QTest
 
-    panel, tl, gl = gl_panel(qtbot, quad_run)
+    _panel, tl, gl = gl_panel(qtbot, quad_run)
     last = len(quad_run) - 1
     tl.set_index(last)
     qtbot.waitUntil(lambda: np.allclose(gl.marker_position(), gl._path_pos[last]), timeout=2000)
@@ -436,8 +436,8 @@ def _frame(gl):
 
 def _full_frame(gl):
     """The whole scene drawn afresh offscreen (no cache), RGB."""
-    from PySide6.QtGui import QImage
     from pyqtgraph import functions as fn
+    from PySide6.QtGui import QImage
 
     img = gl.grab_image().convertToFormat(QImage.Format.Format_RGBA8888)
     # a copy: the array is a view of the image's pixels, which go with the image
@@ -459,10 +459,10 @@ def test_the_copy_is_prepared_in_a_quiet_moment_only_once_nothing_computes(qtbot
     """The 3D view prepares its copy (two steps, ~10-20 ms each on llvmpipe) in quiet
     moments, but not while the app computes: a compile on a CPU shared with a worker
     blocked the GUI thread a third longer. The panel's view asks the panel."""
-    from lossview.gui.surface.gl_window import WARM_DELAY_MS
     from lossview.gui.surface.gl_view import SurfaceGLView
+    from lossview.gui.surface.gl_window import WARM_DELAY_MS
 
-    panel, tl, gl = gl_panel(qtbot, quad_run)
+    panel, _tl, gl = gl_panel(qtbot, quad_run)
     assert gl.view.busy is not None and not gl.view.busy()
     view = SurfaceGLView()
     qtbot.addWidget(view)
@@ -540,9 +540,9 @@ def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot)
     of the slope behind it hides it (the window and the copy have depth buffers; without,
     triangles drawn later covered nearer ones: a QOpenGLWindow gets none unless asked),
     and the copy is drawn at the window's size after an export."""
-    from lossview.gui.surface.gl_window import gl_unavailable_reason
     from lossview.core.surface.scene import SurfaceScene
     from lossview.gui.surface.gl_view import SurfaceGLView
+    from lossview.gui.surface.gl_window import gl_unavailable_reason
 
     if gl_unavailable_reason() is not None:
         pytest.skip(f"no OpenGL context: {gl_unavailable_reason()}")

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from lossview.core.io import open_run
 from lossview.core.analysis.sweep import divergence_label, parse_multipliers, shared_pca
-from lossview.gui.training.sweep_view import COLORS
+from lossview.core.io import open_run
 from lossview.gui.training.dialog import TrainDialog
+from lossview.gui.training.sweep_view import COLORS
 
 
 @pytest.fixture
@@ -132,8 +132,8 @@ def test_lr_sweep_marks_the_diverging_run(qtbot, dialog):
     assert len(view._marks) == 4  # cross + label in both plots
     # the legend says which side of the limit each lr lies, in core's words
     legend = view.legend.text()
-    assert f"lr = 3 <i>(diverged at step {view.runs[2].diverged_at:,}; above the limit " \
-           "2/λ_max = 2)</i>" in legend
+    assert (f"lr = 3 <i>(diverged at step {view.runs[2].diverged_at:,}; above the limit "
+            "2/λ_max = 2)</i>") in legend
     assert "lr = 0.3 <i>(below the limit 2/λ_max = 2)</i>" in legend
     assert "lr = 0.9 <i>(below the limit 2/λ_max = 2)</i>" in legend
 
@@ -176,8 +176,8 @@ def test_parse_multipliers_and_label():
 
 
 def test_sweep_view_says_which_run_stalled(qtbot):
-    from lossview.core.train.trainer import TrainProgress
     from lossview.core.analysis.sweep import SweepEvent
+    from lossview.core.train.trainer import TrainProgress
     from lossview.gui.training.sweep_view import SweepView
 
     view = SweepView()

@@ -6,8 +6,8 @@ import pytest
 
 from lossview.core.analysis.pca import random_walk_ratios_even
 from lossview.core.analysis.verdicts import similarity_words
-from lossview.gui.timeline import Timeline
 from lossview.gui.panels.trajectory_panel import TrajectoryPanel, random_walk_baseline
+from lossview.gui.timeline import Timeline
 
 
 def test_random_walk_baseline_is_cores():
@@ -34,7 +34,7 @@ def panel(qtbot, loaded):
 
 
 def test_points_are_the_pca_coordinates(panel):
-    p, tl, run, report = panel
+    p, _tl, run, report = panel
     coords = np.asarray(report["pca"]["coords"])
     x, y = p.scatter.getData()
     np.testing.assert_allclose(x, coords[:, 0])
@@ -48,7 +48,7 @@ def test_points_are_the_pca_coordinates(panel):
 
 
 def test_baseline_bars_and_random_walk_dots(panel, qtbot):
-    p, _, run, report = panel
+    p, _, _run, report = panel
     evr = np.asarray(report["pca"]["explained_variance_ratio"][:5])
     # drawn in the turn after the trajectory (see TrajectoryPanel.set_run)
     qtbot.waitUntil(lambda: len(p.bars.opts["height"]) == len(evr), timeout=2000)
@@ -62,7 +62,7 @@ def test_baseline_bars_and_random_walk_dots(panel, qtbot):
 
 
 def test_marker_follows_timeline_and_click_writes_back(panel):
-    p, tl, run, report = panel
+    p, tl, _run, report = panel
     coords = np.asarray(report["pca"]["coords"])
     tl.set_index(9)
     x, y = p.current.getData()

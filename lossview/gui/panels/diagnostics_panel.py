@@ -21,10 +21,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QTextBrowser, QVBoxLayout, QWidget
 
 from lossview.core.analysis import verdicts as V
-from lossview.gui.plotkit import style
+from lossview.core.analysis.explanations import tip
 from lossview.gui.panels import words
-from lossview.gui.plotkit.axes import nice_axes
-from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.panels.diagnostics_plots import (
     corner_text,
     fit_text_to_view,
@@ -38,9 +36,11 @@ from lossview.gui.panels.diagnostics_plots import (
     small_legend,
     wrap,
 )
-from lossview.gui.timeline import Timeline
-from lossview.core.analysis.explanations import tip
+from lossview.gui.plotkit import style
+from lossview.gui.plotkit.axes import nice_axes
+from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.plotkit.widgets import add_marker, as_array, cache_item, centered_note, header
+from lossview.gui.timeline import Timeline
 
 SHARPNESS_MISSING = "needs the model and data:\nFile > Attach model file…\n(or --model FILE.py)"
 

@@ -16,8 +16,8 @@ import pyqtgraph as pg
 
 from lossview.core.analysis import verdicts as V
 from lossview.core.analysis.metric_names import LR
-from lossview.gui.plotkit import style
 from lossview.gui.panels import words
+from lossview.gui.plotkit import style
 from lossview.gui.plotkit.widgets import as_array
 
 

@@ -16,17 +16,31 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
+from lossview.core.analysis.explanations import tip
 from lossview.core.analysis.smoothing import ema
+from lossview.gui.panels.loss_series import panel_series
+from lossview.gui.panels.words import step_unit
 from lossview.gui.plotkit import style
-from lossview.gui.plotkit.axes import nice_axes, planned_steps, set_log_y, spans_decades, steady_range
+from lossview.gui.plotkit.axes import (
+    nice_axes,
+    planned_steps,
+    set_log_y,
+    spans_decades,
+    steady_range,
+)
 from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.plotkit.legend_place import anchor_args, best_corner
-from lossview.gui.panels.loss_series import panel_series
+from lossview.gui.plotkit.widgets import (
+    Readout,
+    add_marker,
+    cache_item,
+    centered_note,
+    fmt,
+    header,
+    nearest_index,
+    sync_legend,
+)
 from lossview.gui.timeline import Timeline
-from lossview.core.analysis.explanations import tip
-from lossview.gui.plotkit.widgets import (Readout, add_marker, cache_item, centered_note, fmt, header,
-                                  nearest_index, sync_legend)
-from lossview.gui.panels.words import step_unit
 
 #: the "train" curve: a training loss by name (lossview's full-data loss per snapshot),
 #: else the mini-batch loss; "mini-batch" is drawn faint beside a sparser train curve
@@ -79,7 +93,8 @@ class LossPanel(QWidget):
         self.canvas.ci.setSpacing(2)
         self.p_loss = style.style_plot(self.canvas.addPlot(row=0, col=0, axisItems=nice_axes()), left="loss")
         self.p_grad = style.style_plot(self.canvas.addPlot(row=1, col=0, axisItems=nice_axes()), left="‖g‖")
-        self.p_lr = style.style_plot(self.canvas.addPlot(row=2, col=0, axisItems=nice_axes()), left="lr", bottom="step")
+        self.p_lr = style.style_plot(self.canvas.addPlot(row=2, col=0, axisItems=nice_axes()),
+                                     left="lr", bottom="step")
         self.plots = (self.p_loss, self.p_grad, self.p_lr)
         self.canvas.ci.layout.setRowStretchFactor(0, 5)
         self.canvas.ci.layout.setRowStretchFactor(1, 3)

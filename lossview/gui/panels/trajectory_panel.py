@@ -15,16 +15,22 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from lossview.core.analysis.explanations import tip
 from lossview.core.analysis.pca import random_walk_ratios_even
 from lossview.core.analysis.verdicts import similarity_words
+from lossview.gui.panels.words import step_unit
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
 from lossview.gui.plotkit.cursor import PointMarker
 from lossview.gui.plotkit.stagger import INTERVAL_MS
+from lossview.gui.plotkit.widgets import (
+    add_marker,
+    cache_item,
+    centered_note,
+    header,
+    signals_blocked,
+)
 from lossview.gui.timeline import Timeline
-from lossview.core.analysis.explanations import tip
-from lossview.gui.plotkit.widgets import add_marker, cache_item, centered_note, header, signals_blocked
-from lossview.gui.panels.words import step_unit
 
 MAX_PCS = 6
 N_COLOURS = 64

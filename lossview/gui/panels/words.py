@@ -13,7 +13,10 @@ import re
 from typing import Any
 
 from lossview.core.analysis import verdicts as V
-from lossview.gui.plotkit import style  #: The answers whose sentences open the diagnosis, in its order.
+from lossview.gui.plotkit import (
+    style,  #: The answers whose sentences open the diagnosis, in its order.
+)
+
 ANSWER_KEYS = ("loss", "weights", "stability", "exploration")
 
 

@@ -1,1 +1,2 @@
-"""Plot machinery shared by the panels: theme (style), axes, markers (cursor), legends, small widgets, export."""
+"""Plot machinery shared by the panels: theme (style), axes, markers (cursor), legends,
+small widgets, export."""

@@ -132,10 +132,10 @@ class GridAxis(pg.AxisItem):
     axis line. Where the painter scales (a high-DPI screen, a scaled export) a 1-pixel
     line is not a 1-unit rectangle: the lines are drawn as lines there."""
 
-    _lines: list = []  # the tick and grid lines left out of the picture
-    _rects: list = []  # ... and the same as rectangles
+    _lines: list = []  # noqa: RUF012  (the tick and grid lines left out of the picture;
+    _rects: list = []  # noqa: RUF012   shared empty lists that are only ever read)
 
-    def generateDrawSpecs(self, p):  # noqa: N802 - pyqtgraph API
+    def generateDrawSpecs(self, p):
         specs = super().generateDrawSpecs(p)
         self._lines, self._rects = [], []
         if specs is None:
@@ -187,7 +187,7 @@ def _fit_labels(values: list[float], size: float, char_px: float = 7.0, gap_px: 
 class NiceAxis(GridAxis):
     """AxisItem with readable log-mode ticks (linear mode unchanged) and cheap grid lines."""
 
-    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph API
+    def tickValues(self, minVal, maxVal, size):
         if not self.logMode:
             levels = super().tickValues(minVal, maxVal, size)
             if self.orientation in ("bottom", "top") and levels:
@@ -201,7 +201,7 @@ class NiceAxis(GridAxis):
             out.append((0.5, minor))
         return out
 
-    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+    def tickStrings(self, values, scale, spacing):
         if not self.logMode:
             return super().tickStrings(values, scale, spacing)
         if spacing == 0.5:  # minor ticks: marks only

@@ -32,7 +32,7 @@ class PixelCursor(pg.InfiniteLine):
     #: how many times the drawn line moved (for tests and benchmarks)
     moves = 0
 
-    def setPos(self, pos) -> None:  # noqa: N802 - pyqtgraph API
+    def setPos(self, pos) -> None:
         if self.angle not in (0, 90) or isinstance(pos, (list, tuple, np.ndarray, QPointF)):
             super().setPos(pos)
             return
@@ -50,7 +50,7 @@ class PixelCursor(pg.InfiniteLine):
             self._draw_at_value()
         self.sigPositionChanged.emit(self)
 
-    def viewTransformChanged(self) -> None:  # noqa: N802 - pyqtgraph API
+    def viewTransformChanged(self) -> None:
         """The view was zoomed, panned or resized: a pixel is another distance in data
         units now, so the line is drawn at its exact value again."""
         super().viewTransformChanged()
@@ -104,7 +104,7 @@ class PointMarker(QGraphicsObject):
         pad = self._r + scale * self._pen.widthF() / 2 + 1
         self._bounds = QRectF(-pad, -pad, 2 * pad, 2 * pad)
 
-    def setExportMode(self, export: bool, opts: dict | None = None) -> None:  # noqa: N802
+    def setExportMode(self, export: bool, opts: dict | None = None) -> None:
         """pyqtgraph's image exporter at a larger size than on screen: the marker grows
         with the picture (its size is in screen pixels), as a ScatterPlotItem's spots do."""
         scale = float((opts or {}).get("resolutionScale", 1.0)) if export else 1.0
@@ -121,12 +121,12 @@ class PointMarker(QGraphicsObject):
             self.setPos(float(x), float(y))
         self.show()
 
-    def getData(self):  # noqa: N802 - pyqtgraph API
+    def getData(self):
         if not self.isVisible():
             return np.array([]), np.array([])
         return np.array([self.x()]), np.array([self.y()])
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+    def boundingRect(self) -> QRectF:
         return self._bounds
 
     def paint(self, p, *args) -> None:

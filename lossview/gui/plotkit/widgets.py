@@ -26,7 +26,7 @@ class LazyProgressBar(QProgressBar):
     updates disabled around the base call, the paint is merged into the next repaint.
     """
 
-    def setValue(self, value: int) -> None:  # noqa: N802 - Qt override
+    def setValue(self, value: int) -> None:
         if value == self.value():
             return
         self.setUpdatesEnabled(False)
@@ -101,23 +101,23 @@ class Readout(QWidget):
             self.setFixedHeight(hint.height())
             self.updateGeometry()
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+    def sizeHint(self) -> QSize:
         return self._hint
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+    def minimumSizeHint(self) -> QSize:
         return self._hint
 
     def text(self) -> str:
         return self._text
 
-    def setText(self, text: str) -> None:  # noqa: N802 - QLabel's name, for callers
+    def setText(self, text: str) -> None:
         if text == self._text:
             return
         self._text = text
         self._runs = bold_runs(text)
         self.update()
 
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def paintEvent(self, event) -> None:
         if not self._runs:
             return
         p = QPainter(self)

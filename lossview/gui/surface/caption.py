@@ -54,7 +54,7 @@ class SurfaceCaption(QLabel):
         self._notes = [] if surface is None else surface_notes(surface)
         self._render()
 
-    def clear(self) -> None:  # noqa: D102 - QLabel.clear, and the notes with it
+    def clear(self) -> None:
         self._status, self._overflow, self._notes = None, None, []
         super().clear()
 

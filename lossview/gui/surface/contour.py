@@ -15,8 +15,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
-from lossview.gui.plotkit.cursor import PointMarker
 from lossview.core.surface.scene import OVERFLOW_HATCH_RGB, OVERFLOW_RGB, SurfaceScene
+from lossview.gui.plotkit.cursor import PointMarker
 from lossview.gui.plotkit.widgets import add_marker
 
 PATH_PEN = pg.mkPen((255, 255, 255, 220), width=1.5)

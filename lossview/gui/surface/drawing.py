@@ -28,7 +28,7 @@ class SurfaceDrawing:
         self.status.set_surface(surface)
         try:
             self._redraw(scene)
-        except Exception as e:  # noqa: BLE001 - a drawing bug must not leave the panel stuck
+        except Exception as e:
             self._drawing_failed(e)
 
     def _drawing_failed(self, e: Exception) -> None:
@@ -72,7 +72,7 @@ class SurfaceDrawing:
                     return None  # a newer scene (or none) replaced it
                 try:
                     return step()  # a widget returned is laid out before it paints
-                except Exception as e:  # noqa: BLE001 - a drawing bug must not crash
+                except Exception as e:
                     self._drawing_failed(e)
                     return None
             return run
@@ -138,7 +138,7 @@ class SurfaceDrawing:
         todo = (first if first_3d else [front]) + [honesty, back]
         if final and want_3d:  # so a scrub right after opening finds it ready
             todo += [warm, warm]
-        self._stagger.run([guarded(f) for f in todo + [ready]])
+        self._stagger.run([guarded(f) for f in [*todo, ready]])
 
     def _on_index(self, index: int) -> None:
         """Timeline moved: only the markers move."""

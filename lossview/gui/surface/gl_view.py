@@ -14,9 +14,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from lossview.core.surface.scene import OVERFLOW_RGB, SurfaceScene, bilinear
+
 # gl_window first: it turns PyOpenGL's error checking off before OpenGL.GL is imported
 from lossview.gui.surface.gl_window import software_rendering, window_class
-from lossview.core.surface.scene import OVERFLOW_RGB, SurfaceScene, bilinear
 
 #: height of the drawn surface relative to its half-width
 HEIGHT = 0.9
@@ -138,7 +139,7 @@ class SurfaceGLView(QWidget):
                                            glOptions=over)
         self._overlays = (self.path_halo, self.path, self.drop, self.start_halo, self.start,
                           self.marker_halo, self.marker)
-        for depth, item in enumerate((self.floor, self.surface, self.basin) + self._overlays):
+        for depth, item in enumerate((self.floor, self.surface, self.basin, *self._overlays)):
             item.setDepthValue(depth)
             self.view.addItem(item)
         if software_rendering():

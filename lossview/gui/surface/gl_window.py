@@ -69,7 +69,7 @@ def gl_unavailable_reason() -> str | None:
         return reason
     try:
         import OpenGL.GL  # noqa: F401  (pyqtgraph.opengl needs PyOpenGL)
-    except Exception as e:  # noqa: BLE001 - any import failure means no 3D view
+    except Exception as e:
         return f"PyOpenGL cannot be imported ({type(e).__name__}: {e})"
     return None
 
@@ -139,7 +139,7 @@ def probe_context() -> str | None:
             return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} is too old (needs 2.1)"
         try:
             _RENDERER["renderer"] = ctx.functions().glGetString(GL_RENDERER) or ""
-        except Exception:  # noqa: BLE001 - only used to pick cheaper settings
+        except Exception:
             _RENDERER["renderer"] = ""
         ctx.doneCurrent()
     finally:
@@ -163,7 +163,7 @@ def shader_warmers() -> list:
     try:
         import pyqtgraph.opengl as gl
         from pyqtgraph.opengl import shaders
-    except Exception:  # noqa: BLE001 - reported where the 3D view is made
+    except Exception:
         return []
     ctx = QOpenGLContext()
     ctx.setShareContext(share)
@@ -180,7 +180,7 @@ def shader_warmers() -> list:
             if ctx.makeCurrent(surf):
                 try:
                     fn(ctx)
-                except Exception:  # noqa: BLE001 - the view reports it when it draws
+                except Exception:
                     log.debug("compiling a 3D shader ahead of time failed", exc_info=True)
                 finally:
                     ctx.doneCurrent()
@@ -289,7 +289,7 @@ def window_class():
             self._generation += 1
             self.update()
 
-        def paintGL(self):  # noqa: N802 - Qt override
+        def paintGL(self):
             self.frame()
 
         def frame(self) -> None:
@@ -405,11 +405,11 @@ def window_class():
             finally:
                 self.items = every
 
-        def mousePressEvent(self, ev):  # noqa: N802 - Qt override
+        def mousePressEvent(self, ev):
             self._press = ev.position()
             super().mousePressEvent(ev)
 
-        def mouseReleaseEvent(self, ev):  # noqa: N802 - Qt override
+        def mouseReleaseEvent(self, ev):
             super().mouseReleaseEvent(ev)
             press = getattr(self, "_press", None)
             self._press = None

@@ -13,8 +13,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
-from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.core.surface.scene import SurfaceScene, honesty_summary
+from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.plotkit.widgets import add_marker
 
 SURF_COLOR = "#2e9d4f"
@@ -83,7 +83,7 @@ class HonestyPlot(QWidget):
             "distance off the plane would stay near zero (Li et al. 2018)."
         )
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._fit_summary()
 

@@ -36,11 +36,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lossview.core.surface.scene import SurfaceScene
 from lossview.core.tasks.jobs import SceneUpdate, run_arg, surface_scenes
 from lossview.gui.plotkit.stagger import Stagger
 from lossview.gui.surface.caption import SurfaceCaption
 from lossview.gui.surface.contour import SurfaceContourView
-from lossview.core.surface.scene import SurfaceScene
 from lossview.gui.surface.drawing import SurfaceDrawing
 from lossview.gui.surface.honesty import HonestyPlot
 from lossview.gui.surface.needs_model import NeedsModelView

@@ -174,7 +174,7 @@ class SurfaceToolbar(QWidget):
                                     "Showing the 2D contour map.")
 
     def set_progress(self, fraction: float) -> None:
-        self.progress.setValue(int(round(1000 * fraction)))
+        self.progress.setValue(round(1000 * fraction))
 
     def set_busy(self, busy: bool, can_compute: bool) -> None:
         """Progress + Cancel while computing; else Compute where a surface is unfinished."""

@@ -39,21 +39,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lossview.core.errors import LossviewError
-from lossview.gui.plotkit import style
-from lossview.gui.plotkit.axes import nice_axes, steady_range
-from lossview.gui.training.live import LiveTraining
-from lossview.gui.plotkit.stagger import INTERVAL_MS, settle
 from lossview.core.analysis.sweep import (
     DEFAULT_MULTIPLIERS,
     parse_multipliers,
     run_sweep,
     sweep_folder_names,
 )
-from lossview.gui.training.sweep_view import SweepView
+from lossview.core.errors import LossviewError
+from lossview.gui.plotkit import style
+from lossview.gui.plotkit.axes import nice_axes, steady_range
+from lossview.gui.plotkit.stagger import INTERVAL_MS, settle
 from lossview.gui.plotkit.widgets import LazyProgressBar, choose
+from lossview.gui.training.live import LiveTraining
+from lossview.gui.training.sweep_view import SweepView
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
-
 
 #: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s),
 #: unless the main window follows the run and redraws it (``plot_follows_window``)
@@ -351,7 +350,7 @@ class TrainDialog(QDialog):
         if self.sweep_worker is not None:
             self.sweep_worker.wait(msecs)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event) -> None:
         # closing the dialog does not stop a run the main window is showing live;
         # the main window calls shutdown() when the application quits
         super().closeEvent(event)
@@ -465,23 +464,23 @@ class TrainDialog(QDialog):
 class _GSpin(QDoubleSpinBox):
     """A double spin box that shows 0.5 and 1e-05 instead of 0.500000 and 0.000010."""
 
-    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
+    def textFromValue(self, value: float) -> str:
         return f"{value:.6g}"
 
-    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
+    def valueFromText(self, text: str) -> float:
         try:
             return float(text)
         except ValueError:
             return self.value()
 
-    def validate(self, text: str, pos: int):  # noqa: D102 - Qt override
+    def validate(self, text: str, pos: int):
         from PySide6.QtGui import QValidator
 
         t = text.strip()
         try:
             v = float(t)
         except ValueError:
-            ok = t == "" or t[-1:] in "eE.-+" and t.count("e") + t.count("E") <= 1
+            ok = t == "" or (t[-1:] in "eE.-+" and t.count("e") + t.count("E") <= 1)
             return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
         if self.minimum() <= v <= self.maximum():
             return QValidator.State.Acceptable, text, pos

@@ -18,9 +18,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from lossview.core.analysis.sweep import divergence_label, limit_side, shared_pca, wrap_label
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
-from lossview.core.analysis.sweep import divergence_label, limit_side, shared_pca, wrap_label
 
 COLORS = ("#1f6fb4", "#e07b16", "#d62728", "#2e9d4f", "#7b52ab", "#8c564b")
 PCA_INTERVAL = 0.5
@@ -135,8 +135,8 @@ class SweepView(QWidget):
             if "step" in mets and len(mets["step"]):
                 r.steps.extend(np.asarray(mets["step"]).tolist())
                 r.loss.extend(np.asarray(mets["loss"], dtype=float).tolist())
-            if p.params is not None and p.snapshot_step is not None:
-                if not r.snap_steps or p.snapshot_step > r.snap_steps[-1]:
+            if p.params is not None and p.snapshot_step is not None and (
+                    not r.snap_steps or p.snapshot_step > r.snap_steps[-1]):
                     r.snap_steps.append(int(p.snapshot_step))
                     r.vectors.append(np.concatenate(
                         [np.asarray(v, dtype=np.float64).ravel() for v in p.params.values()]))

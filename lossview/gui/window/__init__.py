@@ -1,1 +1,2 @@
-"""The main window and what hangs off it: menus, messages, start page, timeline bar, settings, opening runs."""
+"""The main window and what hangs off it: menus, messages, start page, timeline bar,
+settings, opening runs."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lossview.gui.window import settings
+
 if TYPE_CHECKING:
     from lossview.gui.window.main_window import MainWindow
 

@@ -12,27 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QLabel, QMainWindow, QSplitter, QStackedWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from lossview.core.analysis.verdicts import tag
-from lossview.gui.window import settings
-from lossview.gui.window import layout
-from lossview.gui.window import training_actions
 from lossview.gui.panels.diagnostics_panel import DiagnosticsPanel
 from lossview.gui.panels.loss_panel import LossPanel
+from lossview.gui.panels.trajectory_panel import TrajectoryPanel
+from lossview.gui.panels.words import step_unit
+from lossview.gui.plotkit.stagger import Stagger, lay_out_hidden, one_per_turn, settle
+from lossview.gui.plotkit.widgets import cache_plot_items
+from lossview.gui.timeline import Timeline
+from lossview.gui.window import layout, settings, training_actions
 from lossview.gui.window.menus import build_menus
+from lossview.gui.window.messages import WindowMessages
 from lossview.gui.window.run_info import RunInfo
 from lossview.gui.window.run_opening import RunOpener
 from lossview.gui.window.sharpness_job import SharpnessJob
-from lossview.gui.plotkit.stagger import Stagger, lay_out_hidden, one_per_turn, settle
 from lossview.gui.window.start_page import StartPage
-from lossview.gui.timeline import Timeline
 from lossview.gui.window.timeline_bar import TimelineBar
-from lossview.gui.panels.trajectory_panel import TrajectoryPanel
-from lossview.gui.plotkit.widgets import cache_plot_items
-from lossview.gui.panels.words import step_unit
-from lossview.gui.window.messages import WindowMessages
 
 log = logging.getLogger("lossview.gui")
 
@@ -349,11 +346,11 @@ class MainWindow(QMainWindow):
     def reset_layout(self) -> None:
         layout.reset(self)
 
-    def dragEnterEvent(self, e) -> None:  # noqa: N802 - Qt override
+    def dragEnterEvent(self, e) -> None:
         if e.mimeData().hasUrls() and any(u.isLocalFile() for u in e.mimeData().urls()):
             e.acceptProposedAction()
 
-    def dropEvent(self, e) -> None:  # noqa: N802 - Qt override
+    def dropEvent(self, e) -> None:
         paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
         if paths:
             e.acceptProposedAction()
@@ -378,7 +375,7 @@ class MainWindow(QMainWindow):
                 f(msecs)
             self._train_dialog.close()
 
-    def closeEvent(self, e) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, e) -> None:
         self.save_layout()
         self.shutdown()
         super().closeEvent(e)

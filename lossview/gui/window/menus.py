@@ -10,6 +10,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from lossview.gui.window import settings
+
 if TYPE_CHECKING:
     from lossview.gui.window.main_window import MainWindow
 
@@ -146,7 +147,7 @@ def export_animation(win: MainWindow) -> None:
 def _guard(win: MainWindow, fn, path: str) -> None:
     try:
         fn()
-    except Exception as e:  # noqa: BLE001 - an export failure is a message, never a crash
+    except Exception as e:
         win.report_error(f"could not write {path}: {e}")
     else:
         win.statusBar().showMessage(f"wrote {path}", 8000)

@@ -9,8 +9,7 @@ import logging
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QPlainTextEdit, QToolButton,
-                               QWidget)
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QPlainTextEdit, QToolButton, QWidget
 
 from lossview.gui.plotkit.widgets import LazyProgressBar
 

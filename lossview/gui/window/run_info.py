@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPoint, QSize, Qt
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QVBoxLayout, QWidget
 
 #: the popover's width (px): long file names wrap
 POPOVER_WIDTH = 460
@@ -32,7 +31,7 @@ def full_text(run: Any) -> str:
             from lossview.core.io.summary import opened_as
 
             text = opened_as(run)
-        except Exception:  # noqa: BLE001 - a summary is never worth an error
+        except Exception:
             text = None
     if not text:  # what the run carries
         n = len(run)

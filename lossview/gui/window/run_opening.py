@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
-from lossview.gui.window import settings
 from lossview.core.tasks.loader import DataFile, Opened, SeveralRuns, load_and_analyze
+from lossview.gui.window import settings
 from lossview.gui.window.run_chooser import RunChooser
 from lossview.gui.window.run_info import short_line
 from lossview.gui.window.sharpness_job import SharpnessJob
@@ -182,8 +182,8 @@ class RunOpener(QObject):
         win.statusBar().showMessage("; ".join(status), 15000)
         after = []  # once the panels show the run (the banner is over them, not the start page)
         if result.model_error:
-            error = f"{'model file ' if req.model_file else ''}{name} not used: " \
-                    f"{result.model_error}"
+            error = (f"{'model file ' if req.model_file else ''}{name} not used: "
+                     f"{result.model_error}")
             after.append(lambda: win.report_error(error))
         if SharpnessJob.possible(run, report, result.model_file, result.data):
             after.append(lambda: win._measure_sharpness(run, report))

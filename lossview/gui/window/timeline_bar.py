@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QSlider, QStyle,
-                               QToolButton, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QSlider,
+    QStyle,
+    QToolButton,
+    QWidget,
+)
 
-from lossview.gui.timeline import Timeline
 from lossview.gui.plotkit.widgets import Readout, signals_blocked
+from lossview.gui.timeline import Timeline
 
 
 class TimelineBar(QWidget):

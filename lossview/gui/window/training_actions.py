@@ -3,6 +3,7 @@ the live view by the saved run when training ends; ``lossview demo`` starts a pr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,6 @@ def start_default_training(win: MainWindow) -> None:
     dialog = win._train_dialog
     if dialog is None:
         return
-    try:
+    with contextlib.suppress(AttributeError, ValueError):  # else the dialog's own default
         dialog.set_problem(DEMO_PROBLEM)
-    except (AttributeError, ValueError):
-        pass  # keep the dialog's own default problem
     dialog.start()
