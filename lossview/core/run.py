@@ -220,13 +220,15 @@ class Run:
         return self._float_dtype
 
     def vector(self, i: int, dtype: np.dtype | type | None = np.float64,
-               out: np.ndarray | None = None) -> np.ndarray:
+               out: np.ndarray | None = None, cache: bool = True) -> np.ndarray:
         """The parameters of snapshot ``i`` concatenated into one flat vector.
 
         ``dtype=None`` gives :attr:`float_dtype`. ``out`` (a flat array of ``n_params``
         entries) is filled and returned instead of a new array; its dtype wins. Readers
         that can (native runs) copy the bytes straight from the file into the vector,
-        bypassing the snapshot cache.
+        bypassing the snapshot cache. ``cache=False``: a snapshot not in the cache is
+        decoded, copied and dropped, not kept (a streaming pass then holds no decoded
+        snapshots beyond the one being copied).
         """
         i = range(len(self))[i]
         if out is None:
@@ -237,7 +239,7 @@ class Run:
         if (read_into is not None and i not in self._cache
                 and read_into(self.snapshots[i], self.param_shapes, self._offsets, out)):
             return out
-        t = self.tensors(i)
+        t = self.tensors(i) if cache or i in self._cache else self.reader.read(self.snapshots[i])
         for n, a, b in zip(self.param_names, self._offsets[:-1], self._offsets[1:]):
             out[a:b] = np.asarray(t[n]).reshape(-1)  # cast while copying: one pass
         return out

@@ -205,7 +205,7 @@ def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
         fd = fh.fileno()
         restart = False
         for row, i in enumerate(idx):
-            run.vector(int(i), out=vec)
+            run.vector(int(i), out=vec, cache=False)
             if half:
                 u16 = vec.view(np.uint16)
                 if u16[0::2].any():  # not bfloat16 after all: spill float32 rows

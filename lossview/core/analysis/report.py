@@ -25,6 +25,7 @@ from lossview.core.analysis.pca import pca_from_gram
 from lossview.core.analysis.permutation import permutation_report
 from lossview.core.analysis.plateau import find_plateau, weight_motion
 from lossview.core.analysis.stationarity import stationarity
+from lossview.core.analysis.stream import stream_steps
 from lossview.core.run import Run
 
 #: Most snapshots entering the Gram matrix (evenly subsampled beyond).
@@ -125,7 +126,20 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
     """
     n = len(run)
     yield 0.0, "distances"
-    d = distances(run)
+    streamed = None
+    if 3 <= n <= MAX_GRAM_SNAPSHOTS:
+        # every snapshot enters the Gram matrix: one pass gives it and the distances
+        gen = stream_steps(run)
+        while True:
+            try:
+                f = next(gen)
+            except StopIteration as e:
+                streamed = e.value
+                break
+            yield 0.7 * f, "distances and Gram matrix"
+        d = streamed.distances
+    else:
+        d = distances(run)
     report: dict[str, Any] = {
         "format": run.format,
         "path": str(run.path),
@@ -166,7 +180,9 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
     finite = [i for i in range(end + 1) if i not in bad]
     idx = [finite[j] for j in subsample(len(finite), MAX_GRAM_SNAPSHOTS)]
     gram = None
-    if len(idx) >= 3:
+    if len(idx) >= 3 and streamed is not None:
+        gram = streamed.gram(run, idx)
+    elif len(idx) >= 3:
         gen = gram_steps(run, idx)
         while True:
             try:

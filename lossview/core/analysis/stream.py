@@ -1,0 +1,227 @@
+"""One pass over a run feeding every weight-space analysis: distances and the Gram matrix.
+
+``analyze`` needs, from the weights, the per-snapshot distances of
+:mod:`lossview.core.analysis.distances` and the centred Gram matrix of
+:mod:`lossview.core.analysis.gram` (PCA, pairwise distances, diffusion, stationarity).
+Computed one after the other they read every snapshot twice, and formats that can only be
+read whole (torch, Hugging Face) were copied to a temporary spill file in between. Here
+both come from one walk over column blocks of the ``T x D`` snapshot matrix:
+
+* the block of every snapshot is read straight from the files by byte range where the
+  files allow it (:mod:`lossview.core.io.ranges`: native and Hugging Face safetensors,
+  torch zip files; bfloat16 widened exactly into the block), so each byte of each file is
+  read once and no snapshot is decoded whole; other formats are read once each, into the
+  block itself when one block holds the run, else into the Gram spill file;
+* each block is walked in chunks of a few thousand columns widened to float64 (``W``, in
+  the CPU cache); differences between snapshots are taken in float64 (exact for float32
+  weights) and every sum is accumulated in float64, so the distances equal those of
+  :func:`~lossview.core.analysis.distances.distances` and the Gram matrix that of
+  :func:`~lossview.core.analysis.gram.gram_steps` to float64 rounding.
+
+Memory: the block (:data:`~lossview.core.analysis.gram.DEFAULT_BLOCK_BYTES`, 128 MiB, as
+stored: float32 unless the weights are float64), a few ``T x chunk`` float64 work arrays
+(:data:`WORK_BYTES` each) and ``T x T`` matrices, whatever the run's length and dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from lossview.core.analysis.distances import Distances
+from lossview.core.analysis.gram import (DEFAULT_BLOCK_BYTES, Gram, _blocks, _in_memory,
+                                         _spill_reader, _STOPPED, double_centre)
+from lossview.core.io.ranges import SpanReader, run_ranges, spans_fit_float32
+from lossview.core.run import Run
+
+#: Bytes of one float64 ``T x chunk`` work array (chunk columns = this / (8 T), at most 8,192).
+WORK_BYTES = 2 * 2**20
+
+
+@dataclass
+class Streamed:
+    """What :func:`stream_steps` measured: the distances of every snapshot and the Gram
+    matrix of all ``n`` snapshots' weights centred on their mean (rows of snapshots with
+    non-finite weights, ``bad``, are meaningless)."""
+
+    distances: Distances
+    gram_all: np.ndarray
+    bad: np.ndarray
+
+    def gram(self, run: Run, indices: Sequence[int] | None = None) -> Gram:
+        """The :class:`Gram` of ``indices`` (default all), as :func:`gram_steps` gives it:
+        snapshots with non-finite weights dropped, the rest double-centred."""
+        idx = np.arange(len(self.bad)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        keep = idx[~self.bad[idx]]
+        g = double_centre(self.gram_all[np.ix_(keep, keep)])
+        g = 0.5 * (g + g.T)
+        return Gram(keep, run.steps[keep], g, [int(i) for i in idx[self.bad[idx]]])
+
+
+def _block_reader(run: Run, spans, store: np.dtype, n_blocks: int,
+                  should_stop: Callable[[], bool] | None):
+    """``(fill, progress share)``: ``fill(i, pieces, row)`` writes snapshot ``i``'s part of a
+    block into ``row``. A generator: yields spill progress first when there is a spill."""
+    if spans is not None:
+        reader = SpanReader(run, spans)
+        index = {n: k for k, n in enumerate(run.param_names)}
+        rows = {n: (int(np.prod(s[1:], dtype=np.int64)) if len(s) > 1 else 1)
+                for n, s in run.param_shapes.items()}
+
+        def ranged(i, pieces, row):
+            for p in pieces:
+                reader.read(i, index[p.name], p.row0 * rows[p.name], p.width,
+                            row[p.col0:p.col0 + p.width])
+
+        ranged.keep_alive = reader  # type: ignore[attr-defined]
+        return ranged, 1.0
+
+    def whole(i, pieces, row):  # one block holds the run: a block row is the flat vector
+        run.vector(i, out=row, cache=False)
+
+    if n_blocks == 1 or _in_memory(run):
+        if n_blocks == 1:
+            return whole, 1.0
+
+        def from_memory(i, pieces, row):
+            t = run.tensors(i)
+            for p in pieces:
+                a = np.asarray(t[p.name])
+                a = a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1)
+                row[p.col0:p.col0 + p.width] = a[p.row0:p.row1].reshape(-1)
+
+        return from_memory, 1.0
+    spill = _spill_reader(run, np.arange(len(run)), store, should_stop)
+    while True:
+        try:
+            f = next(spill)
+        except StopIteration as e:
+            spilled = e.value
+            break
+        yield 0.5 * f
+    if spilled is _STOPPED:
+        return None, 0.0
+    if spilled is None:  # no room on disk: every block reads the snapshots again
+        from lossview.core.analysis.gram import _row_reader
+
+        return _row_reader(run)[0], 0.5
+    return spilled, 0.5
+
+
+def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
+                 should_stop: Callable[[], bool] | None = None,
+                 ) -> Generator[float, None, Streamed | None]:
+    """The one pass; yields the fraction done, returns :class:`Streamed` (None if
+    ``should_stop()`` became true)."""
+    n, d = len(run), run.n_params
+    spans = run_ranges(run)  # headers only
+    if spans is not None:  # float32 where the weights widen exactly into it
+        store = np.dtype(np.float32 if spans_fit_float32(spans[:1]) else np.float64)
+    else:
+        store = run.float_dtype
+    item = store.itemsize
+    max_cols = max(int(max_bytes // (2 * item * max(n, 1))), 1)  # two block buffers
+    blocks = _blocks(run.param_shapes, max_cols) if n and d else []
+    gen = _block_reader(run, spans, store, len(blocks), should_stop)
+    while True:
+        try:
+            f = next(gen)
+        except StopIteration as e:
+            fill, share = e.value
+            break
+        yield f
+    if fill is None:
+        return None
+    sq, fi, tf = np.zeros(n), np.zeros(n), np.zeros(n)
+    st, cs = np.zeros(n), np.zeros(n)
+    g = np.zeros((n, n))
+    bad = np.zeros(n, dtype=bool)
+    cw = int(min(8192, max(64, WORK_BYTES // (8 * max(n, 1)))))
+    w_full, c_full = np.empty((n, cw)), np.empty((n, cw))
+    u_full = np.empty((max(n - 1, 0), cw))
+    rowsum = _rowsum
+    widths = [p[-1].col0 + p[-1].width for p in blocks]
+    # two block buffers: the next block is read (by a thread: preadv and file reads release
+    # the GIL) while this one is computed on
+    bufs = [np.empty(n * max(widths, default=0), dtype=store) for _ in range(min(len(blocks), 2))]
+    stopped = False
+
+    def read_block(b: int) -> np.ndarray:
+        nonlocal stopped
+        buf = bufs[b % 2][:n * widths[b]].reshape(n, widths[b])
+        for i in range(n):
+            if stopped or (should_stop is not None and should_stop()):
+                stopped = True
+                break
+            fill(i, blocks[b], buf[i])
+        return buf
+
+    with ThreadPoolExecutor(1) as ex, np.errstate(invalid="ignore", over="ignore"):
+        fut = ex.submit(read_block, 0) if blocks else None
+        for b in range(len(blocks)):
+            buf = fut.result()
+            if stopped:
+                return None
+            if b + 1 < len(blocks):
+                fut = ex.submit(read_block, b + 1)
+            width = widths[b]
+            for a in range(0, width, cw):
+                k = min(cw, width - a)
+                w, c = w_full[:, :k], c_full[:, :k]
+                np.copyto(w, buf[:, a:a + k])
+                sq += rowsum(w, w)
+                np.subtract(w, w[0], out=c)
+                fi += rowsum(c, c)
+                np.subtract(w, w[-1], out=c)
+                tf += rowsum(c, c)
+                if n >= 2:
+                    u = u_full[:, :k]
+                    np.subtract(w[1:], w[:-1], out=u)
+                    st[1:] += rowsum(u, u)
+                    if n >= 3:
+                        cs[2:] += rowsum(u[1:], u[:-1])
+                mean = w.mean(axis=0)
+                fin = None
+                if not np.isfinite(mean).all():  # a snapshot with non-finite weights here
+                    fin = np.isfinite(w).all(axis=1)
+                    bad |= ~fin
+                    mean = w[fin].mean(axis=0) if fin.any() else np.zeros(k)
+                np.subtract(w, mean, out=c)
+                if fin is not None:
+                    c[~fin] = 0.0
+                g += c @ c.T
+            yield 1.0 - share + share * (b + 1) / len(blocks)
+    return Streamed(_distances(sq, fi, tf, st, cs, bad), g, bad)
+
+
+def _rowsum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _distances(sq, fi, tf, st, cs, bad) -> Distances:
+    n = len(sq)
+    norm = np.sqrt(sq)
+    from_init, to_final, step = np.sqrt(fi), np.sqrt(tf), np.sqrt(st)
+    if n:
+        from_init[0] = step[0] = 0.0
+    ratio = np.full(n, np.nan)
+    cosine = np.full(n, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if n >= 2:
+            prev = norm[:-1]
+            ratio[1:] = np.where(prev > 0, step[1:] / np.where(prev > 0, prev, 1.0), np.nan)
+        if n >= 3:
+            den = step[2:] * step[1:-1]
+            cosine[2:] = np.where(den > 0, cs[2:] / np.where(den > 0, den, 1.0), np.nan)
+    nonfinite = [int(i) for i in np.flatnonzero(bad | ~np.isfinite(sq))]
+    return Distances(from_init, step, norm, nonfinite, to_final, cosine, ratio)
+
+
+def stream(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES) -> Streamed:
+    """:func:`stream_steps` run to the end."""
+    from lossview.core.analysis.gram import drive
+
+    return drive(stream_steps(run, max_bytes))

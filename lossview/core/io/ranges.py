@@ -1,0 +1,231 @@
+"""Where each parameter's bytes lie in a snapshot's files, for reads of any part of them.
+
+A safetensors file is an 8-byte little-endian header length, a JSON header giving each
+tensor's dtype, shape and byte range, then the raw data. A torch file in the zip format
+(``torch.save`` since PyTorch 1.6, Lightning and Hugging Face ``.bin`` files) stores each
+storage as an uncompressed zip member: ``torch.load(map_location="meta")`` unpickles the
+structure without reading any data and gives each storage's offset in the file
+(``_checkpoint_offset``). With those offsets an analysis can read a column block of every
+snapshot straight from the files (only its bytes), instead of loading each snapshot whole.
+
+:func:`snapshot_ranges` answers None for anything it cannot map exactly (npz, Keras, legacy
+torch files, non-contiguous tensors, other dtypes, shapes that differ): the caller then
+reads the snapshot the general way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import warnings as pywarnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lossview.core.run import Run, Snapshot
+
+#: File dtypes read by range; ``bf16`` is read as 16-bit words and widened exactly.
+_ST_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "BF16": "bf16"}
+_TORCH_DTYPES = {"torch.float16": "<f2", "torch.float32": "<f4", "torch.float64": "<f8",
+                 "torch.bfloat16": "bf16"}
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tensor's data in a file: ``path``, byte ``offset``, ``dtype`` (numpy spelling, or
+    ``"bf16"``) and element count ``size`` (row-major, contiguous)."""
+
+    path: str
+    offset: int
+    dtype: str
+    size: int
+
+    @property
+    def itemsize(self) -> int:
+        return 2 if self.dtype == "bf16" else np.dtype(self.dtype).itemsize
+
+
+def safetensors_spans(path: Path) -> dict[str, tuple[Span, tuple[int, ...]]]:
+    with open(path, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        if n > 100 * 2**20:
+            raise ValueError("header too large")
+        hdr = json.loads(fh.read(n))
+    out = {}
+    for name, info in hdr.items():
+        if name == "__metadata__" or info.get("dtype") not in _ST_DTYPES:
+            continue
+        shape = tuple(int(s) for s in info["shape"])
+        lo, hi = (int(x) for x in info["data_offsets"])
+        sp = Span(str(path), 8 + n + lo, _ST_DTYPES[info["dtype"]], int(np.prod(shape, dtype=np.int64)))
+        if hi - lo != sp.size * sp.itemsize:
+            continue
+        out[name] = (sp, shape)
+    return out
+
+
+def torch_spans(path: Path, key: str | None) -> dict[str, tuple[Span, tuple[int, ...]]]:
+    import torch
+
+    from lossview.core.io.torchfiles import SAFE_GLOBALS
+
+    with torch.serialization.safe_globals(list(SAFE_GLOBALS)), pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore", UserWarning)
+        obj = torch.load(str(path), map_location="meta", weights_only=True)
+    sd = obj if key is None else obj[key]
+    out = {}
+    for name, t in sd.items():
+        if not isinstance(t, torch.Tensor) or str(t.dtype) not in _TORCH_DTYPES:
+            continue
+        base = getattr(t.untyped_storage(), "_checkpoint_offset", None)
+        if base is None or not t.is_contiguous():
+            continue
+        sp = Span(str(path), int(base) + t.storage_offset() * t.element_size(),
+                  _TORCH_DTYPES[str(t.dtype)], t.numel())
+        out[str(name)] = (sp, tuple(int(s) for s in t.shape))
+    return out
+
+
+def _base_reader(run: Run):
+    from lossview.core.io.normalise import RenamingReader
+
+    r = run.reader
+    while isinstance(r, RenamingReader):
+        r = r.inner
+    return r
+
+
+def ranged_reader_kind(run: Run) -> bool:
+    """Whether the run's reader reads files :func:`snapshot_ranges` can map (safetensors and
+    torch files as they are, apart from renaming)."""
+    from lossview.core.io.arrays import ArrayFileReader
+    from lossview.core.io.hf import HFReader
+    from lossview.core.io.native import NativeReader
+    from lossview.core.io.torchfiles import TorchReader
+
+    r = _base_reader(run)
+    if isinstance(r, ArrayFileReader):
+        return r.format != "npz"
+    return isinstance(r, (NativeReader, HFReader, TorchReader))
+
+
+def snapshot_ranges(run: Run, snapshot: Snapshot) -> list[Span] | None:
+    """The :class:`Span` of each of ``run.param_names`` in ``snapshot``'s files, in order,
+    or None where one cannot be mapped exactly."""
+    files = snapshot.meta.get("files", [snapshot.source])
+    inv = {v: k for k, v in (snapshot.meta.get("renamed") or {}).items()}
+    found: dict[str, tuple[Span, tuple[int, ...]]] = {}
+    try:
+        for f in files:
+            f = Path(f)
+            if f.suffix.lower() == ".safetensors":
+                found.update(safetensors_spans(f))
+            elif f.suffix.lower() == ".npz":
+                return None
+            else:
+                found.update(torch_spans(f, snapshot.meta.get("key")))
+    except Exception:  # noqa: BLE001 - anything odd: the general read names the problem
+        return None
+    spans = []
+    for name, shape in run.param_shapes.items():
+        hit = found.get(inv.get(name, name))
+        if hit is None or hit[1] != tuple(shape):
+            return None
+        spans.append(hit[0])
+    return spans
+
+
+def run_ranges(run: Run) -> list[list[Span]] | None:
+    """:func:`snapshot_ranges` of every snapshot, or None if any cannot be mapped."""
+    if not ranged_reader_kind(run) or not run.snapshots:
+        return None
+    out = []
+    for s in run.snapshots:
+        sp = snapshot_ranges(run, s)
+        if sp is None:
+            return None
+        out.append(sp)
+    return out
+
+
+def read_span(fd: int, span: Span, first: int, count: int, out: np.ndarray,
+              scratch: np.ndarray | None = None) -> None:
+    """Elements ``first .. first + count`` of ``span`` into the flat array ``out`` (float32
+    or float64), converting exactly: float16/bfloat16 widen, float32 into float64 widens.
+    ``scratch``: a reusable uint8 buffer for conversions (grown as needed)."""
+    item = span.itemsize
+    nbytes = count * item
+    direct = span.dtype != "bf16" and np.dtype(span.dtype) == out.dtype
+    if direct:
+        raw = out
+    else:
+        if scratch is None or scratch.nbytes < nbytes:
+            scratch = np.empty(nbytes, dtype=np.uint8)
+        raw = scratch[:nbytes]
+    view = memoryview(raw).cast("B")
+    pos, off = 0, span.offset + first * item
+    while pos < nbytes:
+        got = os.preadv(fd, [view[pos:nbytes]], off + pos)
+        if got <= 0:
+            raise OSError(f"short read from {span.path}")
+        pos += got
+    if direct:
+        return
+    if span.dtype == "bf16":
+        words = raw.view("<u2")
+        if out.dtype == np.float32:
+            u = out.view(np.uint32)
+            np.copyto(u, words, casting="unsafe")
+            u <<= 16  # a bfloat16 is the high half of the float32 with the same value
+        else:
+            tmp = np.empty(count, dtype=np.uint32)
+            np.copyto(tmp, words, casting="unsafe")
+            tmp <<= 16
+            np.copyto(out, tmp.view(np.float32))
+    else:
+        np.copyto(out, raw.view(span.dtype), casting="unsafe")
+
+
+class SpanReader:
+    """Reads parts of snapshots' parameters by byte range, holding each file open once."""
+
+    def __init__(self, run: Run, spans: list[list[Span]]):
+        self.spans = spans
+        self._fds: dict[str, int] = {}
+        self._scratch = np.empty(0, dtype=np.uint8)
+
+    def fd(self, path: str) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            if len(self._fds) >= 256:  # bounded number of open files
+                self.close()
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        return fd
+
+    def read(self, i: int, k: int, first: int, count: int, out: np.ndarray) -> None:
+        """Elements ``first .. first + count`` of parameter ``k`` of snapshot ``i``."""
+        sp = self.spans[i][k]
+        need = count * sp.itemsize
+        if self._scratch.nbytes < need and (sp.dtype == "bf16" or np.dtype(sp.dtype) != out.dtype):
+            self._scratch = np.empty(need, dtype=np.uint8)
+        read_span(self.fd(sp.path), sp, first, count, out, self._scratch)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def spans_fit_float32(spans: Mapping[int, list[Span]] | list[list[Span]]) -> bool:
+    """True if every span's dtype widens exactly into float32 (the Run's float_dtype rule)."""
+    it = spans.values() if isinstance(spans, Mapping) else spans
+    return all(sp.itemsize <= 4 for row in it for sp in row)
