@@ -5,7 +5,9 @@ graph is built once per batch and each ``H v`` is one backward pass through it (
 backward, as PyHessian); for more data, batch by batch with :mod:`torch.func`, keeping no
 graph between batches: forward-over-reverse (``jvp`` of ``grad``) or reverse-over-reverse
 (``vjp`` of ``grad``), whichever the first batch measures faster (on a CPU, reverse).
-Weights, data and vectors live on ``device`` (default: the model's).
+Weights, data and vectors live on ``device`` (default: the model's); data already there
+(as :func:`~lossview.core.surface.stability.iter_sharpness` places it, once for all
+snapshots) is not copied again.
 The top eigenvalues come from thick-restart Lanczos on HVPs (own loop with full
 reorthogonalisation, at most ``ncv`` basis vectors, and an exact residual stopping rule,
 so it stops at the first sufficient step), ARPACK
@@ -33,7 +35,8 @@ from torch.func import functional_call, grad, jvp, vjp
 from lossview.core.errors import LossviewError
 from lossview.core.surface.directions import flat_to_dict
 from lossview.core.surface.evaluate import as_batches, batch_size, eval_mode
-from lossview.core.surface.loop import full_float32, resolve_device, to_device
+from lossview.core.surface.loop import resolve_device, to_device
+from lossview.core.surface.precision import full_float32
 
 
 class NonFiniteCurvature(LossviewError):
@@ -81,6 +84,14 @@ class HessianOperator:
     def _loss(self, theta: torch.Tensor, x: Any, y: Any) -> torch.Tensor:
         p = flat_to_dict(theta, self.names, self.shapes)
         return self.loss_fn(functional_call(self.model, (p, self.bufs), (x,)), y)
+
+    def loss(self) -> float:
+        """Full-data mean loss at ``params`` (forward passes only, on ``device``)."""
+        total = 0.0
+        with torch.no_grad(), eval_mode(self.model, self.train), full_float32(self.device):
+            for (x, y), k in zip(self.batches, self.sizes):
+                total += float(self._loss(self.theta, x, y)) * k
+        return total / float(sum(self.sizes))
 
     def loss_and_grad(self) -> tuple[float, torch.Tensor]:
         """Full-data mean loss and gradient at ``params``."""
@@ -359,12 +370,14 @@ def sharpness(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1,
 def hessian_trace(model: nn.Module, loss_fn: Callable, data: Any, n_probes: int = 100,
                   seed: int = 0, params: Mapping[str, torch.Tensor] | None = None,
                   buffers: Mapping[str, torch.Tensor] | None = None,
-                  train: bool = False) -> tuple[float, float]:
+                  train: bool = False, device: str | torch.device | None = None,
+                  ) -> tuple[float, float]:
     """Hutchinson's estimate of tr H with Rademacher probes: ``(estimate, standard error)``.
 
     ``E[v'Hv] = tr H`` and ``Var[v'Hv] = 2 (|H|_F^2 - sum_i H_ii^2)`` (science.md §7).
+    The probes are drawn on the CPU (the same for every ``device``).
     """
-    op = HessianOperator(model, loss_fn, data, params, buffers, train)
+    op = HessianOperator(model, loss_fn, data, params, buffers, train, device=device)
     g = torch.Generator().manual_seed(int(seed))
     vals = []
     for _ in range(int(n_probes)):

@@ -9,6 +9,9 @@
   ``dw = -lr g`` this is ``-lr g'g + lr^2/2 g'Hg`` (exact on quadratics).
 
 Sharpness is the top Hessian eigenvalue of the full training loss in eval mode.
+
+``device``: the data go to it once (:func:`placed_data`), and every snapshot's check
+(finite loss) and Hessian-vector products run there.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import torch
 from lossview.core.errors import LossviewError
 from lossview.core.run import Run
 from lossview.core.surface import SHARPNESS_POINTS
+from lossview.core.surface.batches import as_batches
 from lossview.core.surface.curvature import HessianOperator, NonFiniteCurvature, top_eigenvalues
-from lossview.core.surface.finite import finite_prefix, snapshot_problem
+from lossview.core.surface.finite import finite_prefix, weights_problem
+from lossview.core.surface.loop import resolve_device, to_device
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
 
 #: Snapshots at which :func:`sharpness_report` measures sharpness (the app's number too).
@@ -62,30 +67,41 @@ def predicted_change(g: torch.Tensor, hg: torch.Tensor, lr: float) -> float:
     return float(-lr * (g @ g) + 0.5 * lr * lr * (g @ hg))
 
 
+def placed_data(src: ModelSource, device: Any) -> tuple[torch.device, list]:
+    """``device`` resolved (None: the model's) and ``src``'s batches moved there, once."""
+    first = next(src.model.parameters(), None)
+    dev = resolve_device(device, first.device if first is not None else torch.device("cpu"))
+    return dev, [(to_device(x, dev), to_device(y, dev)) for x, y in as_batches(src.data)]
+
+
 def gd_step_check(op: HessianOperator, lr: float) -> dict[str, float]:
-    """Predicted vs actual loss change of one full-batch gradient step from ``op``'s weights."""
+    """Predicted vs actual loss change of one full-batch gradient step from ``op``'s weights
+    (on ``op``'s device and its batches already there)."""
     loss0, g = op.loss_and_grad()
     hg = op.matvec(g)
-    after = HessianOperator(op.model, op.loss_fn, op.data,
-                            _unflatten(op, op.theta - lr * g), op.buffers, op.train)
+    after = HessianOperator(op.model, op.loss_fn, op.batches,
+                            _unflatten(op, op.theta - lr * g), op.buffers, op.train,
+                            device=op.device)
     loss1, _ = after.loss_and_grad()
     return {"lr": lr, "loss": loss0, "predicted": predicted_change(g, hg, lr),
             "actual": loss1 - loss0, "gTg": float(g.double() @ g.double()),
             "gTHg": float(g.double() @ hg.double())}
 
 
-def step_check(run: Run, i: int, source: ModelSource | None = None) -> dict[str, float]:
+def step_check(run: Run, i: int, source: ModelSource | None = None,
+               device: Any = None) -> dict[str, float]:
     """Second-order prediction ``g'dw + 1/2 dw'H dw`` of the loss change between snapshots
     ``i`` and ``i+1`` (the actual displacement; any optimizer) against the actual change."""
     src = source or model_source(run)
+    dev, data = placed_data(src, device)
     p0, b0 = snapshot_tensors(run, i, src.model)
     p1, b1 = snapshot_tensors(run, i + 1, src.model)
-    op = HessianOperator(src.model, src.loss_fn, src.data, p0, b0)
+    op = HessianOperator(src.model, src.loss_fn, data, p0, b0, device=dev)
     loss0, g = op.loss_and_grad()
-    dw = torch.cat([(p1[n] - p0[n]).reshape(-1) for n in op.names]).to(op.dtype)
+    dw = torch.cat([(p1[n] - p0[n]).reshape(-1) for n in op.names]).to(dev, op.dtype)
     hdw = op.matvec(dw)
     pred = float(g.double() @ dw.double() + 0.5 * dw.double() @ hdw.double())
-    loss1, _ = HessianOperator(src.model, src.loss_fn, src.data, p1, b0).loss_and_grad()
+    loss1, _ = HessianOperator(src.model, src.loss_fn, data, p1, b0, device=dev).loss_and_grad()
     return {"step": int(run.steps[i]), "next_step": int(run.steps[i + 1]), "predicted": pred,
             "actual": loss1 - loss0}
 
@@ -110,6 +126,7 @@ def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: s
     snapshot the table has no rows and ``"reason"`` says why.
     """
     src = source or model_source(run, model_file)
+    dev, data = placed_data(src, device)
     t = len(run)
     skipped: list[dict[str, Any]] = []
     if indices is None:
@@ -123,12 +140,14 @@ def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: s
     rows = []
     for n, i in enumerate(idx):
         step = int(run.steps[i])
-        why = snapshot_problem(src, run, i)
+        why = weights_problem(run, i)
         if why is None:
             p, b = snapshot_tensors(run, i, src.model)
+            op = HessianOperator(src.model, src.loss_fn, data, p, b, device=dev)
+            why = _loss_problem(op, src, step)
+        if why is None:
             try:
-                w, _ = top_eigenvalues(HessianOperator(src.model, src.loss_fn, src.data, p, b,
-                                                       device=device), k, tol=tol)
+                w, _ = top_eigenvalues(op, k, tol=tol)
             except NonFiniteCurvature as e:
                 why = str(e)
             else:
@@ -156,6 +175,20 @@ def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: s
         if rows and all(r["sharpness"] == 0.0 for r in rows) else None)
     table["loss_note"] = src.loss_note
     return table
+
+
+def _loss_problem(op: HessianOperator, src: ModelSource, step: int) -> str | None:
+    """Why the full-data loss at ``op``'s weights rules the snapshot out (not finite), on
+    ``op``'s device (as :func:`~lossview.core.surface.finite.snapshot_problem` says it)."""
+    try:
+        loss = op.loss()
+    except LossviewError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's model or loss_fn: one line
+        msg = (str(e).strip().splitlines() or [""])[0][:200]
+        raise LossviewError(f"evaluating the loss of {src.origin} at step {step} failed: "
+                            f"{type(e).__name__}: {msg}") from None
+    return None if np.isfinite(loss) else f"full-data loss is {loss} at these weights (overflowed)"
 
 
 def _table_empty(info: dict[str, Any], reason: str) -> dict[str, Any]:
