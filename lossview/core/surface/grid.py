@@ -17,8 +17,12 @@ import torch
 from torch import nn
 
 from lossview.core.errors import LossviewError
+from lossview.core.surface.batches import as_batches
 from lossview.core.surface.directions import random_plane
 from lossview.core.surface.evaluate import DEFAULT_MEMORY_BUDGET, PlaneEvaluator
+from lossview.core.surface.loop import resolve_device
+from lossview.core.surface.precision import (bf16_copy, effective_precision, stepwise,
+                                             subgrid_check, tf32_matmuls)
 
 
 @dataclass
@@ -28,6 +32,8 @@ class Surface:
     ``d1``/``d2`` are the directions used (name -> tensor), ``path`` says which evaluation
     path ran (batched: ``"first-layer+mlp"``, ``"first-layer"`` exact shortcuts or
     ``"generic"``; a loop of forward passes: ``"loop"``/``"loop+first-layer"``).
+    ``precision``: None for float32, else the record of the error measured against
+    float32 on a sub-grid (:func:`~lossview.core.surface.precision.subgrid_check`).
     """
 
     alphas: np.ndarray
@@ -36,6 +42,7 @@ class Surface:
     d1: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     d2: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     path: str = "generic"
+    precision: dict | None = None
 
 
 @dataclass
@@ -112,7 +119,7 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
                  normalization: str | None = "filter", seed: int = 0,
                  include_biasbn: bool = False, bn_mode: str = "eval",
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, path: str = "auto",
-                 device: Any = None) -> Surface:
+                 device: Any = None, precision: str = "float32") -> Surface:
     """The loss on a ``steps x steps`` grid of a plane through ``center``.
 
     Parameters
@@ -136,6 +143,10 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
         :class:`~lossview.core.surface.evaluate.PlaneEvaluator`.
     device : ``None`` (the model's), ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (CUDA when
         available): where weights, data and directions live during the evaluation.
+    precision : ``"float32"`` (default), ``"tf32"`` (CUDA only; float32 elsewhere) or
+        ``"bf16"`` (a bfloat16 copy of model and data); a reduced precision fills
+        ``Surface.precision`` with its error measured against float32 on a 5x5 sub-grid
+        (see :mod:`lossview.core.surface.precision`). Not with ``bn_mode="recompute"``.
     """
     steps = int(steps)
     if steps < 1:
@@ -155,6 +166,11 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
         except (TypeError, ValueError):
             raise LossviewError("directions must be 'random' or a pair of dicts") from None
     grid = np.linspace(-float(span), float(span), steps)
+    first = next(iter(params.values()), None)
+    precision, _ = effective_precision(precision, resolve_device(
+        device, first.device if first is not None else torch.device("cpu")))
+    if bn_mode == "recompute" and precision != "float32":
+        raise LossviewError(f"precision {precision!r} is not available with bn_mode='recompute'")
     if bn_mode == "recompute":
         from lossview.core.surface.batchnorm import recompute_bn_grid
 
@@ -162,14 +178,24 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
         return Surface(grid, grid.copy(), loss, dict(d1), dict(d2), "recompute-bn")
     if bn_mode != "eval":
         raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
-    ev = PlaneEvaluator(model, loss_fn, data, ctr, d1, d2, memory_budget=memory_budget,
-                        path=path, device=device)
+    kw = dict(memory_budget=memory_budget, device=device)
+    if precision == "bf16":
+        data = as_batches(data)  # an iterator of batches feeds both evaluators
+        m16, data16 = bf16_copy(model, data)
+        ev = PlaneEvaluator(m16, loss_fn, data16, ctr, d1, d2, path=path, **kw)
+        ev32 = PlaneEvaluator(model, loss_fn, data, ctr, d1, d2, path=ev.path, **kw)
+    else:
+        ev = ev32 = PlaneEvaluator(model, loss_fn, data, ctr, d1, d2, path=path, **kw)
     gen = iter_grid(ev, grid, grid, progressive=False)
+    if precision == "tf32":
+        gen = stepwise(gen, tf32_matmuls)
     while True:
         try:
             next(gen)
         except StopIteration as stop:
             loss = stop.value
             break
-    return Surface(grid, grid.copy(), loss, {n: v.cpu() for n, v in ev.d1.items()},
-                   {n: v.cpu() for n, v in ev.d2.items()}, ev.path)
+    check = None if precision == "float32" else subgrid_check(ev32, grid, grid, loss, precision)
+    return Surface(grid, grid.copy(), loss, {n: v.cpu() for n, v in ev32.d1.items()},
+                   {n: v.cpu() for n, v in ev32.d2.items()},
+                   ev.path if check is None else f"{ev.path}, {precision}", check)

@@ -150,6 +150,17 @@ def measured_error(reduced: np.ndarray, reference: np.ndarray) -> dict[str, Any]
                 np.isfinite(r) != np.isfinite(f)))}
 
 
+def subgrid_check(reference: Any, alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray,
+                  precision: str) -> dict[str, Any]:
+    """The precision record of the grid ``loss`` (``alphas x betas``, computed in
+    ``precision``): its :func:`subgrid_indices` points evaluated by the float32
+    ``reference`` evaluator (its ``losses(points)``) and :func:`measured_error` between."""
+    ia, ib = subgrid_indices(len(alphas)), subgrid_indices(len(betas))
+    ref = reference.losses(np.array([(a, b) for a in alphas[ia] for b in betas[ib]]))
+    return dict(precision=precision, reference="float32", subgrid=[len(ia), len(ib)],
+                **measured_error(np.asarray(loss)[np.ix_(ia, ib)], ref.reshape(len(ia), len(ib))))
+
+
 def error_text(info: Mapping[str, Any]) -> str:
     """One line: the precision and its measured error against float32."""
     shape = "x".join(str(n) for n in info.get("subgrid", ()))

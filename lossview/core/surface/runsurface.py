@@ -47,9 +47,8 @@ from lossview.core.surface.finite import finite_prefix, weights_problem
 from lossview.core.surface.grid import iter_grid
 from lossview.core.surface.loop import resolve_device
 from lossview.core.surface.planes import make_plane, project
-from lossview.core.surface.precision import (bf16_copy, effective_precision,
-                                             measured_error, stepwise, subgrid_indices,
-                                             tf32_matmuls)
+from lossview.core.surface.precision import (bf16_copy, effective_precision, stepwise,
+                                             subgrid_check, subgrid_indices, tf32_matmuls)
 from lossview.core.surface.precision_surface import PrecisionSurface
 from lossview.core.surface.results import RunSurface, SurfaceProgress
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
@@ -283,10 +282,7 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
         yield SurfaceProgress(g.fraction * n_grid / total_work, replace(base, loss=g.loss))
     base = replace(base, loss=loss)
     if sub is not None:
-        ref = ev32.losses(np.array([(a, b) for a in alphas[sub[0]] for b in betas[sub[1]]]))
-        base = replace(base, precision=dict(
-            precision=precision, reference="float32", subgrid=[len(sub[0]), len(sub[1])],
-            **measured_error(loss[np.ix_(*sub)], ref.reshape(len(sub[0]), len(sub[1])))))
+        base = replace(base, precision=subgrid_check(ev32, alphas, betas, loss, precision))
         yield SurfaceProgress((n_grid + n_sub) / total_work, base)
     n_grid += n_sub
 

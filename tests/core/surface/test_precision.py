@@ -182,3 +182,49 @@ def test_tf32_flags_are_on_only_inside_and_float32_does_not_undo_them(flags):
     with pytest.raises(StopIteration) as stop:
         next(g)
     assert stop.value.value == "done" and seen == [(True, True)] * 2
+
+
+def _digits_cnn():
+    torch.manual_seed(3)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(96, 1, 8, 8, generator=g)
+    y = torch.randint(0, 4, (96,), generator=g)
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.ReLU(),
+                            torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    return m, torch.nn.functional.cross_entropy, x, y
+
+
+def _mse_mlp():
+    torch.manual_seed(4)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(128, 6, generator=g)
+    y = torch.sin(x[:, :2])
+    m = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    return m, torch.nn.MSELoss(), x, y
+
+
+@pytest.mark.parametrize("case", [_mse_mlp, _digits_cnn])
+def test_loss_surface_bf16_reports_its_error_and_leaves_the_model_float32(case):
+    from lossview.core.surface.grid import loss_surface
+
+    model, loss_fn, x, y = case()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    f32 = loss_surface(model, loss_fn, (x, y), steps=9, span=0.5)
+    # an iterator of batches: read once, used by the bf16 grid and the float32 check
+    bf = loss_surface(model, loss_fn, iter([(x[:50], y[:50]), (x[50:], y[50:])]), steps=9,
+                      span=0.5, precision="bf16")
+    assert f32.precision is None and bf.path.endswith(", bf16")
+    diff = np.abs(bf.loss - f32.loss)
+    sub = np.ix_(SUB9, SUB9)
+    # batches of 50 and the rest against one batch: float32 rounding, far below bf16's
+    assert bf.precision["max_abs_error"] == pytest.approx(diff[sub].max(),
+                                                          abs=1e-5 * np.abs(f32.loss).max())
+    assert diff.max() > 1e-2 * BF16_EPS * np.abs(f32.loss).max()
+    assert np.all(diff <= 16 * BF16_EPS * np.abs(f32.loss))
+    assert all(v.dtype == torch.float32 for v in bf.d1.values())  # the directions used
+    for n in f32.d1:
+        torch.testing.assert_close(bf.d1[n], f32.d1[n], rtol=0, atol=0)
+    assert all(torch.equal(v, before[k]) and v.dtype == before[k].dtype
+               for k, v in model.state_dict().items())
+    with pytest.raises(LossviewError, match="recompute"):
+        loss_surface(model, loss_fn, (x, y), steps=3, bn_mode="recompute", precision="bf16")
