@@ -21,8 +21,13 @@ from lossview.core.surface.batches import as_batches
 from lossview.core.surface.directions import random_plane
 from lossview.core.surface.evaluate import DEFAULT_MEMORY_BUDGET, PlaneEvaluator
 from lossview.core.surface.loop import resolve_device
-from lossview.core.surface.precision import (bf16_copy, effective_precision, stepwise,
-                                             subgrid_check, tf32_matmuls)
+from lossview.core.surface.precision import (
+    bf16_copy,
+    effective_precision,
+    stepwise,
+    subgrid_check,
+    tf32_matmuls,
+)
 
 
 @dataclass
@@ -178,7 +183,7 @@ def loss_surface(model: nn.Module, loss_fn: Callable, data: Any, directions: Any
         return Surface(grid, grid.copy(), loss, dict(d1), dict(d2), "recompute-bn")
     if bn_mode != "eval":
         raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
-    kw = dict(memory_budget=memory_budget, device=device)
+    kw = {"memory_budget": memory_budget, "device": device}
     if precision == "bf16":
         data = as_batches(data)  # an iterator of batches feeds both evaluators
         m16, data16 = bf16_copy(model, data)

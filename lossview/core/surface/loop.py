@@ -29,8 +29,8 @@ added:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch

@@ -47,8 +47,14 @@ from lossview.core.surface.finite import finite_prefix, weights_problem
 from lossview.core.surface.grid import iter_grid
 from lossview.core.surface.loop import resolve_device
 from lossview.core.surface.planes import make_plane, project
-from lossview.core.surface.precision import (bf16_copy, effective_precision, stepwise,
-                                             subgrid_check, subgrid_indices, tf32_matmuls)
+from lossview.core.surface.precision import (
+    bf16_copy,
+    effective_precision,
+    stepwise,
+    subgrid_check,
+    subgrid_indices,
+    tf32_matmuls,
+)
 from lossview.core.surface.precision_surface import PrecisionSurface
 from lossview.core.surface.results import RunSurface, SurfaceProgress
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors

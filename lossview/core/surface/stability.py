@@ -95,7 +95,7 @@ def step_check(run: Run, i: int, source: ModelSource | None = None,
     src = source or model_source(run)
     dev, data = placed_data(src, device)
     p0, b0 = snapshot_tensors(run, i, src.model)
-    p1, b1 = snapshot_tensors(run, i + 1, src.model)
+    p1, _ = snapshot_tensors(run, i + 1, src.model)
     op = HessianOperator(src.model, src.loss_fn, data, p0, b0, device=dev)
     loss0, g = op.loss_and_grad()
     dw = torch.cat([(p1[n] - p0[n]).reshape(-1) for n in op.names]).to(dev, op.dtype)

@@ -1,6 +1,8 @@
 """--device for surfaces and sharpness: cpu and auto equal the default to the bit on a machine
-without CUDA; a CUDA device that is not there is one line, exit 2 (the CUDA path itself is
-exercised where a GPU is present)."""
+without CUDA; a CUDA device that is not there, or a device kind these evaluations do not run
+on (meta), is one line, exit 2; sharpness places its data once. The CUDA checks (float32
+equal to the CPU's to rounding, tf32/bf16 errors measured, TF32 flags restored) run where a
+GPU is present and are skipped, with that reason, elsewhere."""
 
 from __future__ import annotations
 
@@ -11,7 +13,17 @@ import pytest
 import torch
 
 from lossview.cli import main
+from lossview.core.errors import LossviewError
+from lossview.core.io import open_run
 from lossview.core.surface.cache import load
+from lossview.core.surface.curvature import HessianOperator, hessian_trace
+from lossview.core.surface.loop import resolve_device
+from lossview.core.surface.runsurface import run_to_end, surface_for_run
+from lossview.core.surface.stability import gd_step_check, iter_sharpness, placed_data, step_check
+from lossview.core.surface.usermodel import model_source, snapshot_tensors
+
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (none on this machine)")
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +61,6 @@ def test_a_device_that_is_not_there_is_one_line(run_dir, tmp_path, capsys, dev, 
 
 # -- the library: device resolution, sharpness's data placed once -------------------------
 
-from lossview.core.errors import LossviewError  # noqa: E402
-from lossview.core.io import open_run  # noqa: E402
-from lossview.core.surface.curvature import HessianOperator, hessian_trace  # noqa: E402
-from lossview.core.surface.loop import resolve_device  # noqa: E402
-from lossview.core.surface.runsurface import run_to_end, surface_for_run  # noqa: E402
-from lossview.core.surface.stability import (gd_step_check, iter_sharpness,  # noqa: E402
-                                             placed_data, step_check)
-from lossview.core.surface.usermodel import model_source, snapshot_tensors  # noqa: E402
-
-HAS_CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (none on this machine)")
-
-
 def test_resolve_device_cpu_auto_and_the_model_s_default():
     assert resolve_device(None, torch.device("cpu")) == torch.device("cpu")
     assert resolve_device("cpu", torch.device("cpu")) == torch.device("cpu")
@@ -87,7 +86,7 @@ def test_a_bad_device_is_one_line_exit_2_for_surface_and_analyze(run_dir, capsys
     if dev == "cuda" and HAS_CUDA:
         pytest.skip("checks the message on a machine without CUDA")
     extra = ["--steps", "3", "--no-cache"] if cmd == "surface" else ["--json"]
-    assert main([cmd, str(run_dir), "--device", dev] + extra) == 2
+    assert main([cmd, str(run_dir), "--device", dev, *extra]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
 

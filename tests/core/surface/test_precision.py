@@ -17,9 +17,14 @@ from lossview.core.surface import cache as _cache
 from lossview.core.surface.grid import iter_grid
 from lossview.core.surface.precision import full_float32, stepwise, tf32_matmuls
 from lossview.core.surface.precision_surface import PrecisionSurface
-from lossview.core.surface.runsurface import (cache_parts, plan_geometry, plane_evaluator,
-                                              run_to_end, surface_for_run)
 from lossview.core.surface.results import RunSurface
+from lossview.core.surface.runsurface import (
+    cache_parts,
+    plan_geometry,
+    plane_evaluator,
+    run_to_end,
+    surface_for_run,
+)
 
 BF16_EPS = 2.0 ** -8  # bfloat16's 8-bit significand (7 stored bits): spacing at 1.0
 SUB9 = [0, 2, 4, 6, 8]  # 5 evenly spread indices of a 9-point axis, ends included
@@ -84,7 +89,7 @@ def test_float32_is_the_surface_of_before(mlp_dir):
                betas=g.betas.tolist(), bn_mode="eval", source=g.src.origin,
                data=_cache.data_digest(g.src.data), tolerance=None, last=g.last)
     assert cache_parts(g, "eval", None) == key == cache_parts(g, "eval", None, "float32")
-    assert cache_parts(g, "eval", None, "bf16") == dict(key, precision="bf16")
+    assert cache_parts(g, "eval", None, "bf16") == {**key, "precision": "bf16"}
 
 
 def test_the_cache_never_hands_a_bf16_surface_for_a_float32_one(mlp_dir, tmp_path):
@@ -133,7 +138,7 @@ def test_cli_bf16_prints_and_saves_the_measured_error(mlp_dir, tmp_path, capsys)
     (["--precision", "bf16", "--tiles", "2", "--tile", "0", "--out", "x.npz"], "tiles and Ray"),
 ])
 def test_bad_precision_is_one_line_exit_2(mlp_dir, capsys, args, words):
-    assert main(["surface", str(mlp_dir), "--steps", "3", "--no-cache"] + args) == 2
+    assert main(["surface", str(mlp_dir), "--steps", "3", "--no-cache", *args]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
 
