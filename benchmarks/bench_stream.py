@@ -12,9 +12,11 @@ times:
 
 * ``read``: ``open_run`` + ``Run.vector(i, out=buf)`` for every snapshot (float32 buffer),
 * ``read64``: the same into a float64 buffer (the "one float64 pass" of issue 21),
+* ``stream``: ``open_run`` + the merged streaming pass alone
+  (:func:`lossview.core.analysis.stream.stream`: distances and Gram matrix),
 * ``analyze``: ``open_run`` + :func:`lossview.core.analysis.report.analyze`.
 
-Prints medians and the ratios analyze / read, analyze / read64.
+Prints medians and the ratios stream / read, analyze / read, analyze / read64.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lossview
 
 
 def resnet18_shapes() -> dict[str, tuple[int, ...]]:
@@ -103,6 +107,10 @@ def measure(side: str, folder: Path) -> dict:
         buf = np.empty(run.n_params, dtype=np.float32 if side == "read" else np.float64)
         for i in range(len(run)):
             run.vector(i, out=buf)
+    elif side == "stream":
+        from lossview.core.analysis.stream import stream
+
+        stream(run)
     elif side == "analyze":
         analyze(run)
     else:
@@ -111,7 +119,7 @@ def measure(side: str, folder: Path) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-SIDES = ("read", "read64", "analyze")
+SIDES = ("read", "read64", "stream", "analyze")
 
 
 def main() -> None:
@@ -151,7 +159,8 @@ def main() -> None:
                   f"(one float32 snapshot {snap_mb:.0f} MiB), load {os.getloadavg()[0]:.1f}")
             for s in SIDES:
                 print(f"  {s:8s} {med[s]:7.2f} s  peak RSS {peak[s]:6.0f} MiB")
-            print(f"  analyze / read {med['analyze'] / med['read']:.2f}x, analyze / read64 "
+            print(f"  stream / read {med['stream'] / med['read']:.2f}x, "
+                  f"analyze / read {med['analyze'] / med['read']:.2f}x, analyze / read64 "
                   f"{med['analyze'] / med['read64']:.2f}x, analyze peak = "
                   f"{(peak['analyze'] - 3 * snap_mb):.0f} MiB + 3 float32 snapshots", flush=True)
     finally:

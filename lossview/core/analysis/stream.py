@@ -25,7 +25,9 @@ stored: float32 unless the weights are float64), a few ``T x chunk`` float64 wor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -135,14 +137,8 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
         yield f
     if fill is None:
         return None
-    sq, fi, tf = np.zeros(n), np.zeros(n), np.zeros(n)
-    st, cs = np.zeros(n), np.zeros(n)
-    g = np.zeros((n, n))
-    bad = np.zeros(n, dtype=bool)
     cw = int(min(8192, max(64, WORK_BYTES // (8 * max(n, 1)))))
-    w_full, c_full = np.empty((n, cw)), np.empty((n, cw))
-    u_full = np.empty((max(n - 1, 0), cw))
-    rowsum = _rowsum
+    sums = [_Sums(n, cw) for _ in range(_workers())]
     widths = [p[-1].col0 + p[-1].width for p in blocks]
     # two block buffers: the next block is read (by a thread: preadv and file reads release
     # the GIL) while this one is computed on
@@ -159,7 +155,7 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
             fill(i, blocks[b], buf[i])
         return buf
 
-    with ThreadPoolExecutor(1) as ex, np.errstate(invalid="ignore", over="ignore"):
+    with ThreadPoolExecutor(1) as ex, ThreadPoolExecutor(len(sums)) as pool, _one_blas_thread(len(sums)):
         fut = ex.submit(read_block, 0) if blocks else None
         for b in range(len(blocks)):
             buf = fut.result()
@@ -167,34 +163,88 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
                 return None
             if b + 1 < len(blocks):
                 fut = ex.submit(read_block, b + 1)
-            width = widths[b]
-            for a in range(0, width, cw):
-                k = min(cw, width - a)
-                w, c = w_full[:, :k], c_full[:, :k]
-                np.copyto(w, buf[:, a:a + k])
-                sq += rowsum(w, w)
+            # the block's chunks shared among the workers (numpy and BLAS release the GIL)
+            starts = list(range(0, widths[b], cw))
+            parts = [starts[k::len(sums)] for k in range(len(sums))]
+            for f in [pool.submit(sm.add, buf, part) for sm, part in zip(sums, parts)]:
+                f.result()
+            yield 1.0 - share + share * (b + 1) / len(blocks)
+    tot = sums[0]
+    for sm in sums[1:]:
+        tot.merge(sm)
+    return Streamed(_distances(tot.sq, tot.fi, tot.tf, tot.st, tot.cs, tot.bad), tot.g, tot.bad)
+
+
+def _workers() -> int:
+    """Threads sharing a block's chunks: the CPUs this process may use, at most 4."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(n, 4))
+
+
+@contextmanager
+def _one_blas_thread(workers: int):
+    """BLAS single-threaded while several workers multiply (no oversubscription)."""
+    if workers <= 1:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+class _Sums:
+    """One worker's float64 sums over the chunks it was given, and its work arrays."""
+
+    def __init__(self, n: int, cw: int):
+        self.n, self.cw = n, cw
+        self.sq, self.fi, self.tf = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.st, self.cs = np.zeros(n), np.zeros(n)
+        self.g = np.zeros((n, n))
+        self.bad = np.zeros(n, dtype=bool)
+        self.w, self.c = np.empty((n, cw)), np.empty((n, cw))
+        self.u = np.empty((max(n - 1, 0), cw))
+
+    def merge(self, o: _Sums) -> None:
+        for k in ("sq", "fi", "tf", "st", "cs", "g"):
+            getattr(self, k)[...] += getattr(o, k)
+        self.bad |= o.bad
+
+    def add(self, buf: np.ndarray, starts: Sequence[int]) -> None:
+        """Add the chunks of ``buf`` (snapshots x columns) beginning at ``starts``."""
+        n, rowsum = self.n, _rowsum
+        with np.errstate(invalid="ignore", over="ignore"):
+            for a in starts:
+                k = min(self.cw, buf.shape[1] - a)
+                w, c = self.w[:, :k], self.c[:, :k]
+                np.copyto(w, buf[:, a:a + k])  # widened to float64: exact differences below
+                self.sq += rowsum(w, w)
                 np.subtract(w, w[0], out=c)
-                fi += rowsum(c, c)
+                self.fi += rowsum(c, c)
                 np.subtract(w, w[-1], out=c)
-                tf += rowsum(c, c)
+                self.tf += rowsum(c, c)
                 if n >= 2:
-                    u = u_full[:, :k]
+                    u = self.u[:, :k]
                     np.subtract(w[1:], w[:-1], out=u)
-                    st[1:] += rowsum(u, u)
+                    self.st[1:] += rowsum(u, u)
                     if n >= 3:
-                        cs[2:] += rowsum(u[1:], u[:-1])
+                        self.cs[2:] += rowsum(u[1:], u[:-1])
                 mean = w.mean(axis=0)
                 fin = None
                 if not np.isfinite(mean).all():  # a snapshot with non-finite weights here
                     fin = np.isfinite(w).all(axis=1)
-                    bad |= ~fin
+                    self.bad |= ~fin
                     mean = w[fin].mean(axis=0) if fin.any() else np.zeros(k)
-                np.subtract(w, mean, out=c)
+                np.subtract(w, mean, out=c)  # centred on the chunk's mean: no cancellation
                 if fin is not None:
                     c[~fin] = 0.0
-                g += c @ c.T
-            yield 1.0 - share + share * (b + 1) / len(blocks)
-    return Streamed(_distances(sq, fi, tf, st, cs, bad), g, bad)
+                self.g += c @ c.T
 
 
 def _rowsum(a: np.ndarray, b: np.ndarray) -> np.ndarray:

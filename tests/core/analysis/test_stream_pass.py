@@ -165,3 +165,19 @@ def test_analyze_reports_what_the_per_analysis_functions_give(tmp_path, kind):
     np.testing.assert_allclose(np.abs(rep["pca"]["coords"]), np.abs(old["coords"]), rtol=1e-8, atol=1e-12)
     d = np.sqrt(np.maximum(np.sum((x[:, None] - x[None]) ** 2, axis=2), 0))
     np.testing.assert_allclose(rep["pairwise"]["matrix"], d, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["torch", "hf-bf16"])
+def test_chunks_shared_among_workers_add_up_to_the_same_sums(tmp_path, kind, monkeypatch):
+    import lossview.core.analysis.stream as stream_module
+
+    ws = write(kind, tmp_path / "r", _weights())
+    run = open_run(tmp_path / "r")
+    monkeypatch.setattr(stream_module, "WORK_BYTES", 8 * N * 64)  # 64-column chunks: 2 per block
+    monkeypatch.setattr(stream_module, "_workers", lambda: 2)
+    s = stream(run)
+    x = stacked(run, ws)
+    for k, v in numpy_distances(x).items():
+        np.testing.assert_allclose(getattr(s.distances, k), v, rtol=1e-12, atol=0, err_msg=k)
+    y = numpy_gram(x)
+    np.testing.assert_allclose(s.gram(run).gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
