@@ -13,7 +13,9 @@ buffer (its length), the pickle (protocol 5), the buffers. Items:
 
 - ``("open", folder, checkpoint_dir, format_name)``;
 - ``("batch", [("records", [(step, {key: value})]), ("snapshot", (step, epoch,
-  [(name, safetensors dtype, shape)], [buffer], buffer_names)), ...])``;
+  [(name, safetensors dtype, shape, nbytes)], [buffer], buffer_names)), ...])``: the
+  buffers hold the tensors' bytes in the order of their names (one buffer, or one per
+  tensor);
 - ``("spec", run_json_text)``; ``("close", run_json_text)``.
 
 End of stdin without ``close`` (the parent died): what arrived is written, ``run.json``
@@ -87,8 +89,7 @@ def safetensors_chunks(tensors, data, metadata):
     header (padded with spaces to a multiple of 8), the tensors' bytes in order."""
     header = {"__metadata__": metadata}
     offset = 0
-    for (name, dtype, shape), buf in zip(tensors, data):
-        n = memoryview(buf).nbytes
+    for name, dtype, shape, n in tensors:
         header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
         offset += n
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -151,6 +152,8 @@ def main() -> int:
                 writer.run_json(item[1])
             elif kind == "close":
                 writer.close(item[1])
+                out.write(b"\x00")  # done: the parent's close() returns now
+                out.flush()
                 return 0
     except BaseException as e:  # noqa: BLE001 - reported to the training thread
         try:

@@ -83,7 +83,8 @@ class Recorder:
             raise LossviewError("this Recorder is closed")
         step = int(step)
         if self.optimizer is not None and "lr" not in metrics and "learning_rate" not in metrics:
-            metrics["lr"] = _float(self.optimizer.param_groups[0].get("lr"))
+            lr = self.optimizer.param_groups[0].get("lr")
+            metrics["lr"] = lr if type(lr) is float else _float(lr)
         self._sink.log(step, **metrics)
         first = self.last_step is None
         self.last_step = step

@@ -37,6 +37,7 @@ from lossview.core.errors import LossviewError
 _HEAD = struct.Struct("<QI")
 _CHUNK = 1 << 20  # chunks smaller than this are joined into one write
 _CHILD = Path(__file__).with_name("_writer_child.py")
+_DONE = b"\x00"  # the process's answer to "close" (an error is a pickle or text instead)
 #: numpy dtype (``dtype.str``) -> safetensors dtype
 _DTYPES = {"<f4": "F32", "<f8": "F64", "<f2": "F16", "<i8": "I64", "<i4": "I32", "<i2": "I16",
            "|i1": "I8", "|u1": "U8", "<u2": "U16", "<u4": "U32", "<u8": "U64", "|b1": "BOOL"}
@@ -87,6 +88,8 @@ class ProcessWriter:
         sink.release()  # the process appends to metrics.jsonl from now on
         self._q.put((("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME), 0))
         self._proc: Any = None
+        self._plan: _Plan | None = None  # how the last snapshot was copied
+        self._finished = threading.Event()  # the process wrote everything, or failed
         self._watcher = threading.Thread(target=self._watch, name="lossview-writer-watch", daemon=True)
         # the feeder starts the process: the training thread does not wait for fork + exec
         self._feeder = threading.Thread(target=self._feed, name="lossview-writer-feed", daemon=True)
@@ -98,7 +101,7 @@ class ProcessWriter:
         if self._error is not None:
             return self._raise()
         for k, v in metrics.items():
-            if hasattr(v, "item"):
+            if type(v) is not float and hasattr(v, "item"):
                 metrics[k] = v.item()
         self._buf.append((step, metrics))
         if self._clock() - self._last > self._interval:
@@ -106,26 +109,24 @@ class ProcessWriter:
 
     def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
                  epoch: float | None = None) -> None:
-        """Copy the weights now; they go to the writer with the records before them."""
-        from lossview.core.train.sinks import _copy
-
+        """Copy the weights now (into one buffer); they go to the writer with the records
+        before them."""
         if self._error is not None:
             return self._raise()
         self._hold_records()
-        p, b = _copy(params), _copy(buffers or {})
-        names, data = [], []
-        for k, a in sorted({**p, **b}.items()):
-            code = _DTYPES.get(a.dtype.str)
-            if code is None:
-                a = a.astype(a.dtype.newbyteorder("<"))
-                code = _DTYPES.get(a.dtype.str)
-                if code is None:
-                    raise LossviewError(f"cannot store {k} of dtype {a.dtype} in a snapshot")
-            names.append((k, code, a.shape))
-            data.append(pickle.PickleBuffer(a))
-            self._held_bytes += a.nbytes
+        buffers = buffers or {}
+        tensors = {**params, **buffers}
+        plan = self._plan if self._plan is not None and self._plan.fits(tensors) else None
+        if plan is None:
+            plan = _Plan.of(tensors)
+            self._plan = plan
+        if plan is not None:  # CPU tensors numpy can view: one copy into one buffer
+            names, data, n = plan.names, [pickle.PickleBuffer(plan.copy())], plan.nbytes
+        else:
+            names, data, n = _copies(tensors)
         epoch = None if epoch is None else float(epoch)  # the process has no numpy
-        self._held.append(("snapshot", (int(step), epoch, names, data, list(b))))
+        self._held_bytes += n
+        self._held.append(("snapshot", (int(step), epoch, names, data, list(buffers))))
         if self._held_bytes >= self._handover_bytes or self._clock() - self._last > self._handover:
             self.flush()
 
@@ -170,7 +171,7 @@ class ProcessWriter:
             self._q.put(None)
             self._feeder.join()
             if self._proc is not None:
-                self._watcher.join()
+                self._finished.wait()
         if self._error is not None:
             try:  # the process failed: mark the run as the threaded writer would
                 self.sink.close(status, **fields)
@@ -246,12 +247,86 @@ class ProcessWriter:
                 self._cond.notify_all()
 
     def _watch(self) -> None:
-        data = self._proc.stdout.read()
+        first = self._proc.stdout.read(1)
+        if first == _DONE:  # run.json written: close() need not wait for the exit
+            self._finished.set()
+            self._proc.wait()
+            return
+        data = first + self._proc.stdout.read()
         code = self._proc.wait()
         if data or code != 0:
             self._error = _error_from(data, code)
             with self._cond:  # wake a training thread waiting for room
                 self._cond.notify_all()
+        self._finished.set()
+
+
+class _Plan:
+    """How to copy a snapshot whose tensors are CPU tensors numpy can view: byte views of
+    their memory, in the order of their names, concatenated into one new buffer (one
+    allocation and one copy). Valid while the same tensors keep the same memory, shape,
+    strides and dtype (``p.data = ...`` or ``model.double()`` make a new plan)."""
+
+    def __init__(self, tensors: Mapping[str, Any]) -> None:
+        self.keys = tuple(tensors)
+        self.tensors = tuple(tensors.values())
+        self.state = self._state(self.tensors)
+        self.names, self.views, self.nbytes = [], [], 0
+        for k in sorted(self.keys):
+            a = tensors[k].detach().numpy()  # shares the tensor's memory
+            code = _DTYPES.get(a.dtype.str)
+            if code is None or not a.flags.c_contiguous:
+                raise TypeError(f"{k}: no plain view")
+            self.names.append((k, code, a.shape, a.nbytes))
+            self.views.append(a.reshape(-1).view("u1"))
+            self.nbytes += a.nbytes
+
+    @classmethod
+    def of(cls, tensors: Mapping[str, Any]) -> _Plan | None:
+        import torch
+
+        if not all(isinstance(t, torch.Tensor) and t.device.type == "cpu"
+                   and t.layout is torch.strided and t.is_contiguous() for t in tensors.values()):
+            return None
+        try:
+            return cls(tensors)
+        except (TypeError, RuntimeError):  # bfloat16, a conjugate view...: copied one by one
+            return None
+
+    @staticmethod
+    def _state(tensors: tuple) -> list:
+        return [(t.data_ptr(), t.shape, t.stride(), t.dtype) for t in tensors]
+
+    def fits(self, tensors: Mapping[str, Any]) -> bool:
+        return (len(tensors) == len(self.keys)
+                and all(a is b for a, b in zip(tensors.values(), self.tensors))
+                and tuple(tensors) == self.keys and self._state(self.tensors) == self.state)
+
+    def copy(self) -> Any:
+        import numpy as np
+
+        return np.concatenate(self.views)
+
+
+def _copies(tensors: Mapping[str, Any]) -> tuple[list, list, int]:
+    """A snapshot copied tensor by tensor (GPU tensors, bfloat16 widened to float32, numpy
+    arrays): names with dtype, shape and size, the copies' buffers, their bytes."""
+    from lossview.core.train.sinks import _copy
+
+    names, data, n = [], [], 0
+    for k, a in sorted(_copy(tensors).items()):
+        if not a.flags.c_contiguous:  # a transposed view's copy keeps its layout
+            a = a.copy(order="C")
+        code = _DTYPES.get(a.dtype.str)
+        if code is None:
+            a = a.astype(a.dtype.newbyteorder("<"))
+            code = _DTYPES.get(a.dtype.str)
+            if code is None:
+                raise LossviewError(f"cannot store {k} of dtype {a.dtype} in a snapshot")
+        names.append((k, code, a.shape, a.nbytes))
+        data.append(pickle.PickleBuffer(a))
+        n += a.nbytes
+    return names, data, n
 
 
 def _run_json(spec: Mapping[str, Any]) -> str:
