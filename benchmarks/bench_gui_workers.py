@@ -94,7 +94,7 @@ def _run(tmp: Path) -> int:
     run_to_end(train(TrainConfig("mlp", steps=1000, every=20), tmp / "mlp"))
     run = open_run(tmp / "mlp")
     tl = Timeline()
-    tl.set_count(len(run))
+    tl.set_steps(run.steps)
     panel = SurfacePanel(tl)
     panel.toolbar.set_grid_steps(61)
     panel.resize(900, 700)
@@ -134,7 +134,7 @@ def _run(tmp: Path) -> int:
     # -- scrubbing ------------------------------------------------------------------
     run_to_end(train(TrainConfig("quadratic", steps=9990, every=10), tmp / "q1000"))
     run = open_run(tmp / "q1000")
-    tl.set_count(len(run))
+    tl.set_steps(run.steps)
     panel.toolbar.set_grid_steps(51)
     panel.set_run(run, None)
     wait_for(app, panel.surface_ready)

@@ -173,6 +173,14 @@ class Run:
     def name(self) -> str:
         return str(self.spec.get("name") or self.path.name)
 
+    @property
+    def live(self) -> bool:
+        """Snapshots can still arrive: a run being trained in this process, until its
+        training ends (:class:`~lossview.gui.training.live.LiveRun` answers from its
+        training state). A run read from files is what its files hold: not live. Views ask
+        this (a growing run: no surface yet, sharpness later, a fixed x frame)."""
+        return False
+
     def index_of_step(self, step: int) -> int:
         """Index of the last snapshot at or before ``step`` (0 if ``step`` is before all)."""
         i = int(np.searchsorted(self.steps, step, side="right")) - 1

@@ -1,12 +1,19 @@
-"""The one Timeline state: the current snapshot, playing, speed, loop.
+"""The one Timeline state: the run's snapshot steps, the current snapshot, playing,
+speed, loop.
 
 Views bind to its signals and write back through its setters. A setter that changes
-nothing emits nothing, so slider -> timeline -> slider ends after one round.
+nothing emits nothing, so slider -> timeline -> slider ends after one round. The steps
+are the timeline's: views read :attr:`Timeline.steps` (and :attr:`Timeline.step`) and
+keep no copy of their own.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
+
+_NO_STEPS = np.zeros(0, dtype=np.int64)
+_NO_STEPS.flags.writeable = False
 
 
 class Timeline(QObject):
@@ -16,11 +23,14 @@ class Timeline(QObject):
     -------
     index_changed(int) : the current snapshot index changed.
     count_changed(int) : the number of snapshots changed (new run, or live training).
+    steps_changed(object) : the snapshots' steps changed (the new :attr:`steps`), before
+        ``count_changed`` and ``index_changed``.
     playing_changed(bool), speed_changed(float), loop_changed(bool)
     """
 
     index_changed = Signal(int)
     count_changed = Signal(int)
+    steps_changed = Signal(object)
     playing_changed = Signal(bool)
     speed_changed = Signal(float)
     loop_changed = Signal(bool)
@@ -31,7 +41,7 @@ class Timeline(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._index = 0
-        self._count = 0
+        self._steps = _NO_STEPS
         self._playing = False
         self._speed = 10.0
         self._loop = False
@@ -46,7 +56,17 @@ class Timeline(QObject):
 
     @property
     def count(self) -> int:
-        return self._count
+        return len(self._steps)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The step (or epoch) of each snapshot of the run shown, ascending (read-only)."""
+        return self._steps
+
+    @property
+    def step(self) -> int | None:
+        """The current snapshot's step (None without snapshots)."""
+        return int(self._steps[min(self._index, len(self._steps) - 1)]) if len(self._steps) else None
 
     @property
     def playing(self) -> bool:
@@ -61,22 +81,29 @@ class Timeline(QObject):
         return self._loop
 
     # -- write ------------------------------------------------------------------
-    def set_count(self, count: int, keep_end: bool = False) -> None:
-        """Number of snapshots; ``keep_end`` follows the newest one (live training)."""
-        count = max(int(count), 0)
-        at_end = self._index >= self._count - 1
-        if count != self._count:
-            self._count = count
-            self.count_changed.emit(count)
-        if keep_end and at_end:
-            self.set_index(count - 1)
-        else:
-            self.set_index(self._index)
-        if count <= 1:
+    def set_steps(self, steps, keep_end: bool = False) -> None:
+        """The run's snapshot steps (a new run, or a live run that grew); ``keep_end``
+        follows the newest snapshot (live training), else the index stays where it fits.
+        The index is in range before any signal: ``steps_changed``, ``count_changed`` (if
+        the number changed), then ``index_changed`` (if the index moved)."""
+        new = np.array(steps, dtype=np.int64).reshape(-1)
+        new.flags.writeable = False
+        old, index = self._steps, self._index
+        if len(new) != len(old) or not np.array_equal(new, old):
+            at_end = index >= len(old) - 1
+            self._steps = new
+            self._index = min(max(len(new) - 1 if keep_end and at_end else index, 0),
+                              max(len(new) - 1, 0))
+            self.steps_changed.emit(new)
+            if len(new) != len(old):
+                self.count_changed.emit(len(new))
+            if self._index != index:
+                self.index_changed.emit(self._index)
+        if len(new) <= 1:
             self.set_playing(False)
 
     def set_index(self, index: int) -> None:
-        index = min(max(int(index), 0), max(self._count - 1, 0))
+        index = min(max(int(index), 0), max(self.count - 1, 0))
         if index != self._index:
             self._index = index
             self.index_changed.emit(index)
@@ -88,13 +115,13 @@ class Timeline(QObject):
         self.set_index(0)
 
     def end(self) -> None:
-        self.set_index(self._count - 1)
+        self.set_index(self.count - 1)
 
     def set_playing(self, playing: bool) -> None:
-        playing = bool(playing) and self._count > 1
+        playing = bool(playing) and self.count > 1
         if playing == self._playing:
             return
-        if playing and self._index >= self._count - 1:
+        if playing and self._index >= self.count - 1:
             self.set_index(0)  # pressing play at the end starts again
         self._playing = playing
         if playing:
@@ -119,7 +146,7 @@ class Timeline(QObject):
             self.loop_changed.emit(self._loop)
 
     def _tick(self) -> None:
-        if self._index >= self._count - 1:
+        if self._index >= self.count - 1:
             if self._loop:
                 self.set_index(0)
             else:

@@ -113,7 +113,7 @@ def test_attaching_a_model_file_gives_the_surface_and_sharpness(qtbot, window, p
     # the loss the folder did not log: the model's full-data loss at each snapshot
     xs = curve_points(window.loss_panel.c_train)
     assert list(xs) == list(range(0, 33, 4))
-    assert window.report.get("loss_from_model") == "loss_full"
+    assert window.report.loss_from_model == "loss_full"
     assert "model file model.py" in window.run_info.text()
     assert settings.model_file_for(project) == str(model.resolve())
 

@@ -67,7 +67,7 @@ def panel(qtbot):
     p.show()
 
     def show(run, report):
-        tl.set_count(len(run))
+        tl.set_steps(run.steps)
         p.set_run(run, report)
         return p
 
@@ -188,8 +188,8 @@ def test_an_epoch_run_says_epoch_on_every_axis(qtbot, panel):
     lp, tp, bar = LossPanel(tl), TrajectoryPanel(tl), TimelineBar(tl)
     for w in (lp, tp, bar):
         qtbot.addWidget(w)
-    bar.set_steps(run.steps, unit=report["step_unit"])
-    tl.set_count(len(run))
+    tl.set_steps(run.steps)
+    bar.set_labels(unit=report["step_unit"])
     lp.set_run(run, report)
     tp.set_run(run, report)
     tl.set_index(5)
@@ -217,11 +217,11 @@ def test_the_measured_sharpness_refreshes_what_the_window_says(qtbot, window, ru
                           "--model", str(f)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     cli = json.loads(out.stdout)
-    shown = window.report
-    stab = shown["answers"]["stability"]
-    assert stab["verdict"] == cli["answers"]["stability"]["verdict"] != "unknown"
-    assert stab["sentence"] == cli["answers"]["stability"]["sentence"]
-    assert shown["diagnosis"] == cli["diagnosis"]
+    shown = window.report  # the typed report, replaced when the sharpness came
+    stab = shown.answers.stability
+    assert stab.verdict == cli["answers"]["stability"]["verdict"] != "unknown"
+    assert stab.sentence == cli["answers"]["stability"]["sentence"]
+    assert shown.diagnosis == tuple(cli["diagnosis"])
     text = window.diagnostics_panel.diagnosis.toPlainText()
     for sentence in cli["diagnosis"]:
         assert sentence in text

@@ -111,7 +111,7 @@ def test_the_loss_and_diagnostics_cursors_are_pixel_cursors(qtbot):
     lp, dp = LossPanel(tl), DiagnosticsPanel(tl)
     for w in (lp, dp):
         qtbot.addWidget(w)
-    lines = [*lp.cursors, *dp.cursors, dp.pair_hline, HonestyPlot().cursor]
+    lines = [*lp.cursors, *dp.cursors, dp.pair_hline, HonestyPlot(tl).cursor]
     assert all(isinstance(c, PixelCursor) for c in lines)
     assert np.all([c.movable for c in lp.cursors])  # the loss cursors can still be dragged
 

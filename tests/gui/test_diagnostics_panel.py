@@ -49,7 +49,7 @@ def panel(qtbot, loaded):
     p.resize(1200, 320)
     p.show()
     run, report = loaded
-    tl.set_count(len(run))
+    tl.set_steps(run.steps)
     p.set_run(run, report)
     return p, tl, run, report
 
@@ -110,8 +110,10 @@ def test_sharpness_of_a_run_still_training_says_when_it_comes(panel):
     from lossview.core.io.memory import run_from_arrays
 
     p, _, run, report = panel
-    live = run_from_arrays(np.zeros((5, 3)), steps=[0, 10, 20, 30, 40],
-                           spec={"live": True, "problem": "mlp"})
+    from .live_runs import as_live
+
+    live = as_live(run_from_arrays(np.zeros((5, 3)), steps=[0, 10, 20, 30, 40],
+                                   spec={"problem": "mlp"}))
     p.set_run(live, {})
     assert p.notes["sharp"][1].toPlainText() == "measured once\ntraining has finished"
     p.set_run(run, dict(report, sharpness=None))  # a saved run without a model: why not

@@ -6,6 +6,8 @@ import pytest
 
 from lossview.gui.training.live_view import frozen_copy
 
+from .live_runs import as_live
+
 
 def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, tmp_path):
     window.open_train_dialog()
@@ -21,7 +23,7 @@ def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, 
     with qtbot.waitSignal(window.run_loaded, timeout=10000):
         dlg.start()
     live = loaded[0]
-    assert live.spec.get("live") is True
+    assert live.live  # training: the run may still grow
     # while training, the loss plots frame the whole planned run (no re-ranging per refresh)
     lo, hi = window.loss_panel.p_loss.getViewBox().viewRange()[0]
     assert lo <= 0 and 3000 <= hi <= 3100
@@ -34,7 +36,7 @@ def test_live_training_fills_the_panels_then_opens_the_saved_run(qtbot, window, 
     assert len(window.run) == 31  # steps 0, 100, ..., 3000
     assert counts and counts[-1] == 31
     assert window.timeline.index == 30
-    assert window.report["pca"]["coords"]
+    assert len(window.report.pca.coords) == 31  # the saved run's report, typed
     x, _ = window.loss_panel.c_raw.xData, None
     assert x is not None and len(x) > 0
 
@@ -62,7 +64,7 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
     from lossview.gui.plotkit.stagger import plots_of
 
     run, report = loaded
-    run.spec["live"] = True  # as a LiveRun says while it trains
+    run = as_live(run)  # the saved run as it was while training
     window.live.start(run)
     qtbot.waitUntil(lambda: not window.stagger.active, timeout=10000)
     panels = (window.trajectory_panel, window.diagnostics_panel, window.loss_panel)
@@ -76,7 +78,7 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
     poll.timeout.connect(lambda: seen.append(min(p.opacity() for p in plots)))
     poll.start()
     window.live._t_analysis = started = time.monotonic()
-    window.live._on_report(run, run, report)
+    window.live._on_report(run, report)
     turns.append(window.live.stagger.active)  # the rest comes in later turns
     qtbot.waitUntil(lambda: not window.live.stagger.active, timeout=10000)
     poll.stop()
@@ -103,8 +105,7 @@ def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_o
     window.open_train_dialog()
     dlg = window._train_dialog
     assert dlg.plot_live in window.live.followers and dlg.plot_follows_window
-    run, _report = loaded
-    run.spec["live"] = True
+    run = as_live(loaded[0])
     window.live.start(run)
     qtbot.waitUntil(lambda: not window.stagger.active and not window.live.stagger.active,
                     timeout=10000)
@@ -115,7 +116,7 @@ def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_o
     ticker.timeout.connect(lambda: turn.__setitem__(0, turn[0] + 1))
     ticker.start()
     calls = []
-    bar_set, parts_of, plot = (window.timeline_bar.set_steps, window.loss_panel.run_parts,
+    bar_set, parts_of, plot = (window.timeline_bar.set_labels, window.loss_panel.run_parts,
                                dlg.plot_live)
 
     def recorded_parts(*args):
@@ -123,7 +124,7 @@ def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_o
             return lambda: (calls.append((f"loss {k}", turn[0])), part())
         return [recorded(k, part) for k, part in enumerate(parts_of(*args))]
 
-    monkeypatch.setattr(window.timeline_bar, "set_steps",
+    monkeypatch.setattr(window.timeline_bar, "set_labels",
                         lambda *a: (calls.append(("timeline", turn[0])), bar_set(*a)))
     monkeypatch.setattr(window.loss_panel, "run_parts", recorded_parts)
     window.live.followers[:] = [lambda: (calls.append(("dialog", turn[0])), plot())]
@@ -148,7 +149,7 @@ def test_a_report_that_interrupts_a_refresh_still_refreshes_the_dialog_plot(
 
     window.open_train_dialog()
     run, report = loaded
-    run.spec["live"] = True
+    run = as_live(run)
     window.live.start(run)
     qtbot.waitUntil(lambda: not window.stagger.active and not window.live.stagger.active,
                     timeout=10000)
@@ -157,7 +158,7 @@ def test_a_report_that_interrupts_a_refresh_still_refreshes_the_dialog_plot(
     window.live.followers[:] = [lambda: followed.append(len(run))]
     window.live.update(run)
     assert window.live.stagger.active and followed == []  # the refresh's turns queued
-    window.live._on_report(run, run, report)  # (the analysis worker's finished slot)
+    window.live._on_report(run, report)  # (the analysis worker's finished slot)
     qtbot.waitUntil(lambda: not window.live.stagger.active, timeout=10000)
     assert followed == [len(run)]
-    assert window.report is report
+    assert window.report.to_json() == report  # the live analysis's report, typed

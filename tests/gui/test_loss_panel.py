@@ -9,6 +9,7 @@ from lossview.gui.panels.loss_panel import LossPanel
 from lossview.gui.timeline import Timeline
 
 from .conftest import analyse, write_run
+from .live_runs import as_live
 
 
 def data(curve):
@@ -24,7 +25,7 @@ def panel(qtbot, loaded):
     p.resize(600, 500)
     p.show()
     run, report = loaded
-    tl.set_count(len(run))
+    tl.set_steps(run.steps)
     p.set_run(run, report)
     return p, tl, run, report
 
@@ -155,9 +156,9 @@ def test_a_growing_run_keeps_its_y_range_until_the_loss_leaves_it(qtbot):
 
     def live(n):
         steps = np.arange(n)
-        run = run_from_arrays(np.zeros((len(steps[::50]), 3)), steps=list(steps[::50]),
-                              metrics={"loss": (steps, loss[:n])},
-                              spec={"live": True, "training": {"steps": 400}})
+        run = as_live(run_from_arrays(np.zeros((len(steps[::50]), 3)), steps=list(steps[::50]),
+                                      metrics={"loss": (steps, loss[:n])},
+                                      spec={"training": {"steps": 400}}))
         p.set_run(run, None)
         return p.p_loss.viewRange()
 
@@ -189,9 +190,10 @@ def test_a_growing_gradient_norm_goes_log_once_without_moving_the_x_frame(qtbot)
 
     def live(n):
         steps = np.arange(n)
-        run = run_from_arrays(np.zeros((len(steps[::50]), 3)), steps=list(steps[::50]),
-                              metrics={"loss": (steps, 1 + grad[:n]), "grad_norm": (steps, grad[:n])},
-                              spec={"live": True, "training": {"steps": 600}})
+        run = as_live(run_from_arrays(
+            np.zeros((len(steps[::50]), 3)), steps=list(steps[::50]),
+            metrics={"loss": (steps, 1 + grad[:n]), "grad_norm": (steps, grad[:n])},
+            spec={"training": {"steps": 600}}))
         p.set_run(run, None)
 
     live(150)
@@ -227,11 +229,12 @@ def test_run_parts_show_one_plot_a_part_and_end_as_set_run_does(qtbot):
 
     def run(n, scale):
         steps = np.arange(n)
-        return run_from_arrays(np.zeros((len(steps[::10]), 3)), steps=list(steps[::10]),
-                               metrics={"loss": (steps, scale * np.exp(-steps / 50.0)),
-                                        "grad_norm": (steps, scale * (1 + steps / 10.0)),
-                                        "lr": (steps, np.full(n, 0.1 * scale))},
-                               spec={"live": True, "training": {"steps": 400}})
+        return as_live(run_from_arrays(
+            np.zeros((len(steps[::10]), 3)), steps=list(steps[::10]),
+            metrics={"loss": (steps, scale * np.exp(-steps / 50.0)),
+                     "grad_norm": (steps, scale * (1 + steps / 10.0)),
+                     "lr": (steps, np.full(n, 0.1 * scale))},
+            spec={"training": {"steps": 400}}))
 
     old, new = run(100, 1.0), run(200, 2.0)
     p.set_run(old, None)

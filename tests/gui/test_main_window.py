@@ -152,7 +152,7 @@ def test_the_shipped_demo_run_opens(qtbot, window):
     assert window.start_page.demo_btn.isEnabled()
     with qtbot.waitSignal(window.run_loaded, timeout=60000):
         window.start_page.demo_btn.click()
-    assert len(window.run) > 10 and window.report["pca"]["coords"]
+    assert len(window.run) > 10 and len(window.report.pca.coords) == len(window.run)
     assert settings.recent_folders() == []  # the demo is not a "recent" folder of the user's
 
 
@@ -188,7 +188,7 @@ def test_model_file_enables_sharpness_for_a_foreign_run(qtbot, window, run_path,
     window.set_model_file(str(f))
     open_and_wait(qtbot, window, run_path)
     qtbot.waitUntil(lambda: not window.is_computing(), timeout=60000)
-    sharp = window.report["sharpness"]
+    sharp = window.report.sharpness
     # loss = mean((W x + b - y)^2) over 64 x 8 outputs: the Hessian in W is
     # 2/(64*8) * kron(I_8, X'X) (+ bias terms); its top eigenvalue does not depend on W
     import numpy as np
@@ -198,8 +198,8 @@ def test_model_file_enables_sharpness_for_a_foreign_run(qtbot, window, run_path,
     x = torch.randn(64, 4, generator=g).double()
     xa = torch.cat([x, torch.ones(64, 1, dtype=torch.float64)], 1)
     top = float(torch.linalg.eigvalsh(2.0 / (64 * 8) * xa.T @ xa)[-1])
-    np.testing.assert_allclose(sharp["sharpness"], top, rtol=1e-3)
-    assert len(window.diagnostics_panel.c_sharp.yData) == len(sharp["steps"])
+    np.testing.assert_allclose(sharp.eigenvalues, top, rtol=1e-3)
+    assert len(window.diagnostics_panel.c_sharp.yData) == len(sharp.steps)
     np.testing.assert_allclose(sharp["threshold"][0], 2 / 0.1)  # lr from run.json
 
 

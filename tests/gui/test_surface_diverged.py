@@ -51,7 +51,7 @@ def make_panel(qtbot, run, contour, steps=STEPS):
     panel.toolbar.set_grid_steps(steps)
     panel.set_contour(contour)
     panel.resize(560, 640)
-    tl.set_count(len(run))
+    tl.set_steps(run.steps)
     panel.show()
     qtbot.waitExposed(panel)
     return panel, tl

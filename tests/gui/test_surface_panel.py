@@ -38,7 +38,7 @@ def make_panel(qtbot, run=None, contour=True):
     panel.set_contour(contour)
     panel.resize(800, 600)
     if run is not None:
-        tl.set_count(len(run))
+        tl.set_steps(run.steps)
     return panel, tl
 
 
@@ -177,7 +177,9 @@ def test_run_without_a_model_says_what_is_missing(qtbot):
 
 
 def test_live_run_waits_for_the_end(qtbot):
-    run = run_from_arrays(np.zeros((3, 4)), spec={"live": True})
+    from .live_runs import as_live
+
+    run = as_live(run_from_arrays(np.zeros((3, 4))))
     panel, _ = make_panel(qtbot, run)
     panel.set_run(run, None)
     assert not panel.is_busy() and "once the run has finished" in panel.message.text()
@@ -331,7 +333,7 @@ from lossview.gui.timeline import Timeline
 out = tempfile.mkdtemp() + "/q"
 run_to_end(train(TrainConfig("quadratic", steps=40, every=20), out))
 run = open_run(out)
-tl = Timeline(); tl.set_count(len(run))
+tl = Timeline(); tl.set_steps(run.steps)
 p = SurfacePanel(tl)
 p.toolbar.set_grid_steps(21)
 done = []

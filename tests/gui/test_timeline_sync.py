@@ -47,7 +47,7 @@ def test_one_change_one_emission(qtbot):
     tl = Timeline()
     bar = TimelineBar(tl)
     qtbot.addWidget(bar)
-    tl.set_count(50)
+    tl.set_steps(np.arange(50))
     seen = []
     tl.index_changed.connect(seen.append)
     bar.slider.setValue(30)
@@ -80,7 +80,7 @@ def test_keyboard_shortcuts(qtbot, window, run_path):
 
 def test_playback_stops_at_end_or_loops(qtbot):
     tl = Timeline()
-    tl.set_count(3)
+    tl.set_steps([0, 10, 20])
     tl.set_speed(50)
     tl.set_index(2)
     tl.set_playing(True)  # play at the end starts again from the first snapshot
@@ -130,8 +130,8 @@ def test_scrubbing_never_resizes_the_readout_or_the_slider(qtbot):
     bar.show()
     qtbot.waitExposed(bar)
     steps = np.arange(0, 12000, 10)
-    bar.set_steps(steps, [s / 600 for s in steps])
-    tl.set_count(len(steps))
+    tl.set_steps(steps)
+    bar.set_labels([s / 600 for s in steps])
     widths = set()
     for i in (0, 9, 10, 99, 100, 999, len(steps) - 1):
         tl.set_index(i)

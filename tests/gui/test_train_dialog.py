@@ -47,7 +47,7 @@ def test_live_run_grows_then_is_saved(qtbot, dialog):
     path = blocker.args[0]
     live = started[0]
     # step 0, every 20, and the last: 16 snapshots, all mirrored live
-    assert len(live) == 16 and not live.spec["live"] and live.spec["status"] == "finished"
+    assert len(live) == 16 and not live.live and live.status == "finished"
     assert sizes == sorted(sizes) and sizes[-1] == 16
     saved = open_run(path)
     assert list(saved.steps) == list(live.steps)
@@ -222,7 +222,7 @@ t = time.monotonic()
 while time.monotonic() - t < 90 and not (saved and not win.is_computing()):
     app.processEvents(); time.sleep(0.005)
 print("SAVED", bool(saved), len(saved[-1]) if saved else 0)
-print("SURFACE", win.surface_panel._final, "SHARPNESS", bool((win.report or {}).get("sharpness")))
+print("SURFACE", win.surface_panel._final, "SHARPNESS", bool(win.report and win.report.sharpness))
 print("TORCH", "torch" in sys.modules)
 win.shutdown(); win.close()
 """

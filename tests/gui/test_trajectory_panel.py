@@ -28,7 +28,7 @@ def panel(qtbot, loaded):
     p.resize(600, 600)
     p.show()
     run, report = loaded
-    tl.set_count(len(run))
+    tl.set_steps(run.steps)
     p.set_run(run, report)
     return p, tl, run, report
 

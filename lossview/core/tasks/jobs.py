@@ -29,7 +29,7 @@ def can_reopen(run: Any) -> bool:
     or live run)."""
     from lossview.core.io.memory import MemoryReader
 
-    return (run is not None and not run.spec.get("live")
+    return (run is not None and not getattr(run, "live", False)
             and not isinstance(getattr(run, "reader", None), MemoryReader)
             and Path(run.path).exists())
 

@@ -12,7 +12,7 @@ is drawn only where core compared the learning rate with it. Missing measurement
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QTextBrowser, QVBoxLayou
 
 from lossview.core.analysis import verdicts as V
 from lossview.core.analysis.explanations import tip
+from lossview.core.analysis.report_model import Answer, Diffusion, Pairwise, RunReport, Sharpness
 from lossview.gui.panels import words
 from lossview.gui.panels.diagnostics_plots import (
     corner_text,
@@ -49,7 +50,6 @@ class DiagnosticsPanel(QWidget):
     def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.timeline = timeline
-        self._steps = np.array([], dtype=np.int64)
         self._unit = "step"  # what the x axes count (the run's step_unit)
         t = style.current()
         head, _ = header("Diagnostics", tip("diagnosis"))
@@ -170,7 +170,6 @@ class DiagnosticsPanel(QWidget):
 
     # -- data ---------------------------------------------------------------------
     def clear(self) -> None:
-        self._steps = np.array([], dtype=np.int64)
         for c in self.items:
             c.setData([], [])
         self._set_exploration({})
@@ -183,25 +182,26 @@ class DiagnosticsPanel(QWidget):
     def _note(self, key: str, text: str) -> None:
         self.notes[key][1].setText(text)
 
-    def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
+    def set_run(self, run: Any, report: RunReport | None) -> None:
         for part in self.run_parts(run, report):
             part()
 
-    def run_parts(self, run: Any, report: dict[str, Any] | None) -> list[Callable[[], None]]:
+    def run_parts(self, run: Any, report: RunReport | None) -> list[Callable[[], None]]:
         """:meth:`set_run` as five calls: one per plot, then the diagnosis text and the
         cursors. A caller that runs them one per event-loop turn (live training) keeps
         every plot on screen, each showing its old data until its turn: veiling the plots
-        to reveal them one by one blanked them every time the live analysis came back."""
-        rep = report or {}
-        answers = words.answers_of(rep)
+        to reveal them one by one blanked them every time the live analysis came back.
+        The plots draw the report's snapshots (a live run's report: those analysed so
+        far); the cursors are at the timeline's step."""
+        rep = words.report_of(report)
+        answers = rep.answers
         unit = words.step_unit(run, rep)
+        steps = as_array(rep.steps)  # the analysed snapshots' steps
 
         def distance() -> None:
-            self._steps = np.asarray(run.steps, dtype=np.int64)
             self._set_unit(unit)
-            steps = self._steps.astype(float)
-            d = rep.get("distance") or {}
-            fi, sl = as_array(d.get("from_init")), as_array(d.get("step_length"))
+            d = rep.distance
+            fi, sl = as_array(d.from_init), as_array(d.step_length)
             if len(fi) == len(steps) and len(steps) > 1:
                 # log axis: the 0 at init (and the step length at i = 0) are left out
                 self.c_init.setData(steps[1:], fi[1:])
@@ -212,18 +212,17 @@ class DiagnosticsPanel(QWidget):
                 self.c_step.setData([], [])
                 self._note("dist", "not available: fewer than 2 snapshots")
             self.p_dist.enableAutoRange()
-            self._set_exploration(answers["exploration"])
+            self._set_exploration(answers.exploration)
 
         def msd() -> None:
-            self._set_msd(rep.get("diffusion"), answers["weights"], unit)
+            self._set_msd(rep.diffusion, answers.weights, unit)
             self.p_msd.enableAutoRange()
 
         def sharpness() -> None:
-            self._set_sharpness(run, rep.get("sharpness"), rep.get("sharpness_reason"),
-                                answers["stability"])
+            self._set_sharpness(run, rep.sharpness, rep.sharpness_reason, answers.stability)
 
         def pairwise() -> None:
-            self._set_pairwise(rep.get("pairwise"))
+            self._set_pairwise(rep.pairwise, steps)
             self.p_pair.enableAutoRange()
 
         def text_and_cursors() -> None:
@@ -232,14 +231,15 @@ class DiagnosticsPanel(QWidget):
 
         return [distance, msd, sharpness, pairwise, text_and_cursors]
 
-    def show_answers(self, run: Any, report: dict[str, Any]) -> None:
-        """Core recomputed the report's answers (``refresh_answers``, after the sharpness
-        was measured): the sharpness plot, the verdict tags and the diagnosis again."""
-        answers = words.answers_of(report)
-        self._set_msd(report.get("diffusion"), answers["weights"], words.step_unit(run, report))
-        self._set_exploration(answers["exploration"])
-        self.set_sharpness(run, report.get("sharpness"), report.get("sharpness_reason"),
-                           answers["stability"])
+    def show_answers(self, run: Any, report: RunReport) -> None:
+        """A new report with core's answers recomputed (:meth:`RunReport.with_sharpness`,
+        after the sharpness was measured): the sharpness plot, the verdict tags and the
+        diagnosis again."""
+        report = words.report_of(report)
+        answers = report.answers
+        self._set_msd(report.diffusion, answers.weights, words.step_unit(run, report))
+        self._set_exploration(answers.exploration)
+        self.set_sharpness(run, report.sharpness, report.sharpness_reason, answers.stability)
         self.set_diagnosis(report)
 
     def _set_unit(self, unit: str) -> None:
@@ -252,7 +252,7 @@ class DiagnosticsPanel(QWidget):
             p.setLabel("bottom", unit, color=fg)
         self.p_msd.setLabel("bottom", f"lag ({V.unit_word(unit, 2)})", color=fg)
 
-    def _set_exploration(self, expl: dict[str, Any]) -> None:
+    def _set_exploration(self, expl: Answer) -> None:
         """Distance of each snapshot of the segment to the last one, raw and modulo neuron
         permutations, against the distance between relabelled copies of the last network
         (``answers.exploration``): the gap between the two curves is relabelling."""
@@ -276,7 +276,7 @@ class DiagnosticsPanel(QWidget):
             self._note("expl", "not measured: " + wrap(why.split(" (", 1)[0]))
             self.p_expl.enableAutoRange()
 
-    def _set_msd(self, diff: dict[str, Any] | None, weights: dict[str, Any], unit: str) -> None:
+    def _set_msd(self, diff: Diffusion | None, weights: Answer, unit: str) -> None:
         """The MSD against lag, the weights verdict's tag with the number that decided it,
         and (dashed) a power law with core's long-lag slope over the long lags."""
         diff = diff or {}
@@ -307,30 +307,29 @@ class DiagnosticsPanel(QWidget):
         self.msd_text.setHtml(f"<span style='color:{fg}; font-size:8pt'>{text}</span>")
 
     def set_sharpness(self, run: Any, sharp: Any, reason: str | None = None,
-                      stability: dict[str, Any] | None = None) -> None:
+                      stability: Answer | None = None) -> None:
         """Sharpness table (``steps``, ``sharpness`` or ``values``, ``lr``) with core's
         stability answer for it, or None with the reason it is missing."""
         self._set_sharpness(run, sharp, reason, stability or {})
 
     def _set_sharpness(self, run: Any, sharp: Any, reason: str | None,
-                       stability: dict[str, Any]) -> None:
-        vals = None
-        if isinstance(sharp, dict):
-            vals = sharp.get("sharpness", sharp.get("values"))
-        if not vals:
+                       stability: Answer) -> None:
+        sharp = Sharpness.from_json(sharp) if isinstance(sharp, Mapping) else Sharpness()
+        vals = sharp.eigenvalues
+        if vals is None or not len(vals):
             self.c_sharp.setData([], [])
             self.c_limit.setData([], [])
             retitle(self.p_sharp, "sharpness vs 2/lr")
             self.limit_text.setText("")
             legend_entry(self.sharp_legend, self.c_limit, None)
             self.p_sharp.enableAutoRange()
-            why = reason or (sharp.get("reason") if isinstance(sharp, dict) else None)
-            if run.spec.get("live") and not why:  # measured on the saved run
+            why = reason or sharp.reason
+            if run.live and not why:  # measured on the saved run
                 self._note("sharp", "measured once\ntraining has finished")
             else:
                 self._note("sharp", "not available: " + wrap(why or SHARPNESS_MISSING))
             return
-        xs, ys = as_array(sharp.get("steps")), as_array(vals)
+        xs, ys = as_array(sharp.steps), as_array(vals)
         self.c_sharp.setData(xs, ys)
         lx, ly = limit_line(run, sharp, stability)
         self.c_limit.setData(lx, ly)
@@ -344,17 +343,23 @@ class DiagnosticsPanel(QWidget):
         sentence = stability.get("sentence")
         self.p_sharp.setToolTip(tip("sharpness") + (f"\n\n{sentence}" if sentence else ""))
 
-    def _set_pairwise(self, pair: Any) -> None:
-        if not pair or not isinstance(pair, dict) or pair.get("matrix") is None:
+    def _set_pairwise(self, pair: Pairwise | None, snapshot_steps: np.ndarray) -> None:
+        """The distance matrix of the report's snapshots (``snapshot_steps``: their steps)."""
+        pair = Pairwise.from_json(pair) if isinstance(pair, Mapping) else Pairwise()
+        if pair.matrix is None:
             self.image.clear()
-            reason = pair.get("reason") if isinstance(pair, dict) else None
+            reason = pair.reason
             self._note("pair", "not available: " + wrap(reason or "not computed"))
             self._pair_rows = np.array([], dtype=np.int64)
             return
-        m = np.asarray(pair["matrix"], dtype=float)
-        rows = np.asarray(pair.get("indices", np.arange(len(m))), dtype=np.int64)
+        m = np.asarray(pair.matrix, dtype=float)
+        rows = np.asarray(pair.indices if pair.indices is not None else np.arange(len(m)),
+                          dtype=np.int64)
         self._pair_rows = rows
-        steps = self._steps[np.clip(rows, 0, len(self._steps) - 1)].astype(float)
+        if len(snapshot_steps):
+            steps = snapshot_steps[np.clip(rows, 0, len(snapshot_steps) - 1)].astype(float)
+        else:
+            steps = rows.astype(float)
         lo, hi = float(steps[0]), float(steps[-1])
         span = hi - lo if hi > lo else 1.0
         finite = m[np.isfinite(m)]
@@ -366,14 +371,15 @@ class DiagnosticsPanel(QWidget):
         self.image.setRect(lo - px / 2, lo - px / 2, span + px, span + px)
         self._note("pair", "")
 
-    def set_diagnosis(self, report: dict[str, Any] | None) -> None:
+    def set_diagnosis(self, report: RunReport | None) -> None:
         t = style.current()
+        report = words.report_of(report)
         if not report:
             self.diagnosis.setHtml(f"<p style='color:{t.muted}'>Open a run to see its diagnosis.</p>")
             return
-        items = report.get("diagnosis") or []
+        items = report.diagnosis or ()
         lines = [f"<p style='margin:0 0 4px 0'><b>Diagnosis</b> "
-                 f"<span style='color:{t.muted}'>· {html.escape(str(report.get('name', '')))}"
+                 f"<span style='color:{t.muted}'>· {html.escape(report.name or '')}"
                  "</span></p>"]
         if not items:
             lines.append(f"<p style='color:{t.muted}'>No findings available yet.</p>")
@@ -386,9 +392,9 @@ class DiagnosticsPanel(QWidget):
 
     # -- timeline -----------------------------------------------------------------
     def _on_index(self, index: int) -> None:
-        if not len(self._steps):
+        step = self.timeline.step
+        if step is None:
             return
-        step = float(self._steps[min(index, len(self._steps) - 1)])
         for c in self.cursors:
-            c.setValue(step)
-        self.pair_hline.setValue(step)
+            c.setValue(float(step))
+        self.pair_hline.setValue(float(step))

@@ -67,7 +67,7 @@ def long_lags(lags: np.ndarray, weights: dict[str, Any]) -> tuple[float, float] 
     """The long lags core fitted its slope on (span/20 .. span/3 of the weights answer's
     segment), None (all lags) where fewer than two lags lie there."""
     seg = weights.get("segment")
-    if not seg:
+    if seg is None or len(seg) < 2:
         return None
     span = float(seg[1] - seg[0])
     rng = (span / V.LONG_LAG_FROM, span / V.LONG_LAG_TO)

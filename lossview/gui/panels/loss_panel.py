@@ -17,9 +17,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from lossview.core.analysis.explanations import tip
+from lossview.core.analysis.report_model import RunReport
 from lossview.core.analysis.smoothing import ema
 from lossview.gui.panels.loss_series import panel_series
-from lossview.gui.panels.words import step_unit
+from lossview.gui.panels.words import report_of, step_unit
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import (
     nice_axes,
@@ -55,7 +56,6 @@ class LossPanel(QWidget):
     def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.timeline = timeline
-        self._steps = np.array([], dtype=np.int64)
         self._growing = False  # a live run: y ranges held steady (steady_range)
         self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._plateau: int | None = None  # the report's plateau and divergence steps
@@ -185,29 +185,31 @@ class LossPanel(QWidget):
         self.log_y.toggled.connect(self._apply_log)
         self.smoothing.valueChanged.connect(self._on_smoothing)
         timeline.index_changed.connect(self._on_index)
+        timeline.steps_changed.connect(self._bound_cursors)
         self._apply_log(True)
         self._set_markers()
 
     # -- data ---------------------------------------------------------------------
-    def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
+    def set_run(self, run: Any, report: RunReport | None) -> None:
         """Show ``run``'s metrics; ``report`` supplies plateau and divergence steps."""
         for part in self.run_parts(run, report):
             part()
 
-    def run_parts(self, run: Any, report: dict[str, Any] | None) -> list[Callable[[], None]]:
+    def run_parts(self, run: Any, report: RunReport | None) -> list[Callable[[], None]]:
         """:meth:`set_run` as five calls: the run's series and x frame, one per plot (its
         curves, log mode, y range and markers), then the cursors. A caller that runs them
         one per event-loop turn (live training) repaints one plot a turn: the whole
-        panel's repaint and its update together blocked the GUI thread up to 30 ms."""
-        rep = report or {}
+        panel's repaint and its update together blocked the GUI thread up to 30 ms.
+        The cursors move over the timeline's steps."""
+        rep = report_of(report)
 
         def series() -> None:
             self._set_series(run)
             unit = step_unit(run, rep)  # the x axes count steps or epochs, as the run does
             if self.p_lr.getAxis("bottom").labelText != unit:
                 self.p_lr.setLabel("bottom", unit, color=style.current().foreground)
-            self._plateau = (rep.get("plateau") or {}).get("step")
-            self._divergence = (rep.get("divergence") or {}).get("step")
+            self._plateau = rep.plateau.step
+            self._divergence = rep.divergence.step
             planned = planned_steps(run)
             self._growing = bool(planned)
             for c in self.curves:  # a growing run's curves change more often than the cursor
@@ -230,20 +232,23 @@ class LossPanel(QWidget):
             return show
 
         def cursors() -> None:
-            xmin = float(self._steps[0]) if len(self._steps) else 0.0
-            xmax = float(self._steps[-1]) if len(self._steps) else 1.0
-            for c in self.cursors:
-                c.setBounds((xmin, xmax))
+            self._bound_cursors()
             self._on_index(self.timeline.index)
 
         return [series, *(plot(k) for k in range(len(self.plots))), cursors]
 
+    def _bound_cursors(self, *_: Any) -> None:
+        """The cursors are dragged between the timeline's first and last steps."""
+        steps = self.timeline.steps
+        xmin = float(steps[0]) if len(steps) else 0.0
+        xmax = float(steps[-1]) if len(steps) else 1.0
+        for c in self.cursors:
+            c.setBounds((xmin, xmax))
+
     def _set_series(self, run: Any) -> None:
-        self._steps = np.asarray(run.steps, dtype=np.int64)
         self._series, self._train_label = panel_series(run)
 
     def clear(self) -> None:
-        self._steps = np.array([], dtype=np.int64)
         self._series = {}
         self._plateau = self._divergence = None
         self._redraw_curves()
@@ -285,7 +290,8 @@ class LossPanel(QWidget):
 
     def _set_markers_of(self, k: int) -> None:
         """Plot ``k``'s plateau line and wandering region, and its divergence line."""
-        end = float(self._steps[-1]) if len(self._steps) else 0.0
+        steps = self.timeline.steps
+        end = float(steps[-1]) if len(steps) else 0.0
         plateau, divergence = self._plateau, self._divergence
         reg, pl, dl = self.regions[k], self.plateau_lines[k], self.divergence_lines[k]
         ok = plateau is not None
@@ -365,10 +371,11 @@ class LossPanel(QWidget):
 
     # -- timeline -----------------------------------------------------------------
     def _on_index(self, index: int) -> None:
-        if not len(self._steps):
+        steps = self.timeline.steps
+        if not len(steps):
             self.readout.setText("")
             return
-        step = float(self._steps[min(index, len(self._steps) - 1)])
+        step = float(steps[min(index, len(steps) - 1)])
         for c in self.cursors:
             c.setValue(step)
         parts = []
@@ -381,8 +388,9 @@ class LossPanel(QWidget):
         self.readout.setText("  ·  ".join(parts))
 
     def _on_cursor_dragged(self, line: pg.InfiniteLine) -> None:
-        if not len(self._steps):
+        steps = self.timeline.steps
+        if not len(steps):
             return
-        i = nearest_index(self._steps, float(line.value()))
+        i = nearest_index(steps, float(line.value()))
         self.timeline.set_index(i)
         self.cursor_dragged.emit(i)

@@ -17,8 +17,9 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from lossview.core.analysis.explanations import tip
 from lossview.core.analysis.pca import random_walk_ratios_even
+from lossview.core.analysis.report_model import Pca, RunReport
 from lossview.core.analysis.verdicts import similarity_words
-from lossview.gui.panels.words import step_unit
+from lossview.gui.panels.words import report_of, step_unit
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
 from lossview.gui.plotkit.cursor import PointMarker
@@ -36,13 +37,13 @@ MAX_PCS = 6
 N_COLOURS = 64
 
 
-def random_walk_baseline(pca: dict, n_points: int, k: int) -> np.ndarray:
+def random_walk_baseline(pca: Pca, n_points: int, k: int) -> np.ndarray:
     """Explained-variance ratios of PC 1..k for a random walk observed at this run's
     snapshots: the baseline core compared the run with (``pca.random_walk.baseline_ratio``,
     exact for unevenly spaced snapshots), else core's closed form for ``n_points`` evenly
     spaced ones (Antognini & Sohl-Dickstein 2018; science.md section 2)."""
-    base = (pca.get("random_walk") or {}).get("baseline_ratio") or []
-    if len(base) >= k:
+    base = Pca.from_json(pca).baseline_ratio  # (a dict, as core's JSON has it, is read)
+    if base is not None and len(base) >= k:
         return np.asarray(base[:k], dtype=float)
     return random_walk_ratios_even(max(int(n_points), 3))[:k]
 
@@ -53,7 +54,6 @@ class TrajectoryPanel(QWidget):
         self.timeline = timeline
         self._coords = np.zeros((0, 2))
         self._rows = np.array([], dtype=np.int64)  # snapshot index of each coords row
-        self._steps = np.array([], dtype=np.int64)
         self._baseline_gen = 0  # a newer run drops a baseline still to be drawn
         self._evr = np.array([])
         self._plateau_row: int | None = None
@@ -162,16 +162,16 @@ class TrajectoryPanel(QWidget):
         self._show_note("no run")
 
     # -- data ---------------------------------------------------------------------
-    def set_run(self, run: Any, report: dict[str, Any] | None) -> None:
-        self._steps = np.asarray(run.steps, dtype=np.int64)
+    def set_run(self, run: Any, report: RunReport | None) -> None:
+        report = report_of(report)
         unit = step_unit(run, report)  # the colours count steps or epochs, as the run does
         if self.colorbar.getAxis("left").labelText != unit:
             self.colorbar.getAxis("left").setLabel(unit)
-        pca = (report or {}).get("pca") or {}
+        pca = report.pca
         # coords_k carries the first few PCs (coords only PC1-PC2): the choosers offer them all
-        coords = pca.get("coords_k") or pca.get("coords")
-        if not coords:
-            reason = pca.get("reason") or (report or {}).get("pca_reason") or (
+        coords = pca.coords_k if pca.coords_k is not None else pca.coords
+        if coords is None or not len(coords):
+            reason = pca.reason or (
                 "fewer than 3 snapshots" if len(run) < 3 else "PCA was not computed")
             self._coords = np.zeros((0, 2))
             self._rows = np.array([], dtype=np.int64)
@@ -182,22 +182,21 @@ class TrajectoryPanel(QWidget):
             self._baseline_gen += 1
             self._set_baseline(None, np.array([]))
             return
-        c = np.array([[np.nan if v is None else v for v in row] for row in coords], dtype=float)
+        c = np.array(coords, dtype=float)
         if c.ndim != 2 or c.shape[1] < 1:
             c = c.reshape(len(c), -1)
         if c.shape[1] == 1:
             c = np.column_stack([c, np.zeros(len(c))])
         self._coords = c
-        idx = pca.get("indices")
+        idx = pca.indices
         self._rows = (np.asarray(idx, dtype=np.int64) if idx is not None
                       else np.arange(len(c), dtype=np.int64))
-        self._evr = np.array([np.nan if v is None else v
-                              for v in (pca.get("explained_variance_ratio") or [])], dtype=float)
-        plateau = ((report or {}).get("plateau") or {}).get("step")
+        evr = pca.explained_variance_ratio
+        self._evr = np.array([] if evr is None else evr, dtype=float)
+        plateau = report.plateau.step
         self._plateau_row = None
         if plateau is not None and len(self._rows):
-            row_steps = self._steps[np.clip(self._rows, 0, len(self._steps) - 1)]
-            r = int(np.searchsorted(row_steps, plateau))
+            r = int(np.searchsorted(self._row_steps(), plateau))
             self._plateau_row = r if r < len(self._rows) else None
         self._fill_combos(min(c.shape[1], MAX_PCS))
         self._show_note("")
@@ -208,10 +207,17 @@ class TrajectoryPanel(QWidget):
         # (~30 ms on a software display), and a window that shows a run staggers its
         # panels so that no turn stops it for 50 ms (the plot is veiled until then)
         self._baseline_gen += 1
-        gen, sim = self._baseline_gen, pca.get("random_walk_similarity")
+        gen, sim = self._baseline_gen, pca.random_walk_similarity
         base = random_walk_baseline(pca, len(self._rows), min(len(self._evr), 5))
         QTimer.singleShot(INTERVAL_MS, self, lambda: gen == self._baseline_gen
                           and self._set_baseline(sim, base))
+
+    def _row_steps(self) -> np.ndarray:
+        """The step of each row of coords: the timeline's steps at the rows' snapshots."""
+        steps = self.timeline.steps
+        if not len(steps):
+            return self._rows.astype(float)
+        return steps[np.clip(self._rows, 0, len(steps) - 1)].astype(float)
 
     def clear(self) -> None:
         self._coords = np.zeros((0, 2))
@@ -246,7 +252,7 @@ class TrajectoryPanel(QWidget):
             return
         a, b = self.axes()
         x, y = self._coords[:, a], self._coords[:, b]
-        steps = self._steps[np.clip(self._rows, 0, len(self._steps) - 1)].astype(float)
+        steps = self._row_steps()
         lo, hi = float(steps[0]), float(steps[-1])
         u = (steps - lo) / (hi - lo) if hi > lo else np.zeros_like(steps)
         # 64 colour levels: pyqtgraph renders one symbol per distinct brush, so a

@@ -246,9 +246,9 @@ def planned_steps(run) -> int | None:
     While training, the x axes show the whole planned run instead of following the data:
     re-ranging them at every live refresh re-rendered every axis (40-90 ms a refresh,
     mostly tick text; measured), and a fixed frame shows how far training has got."""
-    spec = getattr(run, "spec", None) or {}
-    if not spec.get("live"):
+    if not getattr(run, "live", False):
         return None
+    spec = getattr(run, "spec", None) or {}
     steps = (spec.get("training") or {}).get("steps")
     return int(steps) if isinstance(steps, (int, float)) and steps > 0 else None
 

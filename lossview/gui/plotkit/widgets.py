@@ -177,6 +177,8 @@ def as_array(values, dtype=float) -> np.ndarray:
     """A list from a report (None for missing) as a float array with NaN for None."""
     if values is None:
         return np.array([], dtype=dtype)
+    if isinstance(values, np.ndarray):  # a typed report's (NaN for None already)
+        return values.astype(dtype)
     return np.array([np.nan if v is None else v for v in values], dtype=dtype)
 
 

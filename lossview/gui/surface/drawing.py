@@ -12,7 +12,6 @@ import logging
 from html import escape
 from typing import Any
 
-import numpy as np
 from PySide6.QtWidgets import QWidget
 
 from lossview.core.surface.scene import SurfaceScene, build_scene
@@ -63,7 +62,6 @@ class SurfaceDrawing:
                                f"{scene.loss.size} grid points of this plane.")
             return
         final = self._final
-        steps = self.run.steps if self.run is not None else np.arange(scene.n_points)
         want_3d = not self.toolbar.wants_contour()
 
         def guarded(step):
@@ -113,7 +111,7 @@ class SurfaceDrawing:
                 self._gl_view.show_overlays()
 
         def honesty() -> QWidget:
-            self.honesty.set_scene(scene, steps)
+            self.honesty.set_scene(scene)
             self.honesty.set_current(self.timeline.index)
             return self.honesty
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 from lossview.core.surface.scene import SurfaceScene, honesty_summary
 from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.plotkit.widgets import add_marker
+from lossview.gui.timeline import Timeline
 
 SURF_COLOR = "#2e9d4f"
 OFF_COLOR = "#e07b16"
@@ -24,10 +25,13 @@ MAX_DECADE_LABELS = 5
 
 
 class HonestyPlot(QWidget):
-    """True vs surface loss per snapshot (left axis) and distance off the plane (right)."""
+    """True vs surface loss per snapshot (left axis) and distance off the plane (right),
+    against the timeline's steps; its cursor at the timeline's step."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.timeline = timeline
+        self._n = 0  # the points of the scene shown (0: none)
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.setMinimumHeight(150)
@@ -101,16 +105,20 @@ class HonestyPlot(QWidget):
 
     def clear(self) -> None:
         """No surface to compare with (none yet, being computed, or failed)."""
-        self._steps = np.zeros(0)
+        self._n = 0
         self.plot.setVisible(False)
         self.summary.setText("")
 
-    def set_scene(self, scene: SurfaceScene, steps: np.ndarray) -> None:
+    def _x(self) -> np.ndarray:
+        """The shown scene's points along the x axis: their steps (their indices where the
+        timeline has fewer steps than the scene has points)."""
+        steps, n = self.timeline.steps, self._n
+        return steps[:n].astype(np.float64) if len(steps) >= n else np.arange(n, dtype=np.float64)
+
+    def set_scene(self, scene: SurfaceScene) -> None:
         self.plot.setVisible(True)
-        n = scene.n_points
-        steps = np.asarray(steps, dtype=np.float64)
-        self._steps = steps[:n] if len(steps) >= n else np.arange(n, dtype=np.float64)
-        x = self._steps
+        self._n = scene.n_points
+        x = self._x()
         # log y when the losses span more than a decade, so the gap between the curves
         # (a relative error) stays visible after the loss has dropped; the right axis
         # (distance off the plane) stays linear
@@ -144,8 +152,9 @@ class HonestyPlot(QWidget):
         self._sync_boxes()
 
     def set_current(self, index: int) -> None:
-        if len(self._steps):
-            self.cursor.setValue(float(self._steps[min(max(index, 0), len(self._steps) - 1)]))
+        if self._n:
+            x = self._x()
+            self.cursor.setValue(float(x[min(max(index, 0), len(x) - 1)]))
 
 
 def _decade(k: float) -> str:

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lossview.core.analysis.report_model import RunReport
 from lossview.core.surface.scene import SurfaceScene
 from lossview.core.tasks.jobs import SceneUpdate, run_arg, surface_scenes
 from lossview.gui.plotkit.stagger import Stagger
@@ -76,7 +77,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         super().__init__(parent)
         self.timeline = timeline
         self.run: Any = None
-        self.report: dict | None = None
+        self.report: RunReport | None = None
         self.model_file: str | None = None
         self.data: Any = None  # a Hugging Face folder's DataFile (lossview.core.tasks.loader)
         self.surface: Any = None  # the last RunSurface drawn (partial or final)
@@ -115,7 +116,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self.stack.addWidget(self.message)
         self.stack.addWidget(self.needs_model_view)
         self.stack.addWidget(self.contour)
-        self.honesty = HonestyPlot()
+        self.honesty = HonestyPlot(self.timeline)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.stack)
         split.addWidget(self.honesty)
@@ -184,11 +185,11 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         """Showing the "needs the model" page (a folder of weights, no model file)."""
         return self.stack.currentWidget() is self.needs_model_view
 
-    def set_run(self, run: Any, report: dict | None = None) -> None:
+    def set_run(self, run: Any, report: RunReport | None = None) -> None:
         """Show ``run``: start computing its surface (a live, growing run waits)."""
         same = run is not None and run is self.run
-        self.report = report
-        if same and (self._final or self.is_busy() or run.spec.get("live")):
+        self.report = RunReport.of(report)
+        if same and (self._final or self.is_busy() or run.live):
             return  # a report update, or a live run growing: nothing to recompute
         self._cancel_worker()
         self._stagger.cancel()
@@ -200,7 +201,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         if run is None:
             self._show_message("Open a run to see its loss surface.")
             return
-        if run.spec.get("live"):
+        if run.live:
             self._show_message("Training in progress: the loss surface is computed "
                                "once the run has finished.")
             return
@@ -235,7 +236,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
 
     def recompute(self) -> None:
         """(Re)start computing the surface of the current run on the chosen plane."""
-        if self.run is None or self.run.spec.get("live"):
+        if self.run is None or self.run.live:
             return
         self._cancel_worker()
         self._final = False
@@ -355,8 +356,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
             self.busy_changed.emit(False)
 
     def _plateau_index(self) -> int | None:
-        rep = self.report or {}
-        step = (rep.get("plateau") or {}).get("step")
+        step = self.report.plateau.step if self.report is not None else None
         if step is None or self.run is None:
             return None
         return int(self.run.index_of_step(int(step)))

@@ -30,14 +30,17 @@ from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 class LiveRun(Run):
     """A Run that grows: :meth:`append_snapshot`, :meth:`append_metrics`, then :meth:`publish`.
 
-    ``spec["live"]`` is True until :meth:`finish`; views that need the whole run (the
-    loss surface) wait for it. Only the GUI thread touches it.
+    :attr:`live` until :meth:`finish` records how training ended (:attr:`status`); views
+    that need the whole run (the loss surface) wait for it. Only the GUI thread touches it.
     """
 
     def __init__(self, path: Path | str, spec: Mapping[str, Any] | None = None) -> None:
         self._reader = MemoryReader([])
         super().__init__(Path(path), "lossview", [], self._reader, {}, (), {},
-                         dict(spec or {}, live=True), cache_size=0)
+                         dict(spec or {}), cache_size=0)
+        #: how training ended ("finished", "diverged", "stopped", "failed"); None while
+        #: it runs
+        self.status: str | None = None
         self.spec.setdefault("name", Path(path).name)
         # name -> [steps buffer, values buffer, count]; buffers grow by doubling, and the
         # published MetricSeries are views of their filled prefix (never written again)
@@ -103,9 +106,14 @@ class LiveRun(Run):
         self.metrics = out
         self._dirty = False
 
+    @property
+    def live(self) -> bool:
+        """Training has not ended: more snapshots may arrive."""
+        return self.status is None
+
     def finish(self, status: str) -> None:
         self.publish()
-        self.spec["live"] = False
+        self.status = status
         self.spec["status"] = status
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
 
+from lossview.core.analysis.report_model import RunReport
 from lossview.core.run import MetricSeries, Run
 from lossview.core.tasks.jobs import analysis
 from lossview.gui.plotkit.stagger import Stagger, settle
@@ -99,14 +100,14 @@ class LiveView(QObject):
         saved run is shown next)."""
         if run is not self.run:
             return
-        if not run.spec.get("live") and (Path(run.path) / "run.json").is_file():
+        if not run.live and (Path(run.path) / "run.json").is_file():
             # training ended and its folder is complete: the window opens the saved run
             # next, which replaces every panel; a last live refresh would be painted
             # just before that (~100 ms of the GUI thread for nothing)
             self._pending = False
             self._timer.stop()
             return
-        if self._timer.isActive() and run.spec.get("live"):
+        if self._timer.isActive() and run.live:
             self._pending = True
             return
         self._refresh()
@@ -121,7 +122,7 @@ class LiveView(QObject):
         ranges and repaint: the costly part), then each follower. In one turn the
         window's part blocked the GUI thread for 40-55 ms, with the train dialog's plot
         often in the same pass."""
-        if self.stagger.active and self.run is not None and self.run.spec.get("live"):
+        if self.stagger.active and self.run is not None and self.run.live:
             # a new report is being shown panel by panel (the loss panel among them):
             # refreshing now would paint in one of its turns; come back after it
             self._pending = True
@@ -135,8 +136,8 @@ class LiveView(QObject):
         self._cost = 0.0
 
         def timeline() -> None:
-            w.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots])
-            w.timeline.set_count(len(run), keep_end=True)
+            w.timeline.set_steps(run.steps, keep_end=True)
+            w.timeline_bar.set_labels([s.epoch for s in run.snapshots])
 
         def current(part):
             return lambda: part() if run is self.run else None
@@ -182,15 +183,16 @@ class LiveView(QObject):
         # in a child process (the frozen run is sent there whole: a few MB for the built-in
         # problems): its Python-level loops would hold the GIL against the live refreshes
         worker = make_worker(analysis, frozen, parent=self)
-        worker.finished.connect(lambda rep: self._on_report(live, frozen, rep))
+        worker.finished.connect(lambda rep: self._on_report(live, rep))
         worker.errored.connect(lambda msg: log.info("live analysis failed: %s", msg))
         worker.done.connect(lambda: self._on_done(worker))
         self._worker = worker
         self._last = self._t_analysis = time.monotonic()
         worker.start()
 
-    def _on_report(self, live: Any, frozen: Run, report: dict) -> None:
-        """The panels get the new report over several event-loop turns
+    def _on_report(self, live: Any, report: RunReport | dict) -> None:
+        """The panels get the new report (of the snapshots the live run had when the
+        analysis started; the panels show the live run) over several event-loop turns
         (:class:`~lossview.gui.plotkit.stagger.Stagger`; together they blocked the GUI thread for
         260-300 ms while training): the trajectory (its baseline plot follows by itself),
         the diagnostics one plot per turn, then the loss panel's markers. Nothing is
@@ -199,7 +201,7 @@ class LiveView(QObject):
         if live is not self.run:
             return
         w = self.win
-        w.report = report
+        w.report = report = RunReport.of(report)
 
         def guarded(fn):
             def step():
@@ -214,11 +216,11 @@ class LiveView(QObject):
             return _settled(lambda: p.set_run(run, report), p)
 
         diag = w.diagnostics_panel
-        parts = [whole(w.trajectory_panel, frozen)]
+        parts = [whole(w.trajectory_panel, live)]
         if hasattr(diag, "run_parts"):  # (a placeholder panel where a build lacks one)
-            parts += [_settled(f, diag) for f in diag.run_parts(frozen, report)]
+            parts += [_settled(f, diag) for f in diag.run_parts(live, report)]
         else:
-            parts.append(whole(diag, frozen))
+            parts.append(whole(diag, live))
         parts += [_settled(f, w.loss_panel) for f in w.loss_panel.run_parts(live, report)]
         if self.stagger.active:
             # a refresh was still being shown: its loss panel parts are redone above, and

@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
+from lossview.core.analysis.report_model import RunReport
 from lossview.core.analysis.verdicts import tag
 from lossview.gui.panels.diagnostics_panel import DiagnosticsPanel
 from lossview.gui.panels.loss_panel import LossPanel
@@ -64,7 +65,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.timeline = Timeline(self)
         self.run: Any = None
-        self.report: dict | None = None
+        self.report: RunReport | None = None  # the shown run's; replaced, never changed
         self.opener = RunOpener(self)
         self.sharpness = SharpnessJob(self)
         self.sharpness.progress.connect(self._on_load_progress)
@@ -198,24 +199,25 @@ class MainWindow(QMainWindow):
         self.opener.attach_model_file(path)
 
     # -- sharpness (needs the model: after the panels are shown) ------------------
-    def _measure_sharpness(self, run: Any, report: dict) -> None:
+    def _measure_sharpness(self, run: Any, report: RunReport) -> None:
         self.diagnostics_panel._note("sharp", "measuring sharpness…")
         self.sharpness.start(run, report, self.model_file, self.data_file)
 
-    def _on_sharpness(self, run: Any, report: dict, table: dict) -> None:
+    def _on_sharpness(self, run: Any, report: RunReport, table: dict) -> None:
         # shown in a turn of its own: the result arrives in a pass over posted events that
         # may be repainting what the turn before changed (a surface refinement step: 78
         # ms with this plot)
         self._sharpness_view.run([lambda: self._show_sharpness(run, report)], later=True)
 
-    def _show_sharpness(self, run: Any, report: dict) -> None:
+    def _show_sharpness(self, run: Any, report: RunReport) -> None:
         """The measured sharpness, and core's answers and diagnosis recomputed with it
-        (:class:`SharpnessJob` refreshed them): the plot, the verdict tags, the text."""
+        (:class:`SharpnessJob` made the new report): the plot, the verdict tags, the text."""
         if run is not self.run:
             return
+        self.report = report
         self.diagnostics_panel.show_answers(run, report)
         settle(self.diagnostics_panel)  # laid out before it paints, so it paints once
-        verdict = ((report.get("answers") or {}).get("stability") or {}).get("verdict")
+        verdict = report.answers.stability.verdict
         self.statusBar().showMessage(f"Sharpness measured: {tag(verdict)}", 8000)
 
     def _on_sharpness_error(self, run: Any, message: str) -> None:
@@ -233,10 +235,12 @@ class MainWindow(QMainWindow):
         self.messages.set_busy(busy, text)
 
     # -- showing a run ------------------------------------------------------------
-    def set_run(self, run: Any, report: dict | None, step: int | None = None) -> None:
-        """Show ``run`` in every panel; ``step`` picks the snapshot (default: the last).
+    def set_run(self, run: Any, report: RunReport | dict | None, step: int | None = None) -> None:
+        """Show ``run`` in every panel with its ``report`` (a report dict is read into a
+        :class:`RunReport`); ``step`` picks the snapshot (default: the last).
 
-        The timeline switches at once, the window to the panels in the first turn; the
+        The timeline gets the run's steps at once, the window switches to the panels in
+        the first turn; the
         panels get the run one at a time and each panel's plots are revealed one per
         event-loop turn (:class:`Stagger`), so the GUI thread paints about one plot per
         turn instead of the whole window in one block. ``run_loaded`` is emitted once the
@@ -245,13 +249,14 @@ class MainWindow(QMainWindow):
         self.timeline.set_playing(False)
         if run is not self.run:
             self.sharpness.cancel()
+        report = RunReport.of(report)
         self.run, self.report = run, report
         self.banner.hide()
-        self.timeline_bar.set_steps(run.steps, [s.epoch for s in run.snapshots],
-                                    unit=step_unit(run, report))
+        self.timeline.set_steps(run.steps)
+        self.timeline_bar.set_labels([s.epoch for s in run.snapshots], unit=step_unit(run, report))
         index = len(run) - 1 if step is None else run.index_of_step(int(step))
         self.setWindowTitle(f"{run.name} — lossview")
-        self.run_info.set_run(run, self.model_file, bool((report or {}).get("loss_from_model")))
+        self.run_info.set_run(run, self.model_file, bool(report and report.loss_from_model))
         switch = self.stack.currentWidget() is not self.workspace
         self.messages.reset_warnings()
         for w in run.warnings:
@@ -270,7 +275,6 @@ class MainWindow(QMainWindow):
 
         def finish() -> None:
             cache_plot_items(self.surface_panel)
-            self.timeline.set_count(len(run))
             self.timeline.set_index(index)
             self._sync_actions()
             after, self._after_panels = self._after_panels, None
@@ -328,7 +332,7 @@ class MainWindow(QMainWindow):
         self.timeline.set_playing(False)
         self.stagger.cancel()  # a staggered set_run still running stops here
         self.run = self.report = None
-        self.timeline.set_count(0)
+        self.timeline.set_steps([])
         self.loss_panel.clear()
         self.trajectory_panel.clear()
         self.diagnostics_panel.clear()

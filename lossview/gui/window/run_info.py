@@ -109,7 +109,7 @@ class RunInfo(QWidget):
                 loss_from_model: bool = False) -> None:
         """Show ``run``'s name and account, and the model file attached to it (whose loss
         is the run's where ``loss_from_model``); None (no run) hides the widget."""
-        if run is None or run.spec.get("live"):  # a live run: nothing was opened (yet)
+        if run is None or run.live:  # a live run: nothing was opened (yet)
             self._items = []
             self.hide()
             return

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
+from lossview.core.analysis.report_model import RunReport
 from lossview.core.tasks.loader import DataFile, Opened, SeveralRuns, load_and_analyze
 from lossview.gui.window import settings
 from lossview.gui.window.run_chooser import RunChooser
@@ -169,10 +170,10 @@ class RunOpener(QObject):
         for setter, value in (("set_model_file", result.model_file), ("set_data", result.data)):
             if callable(getattr(panel, setter, None)):
                 getattr(panel, setter)(value, recompute=False)  # set_run computes it
-        run, report = result.run, result.report
+        run, report = result.run, RunReport.of(result.report)
         win.set_run(run, report, step=req.step)
         status = [short_line(run)]
-        if result.model_file and report.get("loss_from_model"):
+        if result.model_file and report.loss_from_model:
             status.append("the loss is the model's on its data")
         if req.attach:
             status.append(f"{'' if result.data else 'model file '}{name} attached")
@@ -271,7 +272,7 @@ class RunOpener(QObject):
         if run is None:
             win.report_error(f"open a run first: {what} is attached to the run shown")
             return
-        if run.spec.get("live") or not Path(run.path).exists():
+        if run.live or not Path(run.path).exists():
             win.report_error(f"{what} is attached to a run saved on disk; this run "
                              "is not (yet)")
             return

@@ -3,8 +3,8 @@
 The largest Hessian eigenvalue at a few snapshots against 2/lr (Cohen et al. 2021) needs
 the model and data, so it runs after loading, in a child process (a thread for runs that
 cannot be reopened there: :func:`lossview.core.tasks.jobs.run_arg`); the table goes into the
-run's report as ``report["sharpness"]`` and core recomputes the answers and the diagnosis
-from it (:func:`lossview.core.analysis.report.refresh_answers`), so that what the window
+run's new report, with the answers and the diagnosis core recomputed with it
+(:meth:`~lossview.core.analysis.report_model.RunReport.with_sharpness`), so that what the window
 says is what ``lossview analyze --json`` says. One measurement at a time: a new run
 cancels the previous one.
 """
@@ -15,14 +15,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from lossview.core.analysis.report import refresh_answers
+from lossview.core.analysis.report_model import RunReport
 from lossview.core.tasks import jobs
 from lossview.core.tasks.loader import can_measure_sharpness
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 
 class SharpnessJob(QObject):
-    """``measured(run, report, table)`` / ``failed(run, message)``; ``progress(list)``
+    """``measured(run, new_report, table)`` / ``failed(run, message)``; ``progress(list)``
     carries the worker's progress items (for the status bar)."""
 
     measured = Signal(object, object, object)
@@ -34,18 +34,18 @@ class SharpnessJob(QObject):
         self._worker: GeneratorWorker | ProcessWorker | None = None
 
     @staticmethod
-    def possible(run: Any, report: dict | None, model_file: str | None,
+    def possible(run: Any, report: RunReport | None, model_file: str | None,
                  data: Any = None) -> bool:
         """A report without sharpness yet, for a run whose model can be rebuilt (``data``:
         a Hugging Face folder's :class:`~lossview.core.tasks.loader.DataFile`)."""
-        return report is not None and not report.get("sharpness") \
+        return report is not None and not report.sharpness \
             and can_measure_sharpness(run, model_file, data)
 
     @property
     def busy(self) -> bool:
         return self._worker is not None
 
-    def start(self, run: Any, report: dict, model_file: str | None, data: Any = None) -> None:
+    def start(self, run: Any, report: RunReport, model_file: str | None, data: Any = None) -> None:
         self.cancel()
         arg, in_child = jobs.run_arg(run)
         worker = make_worker(jobs.sharpness, arg, parent=self, in_child=in_child,
@@ -66,10 +66,9 @@ class SharpnessJob(QObject):
                 w.wait(msecs)
             self._worker = None
 
-    def _on_finished(self, run: Any, report: dict, table: dict) -> None:
-        report["sharpness"] = table
-        refresh_answers(report)  # the stability answer, and the diagnosis built on it
-        self.measured.emit(run, report, table)
+    def _on_finished(self, run: Any, report: RunReport, table: dict) -> None:
+        # a new report: the stability answer, and the diagnosis built on it, recomputed
+        self.measured.emit(run, report.with_sharpness(table), table)
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is self._worker:

@@ -7,7 +7,6 @@ so an update from the model never writes back.
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -28,7 +27,6 @@ class TimelineBar(QWidget):
         super().__init__(parent)
         self.setObjectName("timelineBar")
         self.timeline = timeline
-        self._steps = np.array([], dtype=np.int64)
         self._epochs: list[float | None] = []
         self._unit = "step"  # what the positions count: "step" or "epoch"
         st = self.style()
@@ -80,6 +78,7 @@ class TimelineBar(QWidget):
         self.loop.toggled.connect(timeline.set_loop)
         timeline.index_changed.connect(self._on_index)
         timeline.count_changed.connect(self._on_count)
+        timeline.steps_changed.connect(self._on_steps)
         timeline.playing_changed.connect(self._on_playing)
         timeline.speed_changed.connect(self._on_speed)
         timeline.loop_changed.connect(self._on_loop)
@@ -96,24 +95,27 @@ class TimelineBar(QWidget):
         b.clicked.connect(slot)
         return b
 
-    def set_steps(self, steps, epochs=None, unit: str = "step") -> None:
-        """Snapshot positions (and epochs) for the readout; call before
-        ``timeline.set_count``. ``unit``: what the positions count, ``"step"`` or
-        ``"epoch"`` (the run's ``step_unit``); the readout names it."""
-        self._steps = np.asarray(steps, dtype=np.int64)
+    def set_labels(self, epochs=None, unit: str = "step") -> None:
+        """What the readout says beside the timeline's steps: the snapshots' epochs, and
+        ``unit``, what the positions count (``"step"`` or ``"epoch"``: the run's
+        ``step_unit``)."""
         self._unit = "epoch" if unit == "epoch" else "step"
         # positions that are epochs already say the epoch
         self._epochs = list(epochs) if epochs is not None and self._unit == "step" else []
+        self._on_steps()
+
+    def _on_steps(self, *_) -> None:
         self.readout.set_template(self._widest_text())
         self._on_index(self.timeline.index)
 
     def _widest_text(self) -> str:
         """The readout for the run's largest numbers, digits as 8s (the widest)."""
-        n = len(self._steps)
+        steps = self.timeline.steps
+        n = len(steps)
         if not n:
             return "no run"
         wide = str.maketrans("0123456789", "8888888888")
-        step = f"{int(self._steps.max()):,}".translate(wide)
+        step = f"{int(steps.max()):,}".translate(wide)
         eps = [e for e in self._epochs if e is not None]
         epoch = f" · epoch {max(eps):.4g}".translate(wide) if eps else ""
         count = f"{n}".translate(wide)
@@ -130,12 +132,13 @@ class TimelineBar(QWidget):
     def _on_index(self, i: int) -> None:
         with signals_blocked(self.slider):
             self.slider.setValue(i)
-        n = self.timeline.count
-        if n == 0 or not len(self._steps):
+        steps = self.timeline.steps
+        n = len(steps)
+        if n == 0:
             self.readout.setText("no run")
             return
-        i = min(i, len(self._steps) - 1)
-        text = f"{self._unit} <b>{int(self._steps[i]):,}</b>"
+        i = min(i, n - 1)
+        text = f"{self._unit} <b>{int(steps[i]):,}</b>"
         ep = self._epochs[i] if i < len(self._epochs) else None
         if ep is not None:
             text += f" · epoch {ep:.4g}"
