@@ -303,7 +303,7 @@ def _run(tmp: Path) -> int:
         t0 = time.perf_counter()
         dlg.start()
         pump_until(app, lambda: not dlg.is_running() and win.run is not before
-                   and not win.run.spec.get("live") and not win.is_computing())
+                   and not win.run.live and not win.is_computing())
         hb.stop()
         print(f"live training mlp 3000 steps in the main window, then opening it: "
               f"{time.perf_counter() - t0:.1f} s, {hb.summary()}")
