@@ -18,7 +18,7 @@ from lossview.core.analysis.stream import stream
 from lossview.core.io import RunWriter, open_run
 from lossview.core.io.ranges import run_ranges, snapshot_ranges
 
-SHAPES = {"fc1.weight": (9, 5), "fc1.bias": (9,), "fc2.weight": (4, 9), "fc2.bias": (4,)}
+SHAPES = {"fc1.weight": (90, 5), "fc1.bias": (90,), "fc2.weight": (4, 90), "fc2.bias": (4,)}
 N = 7
 
 
@@ -91,7 +91,7 @@ KINDS = ["native", "torch", "ddp", "hf-bf16", "npz", "legacy"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("max_bytes", [None, 2 * 4 * N * 16])  # one block; blocks of 16 columns
+@pytest.mark.parametrize("max_bytes", [None, 2 * 4 * N * 16])  # one block; blocks of 16 columns (rows of 90 go whole)
 def test_the_pass_equals_numpy_on_the_stacked_vectors_and_the_old_analyses(tmp_path, kind, max_bytes):
     ws = write(kind, tmp_path / "r", _weights())
     run = open_run(tmp_path / "r")
@@ -173,7 +173,7 @@ def test_chunks_shared_among_workers_add_up_to_the_same_sums(tmp_path, kind, mon
 
     ws = write(kind, tmp_path / "r", _weights())
     run = open_run(tmp_path / "r")
-    monkeypatch.setattr(stream_module, "WORK_BYTES", 8 * N * 64)  # 64-column chunks: 2 per block
+    monkeypatch.setattr(stream_module, "WORK_BYTES", 0)  # the narrowest chunks (256 columns)
     monkeypatch.setattr(stream_module, "_workers", lambda: 2)
     s = stream(run)
     x = stacked(run, ws)
