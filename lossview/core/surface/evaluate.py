@@ -268,20 +268,21 @@ class PlaneEvaluator:
                 total += per_point_loss(self._kind, self.loss_fn, fn(params, x), y).double() * k
             return total / self.n
         coef = torch.cat([torch.ones(len(ab), 1, dtype=ab.dtype, device=ab.device), ab], dim=1)
-        if self._tail is None:
-            rest, bufs = self._rest
-            params = self._point_params(ab, [n for n, _ in rest.named_parameters()])
-            fn = torch.vmap(lambda p, z: functional_call(rest, (p, bufs), (z,)), in_dims=(0, 0))
+        if self._tail is not None:  # the MLP fast path, block of samples by block
+            weights = self._tail.weights(coef, ws)
+            for i, (_, y) in enumerate(self.batches):
+                zstack, shape = self._precomputed(i)
+                total += self._tail.loss_sum(coef, zstack, shape, y, self._kind, self.loss_fn,
+                                             weights, ws)
+            return total / self.n
+        rest, bufs = self._rest
+        params = self._point_params(ab, [n for n, _ in rest.named_parameters()])
+        fn = torch.vmap(lambda p, z: functional_call(rest, (p, bufs), (z,)), in_dims=(0, 0))
         for i, ((_, y), k) in enumerate(zip(self.batches, self.sizes)):
             zstack, shape = self._precomputed(i)
             h = torch.mm(coef, zstack, out=ws.get("z", (len(ab), zstack.shape[1]), zstack))
             h = h.view((len(ab),) + shape)
-            if self._tail is not None:
-                out = self._tail.forward(coef, h, ws)
-                layout = "pcn" if self._tail.logits_first else "pnc"
-            else:
-                out, layout = fn(params, h), "pnc"
-            total += per_point_loss(self._kind, self.loss_fn, out, y, layout).double() * k
+            total += per_point_loss(self._kind, self.loss_fn, fn(params, h), y).double() * k
         return total / self.n
 
     def _setup_fast(self) -> None:
