@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Analyse a checkpoint folder (any supported format) without running its code.",
     )
     p.add_argument("path", help="run folder or checkpoint file")
-    p.add_argument("--json", action="store_true", help="print one JSON object (keys in DESIGN.md)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (its keys: docs/analysis.md)")
     p.add_argument("--model", metavar="FILE.py",
                    help="for foreign folders: a Python file that builds the model and data "
                         "(runs your code; enables sharpness)")
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         from lossview.core.surface.usermodel import model_source
 
         src = model_source(r, model_file, data=data, block_size=block_size)
-    report = analyze(r, model_file=model_file, source=src)
+    report = analyze(r, model_file=model_file, source=src, device=args.device)
     # Sharpness needs the model and data: built-in problems name theirs in run.json,
     # foreign folders only with --model (Hugging Face folders: or --data). Without
     # any of them the key stays null.

@@ -116,12 +116,13 @@ def refresh_answers(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
-                  ) -> Generator[tuple[float, str], None, dict]:
+                  device: Any = None) -> Generator[tuple[float, str], None, dict]:
     """Compute the report, yielding ``(fraction done, what)``; returns the report.
 
     ``model_file`` is the CLI's ``--model`` (``source``: an already loaded model source,
     e.g. a Hugging Face model rebuilt on ``--data``): where the folder logged no loss, the
-    model's full-data loss at each snapshot becomes the loss series. Sharpness (which also
+    model's full-data loss at each snapshot becomes the loss series (evaluated on ``device``:
+    ``auto``, ``cpu``, ``cuda[:i]``; None: the model's). Sharpness (which also
     needs the model) is added by the caller, then :func:`refresh_answers`.
     """
     n = len(run)
@@ -160,7 +161,7 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
         yield 0.02, "loss of each snapshot"
         from lossview.core.surface.finite import LOSS_FULL, model_loss_series
 
-        run.metrics[LOSS_FULL] = model_loss_series(run, model_file, source=source)
+        run.metrics[LOSS_FULL] = model_loss_series(run, model_file, source=source, device=device)
         report["metrics"][LOSS_FULL] = run.metrics[LOSS_FULL].to_json()
         report["loss_from_model"] = LOSS_FULL
     report["divergence"] = dv = divergence(run, d.nonfinite)
@@ -232,9 +233,11 @@ def analyze_iter(run: Run, model_file: str | None = None, source: Any = None
         yield f"analysis: {what} ({frac:.0%})"
 
 
-def analyze(run: Run, model_file: str | None = None, source: Any = None) -> dict[str, Any]:
-    """The JSON-ready report of a run (see DESIGN.md and docs/analysis.md for the keys)."""
-    gen = analyze_steps(run, model_file, source)
+def analyze(run: Run, model_file: str | None = None, source: Any = None,
+            device: Any = None) -> dict[str, Any]:
+    """The JSON-ready report of a run (see docs/analysis.md for the keys). ``device``:
+    where a model file's loss at each snapshot is evaluated (None: the model's)."""
+    gen = analyze_steps(run, model_file, source, device)
     while True:
         try:
             next(gen)

@@ -9,13 +9,16 @@ snapshots after it are reported with the reason (``{"step", "reason"}``), never 
 :func:`model_loss_series` gives the full-data loss at each snapshot as a
 :class:`~lossview.core.run.MetricSeries` (metric name :data:`LOSS_FULL`): the loss curve of
 a folder of bare state_dicts that logged none, from the user's model file.
+
+``device`` (``auto``, ``cpu``, ``cuda[:i]``; None: the model's): the model and the data go
+there once per call (:func:`on_device`), and every snapshot is evaluated there.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,10 +28,24 @@ from torch.func import functional_call
 from lossview.core.errors import LossviewError
 from lossview.core.run import MetricSeries, Run
 from lossview.core.surface.evaluate import as_batches, batch_size, eval_mode
+from lossview.core.surface.loop import resolve_device, to_device
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
 
 #: Metric name of the full-data loss computed from a model source.
 LOSS_FULL = "loss_full"
+
+
+def on_device(src: ModelSource, device: Any) -> ModelSource:
+    """``src`` with its model on ``device`` and its batches moved there, once (None: as
+    it is). The model moves in place (model sources are lossview's own, built from a
+    problem or a model file for this evaluation)."""
+    if device is None:
+        return src
+    first = next(iter(src.model.parameters()), None)
+    dev = resolve_device(device, first.device if first is not None else torch.device("cpu"))
+    src.model.to(dev)
+    data = [(to_device(x, dev), to_device(y, dev)) for x, y in as_batches(src.data)]
+    return replace(src, data=data)
 
 
 def weights_problem(run: Run, i: int) -> str | None:
@@ -97,13 +114,14 @@ class FinitePrefix:
                 f"first: {first})")
 
 
-def finite_prefix(run: Run, src: ModelSource) -> FinitePrefix:
-    """The finite prefix of ``run`` (see module doc).
+def finite_prefix(run: Run, src: ModelSource, device: Any = None) -> FinitePrefix:
+    """The finite prefix of ``run`` (see module doc), evaluated on ``device``.
 
     Snapshots are checked backwards from the last until one has finite weights and a
     finite loss (one read and one evaluation for a healthy run); a divergence does not
     recover, so the snapshots before that one are taken as finite.
     """
+    src = on_device(src, device)
     t = len(run)
     skipped: list[dict[str, Any]] = []
     last = None
@@ -117,10 +135,10 @@ def finite_prefix(run: Run, src: ModelSource) -> FinitePrefix:
 
 
 def iter_model_loss(run: Run, model_file: str | None = None, source: ModelSource | None = None,
-                    indices: Sequence[int] | None = None,
+                    indices: Sequence[int] | None = None, device: Any = None,
                     ) -> Generator[float, None, MetricSeries]:
     """:func:`model_loss_series` as a generator: yields the fraction done, returns it."""
-    src = source or model_source(run, model_file)
+    src = on_device(source or model_source(run, model_file), device)
     t = len(run)
     idx = list(range(t)) if indices is None else sorted({range(t)[int(i)] for i in indices})
     values = np.full(len(idx), np.nan)
@@ -132,13 +150,13 @@ def iter_model_loss(run: Run, model_file: str | None = None, source: ModelSource
 
 
 def model_loss_series(run: Run, model_file: str | None = None, source: ModelSource | None = None,
-                      indices: Sequence[int] | None = None) -> MetricSeries:
+                      indices: Sequence[int] | None = None, device: Any = None) -> MetricSeries:
     """Full-data loss at each snapshot (all, or ``indices``) on the model source's data.
 
     NaN where the weights are non-finite (not evaluated); inf/NaN where the loss
     overflowed. Store it as the run's :data:`LOSS_FULL` metric.
     """
-    gen = iter_model_loss(run, model_file, source, indices)
+    gen = iter_model_loss(run, model_file, source, indices, device)
     while True:
         try:
             next(gen)

@@ -17,6 +17,7 @@ Sharpness is the top Hessian eigenvalue of the full training loss in eval mode.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,7 @@ def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: s
     t = len(run)
     skipped: list[dict[str, Any]] = []
     if indices is None:
-        fp = finite_prefix(run, src)
+        fp = finite_prefix(run, replace(src, data=data), device=dev)  # data already there
         skipped += fp.skipped
         n = 0 if fp.last is None else fp.last + 1
         idx = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(int(points), n))})

@@ -175,11 +175,14 @@ def check_names(model: nn.Module, run: Run) -> None:
 
 
 def snapshot_tensors(run: Run, i: int, model: nn.Module) -> tuple[dict, dict]:
-    """Parameters and buffers of snapshot ``i`` as tensors in the model's dtypes."""
+    """Parameters and buffers of snapshot ``i`` as tensors in the model's dtypes, on the
+    model's devices."""
     ref = dict(model.named_parameters())
     bufs = dict(model.named_buffers())
-    p = {n: torch.as_tensor(v).to(ref[n].dtype) for n, v in run.params(i).items() if n in ref}
-    b = {n: torch.as_tensor(v).to(bufs[n].dtype) for n, v in run.buffers(i).items() if n in bufs}
+    p = {n: torch.as_tensor(v).to(ref[n].device, ref[n].dtype)
+         for n, v in run.params(i).items() if n in ref}
+    b = {n: torch.as_tensor(v).to(bufs[n].device, bufs[n].dtype)
+         for n, v in run.buffers(i).items() if n in bufs}
     return p, b
 
 

@@ -159,3 +159,48 @@ def test_cuda_reduced_precision_reports_its_error_and_restores_tf32(run_dir, pre
     bound = (2.0 ** -11 if precision == "tf32" else 2.0 ** -8) * 16
     assert s.precision["max_rel_error"] <= bound
     np.testing.assert_allclose(s.true_loss, f32.true_loss, rtol=1e-6)
+
+
+def _loss_by_hand(run, i):
+    """The full-data loss at snapshot ``i`` computed independently: the weights loaded
+    into a fresh copy of the problem's model with load_state_dict, eval mode, batches
+    weighted by their size."""
+    src = model_source(run)
+    model = src.model
+    state = {k: torch.as_tensor(v) for k, v in {**run.params(i), **run.buffers(i)}.items()}
+    model.load_state_dict(state, strict=False)
+    model.eval()
+    total = count = 0
+    with torch.no_grad():
+        for x, y in src.data:
+            total += float(src.loss_fn(model(x), y)) * len(x)
+            count += len(x)
+    return total / count
+
+
+def test_the_loss_of_each_snapshot_honours_device_and_equals_a_plain_forward(run_dir):
+    """analyze's loss_full (a model file's loss at each snapshot) runs on ``device``: on a
+    CPU it equals the default to the bit and a plain load_state_dict forward to rounding."""
+    from lossview.core.surface.finite import model_loss_series
+
+    run = open_run(run_dir)
+    default = model_loss_series(run, source=model_source(run))
+    cpu = model_loss_series(run, source=model_source(run), device="cpu")
+    np.testing.assert_array_equal(cpu.values, default.values)
+    np.testing.assert_array_equal(cpu.steps, run.steps)
+    for i in (0, len(run) // 2, len(run) - 1):
+        assert cpu.values[i] == pytest.approx(_loss_by_hand(run, i), rel=1e-6)
+    with pytest.raises(LossviewError, match="unsupported device 'meta'"):
+        model_loss_series(run, source=model_source(run), device="meta")
+
+
+@needs_cuda
+def test_cuda_loss_of_each_snapshot_equals_the_cpu_s_to_rounding(run_dir):
+    from lossview.core.surface.finite import model_loss_series
+
+    run = open_run(run_dir)
+    src = model_source(run)
+    cuda = model_loss_series(run, source=src, device="cuda")
+    assert next(src.model.parameters()).device.type == "cuda"  # the model went there
+    cpu = model_loss_series(run, source=model_source(run), device="cpu")
+    np.testing.assert_allclose(cuda.values, cpu.values, rtol=1e-5)
