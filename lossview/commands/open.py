@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", nargs="?", help="run folder or checkpoint file (omit: start page)")
     p.add_argument("--step", type=int, help="show the snapshot at (or just before) this step")
     p.add_argument("--screenshot", metavar="FILE.png",
-                   help="render the window once every panel is drawn, write the PNG, exit")
+                   help="render the window once every panel is drawn, write the PNG, exit "
+                        "(no display needed: see lossview export --help)")
     p.add_argument("--size", metavar="WxH", default="1600x1000",
                    help="for --screenshot: the window's size in pixels (default: 1600x1000)")
     p.add_argument("--model", metavar="FILE.py",

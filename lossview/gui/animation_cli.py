@@ -20,14 +20,28 @@ def _settle(win, max_s: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def export_animation(path: str, out: Path, max_frames: int = 60) -> int:
-    from lossview.gui.app import SCREENSHOT_SIZE, _teardown, make_app, when_ready
-    from lossview.gui.plotkit.export import save_animation
+def export_animation(path: str, out: Path, max_frames: int = 60,
+                     size: tuple[int, int] | None = None) -> int:
+    """Write ``out`` (.gif or .mp4) from the run at ``path``; ``size``: the window's size
+    (default ``SCREENSHOT_SIZE``). Without a display, on Qt's offscreen platform; prints
+    how the 3D view is shown (``app.view_3d_line``)."""
+    from lossview.gui.app import (
+        SCREENSHOT_SIZE,
+        _teardown,
+        choose_platform,
+        make_app,
+        probe_gl,
+        view_3d_line,
+    )
+    from lossview.gui.plotkit.export import save_animation, when_ready
     from lossview.gui.window.main_window import MainWindow
 
+    choose_platform(offscreen=True)
     app = make_app()
+    probe_gl()
+    print(view_3d_line(), flush=True)
     win = MainWindow()
-    win.resize(*SCREENSHOT_SIZE)
+    win.resize(*(size or SCREENSHOT_SIZE))
     win.show()
     status = {"code": 0}
 

@@ -113,6 +113,44 @@ def make_app(argv: list[str] | None = None, cls: type = QApplication) -> QApplic
     return app
 
 
+def choose_platform(offscreen: bool) -> None:
+    """Before the QApplication, where no display is set (Linux: no ``DISPLAY`` or
+    ``WAYLAND_DISPLAY``) and the user chose no Qt platform: Qt's offscreen one when
+    ``offscreen`` (a screenshot or an export), else a one-line error naming the way out."""
+    if QApplication.instance() is not None or os.environ.get("QT_QPA_PLATFORM") \
+            or not sys.platform.startswith("linux") \
+            or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if not offscreen:
+        from lossview.core.errors import LossviewError
+
+        raise LossviewError("no display to show the window on (DISPLAY is not set); "
+                            "lossview export RUN --png FILE renders without one")
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import qInstallMessageHandler
+
+    def quiet(_mode, _context, message: str) -> None:  # the offscreen plugin's own notes
+        if "does not support propagateSizeHints" not in message:
+            sys.stderr.write(message + "\n")
+
+    qInstallMessageHandler(quiet)
+
+
+def view_3d_line() -> str:
+    """One line saying how the surface panel shows the surface (after the QApplication)."""
+    from PySide6.QtGui import QGuiApplication
+
+    from lossview.gui.surface.gl_window import gl_renderer, gl_unavailable_reason
+
+    offscreen = QGuiApplication.platformName() in ("offscreen", "minimal")
+    reason = gl_unavailable_reason()
+    if reason is None:
+        where = "offscreen OpenGL" if offscreen else "OpenGL"
+        return f"3D view: {where}" + (f" ({gl_renderer()})" if gl_renderer() else "")
+    return (f"3D view not available{' without a display' if offscreen else ''} ({reason}): "
+            "the surface is shown as a contour map")
+
+
 def install_excepthook(window) -> None:
     """Unexpected exceptions in slots go to the window's log and status bar, not a crash."""
     previous = sys.excepthook
@@ -252,7 +290,7 @@ def single_threaded_blas() -> None:
 def run_app(path: str | None = None, step: int | None = None, screenshot: str | None = None,
             demo: bool = False, train: bool = False, model_file: str | None = None,
             size: tuple[int, int] | None = None, data: str | None = None,
-            block_size: int | None = None) -> int:
+            block_size: int | None = None, say_3d: bool = False) -> int:
     """Show the main window and run the event loop; returns the exit status.
 
     ``screenshot``: once every panel is populated at ``step`` (the surface computation
@@ -260,16 +298,17 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
     ``size`` is the window's size for it (default :data:`SCREENSHOT_SIZE`).
     ``data`` (with ``block_size``): a data file for Hugging Face folders opened without a
     model file (their model rebuilt from config.json; ``lossview open --data``).
+    Without a display, ``screenshot`` renders on Qt's offscreen platform
+    (:func:`choose_platform`); ``say_3d``: print how the 3D view is shown
+    (:func:`view_3d_line`, ``lossview export``).
     """
     from lossview.gui.window.main_window import MainWindow, demo_path
 
-    if screenshot and "DISPLAY" not in os.environ and "WAYLAND_DISPLAY" not in os.environ \
-            and not os.environ.get("QT_QPA_PLATFORM"):
-        from lossview.core.errors import LossviewError
-
-        raise LossviewError("--screenshot needs a display; run it under xvfb-run -a")
+    choose_platform(offscreen=bool(screenshot))
     app = make_app()
     probe_gl()
+    if screenshot and say_3d:
+        print(view_3d_line(), flush=True)
     win = MainWindow()
     install_excepthook(win)
     if model_file:
@@ -281,7 +320,9 @@ def run_app(path: str | None = None, step: int | None = None, screenshot: str | 
     win.show()
     status = {"code": 0}
     if screenshot:
-        _arm_screenshot(win, Path(screenshot), status)
+        from lossview.gui.plotkit.export import screenshot_when_ready
+
+        screenshot_when_ready(win, Path(screenshot), status)
     if demo and path is None:
         if train and _can_train():
             QTimer.singleShot(0, win.start_default_training)
@@ -322,58 +363,3 @@ def _can_train() -> bool:
     except ImportError:
         return False
     return True
-
-
-def when_ready(win, on_ready, on_failed, timeout_s: float = 600.0) -> None:
-    """Call ``on_ready()`` once a run is loaded and nothing (surface included) is computing
-    for half a second; ``on_failed(message)`` if loading fails or it times out."""
-    state = {"loaded": False, "quiet": 0, "elapsed": 0.0}
-    timer = QTimer(win)
-    timer.setInterval(100)
-
-    def failed(msg: str) -> None:
-        timer.stop()
-        on_failed(msg)
-
-    def loaded(_run) -> None:
-        state["loaded"] = True
-        state["quiet"] = 0
-
-    def poll() -> None:
-        state["elapsed"] += 0.1
-        if state["elapsed"] > timeout_s:
-            failed(f"timed out after {timeout_s:.0f} s waiting for the panels")
-            return
-        if not state["loaded"] or win.is_computing():
-            state["quiet"] = 0
-            return
-        state["quiet"] += 1
-        if state["quiet"] >= 5:
-            timer.stop()
-            on_ready()
-
-    win.run_loaded.connect(loaded)
-    win.load_failed.connect(failed)
-    timer.timeout.connect(poll)
-    timer.start()
-
-
-def _arm_screenshot(win, out: Path, status: dict) -> None:
-    """Write the window to ``out`` once every panel is drawn, then quit."""
-    from lossview.gui.plotkit.export import save_png
-
-    def failed(msg: str) -> None:
-        sys.stderr.write(f"lossview: error: {msg}\n")
-        status["code"] = 2
-        QTimer.singleShot(0, win.close)
-
-    def ready() -> None:
-        win.statusBar().clearMessage()  # transient messages are not part of the picture
-        try:
-            save_png(win, out)
-        except Exception as e:
-            failed(str(e))
-            return
-        QTimer.singleShot(0, win.close)
-
-    when_ready(win, ready, failed)

@@ -1,4 +1,5 @@
-"""Images and animations of the window or one panel.
+"""Images and animations of the window or one panel, and the wait for a window to be
+fully drawn before one is taken (:func:`when_ready`).
 
 PNGs come from ``QWidget.grab()``; the 3D surface view renders in a native child window
 that ``grab()`` does not see, so its own frame is painted in at its place. Animations
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect
+from PySide6.QtCore import QPoint, QRect, QTimer
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -111,3 +113,57 @@ def _write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise LossviewError(f"ffmpeg failed: {msg[-1] if msg else proc.returncode}")
+
+
+def when_ready(win, on_ready, on_failed, timeout_s: float = 600.0) -> None:
+    """Call ``on_ready()`` once a run is loaded and nothing (surface included) is computing
+    for half a second; ``on_failed(message)`` if loading fails or it times out."""
+    state = {"loaded": False, "quiet": 0, "elapsed": 0.0}
+    timer = QTimer(win)
+    timer.setInterval(100)
+
+    def failed(msg: str) -> None:
+        timer.stop()
+        on_failed(msg)
+
+    def loaded(_run) -> None:
+        state["loaded"] = True
+        state["quiet"] = 0
+
+    def poll() -> None:
+        state["elapsed"] += 0.1
+        if state["elapsed"] > timeout_s:
+            failed(f"timed out after {timeout_s:.0f} s waiting for the panels")
+            return
+        if not state["loaded"] or win.is_computing():
+            state["quiet"] = 0
+            return
+        state["quiet"] += 1
+        if state["quiet"] >= 5:
+            timer.stop()
+            on_ready()
+
+    win.run_loaded.connect(loaded)
+    win.load_failed.connect(failed)
+    timer.timeout.connect(poll)
+    timer.start()
+
+
+def screenshot_when_ready(win, out: Path, status: dict) -> None:
+    """Write the window to ``out`` once every panel is drawn (:func:`when_ready`), then
+    close it; a failure goes to stderr in one line and sets ``status["code"]`` to 2."""
+    def failed(msg: str) -> None:
+        sys.stderr.write(f"lossview: error: {msg}\n")
+        status["code"] = 2
+        QTimer.singleShot(0, win.close)
+
+    def ready() -> None:
+        win.statusBar().clearMessage()  # transient messages are not part of the picture
+        try:
+            save_png(win, out)
+        except Exception as e:
+            failed(str(e))
+            return
+        QTimer.singleShot(0, win.close)
+
+    when_ready(win, ready, failed)
