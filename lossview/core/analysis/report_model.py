@@ -337,4 +337,15 @@ class RunReport(Section):
 
         d = self.to_json()  # a fresh dict: refresh_answers fills it, not this report
         d["sharpness"] = jsonable(table)
-        return RunReport.from_json(refresh_answers(d))
+        refresh_answers(d)
+        # only these keys changed: the other parts are shared with this report (frozen),
+        # not read again (half the time on a 1,000-snapshot report)
+        changed = ("sharpness", "answers", "diagnosis")
+        new = RunReport.from_json({k: d[k] for k in changed if k in d})
+        kept = {f: getattr(self, f) for f in self.typed_fields() if f not in changed}
+        return RunReport(
+            _keys=tuple(d),
+            _rest=FrozenDict({**{k: v for k, v in self._rest.items() if k not in changed},
+                              **new._rest}),
+            _nulls=(self._nulls - set(changed)) | new._nulls,
+            **kept, **{f: getattr(new, f) for f in changed})
