@@ -46,6 +46,7 @@ def export_animation(path: str, out: Path, max_frames: int = 60,
     status = {"code": 0}
 
     def ready() -> None:
+        win.statusBar().clearMessage()  # transient messages are not part of the frames
         try:
             save_animation(win, out, max_frames=max_frames, wait=lambda: _settle(win))
         except Exception as e:
