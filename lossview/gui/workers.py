@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 log = logging.getLogger("lossview.gui.workers")
 
@@ -74,6 +74,10 @@ class GeneratorWorker(QObject):
     def cancel(self) -> None:
         """Ask the generator to stop; it is closed at its next ``yield``."""
         self._cancel.set()
+
+    def stop(self, kill_after_ms: int = 1000) -> None:
+        """As :meth:`ProcessWorker.stop`; a thread cannot be killed: only cancelled."""
+        self.cancel()
 
     @property
     def cancel_requested(self) -> bool:
@@ -188,6 +192,19 @@ class ProcessWorker(QObject):
         self._cancel_requested = True
         if self._event is not None:
             self._event.set()
+
+    def stop(self, kill_after_ms: int = 1000) -> None:
+        """Cancel without waiting; a child still running ``kill_after_ms`` later is killed
+        (a job between two ``yield``s, a Hessian's Lanczos or a surface tile, can take
+        seconds to reach the next). For jobs that only read (surface, sharpness,
+        analysis), never for training: its child writes the run folder."""
+        self.cancel()
+        QTimer.singleShot(int(kill_after_ms), self, self._kill)
+
+    def _kill(self) -> None:  # GUI thread, after stop()
+        proc = self._proc
+        if proc is not None and self.is_running():
+            proc.kill()  # the reader thread then sees EOF: ``cancelled``, then ``done``
 
     @property
     def cancel_requested(self) -> bool:

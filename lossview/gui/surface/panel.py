@@ -348,8 +348,9 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         w = self._worker
         if w is not None:
             # its late signals are ignored (sender check); done() of the old worker
-            # no longer matches self._worker
-            w.cancel()
+            # no longer matches self._worker; a child still computing a second later
+            # is killed (a tile can take seconds to reach its next yield)
+            w.stop()
             self._retired = [r for r in self._retired if r.is_running()] + [w]
             self._worker = None
             self._set_busy_ui(False)

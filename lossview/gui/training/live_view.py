@@ -169,7 +169,7 @@ class LiveView(QObject):
         self._timer.stop()
         self.stagger.cancel()
         if self._worker is not None:
-            self._worker.cancel()
+            self._worker.stop()  # the analysis only reads: killed if it lingers
 
     def wait(self, msecs: int = 5000) -> None:
         if self._worker is not None:

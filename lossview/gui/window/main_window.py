@@ -329,8 +329,20 @@ class MainWindow(QMainWindow):
                 a.setEnabled(has_run)
 
     def close_run(self) -> None:
+        """Close the shown run; every job for it stops, unwaited for, and nothing of it
+        arrives afterwards: opening, sharpness, surface, live analysis (each killed if
+        still running a second later) and the training followed (its folder stays)."""
         self.timeline.set_playing(False)
         self.stagger.cancel()  # a staggered set_run still running stops here
+        self._sharpness_view.cancel()
+        self._after_panels = None
+        self.cancel_loading()
+        self.sharpness.cancel()
+        if self.live.run is not None and self._train_dialog is not None:
+            self._train_dialog.training.stop()  # within one step; the folder stays
+        self.live.stop()  # no longer followed: not reopened when it ends
+        if hasattr(self.surface_panel, "set_run"):
+            self.surface_panel.set_run(None)  # its worker stopped, its message shown
         self.run = self.report = None
         self.timeline.set_steps([])
         self.loss_panel.clear()

@@ -107,7 +107,8 @@ class RunOpener(QObject):
         attached = model_file or (data.path if data is not None else "")
         win.log_message(f"{'attaching ' + attached + ' to' if attach else 'opening'} {path}")
         worker = make_worker(load_and_analyze, path, model_file, data, parent=self)
-        worker.progress.connect(win._on_load_progress)
+        worker.progress.connect(lambda items, w=worker: w is self.worker
+                                and win._on_load_progress(items))
         worker.finished.connect(lambda result, w=worker: self._on_loaded(w, req, result))
         worker.errored.connect(lambda msg, w=worker: self._on_error(w, req, msg))
         worker.done.connect(lambda w=worker: self._on_done(w))
@@ -136,9 +137,11 @@ class RunOpener(QObject):
         return (None, data, note) if data is not None else (remembered, None, note)
 
     def cancel(self) -> None:
+        """Stop opening: nothing of it arrives afterwards (its signals are dropped), and
+        its child is killed if it has not ended a second later."""
         w = self.worker
         if w is not None:
-            w.cancel()
+            w.stop()
             self.worker = None
             self.win._set_busy(False)
 

@@ -50,21 +50,32 @@ class SharpnessJob(QObject):
         arg, in_child = jobs.run_arg(run)
         worker = make_worker(jobs.sharpness, arg, parent=self, in_child=in_child,
                              model_file=model_file, data=data)
-        worker.progress.connect(self.progress)
-        worker.finished.connect(lambda table: self._on_finished(run, report, table))
-        worker.errored.connect(lambda msg: self.failed.emit(run, msg))
+        # a cancelled measurement's late signals are dropped here: nothing of it arrives
+        worker.progress.connect(lambda items, w=worker: self._current(w)
+                                and self.progress.emit(items))
+        worker.finished.connect(lambda table, w=worker: self._current(w)
+                                and self._on_finished(run, report, table))
+        worker.errored.connect(lambda msg, w=worker: self._current(w)
+                               and self.failed.emit(run, msg))
         worker.done.connect(lambda w=worker: self._on_done(w))
         self._worker = worker
         worker.start()
 
     def cancel(self, msecs: int = 0) -> None:
-        """Stop the measurement (waiting up to ``msecs`` for the worker to end)."""
-        w = self._worker
-        if w is not None:
+        """Stop the measurement; nothing of it arrives afterwards. ``msecs``: wait up to
+        that long for the worker to end; 0: do not wait (a child still measuring a
+        second later is killed: :meth:`~lossview.gui.workers.ProcessWorker.stop`)."""
+        w, self._worker = self._worker, None
+        if w is None:
+            return
+        if msecs:
             w.cancel()
-            if msecs:
-                w.wait(msecs)
-            self._worker = None
+            w.wait(msecs)
+        else:
+            w.stop()
+
+    def _current(self, worker: GeneratorWorker | ProcessWorker) -> bool:
+        return worker is self._worker
 
     def _on_finished(self, run: Any, report: RunReport, table: dict) -> None:
         # a new report: the stability answer, and the diagnosis built on it, recomputed

@@ -43,9 +43,11 @@ def open_train_dialog(win: MainWindow) -> None:
 
 
 def _on_training_finished(win: MainWindow, path: Any) -> None:
-    """Replace the live view by the saved run, fully analysed (surface included)."""
+    """Replace the live view by the saved run, fully analysed (surface included), unless
+    the window stopped following it (``close_run`` stopped the training)."""
+    following = win.live.run is not None
     win.live.stop()
-    if path:
+    if path and following:
         win.open_path(str(path), step=None)
 
 
