@@ -95,6 +95,22 @@ def write(root: Path, resnet_n: int, gpt_n: int, gpt_layers: int, seed: int = 0)
             v += torch.randn(v.shape, generator=g) * 1e-3
 
 
+def write_native(root: Path, n: int, seed: int = 0) -> None:
+    """bench_open.py's native run: ``n`` snapshots of its 1M-parameter MLP (a random walk)."""
+    from bench_open import SHAPES
+
+    from lossview.core.io import RunWriter
+
+    rng = np.random.default_rng(seed)
+    w = {k: rng.normal(scale=0.05, size=s).astype(np.float32) for k, s in SHAPES.items()}
+    with RunWriter(root / "native", spec={"name": "bench"}) as wr:
+        for i in range(n):
+            wr.log(10 * i, loss=1.0 / (i + 1))
+            wr.snapshot(10 * i, w)
+            for v in w.values():
+                v += rng.normal(scale=1e-3, size=v.shape).astype(np.float32)
+
+
 def measure(side: str, folder: Path) -> dict:
     import torch  # noqa: F401 - every side pays for it
 
@@ -130,7 +146,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--only", choices=("resnet_torch", "gpt2_hf"))
+    ap.add_argument("--only", choices=("resnet_torch", "gpt2_hf", "native"))
+    ap.add_argument("--native-n", type=int, default=0,
+                    help="also a native run of N snapshots x 1M parameters (bench_open's; 1000: 4 GB)")
+    ap.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of " + ",".join(SIDES))
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
@@ -138,14 +157,16 @@ def main() -> None:
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="lossview-stream-"))
     try:
-        if not (root / "resnet_torch").is_dir():
+        cases = [args.only] if args.only else ["resnet_torch", "gpt2_hf"] + (["native"] if args.native_n else [])
+        if {"resnet_torch", "gpt2_hf"} & set(cases) and not (root / "resnet_torch").is_dir():
             write(root, args.resnet_n, args.gpt_n, args.gpt_layers)
-        for case in ("resnet_torch", "gpt2_hf"):
-            if args.only and case != args.only:
-                continue
-            res: dict[str, list[dict]] = {s: [] for s in SIDES}
+        if "native" in cases and not (root / "native").is_dir():
+            write_native(root, args.native_n)
+        sides = [x for x in args.sides.split(",") if x]
+        for case in cases:
+            res: dict[str, list[dict]] = {s: [] for s in sides}
             for _ in range(args.repeat):
-                for side in SIDES:
+                for side in sides:
                     p = subprocess.run([sys.executable, __file__, "--measure", side, "--dir", str(root / case)],
                                        capture_output=True, text=True)
                     if p.returncode != 0:
@@ -153,16 +174,19 @@ def main() -> None:
                     res[side].append(json.loads(p.stdout.strip().splitlines()[-1]))
             med = {s: statistics.median(r["seconds"] for r in v) for s, v in res.items()}
             peak = {s: max(r["peak_rss_mb"] for r in v) for s, v in res.items()}
-            r0 = res["read"][0]
+            r0 = res[sides[0]][0]
             snap_mb = r0["n_params"] * 4 / 2**20
             print(f"{case}: {r0['n']} snapshots x {r0['n_params']:,} parameters "
                   f"(one float32 snapshot {snap_mb:.0f} MiB), load {os.getloadavg()[0]:.1f}")
-            for s in SIDES:
+            for s in sides:
                 print(f"  {s:8s} {med[s]:7.2f} s  peak RSS {peak[s]:6.0f} MiB")
-            print(f"  stream / read {med['stream'] / med['read']:.2f}x, "
-                  f"analyze / read {med['analyze'] / med['read']:.2f}x, analyze / read64 "
-                  f"{med['analyze'] / med['read64']:.2f}x, analyze peak = "
-                  f"{(peak['analyze'] - 3 * snap_mb):.0f} MiB + 3 float32 snapshots", flush=True)
+            for a, b in (("stream", "read"), ("analyze", "read"), ("analyze", "read64")):
+                if a in med and b in med:
+                    print(f"  {a} / {b} {med[a] / med[b]:.2f}x", end=";")
+            for a in ("stream", "analyze"):
+                if a in peak:
+                    print(f" {a} peak = {(peak[a] - 3 * snap_mb):.0f} MiB + 3 float32 snapshots", end=";")
+            print(flush=True)
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(root, ignore_errors=True)

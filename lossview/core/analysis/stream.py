@@ -71,7 +71,7 @@ def _block_reader(run: Run, spans, store: np.dtype, n_blocks: int,
     """``(fill, progress share)``: ``fill(i, pieces, row)`` writes snapshot ``i``'s part of a
     block into ``row``. A generator: yields spill progress first when there is a spill."""
     if spans is not None:
-        reader = SpanReader(run, spans)
+        reader = SpanReader(spans)
         index = {n: k for k, n in enumerate(run.param_names)}
         rows = {n: (int(np.prod(s[1:], dtype=np.int64)) if len(s) > 1 else 1)
                 for n, s in run.param_shapes.items()}

@@ -192,7 +192,7 @@ def read_span(fd: int, span: Span, first: int, count: int, out: np.ndarray,
 class SpanReader:
     """Reads parts of snapshots' parameters by byte range, holding each file open once."""
 
-    def __init__(self, run: Run, spans: list[list[Span]]):
+    def __init__(self, spans: list[list[Span]]):
         self.spans = spans
         self._fds: dict[str, int] = {}
         self._scratch = np.empty(0, dtype=np.uint8)
@@ -211,7 +211,13 @@ class SpanReader:
         need = count * sp.itemsize
         if self._scratch.nbytes < need and (sp.dtype == "bf16" or np.dtype(sp.dtype) != out.dtype):
             self._scratch = np.empty(need, dtype=np.uint8)
-        read_span(self.fd(sp.path), sp, first, count, out, self._scratch)
+        try:
+            read_span(self.fd(sp.path), sp, first, count, out, self._scratch)
+        except OSError as e:  # a file changed or vanished since the run was opened
+            from lossview.core.errors import LossviewError
+            from lossview.core.io.filescan import one_line
+
+            raise LossviewError(f"cannot read {Path(sp.path).name}: {one_line(e)}") from None
 
     def close(self) -> None:
         for fd in self._fds.values():

@@ -181,3 +181,15 @@ def test_chunks_shared_among_workers_add_up_to_the_same_sums(tmp_path, kind, mon
         np.testing.assert_allclose(getattr(s.distances, k), v, rtol=1e-12, atol=0, err_msg=k)
     y = numpy_gram(x)
     np.testing.assert_allclose(s.gram(run).gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
+
+
+def test_a_file_cut_short_after_opening_is_a_one_line_error(tmp_path):
+    from lossview.core.errors import LossviewError
+
+    write("torch", tmp_path / "r", _weights())
+    run = open_run(tmp_path / "r")
+    f = run.snapshots[2].source
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 3])
+    with pytest.raises(LossviewError, match=f"cannot read {f.name}"):
+        stream(run)
