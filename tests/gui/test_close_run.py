@@ -4,7 +4,14 @@ for, every one has ended within a few seconds (a child still computing is killed
 nothing of them arrives afterwards."""
 
 import multiprocessing
+import time
 
+import pytest
+
+from lossview.core.tasks import processes
+from lossview.gui.workers import ProcessWorker
+
+from . import process_jobs as pj
 from .conftest import open_and_wait, write_run
 
 #: a model file whose every batch takes a while: its surface and sharpness run for
@@ -123,3 +130,16 @@ def test_close_run_stops_the_training_it_follows_and_does_not_reopen_it(qtbot, w
     assert loaded == [live]
     assert window.run is None and window.stack.currentWidget() is window.start_page
     assert not window.is_loading() and not window.is_computing()
+
+
+@pytest.mark.skipif(not processes.available(), reason="no forkserver on this platform")
+def test_stop_returns_at_once_and_kills_a_child_that_never_yields(qtbot, tmp_path):
+    marker = tmp_path / "sleeping"
+    w = ProcessWorker(pj.stuck, str(marker))
+    w.start()
+    qtbot.waitUntil(marker.exists, timeout=30000)  # inside its 600 s call
+    t0 = time.monotonic()
+    with qtbot.waitSignals([w.cancelled, w.done], order="strict", timeout=10000):
+        w.stop(kill_after_ms=300)
+        assert time.monotonic() - t0 < 0.1  # the GUI thread does not wait for it
+    assert w._proc.exitcode is not None and w._proc.exitcode < 0  # killed
