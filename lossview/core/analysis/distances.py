@@ -94,7 +94,7 @@ def distances(run: Run) -> Distances:
         return Distances(from_init, step, norm, nonfinite, to_final, cosine, ratio)
     dt = run.float_dtype
     d = run.n_params
-    w_last = run.vector(n - 1, dtype=dt)
+    w_last = run.vector(n - 1, dtype=dt, cache=False)
     w0 = np.empty(d, dtype=dt)
     cur, prev, prev2 = (np.empty(d, dtype=dt) for _ in range(3))
     c = min(CHUNK, max(d, 1))
@@ -102,7 +102,7 @@ def distances(run: Run) -> Distances:
     dot = np.dot
     with np.errstate(invalid="ignore", over="ignore"):
         for i in range(n):
-            w = w_last if i == n - 1 else run.vector(i, out=cur)  # read once, not twice
+            w = w_last if i == n - 1 else run.vector(i, out=cur, cache=False)  # read once, not twice
             if i == 0:
                 w0[:] = w
             sq = tf = fi = st = cs = 0.0
