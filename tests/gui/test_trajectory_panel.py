@@ -12,7 +12,7 @@ from lossview.gui.timeline import Timeline
 
 def test_random_walk_baseline_is_cores():
     # core's baseline for these snapshots where the report has it, else its closed form
-    # (science.md section 2: T = 1000 exact values)
+    # (docs/science.md section 2: T = 1000 exact values)
     assert random_walk_baseline({"random_walk": {"baseline_ratio": [0.5, 0.2, 0.1]}}, 50, 2) \
         .tolist() == [0.5, 0.2]
     np.testing.assert_allclose(random_walk_baseline({}, 1000, 5),

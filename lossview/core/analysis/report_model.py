@@ -1,7 +1,7 @@
 """The analysis report as a typed, immutable value: what the window reads.
 
 :func:`lossview.core.analysis.report.analyze` returns a JSON-ready dict (its keys are the
-contract of ``lossview analyze --json``: DESIGN.md, docs/analysis.md).
+contract of ``lossview analyze --json``: docs/analysis.md).
 :meth:`RunReport.from_json` turns it into frozen dataclasses: the parts the window reads
 have typed fields (``report.pca.coords``, ``report.answers.stability.verdict``), numbers
 in lists become read-only numpy arrays (``None`` as NaN in float arrays), lists of texts

@@ -1,7 +1,7 @@
 """Is the learning rate inside the stability limit? ``answers.stability`` (docs/analysis.md).
 
 Gradient descent on a quadratic diverges iff ``lr * lambda_max > 2``; with heavy-ball
-momentum ``beta`` iff ``lr * lambda_max > 2 + 2 beta`` (science.md §5). Per measured
+momentum ``beta`` iff ``lr * lambda_max > 2 + 2 beta`` (docs/science.md §5). Per measured
 snapshot the ratio ``rho = lr * lambda_max / (2 + 2 beta)`` is 1 at the limit. Verdicts:
 
 - ``diverged``: the run has non-finite loss or weights (the sentence still compares the

@@ -16,7 +16,7 @@ __all__ = ["RunWriter", "open_run", "detect_format"]
 
 
 def detect_format(path: Path | str) -> str:
-    """Name of the format at ``path`` (see DESIGN.md), or raise LossviewError."""
+    """Name of the format at ``path`` (see docs/format.md), or raise LossviewError."""
     path = Path(path)
     if not path.exists():
         raise LossviewError(f"no such file or folder: {path}")

@@ -5,7 +5,7 @@ grid minimum. Its width along each axis is measured on the grid line through the
 minimum, with the two ends placed where the loss crosses ``min + tolerance`` (linear
 interpolation between the last point inside and the first outside); an end at the edge
 of the grid makes that width a lower bound (``open_alpha``/``open_beta``). For a quadratic
-``L = L0 + kappa a^2 / 2`` the width is ``2 sqrt(2 tolerance / kappa)`` (science.md §7).
+``L = L0 + kappa a^2 / 2`` the width is ``2 sqrt(2 tolerance / kappa)`` (docs/science.md §7).
 
 Tolerance: the caller's, else (runs) twice the standard deviation of the snapshots'
 full-data loss after the plateau, else :data:`DEFAULT_RELATIVE_TOLERANCE` of the

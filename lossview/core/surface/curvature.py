@@ -374,7 +374,7 @@ def hessian_trace(model: nn.Module, loss_fn: Callable, data: Any, n_probes: int 
                   ) -> tuple[float, float]:
     """Hutchinson's estimate of tr H with Rademacher probes: ``(estimate, standard error)``.
 
-    ``E[v'Hv] = tr H`` and ``Var[v'Hv] = 2 (|H|_F^2 - sum_i H_ii^2)`` (science.md §7).
+    ``E[v'Hv] = tr H`` and ``Var[v'Hv] = 2 (|H|_F^2 - sum_i H_ii^2)`` (docs/science.md §7).
     The probes are drawn on the CPU (the same for every ``device``).
     """
     op = HessianOperator(model, loss_fn, data, params, buffers, train, device=device)

@@ -1,7 +1,7 @@
 """Sharpness against the stability limit 2/lr, and the quadratic model of one step.
 
 - Gradient descent on a quadratic diverges iff ``lr * lambda_max > 2``; with heavy-ball
-  (PyTorch) momentum ``beta`` the limit is ``lr * lambda_max > 2 + 2 beta`` (science.md §5;
+  (PyTorch) momentum ``beta`` the limit is ``lr * lambda_max > 2 + 2 beta`` (docs/science.md §5;
   Cohen et al. 2021 call hovering at it the edge of stability). The limit is stated for
   SGD only: adaptive optimisers (Adam...) precondition the step, so raw sharpness against
   ``2/lr`` does not apply and is reported as such.

@@ -1,4 +1,4 @@
-"""The whole report: DESIGN.md keys, strict JSON, numbers on a run with a known story, and
+"""The whole report: the documented keys (docs/analysis.md), strict JSON, numbers on a run with a known story, and
 graceful nulls for runs too short to analyse."""
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def test_sgd_at_stationarity_on_a_quadratic_is_confined(root, capsys):
     run = ur.sgd_stationary(root / "stationary")
     x, y, lr, batch = (run.info[k] for k in ("x", "y", "lr", "batch"))
     n = len(x)
-    # truth: the discrete Lyapunov covariance of constant-lr SGD (science.md §8), with the
+    # truth: the discrete Lyapunov covariance of constant-lr SGD (docs/science.md §8), with the
     # batch-gradient noise C = per-example gradient covariance at the optimum / batch size
     w_star = np.linalg.lstsq(x, y, rcond=None)[0]
     g = 2.0 * x * (x @ w_star - y)                  # per-example gradients of (x.w - y)^2

@@ -1,4 +1,4 @@
-"""MSD and its exponent against exact results (science.md section 4): random walk slope 1,
+"""MSD and its exponent against exact results (docs/science.md section 4): random walk slope 1,
 ballistic slope 2, stationary OU MSD = 2 tr(Sigma) (1 - rho^lag) with local slope -> 0."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_random_walk_has_exponent_one_and_msd_lag_tr_sigma():
     # MSD(1 snapshot = 5 steps) = tr Sigma = 0.25 d; average of 399 x 1000 chi^2_1: rel. sd 0.2%
     assert res["lags"][0] == 5
     assert res["msd"][0] == pytest.approx(0.25 * d, rel=0.01)
-    # fitted over lags up to a quarter of the run (science.md: 0.998 at d=200, T=20000)
+    # fitted over lags up to a quarter of the run (docs/science.md: 0.998 at d=200, T=20000)
     assert res["exponent"] == pytest.approx(1.0, abs=0.05)
     assert res["fit_lag_range"][1] <= 0.25 * 5 * (t - 1)
 

@@ -15,7 +15,7 @@ def _run(g):
 
 
 def test_levels_off_at_the_sgd_noise_floor():
-    # 1-D SGD on h x^2 / 2 with gradient noise sigma = 1 (science.md section 1): at
+    # 1-D SGD on h x^2 / 2 with gradient noise sigma = 1 (docs/science.md section 1): at
     # stationarity E[grad^2] = eta h sigma^2 / (2 - eta h) = 0.0101 for eta = 0.01, h = 2.
     # Simulate and log |full-batch gradient|; relaxation takes ~1/(eta h) = 50 steps.
     rng = np.random.default_rng(0)

@@ -1,5 +1,5 @@
 """Streaming Gram-matrix PCA against numpy's SVD, and the random-walk baseline against theory
-(Antognini & Sohl-Dickstein 2018; exact finite-T formula in science.md section 2)."""
+(Antognini & Sohl-Dickstein 2018; exact finite-T formula in docs/science.md section 2)."""
 
 from __future__ import annotations
 
@@ -86,14 +86,14 @@ def test_random_walk_baseline_equals_the_closed_form_for_even_steps():
         for k in (1, 2, 3):
             c = np.cos(np.pi * k * (tt - 0.5) / t)
             assert abs(np.corrcoef(prof[:, k - 1], c)[0, 1]) == pytest.approx(1.0, abs=1e-9)
-    # science.md table, T = 1000: 0.60793, 0.15198, 0.06755
+    # docs/science.md table, T = 1000: 0.60793, 0.15198, 0.06755
     np.testing.assert_allclose(random_walk_ratios_even(1000)[:3], [0.60793, 0.15198, 0.06755], atol=1e-5)
 
 
 def test_gaussian_random_walk_spectrum_profiles_and_parabola():
     t, d = 200, 5000
     res = pca(run_from_arrays(random_walk(t, d, seed=0)), k=5)
-    # finite d: PC1 sd is about 0.005-0.008 at d = 5000-10000 (science.md table); 0.03 is > 4 sd
+    # finite d: PC1 sd is about 0.005-0.008 at d = 5000-10000 (docs/science.md table); 0.03 is > 4 sd
     np.testing.assert_allclose(res.explained_variance_ratio[:3], random_walk_ratios_even(t)[:3], atol=0.03)
     tt = np.arange(1, t + 1)
     for k in (1, 2, 3):
@@ -112,7 +112,7 @@ def test_similarity_is_low_for_drift_and_for_confinement():
     drift = ballistic(t, d, seed=1) + 0.3 * random_walk(t, d, seed=2)  # |T mu|^2 >> diffusion
     assert pca(run_from_arrays(drift), k=5).random_walk_similarity < 0.3
     conf = pca(run_from_arrays(ou(t, d, gamma=0.5, seed=3)), k=5)
-    # gamma T = 100: flat spectrum, PC1 about 0.02 (science.md) against 0.61
+    # gamma T = 100: flat spectrum, PC1 about 0.02 (docs/science.md) against 0.61
     assert conf.explained_variance_ratio[0] < 0.05
     assert conf.random_walk_similarity < 0.2
     pure = pca(run_from_arrays(ballistic(t, d, seed=4)), k=5)

@@ -1,4 +1,4 @@
-"""Git Re-Basin weight matching (science.md section 6): a planted permutation is recovered
+"""Git Re-Basin weight matching (docs/science.md section 6): a planted permutation is recovered
 exactly, the function is unchanged, the distance never increases over sweeps."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_planted_permutation_preserves_function_and_is_recovered_exactly():
     other = copy.deepcopy(net)
     other.load_state_dict({k: torch.from_numpy(v) for k, v in b.items()})
     x = torch.randn(32, 20, dtype=torch.float64)
-    assert (net(x) - other(x)).abs().max().item() < 1e-12  # science.md: 5.6e-16
+    assert (net(x) - other(x)).abs().max().item() < 1e-12  # docs/science.md: 5.6e-16
     perms, hist = weight_matching(a, b, layout)
     assert hist[0] / np.sqrt(sum((v**2).sum() for v in a.values())) > 1.0  # raw: far apart
     assert hist[-1] == 0.0  # exact recovery
@@ -55,7 +55,7 @@ def test_distance_never_increases_over_sweeps_between_independent_nets():
         _, hist = weight_matching(a, b, layout, seed=seed)
         assert len(hist) >= 3
         assert all(h1 <= h0 + 1e-12 for h0, h1 in zip(hist, hist[1:]))
-        assert hist[-1] < 0.9 * hist[0]  # science.md: 1.432 -> 1.157 relative
+        assert hist[-1] < 0.9 * hist[0]  # docs/science.md: 1.432 -> 1.157 relative
 
 
 def test_conv_batchnorm_flatten_chain():

@@ -1,4 +1,4 @@
-"""Flat basin widths on quadratics (science.md §7) and the stability quantities (§5)."""
+"""Flat basin widths on quadratics (docs/science.md §7) and the stability quantities (§5)."""
 
 from __future__ import annotations
 

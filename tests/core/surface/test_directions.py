@@ -64,7 +64,7 @@ def _curve(alpha: float, normalization: str) -> np.ndarray:
 
 
 def test_filter_normalised_curve_is_invariant_under_function_preserving_rescaling():
-    # science.md §3: exact invariance for layer-uniform rescaling (biases' directions zeroed)
+    # docs/science.md §3: exact invariance for layer-uniform rescaling (biases' directions zeroed)
     a1, a3 = _curve(1.0, "filter"), _curve(3.0, "filter")
     np.testing.assert_allclose(a3, a1, rtol=1e-12)
     assert a1[2] < a1[0] and a1[2] < a1[4]  # a real curve, not a constant

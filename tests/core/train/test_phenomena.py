@@ -1,5 +1,5 @@
 """Each built-in problem shows its phenomenon, checked against the closed forms
-(science.md §8 and §9; DESIGN.md: Cohen et al. 2021, Mandt et al. 2017)."""
+(docs/science.md §8 and §9; docs/analysis.md: Cohen et al. 2021, Mandt et al. 2017)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_quadratic_stability_threshold(momentum, threshold):
 
 def test_quadratic_sgd_stationary_variance_matches_discrete_closed_form():
     """Constant-lr SGD with i.i.d. batches: Var along eigenvector k is
-    lr s^2 h / (B (2 - lr h)) (science.md §8, discrete time), not the continuous lr s^2/(2hB)."""
+    lr s^2 h / (B (2 - lr h)) (docs/science.md §8, discrete time), not the continuous lr s^2/(2hB)."""
     p = build_problem("quadratic", seed=2, dim=30, n=1024, init_scale=0.0)
     lr, batch, every, burn = 0.5, 1, 5, 300
     s = _train(TrainConfig(problem=p.spec, lr=lr, batch_size=batch, sampling="replacement",
@@ -73,7 +73,7 @@ def test_quadratic_sgd_stationary_variance_matches_discrete_closed_form():
 @pytest.mark.parametrize("batch_size,lr,steps", [(None, 0.5, 500), (5, 0.3, 3000)])
 def test_linreg_zero_loss_but_weights_keep_their_null_space_start(batch_size, lr, steps):
     """Over-parameterised least squares: (S)GD ends at w0 + X^+(y - X w0), the interpolant
-    closest to the start, not the minimum-norm one X^+ y (science.md §9.1)."""
+    closest to the start, not the minimum-norm one X^+ y (docs/science.md §9.1)."""
     p = build_problem("linreg", seed=4)
     s = _train(TrainConfig(problem=p.spec, lr=lr, batch_size=batch_size, steps=steps, every=100), p)
     assert s.status == "finished"
@@ -94,7 +94,7 @@ def test_linreg_zero_loss_but_weights_keep_their_null_space_start(batch_size, lr
 
 def test_bn_mlp_weight_norm_grows_while_loss_is_flat():
     """Scale-invariant weights under plain SGD: |w|^2 grows by lr^2 |g|^2 every step
-    (science.md §9.3), so it increases monotonically, also once the loss is flat."""
+    (docs/science.md §9.3), so it increases monotonically, also once the loss is flat."""
     p = build_problem("bn-mlp", seed=0)
     s = _train(TrainConfig(problem=p.spec, steps=1600, every=40), p)
     run = s.run
