@@ -85,6 +85,15 @@ class ArrayFileReader:
     def __init__(self, format: str) -> None:
         self.format = format
 
+    def read_into(self, snapshot: Snapshot, shapes, offsets, out) -> bool:
+        """Parameters straight from safetensors bytes into a flat vector (see
+        :func:`lossview.core.io.ranges.read_safetensors_into`); False for npz."""
+        if self.format == "npz":
+            return False
+        from lossview.core.io.ranges import read_safetensors_into
+
+        return read_safetensors_into(snapshot, shapes, offsets, out)
+
     def read(self, snapshot: Snapshot) -> TensorDict:
         out: TensorDict = {}
         for f in snapshot.meta.get("files", [snapshot.source]):

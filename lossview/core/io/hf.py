@@ -123,6 +123,13 @@ class HFReader:
         self._st: Reader = ArrayFileReader("hf-trainer")
         self._pt: Reader = TorchReader("hf-trainer")
 
+    def read_into(self, snapshot: Snapshot, shapes, offsets, out) -> bool:
+        """safetensors weights straight into a flat vector (bfloat16 widened on the way);
+        False for ``.bin`` files, which :meth:`read` decodes."""
+        from lossview.core.io.ranges import read_safetensors_into
+
+        return read_safetensors_into(snapshot, shapes, offsets, out)
+
     def read(self, snapshot: Snapshot) -> TensorDict:
         files = snapshot.meta.get("files", [snapshot.source])
         if str(files[0]).endswith(".safetensors"):

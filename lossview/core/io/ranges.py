@@ -235,3 +235,34 @@ def spans_fit_float32(spans: Mapping[int, list[Span]] | list[list[Span]]) -> boo
     """True if every span's dtype widens exactly into float32 (the Run's float_dtype rule)."""
     it = spans.values() if isinstance(spans, Mapping) else spans
     return all(sp.itemsize <= 4 for row in it for sp in row)
+
+
+def read_safetensors_into(snapshot: Snapshot, shapes: Mapping[str, tuple[int, ...]],
+                          offsets: np.ndarray, out: np.ndarray) -> bool:
+    """The ``read_into`` of readers of safetensors files (Hugging Face folders, plain
+    safetensors runs): each tensor of ``shapes`` copied from its file's bytes into the flat
+    vector ``out`` at ``offsets``, bfloat16 and float16 widened on the way, no tensor
+    decoded whole. False (``out`` partly written) where the files are not all safetensors
+    holding those shapes in float16/bfloat16/float32/float64."""
+    files = [Path(f) for f in snapshot.meta.get("files", [snapshot.source])]
+    if not files or any(f.suffix.lower() != ".safetensors" for f in files):
+        return False
+    try:
+        found: dict[str, tuple[Span, tuple[int, ...]]] = {}
+        for f in files:
+            found.update(safetensors_spans(f))
+        spans = []
+        for name, shape in shapes.items():
+            hit = found.get(name)
+            if hit is None or hit[1] != tuple(shape):
+                return False
+            spans.append(hit[0])
+        reader = SpanReader([spans])
+        try:
+            for k, sp in enumerate(spans):
+                reader.read(0, k, 0, sp.size, out[int(offsets[k]):int(offsets[k + 1])])
+        finally:
+            reader.close()
+        return True
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return False
