@@ -19,6 +19,7 @@ import json
 import os
 import struct
 import warnings as pywarnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,10 @@ def torch_spans(path: Path, key: str | None) -> dict[str, tuple[Span, tuple[int,
         pywarnings.simplefilter("ignore", UserWarning)
         obj = torch.load(str(path), map_location="meta", weights_only=True)
     sd = obj if key is None else obj[key]
+    with zipfile.ZipFile(path) as z:  # data stored big-endian (saved on s390x): not by range
+        order = [n for n in z.namelist() if n.endswith("/byteorder")]
+        if order and z.read(order[0]).strip() != b"little":
+            return {}
     out = {}
     for name, t in sd.items():
         if not isinstance(t, torch.Tensor) or str(t.dtype) not in _TORCH_DTYPES:
