@@ -124,6 +124,10 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
     model's full-data loss at each snapshot becomes the loss series (evaluated on ``device``:
     ``auto``, ``cpu``, ``cuda[:i]``; None: the model's). Sharpness (which also
     needs the model) is added by the caller, then :func:`refresh_answers`.
+
+    Runs of 3 to :data:`MAX_GRAM_SNAPSHOTS` snapshots get their distances and Gram matrix
+    from one pass over the files (:mod:`lossview.core.analysis.stream`); longer ones, whose
+    Gram matrix takes a subsample, from :func:`distances` then :func:`gram_steps`.
     """
     n = len(run)
     yield 0.0, "distances"
