@@ -115,7 +115,12 @@ def test_sharpness_of_a_run_still_training_says_when_it_comes(panel):
     live = as_live(run_from_arrays(np.zeros((5, 3)), steps=[0, 10, 20, 30, 40],
                                    spec={"problem": "mlp"}))
     p.set_run(live, {})
-    assert p.notes["sharp"][1].toPlainText() == "measured once\ntraining has finished"
+    note = p.notes["sharp"][1]
+    assert note.toPlainText() == "measured once training has finished"
+    # one sentence in place of the plot: its axes are hidden, and it lies inside the view
+    assert not p.p_sharp.getAxis("left").isVisible()
+    vb = p.p_sharp.getViewBox()
+    assert vb.boundingRect().contains(note.mapRectToItem(vb, note.boundingRect()))
     p.set_run(run, dict(report, sharpness=None))  # a saved run without a model: why not
     text = p.notes["sharp"][1].toPlainText()
     assert text.startswith("not available:") and "needs the model" in text

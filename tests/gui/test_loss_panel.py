@@ -97,10 +97,47 @@ def test_missing_metrics_say_so(qtbot):
     tl = Timeline()
     p = LossPanel(tl)
     qtbot.addWidget(p)
+    p.resize(400, 500)
+    p.show()
+    tl.set_steps(run.steps)
     p.set_run(run, None)
-    assert p.notes[1].toPlainText() == "no gradient norm logged"
-    assert p.notes[2].toPlainText() == "no learning rate logged"
+    qtbot.waitUntil(lambda: p.p_loss.height() > 0.8 * p.canvas.height())
+    # the rows of what was not logged are folded away, and one sentence names them
+    assert p.absent.text() == "no gradient norm or learning rate logged"
+    assert p.absent.isVisible()
+    assert not p.p_grad.isVisible() and not p.p_lr.isVisible()
     assert p.notes[0].toPlainText() == ""
+    # the lowest plot shown carries the x axis' label
+    assert p.p_loss.getAxis("bottom").labelText == "step"
+    # a mini-batch loss alone, smoothed, is not called "train"
+    labels = [lab.text for _, lab in p.legend.items]
+    assert labels == ["mini-batch", "mini-batch, smoothed"]
+    tl.set_index(4)
+    assert p.readout.text() == "loss 0.2"
+
+
+def test_a_panel_with_no_loss_is_one_sentence(qtbot):
+    from lossview.core.io.memory import run_from_arrays
+
+    run = run_from_arrays(np.cumsum(np.ones((5, 3)), axis=0), metrics={})
+    tl = Timeline()
+    p = LossPanel(tl)
+    qtbot.addWidget(p)
+    p.resize(400, 500)
+    p.show()
+    tl.set_steps(run.steps)
+    p.set_run(run, None)
+    note = p.notes[0]
+    assert note.toPlainText() == "no loss logged"
+    # no made-up axes, grid or legend around it
+    for name in ("left", "bottom"):
+        assert not p.p_loss.getAxis(name).isVisible()
+    assert not p.legend.isVisible()
+    assert p.absent.text() == ""  # the sentence says it all
+    # the sentence lies inside the plot, centred
+    vb = p.p_loss.getViewBox()
+    box = note.mapRectToItem(vb, note.boundingRect())
+    assert vb.boundingRect().contains(box)
 
 
 def test_steady_range_moves_only_when_the_data_leave_it():

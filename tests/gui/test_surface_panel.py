@@ -441,7 +441,7 @@ def _full_frame(gl):
     from pyqtgraph import functions as fn
     from PySide6.QtGui import QImage
 
-    img = gl.grab_image().convertToFormat(QImage.Format.Format_RGBA8888)
+    img = gl.grab_frame().convertToFormat(QImage.Format.Format_RGBA8888)
     # a copy: the array is a view of the image's pixels, which go with the image
     return fn.ndarray_from_qimage(img)[..., :3].copy()
 
@@ -566,7 +566,7 @@ def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot)
     v = view.view
     # its context is made at its first frame; then a frame at its laid-out size (the
     # window system's buffers follow a resize at the next swap)
-    qtbot.waitUntil(lambda: v.isValid() and v.size() == view.size(), timeout=5000)
+    qtbot.waitUntil(lambda: v.isValid() and v.size() == view.container.size(), timeout=5000)
     with qtbot.waitSignal(v.frameSwapped, timeout=5000):
         v.update()
     assert v.context().format().depthBufferSize() >= 16

@@ -26,7 +26,7 @@ from lossview.core.analysis.report_model import Answer, Diffusion, Pairwise, Run
 from lossview.gui.panels import words
 from lossview.gui.panels.diagnostics_plots import (
     corner_text,
-    fit_text_to_view,
+    drawable,
     headroom,
     legend_entry,
     limit_line,
@@ -35,15 +35,15 @@ from lossview.gui.panels.diagnostics_plots import (
     no_minimum_width,
     retitle,
     small_legend,
-    wrap,
 )
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
 from lossview.gui.plotkit.cursor import PixelCursor
-from lossview.gui.plotkit.widgets import add_marker, as_array, cache_item, centered_note, header
+from lossview.gui.plotkit.empty import empty_note
+from lossview.gui.plotkit.widgets import add_marker, as_array, cache_item, header
 from lossview.gui.timeline import Timeline
 
-SHARPNESS_MISSING = "needs the model and data:\nFile > Attach model file…\n(or --model FILE.py)"
+SHARPNESS_MISSING = "needs the model and data: File > Attach model file… (or --model FILE.py)"
 
 
 class DiagnosticsPanel(QWidget):
@@ -139,8 +139,7 @@ class DiagnosticsPanel(QWidget):
         self.notes = {}
         for key, p in (("dist", self.p_dist), ("expl", self.p_expl), ("msd", self.p_msd),
                        ("sharp", self.p_sharp), ("pair", self.p_pair)):
-            self.notes[key] = (p, centered_note(p.getViewBox(), t.muted))
-            fit_text_to_view(self.notes[key][1], p, margin=12.0)
+            self.notes[key] = (p, empty_note(p, t.muted))
 
         self.cursors = []
         for p in (self.p_dist, self.p_expl, self.p_sharp, self.p_pair):
@@ -202,7 +201,7 @@ class DiagnosticsPanel(QWidget):
             self._set_unit(unit)
             d = rep.distance
             fi, sl = as_array(d.from_init), as_array(d.step_length)
-            if len(fi) == len(steps) and len(steps) > 1:
+            if len(fi) == len(steps) and drawable(fi[1:]):
                 # log axis: the 0 at init (and the step length at i = 0) are left out
                 self.c_init.setData(steps[1:], fi[1:])
                 self.c_step.setData(steps[1:], sl[1:])
@@ -210,7 +209,7 @@ class DiagnosticsPanel(QWidget):
             else:
                 self.c_init.setData([], [])
                 self.c_step.setData([], [])
-                self._note("dist", "not available: fewer than 2 snapshots")
+                self._note("dist", "not available: fewer than 2 snapshots with finite weights")
             self.p_dist.enableAutoRange()
             self._set_exploration(answers.exploration)
 
@@ -259,7 +258,7 @@ class DiagnosticsPanel(QWidget):
         steps = as_array(expl.get("steps"))
         raw, aligned = as_array(expl.get("raw_to_last")), as_array(expl.get("aligned_to_last"))
         scale = expl.get("relabel_scale")
-        if len(steps) > 1 and len(raw) == len(steps) == len(aligned):
+        if len(raw) == len(steps) == len(aligned) and drawable(raw, aligned):
             # log axis: the last snapshot's 0 (to itself) is left out
             self.c_raw_last.setData(steps, np.where(raw > 0, raw, np.nan))
             self.c_aligned_last.setData(steps, np.where(aligned > 0, aligned, np.nan))
@@ -273,7 +272,7 @@ class DiagnosticsPanel(QWidget):
                 c.setData([], [])
             why = expl.get("reason") or ("the run diverged" if expl else "no answer")
             # the plot has room for the reason's first clause; the diagnosis has it whole
-            self._note("expl", "not measured: " + wrap(why.split(" (", 1)[0]))
+            self._note("expl", "not measured: " + (why.split(" (", 1)[0]))
             self.p_expl.enableAutoRange()
 
     def _set_msd(self, diff: Diffusion | None, weights: Answer, unit: str) -> None:
@@ -285,7 +284,7 @@ class DiagnosticsPanel(QWidget):
             self.c_msd.setData([], [])
             self.c_fit.setData([], [])
             self.msd_text.setText("")
-            self._note("msd", "not available: " + wrap(diff.get("reason") or "no diffusion fit"))
+            self._note("msd", "not available: " + (diff.get("reason") or "no diffusion fit"))
             return
         ok = (lags > 0) & (msd > 0)
         self.c_msd.setData(lags[ok], msd[ok])
@@ -325,9 +324,9 @@ class DiagnosticsPanel(QWidget):
             self.p_sharp.enableAutoRange()
             why = reason or sharp.reason
             if run.live and not why:  # measured on the saved run
-                self._note("sharp", "measured once\ntraining has finished")
+                self._note("sharp", "measured once training has finished")
             else:
-                self._note("sharp", "not available: " + wrap(why or SHARPNESS_MISSING))
+                self._note("sharp", "not available: " + (why or SHARPNESS_MISSING))
             return
         xs, ys = as_array(sharp.steps), as_array(vals)
         self.c_sharp.setData(xs, ys)
@@ -336,8 +335,10 @@ class DiagnosticsPanel(QWidget):
         legend_entry(self.sharp_legend, self.c_limit,
                       words.limit_label(stability) if words.limit_applies(stability) else None)
         self.p_sharp.enableAutoRange(x=True)  # y: the legend's line above the curves
-        self.p_sharp.setYRange(*headroom([ys, ly], share=0.22), padding=0)
-        self.limit_text.setText(words.limit_note(stability))
+        # the plot's top for the legend, or the note on why no limit (it covered the curve)
+        note = words.limit_note(stability)
+        self.p_sharp.setYRange(*headroom([ys, ly], share=0.5 if note else 0.22), padding=0)
+        self.limit_text.setText(note)
         self._note("sharp", "")
         retitle(self.p_sharp, "sharpness · " + words.verdict_html(stability.get("verdict")))
         sentence = stability.get("sentence")
@@ -349,7 +350,7 @@ class DiagnosticsPanel(QWidget):
         if pair.matrix is None:
             self.image.clear()
             reason = pair.reason
-            self._note("pair", "not available: " + wrap(reason or "not computed"))
+            self._note("pair", "not available: " + (reason or "not computed"))
             self._pair_rows = np.array([], dtype=np.int64)
             return
         m = np.asarray(pair.matrix, dtype=float)

@@ -8,7 +8,6 @@ functions only draw them.
 from __future__ import annotations
 
 import html
-import textwrap
 from typing import Any
 
 import numpy as np
@@ -55,12 +54,6 @@ def no_minimum_width(label: pg.LabelItem) -> None:
 def retitle(plot: pg.PlotItem, title: str) -> None:
     """A new title in the panel's style."""
     plot.setTitle(title, size="10pt", color=style.current().foreground)
-
-
-def wrap(text: str, width: int = 28) -> str:
-    if "\n" in text:
-        return "\n" + text
-    return "\n" + "\n".join(textwrap.wrap(text, width))
 
 
 def long_lags(lags: np.ndarray, weights: dict[str, Any]) -> tuple[float, float] | None:
@@ -131,6 +124,12 @@ def headroom(arrays: list, share: float = 0.35) -> tuple[float, float]:
     span = max(hi - lo, 0.2)
     lo -= 0.05 * span
     return lo, lo + (hi - lo + 0.05 * span) / (1.0 - share)
+
+
+def drawable(*arrays) -> bool:
+    """Some of ``arrays`` has two positive finite values: a curve a log axis can draw
+    (a diverged run's distances are one point, then NaN)."""
+    return any(np.count_nonzero(np.isfinite(a) & (np.asarray(a) > 0)) >= 2 for a in arrays)
 
 
 def corner_text(plot: pg.PlotItem, color: str) -> pg.TextItem:

@@ -19,32 +19,23 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QSlider, QVBoxLayo
 from lossview.core.analysis.explanations import tip
 from lossview.core.analysis.report_model import RunReport
 from lossview.core.analysis.smoothing import ema
-from lossview.gui.panels.loss_series import panel_series
+from lossview.gui.panels.loss_series import RAW_NAMES, panel_series
 from lossview.gui.panels.words import report_of, step_unit
 from lossview.gui.plotkit import style
-from lossview.gui.plotkit.axes import (
-    nice_axes,
-    planned_steps,
-    set_log_y,
-    spans_decades,
-    steady_range,
-)
+from lossview.gui.plotkit.axes import nice_axes, planned_steps, set_log_y, spans_decades, steady_range
 from lossview.gui.plotkit.cursor import PixelCursor
+from lossview.gui.plotkit.empty import empty_note, stack_rows
 from lossview.gui.plotkit.legend_place import anchor_args, best_corner
 from lossview.gui.plotkit.widgets import (
     Readout,
     add_marker,
     cache_item,
-    centered_note,
     fmt,
     header,
     nearest_index,
     sync_legend,
 )
 from lossview.gui.timeline import Timeline
-
-#: the "train" curve: a training loss by name (lossview's full-data loss per snapshot),
-#: else the mini-batch loss; "mini-batch" is drawn faint beside a sparser train curve
 
 
 class LossPanel(QWidget):
@@ -60,6 +51,8 @@ class LossPanel(QWidget):
         self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._plateau: int | None = None  # the report's plateau and divergence steps
         self._divergence: int | None = None
+        self._train_name = "train"  # the smoothed curve's name (_set_series)
+        self._unit = "step"  # the x axes' label
         t = style.current()
 
         head, hl = header("Loss", tip("loss"))
@@ -173,7 +166,10 @@ class LossPanel(QWidget):
             self.plateau_lines.append(pl)
             self.divergence_lines.append(dl)
             self.cursors.append(cur)
-        self.notes = [centered_note(p.getViewBox(), t.muted) for p in self.plots]
+        self.notes = [empty_note(p, t.muted) for p in self.plots]
+        self.absent = QLabel("")  # the series not logged, whose rows are folded away
+        self.absent.setStyleSheet(f"color: {t.muted}; padding: 0 8px 2px 8px;")
+        self.absent.setWordWrap(True)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -181,6 +177,7 @@ class LossPanel(QWidget):
         lay.addWidget(head)
         lay.addWidget(self.readout)
         lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.absent)
 
         self.log_y.toggled.connect(self._apply_log)
         self.smoothing.valueChanged.connect(self._on_smoothing)
@@ -206,8 +203,7 @@ class LossPanel(QWidget):
         def series() -> None:
             self._set_series(run)
             unit = step_unit(run, rep)  # the x axes count steps or epochs, as the run does
-            if self.p_lr.getAxis("bottom").labelText != unit:
-                self.p_lr.setLabel("bottom", unit, color=style.current().foreground)
+            self._unit = unit
             self._plateau = rep.plateau.step
             self._divergence = rep.divergence.step
             planned = planned_steps(run)
@@ -246,7 +242,10 @@ class LossPanel(QWidget):
             c.setBounds((xmin, xmax))
 
     def _set_series(self, run: Any) -> None:
-        self._series, self._train_label = panel_series(run)
+        self._series, name = panel_series(run)
+        # a mini-batch loss alone is drawn faint and smoothed: the smoothed curve is not
+        # a training loss measured on the training set, and is not called "train"
+        self._train_name = "mini-batch, smoothed" if name in RAW_NAMES else "train"
 
     def clear(self) -> None:
         self._series = {}
@@ -265,7 +264,10 @@ class LossPanel(QWidget):
         for c, key, smooth in self._curves_of[k]:
             if key in s:
                 x, y = s[key]
-                c.setData(x, ema(y, w) if smooth else y)
+                named = {"name": self._train_name} if c is self.c_train else {}
+                if named and k == 0 and c.name() != self._train_name:
+                    self.legend.removeItem(c)  # listed again under its name (sync_legend)
+                c.setData(x, ema(y, w) if smooth else y, **named)
                 c.setVisible(True)
             else:
                 c.setData([], [])
@@ -279,10 +281,14 @@ class LossPanel(QWidget):
                 self.c_val.setSymbolPen(None)
             else:
                 self.c_val.setSymbol(None)
-        missing = ("no loss logged" if not ({"train", "raw", "val"} & set(s)) else "",
-                   "no gradient norm logged" if not ({"grad", "update"} & set(s)) else "",
-                   "no learning rate logged" if "lr" not in s else "")
-        self.notes[k].setText(missing[k])
+        # a plot of nothing is one sentence: the loss plot's own, the rows below folded
+        # away and named under the plots ("no gradient norm or learning rate logged")
+        gone = [n for n, keys in (("gradient norm", {"grad", "update"}), ("learning rate", {"lr"}))
+                if not keys & set(s)]
+        self.notes[0].setText("" if {"train", "raw", "val"} & set(s) else "no loss logged")
+        stack_rows(self.plots, [True, "gradient norm" not in gone, "learning rate" not in gone],
+                   self._unit)
+        self.absent.setText(f"no {' or '.join(gone)} logged" if gone and s else "")
 
     def _set_markers(self) -> None:
         for k in range(len(self.plots)):
@@ -379,7 +385,8 @@ class LossPanel(QWidget):
         for c in self.cursors:
             c.setValue(step)
         parts = []
-        for key, label in (("train", "train"), ("val", "val"), ("grad", "‖g‖"), ("lr", "lr")):
+        train = "train" if self._train_name == "train" else "loss"
+        for key, label in (("train", train), ("val", "val"), ("grad", "‖g‖"), ("lr", "lr")):
             if key in self._series:
                 x, y = self._series[key]
                 i = int(np.searchsorted(x, step, side="right")) - 1

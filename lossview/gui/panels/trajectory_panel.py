@@ -23,11 +23,11 @@ from lossview.gui.panels.words import report_of, step_unit
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
 from lossview.gui.plotkit.cursor import PointMarker
+from lossview.gui.plotkit.empty import empty_note
 from lossview.gui.plotkit.stagger import INTERVAL_MS
 from lossview.gui.plotkit.widgets import (
     add_marker,
     cache_item,
-    centered_note,
     header,
     signals_blocked,
 )
@@ -66,6 +66,12 @@ class TrajectoryPanel(QWidget):
         hl.addWidget(QLabel("y"))
         self.pc_y = QComboBox()
         hl.addWidget(self.pc_y)
+        # hidden while there is no PCA, their room kept (the header is not laid out again)
+        self._choosers = tuple(hl.itemAt(i).widget() for i in range(2, hl.count()))
+        for w in self._choosers:
+            policy = w.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(policy)
         for c in (self.pc_x, self.pc_y):
             c.setToolTip(tip("explained_variance"))
             # a fixed width: refilled for every run, a content-sized combo re-laid out the
@@ -112,7 +118,7 @@ class TrajectoryPanel(QWidget):
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=self.cmap, interactive=False,
                                         width=12, label="step")
         self.canvas.addItem(self.colorbar, row=0, col=1)
-        self.note = centered_note(self.plot.getViewBox(), t.muted)
+        self.note = empty_note(self.plot, t.muted, also=(self.colorbar,))
 
         # random-walk baseline: measured spectrum as bars, random walk as dots
         self.base_canvas = pg.GraphicsLayoutWidget()
@@ -242,7 +248,11 @@ class TrajectoryPanel(QWidget):
                     combo.setCurrentIndex(min(default, n - 1))
 
     def _show_note(self, text: str) -> None:
+        """The plot's sentence when it has none to show (:class:`EmptyNote`); the spectrum
+        below and the PC choosers go with it: with no PCA they had nothing to show."""
         self.note.setText(text)
+        for w in (self.base_canvas, self.similarity, *self._choosers):
+            w.setVisible(not text)
 
     def axes(self) -> tuple[int, int]:
         return max(self.pc_x.currentIndex(), 0), max(self.pc_y.currentIndex(), 0)

@@ -11,6 +11,8 @@ from PySide6.QtCore import QRect, QRectF, Qt
 from PySide6.QtGui import QImage, QPainter, QTransform
 
 _SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+#: a linear axis' tick label longer than this is written with a power of ten
+MAX_TICK_CHARS = 6
 
 
 def format_value(x: float) -> str:
@@ -185,7 +187,14 @@ def _fit_labels(values: list[float], size: float, char_px: float = 7.0, gap_px: 
 
 
 class NiceAxis(GridAxis):
-    """AxisItem with readable log-mode ticks (linear mode unchanged) and cheap grid lines."""
+    """AxisItem with readable ticks and cheap grid lines: log mode labels decades (or
+    1-2-5 within one); linear mode has no SI prefix after the axis label ("PC2 (x0.001)"
+    was cut off by the colour bar, "loss (x0.001)" read as a unit) and writes a tick
+    longer than :data:`MAX_TICK_CHARS` as ``2.5×10⁻⁴``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.enableAutoSIPrefix(False)
 
     def tickValues(self, minVal, maxVal, size):
         if not self.logMode:
@@ -203,7 +212,10 @@ class NiceAxis(GridAxis):
 
     def tickStrings(self, values, scale, spacing):
         if not self.logMode:
-            return super().tickStrings(values, scale, spacing)
+            strings = super().tickStrings(values, scale, spacing)
+            if max(map(len, strings), default=0) <= MAX_TICK_CHARS:
+                return strings
+            return [format_value(float(f"{v * scale:.3g}")) for v in values]
         if spacing == 0.5:  # minor ticks: marks only
             return ["" for _ in values]
         return [format_value(10**v) for v in values]

@@ -17,7 +17,9 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from lossview.core.surface.scene import OVERFLOW_RGB, SurfaceScene, bilinear
 
 # gl_window first: it turns PyOpenGL's error checking off before OpenGL.GL is imported
-from lossview.gui.surface.gl_window import software_rendering, window_class
+from lossview.gui.surface.gl_window import software_rendering, window_class  # isort: skip
+from lossview.gui.surface.gl_axes import axis_labels, frame_segments, paint_labels, tick_segments  # isort: skip
+from lossview.gui.surface.gl_legend import SurfaceLegend  # isort: skip
 
 #: height of the drawn surface relative to its half-width
 HEIGHT = 0.9
@@ -106,7 +108,21 @@ class SurfaceGLView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.container = QWidget.createWindowContainer(self.view, self)
         self.container.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        lay.addWidget(self.container)
+        lay.setSpacing(0)
+        lay.addWidget(self.container, 1)
+        self.legend = SurfaceLegend({"path_start": PATH_START, "path_end": PATH_END, "halo": HALO,
+                                     "start": (1, 1, 1, 1), "marker": MARKER_COLOR,
+                                     "basin": BASIN_COLOR}, SURFACE_CMAP, self)
+        lay.addWidget(self.legend)
+        # the axes: a frame with ticks on the floor and up one corner, and their labels
+        # drawn over the frame (paint_over)
+        self.axes_frame = gl.GLLinePlotItem(pos=frame_segments(FLOOR_Z, HEIGHT), mode="lines",
+                                       width=1.0, antialias=not software_rendering(),
+                                       color=(1, 1, 1, 0.6) if dark else (0, 0, 0, 0.6))
+        self._labels: list = []
+        self._label_pos = np.zeros((0, 3))
+        self._label_color = pg.mkColor(pg.getConfigOption("foreground"))
+        self.view.paint_over = self._paint_labels
 
         self.floor = gl.GLGridItem(size=pg.Vector(2, 2, 1),
                                    color=(255, 255, 255, 50) if dark else (0, 0, 0, 45))
@@ -139,7 +155,9 @@ class SurfaceGLView(QWidget):
                                            glOptions=over)
         self._overlays = (self.path_halo, self.path, self.drop, self.start_halo, self.start,
                           self.marker_halo, self.marker)
-        for depth, item in enumerate((self.floor, self.surface, self.basin, *self._overlays)):
+        self.axes_frame.setVisible(False)
+        for depth, item in enumerate((self.floor, self.axes_frame, self.surface, self.basin,
+                                      *self._overlays)):
             item.setDepthValue(depth)
             self.view.addItem(item)
         if software_rendering():
@@ -191,6 +209,12 @@ class SurfaceGLView(QWidget):
         colors[scene.overflowed.ravel()] = OVERFLOW_COLOR
         self.surface.setData(x=x, y=y, z=h * HEIGHT, colors=colors)
         self.surface.setVisible(True)
+        self.axes_frame.setVisible(True)
+        self.axes_frame.setData(pos=np.concatenate(
+            [frame_segments(FLOOR_Z, HEIGHT), tick_segments(scene, FLOOR_Z, HEIGHT)]))
+        self._labels = axis_labels(scene, FLOOR_Z, HEIGHT)
+        self._label_pos = np.array([lab.at for lab in self._labels], dtype=np.float64)
+        self.legend.set_scene(scene)
 
         if len(scene.basin):
             ab = scene.basin
@@ -328,8 +352,14 @@ class SurfaceGLView(QWidget):
         return None if not len(self._path_pos) else self._path_pos[
             min(max(self._drawn, 0), len(self._path_pos) - 1)].copy()
 
-    def grab_image(self):
-        """The rendered frame as a QImage (null if no GL context).
+    def _paint_labels(self, painter) -> None:
+        """The axes' labels over the frame just drawn (the GL window's paint_over)."""
+        if self._labels and self.axes_frame.visible():
+            paint_labels(painter, self._labels, self.project(self._label_pos),
+                         self._label_color, (self.view.width(), self.view.height()))
+
+    def grab_frame(self):
+        """The 3D frame alone as a QImage, as paintGL draws it (null if no GL context).
 
         Rendered afresh into an offscreen buffer (pyqtgraph's ``renderToArray``): the GL
         window's ``grabFramebuffer`` can return a blank frame before its next repaint.
@@ -343,3 +373,25 @@ class SurfaceGLView(QWidget):
         img = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0],
                      QImage.Format.Format_ARGB32)
         return img.copy()
+
+    def grab_image(self):
+        """This widget as a QImage, as it is seen: the frame (:meth:`grab_frame`) with its
+        axis labels, and the legend under it (exports paint it over the widget's place)."""
+        from PySide6.QtCore import QPoint
+        from PySide6.QtGui import QImage, QPainter
+
+        frame = self.grab_frame()
+        if frame.isNull():
+            return frame
+        img = QImage(self.size(), QImage.Format.Format_ARGB32)
+        img.fill(self.palette().color(self.backgroundRole()))
+        p = QPainter(img)
+        try:
+            p.drawImage(self.container.pos(), frame)
+            p.translate(self.container.pos())
+            self._paint_labels(p)
+            p.resetTransform()
+            self.legend.render(p, QPoint(self.legend.pos()))
+        finally:
+            p.end()
+        return img

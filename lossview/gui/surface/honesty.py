@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
 from lossview.core.surface.scene import SurfaceScene, honesty_summary
+from lossview.gui.plotkit.axes import nice_axes
 from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.plotkit.widgets import add_marker
 from lossview.gui.timeline import Timeline
@@ -32,16 +34,20 @@ class HonestyPlot(QWidget):
         super().__init__(parent)
         self.timeline = timeline
         self._n = 0  # the points of the scene shown (0: none)
-        self.plot = pg.PlotWidget()
+        self.plot = pg.PlotWidget(axisItems=nice_axes("left", "bottom", "right"))
         self.plot.setMenuEnabled(False)
         self.plot.setMinimumHeight(150)
         pi = self.plot.getPlotItem()
         pi.setLabel("bottom", "step")
         fg = pg.mkColor(pg.getConfigOption("foreground")).name()
-        pi.setTitle(f"<span style='color:{fg}'>— true loss</span> &nbsp; "
-                    f"<span style='color:{SURF_COLOR}'>- - loss on the plane</span> &nbsp; "
-                    f"<span style='color:{OFF_COLOR}'>— distance off the plane (right)</span>",
-                    size="8pt")
+        # the key above the plot, a label that wraps: as the plot's title its width
+        # widened the plot past a narrow panel, and the right axis was cut off
+        self.key = QLabel(f"<span style='color:{fg}'>— true loss</span> &nbsp; "
+                          f"<span style='color:{SURF_COLOR}'>- - loss on the plane</span> &nbsp; "
+                          f"<span style='color:{OFF_COLOR}'>— distance off the plane (right)</span>")
+        self.key.setWordWrap(True)
+        self.key.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        self.key.setStyleSheet("font-size: 11px;")
         pi.setLabel("left", "loss")
         pi.showAxis("right")
         pi.getAxis("right").setLabel("off plane", color=OFF_COLOR)
@@ -74,13 +80,15 @@ class HonestyPlot(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
+        lay.addWidget(self.key)
         lay.addWidget(self.plot)
         lay.addWidget(self.summary)
         # hidden while there is no surface (empty axes and a legend looked like a broken
         # plot), its space kept: showing it again re-lays out nothing
-        policy = self.plot.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)
-        self.plot.setSizePolicy(policy)
+        for w in (self.plot, self.key):
+            policy = w.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(policy)
         self.clear()
         self.setToolTip(
             "If the plane were faithful, the two loss curves would coincide and the "
@@ -107,6 +115,7 @@ class HonestyPlot(QWidget):
         """No surface to compare with (none yet, being computed, or failed)."""
         self._n = 0
         self.plot.setVisible(False)
+        self.key.setVisible(False)
         self.summary.setText("")
 
     def _x(self) -> np.ndarray:
@@ -117,6 +126,7 @@ class HonestyPlot(QWidget):
 
     def set_scene(self, scene: SurfaceScene) -> None:
         self.plot.setVisible(True)
+        self.key.setVisible(True)
         self._n = scene.n_points
         x = self._x()
         # log y when the losses span more than a decade, so the gap between the curves
@@ -130,7 +140,6 @@ class HonestyPlot(QWidget):
         pi.setLogMode(y=bool(log))
         pi.getAxis("right").setLogMode(False, False)
         left = pi.getAxis("left")
-        left.enableAutoSIPrefix(not log)  # log ticks are labelled in full (no "x1e+27")
         if log:
             # the plot is short: label the decades (and their halves) only, or pyqtgraph's
             # log ticks pile up into an unreadable column
