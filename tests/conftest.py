@@ -43,11 +43,11 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
 
 # -- work left running after a test -------------------------------------------------------
 # Modelled on napari's ``dangling_qthreads`` (napari/utils/_testsupport.py): a test that
-# leaves a QThread, a non-daemon thread or a child process running fails, naming what is
-# left and where it was started. A thread or process left behind keeps working while the
-# next tests run: its late signals paint into their widgets, it competes for the two
-# cores, and Qt aborts ("QThread: Destroyed while thread is still running") when the
-# application goes with one still running.
+# leaves a QThread, a non-daemon thread, a daemon thread of lossview's (``lossview-*``) or
+# a child process running fails, naming what is left and where it was started. Work left
+# behind goes on while the next tests run: its late signals paint into their widgets, it
+# competes for the two cores, and Qt aborts ("QThread: Destroyed while thread is still
+# running") when the application goes with one still running.
 
 #: how long a test's stopped workers get to end after its teardown (seconds)
 LEAK_GRACE = 3.0
@@ -103,6 +103,12 @@ def _job_pids() -> set[int]:
     return _child_pids(server) if server else set()
 
 
+def _ours(thread: threading.Thread) -> bool:
+    """A daemon thread of lossview's that must not outlive the test that started it (a
+    Recorder's writer, a surface's pipeline); the app's import prewarming may."""
+    return thread.name.startswith("lossview-") and thread.name != "lossview-prewarm"
+
+
 def _leftovers(qthreads, threads_before, procs_before, pids_before) -> list[str]:
     import multiprocessing
 
@@ -113,8 +119,9 @@ def _leftovers(qthreads, threads_before, procs_before, pids_before) -> list[str]
                 left.append(f"QThread {type(t).__name__} started at {where}")
         except RuntimeError:  # its C++ object is gone: it has ended
             pass
-    left += [f"thread {t.name!r} (non-daemon)" for t in threading.enumerate()
-             if t not in threads_before and not t.daemon and t.is_alive()]
+    left += [f"thread {t.name!r}" + ("" if t.daemon else " (non-daemon)")
+             for t in threading.enumerate() if t not in threads_before and t.is_alive()
+             and (not t.daemon or _ours(t))]
     procs = [p for p in multiprocessing.active_children() if p not in procs_before]
     left += [f"child process {p.name!r} (pid {p.pid})" for p in procs]
     known = {p.pid for p in procs} | _long_lived_pids() | pids_before
@@ -123,12 +130,12 @@ def _leftovers(qthreads, threads_before, procs_before, pids_before) -> list[str]
     return left
 
 
-def _stop_leftovers(qthreads) -> None:
+def _stop_leftovers(qthreads, procs_before) -> None:
     """So that one leaking test does not break the next ones."""
     import multiprocessing
     import signal
 
-    for p in multiprocessing.active_children():
+    for p in set(multiprocessing.active_children()) - procs_before:
         p.kill()
         p.join(2)
     for pid in _job_pids():
@@ -144,8 +151,8 @@ def _stop_leftovers(qthreads) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_dangling_work(request, monkeypatch):
-    """Fail a test that leaves a QThread, a non-daemon thread or a child process running
-    (see above). Long-lived by design, and not counted: multiprocessing's forkserver and
+    """Fail a test that leaves a QThread, a thread or a child process running (see
+    above). Long-lived by design, and not counted: multiprocessing's forkserver and
     resource tracker (:func:`_long_lived_pids`), and what module or session fixtures
     started before the test (Xvfb, a Ray instance)."""
     import multiprocessing
@@ -174,7 +181,7 @@ def _no_dangling_work(request, monkeypatch):
             app.processEvents()
         time.sleep(0.02)
     if left:
-        _stop_leftovers(qthreads)
+        _stop_leftovers(qthreads, procs_before)
         pytest.fail(f"{request.node.nodeid} left running after its teardown "
                     f"(+{LEAK_GRACE:g} s): " + "; ".join(left)
                     + ". Stop and wait for it in the test or its fixture (a window: "

@@ -1,7 +1,8 @@
 """The test suite's safety net (issue 20 item 8), checked on tests written to break it:
-work left running after a test (a non-daemon thread, a child process, a QThread), a Qt
-warning and a warning raised in lossview's own code each fail their test, with a message
-that names what happened; a test that leaves nothing behind passes."""
+work left running after a test (a non-daemon thread, a daemon thread of lossview's, a
+child process, a QThread), a Qt warning and a warning raised in lossview's own code each
+fail their test, with a message that names what happened; a test that leaves nothing
+behind passes."""
 
 import subprocess
 import sys
@@ -23,6 +24,16 @@ from PySide6.QtCore import QThread, qWarning
 def test_leaves_a_thread():
     stop = threading.Event()
     threading.Thread(target=lambda: stop.wait(4), name="forgotten").start()
+
+
+def test_leaves_a_lossview_daemon_thread():
+    stop = threading.Event()
+    threading.Thread(target=lambda: stop.wait(4), name="lossview-writer", daemon=True).start()
+
+
+def test_a_daemon_thread_elsewhere_may_stay():
+    stop = threading.Event()
+    threading.Thread(target=lambda: stop.wait(4), name="library-pool", daemon=True).start()
 
 
 def test_leaves_a_process():
@@ -76,14 +87,16 @@ def test_the_safety_net_fails_each_broken_test_and_names_the_cause(tmp_path):
                for line in text.splitlines() if line.startswith(("FAILED ", "ERROR "))}
     assert summary == {
         "test_leaves_a_thread": "ERROR",  # (at its teardown)
+        "test_leaves_a_lossview_daemon_thread": "ERROR",
         "test_leaves_a_process": "ERROR",
         "test_leaves_a_qthread": "ERROR",
         "test_a_qt_warning": "FAILED",
         "test_a_lossview_warning": "FAILED",
     }, text
-    # the three that leave work behind pass their call and fail at their teardown
-    assert "2 failed, 5 passed, 1 warning, 3 errors" in text, text
+    # the four that leave work behind pass their call and fail at their teardown
+    assert "2 failed, 7 passed, 1 warning, 4 errors" in text, text
     assert "thread 'forgotten' (non-daemon)" in text
+    assert "thread 'lossview-writer'" in text
     assert "child process 'forgotten-child'" in text
     assert "QThread Sleeper started at" in text
     assert "forgotten widget" in text
