@@ -210,7 +210,6 @@ class MLPTail:
                 h.add_(b)
         return h
 
-
     def loss_sum(self, coef: torch.Tensor, zstack: torch.Tensor, shape: tuple[int, ...], y: Any,
                  kind: str | None, loss_fn: Callable, weights: list, ws: Workspace) -> torch.Tensor:
         """Each point's loss summed over the batch's samples (float64 [P]): the mean loss of
@@ -219,8 +218,10 @@ class MLPTail:
         p, (n, width) = coef.shape[0], shape
         plain = kind == "ce" and plain_class_targets(y)
         split = plain or (kind == "mse" and torch.is_tensor(y) and y.shape[:1] == (n,))
-        # a mean over samples splits into blocks of rows; any other loss sees the whole batch
-        rows = block_rows(p, n, width * zstack.element_size()) if split else n
+        # a mean over samples splits into blocks of rows (on a CPU, for its caches: a GPU
+        # would only launch more kernels); any other loss sees the whole batch
+        rows = block_rows(p, n, width * zstack.element_size()) \
+            if split and coef.device.type == "cpu" else n
         z = zstack.view(3, n, width)
         layout = "pcn" if self.logits_first else "pnc"
         means = []
