@@ -34,6 +34,37 @@ def test_problem_defaults_and_description(dialog):
     assert dialog.batch_spin.value() == 0 and dialog.config().batch_size is None
 
 
+def test_the_form_reads_whole_and_the_plot_says_what_comes(qtbot, tmp_path, monkeypatch):
+    """At its default size on a 1280x800 screen the description and the Save in path show
+    whole (the path was cut off at its start); before a run the plot is one sentence."""
+    from pathlib import Path
+
+    from lossview.gui.training import dialog as module
+    from lossview.gui.training.train_plot import NO_RUN
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    runs = tmp_path / ".local" / "share" / "lossview" / "runs"
+    monkeypatch.setattr(module, "default_runs_folder", lambda: runs)
+    d = TrainDialog()
+    qtbot.addWidget(d)
+    d.set_problem("quadratic")
+    d.show()
+    qtbot.waitExposed(d)
+    assert d.width() <= 1280 and d.height() <= 800
+    field = d.folder_edit
+    assert field.text() == "~/.local/share/lossview/runs"
+    assert field.fontMetrics().horizontalAdvance(field.text()) < field.contentsRect().width() - 8
+    assert Path(field.text()).expanduser() == runs  # where start() makes the run's folder
+    label = d.description
+    need = label.heightForWidth(label.width())
+    assert label.height() >= need  # every wrapped line of the description is shown
+    plot = d.loss_plot
+    assert plot.note.toPlainText() == NO_RUN
+    assert not plot.getAxis("left").isVisible() and not plot.getAxis("bottom").isVisible()
+    plot.reset(100)  # a run starts: axes, no sentence
+    assert plot.note.toPlainText() == "" and plot.getAxis("left").isVisible()
+
+
 def test_live_run_grows_then_is_saved(qtbot, dialog):
     dialog.set_problem("mlp")
     dialog.steps_spin.setValue(300)

@@ -14,19 +14,15 @@ lr·sharpness > 2 stability limit. ``sweep_finished(list[Path])`` carries the fo
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -46,37 +42,17 @@ from lossview.core.analysis.sweep import (
     sweep_folder_names,
 )
 from lossview.core.errors import LossviewError
-from lossview.gui.plotkit import style
-from lossview.gui.plotkit.axes import nice_axes, steady_range
-from lossview.gui.plotkit.stagger import INTERVAL_MS, settle
+from lossview.gui.plotkit.stagger import INTERVAL_MS
 from lossview.gui.plotkit.widgets import LazyProgressBar, choose
+from lossview.gui.training.form_fields import default_runs_folder, float_spin, stamp, tilde, unique_folder
 from lossview.gui.training.live import LiveTraining
 from lossview.gui.training.sweep_view import SweepView
+from lossview.gui.training.train_plot import TrainingLossPlot
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 #: the dialog's own loss plot is redrawn at most this often (the run itself updates ~30/s),
 #: unless the main window follows the run and redraws it (``plot_follows_window``)
 PLOT_INTERVAL = 0.25
-
-
-def default_runs_folder() -> Path:
-    """``<user data dir>/runs`` (QStandardPaths.AppDataLocation)."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".lossview") / "runs"
-
-
-def _stamp() -> str:
-    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def unique_folder(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``parent/name-2``... if it exists already."""
-    p = Path(parent) / name
-    k = 2
-    while p.exists():
-        p = Path(parent) / f"{name}-{k}"
-        k += 1
-    return p
 
 
 class TrainDialog(QDialog):
@@ -116,8 +92,8 @@ class TrainDialog(QDialog):
         self.description.setMinimumWidth(320)
         self.optimizer_box = QComboBox()
         self.optimizer_box.addItems(list(OPTIMIZERS))
-        self.lr_spin = _float_spin(1e-6, 100.0, 6, "Step size of the optimizer.")
-        self.momentum_spin = _float_spin(0.0, 0.999, 3,
+        self.lr_spin = float_spin(1e-6, 100.0, 6, "Step size of the optimizer.")
+        self.momentum_spin = float_spin(0.0, 0.999, 3,
                                          "SGD/RMSprop momentum; Adam's beta1 when nonzero.")
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(0, 1_000_000)
@@ -133,12 +109,14 @@ class TrainDialog(QDialog):
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("Seeds the data, the initial weights and the batch order.")
-        self.folder_edit = QLineEdit(str(default_runs_folder()))
+        # the home folder as ~, the field the whole column wide and the button under it:
+        # the path's start (/root/.loc...) was cut off in a field beside the button
+        self.folder_edit = QLineEdit(tilde(default_runs_folder()))
         self.folder_edit.setToolTip("Runs are saved in a new folder inside this one.")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         folder_row = QHBoxLayout()
-        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addStretch(1)
         folder_row.addWidget(browse)
         self.sweep_check = QCheckBox("Compare learning rates")
         self.sweep_check.setToolTip("Train one run per multiplier of the learning rate, in "
@@ -163,29 +141,13 @@ class TrainDialog(QDialog):
         form.addRow("Steps", self.steps_spin)
         form.addRow("Snapshot every", self.every_spin)
         form.addRow("Seed", self.seed_spin)
-        form.addRow("Save in", folder_row)
+        form.addRow("Save in", self.folder_edit)
+        form.addRow("", folder_row)
         form.addRow("", sweep_row)
 
         # -- live view -----------------------------------------------------------------
-        # the app's log ticks (10⁻⁴): pyqtgraph's "0.0001" did not fit the fixed axis
-        # width and was left out, a decade without a label
-        self.loss_plot = pg.PlotWidget(title="Training loss", axisItems=nice_axes())
-        self.loss_plot.setLogMode(y=True)
-        self.loss_plot.setLabel("bottom", "step")
-        self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
-        style.steady_axes(self.loss_plot.getPlotItem())
-        self.loss_plot.getAxis("left").setWidth(48)
-        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
-        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#9dc3e6", width=1),
-                                              connect="finite", name="mini-batch",
-                                              antialias=False)
-        # thousands of noisy points redrawn live: draw about what the pixels can show
-        self.loss_curve.setDownsampling(auto=True, method="peak")
-        self.loss_curve.setClipToView(True)
-        self.full_curve = self.loss_plot.plot(pen=pg.mkPen("#1f6fb4", width=2), symbol="o",
-                                              symbolSize=4, symbolBrush="#1f6fb4",
-                                              symbolPen=None, connect="finite",
-                                              name="whole training set (at snapshots)")
+        self.loss_plot = TrainingLossPlot()
+        self.loss_curve, self.full_curve = self.loss_plot.loss_curve, self.loss_plot.full_curve
         self.sweep_view = SweepView()
         self.views = QStackedWidget()
         self.views.addWidget(self.loss_plot)
@@ -218,14 +180,14 @@ class TrainDialog(QDialog):
         top = QHBoxLayout()
         left = QWidget()
         left.setLayout(form)
-        left.setMaximumWidth(460)
+        left.setMaximumWidth(480)
         top.addWidget(left)
         top.addWidget(self.views, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(top, 1)
         lay.addWidget(self.progress)
         lay.addLayout(buttons)
-        self.resize(1100, 560)
+        self.resize(1100, 640)
 
         self.problem_box.currentIndexChanged.connect(self._fill_defaults)
         self._last_plot = 0.0
@@ -273,9 +235,10 @@ class TrainDialog(QDialog):
         )
 
     def _browse(self) -> None:
-        d = QFileDialog.getExistingDirectory(self, "Save runs in", self.folder_edit.text())
+        d = QFileDialog.getExistingDirectory(
+            self, "Save runs in", str(Path(self.folder_edit.text()).expanduser()))
         if d:
-            self.folder_edit.setText(d)
+            self.folder_edit.setText(tilde(d))
 
     def _on_mode(self, sweep: bool) -> None:
         self.views.setCurrentWidget(self.sweep_view if sweep else self.loss_plot)
@@ -294,7 +257,7 @@ class TrainDialog(QDialog):
             config = self.config()
             parent = Path(self.folder_edit.text()).expanduser()
             parent.mkdir(parents=True, exist_ok=True)
-            name = f"{config.problem}-{_stamp()}"
+            name = f"{config.problem}-{stamp()}"
             if self.sweep_check.isChecked():
                 mults = parse_multipliers(self.mult_edit.text())
                 self._start_sweep(config, mults, unique_folder(parent, name + "-lr-sweep"))
@@ -308,15 +271,7 @@ class TrainDialog(QDialog):
     def _start_single(self, config: Any, folder: Path) -> None:
         self.failed_message = None
         self._steps, self._loss = [], []
-        self.loss_curve.setData([], [])
-        self.full_curve.setData([], [])
-        self.loss_plot.enableAutoRange(y=True)  # a new run: its first range from scratch
-        # the x axis frames the planned run, so it is not re-rendered at every redraw
-        steps = config.steps if isinstance(config.steps, int) else None
-        if steps:
-            self.loss_plot.setXRange(0, steps, padding=0.02)
-        else:
-            self.loss_plot.enableAutoRange(x=True)
+        self.loss_plot.reset(config.steps if isinstance(config.steps, int) else None)
         self.status.setText(f"Training into {folder} …")
         self.training.start(config, folder)
 
@@ -381,27 +336,8 @@ class TrainDialog(QDialog):
 
     def plot_live(self) -> None:
         """Draw the training run's loss so far."""
-        run = self.training.run
-        if run is None:
-            return
-        shown = []
-        for name, curve in (("loss", self.loss_curve), ("train_loss", self.full_curve)):
-            s = run.metrics.get(name)
-            if s is not None:
-                y = np.where(s.values > 0, s.values, np.nan)
-                curve.setData(s.steps.astype(float), y)
-                shown.append(y)
-        # the y range moves only when the loss leaves it (each move re-rendered the axis:
-        # 11 ms of a turn that also repainted the main window's loss panel)
-        vb = self.loss_plot.getPlotItem().getViewBox()
-        new = steady_range(None if vb.autoRangeEnabled()[1] else vb.viewRange()[1], shown,
-                           log=True)
-        if new is not None:
-            vb.enableAutoRange(y=False)
-            vb.setYRange(*new, padding=0)
-        # ranged and laid out now, so the new curves paint once (pyqtgraph otherwise
-        # found the new range while painting and painted the plot again: 2 x 20-30 ms)
-        settle(self.loss_plot)
+        if self.training.run is not None:
+            self.loss_plot.show_run(self.training.run)
 
     def _on_single_finished(self, summary: Any) -> None:
         self._set_running(False)
@@ -459,39 +395,3 @@ class TrainDialog(QDialog):
         lead = "Sweep stopped." if self.sweep_summaries is None else "Sweep finished."
         self.status.setText("  ".join([lead, *notes]))
         self.sweep_finished.emit(done)
-
-
-class _GSpin(QDoubleSpinBox):
-    """A double spin box that shows 0.5 and 1e-05 instead of 0.500000 and 0.000010."""
-
-    def textFromValue(self, value: float) -> str:
-        return f"{value:.6g}"
-
-    def valueFromText(self, text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int):
-        from PySide6.QtGui import QValidator
-
-        t = text.strip()
-        try:
-            v = float(t)
-        except ValueError:
-            ok = t == "" or (t[-1:] in "eE.-+" and t.count("e") + t.count("E") <= 1)
-            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
-        if self.minimum() <= v <= self.maximum():
-            return QValidator.State.Acceptable, text, pos
-        return QValidator.State.Intermediate, text, pos
-
-
-def _float_spin(lo: float, hi: float, decimals: int, tip: str) -> QDoubleSpinBox:
-    s = _GSpin()
-    s.setRange(lo, hi)
-    s.setDecimals(decimals)
-    s.setSingleStep(10 ** -min(decimals, 3))
-    s.setToolTip(tip)
-    s.setAlignment(Qt.AlignmentFlag.AlignRight)
-    return s
