@@ -11,7 +11,6 @@ is drawn only where core compared the learning rate with it. Missing measurement
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +25,7 @@ from lossview.core.analysis.report_model import Answer, Diffusion, Pairwise, Run
 from lossview.gui.panels import words
 from lossview.gui.panels.diagnostics_plots import (
     corner_text,
+    diagnosis_html,
     drawable,
     headroom,
     legend_entry,
@@ -40,6 +40,7 @@ from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
 from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.plotkit.empty import empty_note
+from lossview.gui.plotkit.legend_place import keep_clear
 from lossview.gui.plotkit.widgets import add_marker, as_array, cache_item, header
 from lossview.gui.timeline import Timeline
 
@@ -93,6 +94,7 @@ class DiagnosticsPanel(QWidget):
                                       connect="finite")
         self.p_dist.addItem(self.c_init)
         self.p_dist.addItem(self.c_step)
+        keep_clear(self.p_dist, self.p_dist.legend, (self.c_init, self.c_step), log_y=True)
 
         # exploration over the weights question's segment (answers.exploration); the
         # legend in the headroom above the curves (diagnostics_plots.headroom)
@@ -373,23 +375,7 @@ class DiagnosticsPanel(QWidget):
         self._note("pair", "")
 
     def set_diagnosis(self, report: RunReport | None) -> None:
-        t = style.current()
-        report = words.report_of(report)
-        if not report:
-            self.diagnosis.setHtml(f"<p style='color:{t.muted}'>Open a run to see its diagnosis.</p>")
-            return
-        items = report.diagnosis or ()
-        lines = [f"<p style='margin:0 0 4px 0'><b>Diagnosis</b> "
-                 f"<span style='color:{t.muted}'>· {html.escape(report.name or '')}"
-                 "</span></p>"]
-        if not items:
-            lines.append(f"<p style='color:{t.muted}'>No findings available yet.</p>")
-        else:  # the answers first, each with its verdict word bold in its colour
-            lines.append("<ul style='margin-left:-18px'>")
-            lines += [f"<li style='margin-bottom:4px'>{s}</li>"
-                      for s in words.diagnosis_items(report)]
-            lines.append("</ul>")
-        self.diagnosis.setHtml("".join(lines))
+        self.diagnosis.setHtml(diagnosis_html(words.report_of(report)))
 
     # -- timeline -----------------------------------------------------------------
     def _on_index(self, index: int) -> None:

@@ -146,3 +146,20 @@ def small_legend(plot: pg.PlotItem, offset: tuple[float, float]) -> pg.LegendIte
     legend = plot.addLegend(offset=offset, labelTextSize="7pt", verSpacing=-8)
     legend.setBrush(pg.mkBrush(style.current().background + "c0"))
     return legend
+
+
+def diagnosis_html(report) -> str:
+    """The diagnosis column: the run's name, then core's answers as a list, each with its
+    verdict word bold in its colour (a RunReport, or None before a run)."""
+    t = style.current()
+    if not report:
+        return f"<p style='color:{t.muted}'>Open a run to see its diagnosis.</p>"
+    lines = [f"<p style='margin:0 0 4px 0'><b>Diagnosis</b> "
+             f"<span style='color:{t.muted}'>· {html.escape(report.name or '')}</span></p>"]
+    if not report.diagnosis:
+        lines.append(f"<p style='color:{t.muted}'>No findings available yet.</p>")
+    else:
+        lines.append("<ul style='margin-left:-18px'>")
+        lines += [f"<li style='margin-bottom:4px'>{s}</li>" for s in words.diagnosis_items(report)]
+        lines.append("</ul>")
+    return "".join(lines)

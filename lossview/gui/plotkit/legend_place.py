@@ -82,3 +82,23 @@ def anchor_args(corner: str, margin: float = 8.0) -> dict:
     pos = (1 if right else 0, 0 if top else 1)
     return {"itemPos": pos, "parentPos": pos,
             "offset": (-margin if right else margin, margin if top else -margin)}
+
+
+def keep_clear(plot, legend, items, log_y: bool = False, margin: float = 4.0) -> None:
+    """Keep ``legend`` in the corner of ``plot`` that hides the fewest samples of the
+    curves ``items`` (PlotDataItems): placed again whenever their data or the plot's size
+    change. A fixed corner hid the start of a rising curve in a narrow plot."""
+    vb = plot.getViewBox()
+
+    def place(*_) -> None:
+        curves = [(c.xData, c.yData) for c in items
+                  if c.isVisible() and c.xData is not None and len(c.xData)]
+        if not curves or vb.width() < 50 or vb.height() < 50:
+            return
+        r = legend.boundingRect()
+        box = ((r.width() + 2 * margin) / vb.width(), (r.height() + 2 * margin) / vb.height())
+        legend.anchor(**anchor_args(best_corner(curves, box, log_y=log_y), margin))
+
+    vb.sigResized.connect(place)
+    for c in items:
+        c.sigPlotChanged.connect(place)

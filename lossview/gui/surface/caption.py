@@ -27,6 +27,10 @@ SWATCH_HEX = "#{:02x}{:02x}{:02x}".format(*OVERFLOW_RGB)
 
 
 def _capital(text: str) -> str:
+    """The sentence capitalised, unless it starts with a name from code ("loss_fn not
+    given: ..." read "Loss_fn")."""
+    if "_" in text.split(" ", 1)[0]:
+        return text
     return text[:1].upper() + text[1:]
 
 
