@@ -11,6 +11,14 @@ rounds after a warm-up round, each round running every variant once):
 - ``thread``: the same with the previous writer, a thread in the training process
   (``Recorder(..., _writer="thread")``, kept for this comparison and for frozen apps).
 
+With ``--floor``, one more variant: ``floor``, the bare loop beside the disk work alone:
+a process started the same way (``python -I -S``, in the timed region) that, told by one
+byte per snapshot through a pipe, writes a file of the snapshot's size atomically
+(temporary file, fsync, rename) and appends the records' bytes to a metrics file, and at
+the end fsyncs that file and writes ``run.json`` atomically; the loop waits for it. No
+recording, pickling or JSON: what any writer keeping these files' durability costs the
+loop here.
+
 Each recorded variant includes creating the Recorder and ``close()`` (all files
 written). The order of the variants rotates from round to round. Prints the median and
 best wall seconds, the ratio of medians to ``bare`` (goal <= 1.10), the median of the
@@ -19,7 +27,7 @@ run, which shares its machine load), the ratio of the CPU time of all threads an
 writer process (``all CPU``: the work, wherever it runs), the training thread's CPU time ratio, and the median milliseconds of
 creating the Recorder and of ``close()``.
 
-    python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7] [--dir /dev/shm]
+    python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7] [--dir /dev/shm] [--floor]
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import argparse
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +46,24 @@ import torch
 
 import lossview
 from lossview.core.train.problems import build_problem
+
+
+FLOOR = r"""
+import os, sys, tempfile
+folder, size, line = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def atomic(name, data):
+    fd, tmp = tempfile.mkstemp(dir=folder)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data); fh.flush(); os.fsync(fh.fileno())
+    os.replace(tmp, os.path.join(folder, name))
+metrics = open(os.path.join(folder, "metrics.jsonl"), "ab")
+n = 0
+while (c := sys.stdin.buffer.read(1)) == b"s":
+    metrics.write(b"x" * line); metrics.flush()
+    atomic(f"step_{n:09d}.safetensors", b"w" * size); n += 1
+metrics.flush(); os.fsync(metrics.fileno()); metrics.close()
+atomic("run.json", b"{}" * 400)
+"""
 
 
 def loop(problem, steps: int, folder: Path | None = None, writer: str = "process",
@@ -48,8 +76,14 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
     per = problem.n_train // 32
     rows: list[torch.Tensor] = []
     t0, c0, a0 = time.perf_counter(), time.thread_time(), _all_cpu()
-    rec = (lossview.Recorder(folder, model, every=every, optimizer=opt, _writer=writer)
-           if folder is not None else None)
+    side = rec = None
+    if writer == "floor":  # the same files written beside the loop, nothing recorded
+        folder.mkdir()
+        size = sum(p.numel() * p.element_size() for p in model.parameters()) + 1000
+        side = subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR, str(folder), str(size),
+                                 str(every * 60)], stdin=subprocess.PIPE, bufsize=0)
+    elif folder is not None:
+        rec = lossview.Recorder(folder, model, every=every, optimizer=opt, _writer=writer)
     t_open = time.perf_counter() - t0
     for step in range(steps):
         if not rows:
@@ -63,9 +97,15 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
         value = loss.item()
         if rec is not None:
             rec.log(step, loss=value)
+        elif side is not None and step % every == 0:
+            side.stdin.write(b"s")
     t_close = time.perf_counter()
     if rec is not None:
         rec.close()
+    elif side is not None:
+        side.stdin.write(b"s")  # the last step's snapshot
+        side.stdin.close()
+        side.wait()
     t1 = time.perf_counter()
     return t1 - t0, time.thread_time() - c0, t_open, t1 - t_close, _all_cpu() - a0
 
@@ -85,6 +125,8 @@ def main() -> None:
                     help="where the run folders go (default: the system's temporary folder); "
                          "/dev/shm (tmpfs) leaves out the disk's cost of creating and "
                          "fsyncing the snapshot files")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the bare loop beside the same file writes alone (floor)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     problem = build_problem("mlp")
@@ -93,12 +135,14 @@ def main() -> None:
         "process": lambda tmp: loop(problem, args.steps, tmp, "process", args.every),
         "thread": lambda tmp: loop(problem, args.steps, tmp, "thread", args.every),
     }
+    if args.floor:
+        variants["floor"] = lambda tmp: loop(problem, args.steps, tmp, "floor", args.every)
     times: dict[str, list[tuple[float, ...]]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         n = 0
         names = list(variants)
         for r in range(args.repeats + 1):
-            for k in names[r % 3:] + names[: r % 3]:  # each variant first in turn
+            for k in names[r % len(names):] + names[: r % len(names)]:  # each first in turn
                 n += 1
                 t = variants[k](Path(tmp) / f"{k}{n}")
                 if r:  # round 0 warms up
