@@ -190,7 +190,7 @@ class NiceAxis(GridAxis):
     """AxisItem with readable ticks and cheap grid lines: log mode labels decades (or
     1-2-5 within one); linear mode has no SI prefix after the axis label ("PC2 (x0.001)"
     was cut off by the colour bar, "loss (x0.001)" read as a unit) and writes a tick
-    longer than :data:`MAX_TICK_CHARS` as ``2.5×10⁻⁴``."""
+    longer than :data:`MAX_TICK_CHARS` (or in e-notation) as ``2.5×10⁻⁴``."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -213,7 +213,8 @@ class NiceAxis(GridAxis):
     def tickStrings(self, values, scale, spacing):
         if not self.logMode:
             strings = super().tickStrings(values, scale, spacing)
-            if max(map(len, strings), default=0) <= MAX_TICK_CHARS:
+            if max(map(len, strings), default=0) <= MAX_TICK_CHARS \
+                    and not any("e" in t for t in strings):  # (pyqtgraph's "1e+07")
                 return strings
             return [format_value(float(f"{v * scale:.3g}")) for v in values]
         if spacing == 0.5:  # minor ticks: marks only
