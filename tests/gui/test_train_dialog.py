@@ -63,6 +63,14 @@ def test_the_form_reads_whole_and_the_plot_says_what_comes(qtbot, tmp_path, monk
     assert not plot.getAxis("left").isVisible() and not plot.getAxis("bottom").isVisible()
     plot.reset(100)  # a run starts: axes, no sentence
     assert plot.note.toPlainText() == "" and plot.getAxis("left").isVisible()
+    d.sweep_check.setChecked(True)  # the sweep's two plots say what will come, too
+    assert [n.toPlainText() for n in d.sweep_view.notes] == [
+        "Each run's path in the weights, in one PCA basis.",
+        "Each run's loss: press Start to train one run per learning rate."]
+    assert not d.sweep_view.loss_plot.getAxis("left").isVisible()
+    d.sweep_view.reset([0.1, 0.3])
+    assert d.sweep_view.notes[1].toPlainText() == ""
+    assert d.sweep_view.loss_plot.getAxis("left").isVisible()
 
 
 def test_live_run_grows_then_is_saved(qtbot, dialog):

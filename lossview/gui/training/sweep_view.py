@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 from lossview.core.analysis.sweep import divergence_label, limit_side, shared_pca, wrap_label
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
+from lossview.gui.plotkit.empty import empty_note
 
 COLORS = ("#1f6fb4", "#e07b16", "#d62728", "#2e9d4f", "#7b52ab", "#8c564b")
 PCA_INTERVAL = 0.5
@@ -73,11 +74,17 @@ class SweepView(QWidget):
         self._marks: list[pg.GraphicsObject] = []
         self._last_pca = 0.0
         self.pca = None
+        # before a sweep each plot is a sentence, not empty axes
+        self.notes = [empty_note(p.getPlotItem(), style.current().muted) for p in
+                      (self.pca_plot, self.loss_plot)]
+        self.notes[0].setText("Each run's path in the weights, in one PCA basis.")
+        self.notes[1].setText("Each run's loss: press Start to train one run per learning rate.")
 
     def reset(self, lrs: list[float], momentum: float = 0.0) -> None:
         """Start a new sweep over ``lrs``."""
-        for plot in (self.pca_plot, self.loss_plot):
+        for plot, note in zip((self.pca_plot, self.loss_plot), self.notes):
             plot.clear()
+            note.setText("")
         self.runs = [_RunTrace(lr) for lr in lrs]
         self.sharpness = None  # measured by the worker after a divergence
         self.momentum = float(momentum)
