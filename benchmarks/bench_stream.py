@@ -138,6 +138,13 @@ def measure(side: str, folder: Path) -> dict:
 SIDES = ("read", "read64", "stream", "analyze")
 
 
+def _child(what: str, root: Path, args) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, __file__, "--measure", what, "--dir", str(root),
+                    "--resnet-n", str(args.resnet_n), "--gpt-n", str(args.gpt_n),
+                    "--gpt-layers", str(args.gpt_layers), "--native-n", str(args.native_n)], check=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resnet-n", type=int, default=24)
@@ -152,16 +159,22 @@ def main() -> None:
     ap.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of " + ",".join(SIDES))
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.measure == "write":
+        return write(args.dir, args.resnet_n, args.gpt_n, args.gpt_layers)
+    if args.measure == "write_native":
+        return write_native(args.dir, args.native_n)
     if args.measure:
         print(json.dumps(measure(args.measure, args.dir)))
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="lossview-stream-"))
     try:
         cases = [args.only] if args.only else ["resnet_torch", "gpt2_hf"] + (["native"] if args.native_n else [])
+        # written by a child: a child's peak RSS starts from its parent's at fork (Linux keeps
+        # ru_maxrss across exec), so this process must stay small
         if {"resnet_torch", "gpt2_hf"} & set(cases) and not (root / "resnet_torch").is_dir():
-            write(root, args.resnet_n, args.gpt_n, args.gpt_layers)
+            _child("write", root, args)
         if "native" in cases and not (root / "native").is_dir():
-            write_native(root, args.native_n)
+            _child("write_native", root, args)
         sides = [x for x in args.sides.split(",") if x]
         for case in cases:
             res: dict[str, list[dict]] = {s: [] for s in sides}
