@@ -9,9 +9,12 @@ in the weights is one small product with the stacked ``[center; d1; d2]``:
 - the weights of each later Linear layer: ``W_p = c_p @ [W; D1; D2]``, then one batched
   product ``h_p W_p^T + bias_p`` for all points (``torch.baddbmm``).
 
-Elementwise activations are applied to the ``[P, N, H]`` block in place. Mean
-cross-entropy and mean squared error are reduced per point directly; any other loss goes
-through ``torch.vmap(loss_fn)``. Every step is the same arithmetic as a forward pass at
+On a CPU the samples run in blocks of rows (:func:`block_rows`): the combined weights are
+formed once per chunk, and each block's activations stay in the core's caches from one
+layer's pass to the next (the medium MLP's 16-point chunks: 1.4 -> 1.0 ms a point on one
+thread); a mean loss is summed block by block. Elementwise activations are applied to the
+``[P, N, H]`` block in place. Mean cross-entropy and mean squared error are reduced per
+point directly; any other loss goes through ``torch.vmap(loss_fn)``. Every step is the same arithmetic as a forward pass at
 that point's weights, so results equal brute force to float rounding.
 """
 
