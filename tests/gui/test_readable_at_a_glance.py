@@ -76,3 +76,41 @@ def test_a_legend_goes_to_the_corner_that_hides_no_curve(qtbot):
     inside = sum(box.contains(vb.mapFromView(pg.Point(float(a), float(b))))
                  for a, b in zip(x, x**0.3))
     assert inside == 0
+
+
+def test_a_legend_no_corner_can_hold_goes_above_the_loss_plot(qtbot):
+    """A noisy mini-batch loss fills every corner of the plot: the legend is one row above
+    it, covering no curve; a clean falling loss gets a corner again."""
+    from lossview.core.io.memory import run_from_arrays
+    from lossview.gui.panels.loss_panel import LossPanel
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(2000)
+    noisy = 10 ** rng.uniform(-0.8, 0.35, 2000)  # all over the (log) range
+    train = 2 * np.exp(-steps / 300) + 0.2
+    run = run_from_arrays(np.cumsum(np.ones((5, 3)), axis=0),
+                          metrics={"loss": (steps, noisy), "train_loss": (steps[::20], train[::20])})
+    tl = Timeline()
+    p = LossPanel(tl)
+    qtbot.addWidget(p)
+    p.resize(420, 460)
+    p.show()
+    qtbot.waitExposed(p)
+    tl.set_steps(run.steps)
+    p.set_run(run, None)
+    assert p.legend_corner == "above"
+    vb = p.p_loss.getViewBox()
+
+    def above() -> bool:  # every entry's text lies above the plot area (once laid out)
+        top = vb.mapRectToScene(vb.boundingRect()).top()
+        return all(lab.mapRectToScene(lab.boundingRect()).bottom() <= top + 1
+                   for _, lab in p.legend.items)
+
+    qtbot.waitUntil(above)
+    rows = {round(lab.mapToScene(0, 0).y()) for _, lab in p.legend.items}
+    assert len(rows) == 1 and len(p.legend.items) == 2  # one row: mini-batch, train
+    clean = run_from_arrays(np.cumsum(np.ones((5, 3)), axis=0),
+                            metrics={"train_loss": (steps[::20], train[::20])})
+    p.set_run(clean, None)
+    assert p.legend_corner == "top-right"
+    assert p.p_loss.titleLabel.text in ("", None) or not p.p_loss.titleLabel.isVisible()

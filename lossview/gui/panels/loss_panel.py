@@ -25,7 +25,7 @@ from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes, planned_steps, set_log_y, spans_decades, steady_range
 from lossview.gui.plotkit.cursor import PixelCursor
 from lossview.gui.plotkit.empty import empty_note, stack_rows
-from lossview.gui.plotkit.legend_place import anchor_args, best_corner
+from lossview.gui.plotkit.legend_place import place
 from lossview.gui.plotkit.widgets import (
     Readout,
     add_marker,
@@ -311,23 +311,16 @@ class LossPanel(QWidget):
             dl.setValue(float(divergence))
 
     def _place_legend(self) -> None:
-        """Put the loss plot's legend in the corner where it covers the fewest curve
-        samples (:func:`best_corner`); while the run grows it moves only for a corner
-        clearly emptier, not at every refresh."""
+        """The loss plot's legend where it hides the fewest curve samples (a corner, or a
+        row above the plot: :func:`legend_place.place`); while the run grows it moves only
+        for a corner clearly emptier, not at every refresh."""
         curves = [(c.xData, c.yData) for c, _, _ in self._curves_of[0]
                   if c.isVisible() and c.xData is not None and len(c.xData)]
-        if not curves:
-            return
-        vb = self.p_loss.getViewBox()
-        r = self.legend.boundingRect()
-        box = ((r.width() + 8) / vb.width(), (r.height() + 8) / vb.height()) \
-            if vb.width() > 50 and vb.height() > 50 else (0.35, 0.35)
-        corner = best_corner(curves, box, log_y=self.log_y.isChecked(),
-                             current=self.legend_corner if self._growing else None,
-                             x_bounds=tuple(self.p_loss.viewRange()[0]) if self._growing else None)
-        if corner != self.legend_corner:
-            self.legend_corner = corner
-            self.legend.anchor(**anchor_args(corner))
+        self.legend_corner = place(
+            self.p_loss, self.legend, curves, log_y=self.log_y.isChecked(),
+            shown=self.legend_corner, growing=self._growing,
+            x_bounds=tuple(self.p_loss.viewRange()[0]) if self._growing else None) \
+            or self.legend_corner
 
     # -- controls -----------------------------------------------------------------
     def _apply_log(self, on: bool) -> None:

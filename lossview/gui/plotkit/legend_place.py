@@ -102,3 +102,40 @@ def keep_clear(plot, legend, items, log_y: bool = False, margin: float = 4.0) ->
     vb.sigResized.connect(place)
     for c in items:
         c.sigPlotChanged.connect(place)
+
+
+#: a legend goes above its plot when its best corner would hide more than this share of
+#: the curves' samples (a noisy mini-batch loss fills every corner)
+ABOVE_SHARE = 0.02
+
+
+def place(plot, legend, curves: list, log_y: bool = False, shown: str | None = None,
+          growing: bool = False, x_bounds: tuple[float, float] | None = None) -> str | None:
+    """Anchor ``legend`` in the corner of ``plot`` (a PlotItem) whose box hides the fewest
+    samples of ``curves`` (``(x, y)`` pairs), or, where every corner hides some, in one
+    row above the plot ("above"); returns where (None with no curves). ``shown``: where
+    it is now; ``growing``: the data are still growing, it moves only for a corner
+    clearly emptier (:func:`best_corner`'s ``current``); ``x_bounds``: see there."""
+    if not curves:
+        return None
+    vb = plot.getViewBox()
+    r = legend.boundingRect()
+    box = ((r.width() + 8) / vb.width(), (r.height() + 8) / vb.height()) \
+        if vb.width() > 50 and vb.height() > 50 else (0.35, 0.35)
+    where = best_corner(curves, box, log_y=log_y, current=shown if growing else None,
+                        x_bounds=x_bounds)
+    pts = samples(curves, log_y, x_bounds)
+    hidden = covered(pts, where, box)
+    if hidden > ABOVE_SHARE * len(pts) or (growing and shown == "above" and hidden > 0):
+        where = "above"
+    if where == shown:
+        return where
+    above = where == "above"
+    legend.setColumnCount(4 if above else 1)
+    plot.setTitle(" " if above else None, size="8pt")  # the row the legend sits in
+    legend.setParentItem(plot if above else vb)
+    if above:  # its padding runs off the top: the row of entries sits in the title's room
+        legend.anchor((0.5, 0), (0.5, 0), offset=(0, -8))
+    else:
+        legend.anchor(**anchor_args(where))
+    return where
