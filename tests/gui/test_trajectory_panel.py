@@ -119,6 +119,15 @@ def test_without_pca_says_why(qtbot):
     p.set_run(run, {"pca": None})
     assert p.note.toPlainText().startswith("trajectory not available: fewer than 3 snapshots")
     assert len(p.scatter.getData()[0]) == 0
+    # one sentence, not axes from 0 to 1, a colour bar and an empty spectrum
+    p.resize(400, 500)
+    p.show()
+    qtbot.waitExposed(p)
+    assert not p.plot.getAxis("left").isVisible() and not p.plot.getAxis("bottom").isVisible()
+    assert not p.colorbar.isVisible()
+    assert not p.base_canvas.isVisible() and not p.pc_x.isVisible()
+    vb = p.plot.getViewBox()
+    assert vb.boundingRect().contains(p.note.mapRectToItem(vb, p.note.boundingRect()))
 
 
 def test_a_newer_run_drops_the_baseline_still_to_be_drawn(panel, qtbot):

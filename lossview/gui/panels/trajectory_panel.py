@@ -165,7 +165,7 @@ class TrajectoryPanel(QWidget):
         self.pc_x.currentIndexChanged.connect(self._redraw)
         self.pc_y.currentIndexChanged.connect(self._redraw)
         timeline.index_changed.connect(self._on_index)
-        self._show_note("no run")
+        self._show_note("no run", run=False)
 
     # -- data ---------------------------------------------------------------------
     def set_run(self, run: Any, report: RunReport | None) -> None:
@@ -230,7 +230,7 @@ class TrajectoryPanel(QWidget):
         self._rows = np.array([], dtype=np.int64)
         self._clear_items()
         self._set_baseline(None, np.array([]))
-        self._show_note("no run")
+        self._show_note("no run", run=False)
 
     def _clear_items(self) -> None:
         for it in (self.path, self.wander, self.start, self.scatter):
@@ -247,12 +247,14 @@ class TrajectoryPanel(QWidget):
                 if n:
                     combo.setCurrentIndex(min(default, n - 1))
 
-    def _show_note(self, text: str) -> None:
-        """The plot's sentence when it has none to show (:class:`EmptyNote`); the spectrum
-        below and the PC choosers go with it: with no PCA they had nothing to show."""
+    def _show_note(self, text: str, run: bool = True) -> None:
+        """The plot's sentence when it has none to show (:class:`EmptyNote`); for a run
+        without a PCA the spectrum below and the PC choosers go with it (with no run they
+        stay: the window lays the hidden panels out while the first run loads, and a
+        strip appearing then resized every plot once shown)."""
         self.note.setText(text)
         for w in (self.base_canvas, self.similarity, *self._choosers):
-            w.setVisible(not text)
+            w.setVisible(not (text and run))
 
     def axes(self) -> tuple[int, int]:
         return max(self.pc_x.currentIndex(), 0), max(self.pc_y.currentIndex(), 0)
