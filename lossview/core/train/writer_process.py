@@ -251,9 +251,11 @@ class ProcessWriter:
         if first == _DONE:  # run.json written: close() need not wait for the exit
             self._finished.set()
             self._proc.wait()
+            self._proc.stdout.close()
             return
         data = first + self._proc.stdout.read()
         code = self._proc.wait()
+        self._proc.stdout.close()
         if data or code != 0:
             self._error = _error_from(data, code)
             with self._cond:  # wake a training thread waiting for room
