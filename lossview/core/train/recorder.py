@@ -11,7 +11,7 @@
 Every ``log`` call appends its metrics to ``metrics.jsonl``. The model's current weights
 are saved at the first logged step (normally 0), at every step that is a multiple of
 ``every``, and, when the recorder closes, at the last logged step. The training thread
-only appends each record to a list and, at a snapshot, copies the weights (numpy copies);
+only appends each record to a list and, at a snapshot, copies the weights (one copy into one buffer);
 every 20 ms what it holds is queued (at most 8 hand-overs and 256 MiB of weights wait;
 then ``log`` blocks) for a writer process (``writer_process.py``; a thread where no
 process can be started, e.g. a frozen app), which encodes the JSON lines and writes the

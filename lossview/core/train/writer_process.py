@@ -2,7 +2,7 @@
 the training loop's GIL.
 
 The training thread appends records to a list and copies the weights at a snapshot
-(numpy copies); every ``handover_interval`` seconds (or sooner when ``handover_bytes`` of
+(one copy into one buffer); every ``handover_interval`` seconds (or sooner when ``handover_bytes`` of
 weights are held) it puts what it holds, in order, on a bounded queue. A feeder thread
 pickles each hand-over (protocol 5, the arrays out of band) and writes it to the writer
 process's stdin in a few large writes, which release the GIL. The process
