@@ -118,7 +118,7 @@ class TrajectoryPanel(QWidget):
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=self.cmap, interactive=False,
                                         width=12, label="step")
         self.canvas.addItem(self.colorbar, row=0, col=1)
-        self.note = empty_note(self.plot, t.muted, also=(self.colorbar,))
+        self.note = empty_note(self.plot, t.muted)
 
         # random-walk baseline: measured spectrum as bars, random walk as dots
         self.base_canvas = pg.GraphicsLayoutWidget()
@@ -255,6 +255,8 @@ class TrajectoryPanel(QWidget):
         self.note.setText(text)
         for w in (self.base_canvas, self.similarity, *self._choosers):
             w.setVisible(not (text and run))
+        # the colour bar fades out (hidden, its step label came back over the bar)
+        self.colorbar.setOpacity(0.0 if text else 1.0)
 
     def axes(self) -> tuple[int, int]:
         return max(self.pc_x.currentIndex(), 0), max(self.pc_y.currentIndex(), 0)

@@ -106,7 +106,7 @@ def keep_clear(plot, legend, items, log_y: bool = False, margin: float = 4.0) ->
 
 #: a legend goes above its plot when its best corner would hide more than this share of
 #: the curves' samples (a noisy mini-batch loss fills every corner)
-ABOVE_SHARE = 0.02
+ABOVE_SHARE = 0.0
 
 
 def place(plot, legend, curves: list, log_y: bool = False, shown: str | None = None,
