@@ -20,7 +20,7 @@ from lossview.gui.plotkit.axes import format_value
 #: a tick mark's length, and the labels' distance from their axis (scene units)
 TICK = 0.06
 LABEL_OFFSET = 0.2
-TITLE_OFFSET = 0.42
+TITLE_OFFSET = 0.5
 #: labels' point size
 FONT_PT = 8
 
@@ -109,7 +109,11 @@ def paint_labels(p: QPainter, labels: list[Label], points: np.ndarray, color: QC
     p.setPen(color)
     p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
     w, h = size
-    for lab, (x, y) in zip(labels, points):
+    drawn: list[QRectF] = []
+    # titles first; a tick value that would overlap a label already drawn is left out (a
+    # small view crowds the corner where two axes meet)
+    order = sorted(range(len(labels)), key=lambda i: not labels[i].title)
+    for lab, (x, y) in ((labels[i], points[i]) for i in order):
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
         f = bold if lab.title else font
@@ -119,4 +123,7 @@ def paint_labels(p: QPainter, labels: list[Label], points: np.ndarray, color: QC
         box.moveCenter(QPointF(float(x), float(y)))
         box.moveLeft(min(max(box.left(), 1.0), w - box.width() - 1))
         box.moveTop(min(max(box.top(), 1.0), h - box.height() - 1))
+        if any(box.intersects(d) for d in drawn):
+            continue
+        drawn.append(box)
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, lab.text)
