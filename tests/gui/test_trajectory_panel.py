@@ -124,7 +124,7 @@ def test_without_pca_says_why(qtbot):
     p.show()
     qtbot.waitExposed(p)
     assert not p.plot.getAxis("left").isVisible() and not p.plot.getAxis("bottom").isVisible()
-    assert p.colorbar.opacity() == 0.0
+    assert not p.colorbar.isVisible()
     assert not p.base_canvas.isVisible() and not p.pc_x.isVisible()
     vb = p.plot.getViewBox()
     assert vb.boundingRect().contains(p.note.mapRectToItem(vb, p.note.boundingRect()))

@@ -253,10 +253,8 @@ class TrajectoryPanel(QWidget):
         stay: the window lays the hidden panels out while the first run loads, and a
         strip appearing then resized every plot once shown)."""
         self.note.setText(text)
-        for w in (self.base_canvas, self.similarity, *self._choosers):
+        for w in (self.base_canvas, self.similarity, *self._choosers, self.colorbar):
             w.setVisible(not (text and run))
-        # the colour bar fades out (hidden, its step label came back over the bar)
-        self.colorbar.setOpacity(0.0 if text else 1.0)
 
     def axes(self) -> tuple[int, int]:
         return max(self.pc_x.currentIndex(), 0), max(self.pc_y.currentIndex(), 0)
