@@ -1,6 +1,6 @@
 """Analyses at read speed: lossview's full ``analyze`` pass against a bare read of every snapshot.
 
-    python benchmarks/bench_stream.py                       # ResNet-18-shaped torch run + GPT-2-ish bf16 HF folder
+    python benchmarks/bench_stream.py      # ResNet-18-shaped torch run + GPT-2-ish bf16 HF folder
     python benchmarks/bench_stream.py --resnet-n 24 --gpt-layers 12 --gpt-n 10   # full size (~3.4 GB)
 
 Writes, into a temporary folder, (a) a folder of ``torch.save`` state_dicts of a
@@ -58,7 +58,8 @@ def resnet18_shapes() -> dict[str, tuple[int, ...]]:
 
 def gpt2_shapes(layers: int) -> dict[str, tuple[int, ...]]:
     d = 768
-    s: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (50257, d), "transformer.wpe.weight": (1024, d)}
+    s: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (50257, d),
+                                     "transformer.wpe.weight": (1024, d)}
     for i in range(layers):
         p = f"transformer.h.{i}."
         s[p + "ln_1.weight"], s[p + "ln_1.bias"] = (d,), (d,)
@@ -168,7 +169,8 @@ def main() -> None:
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="lossview-stream-"))
     try:
-        cases = [args.only] if args.only else ["resnet_torch", "gpt2_hf"] + (["native"] if args.native_n else [])
+        cases = ([args.only] if args.only
+                 else ["resnet_torch", "gpt2_hf"] + (["native"] if args.native_n else []))
         # written by a child: a child's peak RSS starts from its parent's at fork (Linux keeps
         # ru_maxrss across exec), so this process must stay small
         if {"resnet_torch", "gpt2_hf"} & set(cases) and not (root / "resnet_torch").is_dir():
@@ -180,7 +182,8 @@ def main() -> None:
             res: dict[str, list[dict]] = {s: [] for s in sides}
             for _ in range(args.repeat):
                 for side in sides:
-                    p = subprocess.run([sys.executable, __file__, "--measure", side, "--dir", str(root / case)],
+                    p = subprocess.run([sys.executable, __file__, "--measure", side,
+                                        "--dir", str(root / case)],
                                        capture_output=True, text=True)
                     if p.returncode != 0:
                         raise SystemExit(p.stderr)

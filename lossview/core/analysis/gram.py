@@ -170,7 +170,7 @@ def _row_reader(run: Run) -> tuple[Callable[[int, list[_Piece], np.ndarray], Non
             generic(i, pieces, out)
 
     try:
-        start, hdr = _safetensors_header(str(run.snapshots[0].source))
+        _, hdr = _safetensors_header(str(run.snapshots[0].source))
         f32 = all(hdr[n]["dtype"] == "F32" for n in run.param_names)
     except (OSError, KeyError, ValueError, TypeError, struct.error):
         f32 = False
@@ -201,7 +201,8 @@ def _spill_reader(run: Run, idx: np.ndarray, dtype: np.dtype,
     while True:
         if fh is not None:
             fh.close()
-        fh = tempfile.TemporaryFile(dir=tmp)  # unlinked at once: gone when closed or on exit
+        # unlinked at once: gone when closed or on exit; kept open by the returned reader
+        fh = tempfile.TemporaryFile(dir=tmp)  # noqa: SIM115
         fd = fh.fileno()
         restart = False
         for row, i in enumerate(idx):

@@ -27,15 +27,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Sequence
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from lossview.core.analysis.distances import Distances
-from lossview.core.analysis.gram import (DEFAULT_BLOCK_BYTES, Gram, _blocks, _in_memory,
-                                         _spill_reader, _STOPPED, double_centre)
+from lossview.core.analysis.gram import (
+    _STOPPED,
+    DEFAULT_BLOCK_BYTES,
+    Gram,
+    _blocks,
+    _in_memory,
+    _spill_reader,
+    double_centre,
+)
 from lossview.core.io.ranges import SpanReader, run_ranges, spans_fit_float32
 from lossview.core.run import Run
 

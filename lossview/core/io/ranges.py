@@ -15,6 +15,7 @@ reads the snapshot the general way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -230,10 +231,8 @@ class SpanReader:
         self._fds.clear()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def spans_fit_float32(spans: Mapping[int, list[Span]] | list[list[Span]]) -> bool:

@@ -91,7 +91,8 @@ KINDS = ["native", "torch", "ddp", "hf-bf16", "npz", "legacy"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("max_bytes", [None, 2 * 4 * N * 16])  # one block; blocks of 16 columns (rows of 90 go whole)
+# one block; blocks of 16 columns (rows of 90 go whole)
+@pytest.mark.parametrize("max_bytes", [None, 2 * 4 * N * 16])
 def test_the_pass_equals_numpy_on_the_stacked_vectors_and_the_old_analyses(tmp_path, kind, max_bytes):
     ws = write(kind, tmp_path / "r", _weights())
     run = open_run(tmp_path / "r")
