@@ -11,6 +11,7 @@ the headline numbers (``bench_gui.py --turns`` prints both; compare with a run w
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 
@@ -44,7 +45,7 @@ def _record(t: float, what: str) -> None:
 
 
 class TimedApplication(QApplication):
-    def notify(self, receiver, event):  # noqa: N802 - Qt override
+    def notify(self, receiver, event):
         global _depth
         t = time.perf_counter()
         _depth += 1
@@ -102,8 +103,8 @@ def _time_item_paints() -> None:
 def install(items: bool = False) -> None:
     """Log staggered steps and 3D frames as well, and with ``items`` the paint of each
     pyqtgraph item over 0.5 ms (call before any window is made)."""
-    from lossview.gui.surface import gl_window
     from lossview.gui.plotkit import stagger
+    from lossview.gui.surface import gl_window
     if items:
         _time_item_paints()
 
@@ -134,7 +135,7 @@ def report(beats: list[float], threshold_ms: float = 40.0, min_ms: float = 1.0,
            n: int = 4, file=sys.stdout) -> None:
     """The ``n`` longest gaps between heartbeat times ``beats`` (perf_counter seconds)
     over ``threshold_ms``, each with the events of at least ``min_ms`` that ran in it."""
-    gaps = sorted(((b - a, a, b) for a, b in zip(beats, beats[1:])
+    gaps = sorted(((b - a, a, b) for a, b in itertools.pairwise(beats)
                    if b - a > threshold_ms / 1000), reverse=True)[:n]
     report_spans([(a, b) for _, a, b in gaps], beats[0] if beats else 0.0, "gap",
                  min_ms, file)

@@ -19,8 +19,10 @@ block while opening, analysing, measuring sharpness, computing a surface and tra
 longest blocks (``_watchdog.py``); ``--turns`` the events delivered in them, timed and
 nested (``_turnlog.py``; its Python ``notify`` adds a little to every event), and with
 ``--items`` each pyqtgraph item's paint (``--min-ms 0.2``: the scrub's events down to 0.2 ms,
-1 ms by default; ``--gap-ms 25``: blocks over 25 ms, 40 by default). ``--no-surface`` replaces the surface panel by a placeholder, to separate the cost of the
-2D panels from that of the OpenGL view. ``--only live`` skips the scrub, ``--only open`` the scrub and the live training. The scrub also
+1 ms by default; ``--gap-ms 25``: blocks over 25 ms, 40 by default). ``--no-surface`` replaces the
+surface panel by a placeholder, to separate the cost of the
+2D panels from that of the OpenGL view. ``--only live`` skips the scrub, ``--only open`` the scrub
+and the live training. The scrub also
 reports how many frames the 3D view rendered (its marker is throttled to ~30 Hz) and
 what a frame cost (its ``paintGL``, inside the per-step times).
 """
@@ -195,8 +197,7 @@ def main() -> int:
 
 
 def _run(tmp: Path) -> int:
-    from lossview.gui.app import (PREWARM_DELAY_MS, make_app, prewarm_imports, probe_gl,
-                                  start_job_server)
+    from lossview.gui.app import PREWARM_DELAY_MS, make_app, prewarm_imports, probe_gl, start_job_server
 
     min_ms = float(sys.argv[sys.argv.index("--min-ms") + 1]) if "--min-ms" in sys.argv else 1.0
     if "--turns" in sys.argv:

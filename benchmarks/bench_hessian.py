@@ -43,10 +43,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cases import medium_case, peer_args  # noqa: E402
+from _cases import medium_case, peer_args
 
-import lossview  # noqa: E402
-from lossview.core.surface.curvature import HessianOperator, top_eigenvalues  # noqa: E402
+import lossview
+from lossview.core.surface.curvature import HessianOperator, top_eigenvalues
 
 
 def main() -> None:
@@ -152,7 +152,9 @@ def unbounded_lanczos(op, k, v0, tol=1e-3, maxiter=300):
 
 
 def _proc_kb(field: str) -> int:
-    for line in open("/proc/self/status"):
+    with open("/proc/self/status") as f:
+        lines = f.read().splitlines()
+    for line in lines:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(field)
@@ -285,7 +287,8 @@ def memory_main() -> None:
         diff = max(abs(x - y) / abs(y) for x, y in zip(a[0]["eigs"], b[0]["eigs"]))
         best = min(r["time"] for r in b) / min(r["time"] for r in a)
         print(f"k = {k}: memory {mb_b / max(mb_a, 1e-9):.2f}x lower after, time "
-              f"{t_b / t_a:.2f}x (before/after, medians; {best:.2f}x on minima); eigenvalues agree to {diff:.1e}; solver's "
+              f"{t_b / t_a:.2f}x (before/after, medians; {best:.2f}x on minima); "
+              f"eigenvalues agree to {diff:.1e}; solver's "
               f"counted maximum {a[0]['max_vectors']} vectors (bound ncv + 1 = "
               f"{a[0]['ncv'] + 1}).\n")
     print("Raw (MiB added / s): " + "; ".join(

@@ -143,7 +143,8 @@ def main() -> None:
           f"times in seconds (best of {args.repeat} for lossview and sklearn-auto), peak = resident "
           f"memory above the child's baseline; {os.cpu_count()} CPUs, load average "
           f"{load0:.1f} at start, {load1:.1f} at end\n")
-    print("| method | time (s) | time / lossview time | peak memory (MB) | peak / matrix | max rel. diff of 10 ratios vs sklearn-full |")
+    print("| method | time (s) | time / lossview time | peak memory (MB) | peak / matrix "
+          "| max rel. diff of 10 ratios vs sklearn-full |")
     print("|---|---|---|---|---|---|")
     rows = [("lossview streaming (open + read + Gram + eigh)", lv["total_s"], lv)]
     for m in ("sklearn-full", "sklearn-auto"):

@@ -27,13 +27,13 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cases import matmul_peak, medium_case, peer_args, small_case  # noqa: E402
+from _cases import matmul_peak, medium_case, peer_args, small_case
 
-import lossview  # noqa: E402
-from lossview.core.surface.evaluate import PlaneEvaluator  # noqa: E402
-from lossview.core.surface.fastpath import block_rows  # noqa: E402
-from lossview.core.surface.grid import iter_grid  # noqa: E402
-from lossview.core.surface.pipelines import balanced_spans, run_chunks  # noqa: E402
+import lossview
+from lossview.core.surface.evaluate import PlaneEvaluator
+from lossview.core.surface.fastpath import block_rows
+from lossview.core.surface.grid import iter_grid
+from lossview.core.surface.pipelines import balanced_spans, run_chunks
 
 
 def peer(model, loss_fn, x, y, steps):

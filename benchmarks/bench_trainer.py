@@ -89,7 +89,7 @@ def main() -> None:
     times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for k, f in variants.items():  # warm-up
+        for f in variants.values():  # warm-up
             f("w", tmp)
         for r in range(args.repeats):
             for k, f in variants.items():

@@ -24,7 +24,7 @@ _LAZY = {
     "analyze": "lossview.core.analysis.report",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY]  # noqa: PLE0604 (_LAZY: the lazily imported names)
 
 
 def __getattr__(name: str) -> Any:

@@ -3,23 +3,23 @@
 import subprocess
 import sys
 
+import pytest
+
 from lossview import __version__
 from lossview.cli import main
 
 
 def test_version(capsys):
-    try:
+    with pytest.raises(SystemExit) as e:
         main(["--version"])
-    except SystemExit as e:
-        assert e.code == 0
+    assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"lossview {__version__}"
 
 
 def test_unknown_subcommand_exits_2(capsys):
-    try:
+    with pytest.raises(SystemExit) as e:
         main(["frobnicate"])
-    except SystemExit as e:
-        assert e.code == 2
+    assert e.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
 
 

@@ -14,7 +14,8 @@ so it stops at the first sufficient step), ARPACK
 (:func:`scipy.sparse.linalg.eigsh` on a ``LinearOperator``, as in Cohen et al.'s
 edge-of-stability code) or power iteration. The model is in eval mode by default
 (BatchNorm uses its running statistics, like PyHessian); ``train=True`` uses batch
-statistics. The loss is the mean over all of ``data`` (full batch). Parameters of the model are never modified. A product that is not
+statistics. The loss is the mean over all of ``data`` (full batch). Parameters of the model are
+never modified. A product that is not
 finite (inf/NaN weights, an overflowing loss) raises :class:`NonFiniteCurvature` (a
 one-line :class:`~lossview.core.errors.LossviewError`) instead of failing inside an
 eigensolver.

@@ -32,11 +32,16 @@ from torch import nn
 from torch.func import functional_call
 
 from lossview.core.errors import LossviewError
-from lossview.core.surface.batches import as_batches, batch_size, eval_mode  # noqa: F401
-from lossview.core.surface.fastpath import (MLPTail, loss_kind, mlp_tail, per_point_loss,
-                                            plain_class_targets, with_ones)
-from lossview.core.surface.loop import (LoopPath, full_float32, probe, resolve_device,
-                                        to_device)
+from lossview.core.surface.batches import as_batches, batch_size, eval_mode
+from lossview.core.surface.fastpath import (
+    MLPTail,
+    loss_kind,
+    mlp_tail,
+    per_point_loss,
+    plain_class_targets,
+    with_ones,
+)
+from lossview.core.surface.loop import LoopPath, full_float32, probe, resolve_device, to_device
 from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks
 from lossview.core.surface.threads import thread_budget
 
@@ -281,7 +286,7 @@ class PlaneEvaluator:
         for i, ((_, y), k) in enumerate(zip(self.batches, self.sizes)):
             zstack, shape = self._precomputed(i)
             h = torch.mm(coef, zstack, out=ws.get("z", (len(ab), zstack.shape[1]), zstack))
-            h = h.view((len(ab),) + shape)
+            h = h.view((len(ab), *shape))
             total += per_point_loss(self._kind, self.loss_fn, fn(params, h), y).double() * k
         return total / self.n
 
@@ -339,7 +344,7 @@ class PlaneEvaluator:
                 zs.append(functional_call(layer, p, (x,)))
             if self._tail is not None and self._tail.ones:  # next bias via a ones column
                 stack = with_ones(zs)
-                shape = tuple(zs[0].shape[:-1]) + (zs[0].shape[-1] + 1,)
+                shape = (*tuple(zs[0].shape[:-1]), zs[0].shape[-1] + 1)
             else:
                 stack, shape = torch.stack([z.reshape(-1) for z in zs]), tuple(zs[0].shape)
             if self._pre_bytes + stack.numel() * stack.element_size() > self.memory_budget:

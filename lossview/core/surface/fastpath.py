@@ -14,7 +14,8 @@ formed once per chunk, and each block's activations stay in the core's caches fr
 layer's pass to the next (the medium MLP's 16-point chunks: 1.4 -> 1.0 ms a point on one
 thread); a mean loss is summed block by block. Elementwise activations are applied to the
 ``[P, N, H]`` block in place. Mean cross-entropy and mean squared error are reduced per
-point directly; any other loss goes through ``torch.vmap(loss_fn)``. Every step is the same arithmetic as a forward pass at
+point directly; any other loss goes through ``torch.vmap(loss_fn)``. Every step is the same
+arithmetic as a forward pass at
 that point's weights, so results equal brute force to float rounding.
 """
 
@@ -263,6 +264,6 @@ def with_ones(zs: list[torch.Tensor]) -> torch.Tensor:
     """``[3, N * (H + 1)]``: first-layer outputs of center, d1, d2 plus the ones column."""
     out = []
     for k, z in enumerate(zs):
-        col = torch.full(z.shape[:-1] + (1,), 1.0 if k == 0 else 0.0, dtype=z.dtype, device=z.device)
+        col = torch.full((*z.shape[:-1], 1), 1.0 if k == 0 else 0.0, dtype=z.dtype, device=z.device)
         out.append(torch.cat([z, col], dim=-1).reshape(-1))
     return torch.stack(out)

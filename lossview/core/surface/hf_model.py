@@ -297,7 +297,7 @@ def _pad(rows: dict[str, list], pad: int | None, side: str, path: Path) -> dict:
         raise LossviewError(f"{path}: the texts differ in length and neither the tokenizer nor "
                             "config.json has a pad token to pad them with")
     out: dict[str, Any] = {}
-    for key, seqs in list(rows.items()) + [("attention_mask", [[1] * len(r) for r in rows["input_ids"]])]:
+    for key, seqs in [*list(rows.items()), ("attention_mask", [[1] * len(r) for r in rows["input_ids"]])]:
         fill = pad if key == "input_ids" else 0
         padded = [([fill] * (width - len(s)) + list(s)) if side == "left"
                   else (list(s) + [fill] * (width - len(s))) for s in seqs]

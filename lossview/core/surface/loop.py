@@ -309,8 +309,8 @@ def probe(ev: Any) -> tuple[str, dict[str, float]]:
     x, y = ev.batches[0]
     data = ((x[:PROBE_SAMPLES], y[:PROBE_SAMPLES])
             if torch.is_tensor(x) and torch.is_tensor(y) and len(x) == len(y) else [(x, y)])
-    kw = dict(center=ev.center, d1=ev.d1, d2=ev.d2, buffers=ev.buffers,
-              memory_budget=ev.memory_budget, fast=ev.fast, device=ev.device)
+    kw = {"center": ev.center, "d1": ev.d1, "d2": ev.d2, "buffers": ev.buffers,
+              "memory_budget": ev.memory_budget, "fast": ev.fast, "device": ev.device}
     kinds = ["loop", "loop+channels-last", "batched"]
     if not channels_last_applies(ev.model, [data] if isinstance(data, tuple) else data):
         kinds.remove("loop+channels-last")

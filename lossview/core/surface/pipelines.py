@@ -21,6 +21,7 @@ depending on what the process had allocated before (measured 1.85 s against 0.73
 
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import threading
@@ -56,7 +57,7 @@ def balanced_spans(n: int, chunk: int, workers: int) -> list[tuple[int, int]]:
     count = -(-n // chunk)
     count = min(n, -(-count // workers) * workers)
     bounds = [n * k // count for k in range(count + 1)]
-    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    return [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
 
 
 def run_chunks(work: Callable[[int, int, Workspace], Any], spans: Sequence[tuple[int, int]],

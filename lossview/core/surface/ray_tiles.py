@@ -26,8 +26,7 @@ from typing import Any
 
 from lossview.core.errors import LossviewError
 from lossview.core.surface.results import RunSurface
-from lossview.core.surface.tiles import (PARTS, iter_tile, merge_tiles, pinned_path,
-                                         surface_job)
+from lossview.core.surface.tiles import PARTS, iter_tile, merge_tiles, pinned_path, surface_job
 
 NEEDS_RAY = "needs ray: pip install 'lossview[ray]'"
 
@@ -141,7 +140,7 @@ def ray_surface(run: Any, address: str, n_tiles: int | None = None, *,
         n = int(n_tiles)
         remote = ray.remote(tile_task).options(num_cpus=cpus, max_retries=0)
         kwargs = dict(job_kwargs, path=pinned_path(job), device=device)
-        sources = dict(model_file=_abs(model_file), data=_abs(data), block_size=block_size)
+        sources = {"model_file": _abs(model_file), "data": _abs(data), "block_size": block_size}
         refs = {remote.remote(str(Path(run.path).resolve()), kwargs, sources, n, i, job.key,
                               job.meta["parts"], threads): i for i in range(n)}
         pending, tiles = list(refs), {}

@@ -161,9 +161,9 @@ def cache_parts(g: Geometry, bn_mode: str, tolerance: float | None,
     """What the cached surface depends on besides the run (JSON-plain: tiles store it).
     A reduced ``precision`` is part of the key (float32 keys are those of before it)."""
     pl = g.plane
-    parts = dict(plane=pl.kind, plane_key=pl.key, alphas=g.alphas.tolist(),
-                 betas=g.betas.tolist(), bn_mode=bn_mode, source=g.src.origin,
-                 data=_cache.data_digest(g.src.data), tolerance=tolerance, last=g.last)
+    parts = {"plane": pl.kind, "plane_key": pl.key, "alphas": g.alphas.tolist(),
+                 "betas": g.betas.tolist(), "bn_mode": bn_mode, "source": g.src.origin,
+                 "data": _cache.data_digest(g.src.data), "tolerance": tolerance, "last": g.last}
     if precision != "float32":
         parts["precision"] = precision
     return json.loads(json.dumps(parts, default=str))

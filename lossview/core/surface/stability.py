@@ -134,7 +134,7 @@ def iter_sharpness(run: Run, indices: Sequence[int] | None = None, model_file: s
         fp = finite_prefix(run, replace(src, data=data), device=dev)  # data already there
         skipped += fp.skipped
         n = 0 if fp.last is None else fp.last + 1
-        idx = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(int(points), n))})
+        idx = sorted({round(x) for x in np.linspace(0, n - 1, min(int(points), n))})
     else:
         idx = [range(t)[int(i)] for i in indices]
     info = optimizer_info(run)

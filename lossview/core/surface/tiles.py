@@ -108,8 +108,7 @@ def surface_job(run: Any, plane: str = "pca", steps: int = 41, span: float | Non
     from lossview.core.surface.finite import weights_problem
     from lossview.core.surface.grid import grid_order
     from lossview.core.surface.pipelines import balanced_spans
-    from lossview.core.surface.runsurface import (cache_parts, plan_geometry, plane_evaluator,
-                                                  plateau_index)
+    from lossview.core.surface.runsurface import cache_parts, plan_geometry, plane_evaluator, plateau_index
     from lossview.core.surface.threads import thread_budget
 
     g = plan_geometry(run, plane, steps, span, model_file, center_index, start_index,

@@ -1,1 +1,2 @@
-"""The app's long-running work, Qt-free: job generators (jobs), opening and analysing a run (loader), and the child process that runs them (processes)."""
+"""The app's long-running work, Qt-free: job generators (jobs), opening and analysing a run
+(loader), and the child process that runs them (processes)."""

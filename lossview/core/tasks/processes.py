@@ -15,7 +15,8 @@ falls back to threads (:func:`available`).
 
 Protocol (child -> parent, one pickled tuple per message on a one-way pipe):
 ``("progress", [items...])`` (batched to at most one message per ``min_interval``),
-``("result", value)``, ``("cancelled", None)``, ``("error", (line, traceback))`` (traceback None for a LossviewError, an expected condition).
+``("result", value)``, ``("cancelled", None)``, ``("error", (line, traceback))`` (traceback None for
+a LossviewError, an expected condition).
 The parent asks to stop with a shared event, checked before every ``next()``: the
 generator is closed at its current ``yield``, exactly as :class:`GeneratorWorker` does.
 """
@@ -149,17 +150,13 @@ def run_job(conn, cancel, func: Callable[..., Any], args: tuple, kwargs: dict,
     ``nice``: added to the child's scheduling niceness).
     """
     if settings.get("nice") and hasattr(os, "nice"):
-        try:
+        with contextlib.suppress(OSError):
             os.nice(int(settings["nice"]))
-        except OSError:
-            pass
     if hasattr(os, "SCHED_BATCH"):
         # Linux: a CPU-bound, non-interactive task that never preempts the GUI thread on
         # its wake-ups (the GUI's paints then start at once instead of after a time slice)
-        try:
+        with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        except OSError:
-            pass
     if "thread_budget" in settings:
         from lossview.core.surface.threads import set_thread_budget
 

@@ -62,7 +62,7 @@ class TrainConfig:
     lr_step_every: int = 0
     lr_gamma: float = 0.1
     min_lr: float = 0.0
-    batch_size: int | None | str = AUTO
+    batch_size: int | str | None = AUTO
     sampling: str = AUTO
     steps: int | str = AUTO
     every: int | str = AUTO

@@ -81,7 +81,7 @@ def split(images: np.ndarray, labels: np.ndarray, seed: int, val_fraction: float
     """Seeded train/validation split as tensors (images keep their [N, 8, 8] shape)."""
     g = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(len(labels), generator=g)
-    n_val = int(round(val_fraction * len(labels)))
+    n_val = round(val_fraction * len(labels))
     x = torch.from_numpy(images)[order]
     y = torch.from_numpy(labels)[order]
     return (x[n_val:].contiguous(), y[n_val:].contiguous()), (x[:n_val].contiguous(), y[:n_val].contiguous())

@@ -31,7 +31,6 @@ from torch import nn
 
 from lossview.core.errors import LossviewError
 
-
 Data = tuple[torch.Tensor, torch.Tensor]
 
 

@@ -50,7 +50,8 @@ class LossviewHFCallback(TrainerCallback):
         rec = self.recorder
         if rec is None or not logs:
             return
-        vals = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        vals = {k: float(v) for k, v in logs.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if state.epoch is not None:
             vals.setdefault("epoch", float(state.epoch))
         rec.log_metrics(int(state.global_step), **vals)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 
 from lossview.core.errors import LossviewError
-from lossview.core.train.names import OPTIMIZERS, SCHEDULES  # noqa: F401 - re-exported
+from lossview.core.train.names import OPTIMIZERS, SCHEDULES
 
 
 def make_optimizer(name: str, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.0,

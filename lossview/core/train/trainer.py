@@ -32,10 +32,11 @@ import torch
 
 from lossview.core.io.native import RunWriter
 from lossview.core.train.config import TrainConfig, snapshot_steps
-from lossview.core.train.optim import lr_at, make_optimizer
 from lossview.core.train.events import STEP_METRICS, TrainProgress, TrainSummary
+from lossview.core.train.optim import lr_at, make_optimizer
 from lossview.core.train.problems import Problem
 from lossview.core.train.sinks import AsyncWriter, MemorySink
+
 
 class _Batches:
     """Batch indices from a seeded torch.Generator, drawn in chunks (no DataLoader)."""

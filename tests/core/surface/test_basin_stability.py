@@ -11,7 +11,10 @@ from lossview.core.io.memory import run_from_arrays
 from lossview.core.surface.basin import flat_basin
 from lossview.core.surface.curvature import HessianOperator
 from lossview.core.surface.stability import (
-    gd_step_check, sharpness_report, stability_threshold, step_check,
+    gd_step_check,
+    sharpness_report,
+    stability_threshold,
+    step_check,
 )
 from lossview.core.surface.usermodel import ModelSource
 
@@ -145,5 +148,5 @@ def test_the_verdict_writes_the_momentum_limit():
     # (2 + 2 * 0.9) / 0.5 = 7.6: 5 is 66% of it
     assert heavy["verdict"] == "stable: sharpness at most 66% of the limit 7.6 = (2+2*0.9)/lr"
     plain = _table([dict(r) for r in rows], {"name": "sgd", "momentum": 0.0})
-    assert plain["verdict"] == "unstable: sharpness exceeds the limit 2/lr from step 0 " \
-        "(lr*lambda_max above 2)"
+    assert plain["verdict"] == ("unstable: sharpness exceeds the limit 2/lr from step 0 "
+                                "(lr*lambda_max above 2)")

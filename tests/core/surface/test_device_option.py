@@ -51,7 +51,7 @@ def test_cpu_and_auto_equal_the_default_bit_for_bit(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-@pytest.mark.parametrize("dev,words", [("cuda", "no CUDA device"), ("gpu7", "unknown device")])
+@pytest.mark.parametrize(("dev", "words"), [("cuda", "no CUDA device"), ("gpu7", "unknown device")])
 def test_a_device_that_is_not_there_is_one_line(run_dir, tmp_path, capsys, dev, words):
     rc = main(["surface", str(run_dir), "--steps", "3", "--no-cache", "--device", dev,
                "--out", str(tmp_path / "s.npz")])
@@ -67,7 +67,7 @@ def test_resolve_device_cpu_auto_and_the_model_s_default():
     assert resolve_device("auto", torch.device("cpu")).type == ("cuda" if HAS_CUDA else "cpu")
 
 
-@pytest.mark.parametrize("dev,words", [("meta", "unsupported device 'meta'"),
+@pytest.mark.parametrize(("dev", "words"), [("meta", "unsupported device 'meta'"),
                                        ("mps", "unsupported device 'mps'"),
                                        ("gpu7", "unknown device 'gpu7'"),
                                        ("cuda:99", "CUDA device")])
@@ -79,7 +79,7 @@ def test_resolve_device_rejects_what_these_evaluations_cannot_run_on(dev, words)
 
 
 @pytest.mark.parametrize("cmd", ["surface", "analyze"])
-@pytest.mark.parametrize("dev,words", [("meta", "unsupported device 'meta'"),
+@pytest.mark.parametrize(("dev", "words"), [("meta", "unsupported device 'meta'"),
                                        ("cuda", "no CUDA device")])
 def test_a_bad_device_is_one_line_exit_2_for_surface_and_analyze(run_dir, capsys, cmd, dev,
                                                                   words):

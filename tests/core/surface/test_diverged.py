@@ -264,6 +264,6 @@ def test_float_targets_without_loss_fn_is_a_one_line_error(diverged, capsys):
         load_model_file(root / "noloss.py")
     for cmd in (["surface", str(root / "ckpt"), "--no-cache"], ["analyze", str(root / "ckpt")]):
         capsys.readouterr()
-        assert main(cmd + ["--model", str(root / "noloss.py")]) == 2
+        assert main([*cmd, "--model", str(root / "noloss.py")]) == 2
         err = capsys.readouterr().err
         assert "define loss_fn(outputs, targets)" in err and "Traceback" not in err

@@ -25,8 +25,8 @@ from lossview.core.surface.usermodel import model_source
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-WORDS = ("the cat sat on a mat and dog ran to park while bird sang in tree "
-         "big small red blue fast slow").split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "park", "while",
+         "bird", "sang", "in", "tree", "big", "small", "red", "blue", "fast", "slow"]
 BLOCK = 64  # GPT-2's n_positions: the default block size
 
 
@@ -229,7 +229,7 @@ def test_analyze_data_measures_sharpness_of_the_rebuilt_model(gpt2, capsys):
     ids = transformers.AutoTokenizer.from_pretrained(ck)((gpt2 / "text.txt").read_text())["input_ids"]
     n = len(ids) // BLOCK
     blocks = torch.tensor(ids[: n * BLOCK]).view(n, BLOCK)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     loss = model(input_ids=blocks, labels=blocks).loss
     grads = torch.autograd.grad(loss, params, create_graph=True)
     v = [torch.randn_like(p) for p in params]

@@ -93,7 +93,7 @@ def assert_untouched(model, before):
     assert all("forward" not in vars(m) for m in model.modules())
 
 
-@pytest.mark.parametrize("fast,layout,path", [
+@pytest.mark.parametrize(("fast", "layout", "path"), [
     (True, "loop", "loop+first-layer"), (False, "loop", "loop"),
     (True, "loop+channels-last", "loop+first-layer+channels-last"),
     (False, "loop+channels-last", "loop+channels-last")])

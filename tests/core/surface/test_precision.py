@@ -85,9 +85,9 @@ def test_float32_is_the_surface_of_before(mlp_dir):
     np.testing.assert_array_equal(s.loss, run_to_end(iter_grid(plane_evaluator(run, g, "eval"),
                                                                g.alphas, g.betas)))
     # cache keys of float32 surfaces are unchanged (caches written before stay valid)
-    key = dict(plane="pca", plane_key=g.plane.key, alphas=g.alphas.tolist(),
-               betas=g.betas.tolist(), bn_mode="eval", source=g.src.origin,
-               data=_cache.data_digest(g.src.data), tolerance=None, last=g.last)
+    key = {"plane": "pca", "plane_key": g.plane.key, "alphas": g.alphas.tolist(),
+               "betas": g.betas.tolist(), "bn_mode": "eval", "source": g.src.origin,
+               "data": _cache.data_digest(g.src.data), "tolerance": None, "last": g.last}
     assert cache_parts(g, "eval", None) == key == cache_parts(g, "eval", None, "float32")
     assert cache_parts(g, "eval", None, "bf16") == {**key, "precision": "bf16"}
 
@@ -133,7 +133,7 @@ def test_cli_bf16_prints_and_saves_the_measured_error(mlp_dir, tmp_path, capsys)
     assert f"{s.precision['max_abs_error']:.3g} absolute" in line and "5x5 sub-grid" in line
 
 
-@pytest.mark.parametrize("args,words", [
+@pytest.mark.parametrize(("args", "words"), [
     (["--precision", "fp8"], "unknown precision 'fp8'"),
     (["--precision", "bf16", "--tiles", "2", "--tile", "0", "--out", "x.npz"], "tiles and Ray"),
 ])

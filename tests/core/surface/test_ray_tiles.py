@@ -101,7 +101,7 @@ def test_closing_the_generator_cancels_the_tasks(native):
 
 
 def test_an_address_nobody_listens_on_is_said_at_once():
-    with pytest.raises(LossviewError, match="cannot reach Ray at '127.0.0.1:1'"):
+    with pytest.raises(LossviewError, match=r"cannot reach Ray at '127\.0\.0\.1:1'"):
         _reachable("127.0.0.1:1")
     _reachable("auto")  # left to Ray
 

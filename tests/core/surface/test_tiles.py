@@ -19,8 +19,7 @@ from lossview.cli import main
 from lossview.core.errors import LossviewError
 from lossview.core.io import open_run
 from lossview.core.surface.runsurface import run_to_end, surface_for_run
-from lossview.core.surface.tiles import (iter_tile, load_tile, merge_tiles, surface_job,
-                                         tile_units)
+from lossview.core.surface.tiles import iter_tile, load_tile, merge_tiles, surface_job, tile_units
 from lossview.core.train.config import TrainConfig
 from lossview.core.train.trainer import run_to_end as train_to_end
 from lossview.core.train.trainer import train

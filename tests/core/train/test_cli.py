@@ -37,7 +37,7 @@ def test_defaults_and_log_spaced_snapshots(tmp_path, monkeypatch, capsys):
     assert run.steps[1] == 1 and run.steps[-1] == 500
 
 
-@pytest.mark.parametrize("argv,msg", [
+@pytest.mark.parametrize(("argv", "msg"), [
     (["train", "resnet"], "unknown problem 'resnet'"),
     (["train", "mlp", "--lr", "-1"], "lr must be > 0"),
     (["train", "mlp", "--batch-size", "-3"], "batch_size must be"),

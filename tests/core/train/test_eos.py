@@ -150,7 +150,7 @@ def test_data_and_options():
     assert q.train_data[0].shape == (200, 10) and q.val_data[0].shape == (200, 10)
 
 
-@pytest.mark.parametrize("argv,msg", [
+@pytest.mark.parametrize(("argv", "msg"), [
     (["--set", "depth=0"], "eos needs n, dim, hidden and depth >= 1"),
     (["--set", "width=3"], "problem 'eos' has no option 'width'"),
 ])
@@ -162,8 +162,8 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, msg):
 
 
 def test_the_train_dialogs_catalogue_lists_eos():
-    from lossview.core.train.names import PROBLEM_NAMES
     from lossview.core.tasks.jobs import problem_catalog
+    from lossview.core.train.names import PROBLEM_NAMES
 
     catalog = _drain(problem_catalog())
     assert "eos" in PROBLEM_NAMES and "eos" in catalog

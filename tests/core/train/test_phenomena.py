@@ -23,12 +23,12 @@ def _floor(p) -> float:
     return 0.5 * p.opts["noise"] ** 2 * float(p.eigenvalues.sum())
 
 
-@pytest.mark.parametrize("momentum,threshold", [(0.0, 2.0), (0.9, 3.8)])
+@pytest.mark.parametrize(("momentum", "threshold"), [(0.0, 2.0), (0.9, 3.8)])
 def test_quadratic_stability_threshold(momentum, threshold):
     """Full-batch GD (heavy ball) on a quadratic with lambda_max = 1 converges for
     lr < (2 + 2 beta) and diverges above it."""
     p = build_problem("quadratic", seed=1, **QUAD)
-    base = dict(problem=p.spec, batch_size=None, momentum=momentum, steps=3000, every=500)
+    base = {"problem": p.spec, "batch_size": None, "momentum": momentum, "steps": 3000, "every": 500}
     below = _train(TrainConfig(lr=threshold * 0.99, **base), p)
     assert below.status == "finished"
     assert below.train_loss - _floor(p) < 1e-6
@@ -70,7 +70,7 @@ def test_quadratic_sgd_stationary_variance_matches_discrete_closed_form():
     assert abs(emp[-1] / continuous - 1) > 8 * rel_sd[-1]
 
 
-@pytest.mark.parametrize("batch_size,lr,steps", [(None, 0.5, 500), (5, 0.3, 3000)])
+@pytest.mark.parametrize(("batch_size", "lr", "steps"), [(None, 0.5, 500), (5, 0.3, 3000)])
 def test_linreg_zero_loss_but_weights_keep_their_null_space_start(batch_size, lr, steps):
     """Over-parameterised least squares: (S)GD ends at w0 + X^+(y - X w0), the interpolant
     closest to the start, not the minimum-norm one X^+ y (docs/science.md §9.1)."""

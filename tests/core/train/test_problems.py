@@ -139,13 +139,13 @@ def test_the_torch_free_names_match_the_implementations():
     from lossview.core.train import names, optim
     from lossview.core.train.problems import PROBLEMS
 
-    assert names.PROBLEM_NAMES == tuple(PROBLEMS)
+    assert tuple(PROBLEMS) == names.PROBLEM_NAMES
     assert optim.OPTIMIZERS == names.OPTIMIZERS and optim.SCHEDULES == names.SCHEDULES
 
 
 def test_the_dialogs_catalogue_carries_each_problems_defaults():
-    from lossview.core.train.problems import PROBLEMS
     from lossview.core.tasks.jobs import CATALOG_KEYS, problem_catalog
+    from lossview.core.train.problems import PROBLEMS
 
     gen = problem_catalog()
     assert next(gen) == "problems"

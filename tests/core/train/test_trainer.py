@@ -206,7 +206,7 @@ def test_existing_writer_can_be_the_output(tmp_path):
     assert s.status == "finished" and list(run.steps) == [0, 5, 10]
 
 
-@pytest.mark.parametrize("change,msg", [
+@pytest.mark.parametrize(("change", "msg"), [
     ({"lr": -0.1}, "lr must be > 0"), ({"lr": math.nan}, "lr must be a finite number"),
     ({"momentum": 1.0}, "momentum must be"), ({"optimizer": "lbfgs"}, "unknown optimizer"),
     ({"schedule": "exp"}, "unknown schedule"), ({"batch_size": 5000}, "larger than"),
