@@ -140,3 +140,54 @@ def test_a_longer_title_does_not_resize_the_plots(panel, qtbot):
     assert V.tag("edge") in p.p_sharp.titleLabel.text
     after = [pl.geometry() for pl in plots]
     assert after == before
+
+
+def _diverging_torch_loop(root, lr=80.0, steps=60, every=10):
+    """A user's plain loop that saves state_dicts and blows up (lr far above 2/lambda)."""
+    import torch
+    from torch import nn
+
+    (root / "ckpt").mkdir(parents=True)
+    torch.manual_seed(0)
+    x = torch.randn(512, 10)
+    y = (x[:, :3].sum(1) > 0).long()
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for i in range(steps + 1):
+        idx = torch.randint(0, 512, (32,))
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        if i % every == 0:
+            torch.save(model.state_dict(), root / "ckpt" / f"step_{i}.pt")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_a_diverged_runs_one_finite_distance_is_said_not_hidden(qtbot, tmp_path):
+    """A run with finite weights at steps 0 and 10 only: the distance plot cannot draw a
+    curve on its log axis, and says the one distance there is instead of claiming there
+    are fewer than 2 finite snapshots."""
+    import torch
+
+    from lossview.core.analysis.report import analyze
+    from lossview.core.io import open_run
+
+    _diverging_torch_loop(tmp_path / "run")
+    run = open_run(tmp_path / "run")
+    states = [torch.load(tmp_path / "run" / "ckpt" / f"step_{s}.pt") for s in run.steps]
+    finite = [all(torch.isfinite(t).all() for t in s.values()) for s in states]
+    assert finite[:2] == [True, True] and not any(finite[2:])  # the story this test needs
+    truth = float(torch.sqrt(sum(((states[1][k].double() - states[0][k].double()) ** 2).sum()
+                                 for k in states[0])))
+    tl = Timeline()
+    p = DiagnosticsPanel(tl)
+    qtbot.addWidget(p)
+    p.resize(1200, 320)
+    p.show()
+    tl.set_steps(run.steps)
+    p.set_run(run, analyze(run))
+    qtbot.waitUntil(lambda: "from init" in p.notes["dist"][1].toPlainText(), timeout=5000)
+    text = p.notes["dist"][1].toPlainText()
+    assert f"{truth:.3g} from init at step 10" in text
+    assert "one snapshot with finite weights after the first" in text
+    assert len(p.c_init.xData if p.c_init.xData is not None else []) == 0

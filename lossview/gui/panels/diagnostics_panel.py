@@ -47,6 +47,17 @@ from lossview.gui.timeline import Timeline
 SHARPNESS_MISSING = "needs the model and data: File > Attach model file… (or --model FILE.py)"
 
 
+def _distance_note(steps: np.ndarray, from_init: np.ndarray) -> str:
+    """Why the distance plot has no curve: a log axis needs two positive distances, i.e.
+    two snapshots with finite weights after the first; a diverged run may have one."""
+    ok = np.flatnonzero(np.isfinite(from_init[1:]) & (from_init[1:] > 0)) + 1
+    if len(ok) == 1 and len(steps) == len(from_init):
+        i = int(ok[0])
+        return (f"one snapshot with finite weights after the first: {from_init[i]:.3g} "
+                f"from init at step {int(steps[i]):,}; no curve to draw")
+    return "not available: fewer than 2 snapshots with finite weights after the first"
+
+
 class DiagnosticsPanel(QWidget):
     def __init__(self, timeline: Timeline, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -211,7 +222,7 @@ class DiagnosticsPanel(QWidget):
             else:
                 self.c_init.setData([], [])
                 self.c_step.setData([], [])
-                self._note("dist", "not available: fewer than 2 snapshots with finite weights")
+                self._note("dist", _distance_note(steps, fi))
             self.p_dist.enableAutoRange()
             self._set_exploration(answers.exploration)
 
