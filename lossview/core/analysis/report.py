@@ -7,14 +7,11 @@ and infinities become None, and an analysis that cannot run says why under ``rea
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 
-from lossview.core.analysis.answers import compute_answers
-from lossview.core.analysis.diagnosis import diagnose
 from lossview.core.analysis.diffusion import diffusion
 from lossview.core.analysis.distances import distances
 from lossview.core.analysis.divergence import divergence
@@ -24,6 +21,7 @@ from lossview.core.analysis.metric_names import LOSS as LOSS_NAMES
 from lossview.core.analysis.pca import pca_from_gram
 from lossview.core.analysis.permutation import permutation_report
 from lossview.core.analysis.plateau import find_plateau, weight_motion
+from lossview.core.analysis.refresh import jsonable, refresh_answers
 from lossview.core.analysis.stationarity import stationarity
 from lossview.core.analysis.stream import stream_steps
 from lossview.core.run import Run
@@ -36,23 +34,6 @@ MAX_PERMUTATION_SNAPSHOTS = 50
 MIN_SEGMENT = 8
 #: Most snapshots in the reported pairwise distance matrix (evenly subsampled beyond).
 MAX_PAIRWISE = 200
-
-
-def jsonable(x: Any) -> Any:
-    """Plain Python types with NaN/inf replaced by None (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
 
 
 def _null(reason: str, **keys: Any) -> dict:
@@ -103,16 +84,6 @@ def _segment_start(steps: np.ndarray, plateau_step: int | None) -> tuple[int | N
     if len(steps) >= 2 * MIN_SEGMENT:
         return int(steps[len(steps) // 2]), "second half"
     return None, "whole run"
-
-
-def refresh_answers(report: dict[str, Any]) -> dict[str, Any]:
-    """Recompute ``answers`` and ``diagnosis`` in place after a part of the report changed
-    (the app measures sharpness after the first analysis); returns the report."""
-    report["answers"] = jsonable(compute_answers(report))
-    report["diagnosis"] = diagnose(report)
-    if isinstance(report.get("sharpness"), dict):  # one verdict: the answer's
-        report["sharpness"]["verdict"] = report["answers"]["stability"]["sentence"]
-    return report
 
 
 def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,

@@ -331,9 +331,9 @@ class RunReport(Section):
 
     def with_sharpness(self, table: Mapping[str, Any] | None) -> RunReport:
         """A new report with ``table`` as its sharpness and core's answers and diagnosis
-        recomputed with it (:func:`lossview.core.analysis.report.refresh_answers`, on a
-        copy); this one is unchanged."""
-        from lossview.core.analysis.report import jsonable, refresh_answers
+        recomputed with it (:func:`lossview.core.analysis.refresh.refresh_answers`, on a
+        copy); this one is unchanged. Runs on the window's GUI thread: imports no torch."""
+        from lossview.core.analysis.refresh import jsonable, refresh_answers
 
         d = self.to_json()  # a fresh dict: refresh_answers fills it, not this report
         d["sharpness"] = jsonable(table)
