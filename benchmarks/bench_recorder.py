@@ -24,8 +24,8 @@ written). The order of the variants rotates from round to round. Prints the medi
 best wall seconds, the ratio of medians to ``bare`` (goal <= 1.10), the median of the
 per-round ratios (``paired``: each round's recorded run against the same round's bare
 run, which shares its machine load), the ratio of the CPU time of all threads and of the
-writer process (``all CPU``: the work, wherever it runs), the training thread's CPU time ratio, and the median milliseconds of
-creating the Recorder and of ``close()``.
+writer process (``all CPU``: the work, wherever it runs), the training thread's CPU time
+ratio, and the median milliseconds of creating the Recorder and of ``close()``.
 
     python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7] [--dir /dev/shm] [--floor]
 """
@@ -46,7 +46,6 @@ import torch
 
 import lossview
 from lossview.core.train.problems import build_problem
-
 
 FLOOR = r"""
 import os, sys, tempfile

@@ -49,7 +49,7 @@ def export_animation(path: str, out: Path, max_frames: int = 60,
         win.statusBar().clearMessage()  # transient messages are not part of the frames
         try:
             save_animation(win, out, max_frames=max_frames, wait=lambda: _settle(win))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any export failure is one line and exit 2
             failed(str(e))
             return
         QTimer.singleShot(0, win.close)

@@ -163,7 +163,7 @@ def install_excepthook(window) -> None:
         try:
             line = (str(value).strip().splitlines() or [etype.__name__])[0]
             window.report_error(f"unexpected error: {etype.__name__}: {line}")
-        except Exception:
+        except Exception:  # noqa: BLE001 - the window cannot report it: the default hook does
             previous(etype, value, tb)
 
     sys.excepthook = hook
@@ -262,7 +262,7 @@ def start_job_server() -> None:
     try:
         # the app's job functions and what they import beyond the core
         processes.start_server(preload=("lossview.core.tasks.jobs", "lossview.core.tasks.loader"))
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure falls back to threads
         log.warning("could not start the job server (%s); jobs run on threads", e)
         os.environ[processes.ENV] = "thread"
     problem_catalog.prefetch()

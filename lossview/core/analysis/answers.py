@@ -144,7 +144,7 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
                     and ev["norm_last"] >= (1 + V.NORM_GROWTH_FROM) * ev["norm_first"])
     norm_txt = (f"the norm grows {ev['norm_first']:.3g} -> {ev['norm_last']:.3g} "
                 f"({ev['radial_share']:.0%} of the net displacement)" if growing_norm else "")
-    if rs is not None and (rs < V.SHRINKING_FAST_BELOW or rs < V.SHRINKING_BELOW and not growing_norm):
+    if rs is not None and (rs < V.SHRINKING_FAST_BELOW or (rs < V.SHRINKING_BELOW and not growing_norm)):
         return "converging", ""
     if rs is not None and rs < V.STEADY_FROM and not growing_norm and ev.get("loss_improving"):
         # a slower shrink counts where the loss still falls and the norm stays put: the
@@ -174,7 +174,8 @@ def _decide_weights(ev: dict) -> tuple[str, str]:
             bend >= V.BENDING_SLOPE_FROM and (growing_norm or (c is not None and c > 0)):
         return "drifting", (f"the segment's net displacement squared is {ex:.1f}x what diffusion at "
                             f"lag {ev['bending_lags'][0]:,.0f} predicts, and the MSD bends upward (slope "
-                            f"{bend:.2f} from lag {ev['bending_lags'][0]:,.0f} to {ev['bending_lags'][1]:,.0f})"
+                            f"{bend:.2f} from lag {ev['bending_lags'][0]:,.0f} "
+                            f"to {ev['bending_lags'][1]:,.0f})"
                             + (f"; {norm_txt}" if norm_txt else ""))
     lo, hi = V.DIFFUSIVE_SLOPE
     if lo <= a < hi and (c is None or abs(c) < V.RANDOM_CORRELATION_BELOW) and \
@@ -203,7 +204,8 @@ def weights_answer(r: dict, loss: dict | None = None) -> dict[str, Any]:
         return {"verdict": "diverged", "segment": seg, "sentence": s, **ev}
     verdict, why = _decide_weights(ev)
     rs, a, c = ev.get("step_length_trend"), ev.get("msd_long_lag_slope"), ev.get("update_correlation")
-    kind = "after the loss plateau" if ev.get("segment_kind") == "after plateau" else "over the run's second half"
+    kind = ("after the loss plateau" if ev.get("segment_kind") == "after plateau"
+            else "over the run's second half")
     facts = []
     if rs is not None:
         facts.append(f"the step between snapshots went from {num(ev['step_length_first'])} to "
@@ -222,7 +224,8 @@ def weights_answer(r: dict, loss: dict | None = None) -> dict[str, Any]:
                      "Soudry et al. 2018)" if why and why.startswith("the norm") else
                      "The weights are drifting: a directed motion on top of the random one: " + why
                      if why else "The weights are drifting: directed motion that does not slow down"),
-        "diffusing": "The weights are diffusing like a random walk: steady step, MSD growing linearly with lag",
+        "diffusing": ("The weights are diffusing like a random walk: steady step, "
+                      "MSD growing linearly with lag"),
         "confined": ("The weights are confined: they fluctuate around one point (the MSD saturates), "
                      "as constant-lr SGD does at its stationary distribution (Mandt et al. 2017)"),
         "undetermined": f"Whether the weights converge is undetermined: {why}",
@@ -251,7 +254,8 @@ def loss_answer(r: dict) -> dict[str, Any]:
             band = f"within ±{num(p['band'], 2)} of"
         share = p.get("band_share_of_decrease")
         s = (f"The loss converged: flat since {_at(r, p['step'])} {band} its final level "
-             f"{num(p['level'])}" + (f" (band {share:.0%} of the total decrease)" if share is not None else "")
+             f"{num(p['level'])}"
+             + (f" (band {share:.0%} of the total decrease)" if share is not None else "")
              + ".")
         return {**out, "verdict": "converged", "level": p.get("level"), "band": p.get("band"),
                 "sentence": s}

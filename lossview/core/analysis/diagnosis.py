@@ -106,5 +106,6 @@ def diagnose(report: dict[str, Any], spec: dict | None = None) -> list[str]:
         out += _gradient(report)
         out += _pca(report)
     if report.get("n_checkpoints", 0) < 3:
-        out.append(f"Only {report.get('n_checkpoints', 0)} snapshot(s): weight-space analyses need at least 3.")
+        out.append(f"Only {report.get('n_checkpoints', 0)} snapshot(s): "
+                   "weight-space analyses need at least 3.")
     return out

@@ -27,7 +27,8 @@ def _even(steps: np.ndarray) -> bool:
     return len(d) > 0 and d[0] > 0 and bool(np.all(d == d[0]))
 
 
-def msd_curve(d2: np.ndarray, steps: np.ndarray, n_lags: int = N_LAGS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def msd_curve(d2: np.ndarray, steps: np.ndarray,
+              n_lags: int = N_LAGS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(lags, msd, n_pairs)`` from squared distances ``d2`` of snapshots at ``steps``.
 
     Evenly spaced snapshots: exact time averages over all pairs ``lag`` apart, for integer
@@ -85,9 +86,10 @@ def diffusion(gram: Gram, start_step: int | None = None, n_lags: int = N_LAGS) -
     sel = np.ones(len(steps), bool) if start_step is None else steps >= start_step
     seg = np.flatnonzero(sel)
     out = {"segment_start_step": int(steps[seg[0]]) if len(seg) else None,
-           "n_snapshots": int(len(seg))}
+           "n_snapshots": len(seg)}
     if len(seg) < 4:
-        return {**out, "exponent": None, "reason": f"needs at least 4 snapshots in the segment, has {len(seg)}",
+        return {**out, "exponent": None,
+                "reason": f"needs at least 4 snapshots in the segment, has {len(seg)}",
                 "lags": [], "msd": [], "local_slopes": {"lags": [], "slopes": []}}
     d2 = sq_distances(gram.gram[np.ix_(seg, seg)])
     s = steps[seg]

@@ -17,6 +17,7 @@ it cannot prove sequential gets ``None`` and a reason instead of a wrong number.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,7 +72,7 @@ def _feeds(a: Layer, b: Layer, shapes: dict) -> int | None:
 def _order(layers: list[Layer], shapes: dict) -> list[Layer]:
     """The layers in natural name order if that is a chain; else the unique chain the shapes
     allow (state dicts saved as safetensors lose their order); else refuse."""
-    if all(_feeds(a, b, shapes) for a, b in zip(layers, layers[1:])):
+    if all(_feeds(a, b, shapes) for a, b in itertools.pairwise(layers)):
         return layers
     starts = [l for l in layers if not any(_feeds(o, l, shapes) for o in layers if o is not l)]
     if len(starts) != 1:
@@ -122,7 +123,8 @@ def infer_layout(shapes: dict[str, tuple[int, ...]], buffers: list[str] = ()) ->
     for prefix, leaves in items:
         extra = set(leaves) - {"weight", "bias"}
         if extra or "weight" not in leaves:
-            raise NotInferable(f"'{prefix or '(top level)'}' holds {sorted(leaves)}: not a Linear, Conv or norm layer")
+            raise NotInferable(f"'{prefix or '(top level)'}' holds {sorted(leaves)}: "
+                               "not a Linear, Conv or norm layer")
         w = leaves["weight"]
         full = (prefix + "." if prefix else "")
         bias = full + "bias" if "bias" in leaves else None
@@ -146,7 +148,7 @@ def infer_layout(shapes: dict[str, tuple[int, ...]], buffers: list[str] = ()) ->
         layer.vectors += [full + "weight"] + ([full + "bias"] if full + "bias" in shapes else [])
         layer.vectors += [full + s for s in NORM_STATS if full + s in set(buffers)]
     layers = _order(layers, shapes)
-    return Layout(layers, [_feeds(a, b, shapes) for a, b in zip(layers, layers[1:])])
+    return Layout(layers, [_feeds(a, b, shapes) for a, b in itertools.pairwise(layers)])
 
 
 def layout_of(run: Run) -> Layout:
@@ -272,7 +274,7 @@ def permutation_report(run: Run, indices: list[int], n_baseline: int = 8,
         if not all(np.isfinite(v).all() for v in p.values()):
             raw.append(None), aligned.append(None), sweeps.append(0)
             continue
-        perms, hist = weight_matching(final, p, layout)
+        _perms, hist = weight_matching(final, p, layout)
         raw.append(hist[0])
         aligned.append(hist[-1])
         sweeps.append(len(hist) - 1)

@@ -124,11 +124,12 @@ def stability_answer(r: dict) -> dict[str, Any]:
     if diverged:
         first = rows[k]["step"] if bands[k] == "above" else None
         return done("diverged", f"The run diverged at {at_div}. {compare}"
-                    + (f"; above the limit from {unit_word(unit)} {first:,} on." if first is not None else "."))
+                    + (f"; above the limit from {unit_word(unit)} {first:,} on."
+                       if first is not None else "."))
     if suspicious := table.get("suspicious"):
         return done("unknown", f"Stability: unknown: the measured curvature is suspicious ({suspicious}).",
                     reason=suspicious)
-    sustained = tail_n >= V.SUSTAINED or len(rows) == 1 and bands[-1] == "below"
+    sustained = tail_n >= V.SUSTAINED or (len(rows) == 1 and bands[-1] == "below")
     if not sustained and len(rows) == 1:
         return done("unknown", (f"Stability: undetermined from one measured snapshot, {bands[-1]} "
                                 f"the limit. {compare}."), reason="one measured snapshot")
@@ -142,7 +143,8 @@ def stability_answer(r: dict) -> dict[str, Any]:
                                  f"{unit_word(unit)} {first:,}. {compare}."))
     catapult = ""
     if above_before:
-        catapult = (f" A catapult (Lewkowycz et al. 2020): above the limit at {unit_word(unit, len(above_before))} "
+        catapult = (" A catapult (Lewkowycz et al. 2020): above the limit at "
+                    f"{unit_word(unit, len(above_before))} "
                     + ", ".join(f"{s:,}" for s in above_before[:4])
                     + ", then the sharpness fell back below it and training recovered.")
     if bands[-1] == "at":

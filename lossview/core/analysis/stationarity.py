@@ -16,10 +16,10 @@ near 0: windows agree (stationary on this time scale); near 1: windows differ as
 random walk. Verdict ``stationary`` below 0.35, ``not stationary`` above 0.65.
 
 Pflug's statistic: the lag-1 correlation of successive updates
-``r = sum_t <u_t, u_{t-1}> / sqrt(sum_t |u_t|^2 sum_t |u_{t-1}|^2)`` with ``u_t = w_t - w_{t-1}``; 0 for a random
-walk, +1 for a straight line, ``-(1 - rho)/2`` for a stationary AR(1)/OU process
-``w <- rho w + noise`` (``-eta h / 2`` for SGD on a quadratic logged every step, where
-Pflug's ``E[g_t g_{t-1}] < 0``).
+``r = sum_t <u_t, u_{t-1}> / sqrt(sum_t |u_t|^2 sum_t |u_{t-1}|^2)`` with
+``u_t = w_t - w_{t-1}``; 0 for a random walk, +1 for a straight line, ``-(1 - rho)/2``
+for a stationary AR(1)/OU process ``w <- rho w + noise`` (``-eta h / 2`` for SGD on a
+quadratic logged every step, where Pflug's ``E[g_t g_{t-1}] < 0``).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def stationarity(gram: Gram, start_step: int | None, loss: MetricSeries | None =
     steps = np.asarray(gram.steps)
     seg = np.flatnonzero(steps >= start_step) if start_step is not None else np.arange(len(steps))
     out: dict = {"segment_start_step": int(steps[seg[0]]) if len(seg) else None,
-                 "n_snapshots": int(len(seg))}
+                 "n_snapshots": len(seg)}
     g = gram.gram[np.ix_(seg, seg)]
     out["update_lag1_correlation"] = update_lag1_correlation(g)
     need = N_WINDOWS * MIN_PER_WINDOW

@@ -12,7 +12,7 @@ from lossview.core.errors import LossviewError, NoCheckpointsError
 from lossview.core.io.native import RunWriter, is_native_run, open_native
 from lossview.core.run import Run
 
-__all__ = ["RunWriter", "open_run", "detect_format"]
+__all__ = ["RunWriter", "detect_format", "open_run"]
 
 
 def detect_format(path: Path | str) -> str:

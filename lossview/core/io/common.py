@@ -86,7 +86,7 @@ def assemble_run(
     from lossview.core.io.normalise import normalise_entries  # wrapper prefixes, bf16 notes
     entries, reader, spec, buffer_names = normalise_entries(entries, reader, spec, buffer_names)
     signatures = []
-    for snap, info in entries:
+    for _snap, info in entries:
         params, _ = split_params(info, buffer_names)
         signatures.append(params)
     keys = [tuple((n, s) for n, s in p.items()) for p in signatures]

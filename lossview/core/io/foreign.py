@@ -150,7 +150,7 @@ def open_foreign(path: Path, fmt: str) -> Run:
         not_weights = [f for f in kinds if is_non_weight_file(f)]
         # a loss table the user's loop wrote beside the checkpoints (or one level up, where
         # the checkpoints sit in their own sub-folder of the run)
-        up = [f for f in visible_files(folder.parent)] if folder != path or folder.name in (
+        up = list(visible_files(folder.parent)) if folder != path or folder.name in (
             "checkpoints", "ckpt", "ckpts", "weights") else []
         table_metrics, used, w = folder_metrics(list(kinds) + up)
         warnings += w
@@ -169,6 +169,7 @@ def open_foreign(path: Path, fmt: str) -> Run:
             if line:
                 warnings.append(line)
     if fmt == "torch":
+        from lossview.core.io.optimizer import attach_from_snapshots
         from lossview.core.io.torchfiles import (
             TorchReader,
             checkpoint_info,
@@ -177,8 +178,6 @@ def open_foreign(path: Path, fmt: str) -> Run:
             snapshots_from_scan,
             unsafe_refusal,
         )
-
-        from lossview.core.io.optimizer import attach_from_snapshots
 
         unsafe: list[Path] = []
         found, w = scan_torch_files(files, unsafe)

@@ -54,11 +54,11 @@ _RNN_CELL = ("kernel", "recurrent_kernel", "bias")
 #: by the layer class in snake case. Layers whose optional variables leave a count that
 #: fits only one way are named by count; the rest need the archive's config.
 _VARS: dict[str, tuple[str, ...]] = {
-    **{c: _KERNEL_BIAS for c in (
+    **dict.fromkeys((
         "dense", "einsum_dense", "conv1d", "conv2d", "conv3d", "conv1d_transpose",
         "conv2d_transpose", "conv3d_transpose", "depthwise_conv1d", "depthwise_conv2d",
         # MultiHeadAttention's EinsumDense sub-layers, by attribute name
-        "query_dense", "key_dense", "value_dense", "output_dense")},
+        "query_dense", "key_dense", "value_dense", "output_dense"), _KERNEL_BIAS),
     "separable_conv1d": ("depthwise_kernel", "pointwise_kernel", "bias"),
     "separable_conv2d": ("depthwise_kernel", "pointwise_kernel", "bias"),
     "embedding": ("embeddings",),
@@ -127,7 +127,7 @@ def _names_for(cls: str, n: int, cfg: dict | None) -> tuple[str, ...] | None:
             if len(picked) + len(rest) == n:
                 return picked + rest
         # gamma or beta alone (scale=False or center=False): only a config tells which
-        return ("var0",) + rest if n == len(rest) + 1 and rest else None
+        return ("var0", *rest) if n == len(rest) + 1 and rest else None
     if n == len(names) - 1 and names[-1] == "bias":  # use_bias=False
         return names[:-1]
     return None
@@ -188,7 +188,7 @@ def tensor_layout(f, config: Any = None) -> tuple[dict, dict, dict]:
     if len(set(short)) < len(short):  # leaving out "layers" made two paths one: keep them
         short = [".".join(parts) for parts, *_ in rows]
     info, paths, layers = {}, {}, {}
-    for prefix, (parts, layer, keys, names, group) in zip(short, rows):
+    for prefix, (_parts, layer, keys, names, group) in zip(short, rows):
         if layer and layer != prefix:
             layers[prefix or "(model)"] = layer
         for key, var in zip(keys, names):

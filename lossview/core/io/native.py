@@ -84,7 +84,7 @@ def safetensors_info(path: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]]
     """Names, shapes and dtypes of a .safetensors file plus its metadata (header only)."""
     with safe_open(str(path), framework="np") as f:
         info = {}
-        for k in f.keys():
+        for k in f.keys():  # noqa: SIM118 (safe_open is not iterable)
             sl = f.get_slice(k)
             info[k] = (tuple(sl.get_shape()), str(sl.get_dtype()))
         return info, dict(f.metadata() or {})
@@ -94,7 +94,7 @@ def read_safetensors(path: Path) -> TensorDict:
     """All tensors of a .safetensors file as numpy arrays (bfloat16 widened to float32)."""
     try:
         with safe_open(str(path), framework="np") as f:
-            out = {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
         # once ml_dtypes is imported (keras, jax) numpy has a bfloat16 and safetensors
         # returns it: widen it as the torch route does (exact)
         return {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in out.items()}
@@ -241,7 +241,8 @@ class RunWriter:
         }
         self.spec.update(spec or {})
         atomic_write_json(self.path / "run.json", self.spec)
-        self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")
+        # kept open for the writer's life: closed by close()/release()
+        self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.last_snapshot_step: int | None = None
 
     def release(self) -> None:

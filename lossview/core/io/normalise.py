@@ -35,7 +35,7 @@ COMPILE, DDP = "_orig_mod", "module"
 def normalised_names(names: Sequence[str]) -> tuple[dict[str, str], set[str]]:
     """``raw -> normalised`` for the names that change (empty when none does, or when two
     would collide), and which wrappers were removed (``{"_orig_mod.", "module."}``)."""
-    parts = {n: [p for p in n.split(".")] for n in names}
+    parts = {n: list(n.split(".")) for n in names}
     removed: set[str] = set()
     for n, p in parts.items():
         kept = [x for x in p if x != COMPILE]

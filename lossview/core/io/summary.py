@@ -45,7 +45,7 @@ def role(name: str) -> str | None:
     if ("lr" in t or ("learning" in t and "rate" in t)) and not {
             "momentum", "weight", "decay", "beta", "betas", "scale", "warmup"} & set(t):
         return "lr"
-    if "grad" in t and "norm" in t or "gradnorm" in t or "grad_norm" in name.lower():
+    if ("grad" in t and "norm" in t) or "gradnorm" in t or "grad_norm" in name.lower():
         return "grad_norm"
     return None
 
@@ -100,7 +100,7 @@ def _positions(run) -> str:
 
 def _metrics(run) -> list[str]:
     if not run.metrics:
-        return ["no metrics"] + list(run.spec.get("metric_notes") or [])
+        return ["no metrics", *list(run.spec.get("metric_notes") or [])]
     sources: dict[str, list[str]] = {}
     placed: set[str] = set()
     for label, names in (run.spec.get("metric_sources") or {}).items():
@@ -114,7 +114,7 @@ def _metrics(run) -> list[str]:
         sources.setdefault(label, []).extend(rest)
     groups = [", ".join(sorted(names, key=natural_key)) + (f" ({label})" if label else "")
               for label, names in sources.items()]
-    out = ["metrics: " + "; ".join(groups)] + list(run.spec.get("metric_notes") or [])
+    out = ["metrics: " + "; ".join(groups), *list(run.spec.get("metric_notes") or [])]
     alias = run.metric_aliases.get(LOSS[0])
     if alias and run.metric(*LOSS) is run.metrics.get(alias):
         out.append(f"the loss is {alias}")

@@ -140,7 +140,7 @@ def event_metrics(root: Path, near: Path | None = None
     try:
         series = read_run(run, runs[run])
     except Exception as e:  # noqa: BLE001 - a damaged event file is named, never fatal
-        return {}, None, warnings + [f"ignored TensorBoard events in {rel}: {one_line(e)}"]
+        return {}, None, [*warnings, f"ignored TensorBoard events in {rel}: {one_line(e)}"]
     return series, run, warnings
 
 

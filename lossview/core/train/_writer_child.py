@@ -24,6 +24,7 @@ is left as it was (``running``). An error is pickled to stdout and the process e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -77,10 +78,8 @@ def atomic_write(path: str, chunks) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -102,7 +101,8 @@ class Writer:
         self.folder = folder
         self.checkpoints = os.path.join(folder, checkpoint_dir)
         self.format_name = format_name
-        self.metrics = open(os.path.join(folder, "metrics.jsonl"), "a", encoding="utf-8")
+        # appended to for the writer's whole life: closed when it closes
+        self.metrics = open(os.path.join(folder, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
 
     def records(self, records) -> None:
         lines = []

@@ -15,10 +15,10 @@ only appends each record to a list and, at a snapshot, copies the weights (one c
 every 20 ms what it holds is queued (at most 8 hand-overs and 256 MiB of weights wait;
 then ``log`` blocks) for a writer process (``writer_process.py``; a thread where no
 process can be started, e.g. a frozen app), which encodes the JSON lines and writes the
-checkpoints atomically, so no serialisation shares the loop's GIL. ``close()`` (or leaving the ``with`` block) waits
-until everything is written; an error in the writer is raised in the training thread at
-the next ``log``/``snapshot`` call or at ``close()``. A process killed mid-run leaves a
-run readable up to its last complete snapshot.
+checkpoints atomically, so no serialisation shares the loop's GIL. ``close()`` (or
+leaving the ``with`` block) waits until everything is written; an error in the writer is
+raised in the training thread at the next ``log``/``snapshot`` call or at ``close()``. A
+process killed mid-run leaves a run readable up to its last complete snapshot.
 
 Given the optimizer, the recorder writes its class and settings (the first param group's,
 ``params`` left out) to ``run.json``'s ``optimizer`` and logs its current ``lr`` with every
@@ -100,7 +100,7 @@ class Recorder:
     def snapshot(self, step: int, epoch: float | None = None) -> None:
         """Save the model's current weights as the snapshot of ``step`` now."""
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        buffers = {n: b for n, b in self.model.named_buffers()}
+        buffers = dict(self.model.named_buffers())
         self._sink.snapshot(int(step), params, buffers, epoch)
         self.last_snapshot_step = int(step)
 

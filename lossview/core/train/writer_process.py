@@ -23,6 +23,7 @@ thread, which raises it at its next call (``log``/``snapshot``/``close``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import struct
@@ -164,7 +165,7 @@ class ProcessWriter:
                 self.flush()
                 self.spec.update(status=status, **fields)
                 self._put(("close", _run_json(self.spec)))
-        except Exception:  # noqa: BLE001 - the writer failed meanwhile: handled below
+        except Exception:
             if self._error is None:
                 raise
         finally:
@@ -173,10 +174,10 @@ class ProcessWriter:
             if self._proc is not None:
                 self._finished.wait()
         if self._error is not None:
-            try:  # the process failed: mark the run as the threaded writer would
+            # the process failed: mark the run as the threaded writer would; if that fails
+            # too, the writer's own error is the one to report
+            with contextlib.suppress(Exception):
                 self.sink.close(status, **fields)
-            except Exception:  # noqa: BLE001 - the writer's own error is the one to report
-                pass
             self._raise()
 
     def _hold_records(self) -> None:
@@ -235,10 +236,8 @@ class ProcessWriter:
                 self._error = self._error or e
                 broken = True
             self._done(entry[1])
-        try:
+        with contextlib.suppress(OSError):
             out.close()
-        except OSError:
-            pass
 
     def _done(self, nbytes: int) -> None:
         if nbytes:

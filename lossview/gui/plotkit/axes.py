@@ -134,8 +134,8 @@ class GridAxis(pg.AxisItem):
     axis line. Where the painter scales (a high-DPI screen, a scaled export) a 1-pixel
     line is not a 1-unit rectangle: the lines are drawn as lines there."""
 
-    _lines: list = []  # noqa: RUF012  (the tick and grid lines left out of the picture;
-    _rects: list = []  # noqa: RUF012   shared empty lists that are only ever read)
+    _lines: list = []
+    _rects: list = []
 
     def generateDrawSpecs(self, p):
         specs = super().generateDrawSpecs(p)

@@ -161,7 +161,7 @@ def screenshot_when_ready(win, out: Path, status: dict) -> None:
         win.statusBar().clearMessage()  # transient messages are not part of the picture
         try:
             save_png(win, out)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any export failure is one line and exit 2
             failed(str(e))
             return
         QTimer.singleShot(0, win.close)

@@ -27,7 +27,7 @@ class SurfaceDrawing:
         self.status.set_surface(surface)
         try:
             self._redraw(scene)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a drawing failure is a message, not a crash
             self._drawing_failed(e)
 
     def _drawing_failed(self, e: Exception) -> None:
@@ -70,7 +70,7 @@ class SurfaceDrawing:
                     return None  # a newer scene (or none) replaced it
                 try:
                     return step()  # a widget returned is laid out before it paints
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001 - a drawing failure is a message, not a crash
                     self._drawing_failed(e)
                     return None
             return run

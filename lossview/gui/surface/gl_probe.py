@@ -56,7 +56,7 @@ def gl_unavailable_reason() -> str | None:
         return reason
     try:
         import OpenGL.GL  # noqa: F401  (pyqtgraph.opengl needs PyOpenGL)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - PyOpenGL fails to import in many ways: no 3D view
         return f"PyOpenGL cannot be imported ({type(e).__name__}: {e})"
     return None
 
@@ -126,7 +126,7 @@ def probe_context() -> str | None:
             return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} is too old (needs 2.1)"
         try:
             _RENDERER["renderer"] = ctx.functions().glGetString(GL_RENDERER) or ""
-        except Exception:
+        except Exception:  # noqa: BLE001 - the renderer's name is only informative
             _RENDERER["renderer"] = ""
         ctx.doneCurrent()
     finally:
@@ -150,7 +150,7 @@ def shader_warmers() -> list:
     try:
         import pyqtgraph.opengl as gl
         from pyqtgraph.opengl import shaders
-    except Exception:
+    except Exception:  # noqa: BLE001 - no precompiling: the view compiles them itself
         return []
     ctx = QOpenGLContext()
     ctx.setShareContext(share)

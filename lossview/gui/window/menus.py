@@ -147,7 +147,7 @@ def export_animation(win: MainWindow) -> None:
 def _guard(win: MainWindow, fn, path: str) -> None:
     try:
         fn()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - an export failure is a message, not a crash
         win.report_error(f"could not write {path}: {e}")
     else:
         win.statusBar().showMessage(f"wrote {path}", 8000)

@@ -31,7 +31,7 @@ def full_text(run: Any) -> str:
             from lossview.core.io.summary import opened_as
 
             text = opened_as(run)
-        except Exception:
+        except Exception:  # noqa: BLE001 - only a summary: fall back to what the run carries
             text = None
     if not text:  # what the run carries
         n = len(run)

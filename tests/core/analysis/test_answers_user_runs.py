@@ -14,10 +14,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from scipy.linalg import solve_discrete_lyapunov
-
 import user_runs as ur
 import user_walks as uw
+from scipy.linalg import solve_discrete_lyapunov
 
 
 @pytest.fixture(scope="module")

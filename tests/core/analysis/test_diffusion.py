@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synth_trajectories import ballistic, ou, random_walk
 
 from lossview.core.analysis.diffusion import diffusion, msd_curve
 from lossview.core.analysis.gram import centred_gram
 from lossview.core.io.memory import run_from_arrays
-
-from synth_trajectories import ballistic, ou, random_walk
 
 
 def _diff(x, steps=None, start=None):
@@ -67,7 +66,7 @@ def test_log_spaced_snapshots_are_binned_by_step_difference():
     steps = np.unique(np.geomspace(1, 10_000, 60).astype(int))
     mu = np.random.default_rng(0).normal(size=20)
     x = np.outer(steps, mu)
-    lags, msd, npairs = msd_curve(((x[:, None] - x[None]) ** 2).sum(-1), steps, n_lags=20)
+    _lags, _msd, npairs = msd_curve(((x[:, None] - x[None]) ** 2).sum(-1), steps, n_lags=20)
     assert npairs.sum() == len(steps) * (len(steps) - 1) // 2
     res = _diff(x, steps=steps)
     assert not res["evenly_spaced"]

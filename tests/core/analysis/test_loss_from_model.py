@@ -5,9 +5,7 @@ item 5). The truth is the loss computed here, at the saved weights."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
-
 import user_runs as ur
 
 

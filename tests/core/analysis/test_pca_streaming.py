@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synth_trajectories import ballistic, ou, random_walk
 
 from lossview.core.analysis.gram import centred_gram
-from lossview.core.analysis.pca import (compare_with_random_walk, pca, pca_directions, pca_from_gram, random_walk_baseline,
-                                        random_walk_ratios_even)
+from lossview.core.analysis.pca import (
+    compare_with_random_walk,
+    pca,
+    pca_directions,
+    pca_from_gram,
+    random_walk_baseline,
+    random_walk_ratios_even,
+)
 from lossview.core.io import RunWriter, open_run
 from lossview.core.io.memory import run_from_arrays
-
-from synth_trajectories import ballistic, ou, random_walk
 
 
 def _svd(x):
@@ -147,12 +152,14 @@ def test_gram_generator_reports_progress_and_stops_when_asked():
     run = run_from_arrays(_layered(random_walk(10, 66 + 6 * 30, seed=9)))
     fractions = []
     gen = gram_steps(run, max_bytes=10 * 8 * 50)
-    while True:
-        try:
+
+    def drain():
+        while True:
             fractions.append(next(gen))
-        except StopIteration as e:
-            assert e.value is not None
-            break
+
+    with pytest.raises(StopIteration) as end:
+        drain()
+    assert end.value.value is not None
     assert len(fractions) > 3 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     calls = []
     stopped = gram_steps(run, max_bytes=10 * 8 * 50, should_stop=lambda: calls.append(1) or len(calls) > 3)

@@ -4,14 +4,21 @@ exactly, the function is unchanged, the distance never increases over sweeps."""
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from lossview.core.analysis.permutation import (NotInferable, affordable_snapshots, apply_permutation, infer_layout,
-                                                permutation_report, random_permutations,
-                                                weight_matching)
+from lossview.core.analysis.permutation import (
+    NotInferable,
+    affordable_snapshots,
+    apply_permutation,
+    infer_layout,
+    permutation_report,
+    random_permutations,
+    weight_matching,
+)
 from lossview.core.io import RunWriter, open_run
 from lossview.core.io.memory import run_from_arrays
 
@@ -27,7 +34,8 @@ def _np(sd):
 
 
 def _shapes(sd):
-    return {k: v.shape for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    return {k: v.shape for k, v in sd.items()
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
 
 
 def test_planted_permutation_preserves_function_and_is_recovered_exactly():
@@ -54,7 +62,7 @@ def test_distance_never_increases_over_sweeps_between_independent_nets():
     for seed in range(3):
         _, hist = weight_matching(a, b, layout, seed=seed)
         assert len(hist) >= 3
-        assert all(h1 <= h0 + 1e-12 for h0, h1 in zip(hist, hist[1:]))
+        assert all(h1 <= h0 + 1e-12 for h0, h1 in itertools.pairwise(hist))
         assert hist[-1] < 0.9 * hist[0]  # docs/science.md: 1.432 -> 1.157 relative
 
 
@@ -85,7 +93,7 @@ def test_conv_batchnorm_flatten_chain():
     assert hist[0] > 1.0 and hist[-1] == 0.0
 
 
-@pytest.mark.parametrize("shapes,why", [
+@pytest.mark.parametrize(("shapes", "why"), [
     ({"w": (10,)}, "not a Linear"),
     ({"fc.weight": (4, 3), "fc.bias": (4,)}, "no hidden layer"),
     ({"a.weight": (4, 3), "b.weight": (5, 7)}, "non-sequential"),

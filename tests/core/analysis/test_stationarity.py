@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synth_trajectories import ballistic, ou, random_walk
 
 from lossview.core.analysis.gram import centred_gram
 from lossview.core.analysis.stationarity import ks_statistic, stationarity, update_lag1_correlation
 from lossview.core.io.memory import run_from_arrays
 from lossview.core.run import MetricSeries
-
-from synth_trajectories import ballistic, ou, random_walk
 
 
 def _st(x, start=None, loss=None):

@@ -72,7 +72,7 @@ def test_automatic_checkpoint_naming_opens_as_one_run_from_project_or_checkpoint
 
     for where in (project, ck):
         assert detect_format(where) == "accelerate"
-        run, opened = _opened_during(lambda: open_run(where))
+        run, opened = _opened_during(lambda where=where: open_run(where))
         run.vector(2)
         assert run.format == "accelerate"
         assert run.steps.tolist() == [0, 1, 2]  # save indices: no step is recorded

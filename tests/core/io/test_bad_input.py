@@ -61,7 +61,7 @@ def _truncate(f, keep=0.5):
     f.write_bytes(raw[: int(len(raw) * keep)])
 
 
-@pytest.mark.parametrize("folder,bad,steps", [
+@pytest.mark.parametrize(("folder", "bad", "steps"), [
     ("torch_bare", "model_10.pt", [1, 2, 20]),
     ("torch_general", "epoch_2.tar", [1, 3]),
     ("safetensors_dir", "weights_step30.safetensors", [10, 20, 40]),
@@ -133,7 +133,7 @@ def test_no_majority_is_refused_naming_files_and_tensors(tmp_path, capsys):
         open_run(tmp_path)
     msg = str(e.value)
     assert "w_1.safetensors" in msg and "w_2.safetensors" in msg and "a [3, 3] vs [2, 3]" in msg
-    rc, out, err = _cli(capsys, tmp_path)
+    rc, _out, err = _cli(capsys, tmp_path)
     assert rc == 2 and len(err.strip().splitlines()) == 1
 
 
@@ -175,5 +175,5 @@ def test_a_file_damaged_after_opening_gives_a_lossview_error(data_dir, tmp_path)
     root = _copy(data_dir, tmp_path, "torch_bare")
     run = open_run(root)
     (root / "model_20.pt").write_bytes(b"gone")
-    with pytest.raises(LossviewError, match="model_20.pt"):
+    with pytest.raises(LossviewError, match=r"model_20\.pt"):
         run.vector(3)

@@ -34,8 +34,8 @@ def test_nanogpt_checkpoints(tmp_path):
     model = _model()
     opt = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
     # nanoGPT's train.py: model_args and config are plain dicts, best_val_loss a 0-d tensor
-    model_args = dict(n_layer=2, n_head=2, n_embd=8, block_size=16, bias=False,
-                      vocab_size=65, dropout=0.0)
+    model_args = {"n_layer": 2, "n_head": 2, "n_embd": 8, "block_size": 16, "bias": False,
+                      "vocab_size": 65, "dropout": 0.0}
     config = {"out_dir": "out", "eval_interval": 250, "batch_size": 12, "learning_rate": 6e-4,
               "max_iters": 5000, "compile": False, "dataset": "shakespeare_char"}
     saved, best = {}, []
@@ -131,7 +131,7 @@ def test_timm_checkpoint_saver(tmp_path, eval_metric):
 
 def test_other_counters_are_positions_not_metrics(tmp_path):
     model = _model()
-    for k, epoch in enumerate((1, 2, 3)):
+    for _k, epoch in enumerate((1, 2, 3)):
         torch.save({"model_state_dict": model.state_dict(), "epoch": epoch,
                     "global_step": 100 * epoch, "batch_idx": 99, "tokens_seen": 51200 * epoch,
                     "seed": 1234, "loss": 1.0 / epoch, "lr": 0.01, "run_name": "baseline",

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file
 from lossview.core.io import detect_format, open_run
 
 # Exact: lossview copies the stored float32 values; float64 widening is exact.
-EXACT = dict(rtol=0, atol=0)
+EXACT = {"rtol": 0, "atol": 0}
 
 
 def _flat(sd, names):
@@ -30,7 +30,7 @@ def _torch_sd(path, key=None):
     return {k: v.numpy() for k, v in sd.items()}
 
 
-@pytest.mark.parametrize("folder,fmt,steps", [
+@pytest.mark.parametrize(("folder", "fmt", "steps"), [
     ("torch_bare", "torch", [1, 2, 10, 20]),
     ("torch_general", "torch", [1, 2, 3]),
     ("torch_wrapped", "torch", [100, 200, 300]),
@@ -156,7 +156,7 @@ def test_plain_safetensors_and_npz_values(data_dir):
     assert nz.n_params == 6 * 3 + 6 + 6
 
 
-@pytest.mark.parametrize("rel,fmt", [("safetensors_dir/weights_step20.safetensors", "safetensors"),
+@pytest.mark.parametrize(("rel", "fmt"), [("safetensors_dir/weights_step20.safetensors", "safetensors"),
                                      ("npz_dir/snap_15.npz", "npz"),
                                      ("torch_bare/model_10.pt", "torch")])
 def test_single_file_is_a_one_snapshot_run(data_dir, rel, fmt):

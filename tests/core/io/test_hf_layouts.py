@@ -113,7 +113,7 @@ def test_bfloat16_save_pretrained_shards_are_read_bit_exactly(tmp_path):
 
     shard = next((tmp_path / "step_1").glob("model-*.safetensors"))
     with safe_open(str(shard), framework="pt") as f:
-        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"BF16"}
+        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"BF16"}  # noqa: SIM118
     run = open_run(tmp_path)
     assert run.n_params == _n_trainable(model)
     assert run.spec["normalised"] == [
@@ -126,7 +126,7 @@ def test_bfloat16_save_pretrained_shards_are_read_bit_exactly(tmp_path):
 
 
 def test_a_step_folder_with_a_missing_shard_is_named_and_skipped(tmp_path):
-    model, truth, _ = _loop(tmp_path, steps=(1, 2, 3))
+    _model, _truth, _ = _loop(tmp_path, steps=(1, 2, 3))
     victim = sorted((tmp_path / "step_2").glob("model-*.safetensors"))[1]
     victim.unlink()
     run = open_run(tmp_path)
@@ -159,7 +159,7 @@ def test_folders_of_separate_models_are_not_taken_for_steps(tmp_path):
 
 
 def test_a_final_folder_goes_last_and_other_models_are_named(tmp_path):
-    model, truth, _ = _loop(tmp_path, steps=(1, 2))
+    model, _truth, _ = _loop(tmp_path, steps=(1, 2))
     model.save_pretrained(tmp_path / "final")
     _gpt2().save_pretrained(tmp_path / "base-model")
     run = open_run(tmp_path)

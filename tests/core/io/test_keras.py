@@ -268,7 +268,7 @@ def _f32(v):
     return np.asarray(keras.ops.convert_to_numpy(v)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name, want", [
+@pytest.mark.parametrize(("name", "want"), [
     ("weights.05.weights.h5", (5, "epoch")), ("weights.05-0.32.weights.h5", (5, "epoch")),
     ("model.07.keras", (7, "epoch")), ("model-07-0.32.keras", (7, "epoch")),
     ("weights-improvement-12-0.87.keras", (12, "epoch")), ("resnet50-03.keras", (3, "epoch")),

@@ -55,7 +55,7 @@ def _shard(src, dst_dir):
     weight_map = {}
     for fname, keys in parts.items():
         save_file({k: t[k] for k in keys}, str(dst_dir / fname), metadata={"format": "pt"})
-        weight_map.update({k: fname for k in keys})
+        weight_map.update(dict.fromkeys(keys, fname))
     (dst_dir / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
     src.unlink()

@@ -193,7 +193,7 @@ def _step_all(opt_cls, **kw):
     return opt.state_dict()
 
 
-@pytest.mark.parametrize("cls,name", [
+@pytest.mark.parametrize(("cls", "name"), [
     ("SGD", "sgd"), ("Adam", "adam"), ("AdamW", "adamw"), ("RMSprop", "rmsprop"),
     ("Adagrad", "adagrad"), ("Adamax", "adamax"), ("NAdam", "nadam"), ("RAdam", "radam"),
     ("Adadelta", "adadelta"), ("ASGD", "asgd"), ("Rprop", "rprop"), ("LBFGS", "lbfgs")])

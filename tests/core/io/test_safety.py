@@ -63,7 +63,7 @@ def test_a_pickle_with_a_payload_is_skipped_and_never_run(tmp_path, how):
 
 def test_a_pickled_module_is_refused(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_model.pt")
-    with pytest.raises(LossviewError, match="whole_model.pt: needs pickled code"):
+    with pytest.raises(LossviewError, match=r"whole_model\.pt: needs pickled code"):
         open_run(tmp_path / "whole_model.pt")
 
 

@@ -29,7 +29,7 @@ def _weights_per_epoch(n=3):
     return out
 
 
-@pytest.mark.parametrize("key,unit", [("epoch", "epoch"), ("global_step", "step"),
+@pytest.mark.parametrize(("key", "unit"), [("epoch", "epoch"), ("global_step", "step"),
                                       ("iteration", "step")])
 def test_position_key_in_a_checkpoint_dict(tmp_path, key, unit):
     for e, sd in enumerate(_weights_per_epoch()):
@@ -46,7 +46,7 @@ def test_step_key_wins_over_epoch_key(tmp_path):
     assert [s.epoch for s in run.snapshots] == [0.0, 1.0, 2.0]
 
 
-@pytest.mark.parametrize("pattern,positions,unit", [
+@pytest.mark.parametrize(("pattern", "positions", "unit"), [
     ("epoch_{e}.pt", [1, 2, 3], "epoch"),
     ("model_epoch{e}_loss_0.{e}5.pt", [1, 2, 3], "epoch"),   # the epoch, not the loss digits
     ("ep{e}.pt", [1, 2, 3], "epoch"),

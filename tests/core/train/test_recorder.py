@@ -61,11 +61,15 @@ def test_steps_not_starting_at_zero_and_last_step_on_the_grid(tmp_path):
 
 def test_an_exception_marks_the_run_failed_and_keeps_the_last_step(tmp_path):
     model = nn.Linear(3, 1)
-    with pytest.raises(RuntimeError):
+
+    def train():
         with lossview.Recorder(tmp_path / "r", model, every=10) as rec:
             for step in range(13):
                 rec.log(step, loss=1.0 / (step + 1))
             raise RuntimeError("user code failed")
+
+    with pytest.raises(RuntimeError):
+        train()
     run = open_run(tmp_path / "r")
     assert run.spec["status"] == "failed"
     assert list(run.steps) == [0, 10, 12]
@@ -90,7 +94,7 @@ def test_log_metrics_and_closed_recorder(tmp_path):
 def test_bad_arguments(tmp_path):
     with pytest.raises(LossviewError, match="every must be a positive integer"):
         lossview.Recorder(tmp_path / "a", nn.Linear(2, 2), every=0)
-    with pytest.raises(LossviewError, match="torch.nn.Module"):
+    with pytest.raises(LossviewError, match=r"torch\.nn\.Module"):
         lossview.Recorder(tmp_path / "b", {"w": 1})
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "precious.txt").write_text("keep")

@@ -64,5 +64,5 @@ def test_adam_betas_and_an_lr_the_user_logs_wins(tmp_path):
 
 
 def test_not_an_optimizer(tmp_path):
-    with pytest.raises(LossviewError, match="optimizer must be a torch.optim.Optimizer .*, not str"):
+    with pytest.raises(LossviewError, match=r"optimizer must be a torch\.optim\.Optimizer .*, not str"):
         lossview.Recorder(tmp_path / "r", nn.Linear(2, 1), optimizer="sgd")

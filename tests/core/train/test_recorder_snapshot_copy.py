@@ -14,7 +14,7 @@ import lossview
 
 def _stored(path, step):
     with safe_open(str(path / "checkpoints" / f"step_{step:09d}.safetensors"), framework="pt") as st:
-        return {k: st.get_tensor(k) for k in st.keys()}
+        return {k: st.get_tensor(k) for k in st.keys()}  # noqa: SIM118 (safe_open)
 
 
 def test_each_snapshot_holds_its_steps_weights_when_tensors_are_swapped(tmp_path):
@@ -57,6 +57,6 @@ def test_bfloat16_and_non_contiguous_weights_are_stored_exactly(tmp_path):
             expected[step] = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
     for step in (0, 2, 4):
         got = _stored(tmp_path / "r", step)
-        assert {k: v.dtype for k, v in got.items()} == {k: torch.float32 for k in expected[step]}
+        assert {k: v.dtype for k, v in got.items()} == dict.fromkeys(expected[step], torch.float32)
         for k, v in expected[step].items():
             assert torch.equal(got[k], v), (step, k)

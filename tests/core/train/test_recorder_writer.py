@@ -84,7 +84,7 @@ def test_every_record_and_snapshot_arrives_in_order_and_bit_exact(tmp_path, writ
     assert run.spec["steps_done"] == 119 and run.spec["optimizer"]["name"] == "sgd"
     np.testing.assert_array_equal(run.tensors(len(run) - 1)["scale"], seen[119]["scale"].numpy())
     assert run.buffer_names == ["1.num_batches_tracked", "1.running_mean", "1.running_var"]
-    assert not [p for p in (tmp_path / "r").rglob("*.tmp")]
+    assert not list((tmp_path / "r").rglob("*.tmp"))
 
 
 def test_the_process_writer_is_the_default(tmp_path):
@@ -101,17 +101,24 @@ def _break(run):
     (run / "checkpoints").write_text("not a folder")
 
 
+def _log_then_close(rec, steps, pause=0.0, **metrics):
+    """Log ``loss=1.0`` (and ``metrics``) at each of ``steps``, ``pause`` seconds apart,
+    then close: a writer's error may surface at any of these calls."""
+    for step in steps:
+        rec.log(step, loss=1.0, **metrics)
+        if pause:
+            time.sleep(pause)
+    rec.close()
+
+
 @pytest.mark.parametrize("writer", ["process", "thread"])
 def test_a_writer_error_is_raised_in_the_training_thread(tmp_path, writer):
     model = nn.Linear(3, 1)
     rec = lossview.Recorder(tmp_path / "r", model, every=1, _writer=writer)
     rec.log(0, loss=1.0)
     _break(tmp_path / "r")  # every later snapshot fails
-    with pytest.raises(OSError):
-        for step in range(1, 200):
-            rec.log(step, loss=1.0)
-            time.sleep(0.002)
-        rec.close()
+    with pytest.raises(OSError):  # at a log call or at close() at the latest
+        _log_then_close(rec, range(1, 200), pause=0.002)
     if writer == "thread":  # the thread goes on writing: each failed snapshot raises
         with pytest.raises(OSError):
             rec.close()
@@ -131,7 +138,7 @@ def test_an_error_is_raised_at_close_at_the_latest(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP (POSIX)")
-@pytest.mark.parametrize("max_pending, max_bytes, most", [(2, 1 << 30, 4), (100, 100_000, 1)])
+@pytest.mark.parametrize(("max_pending", "max_bytes", "most"), [(2, 1 << 30, 4), (100, 100_000, 1)])
 def test_the_queue_is_bounded_and_blocks_the_training_thread(tmp_path, max_pending, max_bytes,
                                                              most):
     model = nn.Linear(200, 100)  # 80 KB a snapshot: more than the pipe holds
@@ -253,10 +260,7 @@ def test_a_process_that_cannot_start_is_an_error_in_the_training_thread(tmp_path
     monkeypatch.setattr(subprocess, "Popen", refuse)
     rec = lossview.Recorder(tmp_path / "r", nn.Linear(2, 1), every=2)
     with pytest.raises(PermissionError):
-        for step in range(5):
-            rec.log(step, loss=1.0)
-            time.sleep(0.01)
-        rec.close()
+        _log_then_close(rec, range(5), pause=0.01)
     rec.close()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"
 
@@ -264,8 +268,7 @@ def test_a_process_that_cannot_start_is_an_error_in_the_training_thread(tmp_path
 def test_a_metric_the_writer_cannot_take_is_an_error_not_a_hang(tmp_path):
     rec = lossview.Recorder(tmp_path / "r", nn.Linear(2, 1), every=100)
     with pytest.raises(Exception):  # noqa: B017 - pickling or JSON, either is reported
-        rec.log(0, loss=1.0, bad=lambda: 0)
-        rec.close()
+        _log_then_close(rec, [0], bad=lambda: 0)
     rec.close()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"
 
