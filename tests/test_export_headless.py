@@ -56,7 +56,8 @@ def near(rgb: np.ndarray, colour: tuple[int, int, int], tol: float = 24.0) -> np
     return np.linalg.norm(rgb.astype(float) - np.array(colour, float), axis=-1) < tol
 
 
-def assert_looks_like_the_window(rgb: np.ndarray, min_colours: int = 500) -> None:
+def assert_looks_like_the_window(rgb: np.ndarray, min_colours: int = 500,
+                                 map_tol: float = 40.0) -> None:
     h, w, _ = rgb.shape
     colours, counts = np.unique(rgb.reshape(-1, 3), axis=0, return_counts=True)
     assert len(colours) > min_colours  # curves, colour maps, text: not a blank window
@@ -66,8 +67,8 @@ def assert_looks_like_the_window(rgb: np.ndarray, min_colours: int = 500) -> Non
     # the surface panel (top right): drawn, with both ends of its colour map
     surface = rgb[: h // 2, 2 * w // 3:]
     assert len(np.unique(surface.reshape(-1, 3), axis=0)) > min_colours // 4
-    assert near(surface, VIRIDIS_LOW, 40).sum() > 50
-    assert near(surface, VIRIDIS_HIGH, 40).sum() > 50
+    assert near(surface, VIRIDIS_LOW, map_tol).sum() > 50
+    assert near(surface, VIRIDIS_HIGH, map_tol).sum() > 50
 
 
 def the_view_line(stdout: str) -> str:
@@ -99,7 +100,9 @@ def test_gif_without_a_display(demo, tmp_path):
     the_view_line(r.stdout)
     frames = iio.imread(out, index=None)[..., :3]
     assert frames.shape == (3, 800, 1280, 3)
-    assert_looks_like_the_window(frames[-1], min_colours=120)  # a GIF has 256 colours
+    # a GIF frame has 256 colours, chosen per frame: the colour map's ends move by up to
+    # ~45 (seen: viridis' yellow 45 away in one frame, 23 in the others)
+    assert_looks_like_the_window(frames[-1], min_colours=120, map_tol=60.0)
     # the timeline moved: the first and the last frame differ
     assert (frames[0] != frames[-1]).any(axis=-1).sum() > 100
 
