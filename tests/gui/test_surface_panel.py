@@ -590,3 +590,19 @@ def test_a_ridge_hides_the_slope_behind_it_in_the_window_as_in_the_export(qtbot)
     copied = _frame(view)
     assert v.still_frames >= 1
     assert wrong_pixels(copied) <= 5
+
+
+def test_a_surface_that_cannot_be_computed_offers_no_compute_button(qtbot, tmp_path):
+    """Two snapshots: a PCA plane needs three. The panel says so in place of the surface
+    and offers no Compute (it would fail the same way); another plane computes by itself."""
+    out = tmp_path / "two"
+    run_to_end(train(TrainConfig("quadratic", steps=10, every=10), out))
+    run = open_run(out)
+    assert len(run) == 2
+    panel, _ = make_panel(qtbot, run)
+    panel.show()
+    panel.set_run(run, None)
+    qtbot.waitUntil(lambda: not panel.is_busy() and "Cannot compute" in panel.message.text(),
+                    timeout=60000)
+    assert "needs at least 3 snapshots" in panel.message.text()
+    assert not panel.toolbar.compute_button.isVisible()

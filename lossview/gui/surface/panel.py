@@ -83,6 +83,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self.surface: Any = None  # the last RunSurface drawn (partial or final)
         self.scene: SurfaceScene | None = None
         self._final = False
+        self._failed = False  # the last computation said "Cannot compute"
         self._worker: GeneratorWorker | ProcessWorker | None = None
         self._retired: list = []  # cancelled workers, possibly still stopping
         self._gl_view = None
@@ -240,6 +241,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
             return
         self._cancel_worker()
         self._final = False
+        self._failed = False
         run, plane, steps = self.run, self.toolbar.plane(), self.toolbar.grid_steps()
         kwargs: dict[str, Any] = {"plane": plane, "steps": steps, "model_file": self.model_file}
         if self.data is not None and not self.model_file:
@@ -318,6 +320,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
             self.honesty.clear()
             self.status.set_status(None)
         elif self.scene is None:  # the message in place of the surface says it
+            self._failed = True  # the same run and plane would fail the same way
             self._show_message(f"<b>Cannot compute the loss surface:</b> {escape(message)}")
             self.status.set_status(None)
         else:  # the part drawn stays; the caption says why it is not finished
@@ -340,9 +343,10 @@ class SurfacePanel(SurfaceDrawing, QWidget):
             self.surface_ready.emit()  # else the last drawing step emits it
 
     def _set_busy_ui(self, busy: bool) -> None:
-        # no Compute in the "needs the model" state: it would only fail again
+        # no Compute in the "needs the model" state, nor after "Cannot compute": it would
+        # only fail again (another plane or grid starts a new computation by itself)
         self.toolbar.set_busy(busy, can_compute=self.run is not None and not self._final
-                              and not self.needs_model())
+                              and not self.needs_model() and not self._failed)
 
     def _cancel_worker(self) -> None:
         w = self._worker
