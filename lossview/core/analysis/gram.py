@@ -296,40 +296,45 @@ def gram_steps(
             per_col = 8 + (store.itemsize if store != np.float64 else 0)
             max_cols = max(int(max_bytes // (per_col * t)), 1)
             blocks = _blocks(run.param_shapes, max_cols)
-    g = np.zeros((t, t))
-    bad = np.zeros(t, dtype=bool)
-    work: dict[int, np.ndarray] = {}  # float64 centred column chunk, reused
-    for b, pieces in enumerate(blocks):
-        width = pieces[-1].col0 + pieces[-1].width
-        buf = np.empty((t, width), dtype=store)
-        for row, i in enumerate(idx):
-            read(int(i), pieces, buf[row])
-            if should_stop is not None and should_stop():
-                return None
-        finite = np.isfinite(buf).all(axis=1)
-        if not finite.all():
-            bad |= ~finite
-            buf[~finite] = 0.0
-        mean = (buf if finite.all() else buf[finite]).mean(axis=0, dtype=np.float64)
-        if store == np.float64:
-            buf -= mean
-            c = buf
-            g += c @ c.T
-        else:  # centred into float64 a few cache-sized column chunks at a time
-            cw = min(_CENTRE_COLS, width)
-            if cw not in work:
-                work.clear()
-                work[cw] = np.empty((t, cw))
-            for a in range(0, width, cw):
-                c = work[cw][:, :min(cw, width - a)]
-                np.subtract(buf[:, a:a + c.shape[1]], mean[a:a + c.shape[1]], out=c)
+    try:
+        g = np.zeros((t, t))
+        bad = np.zeros(t, dtype=bool)
+        work: dict[int, np.ndarray] = {}  # float64 centred column chunk, reused
+        for b, pieces in enumerate(blocks):
+            width = pieces[-1].col0 + pieces[-1].width
+            buf = np.empty((t, width), dtype=store)
+            for row, i in enumerate(idx):
+                read(int(i), pieces, buf[row])
+                if should_stop is not None and should_stop():
+                    return None
+            finite = np.isfinite(buf).all(axis=1)
+            if not finite.all():
+                bad |= ~finite
+                buf[~finite] = 0.0
+            mean = (buf if finite.all() else buf[finite]).mean(axis=0, dtype=np.float64)
+            if store == np.float64:
+                buf -= mean
+                c = buf
                 g += c @ c.T
-            del buf
-        yield 1.0 - share + share * (b + 1) / len(blocks)
-    keep = ~bad
-    g = double_centre(g[np.ix_(keep, keep)])
-    g = 0.5 * (g + g.T)
-    return Gram(idx[keep], run.steps[idx[keep]], g, [int(i) for i in idx[bad]])
+            else:  # centred into float64 a few cache-sized column chunks at a time
+                cw = min(_CENTRE_COLS, width)
+                if cw not in work:
+                    work.clear()
+                    work[cw] = np.empty((t, cw))
+                for a in range(0, width, cw):
+                    c = work[cw][:, :min(cw, width - a)]
+                    np.subtract(buf[:, a:a + c.shape[1]], mean[a:a + c.shape[1]], out=c)
+                    g += c @ c.T
+                del buf
+            yield 1.0 - share + share * (b + 1) / len(blocks)
+        keep = ~bad
+        g = double_centre(g[np.ix_(keep, keep)])
+        g = 0.5 * (g + g.T)
+        return Gram(idx[keep], run.steps[idx[keep]], g, [int(i) for i in idx[bad]])
+    finally:  # the spill file (unlinked already) is closed now, not at garbage collection
+        spill_file = getattr(read, "keep_alive", None)
+        if spill_file is not None:
+            spill_file.close()
 
 
 def drive(gen: Generator):

@@ -30,6 +30,7 @@ from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -165,7 +166,8 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
             fill(i, blocks[b], buf[i])
         return buf
 
-    with ThreadPoolExecutor(1) as ex, ThreadPoolExecutor(len(sums)) as pool, _one_blas_thread(len(sums)):
+    with (ThreadPoolExecutor(1) as ex, ThreadPoolExecutor(len(sums)) as pool,
+          _one_blas_thread(len(sums)), _spill_closed(fill)):
         fut = ex.submit(read_block, 0) if blocks else None
         for b in range(len(blocks)):
             buf = fut.result()
@@ -278,6 +280,18 @@ def _distances(sq, fi, tf, st, cs, bad) -> Distances:
             cosine[2:] = np.where(den > 0, cs[2:] / np.where(den > 0, den, 1.0), np.nan)
     nonfinite = [int(i) for i in np.flatnonzero(bad | ~np.isfinite(sq))]
     return Distances(from_init, step, norm, nonfinite, to_final, cosine, ratio)
+
+
+@contextmanager
+def _spill_closed(reader: Any) -> Generator[None, None, None]:
+    """Close the spill file behind ``reader`` (if any: its ``keep_alive``) when the pass
+    ends, not whenever the reader is garbage collected (a ResourceWarning)."""
+    try:
+        yield
+    finally:
+        spill_file = getattr(reader, "keep_alive", None)
+        if spill_file is not None:
+            spill_file.close()
 
 
 def stream(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES) -> Streamed:
