@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 
 from lossview.core.surface.scene import SurfaceScene
 from lossview.gui.plotkit.axes import format_value
@@ -98,10 +98,45 @@ def axis_labels(scene: SurfaceScene, floor_z: float, height: float) -> list[Labe
     return out
 
 
+class _Cached:
+    key: tuple | None = None
+    image: QImage | None = None
+
+
 def paint_labels(p: QPainter, labels: list[Label], points: np.ndarray, color: QColor,
                  size: tuple[int, int]) -> None:
     """Draw ``labels`` centred on their projected ``points`` (window pixels; NaN: behind
-    the camera), kept inside the ``size`` of the window."""
+    the camera), kept inside the ``size`` of the window.
+
+    Painted once into an image by Qt's raster engine and drawn as that image (kept while
+    labels, camera and size stay, as they do while scrubbing): text drawn directly over
+    the GL frame set up QPainter's OpenGL text machinery on first use, a 55-62 ms block of
+    the GUI thread on llvmpipe (bench_gui --only open --watch)."""
+    dpr = p.device().devicePixelRatioF() if p.device() is not None else 1.0
+    key = (tuple(labels), np.asarray(points, dtype=float).tobytes(), color.rgba(), size, dpr)
+    if _Cached.key != key:
+        _Cached.image = _labels_image(labels, points, color, size, dpr)
+        _Cached.key = key
+    p.drawImage(0, 0, _Cached.image)
+
+
+def _labels_image(labels: list[Label], points: np.ndarray, color: QColor,
+                  size: tuple[int, int], dpr: float) -> QImage:
+    w, h = size
+    image = QImage(max(round(w * dpr), 1), max(round(h * dpr), 1),
+                   QImage.Format.Format_ARGB32_Premultiplied)
+    image.setDevicePixelRatio(dpr)
+    image.fill(Qt.GlobalColor.transparent)
+    p = QPainter(image)
+    try:
+        _draw_labels(p, labels, points, color, size)
+    finally:
+        p.end()
+    return image
+
+
+def _draw_labels(p: QPainter, labels: list[Label], points: np.ndarray, color: QColor,
+                 size: tuple[int, int]) -> None:
     font = QFont(p.font())
     font.setPointSize(FONT_PT)
     bold = QFont(font)
