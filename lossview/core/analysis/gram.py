@@ -27,6 +27,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -281,14 +282,7 @@ def gram_steps(
     if (len(blocks) > 1 and store == np.float64 and run.format != "lossview"
             and not _in_memory(run) and t):
         dt = run.float_dtype
-        spill = _spill_reader(run, idx, dt, should_stop)
-        while True:
-            try:
-                f = next(spill)
-            except StopIteration as e:
-                spilled = e.value
-                break
-            yield 0.5 * f
+        spilled = yield from scaled(_spill_reader(run, idx, dt, should_stop), 0.5)
         if spilled is _STOPPED:
             return None
         if spilled is not None:
@@ -335,6 +329,16 @@ def gram_steps(
         spill_file = getattr(read, "keep_alive", None)
         if spill_file is not None:
             spill_file.close()
+
+
+def scaled(gen: Generator, factor: float) -> Generator[float, None, Any]:
+    """``gen``'s progress fractions times ``factor``; returns what ``gen`` returns."""
+    while True:
+        try:
+            f = next(gen)
+        except StopIteration as e:
+            return e.value
+        yield factor * f
 
 
 def drive(gen: Generator):

@@ -43,6 +43,7 @@ from lossview.core.analysis.gram import (
     _in_memory,
     _spill_reader,
     double_centre,
+    scaled,
 )
 from lossview.core.io.ranges import SpanReader, run_ranges, spans_fit_float32
 from lossview.core.run import Run
@@ -107,14 +108,7 @@ def _block_reader(run: Run, spans, store: np.dtype, n_blocks: int,
                 row[p.col0:p.col0 + p.width] = a[p.row0:p.row1].reshape(-1)
 
         return from_memory, 1.0
-    spill = _spill_reader(run, np.arange(len(run)), store, should_stop)
-    while True:
-        try:
-            f = next(spill)
-        except StopIteration as e:
-            spilled = e.value
-            break
-        yield 0.5 * f
+    spilled = yield from scaled(_spill_reader(run, np.arange(len(run)), store, should_stop), 0.5)
     if spilled is _STOPPED:
         return None, 0.0
     if spilled is None:  # no room on disk: every block reads the snapshots again
@@ -138,14 +132,7 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
     item = store.itemsize
     max_cols = max(int(max_bytes // (2 * item * max(n, 1))), 1)  # two block buffers
     blocks = _blocks(run.param_shapes, max_cols) if n and d else []
-    gen = _block_reader(run, spans, store, len(blocks), should_stop)
-    while True:
-        try:
-            f = next(gen)
-        except StopIteration as e:
-            fill, share = e.value
-            break
-        yield f
+    fill, share = yield from _block_reader(run, spans, store, len(blocks), should_stop)
     if fill is None:
         return None
     cw = int(min(8192, max(256, WORK_BYTES // (8 * max(n, 1)))))
