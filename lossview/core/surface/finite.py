@@ -74,10 +74,20 @@ def snapshot_loss(src: ModelSource, run: Run, i: int) -> float:
     except LossviewError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's model or loss_fn: one line
-        msg = (str(e).strip().splitlines() or [""])[0][:200]
-        raise LossviewError(f"evaluating the loss of {src.origin} at step {int(run.steps[i])} "
-                            f"failed: {type(e).__name__}: {msg}") from None
+        raise evaluation_error(src, int(run.steps[i]), e) from None
     return total / count
+
+
+def evaluation_error(src: ModelSource, step: int, e: BaseException) -> LossviewError:
+    """The one-line error for the user's model or loss_fn failing at ``step``."""
+    msg = (str(e).strip().splitlines() or [""])[0][:200]
+    return LossviewError(f"evaluating the loss of {src.origin} at step {step} failed: "
+                         f"{type(e).__name__}: {msg}")
+
+
+def loss_problem(loss: float) -> str | None:
+    """Why a full-data loss rules its snapshot out (not finite), or None."""
+    return None if math.isfinite(loss) else f"full-data loss is {loss} at these weights (overflowed)"
 
 
 def snapshot_problem(src: ModelSource, run: Run, i: int) -> str | None:
@@ -85,10 +95,7 @@ def snapshot_problem(src: ModelSource, run: Run, i: int) -> str | None:
     why = weights_problem(run, i)
     if why:
         return why
-    loss = snapshot_loss(src, run, i)
-    if not math.isfinite(loss):
-        return f"full-data loss is {loss} at these weights (overflowed)"
-    return None
+    return loss_problem(snapshot_loss(src, run, i))
 
 
 @dataclass

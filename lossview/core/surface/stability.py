@@ -28,7 +28,12 @@ from lossview.core.run import Run
 from lossview.core.surface import SHARPNESS_POINTS
 from lossview.core.surface.batches import as_batches
 from lossview.core.surface.curvature import HessianOperator, NonFiniteCurvature, top_eigenvalues
-from lossview.core.surface.finite import finite_prefix, weights_problem
+from lossview.core.surface.finite import (
+    evaluation_error,
+    finite_prefix,
+    loss_problem,
+    weights_problem,
+)
 from lossview.core.surface.loop import resolve_device, to_device
 from lossview.core.surface.usermodel import ModelSource, model_source, snapshot_tensors
 
@@ -186,10 +191,8 @@ def _loss_problem(op: HessianOperator, src: ModelSource, step: int) -> str | Non
     except LossviewError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's model or loss_fn: one line
-        msg = (str(e).strip().splitlines() or [""])[0][:200]
-        raise LossviewError(f"evaluating the loss of {src.origin} at step {step} failed: "
-                            f"{type(e).__name__}: {msg}") from None
-    return None if np.isfinite(loss) else f"full-data loss is {loss} at these weights (overflowed)"
+        raise evaluation_error(src, step, e) from None
+    return loss_problem(loss)
 
 
 def _table_empty(info: dict[str, Any], reason: str) -> dict[str, Any]:
