@@ -38,6 +38,19 @@ from lossview.gui.plotkit.widgets import (
 from lossview.gui.timeline import Timeline
 
 
+def _step_line(plot: pg.PlotItem, colour: str, width: float, label: str | None,
+               position: float, tip_key: str) -> pg.InfiniteLine:
+    """A dashed vertical line at a step (the plateau's start, the divergence) in ``plot``,
+    with its explanation as tooltip and ``label`` written beside it at ``position``."""
+    line = pg.InfiniteLine(angle=90, movable=False,
+                           pen=pg.mkPen(colour, width=width, style=Qt.PenStyle.DashLine),
+                           label=label, labelOpts={"position": position, "color": colour,
+                                                   "anchors": [(0, 0.5), (0, 0.5)]})
+    line.setToolTip(tip(tip_key))
+    plot.addItem(line, ignoreBounds=True)
+    return line
+
+
 class LossPanel(QWidget):
     """Stacked loss / gradient-norm / learning-rate plots with a shared step cursor."""
 
@@ -142,20 +155,10 @@ class LossPanel(QWidget):
             reg.setZValue(-10)
             reg.setToolTip(tip("wandering"))
             p.addItem(reg, ignoreBounds=True)
-            pl = pg.InfiniteLine(angle=90, movable=False,
-                                 pen=pg.mkPen(t.plateau, width=1, style=Qt.PenStyle.DashLine),
-                                 label="plateau" if k == 0 else None,
-                                 labelOpts={"position": 0.92, "color": t.plateau,
-                                            "anchors": [(0, 0.5), (0, 0.5)]})
-            pl.setToolTip(tip("plateau"))
-            p.addItem(pl, ignoreBounds=True)
-            dl = pg.InfiniteLine(angle=90, movable=False,
-                                 pen=pg.mkPen(t.divergence, width=1.5, style=Qt.PenStyle.DashLine),
-                                 label="diverged" if k == 0 else None,
-                                 labelOpts={"position": 0.80, "color": t.divergence,
-                                            "anchors": [(0, 0.5), (0, 0.5)]})
-            dl.setToolTip(tip("divergence"))
-            p.addItem(dl, ignoreBounds=True)
+            # the dashed step lines; only the top plot's carry their word
+            pl = _step_line(p, t.plateau, 1, "plateau" if k == 0 else None, 0.92, "plateau")
+            dl = _step_line(p, t.divergence, 1.5, "diverged" if k == 0 else None, 0.80,
+                            "divergence")
             cur = PixelCursor(angle=90, movable=True, pen=pg.mkPen(t.cursor, width=1.5),
                                   hoverPen=pg.mkPen(t.cursor, width=3))
             cur.setToolTip(tip("cursor"))
