@@ -2,7 +2,7 @@
 
 ``TimedApplication`` is a QApplication whose ``notify`` times each delivered event (and
 the events delivered inside it: an UpdateRequest to the window paints its widgets). The
-surface panel's and the window's staggered steps are logged too (``lossview.gui.plotkit.stagger``),
+steps of the window's update path are logged too (``lossview.gui.plotkit.frames``),
 with the step's name, and so are the 3D view's frames. ``report(gaps)`` prints, for each
 long gap between heartbeats, the events of at least ``min_ms`` inside it. A Python
 ``notify`` costs a few microseconds an event: fine for finding where a block goes, not for
@@ -101,24 +101,23 @@ def _time_item_paints() -> None:
 
 
 def install(items: bool = False) -> None:
-    """Log staggered steps and 3D frames as well, and with ``items`` the paint of each
+    """Log update-path steps and 3D frames as well, and with ``items`` the paint of each
     pyqtgraph item over 0.5 ms (call before any window is made)."""
-    from lossview.gui.plotkit import stagger
+    from lossview.gui.plotkit import frames
     from lossview.gui.surface import gl_window
     if items:
         _time_item_paints()
 
-    def timed_next(self, gen, _orig=stagger.Stagger._next):
-        step = self._queue[0] if self._queue and gen == self._gen else None
+    def timed_frame_step(self, schedule=True, _orig=frames.Frames._frame):
+        key = next(iter(self._queue), None)
         t = time.perf_counter()
         try:
-            return _orig(self, gen)
+            return _orig(self, schedule)
         finally:
-            if step is not None:
-                name = getattr(step, "__qualname__", repr(step)).replace(".<locals>", "")
-                _record(t, f"stagger step {name} ({_who(self.parent())})")
+            if key is not None:
+                _record(t, f"frame step {key[1]} ({_who(key[0])})")
 
-    stagger.Stagger._next = timed_next
+    frames.Frames._frame = timed_frame_step
     window_class = gl_window.window_class()
 
     def timed_frame(self, _orig=window_class.frame):

@@ -4,6 +4,7 @@ folder replaces it, fully analysed."""
 import numpy as np
 import pytest
 
+from lossview.gui.plotkit.frames import frames
 from lossview.gui.training.live_view import frozen_copy
 
 from .live_runs import as_live
@@ -61,12 +62,12 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
 
     from PySide6.QtCore import QTimer
 
-    from lossview.gui.plotkit.stagger import plots_of
+    from lossview.gui.plotkit.layout import plots_of
 
     run, report = loaded
     run = as_live(run)  # the saved run as it was while training
     window.live.start(run)
-    qtbot.waitUntil(lambda: not window.stagger.active, timeout=10000)
+    qtbot.waitUntil(lambda: not frames().active(window), timeout=10000)
     panels = (window.trajectory_panel, window.diagnostics_panel, window.loss_panel)
     plots = [p for panel in panels for p in plots_of(panel)]
     assert len(plots) >= 7 and min(p.opacity() for p in plots) == 1.0
@@ -79,8 +80,8 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
     poll.start()
     window.live._t_analysis = started = time.monotonic()
     window.live._on_report(run, report)
-    turns.append(window.live.stagger.active)  # the rest comes in later turns
-    qtbot.waitUntil(lambda: not window.live.stagger.active, timeout=10000)
+    turns.append(frames().active(window.live))  # shown in later turns
+    qtbot.waitUntil(lambda: not frames().active(window.live), timeout=10000)
     poll.stop()
     assert turns == [True] and seen and min(seen) == 1.0
     # the next analysis is timed from when this one's report was all shown, and waits
@@ -95,9 +96,9 @@ def test_a_live_analysis_updates_the_panels_without_blanking_a_plot(qtbot, windo
 
 def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_own(
         qtbot, window, loaded, monkeypatch):
-    """Each refresh of a training run is spread over event-loop turns: the timeline
-    (every panel's cursor), the loss panel a plot a turn (curves, ranges, repaint), then
-    the train dialog's plot; together in one turn they blocked the GUI thread 40-55 ms."""
+    """Each refresh of a training run is spread over frames: the timeline (every panel's
+    cursor), the loss panel a plot a frame (curves, ranges, repaint), then the train
+    dialog's plot; together in one turn they blocked the GUI thread 40-55 ms."""
     import time
 
     from PySide6.QtCore import QTimer
@@ -107,7 +108,7 @@ def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_o
     assert dlg.plot_live in window.live.followers and dlg.plot_follows_window
     run = as_live(loaded[0])
     window.live.start(run)
-    qtbot.waitUntil(lambda: not window.stagger.active and not window.live.stagger.active,
+    qtbot.waitUntil(lambda: not frames().active(window) and not frames().active(window.live),
                     timeout=10000)
     window.live._last = time.monotonic()  # no live analysis due during the test
     turn = [0]
@@ -129,7 +130,7 @@ def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_o
     monkeypatch.setattr(window.loss_panel, "run_parts", recorded_parts)
     window.live.followers[:] = [lambda: (calls.append(("dialog", turn[0])), plot())]
     window.live.update(run)
-    assert [c[0] for c in calls] == ["timeline"]  # the loss panel waits for later turns
+    assert calls == []  # nothing in the turn that delivered the update
     n = 2 + len(parts_of(run, None))
     qtbot.waitUntil(lambda: len(calls) == n, timeout=5000)
     ticker.stop()
@@ -142,23 +143,22 @@ def test_a_live_refresh_shows_timeline_loss_plots_and_dialog_in_turns_of_their_o
 
 def test_a_report_that_interrupts_a_refresh_still_refreshes_the_dialog_plot(
         qtbot, window, loaded):
-    """A live analysis shown while a refresh's turns are queued replaces them: the loss
-    panel's parts are in the report's, and so is the train dialog's plot (it was lost
-    until the next refresh)."""
+    """A live analysis shown while a refresh's frames are queued: the refresh still ends
+    with the train dialog's plot (it was once lost until the next refresh)."""
     import time
 
     window.open_train_dialog()
     run, report = loaded
     run = as_live(run)
     window.live.start(run)
-    qtbot.waitUntil(lambda: not window.stagger.active and not window.live.stagger.active,
+    qtbot.waitUntil(lambda: not frames().active(window) and not frames().active(window.live),
                     timeout=10000)
     window.live._last = time.monotonic()  # no live analysis of its own during the test
     followed = []
     window.live.followers[:] = [lambda: followed.append(len(run))]
     window.live.update(run)
-    assert window.live.stagger.active and followed == []  # the refresh's turns queued
+    assert frames().active(window.live) and followed == []  # the refresh's turns queued
     window.live._on_report(run, report)  # (the analysis worker's finished slot)
-    qtbot.waitUntil(lambda: not window.live.stagger.active, timeout=10000)
+    qtbot.waitUntil(lambda: not frames().active(window.live), timeout=10000)
     assert followed == [len(run)]
     assert window.report.to_json() == report  # the live analysis's report, typed

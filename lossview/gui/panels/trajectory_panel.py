@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from lossview.core.analysis.explanations import tip
@@ -24,7 +24,7 @@ from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes
 from lossview.gui.plotkit.cursor import PointMarker
 from lossview.gui.plotkit.empty import empty_note
-from lossview.gui.plotkit.stagger import INTERVAL_MS
+from lossview.gui.plotkit.frames import frames
 from lossview.gui.plotkit.widgets import (
     add_marker,
     cache_item,
@@ -54,7 +54,6 @@ class TrajectoryPanel(QWidget):
         self.timeline = timeline
         self._coords = np.zeros((0, 2))
         self._rows = np.array([], dtype=np.int64)  # snapshot index of each coords row
-        self._baseline_gen = 0  # a newer run drops a baseline still to be drawn
         self._evr = np.array([])
         self._plateau_row: int | None = None
         t = style.current()
@@ -185,7 +184,7 @@ class TrajectoryPanel(QWidget):
             self._fill_combos(0)
             self._clear_items()
             self._show_note(f"trajectory not available: {reason}")
-            self._baseline_gen += 1
+            frames().cancel(self, "baseline")  # a newer run drops one still to be drawn
             self._set_baseline(None, np.array([]))
             return
         c = np.array(coords, dtype=float)
@@ -208,15 +207,12 @@ class TrajectoryPanel(QWidget):
         self._show_note("")
         self._redraw()
         self._on_index(self.timeline.index)
-        # the baseline plot a turn later (~5 ms; a timer, not a posted call, which would
-        # run before this turn's paint): this turn also paints the trajectory
-        # (~30 ms on a software display), and a window that shows a run staggers its
-        # panels so that no turn stops it for 50 ms (the plot is veiled until then)
-        self._baseline_gen += 1
-        gen, sim = self._baseline_gen, pca.random_walk_similarity
+        # the baseline plot a frame later (~5 ms): this turn also paints the trajectory
+        # (~30 ms on a software display), and a window that shows a run paints no more
+        # than about one plot a turn (the goal: no block over 50 ms)
+        sim = pca.random_walk_similarity
         base = random_walk_baseline(pca, len(self._rows), min(len(self._evr), 5))
-        QTimer.singleShot(INTERVAL_MS, self, lambda: gen == self._baseline_gen
-                          and self._set_baseline(sim, base))
+        frames().submit(self, "baseline", [lambda: self._set_baseline(sim, base)])
 
     def _row_steps(self) -> np.ndarray:
         """The step of each row of coords: the timeline's steps at the rows' snapshots."""

@@ -1,4 +1,4 @@
-"""How the surface panel draws: a scene handed to its views over several event-loop turns.
+"""How the surface panel draws: a scene handed to its views over several frames.
 
 A mixin of :class:`~lossview.gui.surface.panel.SurfacePanel` (kept apart so that each
 module stays short): it reads the panel's views (``contour``, the 3D view, ``honesty``,
@@ -15,6 +15,7 @@ from typing import Any
 from PySide6.QtWidgets import QWidget
 
 from lossview.core.surface.scene import SurfaceScene, build_scene
+from lossview.gui.plotkit.frames import frames
 
 log = logging.getLogger("lossview.gui.surface")
 
@@ -34,7 +35,7 @@ class SurfaceDrawing:
         log.exception("drawing the surface failed")
         self.surface = self.scene = None
         self._final = False
-        self._stagger.cancel()
+        frames().cancel(self)
         self._show_message(f"<b>Could not draw the loss surface:</b> "
                            f"{escape(f'{type(e).__name__}: {e}')}")
 
@@ -42,13 +43,14 @@ class SurfaceDrawing:
         """Hand the scene to the views; ``scene`` comes from the worker, else (log-z
         toggled) it is rebuilt here from the surface.
 
-        One view per event-loop turn (each is tens of milliseconds on a software
-        renderer): the view on screen first, then the honesty plot, then the hidden view.
-        The first 3D surface takes six turns of its own: the 3D view made, the GL window
+        One view per frame of the window's update path (each is tens of milliseconds on a
+        software renderer; :mod:`~lossview.gui.plotkit.frames`): the view on screen first,
+        then the honesty plot, then the hidden view.
+        The first 3D surface takes six frames of its own: the 3D view made, the GL window
         shown (its first frame empty: being exposed and sized is ~10 ms), the floor, the
         surface, the path, then the markers (the first frame of each kind of item
         compiles its drawing code: 5-20 ms each on llvmpipe).
-        A final 3D surface ends with two turns that prepare the 3D view's scrub copy,
+        A final 3D surface ends with two frames that prepare the 3D view's scrub copy,
         if its quiet moments have not (nothing to do after the first time).
         """
         if self.surface is None:
@@ -57,7 +59,7 @@ class SurfaceDrawing:
             scene = build_scene(self.surface, self.toolbar.log_z())
         self.scene = scene
         if scene.nothing_finite:
-            self._stagger.cancel()
+            frames().cancel(self)
             self._show_message(f"<b>Nothing finite to draw:</b> the loss overflowed at all "
                                f"{scene.loss.size} grid points of this plane.")
             return
@@ -136,7 +138,7 @@ class SurfaceDrawing:
         todo = (first if first_3d else [front]) + [honesty, back]
         if final and want_3d:  # so a scrub right after opening finds it ready
             todo += [warm, warm]
-        self._stagger.run([guarded(f) for f in [*todo, ready]])
+        frames().submit(self, "draw", [guarded(f) for f in [*todo, ready]])
 
     def _on_index(self, index: int) -> None:
         """Timeline moved: only the markers move."""

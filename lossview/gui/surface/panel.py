@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 from lossview.core.analysis.report_model import RunReport
 from lossview.core.surface.scene import SurfaceScene
 from lossview.core.tasks.jobs import SceneUpdate, run_arg, surface_scenes
-from lossview.gui.plotkit.stagger import Stagger
+from lossview.gui.plotkit.frames import frames
 from lossview.gui.surface.caption import SurfaceCaption
 from lossview.gui.surface.contour import SurfaceContourView
 from lossview.gui.surface.drawing import SurfaceDrawing
@@ -88,7 +88,6 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self._retired: list = []  # cancelled workers, possibly still stopping
         self._gl_view = None
         self._gl_reason: str | None = "not checked yet"
-        self._stagger = Stagger(self)
         self._build_ui()
         timeline.index_changed.connect(self._on_index)
         self._show_message("Open a run to see its loss surface.")
@@ -193,7 +192,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         if same and (self._final or self.is_busy() or run.live):
             return  # a report update, or a live run growing: nothing to recompute
         self._cancel_worker()
-        self._stagger.cancel()
+        frames().cancel(self)
         self.run = run
         self.surface = None
         self.scene = None
@@ -213,7 +212,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
 
     def is_busy(self) -> bool:
         """True while a surface is being computed or drawn."""
-        return self._worker is not None or self._stagger.active
+        return self._worker is not None or frames().active(self)
 
     def current_plane(self) -> str:
         return self.toolbar.plane()
@@ -339,7 +338,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self._worker = None
         self._set_busy_ui(False)
         self.busy_changed.emit(False)
-        if self._final and not self._stagger.active:
+        if self._final and not frames().active(self):
             self.surface_ready.emit()  # else the last drawing step emits it
 
     def _set_busy_ui(self, busy: bool) -> None:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -42,7 +42,7 @@ from lossview.core.analysis.sweep import (
     sweep_folder_names,
 )
 from lossview.core.errors import LossviewError
-from lossview.gui.plotkit.stagger import INTERVAL_MS
+from lossview.gui.plotkit.frames import frames
 from lossview.gui.plotkit.widgets import LazyProgressBar, choose
 from lossview.gui.training.form_fields import default_runs_folder, float_spin, stamp, tilde, unique_folder
 from lossview.gui.training.live import LiveTraining
@@ -191,12 +191,6 @@ class TrainDialog(QDialog):
 
         self.problem_box.currentIndexChanged.connect(self._fill_defaults)
         self._last_plot = 0.0
-        # the last plot of a run, in a turn after the one that ends it (whose progress
-        # event and re-enabled form repaint the whole dialog: together 40-48 ms)
-        self._final_plot = QTimer(self)
-        self._final_plot.setSingleShot(True)
-        self._final_plot.setInterval(INTERVAL_MS)
-        self._final_plot.timeout.connect(self.plot_live)
         #: set by a window that follows the run: it calls :meth:`plot_live` in a turn of
         #: its own after each of its refreshes (drawn from the progress events, the plot
         #: and its repaint often fell in the turn that repainted the window's loss panel)
@@ -327,12 +321,17 @@ class TrainDialog(QDialog):
         run = self.training.run
         now = time.monotonic()
         if ev.status != "running":
-            self._final_plot.start()
+            self._plot_final()
         elif not self.plot_follows_window and now - self._last_plot >= PLOT_INTERVAL:
             self._last_plot = now
             self.plot_live()
         self.status.setText(f"step {ev.step} / {ev.total}   loss {ev.loss:.4g}   "
                             f"{len(run) if run is not None else 0} snapshots")
+
+    def _plot_final(self) -> None:
+        """The last plot of a run, in a frame after the turn that ends it (whose progress
+        event and re-enabled form repaint the whole dialog: together 40-48 ms)."""
+        frames().submit(self, "final plot", [self.plot_live])
 
     def plot_live(self) -> None:
         """Draw the training run's loss so far."""
@@ -341,7 +340,7 @@ class TrainDialog(QDialog):
 
     def _on_single_finished(self, summary: Any) -> None:
         self._set_running(False)
-        self._final_plot.start()
+        self._plot_final()
         path = self.training.path
         if self.training.error is not None:
             return  # the failure message stays

@@ -3,8 +3,9 @@
 ``run_updated`` arrives up to ~30 times a second; the window's loss panel, timeline and
 timeline bar are refreshed from it at most once per ``REFRESH_INTERVAL`` seconds (the
 updates in between are coalesced; the last one lands unless the finished run is about to
-be reopened from its folder), over event-loop turns of their own: the timeline, the loss
-panel's plots, then each follower (the train dialog's plot). A refresh repaints most of
+be reopened from its folder), as steps of the window's update path
+(:mod:`~lossview.gui.plotkit.frames`, one per frame): the timeline, the loss panel's plots,
+then each follower (the train dialog's plot). A refresh repaints most of
 the window, which costs tens of milliseconds on a software-rendered display; refreshing
 at 30 Hz kept the GUI thread painting without a pause for seconds (timers and input
 starved), so the interval also grows to ``REFRESH_LOAD`` times the measured cost of
@@ -27,7 +28,7 @@ from PySide6.QtCore import QObject, QTimer
 from lossview.core.analysis.report_model import RunReport
 from lossview.core.run import MetricSeries, Run
 from lossview.core.tasks.jobs import analysis
-from lossview.gui.plotkit.stagger import Stagger, settle
+from lossview.gui.plotkit.frames import frames
 from lossview.gui.workers import GeneratorWorker, ProcessWorker, make_worker
 
 log = logging.getLogger("lossview.gui")
@@ -59,11 +60,12 @@ def frozen_copy(run: Any) -> Run | None:
                cache_size=0)
 
 
-def _settled(fn: Callable[[], None], panel: Any) -> Callable[[], None]:
-    """``fn``, then ``panel`` laid out and ranged at once, so that it paints once."""
-    def step() -> None:
+def _settled(fn: Callable[[], None], panel: Any) -> Callable[[], Any]:
+    """``fn``, returning ``panel``: the update path lays it out and ranges it at once, so
+    that it paints once."""
+    def step() -> Any:
         fn()
-        settle(panel)
+        return panel
     return step
 
 
@@ -83,12 +85,12 @@ class LiveView(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer)
-        self.stagger = Stagger(self)
         #: more views of the run (the train dialog's plot), each refreshed in a turn of
         #: its own after the window's
         self.followers: list[Callable[[], None]] = []
 
     def start(self, run: Any) -> None:
+        frames().cancel(self)
         self.run = run
         self._pending = False
         self.win.set_run(run, None, step=None)
@@ -122,7 +124,7 @@ class LiveView(QObject):
         ranges and repaint: the costly part), then each follower. In one turn the
         window's part blocked the GUI thread for 40-55 ms, with the train dialog's plot
         often in the same pass."""
-        if self.stagger.active and self.run is not None and self.run.live:
+        if frames().active(self, "report") and self.run is not None and self.run.live:
             # a new report is being shown panel by panel (the loss panel among them):
             # refreshing now would paint in one of its turns; come back after it
             self._pending = True
@@ -145,18 +147,20 @@ class LiveView(QObject):
         loss = [current(_settled(part, w.loss_panel))
                 for part in w.loss_panel.run_parts(run, w.report)]
         steps = [timeline, *loss, *self.followers]
-        self.stagger.run([self._measured(step) for step in steps])
+        frames().submit(self, "refresh", [self._measured(step) for step in steps],
+                        reveal=False)
         due = max(ANALYSIS_INTERVAL, ANALYSIS_LOAD * self._analysis_cost)
         if self._worker is None and time.monotonic() - self._last >= due and len(run) >= 3:
             self._analyse()
 
     def _measured(self, step):
         """``step``, adding what it costs, its repaint included, to the refresh's cost."""
-        def measured() -> None:
+        def measured() -> Any:
             t0 = time.perf_counter()
-            step()
+            shown = step()
             # the repaint runs after this returns: measured when the event loop is back
             QTimer.singleShot(0, self, lambda: self._add_cost(time.perf_counter() - t0))
+            return shown
         return measured
 
     def _add_cost(self, seconds: float) -> None:
@@ -167,7 +171,7 @@ class LiveView(QObject):
         self.run = None
         self._pending = False
         self._timer.stop()
-        self.stagger.cancel()
+        frames().cancel(self)
         if self._worker is not None:
             self._worker.stop()  # the analysis only reads: killed if it lingers
 
@@ -192,25 +196,15 @@ class LiveView(QObject):
 
     def _on_report(self, live: Any, report: RunReport | dict) -> None:
         """The panels get the new report (of the snapshots the live run had when the
-        analysis started; the panels show the live run) over several event-loop turns
-        (:class:`~lossview.gui.plotkit.stagger.Stagger`; together they blocked the GUI thread for
-        260-300 ms while training): the trajectory (its baseline plot follows by itself),
-        the diagnostics one plot per turn, then the loss panel's markers. Nothing is
-        veiled: each plot shows its old data until its turn (veiled plots blinked blank
+        analysis started; the panels show the live run) one plot per frame (together they
+        blocked the GUI thread for 260-300 ms while training): the trajectory (its baseline
+        plot follows by itself), the diagnostics, then the loss panel's markers. Nothing
+        is veiled: each plot shows its old data until its turn (veiled plots blinked blank
         every time an analysis came back)."""
         if live is not self.run:
             return
         w = self.win
         w.report = report = RunReport.of(report)
-
-        def guarded(fn):
-            def step():
-                if live is not self.run:
-                    self.stagger.cancel()  # training ended: the saved run is shown next
-                    return None
-                fn()
-                return None
-            return step
 
         def whole(p, run):
             return _settled(lambda: p.set_run(run, report), p)
@@ -222,18 +216,13 @@ class LiveView(QObject):
         else:
             parts.append(whole(diag, live))
         parts += [_settled(f, w.loss_panel) for f in w.loss_panel.run_parts(live, report)]
-        if self.stagger.active:
-            # a refresh was still being shown: its loss panel parts are redone above, and
-            # its followers (the train dialog's plot) would be lost with it until the next
-            parts += self.followers
 
         def shown() -> None:  # the next analysis is timed from here
             self._last = time.monotonic()
             self._analysis_cost = self._last - self._t_analysis
 
-        # the first part too in a turn of its own: this one delivered the worker's result,
-        # after a refresh's part and its repaint in the same pass (74 ms in one run)
-        self.stagger.run([guarded(f) for f in [*parts, shown]], later=True)
+        # (stop() and start() cancel what is left: the saved run or a new one is shown next)
+        frames().submit(self, "report", [*parts, shown], reveal=False)
 
     def _on_done(self, worker: GeneratorWorker | ProcessWorker) -> None:
         if worker is self._worker:

@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from lossview.gui.plotkit import style
 from lossview.gui.plotkit.axes import nice_axes, steady_range
 from lossview.gui.plotkit.empty import empty_note
-from lossview.gui.plotkit.stagger import settle
+from lossview.gui.plotkit.layout import settle
 
 #: what the plot says before the first run
 NO_RUN = "The loss appears here as the run trains: press Start."

@@ -20,7 +20,8 @@ from lossview.gui.panels.diagnostics_panel import DiagnosticsPanel
 from lossview.gui.panels.loss_panel import LossPanel
 from lossview.gui.panels.trajectory_panel import TrajectoryPanel
 from lossview.gui.panels.words import step_unit
-from lossview.gui.plotkit.stagger import Stagger, lay_out_hidden, one_per_turn, settle
+from lossview.gui.plotkit.frames import frames
+from lossview.gui.plotkit.layout import lay_out_hidden
 from lossview.gui.plotkit.widgets import cache_plot_items
 from lossview.gui.timeline import Timeline
 from lossview.gui.window import layout, settings, training_actions
@@ -72,11 +73,9 @@ class MainWindow(QMainWindow):
         self.sharpness.measured.connect(self._on_sharpness)
         self.sharpness.failed.connect(self._on_sharpness_error)
         self._after_panels: Any = None  # started once a new run's panels are all shown
-        self._sharpness_view = Stagger(self)  # shows a measured sharpness, a turn later
         self.model_file: str | None = None  # the shown run's (``--model``, or attached)
         self.data_file: Any = None  # the shown Hugging Face folder's DataFile (``--data``)
         self._train_dialog = None
-        self.stagger = Stagger(self)
         from lossview.gui.training.live_view import LiveView
 
         self.live = LiveView(self)
@@ -167,7 +166,8 @@ class MainWindow(QMainWindow):
         self.opener.open_path(path, step=step, remember=remember)
         if self.isVisible() and self.stack.currentWidget() is not self.workspace:
             # while the run loads: the panels laid out, so the switch to them only paints
-            one_per_turn(lay_out_hidden(self.workspace, self.stack.currentWidget()), self)
+            frames().submit(self, "lay out", lay_out_hidden(self.workspace,
+                                                           self.stack.currentWidget()))
 
     def cancel_loading(self) -> None:
         self.opener.cancel()
@@ -204,21 +204,23 @@ class MainWindow(QMainWindow):
         self.sharpness.start(run, report, self.model_file, self.data_file)
 
     def _on_sharpness(self, run: Any, report: RunReport, table: dict) -> None:
-        # shown in a turn of its own: the result arrives in a pass over posted events that
+        # shown in a frame of its own: the result arrives in a pass over posted events that
         # may be repainting what the turn before changed (a surface refinement step: 78
         # ms with this plot)
-        self._sharpness_view.run([lambda: self._show_sharpness(run, report)], later=True)
+        # (the panel it returns is laid out before it paints, so it paints once)
+        frames().submit(self, "sharpness", [lambda: self._show_sharpness(run, report)],
+                        reveal=False)
 
-    def _show_sharpness(self, run: Any, report: RunReport) -> None:
+    def _show_sharpness(self, run: Any, report: RunReport) -> QWidget | None:
         """The measured sharpness, and core's answers and diagnosis recomputed with it
         (:class:`SharpnessJob` made the new report): the plot, the verdict tags, the text."""
         if run is not self.run:
-            return
+            return None
         self.report = report
         self.diagnostics_panel.show_answers(run, report)
-        settle(self.diagnostics_panel)  # laid out before it paints, so it paints once
         verdict = report.answers.stability.verdict
         self.statusBar().showMessage(f"Sharpness measured: {tag(verdict)}", 8000)
+        return self.diagnostics_panel
 
     def _on_sharpness_error(self, run: Any, message: str) -> None:
         if run is self.run:
@@ -228,8 +230,8 @@ class MainWindow(QMainWindow):
     def is_computing(self) -> bool:
         """Anything still working on the shown run (loading, showing it panel by panel,
         sharpness, surface)."""
-        return (self.is_loading() or self.stagger.active or self.sharpness.busy
-                or self._sharpness_view.active or self.surface_busy())
+        return (self.is_loading() or frames().active(self) or self.sharpness.busy
+                or self.surface_busy())
 
     def _set_busy(self, busy: bool, text: str = "") -> None:
         self.messages.set_busy(busy, text)
@@ -239,12 +241,11 @@ class MainWindow(QMainWindow):
         """Show ``run`` in every panel with its ``report`` (a report dict is read into a
         :class:`RunReport`); ``step`` picks the snapshot (default: the last).
 
-        The timeline gets the run's steps at once, the window switches to the panels in
-        the first turn; the
-        panels get the run one at a time and each panel's plots are revealed one per
-        event-loop turn (:class:`Stagger`), so the GUI thread paints about one plot per
-        turn instead of the whole window in one block. ``run_loaded`` is emitted once the
-        last panel has it.
+        The timeline gets the run's steps at once; the switch to the panels, each panel's
+        new run and each of its plots' reveal are steps of the window's update path, one
+        per frame (:mod:`~lossview.gui.plotkit.frames`), so the GUI thread paints about one
+        plot per turn instead of the whole window in one block. ``run_loaded`` is emitted
+        once the last panel has it.
         """
         self.timeline.set_playing(False)
         if run is not self.run:
@@ -285,13 +286,12 @@ class MainWindow(QMainWindow):
         def to_workspace() -> None:  # from the start page: the (veiled) panels, alone
             self.stack.setCurrentWidget(self.workspace)
 
-        # the loss curves first (what the user looks at first), one plot per turn; the
-        # first step (the switch from the start page, a re-layout of every panel, 15-20
-        # ms, or the loss panel, ~10 ms and its paint) not in this turn, which already
-        # delivered the loader's result (10-30 ms)
+        # the loss curves first (what the user looks at first); the first step (the switch
+        # from the start page, a re-layout of every panel, 15-20 ms, or the loss panel, ~10
+        # ms and its paint) not in this turn, which delivered the loader's result (10-30 ms)
         steps = [show(p) for p in panels] + [finish]
-        self.stagger.run(([to_workspace] if switch else []) + steps, veil=tuple(panels),
-                         later=True)
+        frames().submit(self, "run", ([to_workspace] if switch else []) + steps,
+                        veil=panels)
 
     def panels(self) -> list[QWidget]:
         return [self.loss_panel, self.trajectory_panel, self.surface_panel, self.diagnostics_panel]
@@ -333,8 +333,7 @@ class MainWindow(QMainWindow):
         arrives afterwards: opening, sharpness, surface, live analysis (each killed if
         still running a second later) and the training followed (its folder stays)."""
         self.timeline.set_playing(False)
-        self.stagger.cancel()  # a staggered set_run still running stops here
-        self._sharpness_view.cancel()
+        frames().cancel(self)  # a run still being shown panel by panel stops here
         self._after_panels = None
         self.cancel_loading()
         self.sharpness.cancel()
