@@ -215,16 +215,11 @@ def prewarm_imports() -> None:
         from lossview.gui.surface.gl_window import gl_unavailable_reason, shader_warmers
 
         gl_unavailable_reason()
-        steps = shader_warmers()  # one per turn: each compiles a shader program
+        from lossview.gui.plotkit.frames import frames
 
-        def warm() -> None:
-            if steps:
-                steps.pop(0)()
-                QTimer.singleShot(0, warm)
-            else:
-                freeze_start_up_objects()
-
-        QTimer.singleShot(0, warm)
+        # one per frame: each compiles a shader program
+        frames().submit(QCoreApplication.instance(), "warm-up",
+                        [*shader_warmers(), freeze_start_up_objects])
 
     QTimer.singleShot(100, probe)
 

@@ -35,7 +35,7 @@ class SurfaceDrawing:
         log.exception("drawing the surface failed")
         self.surface = self.scene = None
         self._final = False
-        frames().cancel(self)
+        frames().cancel(self, "draw")
         self._show_message(f"<b>Could not draw the loss surface:</b> "
                            f"{escape(f'{type(e).__name__}: {e}')}")
 
@@ -59,7 +59,7 @@ class SurfaceDrawing:
             scene = build_scene(self.surface, self.toolbar.log_z())
         self.scene = scene
         if scene.nothing_finite:
-            frames().cancel(self)
+            frames().cancel(self, "draw")
             self._show_message(f"<b>Nothing finite to draw:</b> the loss overflowed at all "
                                f"{scene.loss.size} grid points of this plane.")
             return

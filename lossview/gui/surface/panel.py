@@ -27,7 +27,7 @@ import logging
 from html import escape
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QLabel,
     QSplitter,
@@ -212,7 +212,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
 
     def is_busy(self) -> bool:
         """True while a surface is being computed or drawn."""
-        return self._worker is not None or frames().active(self)
+        return self._worker is not None or frames().active(self, "draw")
 
     def current_plane(self) -> str:
         return self.toolbar.plane()
@@ -272,9 +272,9 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         worker.start()
         self.busy_changed.emit(True)
         if not self.toolbar.wants_contour() and self._gl_view is None:
-            # the 3D view is made now, in a turn of its own (probe, GL window class, items:
+            # the 3D view is made now, in a frame of its own (probe, GL window class, items:
             # ~10-40 ms), not in the turn that shows the first surface
-            QTimer.singleShot(0, self, lambda: self._ensure_gl(with_scene=False))
+            frames().submit(self, "make 3D", [lambda: self._ensure_gl(with_scene=False)])
 
     def cancel(self) -> None:
         """Stop the computation; the part evaluated so far stays drawn."""
@@ -338,7 +338,7 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         self._worker = None
         self._set_busy_ui(False)
         self.busy_changed.emit(False)
-        if self._final and not frames().active(self):
+        if self._final and not frames().active(self, "draw"):
             self.surface_ready.emit()  # else the last drawing step emits it
 
     def _set_busy_ui(self, busy: bool) -> None:
