@@ -32,10 +32,12 @@ import torch
 
 
 class Workspace:
-    """Reusable tensors of one pipeline, by key; grown when a larger one is asked for."""
+    """Reusable tensors of one pipeline, by key; grown when a larger one is asked for.
+    ``memo``: anything else a pipeline keeps from chunk to chunk (views set up once)."""
 
     def __init__(self) -> None:
         self._bufs: dict[Any, torch.Tensor] = {}
+        self.memo: dict[Any, Any] = {}
 
     def get(self, key: Any, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         n = math.prod(shape)
