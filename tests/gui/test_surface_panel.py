@@ -253,6 +253,33 @@ def test_gl_view_renders_surface_and_marker(qtbot, quad_run):
 
 
 @pytest.mark.gl
+def test_the_whole_3d_scene_is_in_view_in_a_wide_short_panel(qtbot, quad_run):
+    """At 1280 x 800 the 3D view is about three times as wide as high: with the camera
+    framed for a squarer view the surface's top (and the loss axis) were cut off. The
+    scene's box, its top included, projects inside the view at every shape, and a
+    user's zoom is kept relative to the framing."""
+    from lossview.gui.surface.gl_view import FLOOR_Z, HEIGHT
+
+    panel, _tl, gl = gl_panel(qtbot, quad_run)
+    box = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (FLOOR_Z, HEIGHT)])
+    for w, h in ((900, 330), (700, 700), (1100, 420)):
+        panel.resize(w, h)
+        qtbot.waitUntil(lambda w=w: abs(panel.width() - w) <= 1, timeout=2000)
+        qtbot.wait(20)
+        view = gl.view
+        xy = gl.project(box)
+        assert np.isfinite(xy).all()
+        assert (xy[:, 0] >= 0).all() and (xy[:, 0] <= view.width()).all(), (w, h, xy)
+        assert (xy[:, 1] >= 0).all() and (xy[:, 1] <= view.height()).all(), (w, h, xy)
+    d = gl.view.opts["distance"]
+    gl.view.opts["distance"] = d / 2  # the user zooms in
+    panel.resize(900, 330)
+    qtbot.waitUntil(lambda: abs(panel.width() - 900) <= 1, timeout=2000)
+    gl.reset_camera()
+    assert gl.view.opts["distance"] > d / 2  # Reset view frames the scene again
+
+
+@pytest.mark.gl
 def test_the_first_3d_surface_arrives_one_kind_of_item_per_frame(qtbot, quad_run):
     """On a software renderer the first frame of each kind of item compiles its drawing
     code (5-20 ms each): the view's first frame draws nothing (it is being exposed and

@@ -4,7 +4,8 @@ points the camera projects them to), so the surface reads with its coordinates a
 loss values.
 
 The scene is drawn in a fixed box (``gl_view``): α and β each span [-1, 1] whatever
-their values, heights span [0, ``height``]; the labels say the values."""
+their values, heights span [0, ``height``]; the labels say the values. Also the line
+geometry of the path and the basin outline (:func:`strip_to_segments`, :func:`densify`)."""
 
 from __future__ import annotations
 
@@ -162,3 +163,26 @@ def _draw_labels(p: QPainter, labels: list[Label], points: np.ndarray, color: QC
             continue
         drawn.append(box)
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, lab.text)
+
+
+def strip_to_segments(points: np.ndarray) -> np.ndarray:
+    """NaN-separated polylines -> vertex pairs for ``mode="lines"`` (GL has no NaN breaks)."""
+    p = np.asarray(points, dtype=np.float64)
+    if len(p) < 2:
+        return np.zeros((0, p.shape[1] if p.ndim == 2 else 3))
+    ok = np.isfinite(p).all(axis=1)
+    keep = ok[:-1] & ok[1:]
+    return np.stack([p[:-1][keep], p[1:][keep]], axis=1).reshape(-1, p.shape[1])
+
+
+def densify(coords: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` points per segment of a polyline, and each point's position in [0, 1] along
+    the snapshots (for colouring)."""
+    c = np.asarray(coords, dtype=np.float64)
+    n = len(c)
+    if n < 2:
+        return c, np.zeros(n)
+    f = np.linspace(0.0, n - 1, (n - 1) * k + 1)
+    i = np.minimum(f.astype(int), n - 2)
+    w = (f - i)[:, None]
+    return (1 - w) * c[i] + w * c[i + 1], f / (n - 1)

@@ -18,7 +18,8 @@ from lossview.core.surface.scene import OVERFLOW_RGB, SurfaceScene, bilinear
 
 # gl_window first: it turns PyOpenGL's error checking off before OpenGL.GL is imported
 from lossview.gui.surface.gl_window import software_rendering, window_class  # isort: skip
-from lossview.gui.surface.gl_axes import axis_labels, frame_segments, paint_labels, tick_segments  # isort: skip
+from lossview.gui.surface.gl_axes import (  # isort: skip
+    axis_labels, densify, frame_segments, paint_labels, strip_to_segments, tick_segments)
 from lossview.gui.surface.gl_legend import SurfaceLegend  # isort: skip
 
 #: height of the drawn surface relative to its half-width
@@ -29,6 +30,10 @@ LIFT = 0.012
 #: the grid showed through a flat basin at the bottom
 FLOOR_Z = -0.03
 CAMERA = {"distance": 4.9, "elevation": 30.0, "azimuth": -60.0}
+#: CAMERA frames the whole scene in a view up to this many times as wide as it is high
+#: (pyqtgraph's field of view is horizontal); a wider one (the window at 1280 x 800 gives
+#: ~3:1) has the camera moved back by as much, else the surface's top was cut off
+FIT_ASPECT = 1.8
 SURFACE_CMAP = "viridis"
 #: grid points whose loss overflowed: at the height ceiling, in this colour (no colour map's)
 OVERFLOW_COLOR = (*(c / 255 for c in OVERFLOW_RGB), 1.0)
@@ -54,33 +59,6 @@ def _overlay_options() -> dict:
     return {GL.GL_DEPTH_TEST: False, GL.GL_BLEND: True, GL.GL_CULL_FACE: False,
             "glBlendFuncSeparate": (GL.GL_SRC_ALPHA, GL.GL_ONE_MINUS_SRC_ALPHA,
                                     GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)}
-
-
-def strip_to_segments(points: np.ndarray) -> np.ndarray:
-    """NaN-separated polylines -> vertex pairs for ``mode="lines"`` (GL has no NaN breaks)."""
-    p = np.asarray(points, dtype=np.float64)
-    if len(p) < 2:
-        return np.zeros((0, p.shape[1] if p.ndim == 2 else 3))
-    ok = np.isfinite(p).all(axis=1)
-    keep = ok[:-1] & ok[1:]
-    return np.stack([p[:-1][keep], p[1:][keep]], axis=1).reshape(-1, p.shape[1])
-
-
-def _densify(coords: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``k`` points per segment of a polyline, and each point's position in [0, 1] along
-    the snapshots (for colouring)."""
-    c = np.asarray(coords, dtype=np.float64)
-    n = len(c)
-    if n < 2:
-        return c, np.zeros(n)
-    f = np.linspace(0.0, n - 1, (n - 1) * k + 1)
-    i = np.minimum(f.astype(int), n - 2)
-    w = (f - i)[:, None]
-    return (1 - w) * c[i] + w * c[i + 1], f / (n - 1)
-
-
-def _colormap(name: str) -> pg.ColorMap:
-    return pg.colormap.get(name)
 
 
 class SurfaceGLView(QWidget):
@@ -177,6 +155,7 @@ class SurfaceGLView(QWidget):
         self._marker_timer.setSingleShot(True)
         self._marker_timer.setInterval(MARKER_INTERVAL_MS)
         self._marker_timer.timeout.connect(self._on_marker_timer)
+        self._fit = 1.0  # the camera's distance relative to CAMERA's, for the view's shape
         self.reset_camera()
 
     # -- geometry ----------------------------------------------------------------
@@ -186,7 +165,22 @@ class SurfaceGLView(QWidget):
     def reset_camera(self) -> None:
         """Back to the default oblique view of the whole surface."""
         self.view.opts["center"] = pg.Vector(0, 0, HEIGHT * 0.3)
-        self.view.setCameraPosition(**CAMERA)
+        self.view.setCameraPosition(**{**CAMERA, "distance": CAMERA["distance"] * self._fit})
+
+    def _aspect_fit(self) -> float:
+        """How far back the camera must be, relative to CAMERA, for this view's shape."""
+        w, h = self.container.width(), self.container.height()
+        return max(1.0, w / max(h, 1) / FIT_ASPECT)
+
+    def resizeEvent(self, ev) -> None:
+        """Keep the scene framed as the view changes shape (a zoom the user made is kept,
+        relative to the framing)."""
+        super().resizeEvent(ev)
+        fit = self._aspect_fit()
+        if abs(fit - self._fit) > 1e-3:
+            self.view.opts["distance"] *= fit / self._fit
+            self._fit = fit
+            self.view.update()
 
     def set_scene(self, scene: SurfaceScene, overlays: bool = True) -> None:
         """Draw a (possibly partial) surface, its basin outline and the lifted path.
@@ -205,7 +199,7 @@ class SurfaceGLView(QWidget):
         y = (b - self._ab_centre[1]) * self._ab_scale[1]
         h = scene.scale.unit(scene.loss)  # overflowed points (inf): at the ceiling, 1
         # per-vertex colours, flattened in the mesh's vertex order (x-major)
-        colors = _colormap(SURFACE_CMAP).map(h.ravel(), mode="float").astype(np.float32)
+        colors = pg.colormap.get(SURFACE_CMAP).map(h.ravel(), mode="float").astype(np.float32)
         colors[scene.overflowed.ravel()] = OVERFLOW_COLOR
         self.surface.setData(x=x, y=y, z=h * HEIGHT, colors=colors)
         self.surface.setVisible(True)
@@ -230,7 +224,7 @@ class SurfaceGLView(QWidget):
             self._path_pos = self._lift(scene.coords)
             # the drawn line follows the surface between snapshots (8 points a segment),
             # coloured from the first snapshot (white) to the last (orange)
-            dense, t = _densify(scene.coords, 8)
+            dense, t = densify(scene.coords, 8)
             line = self._lift(dense)
             col = ((1 - t[:, None]) * PATH_START + t[:, None] * PATH_END).astype(np.float32)
             self.path.setData(pos=line, color=col)

@@ -36,7 +36,7 @@ class HonestyPlot(QWidget):
         self._n = 0  # the points of the scene shown (0: none)
         self.plot = pg.PlotWidget(axisItems=nice_axes("left", "bottom", "right"))
         self.plot.setMenuEnabled(False)
-        self.plot.setMinimumHeight(150)
+        self.plot.setMinimumHeight(110)  # (the 3D view above it needs the height more)
         pi = self.plot.getPlotItem()
         pi.setLabel("bottom", "step")
         fg = pg.mkColor(pg.getConfigOption("foreground")).name()
