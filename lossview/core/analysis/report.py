@@ -21,6 +21,7 @@ from lossview.core.analysis.metric_names import LOSS as LOSS_NAMES
 from lossview.core.analysis.pca import pca_from_gram
 from lossview.core.analysis.permutation import permutation_report
 from lossview.core.analysis.plateau import find_plateau, weight_motion
+from lossview.core.analysis.preview import _null, optimizer_settings, step_unit
 from lossview.core.analysis.refresh import jsonable, refresh_answers
 from lossview.core.analysis.stationarity import stationarity
 from lossview.core.analysis.stream import stream_steps
@@ -34,10 +35,6 @@ MAX_PERMUTATION_SNAPSHOTS = 50
 MIN_SEGMENT = 8
 #: Most snapshots in the reported pairwise distance matrix (evenly subsampled beyond).
 MAX_PAIRWISE = 200
-
-
-def _null(reason: str, **keys: Any) -> dict:
-    return {**keys, "reason": reason}
 
 
 def _logged_update_ratio(run: Run) -> dict | None:
@@ -57,23 +54,6 @@ def _pairwise(gram) -> dict:
     np.fill_diagonal(d, 0.0)
     return {"indices": gram.indices[pos].tolist(), "steps": gram.steps[pos].tolist(),
             "matrix": d.tolist()}
-
-
-def _optimizer(run: Run) -> dict[str, Any]:
-    """The optimizer's settings as the run recorded them (run.json, or what a reader found
-    saved beside the weights): ``name``, ``lr``, ``momentum``... or an empty dict."""
-    opt = run.spec.get("optimizer")
-    out = dict(opt) if isinstance(opt, dict) else {}
-    for k in ("lr", "momentum"):
-        if out.get(k) is None and isinstance(run.spec.get(k), (int, float)):
-            out[k] = run.spec[k]
-    return out
-
-
-def step_unit(run: Run) -> str:
-    """``"epoch"`` where the snapshots' positions are epochs, else ``"step"``."""
-    u = getattr(run, "step_unit", None) or run.spec.get("step_unit")
-    return "epoch" if u == "epoch" else "step"
 
 
 def _segment_start(steps: np.ndarray, plateau_step: int | None) -> tuple[int | None, str]:
@@ -128,7 +108,7 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
         "metrics": {k: s.to_json() for k, s in run.metrics.items()},
         "distance": {**d.to_json(), "logged_update_ratio": _logged_update_ratio(run)},
         "step_unit": step_unit(run),
-        "optimizer": _optimizer(run),
+        "optimizer": optimizer_settings(run),
     }
     if (model_file or source is not None) and run.metric(*LOSS_NAMES) is None:
         # a bare state_dict folder logged no loss: the model file's full-data loss at each

@@ -1,6 +1,7 @@
 """Opening and analysing a run off the GUI thread: a plain generator for GeneratorWorker.
 
-:func:`load_and_analyze` yields progress strings and returns :class:`Opened` (the run,
+:func:`load_and_analyze` yields progress strings (and one :class:`Preview`, the run before
+its analysis) and returns :class:`Opened` (the run,
 its report, and whether the model file given was usable) or :class:`SeveralRuns` (the
 folder holds several runs: the window offers a choice); the GUI wraps it in a worker
 (a child process). It never touches widgets.
@@ -76,6 +77,27 @@ class Opened:
 
 
 @dataclass
+class Preview:
+    """The opened run and what can be shown of it before its analysis ends
+    (:func:`lossview.core.analysis.report.preview_report`): yielded by
+    :func:`load_and_analyze` as a progress item, so a window can show the loss curves of a
+    run whose analysis takes seconds. Its text is the progress line."""
+
+    run: Any
+    report: dict
+
+    def failed(self, message: str) -> dict:
+        """The preview's report once the analysis failed with ``message``."""
+        from lossview.core.analysis.preview import preview_report
+
+        return preview_report(self.run, failed=message)
+
+    def __str__(self) -> str:
+        return (f"analysing {len(self.run)} snapshots "
+                f"({self.run.n_params:,} parameters)")
+
+
+@dataclass
 class SeveralRuns:
     """``path`` holds several runs: ``choices`` are ``(sub-folder name, checkpoints)``;
     ``message`` is the core's one line."""
@@ -88,7 +110,8 @@ class SeveralRuns:
 def load_and_analyze(path: str | Path, model_file: str | None = None,
                      data: DataFile | None = None
                      ) -> Generator[str, None, Opened | SeveralRuns]:
-    """Open ``path``, analyse it, add the pairwise matrix; yields progress lines.
+    """Open ``path``, analyse it, add the pairwise matrix; yields progress lines, and a
+    :class:`Preview` once the run is open and its model or data file checked.
 
     ``model_file``: a user file building the model and data (``--model``, or attached in
     the window), for foreign runs. It is checked first (:func:`check_model_file`); one
@@ -122,7 +145,9 @@ def load_and_analyze(path: str | Path, model_file: str | None = None,
             check_data_file(run, data)
         except LossviewError as e:
             data, model_error = None, str(e)
-    yield f"analysing {len(run)} snapshots ({run.n_params:,} parameters)"
+    from lossview.core.analysis.preview import preview_report
+
+    yield Preview(run, preview_report(run))
     # a data file rebuilds the Hugging Face model: its loss per snapshot is the loss series
     # of a folder that logged none, as with a model file
     source = data_source(run, data) if data is not None and not model_file else None

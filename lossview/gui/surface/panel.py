@@ -185,6 +185,12 @@ class SurfacePanel(SurfaceDrawing, QWidget):
         """Showing the "needs the model" page (a folder of weights, no model file)."""
         return self.stack.currentWidget() is self.needs_model_view
 
+    def set_waiting(self, text: str) -> None:
+        """No run to compute yet (the window shows a run whose analysis still runs):
+        ``text`` in place of the surface."""
+        self.set_run(None)
+        self._show_message(text)
+
     def set_run(self, run: Any, report: RunReport | None = None) -> None:
         """Show ``run``: start computing its surface (a live, growing run waits)."""
         same = run is not None and run is self.run

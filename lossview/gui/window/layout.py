@@ -1,9 +1,13 @@
-"""The main window's layout: splitter sizes and dock state, saved in the settings when
-the window closes and restored when it opens; View → "Reset layout" puts them back."""
+"""The main window's layout: its panels in splitters (:func:`build_workspace`), their
+sizes and the dock state saved in the settings when the window closes and restored when
+it opens; View → "Reset layout" puts them back."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from lossview.gui.window import settings
 
@@ -14,6 +18,32 @@ if TYPE_CHECKING:
 TOP_SIZES = [560, 560, 480]
 #: the panels above, diagnostics below
 MAIN_SIZES = [600, 330]
+
+
+def build_workspace(win: MainWindow) -> None:
+    """``win.workspace``: the panels in two splitters (loss, trajectory, surface above the
+    diagnostics), the error banner above them and the timeline bar below."""
+    win.top_split = QSplitter(Qt.Orientation.Horizontal)
+    win.top_split.setObjectName("topSplit")
+    for w in (win.loss_panel, win.trajectory_panel, win.surface_panel):
+        win.top_split.addWidget(w)
+    win.top_split.setSizes(TOP_SIZES)
+    win.main_split = QSplitter(Qt.Orientation.Vertical)
+    win.main_split.setObjectName("mainSplit")
+    win.main_split.addWidget(win.top_split)
+    win.main_split.addWidget(win.diagnostics_panel)
+    win.main_split.setSizes(MAIN_SIZES)
+    for s in (win.top_split, win.main_split):
+        s.setChildrenCollapsible(False)
+        s.setHandleWidth(5)
+
+    win.workspace = QWidget()
+    wl = QVBoxLayout(win.workspace)
+    wl.setContentsMargins(0, 0, 0, 0)
+    wl.setSpacing(0)
+    wl.addWidget(win.banner)
+    wl.addWidget(win.main_split, 1)
+    wl.addWidget(win.timeline_bar)
 
 
 def _splits(win: MainWindow) -> tuple:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QStackedWidget, QWidget
 
 from lossview.core.analysis.report_model import RunReport
 from lossview.core.analysis.verdicts import tag
@@ -106,27 +106,7 @@ class MainWindow(QMainWindow):
         self.run_info = RunInfo()  # the run's name and "ⓘ": how the loader opened it
         self.statusBar().insertPermanentWidget(0, self.run_info)
 
-        self.top_split = QSplitter(Qt.Orientation.Horizontal)
-        self.top_split.setObjectName("topSplit")
-        for w in (self.loss_panel, self.trajectory_panel, self.surface_panel):
-            self.top_split.addWidget(w)
-        self.top_split.setSizes(layout.TOP_SIZES)
-        self.main_split = QSplitter(Qt.Orientation.Vertical)
-        self.main_split.setObjectName("mainSplit")
-        self.main_split.addWidget(self.top_split)
-        self.main_split.addWidget(self.diagnostics_panel)
-        self.main_split.setSizes(layout.MAIN_SIZES)
-        for s in (self.top_split, self.main_split):
-            s.setChildrenCollapsible(False)
-            s.setHandleWidth(5)
-
-        self.workspace = QWidget()
-        wl = QVBoxLayout(self.workspace)
-        wl.setContentsMargins(0, 0, 0, 0)
-        wl.setSpacing(0)
-        wl.addWidget(self.banner)
-        wl.addWidget(self.main_split, 1)
-        wl.addWidget(self.timeline_bar)
+        layout.build_workspace(self)  # the splitters, the banner and the timeline bar
 
         self.stack = QStackedWidget()
         self.stack.addWidget(self.start_page)
@@ -237,9 +217,14 @@ class MainWindow(QMainWindow):
         self.messages.set_busy(busy, text)
 
     # -- showing a run ------------------------------------------------------------
-    def set_run(self, run: Any, report: RunReport | dict | None, step: int | None = None) -> None:
+    def set_run(self, run: Any, report: RunReport | dict | None, step: int | None = None,
+                preview: bool = False) -> None:
         """Show ``run`` in every panel with its ``report`` (a report dict is read into a
         :class:`RunReport`); ``step`` picks the snapshot (default: the last).
+
+        ``preview``: the run while its analysis runs (``report``: core's preview, the loss
+        curves and the plateau, every other part "being computed"); the surface waits for
+        the analysed run, and ``run_loaded`` is not emitted.
 
         The timeline gets the run's steps at once; the switch to the panels, each panel's
         new run and each of its plots' reveal are steps of the window's update path, one
@@ -266,6 +251,10 @@ class MainWindow(QMainWindow):
         # the surface panel last: it starts a worker at once (see _after_panels)
         panels = [p for p in (self.loss_panel, self.trajectory_panel, self.diagnostics_panel,
                               self.surface_panel) if hasattr(p, "set_run")]
+        if preview and self.surface_panel in panels:
+            panels.remove(self.surface_panel)
+            self.surface_panel.set_waiting(
+                "The loss surface is computed once the run's analysis is done.")
         self._after_panels = None
 
         def show(panel: QWidget):
@@ -281,7 +270,8 @@ class MainWindow(QMainWindow):
             after, self._after_panels = self._after_panels, None
             if after is not None:
                 after()
-            self.run_loaded.emit(run)
+            if not preview:
+                self.run_loaded.emit(run)
 
         def to_workspace() -> None:  # from the start page: the (veiled) panels, alone
             self.stack.setCurrentWidget(self.workspace)

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from lossview.core.analysis.report_model import RunReport
-from lossview.core.tasks.loader import DataFile, Opened, SeveralRuns, load_and_analyze
+from lossview.core.tasks.loader import DataFile, Opened, Preview, SeveralRuns, load_and_analyze
 from lossview.gui.window import settings
 from lossview.gui.window.run_chooser import RunChooser
 from lossview.gui.window.run_info import short_line
@@ -64,6 +64,11 @@ class _Request:
         return f"data file {self.data.name}" if self.data is not None else ""
 
 
+#: a run still being analysed this long after it was opened is shown as a preview (its loss
+#: curves) until its report comes; one analysed sooner is shown once, whole (a preview
+#: then the report paint every panel twice: ~100 ms of the GUI thread and a flash)
+PREVIEW_AFTER_MS = 600
+
 #: what "Use data file…" offers (docs/surface.md, Hugging Face folders)
 DATA_FILTER = "Text or JSON lines (*.txt *.jsonl *.json);;All files (*)"
 
@@ -81,6 +86,12 @@ class RunOpener(QObject):
         #: remembered under it; a project folder's run may be in a sub-folder)
         self.source: tuple[Any, str] | None = None
         self.chooser: RunChooser | None = None
+        self._preview: Preview | None = None  # the opening run's, until shown or replaced
+        self.previewed = False  # the run shown is the opening one's preview
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(PREVIEW_AFTER_MS)
+        self._preview_timer.timeout.connect(self._show_preview)
 
     # -- opening --------------------------------------------------------------------
     def browse(self) -> None:
@@ -107,8 +118,7 @@ class RunOpener(QObject):
         attached = model_file or (data.path if data is not None else "")
         win.log_message(f"{'attaching ' + attached + ' to' if attach else 'opening'} {path}")
         worker = make_worker(load_and_analyze, path, model_file, data, parent=self)
-        worker.progress.connect(lambda items, w=worker: w is self.worker
-                                and win._on_load_progress(items))
+        worker.progress.connect(lambda items, w=worker: self._on_progress(w, req, items))
         worker.finished.connect(lambda result, w=worker: self._on_loaded(w, req, result))
         worker.errored.connect(lambda msg, w=worker: self._on_error(w, req, msg))
         worker.done.connect(lambda w=worker: self._on_done(w))
@@ -139,6 +149,9 @@ class RunOpener(QObject):
     def cancel(self) -> None:
         """Stop opening: nothing of it arrives afterwards (its signals are dropped), and
         its child is killed if it has not ended a second later."""
+        self._preview_timer.stop()
+        self._preview = None
+        self.previewed = False
         w = self.worker
         if w is not None:
             w.stop()
@@ -148,10 +161,34 @@ class RunOpener(QObject):
     def is_loading(self) -> bool:
         return self.worker is not None
 
+    def _on_progress(self, worker: Any, req: _Request, items: list) -> None:
+        if worker is not self.worker:
+            return
+        for item in items:
+            if isinstance(item, Preview) and not req.attach:  # (attaching: the run stays)
+                self._preview = item
+                self._preview_timer.start()
+        self.win._on_load_progress(items)
+
+    def _show_preview(self) -> None:
+        """The opening run's loss curves while its analysis runs (``PREVIEW_AFTER_MS``)."""
+        pv = self._preview
+        if pv is None or self.worker is None:
+            return
+        self.previewed = True
+        self.win.set_run(pv.run, pv.report, preview=True)
+        self.win.statusBar().showMessage(f"{pv.run.name}: {pv}…", 15000)
+
     def _on_loaded(self, worker: Any, req: _Request, result: Opened | SeveralRuns) -> None:
         if worker is not self.worker:
             return  # superseded
+        self._preview_timer.stop()
+        self._preview = None
         win = self.win
+        if self.previewed and req.step is None and win.run is not None:
+            # the user may have scrubbed the preview: the analysed run opens there
+            req.step = int(win.run.steps[win.timeline.index])
+        self.previewed = False
         if isinstance(result, SeveralRuns):
             self._choose(req, result)
             return
@@ -196,6 +233,16 @@ class RunOpener(QObject):
 
     def _on_error(self, worker: Any, req: _Request, message: str) -> None:
         if worker is not self.worker:
+            return
+        self._preview_timer.stop()
+        pv, self._preview = self._preview, None
+        if self.previewed and pv is not None:  # its loss curves stay, said as unanalysed
+            self.previewed = False
+            self.win.set_run(pv.run, pv.failed(message), preview=True)
+            if callable(getattr(self.win.surface_panel, "set_waiting", None)):
+                self.win.surface_panel.set_waiting("No loss surface: the run's analysis failed.")
+            self.win.report_error(f"could not analyse {req.path}: {message}")
+            self.win.load_failed.emit(message)
             return
         self.win.report_error(f"could not open {req.path}: {message}")
         self.win.load_failed.emit(message)
