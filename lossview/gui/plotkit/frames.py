@@ -45,8 +45,8 @@ Key = tuple[QObject, Hashable]
 
 
 class _Sequence:
-    """One submission: its steps (an iterator whose ``next`` runs a step), the reveal
-    steps of the plots it veiled (run first), and those plots."""
+    """One submission: its steps (callables, or a generator whose ``next`` runs one), the
+    plots it veiled and those due to be revealed before its next step."""
 
     __slots__ = ("calls", "gen", "owner", "reveal", "reveals", "veiled")
 
