@@ -32,9 +32,8 @@ def _child(folder: str) -> None:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
-    from lossview.gui.window.main_window import MainWindow
-
     from lossview.gui.app import start_job_server
+    from lossview.gui.window.main_window import MainWindow
 
     win = MainWindow()
     win.resize(1600, 1000)

@@ -75,11 +75,11 @@ def test_a_slow_analysis_shows_the_run_first_then_its_analysis(qtbot, window, tm
     assert window.timeline.count == 7
     qtbot.waitUntil(lambda: window.stack.currentWidget() is window.workspace, timeout=5000)
     qtbot.waitUntil(lambda: "being computed" in traj.note.toPlainText(), timeout=5000)
-    assert traj.note.toPlainText() == (
-        "trajectory not available: being computed: one pass over 7 snapshots of 40 "
-        "parameters (0.1 MiB as float32)")
+    assert traj.note.toPlainText() == "trajectory not available: being computed"
     qtbot.waitUntil(lambda: "Analysing 7 snapshots" in diag.diagnosis.toPlainText(),
                     timeout=5000)
+    assert diag.notes["dist"][1].toPlainText() == "not available: being computed"
+    assert diag.notes["expl"][1].toPlainText() == "not measured: being computed"
     assert "computed once the run's analysis is done" in window.surface_panel.message.text()
     # then the analysed run, in place of the preview
     qtbot.waitUntil(lambda: len(loaded) == 1, timeout=60000)

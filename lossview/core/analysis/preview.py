@@ -45,8 +45,8 @@ def preview_report(run: Run, failed: str | None = None) -> dict[str, Any]:
     n = len(run)
     mib = run.n_params * n * 4 / 2**20
     size = f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{max(mib, 0.1):.1f} MiB"
-    why = (f"being computed: one pass over {n} snapshots of {run.n_params:,} parameters "
-           f"({size} as float32)") if failed is None else f"the analysis failed: {failed}"
+    # short, for the plots; the diagnosis says what is read
+    why = "being computed" if failed is None else f"the analysis failed: {failed}"
     loss = run.metric(*LOSS_NAMES)
     plateau = find_plateau(loss)
     plateau["metric"] = next((k for k in LOSS_NAMES if run.metrics.get(k) is loss), None)
@@ -61,8 +61,9 @@ def preview_report(run: Run, failed: str | None = None) -> dict[str, Any]:
         "diffusion": _null(why, exponent=None),
         "pairwise": _null(why, matrix=None),
         "permutation": _null(why, raw_to_final=None, aligned_to_final=None),
-        "diagnosis": [f"Analysing {n} snapshots ({run.n_params:,} parameters): the distances, "
-                      "the PCA of the trajectory and the answers follow." if failed is None
+        "diagnosis": [f"Analysing {n} snapshots of {run.n_params:,} parameters ({size} as "
+                      "float32, read once): the distances, the PCA of the trajectory and the "
+                      "answers follow." if failed is None
                       else f"No analysis of the weights: {failed}"],
     }
     return jsonable(report)

@@ -240,6 +240,7 @@ class Distance(Section):
     path_length: float | None = None
     net_displacement: float | None = None
     nonfinite_snapshots: Array | None = None
+    reason: str | None = None  # why there are no distances (a preview: being computed)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -26,6 +26,7 @@ from lossview.gui.panels import words
 from lossview.gui.panels.diagnostics_plots import (
     corner_text,
     diagnosis_html,
+    distance_note,
     drawable,
     headroom,
     legend_entry,
@@ -45,17 +46,6 @@ from lossview.gui.plotkit.widgets import add_marker, as_array, cache_item, heade
 from lossview.gui.timeline import Timeline
 
 SHARPNESS_MISSING = "needs the model and data: File > Attach model file… (or --model FILE.py)"
-
-
-def _distance_note(steps: np.ndarray, from_init: np.ndarray) -> str:
-    """Why the distance plot has no curve: a log axis needs two positive distances, i.e.
-    two snapshots with finite weights after the first; a diverged run may have one."""
-    ok = np.flatnonzero(np.isfinite(from_init[1:]) & (from_init[1:] > 0)) + 1
-    if len(ok) == 1 and len(steps) == len(from_init):
-        i = int(ok[0])
-        return (f"one snapshot with finite weights after the first: {from_init[i]:.3g} "
-                f"from init at step {int(steps[i]):,}; no curve to draw")
-    return "not available: fewer than 2 snapshots with finite weights after the first"
 
 
 class DiagnosticsPanel(QWidget):
@@ -222,9 +212,10 @@ class DiagnosticsPanel(QWidget):
             else:
                 self.c_init.setData([], [])
                 self.c_step.setData([], [])
-                self._note("dist", _distance_note(steps, fi))
+                self._note("dist", f"not available: {d.reason}" if d.from_init is None
+                           and d.reason else distance_note(steps, fi))
             self.p_dist.enableAutoRange()
-            self._set_exploration(answers.exploration)
+            self._set_exploration(answers.exploration, rep.permutation)
 
         def msd() -> None:
             self._set_msd(rep.diffusion, answers.weights, unit)
@@ -250,7 +241,7 @@ class DiagnosticsPanel(QWidget):
         report = words.report_of(report)
         answers = report.answers
         self._set_msd(report.diffusion, answers.weights, words.step_unit(run, report))
-        self._set_exploration(answers.exploration)
+        self._set_exploration(answers.exploration, report.permutation)
         self.set_sharpness(run, report.sharpness, report.sharpness_reason, answers.stability)
         self.set_diagnosis(report)
 
@@ -264,10 +255,11 @@ class DiagnosticsPanel(QWidget):
             p.setLabel("bottom", unit, color=fg)
         self.p_msd.setLabel("bottom", f"lag ({V.unit_word(unit, 2)})", color=fg)
 
-    def _set_exploration(self, expl: Answer) -> None:
+    def _set_exploration(self, expl: Answer, permutation: Any = None) -> None:
         """Distance of each snapshot of the segment to the last one, raw and modulo neuron
         permutations, against the distance between relabelled copies of the last network
-        (``answers.exploration``): the gap between the two curves is relabelling."""
+        (``answers.exploration``): the gap between the curves is relabelling (else why not,
+        from the answer or the report's ``permutation`` part: a preview's "being computed")."""
         steps = as_array(expl.get("steps"))
         raw, aligned = as_array(expl.get("raw_to_last")), as_array(expl.get("aligned_to_last"))
         scale = expl.get("relabel_scale")
@@ -283,7 +275,8 @@ class DiagnosticsPanel(QWidget):
         else:
             for c in (self.c_raw_last, self.c_aligned_last, self.c_relabel):
                 c.setData([], [])
-            why = expl.get("reason") or ("the run diverged" if expl else "no answer")
+            why = (expl.get("reason") or (permutation or {}).get("reason")
+                   or ("the run diverged" if expl else "no answer"))
             # the plot has room for the reason's first clause; the diagnosis has it whole
             self._note("expl", "not measured: " + (why.split(" (", 1)[0]))
             self.p_expl.enableAutoRange()

@@ -163,3 +163,14 @@ def diagnosis_html(report) -> str:
         lines += [f"<li style='margin-bottom:4px'>{s}</li>" for s in words.diagnosis_items(report)]
         lines.append("</ul>")
     return "".join(lines)
+
+
+def distance_note(steps: np.ndarray, from_init: np.ndarray) -> str:
+    """Why the distance plot has no curve: a log axis needs two positive distances, i.e.
+    two snapshots with finite weights after the first; a diverged run may have one."""
+    ok = np.flatnonzero(np.isfinite(from_init[1:]) & (from_init[1:] > 0)) + 1
+    if len(ok) == 1 and len(steps) == len(from_init):
+        i = int(ok[0])
+        return (f"one snapshot with finite weights after the first: {from_init[i]:.3g} "
+                f"from init at step {int(steps[i]):,}; no curve to draw")
+    return "not available: fewer than 2 snapshots with finite weights after the first"

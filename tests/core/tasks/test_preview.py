@@ -73,11 +73,12 @@ def test_the_preview_comes_before_the_analysis_with_the_runs_own_records(tmp_pat
     # no analysis of the weights, and no answer, until the analysis ends
     assert rep.pca.coords is None and rep.distance.from_init is None
     assert rep.pairwise.matrix is None and rep.diffusion.exponent is None
-    for reason in (rep.pca.reason, rep.diffusion.reason, rep.pairwise.reason):
-        assert reason.startswith("being computed: one pass over 16 snapshots of 161 parameters")
+    for part in (rep.pca, rep.diffusion, rep.pairwise, rep.distance, rep.permutation):
+        assert part["reason"] == "being computed"
     assert rep.answers.weights.verdict is None and rep.answers.stability.verdict is None
-    assert rep.diagnosis == ("Analysing 16 snapshots (161 parameters): the distances, the PCA "
-                             "of the trajectory and the answers follow.",)
+    assert rep.diagnosis == ("Analysing 16 snapshots of 161 parameters (0.1 MiB as float32, "
+                             "read once): the distances, the PCA of the trajectory and the "
+                             "answers follow.",)
     assert str(pv) == "analysing 16 snapshots (161 parameters)"
     # the full report has what the preview said was being computed
     assert final.pca.coords is not None and len(final.distance.from_init) == 16
@@ -104,6 +105,6 @@ def test_the_preview_says_how_much_the_pass_reads(n_params, n, size):
 
     snaps = [Snapshot(step=10 * i, source=None) for i in range(n)]
     run = Run("big", "torch", snaps, reader=None, param_shapes={"w": (n_params,)})
-    reason = preview_report(run)["pca"]["reason"]
-    assert reason == (f"being computed: one pass over {n} snapshots of {n_params:,} "
-                      f"parameters ({size} as float32)")
+    (said,) = preview_report(run)["diagnosis"]
+    assert said.startswith(f"Analysing {n} snapshots of {n_params:,} parameters ({size} as "
+                           "float32, read once)")
