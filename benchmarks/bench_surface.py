@@ -31,9 +31,9 @@ from _cases import matmul_peak, medium_case, peer_args, small_case
 
 import lossview
 from lossview.core.surface.evaluate import PlaneEvaluator
-from lossview.core.surface.fastpath import block_rows
+from lossview.core.surface.fastpath import block_rows, ce_sum_pcn
 from lossview.core.surface.grid import iter_grid
-from lossview.core.surface.pipelines import balanced_spans, run_chunks
+from lossview.core.surface.pipelines import Workspace, balanced_spans, run_chunks
 
 
 def peer(model, loss_fn, x, y, steps):
@@ -102,6 +102,57 @@ def gemm_floor(model, x, steps):
     return run
 
 
+def breakdown(model, loss_fn, x, y, reps=40):
+    """Where one pipeline's time goes on the medium case: each operation of one chunk
+    (the chunk size and row blocks lossview uses) timed alone on one thread, the best of
+    ``reps``, in microseconds per grid point; then the whole chunk as lossview runs it.
+    Returns ``[(name, us_per_point, flops_per_point or 0)]``."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ev = PlaneEvaluator(model, loss_fn, (x, y))
+        p, n = ev.chunk_size(), len(x)
+        g = torch.Generator().manual_seed(0)
+        ab = torch.rand(p, 2, generator=g) * 2 - 1
+        coef = torch.cat([torch.ones(p, 1), ab], dim=1)
+        ws = Workspace()
+        zstack, (_, width) = ev._precomputed(0)
+        rows = block_rows(p, n, width * 4)
+        blocks = -(-n // rows)
+        (w1, _), (w2, b2) = ev._tail.weights(coef, ws)
+        hid, out = w1.shape[2], w2.shape[1]
+        zb = zstack.view(3, n, width)[:, :rows].reshape(3, rows * width)
+        h = torch.mm(coef, zb).view(p, rows, width)
+        hg = torch.bmm(h.relu(), w1)
+        o = torch.empty(p, out, rows)
+        idx = y[:rows].view(1, 1, -1).expand(p, 1, -1)
+
+        def best(fn, per_block=True):
+            with torch.no_grad():
+                fn()
+                t = min(timed(fn)[0] for _ in range(reps))
+            return t * 1e6 * (blocks if per_block else 1) / p
+
+        rows_ = [
+            ("first layer: 3-term combination (mm, K = 3)",
+             best(lambda: torch.mm(coef, zb, out=h.view(p, -1))), 2 * n * 3 * width),
+            ("ReLU 1", best(lambda: h.relu_()), 0),
+            (f"hidden layer product ({width} x {hid})",
+             best(lambda: torch.bmm(h, w1, out=hg)), 2 * n * width * hid),
+            ("ReLU 2", best(lambda: hg.relu_()), 0),
+            (f"output layer product ({hid} x {out}) + bias",
+             best(lambda: torch.bmm(w2, hg.transpose(1, 2), out=o).add_(b2)), 2 * n * hid * out),
+            ("cross-entropy (log_softmax, gather, sum)",
+             best(lambda: ce_sum_pcn(o, idx)), 0),
+            ("layer weights at the chunk's points (once a chunk)",
+             best(lambda: ev._tail.weights(coef, ws), per_block=False), 0),
+        ]
+        whole = best(lambda: ev._chunk(ab, ws), per_block=False)
+        return rows_ + [("whole chunk as lossview runs it", whole, 0)], p, rows, blocks
+    finally:
+        torch.set_num_threads(saved)
+
+
 def compare(name, case, steps, repeats, floor=None):
     model, loss_fn, x, y = case
     peer(model, loss_fn, x, y, 5)  # warm-up all
@@ -158,6 +209,7 @@ def main() -> None:
         next(g)
         first.append(time.perf_counter() - t0)
         g.close()
+    parts, p_chunk, rows, blocks = breakdown(*medium)
     load_after = os.getloadavg()
     peak = max(peak, matmul_peak())  # a peak: the better of before and after the runs
 
@@ -198,6 +250,8 @@ def main() -> None:
                f"GFLOP/s ({performed / fl / 1e9 / peak:.0%} of the 2048^3 peak); lossview / "
                f"floor = {t / fl:.2f}x, i.e. lossview runs at {fl / t:.0%} of the rate of its "
                f"own GEMMs.\n")
+    out.extend(breakdown_table(parts, p_chunk, rows, blocks, performed / 41 ** 2,
+                               peak / torch.get_num_threads()))
     pm = statistics.median(prev)
     out.append(f"(c) coarse 11 x 11 preview of (b): {pm:.3f} s (goal < 1 s: "
                f"{'met' if pm < 1 else 'NOT met'}); the progressive 41 x 41 generator yields "
@@ -207,6 +261,29 @@ def main() -> None:
         for name, r in (("small", rows_s), ("medium", rows_m)) for k in ("peer", "ours", "floor")
         if r[k]) + "\n")
     print("\n".join(out))
+
+
+def breakdown_table(parts, p, rows, blocks, flops_point, peak_thread):
+    """Markdown lines for :func:`breakdown`'s parts."""
+    whole = parts[-1][1]
+    ops = parts[:-1]
+    lines = [f"(b) where the time goes: one pipeline on one thread, a chunk of {p} points in "
+             f"{blocks} blocks of {rows} rows, each operation alone (best of 40), per grid "
+             f"point; peak share per thread {peak_thread:.0f} GFLOP/s:\n",
+             "| operation | us / point | share of the chunk | GFLOP/s |", "|---|---:|---:|---:|"]
+    for name, us, fl in ops:
+        rate = f"{fl / us / 1e3:.0f} ({fl / us / 1e3 / peak_thread:.0%})" if fl else ""
+        lines.append(f"| {name} | {us:.0f} | {us / whole:.0%} | {rate} |")
+    rest = whole - sum(us for _, us, _ in ops)
+    lines.append(f"| rest (Python, dispatch, cache misses between the operations) | {rest:.0f} | "
+                 f"{rest / whole:.0%} | |")
+    lines.append(f"| **whole chunk** | **{whole:.0f}** | 100% | {flops_point / whole / 1e3:.0f} "
+                 f"({flops_point / whole / 1e3 / peak_thread:.0%}) |")
+    gemm = sum(us for _, us, fl in ops if fl)
+    lines.append(f"\nThe matrix products take {gemm / whole:.0%} of the chunk; with the "
+                 f"element-wise work free, one pipeline would run at "
+                 f"{flops_point / gemm / 1e3 / peak_thread:.0%} of its share of the peak.\n")
+    return lines
 
 
 def _version(dist: str) -> str:
