@@ -148,7 +148,7 @@ def breakdown(model, loss_fn, x, y, reps=40):
              best(lambda: ev._tail.weights(coef, ws), per_block=False), 0),
         ]
         whole = best(lambda: ev._chunk(ab, ws), per_block=False)
-        return rows_ + [("whole chunk as lossview runs it", whole, 0)], p, rows, blocks
+        return [*rows_, ("whole chunk as lossview runs it", whole, 0)], p, rows, blocks
     finally:
         torch.set_num_threads(saved)
 
