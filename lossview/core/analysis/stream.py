@@ -216,7 +216,6 @@ class _Sums:
         self.g = np.zeros((n, n))
         self.bad = np.zeros(n, dtype=bool)
         self.w, self.c = np.empty((n, cw)), np.empty((n, cw))
-        self.u = np.empty((max(n - 1, 0), cw))
 
     def merge(self, o: _Sums) -> None:
         for k in ("sq", "fi", "tf", "st", "cs", "g"):
@@ -239,7 +238,7 @@ class _Sums:
                 sq = dot(w, w)
                 self.sq += sq
                 if n >= 2:
-                    u = self.u[:, :k]
+                    u = c[1:]  # the updates w_i - w_{i-1}, in c's rows until c is needed
                     np.subtract(w[1:], w[:-1], out=u)
                     self.st[1:] += dot(u, u)
                     if n >= 3:
