@@ -234,13 +234,13 @@ def test_a_growing_gradient_norm_goes_log_once_without_moving_the_x_frame(qtbot)
         p.set_run(run, None)
 
     live(150)
-    assert not p.p_grad.ctrl.logYCheck.isChecked()  # 5 down to 0.41: 12x
+    assert not p.p_grad.getAxis("left").logMode  # 5 down to 0.41: 12x
     frames = [pl.viewRange()[0] for pl in p.plots]
     assert frames[0][1] >= 600
     changes = []
     p.p_loss.getViewBox().sigXRangeChanged.connect(lambda *_: changes.append(1))
     live(300)  # down to 0.034: 148x
-    assert p.p_grad.ctrl.logYCheck.isChecked()
+    assert p.p_grad.getAxis("left").logMode
     assert p.p_grad.getAxis("left").logMode and p.p_grad.getViewBox().state["logMode"][1]
     assert p.p_grad.getAxis("bottom").logMode is False
     assert changes == []
@@ -251,7 +251,7 @@ def test_a_growing_gradient_norm_goes_log_once_without_moving_the_x_frame(qtbot)
     assert ys[0] == pytest.approx(np.log10(grad[0]), rel=0.05)
     # the user's log checkbox still switches all of them back, the frame kept again
     p.log_y.setChecked(False)
-    assert not p.p_grad.ctrl.logYCheck.isChecked() and not p.p_loss.ctrl.logYCheck.isChecked()
+    assert not p.p_grad.getAxis("left").logMode and not p.p_loss.getAxis("left").logMode
     np.testing.assert_allclose([pl.viewRange()[0] for pl in p.plots], frames)
 
 

@@ -33,7 +33,6 @@ from lossview.gui.panels.diagnostics_plots import (
     limit_line,
     long_lags,
     msd_fit_line,
-    no_minimum_width,
     retitle,
     small_legend,
 )
@@ -46,6 +45,8 @@ from lossview.gui.plotkit.widgets import add_marker, as_array, cache_item, heade
 from lossview.gui.timeline import Timeline
 
 SHARPNESS_MISSING = "needs the model and data: File > Attach model file… (or --model FILE.py)"
+#: a plot title's widest claim on its column (pixels): a longer title runs past its box
+TITLE_MAX_PX = 100
 
 
 class DiagnosticsPanel(QWidget):
@@ -76,7 +77,7 @@ class DiagnosticsPanel(QWidget):
             # a title's text does not size its column: "sharpness vs 2/lr (peak 65%)"
             # arriving with the sharpness re-laid out all four plots (22 ms repaint)
             p.titleLabel.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-            no_minimum_width(p.titleLabel)  # and neither does its length
+            p.titleLabel.setMaximumWidth(TITLE_MAX_PX)  # and neither does its length
             p.getAxis("left").enableAutoSIPrefix(False)
         self.p_dist.setLogMode(False, True)
         self.p_expl.setLogMode(False, True)

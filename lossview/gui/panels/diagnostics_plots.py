@@ -35,24 +35,12 @@ def msd_fit_line(lags: np.ndarray, msd: np.ndarray, exponent: float,
     return x, np.exp(log_a) * x**exponent
 
 
-def no_minimum_width(label: pg.LabelItem) -> None:
-    """Keep a title from sizing its column: pyqtgraph's LabelItem sets its minimum width
-    to its text's at every change, so "sharpness vs 2/lr (peak 65%)" arriving with the
-    sharpness widened a column, resized all four plots and re-rendered every axis (a
-    35-40 ms repaint). A title longer than its column now runs past it (at the default
-    window size every title fits; the screenshot in the README shows them)."""
-    update_min = label.updateMin
-
-    def height_only() -> None:
-        update_min()
-        label.setMinimumWidth(0)
-
-    label.updateMin = height_only
-    label.setMinimumWidth(0)
-
-
 def retitle(plot: pg.PlotItem, title: str) -> None:
-    """A new title in the panel's style."""
+    """A new title in the panel's style, which does not size its column: pyqtgraph's
+    LabelItem sets its minimum width to its text's at every change, so "sharpness vs 2/lr
+    (peak 65%)" arriving with the sharpness widened a column, resized all four plots and
+    re-rendered every axis (a 35-40 ms repaint). A title longer than its column runs past
+    it (at the default window size every title fits)."""
     plot.setTitle(title, size="10pt", color=style.current().foreground)
 
 

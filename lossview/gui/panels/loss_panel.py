@@ -110,6 +110,7 @@ class LossPanel(QWidget):
         for p in self.plots:
             p.getAxis("left").setWidth(52)
             p.getAxis("left").enableAutoSIPrefix(False)
+            p.setMenuEnabled(False, None)  # "log y" is the one log switch (set_log_y)
         self.p_loss.getAxis("left").setToolTip(tip("loss"))
         self.p_grad.getAxis("left").setToolTip(tip("grad_norm"))
         self.p_lr.getAxis("left").setToolTip(tip("lr"))

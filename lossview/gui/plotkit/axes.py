@@ -235,19 +235,17 @@ def set_log_y(plot: pg.PlotItem, on: bool) -> bool:
     axes' tick pictures: in a plot whose x frame is fixed (a run still training), a
     y-only switch then moved the x range of every x-linked plot, and the next refresh
     moved it back, re-rendering all of their axes and curves twice (27 ms of one turn
-    of live training). This does what its ``updateLogMode`` does for y alone.
+    of live training). This switches the data items and the y axes alone, through their
+    public ``setLogMode``; the axis's ``logMode`` says the mode. PlotItem's own "Plot
+    Options" menu, which keeps a mode of its own, is turned off on such plots
+    (``setMenuEnabled(False, None)``): the panel's log checkbox is the one switch.
     """
     on = bool(on)
-    if plot.ctrl.logYCheck.isChecked() == on:
+    if bool(plot.getAxis("left").logMode) == on:
         return False
-    check = plot.ctrl.logYCheck
-    check.blockSignals(True)  # its toggled signal runs PlotItem.updateLogMode
-    check.setChecked(on)
-    check.blockSignals(False)
-    x_log = plot.ctrl.logXCheck.isChecked()
-    for item in plot.items:
-        if hasattr(item, "setLogMode"):
-            item.setLogMode(x_log, on)
+    x_log = bool(plot.getAxis("bottom").logMode)
+    for item in plot.listDataItems():
+        item.setLogMode(x_log, on)
     for name in ("left", "right"):
         plot.getAxis(name).setLogMode(x_log, on)
     return True

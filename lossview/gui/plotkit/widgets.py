@@ -216,16 +216,11 @@ def centered_note(viewbox, color) -> pg.TextItem:
 
 
 def add_marker(plot, item) -> None:
-    """Add a cursor line or current-point marker that moves on every timeline step.
-
-    It stays out of auto-range (``ignoreBounds``), and its moves no longer tell the view
-    that its bounds changed: pyqtgraph flags the view for an auto-range recomputation on
-    every move of any item, ignored or not, and the scrub spent ~8 % of its time
-    recomputing ranges that cannot change (py-spy, whole window, 1,000 steps).
-    """
+    """Add a cursor line or current-point marker that moves on every timeline step
+    (:class:`~lossview.gui.plotkit.cursor.PixelCursor`, ``PointMarker``): out of
+    auto-range (``ignoreBounds``). Neither tells the view its bounds changed when it moves
+    (see ``PixelCursor.informViewBoundsChanged``)."""
     plot.addItem(item, ignoreBounds=True)
-    item._GraphicsObject__inform_view_on_changes = False  # position moves (InfiniteLine)
-    item.informViewBoundsChanged = lambda: None  # data moves (ScatterPlotItem.setData)
 
 
 def cache_item(item, on: bool = True) -> None:
