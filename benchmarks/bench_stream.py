@@ -16,7 +16,9 @@ times:
   (:func:`lossview.core.analysis.stream.stream`: distances and Gram matrix),
 * ``analyze``: ``open_run`` + :func:`lossview.core.analysis.report.analyze`.
 
-Prints medians and the ratios stream / read, analyze / read, analyze / read64.
+Prints medians and the ratios stream / read, analyze / read, analyze / read64. With
+``--baseline DIR`` (another checkout of lossview, e.g. ``git archive OLD | tar -x -C DIR``)
+the side ``base_stream`` is that checkout's ``stream``, measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -158,6 +160,8 @@ def main() -> None:
     ap.add_argument("--native-n", type=int, default=0,
                     help="also a native run of N snapshots x 1M parameters (bench_open's; 1000: 4 GB)")
     ap.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of " + ",".join(SIDES))
+    ap.add_argument("--baseline", type=Path,
+                    help="another checkout of lossview: adds the side base_stream (its stream pass)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure == "write":
@@ -178,11 +182,16 @@ def main() -> None:
         if "native" in cases and not (root / "native").is_dir():
             _child("write_native", root, args)
         sides = [x for x in args.sides.split(",") if x]
+        if args.baseline and "base_stream" not in sides:
+            sides.append("base_stream")
         for case in cases:
             res: dict[str, list[dict]] = {s: [] for s in sides}
             for _ in range(args.repeat):
                 for side in sides:
-                    p = subprocess.run([sys.executable, __file__, "--measure", side,
+                    script, what = __file__, side
+                    if side.startswith("base_"):  # the baseline checkout's own measurement
+                        script, what = str(args.baseline / "benchmarks" / "bench_stream.py"), side[5:]
+                    p = subprocess.run([sys.executable, script, "--measure", what,
                                         "--dir", str(root / case)],
                                        capture_output=True, text=True)
                     if p.returncode != 0:
@@ -196,7 +205,8 @@ def main() -> None:
                   f"(one float32 snapshot {snap_mb:.0f} MiB), load {os.getloadavg()[0]:.1f}")
             for s in sides:
                 print(f"  {s:8s} {med[s]:7.2f} s  peak RSS {peak[s]:6.0f} MiB")
-            for a, b in (("stream", "read"), ("analyze", "read"), ("analyze", "read64")):
+            for a, b in (("stream", "read"), ("base_stream", "read"), ("analyze", "read"),
+                         ("analyze", "read64")):
                 if a in med and b in med:
                     print(f"  {a} / {b} {med[a] / med[b]:.2f}x", end=";")
             for a in ("stream", "analyze"):

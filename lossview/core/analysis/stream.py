@@ -52,11 +52,15 @@ from lossview.core.analysis.gram import (
 from lossview.core.io.ranges import SpanReader, run_ranges, spans_fit_float32
 from lossview.core.run import Run
 
-#: Bytes of one float64 ``T x chunk`` work array (chunk columns = this / (8 T), 256 to
-#: 8,192): wide enough that the ``T x T`` update per chunk is not where the time goes
-#: (measured: single-threaded ``c @ c.T`` at T = 1,000 runs at 34 GFlop/s with 262 columns,
-#: 80 with 1,024). Each worker holds three.
-WORK_BYTES = 8 * 2**20
+#: Bytes of one float64 ``T x chunk`` work array for few snapshots (chunk columns = this /
+#: (8 T), 1,024 to 32,768). Each chunk costs about a dozen numpy calls whatever its width,
+#: so few snapshots want wide chunks (measured on the bench_stream runs: 10 snapshots 2.14
+#: s at 8,192 columns, 1.71 s at 32,768; 24 snapshots best at 8,192-16,384); many
+#: snapshots want at least 1,024 columns for the ``T x T`` product (single-threaded
+#: ``c @ c.T`` at T = 1,000: 34 GFlop/s with 262 columns, 80 with 1,024). Each worker holds
+#: two.
+WORK_BYTES = 3 * 2**20
+_CW_MIN, _CW_MAX = 1024, 32768
 
 #: Row-wise dot products ``a_i . b_i``: numpy 2's ``vecdot`` (3x faster than ``einsum``).
 _rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("ij,ij->i", a, b))
@@ -143,7 +147,7 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
     fill, share = yield from _block_reader(run, spans, store, len(blocks), should_stop)
     if fill is None:
         return None
-    cw = int(min(8192, max(256, WORK_BYTES // (8 * max(n, 1)))))
+    cw = int(min(_CW_MAX, max(_CW_MIN, WORK_BYTES // (8 * max(n, 1)))))
     sums = [_Sums(n, cw) for _ in range(_workers())]
     widths = [p[-1].col0 + p[-1].width for p in blocks]
     # two block buffers: the next block is read (by a thread: preadv and file reads release
@@ -247,13 +251,16 @@ class _Sums:
                 self.tf += dot(c, c)
                 np.subtract(w, w[0], out=c)
                 self.fi += dot(c, c)
-                if not np.isfinite(sq).all():  # a snapshot with non-finite weights here
-                    fin = np.isfinite(w).all(axis=1)
-                    self.bad |= ~fin
-                    if not fin.any():
-                        continue
-                    np.subtract(w, w[int(np.argmax(fin))], out=c)
-                    c[~fin] = 0.0
+                if np.isfinite(sq).all():
+                    v = c[1:]  # row 0 is w_0 - w_0 = 0
+                    self.g[1:, 1:] += v @ v.T
+                    continue
+                fin = np.isfinite(w).all(axis=1)  # a snapshot with non-finite weights here
+                self.bad |= ~fin
+                if not fin.any():
+                    continue
+                np.subtract(w, w[int(np.argmax(fin))], out=c)
+                c[~fin] = 0.0
                 self.g += c @ c.T
 
 

@@ -174,7 +174,8 @@ def test_chunks_shared_among_workers_add_up_to_the_same_sums(tmp_path, kind, mon
 
     ws = write(kind, tmp_path / "r", _weights())
     run = open_run(tmp_path / "r")
-    monkeypatch.setattr(stream_module, "WORK_BYTES", 0)  # the narrowest chunks (256 columns)
+    monkeypatch.setattr(stream_module, "WORK_BYTES", 0)  # the narrowest chunks: 64 columns,
+    monkeypatch.setattr(stream_module, "_CW_MIN", 64)  # 15 of them for the 904 parameters
     monkeypatch.setattr(stream_module, "_workers", lambda: 2)
     s = stream(run)
     x = stacked(run, ws)
@@ -194,3 +195,21 @@ def test_a_file_cut_short_after_opening_is_a_one_line_error(tmp_path):
     f.write_bytes(data[: len(data) // 3])
     with pytest.raises(LossviewError, match=f"cannot read {f.name}"):
         stream(run)
+
+
+@pytest.mark.parametrize("kind", ["torch", "native"])
+def test_a_non_finite_first_snapshot_leaves_the_gram_of_the_others_exact(tmp_path, kind):
+    # the Gram rows are w_i - w_0 where every snapshot is finite: here another row stands in
+    ws = write(kind, tmp_path / "r", _weights(nan_at=0))
+    run = open_run(tmp_path / "r")
+    s = stream(run, max_bytes=2 * 4 * N * 16)
+    old = distances(run)
+    assert s.distances.nonfinite == [0] == old.nonfinite
+    for k in ("to_final", "step_length", "param_norm", "update_cosine"):
+        a, b = getattr(s.distances, k), getattr(old, k)
+        assert np.array_equal(np.isnan(a), np.isnan(b)), k
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=k)
+    g = s.gram(run)
+    y = numpy_gram(stacked(run, ws[1:]))
+    assert g.indices.tolist() == list(range(1, N)) and g.dropped == [0]
+    np.testing.assert_allclose(g.gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
