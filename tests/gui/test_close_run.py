@@ -13,35 +13,11 @@ from lossview.gui.workers import ProcessWorker
 
 from . import process_jobs as pj
 from .conftest import open_and_wait, write_run
+from .model_files import linear_model_file
 
 #: a model file whose every batch takes a while: its surface and sharpness run for
 #: minutes, so both are still computing when the run is closed
-SLOW_MODEL_FILE = '''
-import time
-
-import torch
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 8)
-
-    def forward(self, x):
-        return self.fc(x)
-
-def build_model():
-    return Net()
-
-def batches():
-    time.sleep(0.3)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 4, generator=g)
-    yield x, 2.0 * x.repeat(1, 2)
-
-def loss_fn(out, y):
-    return ((out - y) ** 2).mean()
-'''
+SLOW_MODEL_FILE = linear_model_file(batches_sleep=0.3)
 
 
 def _lossview_children() -> list[str]:

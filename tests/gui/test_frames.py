@@ -143,6 +143,16 @@ def test_a_deleted_owner_runs_no_more_steps(qtbot):
     assert ran == ["other", "other"] and not fr.active()
 
 
+def test_finish_runs_one_sequence_to_its_end_now(qtbot):
+    fr = Frames(interval_ms=1000)
+    a, b = QObject(), QObject()
+    ran = []
+    fr.submit(a, "lay out", [lambda k=k: ran.append(("a", k)) for k in range(3)])
+    fr.submit(b, "draw", [lambda: ran.append(("b", 0))])
+    fr.finish(a, "lay out")
+    assert ran == [("a", 0), ("a", 1), ("a", 2)] and fr.active(b) and not fr.active(a)
+
+
 def test_flush_runs_every_step_now(qtbot, canvas):
     fr = Frames(interval_ms=1000)
     owner = QObject()

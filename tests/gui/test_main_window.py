@@ -8,6 +8,7 @@ import pytest
 from lossview.gui.window import settings
 
 from .conftest import open_and_wait, write_run
+from .model_files import linear_model_file
 
 
 def test_open_shows_every_panel(qtbot, window, run_path):
@@ -156,29 +157,7 @@ def test_the_shipped_demo_run_opens(qtbot, window):
     assert settings.recent_folders() == []  # the demo is not a "recent" folder of the user's
 
 
-MODEL_FILE = '''
-import torch
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 8)
-
-    def forward(self, x):
-        return self.fc(x)
-
-def build_model():
-    return Net()
-
-def batches():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 4, generator=g)
-    yield x, 2.0 * x.repeat(1, 2)
-
-def loss_fn(out, y):
-    return ((out - y) ** 2).mean()
-'''
+MODEL_FILE = linear_model_file()
 
 
 def test_model_file_enables_sharpness_for_a_foreign_run(qtbot, window, run_path, tmp_path):

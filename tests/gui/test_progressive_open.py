@@ -11,35 +11,11 @@ from torch import nn
 from lossview.gui.window.run_opening import PREVIEW_AFTER_MS
 
 from .conftest import open_and_wait, write_run
+from .model_files import linear_model_file
 
 #: the model of bare_folder's checkpoints, whose every forward pass takes 0.4 s: the
 #: loss of each of the 7 snapshots makes the analysis last ~3 s
-SLOW_MODEL_FILE = '''
-import time
-
-import torch
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 8)
-
-    def forward(self, x):
-        time.sleep(0.4)
-        return self.fc(x)
-
-def build_model():
-    return Net()
-
-def batches():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 4, generator=g)
-    yield x, 2.0 * x.repeat(1, 2)
-
-def loss_fn(out, y):
-    return ((out - y) ** 2).mean()
-'''
+SLOW_MODEL_FILE = linear_model_file(forward_sleep=0.4)
 
 
 def bare_folder(path, n=6):

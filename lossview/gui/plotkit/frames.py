@@ -134,6 +134,14 @@ class Frames(QObject):
             self._frame(schedule=False)
             max_steps -= 1
 
+    def finish(self, owner: QObject, name: Hashable) -> None:
+        """Run what is left under ``(owner, name)`` now: a step that needs it done (the
+        panels laid out before the step that shows them) calls this."""
+        key = (owner, name)
+        while key in self._queue:
+            self._queue = {key: self._queue.pop(key), **self._queue}  # its turn
+            self._frame(schedule=False)
+
     # -- the frame ------------------------------------------------------------------
     def _wake(self) -> None:
         if self._queue and not self._timer.isActive():

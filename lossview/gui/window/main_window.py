@@ -274,6 +274,7 @@ class MainWindow(QMainWindow):
                 self.run_loaded.emit(run)
 
         def to_workspace() -> None:  # from the start page: the (veiled) panels, alone
+            frames().finish(self, "lay out")  # a quick run came before it was done
             self.stack.setCurrentWidget(self.workspace)
 
         # the loss curves first (what the user looks at first); the first step (the switch
