@@ -24,7 +24,7 @@ both come from one walk over column blocks of the ``T x D`` snapshot matrix:
 
 Memory: the block (:data:`~lossview.core.analysis.gram.DEFAULT_BLOCK_BYTES`, 128 MiB, as
 stored: float32 unless the weights are float64), a few ``T x chunk`` float64 work arrays
-(:data:`WORK_BYTES` each) and ``T x T`` matrices, whatever the run's length and dtype.
+(:data:`WORK_BYTES` each, two a worker) and ``T x T`` matrices, whatever the run's length and dtype.
 """
 
 from __future__ import annotations
