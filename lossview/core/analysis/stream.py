@@ -23,8 +23,9 @@ both come from one walk over column blocks of the ``T x D`` snapshot matrix:
   mean is left to :meth:`Streamed.gram`, which double-centres, so no mean is taken).
 
 Memory: the block (:data:`~lossview.core.analysis.gram.DEFAULT_BLOCK_BYTES`, 128 MiB, as
-stored: float32 unless the weights are float64), a few ``T x chunk`` float64 work arrays
-(:data:`WORK_BYTES` each, two a worker) and ``T x T`` matrices, whatever the run's length and dtype.
+stored: float32 unless the weights are float64), two ``T x chunk`` float64 work arrays a
+worker (:data:`WORK_BYTES` each up to 128 snapshots, 1,024 columns beyond) and ``T x T``
+matrices, whatever the run's length and dtype.
 """
 
 from __future__ import annotations
