@@ -67,7 +67,6 @@ _CW_MIN, _CW_MAX = 1024, 32768
 _rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("ij,ij->i", a, b))
 
 
-
 @dataclass
 class Streamed:
     """What :func:`stream_steps` measured: the distances of every snapshot and the Gram
