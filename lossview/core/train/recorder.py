@@ -71,6 +71,8 @@ class Recorder:
             if isinstance(given, Mapping):
                 info["optimizer"].update(given)
         self._sink = _open_writer(RunWriter(path, info, overwrite=overwrite), _writer)
+        # (step, metrics dict): the process writer takes the dict as it is
+        self._record = getattr(self._sink, "record", None) or (lambda s, m: self._sink.log(s, **m))
         self.path = self._sink.path
         self.last_step: int | None = None
         self.last_snapshot_step: int | None = None
@@ -81,11 +83,13 @@ class Recorder:
         """Append ``{"step": step, **metrics}`` and snapshot the weights if it is time."""
         if self.closed:
             raise LossviewError("this Recorder is closed")
-        step = int(step)
-        if self.optimizer is not None and "lr" not in metrics and "learning_rate" not in metrics:
-            lr = self.optimizer.param_groups[0].get("lr")
+        if type(step) is not int:
+            step = int(step)
+        opt = self.optimizer
+        if opt is not None and "lr" not in metrics and "learning_rate" not in metrics:
+            lr = opt.param_groups[0].get("lr")
             metrics["lr"] = lr if type(lr) is float else _float(lr)
-        self._sink.log(step, **metrics)
+        self._record(step, metrics)
         first = self.last_step is None
         self.last_step = step
         if first or step % self.every == 0:

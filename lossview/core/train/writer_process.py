@@ -2,10 +2,14 @@
 the training loop's GIL.
 
 The training thread appends records to a list and copies the weights at a snapshot
-(one copy into one buffer); every ``handover_interval`` seconds (or sooner when ``handover_bytes`` of
-weights are held) it puts what it holds, in order, on a bounded queue. A feeder thread
-pickles each hand-over (protocol 5, the arrays out of band) and writes it to the writer
-process's stdin in a few large writes, which release the GIL. The process
+(one copy into one buffer); every ``handover_interval`` seconds (or sooner when
+``handover_bytes`` of weights are held) it hands over what it holds, in order: pickled
+(protocol 5, the arrays out of band) and written to the writer process's stdin, a
+non-blocking pipe, by the training thread itself as far as the pipe takes it without
+waiting; the rest, and everything after it until it is written, goes on a bounded queue
+to a feeder thread that writes it (large writes, which release the GIL). So a small
+model's hand-overs cost the loop one pickle and one write, and no thread switch (each one
+handed to a thread was measured to cost the loop more than the write itself). The process
 (``_writer_child.py`` under ``python -I -S``: standard library only, no numpy or torch,
 so it starts in tens of milliseconds) continues the run folder the parent's
 :class:`~lossview.core.io.native.RunWriter` created: it encodes the JSON lines and writes
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pickle
 import struct
 import sys
@@ -34,14 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from lossview.core.errors import LossviewError
+from lossview.core.train.snapshot_copy import Plan, copies
 
 _HEAD = struct.Struct("<QI")
 _CHUNK = 1 << 20  # chunks smaller than this are joined into one write
 _CHILD = Path(__file__).with_name("_writer_child.py")
 _DONE = b"\x00"  # the process's answer to "close" (an error is a pickle or text instead)
-#: numpy dtype (``dtype.str``) -> safetensors dtype
-_DTYPES = {"<f4": "F32", "<f8": "F64", "<f2": "F16", "<i8": "I64", "<i4": "I32", "<i2": "I16",
-           "|i1": "I8", "|u1": "U8", "<u2": "U16", "<u4": "U32", "<u8": "U64", "|b1": "BOOL"}
+
 
 
 class ProcessWriter:
@@ -88,8 +92,12 @@ class ProcessWriter:
         self._q: queue.Queue = queue.Queue(maxsize=max_pending)
         sink.release()  # the process appends to metrics.jsonl from now on
         self._q.put((("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME), 0))
+        # entries queued (training thread) and written (feeder): equal when the feeder is
+        # idle, and only then may the training thread write to the pipe itself
+        self._sent, self._written = 1, 0
+        self._out: Any = None  # the pipe, non-blocking, once the process runs (POSIX)
         self._proc: Any = None
-        self._plan: _Plan | None = None  # how the last snapshot was copied
+        self._plan: Plan | None = None  # how the last snapshot was copied
         self._finished = threading.Event()  # the process wrote everything, or failed
         self._watcher = threading.Thread(target=self._watch, name="lossview-writer-watch", daemon=True)
         # the feeder starts the process: the training thread does not wait for fork + exec
@@ -99,6 +107,10 @@ class ProcessWriter:
     # -- training thread ---------------------------------------------------------------
     def log(self, step: int, **metrics: Any) -> None:
         """Queue one metrics record (tensors are converted to numbers now)."""
+        self.record(step, metrics)
+
+    def record(self, step: int, metrics: dict[str, Any]) -> None:
+        """:meth:`log` with the metrics as a dict (kept: the caller does not reuse it)."""
         if self._error is not None:
             return self._raise()
         for k, v in metrics.items():
@@ -119,12 +131,12 @@ class ProcessWriter:
         tensors = {**params, **buffers}
         plan = self._plan if self._plan is not None and self._plan.fits(tensors) else None
         if plan is None:
-            plan = _Plan.of(tensors)
+            plan = Plan.of(tensors)
             self._plan = plan
         if plan is not None:  # CPU tensors numpy can view: one copy into one buffer
             names, data, n = plan.names, [pickle.PickleBuffer(plan.copy())], plan.nbytes
         else:
-            names, data, n = _copies(tensors)
+            names, data, n = copies(tensors)
         epoch = None if epoch is None else float(epoch)  # the process has no numpy
         self._held_bytes += n
         self._held.append(("snapshot", (int(step), epoch, names, data, list(buffers))))
@@ -138,12 +150,7 @@ class ProcessWriter:
         self._hold_records()
         if self._held:
             held, n, self._held, self._held_bytes = self._held, self._held_bytes, [], 0
-            with self._cond:  # the byte bound (the queue's maxsize is the count bound)
-                while (self._queued_bytes and self._queued_bytes + n > self._max_bytes
-                       and self._error is None):
-                    self._cond.wait(0.5)
-                self._queued_bytes += n
-            self._put(("batch", held), n)
+            self._send(("batch", held), n)
 
     def update_spec(self, **fields: Any) -> None:
         """Add fields to ``run.json`` (written by the process, in order with the rest)."""
@@ -153,7 +160,7 @@ class ProcessWriter:
         self._raise()
         self.spec.update(fields)
         self.flush()
-        self._put(("spec", _run_json(self.spec)))
+        self._send(("spec", _run_json(self.spec)))
 
     def close(self, status: str = "finished", **fields: Any) -> None:
         """Write everything queued, mark the run ``status`` and wait for the process."""
@@ -164,7 +171,7 @@ class ProcessWriter:
             if self._error is None:
                 self.flush()
                 self.spec.update(status=status, **fields)
-                self._put(("close", _run_json(self.spec)))
+                self._send(("close", _run_json(self.spec)))
         except Exception:
             if self._error is None:
                 raise
@@ -185,9 +192,32 @@ class ProcessWriter:
             buf, self._buf = self._buf, []
             self._held.append(("records", buf))
 
+    def _send(self, item: Any, nbytes: int = 0) -> None:
+        """Write ``item`` to the pipe now, as far as it takes it without blocking, if the
+        feeder has written everything before it; queue the rest for the feeder."""
+        if self._out is not None and self._written == self._sent:
+            try:
+                rest = _write_some(self._out, _frame(item))
+            except OSError:  # the process is gone: the feeder finds out, the watcher says why
+                rest = _frame(item)
+            except Exception as e:  # noqa: BLE001 - e.g. a metric pickle cannot take
+                self._error = self._error or e
+                return self._raise()
+            if not rest:
+                return
+            item = _Raw(rest)
+        if nbytes:
+            with self._cond:  # the byte bound (the queue's maxsize is the count bound)
+                while (self._queued_bytes and self._queued_bytes + nbytes > self._max_bytes
+                       and self._error is None):
+                    self._cond.wait(0.5)
+                self._queued_bytes += nbytes
+        self._put(item, nbytes)
+
     def _put(self, item: Any, nbytes: int = 0) -> None:
         import queue
 
+        self._sent += 1
         while True:  # blocks while full, but not forever if the process is gone
             try:
                 self._q.put((item, nbytes), timeout=0.5)
@@ -222,6 +252,11 @@ class ProcessWriter:
             return
         self._watcher.start()
         out = self._proc.stdin
+        direct = False
+        if hasattr(os, "set_blocking") and sys.platform != "win32":
+            with contextlib.suppress(OSError):
+                os.set_blocking(out.fileno(), False)  # the training thread's writes never wait
+                direct = True
         broken = False
         while True:
             entry = self._q.get()
@@ -229,17 +264,21 @@ class ProcessWriter:
                 break
             try:
                 if not broken:
-                    _write_frame(out, entry[0])
+                    item = entry[0]
+                    _write_all(out, item.chunks if isinstance(item, _Raw) else _frame(item))
             except (OSError, ValueError):  # the process is gone: the watcher says why
                 broken = True
             except Exception as e:  # noqa: BLE001 - e.g. a metric pickle cannot take
                 self._error = self._error or e
                 broken = True
             self._done(entry[1])
+            if direct:  # "open" is written: the training thread may write from now on
+                self._out = out
         with contextlib.suppress(OSError):
             out.close()
 
     def _done(self, nbytes: int) -> None:
+        self._written += 1
         if nbytes:
             with self._cond:
                 self._queued_bytes -= nbytes
@@ -262,74 +301,6 @@ class ProcessWriter:
         self._finished.set()
 
 
-class _Plan:
-    """How to copy a snapshot whose tensors are CPU tensors numpy can view: byte views of
-    their memory, in the order of their names, concatenated into one new buffer (one
-    allocation and one copy). Valid while the same tensors keep the same memory, shape,
-    strides and dtype (``p.data = ...`` or ``model.double()`` make a new plan)."""
-
-    def __init__(self, tensors: Mapping[str, Any]) -> None:
-        self.keys = tuple(tensors)
-        self.tensors = tuple(tensors.values())
-        self.state = self._state(self.tensors)
-        self.names, self.views, self.nbytes = [], [], 0
-        for k in sorted(self.keys):
-            a = tensors[k].detach().numpy()  # shares the tensor's memory
-            code = _DTYPES.get(a.dtype.str)
-            if code is None or not a.flags.c_contiguous:
-                raise TypeError(f"{k}: no plain view")
-            self.names.append((k, code, a.shape, a.nbytes))
-            self.views.append(a.reshape(-1).view("u1"))
-            self.nbytes += a.nbytes
-
-    @classmethod
-    def of(cls, tensors: Mapping[str, Any]) -> _Plan | None:
-        import torch
-
-        if not all(isinstance(t, torch.Tensor) and t.device.type == "cpu"
-                   and t.layout is torch.strided and t.is_contiguous() for t in tensors.values()):
-            return None
-        try:
-            return cls(tensors)
-        except (TypeError, RuntimeError):  # bfloat16, a conjugate view...: copied one by one
-            return None
-
-    @staticmethod
-    def _state(tensors: tuple) -> list:
-        return [(t.data_ptr(), t.shape, t.stride(), t.dtype) for t in tensors]
-
-    def fits(self, tensors: Mapping[str, Any]) -> bool:
-        return (len(tensors) == len(self.keys)
-                and all(a is b for a, b in zip(tensors.values(), self.tensors))
-                and tuple(tensors) == self.keys and self._state(self.tensors) == self.state)
-
-    def copy(self) -> Any:
-        import numpy as np
-
-        return np.concatenate(self.views)
-
-
-def _copies(tensors: Mapping[str, Any]) -> tuple[list, list, int]:
-    """A snapshot copied tensor by tensor (GPU tensors, bfloat16 widened to float32, numpy
-    arrays): names with dtype, shape and size, the copies' buffers, their bytes."""
-    from lossview.core.train.sinks import _copy
-
-    names, data, n = [], [], 0
-    for k, a in sorted(_copy(tensors).items()):
-        if not a.flags.c_contiguous:  # a transposed view's copy keeps its layout
-            a = a.copy(order="C")
-        code = _DTYPES.get(a.dtype.str)
-        if code is None:
-            a = a.astype(a.dtype.newbyteorder("<"))
-            code = _DTYPES.get(a.dtype.str)
-            if code is None:
-                raise LossviewError(f"cannot store {k} of dtype {a.dtype} in a snapshot")
-        names.append((k, code, a.shape, a.nbytes))
-        data.append(pickle.PickleBuffer(a))
-        n += a.nbytes
-    return names, data, n
-
-
 def _run_json(spec: Mapping[str, Any]) -> str:
     """``run.json``'s text, as ``atomic_write_json`` writes it."""
     from lossview.core.io.atomic import _jsonable
@@ -349,30 +320,56 @@ def _error_from(data: bytes, code: int) -> BaseException:
     return LossviewError(f"the run writer process exited with code {code}")
 
 
-def _write_frame(out: Any, item: Any) -> None:
+class _Raw:
+    """The part of a frame the pipe did not take: written by the feeder as it is."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: list) -> None:
+        self.chunks = chunks
+
+
+def _frame(item: Any) -> list:
+    """The frame of ``item`` as a few buffers: the head and pickle joined with the small
+    out-of-band buffers (up to ``_CHUNK``), each large buffer as it is (not copied)."""
     bufs: list = []
     data = pickle.dumps(item, protocol=5, buffer_callback=bufs.append)
     views = [b.raw() for b in bufs]
     head = _HEAD.pack(len(data), len(views)) + struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
+    out: list = []
     pending: list = [head, data]
     size = len(head) + len(data)
     for v in views:
         if v.nbytes >= _CHUNK:
-            _write_all(out, b"".join(pending))
+            out.append(b"".join(pending))
             pending, size = [], 0
-            _write_all(out, v)
+            out.append(v)
         else:
             pending.append(v)
             size += v.nbytes
             if size >= _CHUNK:
-                _write_all(out, b"".join(pending))
+                out.append(b"".join(pending))
                 pending, size = [], 0
     if pending:
-        _write_all(out, b"".join(pending))
+        out.append(b"".join(pending))
+    return out
 
 
-def _write_all(out: Any, data: Any) -> None:
-    mv = memoryview(data).cast("B")
-    while mv.nbytes:
-        n = out.write(mv)
-        mv = mv[n:]
+def _write_some(out: Any, chunks: list) -> list:
+    """Write ``chunks`` to the non-blocking ``out`` until it would block; what is left."""
+    for i, c in enumerate(chunks):
+        mv = memoryview(c).cast("B")
+        while mv.nbytes:
+            n = out.write(mv)  # None: the pipe is full
+            if not n:
+                return [mv, *chunks[i + 1:]]
+            mv = mv[n:]
+    return []
+
+
+def _write_all(out: Any, chunks: list) -> None:
+    """Write ``chunks`` to ``out``, waiting for room where it is non-blocking."""
+    import select
+
+    while chunks := _write_some(out, chunks):
+        select.select([], [out], [])
