@@ -185,9 +185,11 @@ class RunOpener(QObject):
         self._preview_timer.stop()
         self._preview = None
         win = self.win
-        if self.previewed and req.step is None and win.run is not None:
+        index = win.timeline.index
+        if self.previewed and req.step is None and win.run is not None \
+                and 0 <= index < len(win.run):
             # the user may have scrubbed the preview: the analysed run opens there
-            req.step = int(win.run.steps[win.timeline.index])
+            req.step = int(win.run.steps[index])
         self.previewed = False
         if isinstance(result, SeveralRuns):
             self._choose(req, result)
