@@ -68,18 +68,42 @@ def read_frame(inp):
 
 def atomic_write(path: str, chunks) -> None:
     """``chunks`` to a temporary file beside ``path``, fsync, rename into place."""
+    finish([start(path, chunks)])
+
+
+def start(path: str, chunks):
+    """``chunks`` written to a temporary file beside ``path`` (not yet fsync'ed): what
+    :func:`finish` needs."""
     folder, name = os.path.split(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            for c in chunks:
-                fh.write(c)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        for c in chunks:
+            mv = memoryview(c).cast("B")
+            while mv.nbytes:
+                mv = mv[os.write(fd, mv):]
     except BaseException:
+        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+    return fd, tmp, path
+
+
+def finish(started) -> None:
+    """fsync each started file, then rename each into place, in order: a file appears
+    only complete and on disk. Several fsyncs in a row mostly share one journal commit."""
+    try:
+        for fd, _, _ in started:
+            os.fsync(fd)
+        for fd, tmp, path in started:
+            os.close(fd)
+            os.replace(tmp, path)
+    except BaseException:
+        for fd, tmp, _ in started:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
 
 
@@ -114,11 +138,12 @@ class Writer:
             self.metrics.write("\n".join(lines) + "\n")
             self.metrics.flush()
 
-    def snapshot(self, step: int, epoch, tensors, data, buffer_names) -> None:
+    def snapshot(self, step: int, epoch, tensors, data, buffer_names):
+        """The checkpoint's temporary file, written (see :func:`start`)."""
         meta = {"step": str(int(step)), "epoch": "" if epoch is None else repr(float(epoch)),
                 "buffers": json.dumps(sorted(buffer_names)), "format": self.format_name}
         path = os.path.join(self.checkpoints, f"step_{int(step):09d}.safetensors")
-        atomic_write(path, safetensors_chunks(tensors, data, meta))
+        return start(path, safetensors_chunks(tensors, data, meta))
 
     def run_json(self, text: str) -> None:
         atomic_write(os.path.join(self.folder, "run.json"), [text.encode("utf-8")])
@@ -142,12 +167,16 @@ def main() -> int:
             kind = item[0]
             if kind == "open":
                 writer = Writer(*item[1:])
-            elif kind == "batch":
-                for what, payload in item[1]:
-                    if what == "records":
-                        writer.records(payload)
-                    else:
-                        writer.snapshot(*payload)
+            elif kind == "batch":  # the batch's checkpoints appear together, at its end
+                started = []
+                try:
+                    for what, payload in item[1]:
+                        if what == "records":
+                            writer.records(payload)
+                        else:
+                            started.append(writer.snapshot(*payload))
+                finally:
+                    finish(started)
             elif kind == "spec":
                 writer.run_json(item[1])
             elif kind == "close":
