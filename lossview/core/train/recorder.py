@@ -12,10 +12,11 @@ Every ``log`` call appends its metrics to ``metrics.jsonl``. The model's current
 are saved at the first logged step (normally 0), at every step that is a multiple of
 ``every``, and, when the recorder closes, at the last logged step. The training thread
 only appends each record to a list and, at a snapshot, copies the weights (one copy into one buffer);
-every 20 ms what it holds is queued (at most 8 hand-overs and 256 MiB of weights wait;
-then ``log`` blocks) for a writer process (``writer_process.py``; a thread where no
-process can be started, e.g. a frozen app), which encodes the JSON lines and writes the
-checkpoints atomically, so no serialisation shares the loop's GIL. ``close()`` (or
+every 20 ms it writes what it holds to a writer process's pipe (``writer_process.py``; a
+thread where no process can be started, e.g. a frozen app) as far as the pipe takes it
+without waiting, and queues the rest for a feeder thread (at most 8 hand-overs and
+256 MiB of weights wait; then ``log`` blocks). The process encodes the JSON lines and
+writes the checkpoints atomically, so no serialisation shares the loop's GIL. ``close()`` (or
 leaving the ``with`` block) waits until everything is written; an error in the writer is
 raised in the training thread at the next ``log``/``snapshot`` call or at ``close()``. A
 process killed mid-run leaves a run readable up to its last complete snapshot.
