@@ -11,6 +11,11 @@ rounds after a warm-up round, each round running every variant once):
 - ``thread``: the same with the previous writer, a thread in the training process
   (``Recorder(..., _writer="thread")``, kept for this comparison and for frozen apps).
 
+With ``--against REV`` (a git revision), one more variant: ``REV``, the process writer
+as it was at that revision (its ``recorder.py``, ``writer_process.py`` and
+``_writer_child.py`` loaded from git), to measure a change side by side with the code
+before it.
+
 With ``--floor``, one more variant: ``floor``, the bare loop beside the disk work alone:
 a process started the same way (``python -I -S``, in the timed region) that, told by one
 byte per snapshot through a pipe, writes a file of the snapshot's size atomically
@@ -28,6 +33,7 @@ writer process (``all CPU``: the work, wherever it runs), the training thread's 
 ratio, and the median milliseconds of creating the Recorder and of ``close()``.
 
     python benchmarks/bench_recorder.py [--steps 2000] [--repeats 7] [--dir /dev/shm] [--floor]
+                                        [--against REV]
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ atomic("run.json", b"{}" * 400)
 
 
 def loop(problem, steps: int, folder: Path | None = None, writer: str = "process",
-         every: int = 20) -> tuple[float, float, float, float, float]:
+         every: int = 20, recorder=None) -> tuple[float, float, float, float, float]:
     torch.manual_seed(0)
     model = problem.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -81,6 +87,8 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
         size = sum(p.numel() * p.element_size() for p in model.parameters()) + 1000
         side = subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR, str(folder), str(size),
                                  str(every * 60)], stdin=subprocess.PIPE, bufsize=0)
+    elif recorder is not None:  # another revision's Recorder
+        rec = recorder(folder, model, every=every, optimizer=opt)
     elif folder is not None:
         rec = lossview.Recorder(folder, model, every=every, optimizer=opt, _writer=writer)
     t_open = time.perf_counter() - t0
@@ -109,6 +117,28 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
     return t1 - t0, time.thread_time() - c0, t_open, t1 - t_close, _all_cpu() - a0
 
 
+def recorder_at(rev: str, tmp: Path):
+    """The Recorder class of git revision ``rev``, writing through that revision's
+    writer process (modules loaded from ``git show``; the rest of lossview as it is)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    mods = {}
+    for name in ("recorder", "writer_process", "_writer_child"):
+        src = subprocess.run(["git", "show", f"{rev}:lossview/core/train/{name}.py"], cwd=root,
+                             capture_output=True, text=True, check=True).stdout
+        path = tmp / f"{name}_{rev.replace('/', '_')}.py"
+        path.write_text(src)
+        if name != "_writer_child":
+            spec = importlib.util.spec_from_file_location(f"_at_{name}", path)
+            mods[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mods[name])
+    wp = mods["writer_process"]
+    wp._CHILD = tmp / f"_writer_child_{rev.replace('/', '_')}.py"
+    mods["recorder"]._open_writer = lambda run, kind: wp.ProcessWriter(run)
+    return mods["recorder"].Recorder
+
+
 def _all_cpu() -> float:
     """CPU seconds of this process's threads and of its finished child processes."""
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -124,6 +154,8 @@ def main() -> None:
                     help="where the run folders go (default: the system's temporary folder); "
                          "/dev/shm (tmpfs) leaves out the disk's cost of creating and "
                          "fsyncing the snapshot files")
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="also time the process writer of this git revision")
     ap.add_argument("--floor", action="store_true",
                     help="also time the bare loop beside the same file writes alone (floor)")
     args = ap.parse_args()
@@ -136,6 +168,11 @@ def main() -> None:
     }
     if args.floor:
         variants["floor"] = lambda tmp: loop(problem, args.steps, tmp, "floor", args.every)
+    code = tempfile.TemporaryDirectory()
+    if args.against:
+        old = recorder_at(args.against, Path(code.name))
+        variants[args.against[:8]] = lambda tmp: loop(problem, args.steps, tmp, "process",
+                                                      args.every, recorder=old)
     times: dict[str, list[tuple[float, ...]]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         n = 0
