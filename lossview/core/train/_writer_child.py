@@ -132,7 +132,7 @@ def _temp(folder: str, name: str):
 
 
 def _quiet(f, arg) -> None:
-    try:
+    try:  # noqa: SIM105 - contextlib is not imported here (start-up time)
         f(arg)
     except OSError:
         pass
@@ -225,7 +225,7 @@ def main() -> int:
                 elif kind == "spec":
                     writer.run_json(item[1])
     except BaseException as e:  # noqa: BLE001 - reported to the training thread
-        try:
+        try:  # noqa: SIM105 - contextlib is not imported here (start-up time)
             finish(started)  # the complete ones appear; the failed one is gone
         except BaseException:  # noqa: BLE001 - the first error is the one to report
             pass
