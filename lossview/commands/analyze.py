@@ -36,9 +36,12 @@ def run(args: argparse.Namespace) -> int:
     if model_file or data or block_size:
         # the user's model file, or a Hugging Face model rebuilt from config.json on --data:
         # loaded once, for the loss per snapshot (where none was logged) and sharpness
+        from lossview.core.surface.finite import on_device
         from lossview.core.surface.usermodel import model_source
 
-        src = model_source(r, model_file, data=data, block_size=block_size)
+        # placed on --device once: the loss per snapshot and sharpness find it there
+        src = on_device(model_source(r, model_file, data=data, block_size=block_size),
+                        args.device)
     report = analyze(r, model_file=model_file, source=src, device=args.device)
     # Sharpness needs the model and data: built-in problems name theirs in run.json,
     # foreign folders only with --model (Hugging Face folders: or --data). Without
