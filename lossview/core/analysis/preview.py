@@ -35,6 +35,27 @@ def step_unit(run: Run) -> str:
     return "epoch" if u == "epoch" else "step"
 
 
+def run_records(run: Run) -> dict[str, Any]:
+    """The report's keys that are the run's own records (no snapshot read): what the
+    preview shows and what :func:`lossview.core.analysis.report.analyze` starts from."""
+    return {
+        "format": run.format, "path": str(run.path), "name": run.name,
+        "n_checkpoints": len(run), "steps": run.steps.tolist(), "n_params": run.n_params,
+        "buffers": run.buffer_names, "warnings": run.warnings,
+        "metrics": {k: s.to_json() for k, s in run.metrics.items()},
+        "step_unit": step_unit(run), "optimizer": optimizer_settings(run),
+    }
+
+
+def loss_plateau(run: Run) -> tuple[Any, dict[str, Any]]:
+    """The run's loss series (its first logged name of LOSS_NAMES) and its plateau, with
+    the metric it was found on."""
+    loss = run.metric(*LOSS_NAMES)
+    plateau = find_plateau(loss)
+    plateau["metric"] = next((k for k in LOSS_NAMES if run.metrics.get(k) is loss), None)
+    return loss, plateau
+
+
 def preview_report(run: Run, failed: str | None = None) -> dict[str, Any]:
     """What can be said of ``run`` before its snapshots are read: its own records (steps,
     logged metrics, optimizer) and the loss plateau, every analysis of the weights marked
@@ -47,15 +68,9 @@ def preview_report(run: Run, failed: str | None = None) -> dict[str, Any]:
     size = f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{max(mib, 0.1):.1f} MiB"
     # short, for the plots; the diagnosis says what is read
     why = "being computed" if failed is None else f"the analysis failed: {failed}"
-    loss = run.metric(*LOSS_NAMES)
-    plateau = find_plateau(loss)
-    plateau["metric"] = next((k for k in LOSS_NAMES if run.metrics.get(k) is loss), None)
     report = {
-        "format": run.format, "path": str(run.path), "name": run.name, "n_checkpoints": n,
-        "steps": run.steps.tolist(), "n_params": run.n_params, "buffers": run.buffer_names,
-        "warnings": run.warnings, "step_unit": step_unit(run), "optimizer": optimizer_settings(run),
-        "metrics": {k: v.to_json() for k, v in run.metrics.items()},
-        "plateau": plateau,
+        **run_records(run),
+        "plateau": loss_plateau(run)[1],
         "distance": _null(why, from_init=None, step_length=None, to_final=None),
         "pca": _null(why, explained_variance_ratio=None, random_walk_similarity=None, coords=None),
         "diffusion": _null(why, exponent=None),

@@ -20,8 +20,8 @@ from lossview.core.analysis.gram import gram_steps, subsample
 from lossview.core.analysis.metric_names import LOSS as LOSS_NAMES
 from lossview.core.analysis.pca import pca_from_gram
 from lossview.core.analysis.permutation import permutation_report
-from lossview.core.analysis.plateau import find_plateau, weight_motion
-from lossview.core.analysis.preview import _null, optimizer_settings, step_unit
+from lossview.core.analysis.plateau import weight_motion
+from lossview.core.analysis.preview import _null, loss_plateau, run_records
 from lossview.core.analysis.refresh import jsonable, refresh_answers
 from lossview.core.analysis.stationarity import stationarity
 from lossview.core.analysis.stream import stream_steps
@@ -97,18 +97,8 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
     else:
         d = distances(run)
     report: dict[str, Any] = {
-        "format": run.format,
-        "path": str(run.path),
-        "name": run.name,
-        "n_checkpoints": n,
-        "steps": run.steps.tolist(),
-        "n_params": run.n_params,
-        "buffers": run.buffer_names,
-        "warnings": run.warnings,
-        "metrics": {k: s.to_json() for k, s in run.metrics.items()},
+        **run_records(run),
         "distance": {**d.to_json(), "logged_update_ratio": _logged_update_ratio(run)},
-        "step_unit": step_unit(run),
-        "optimizer": optimizer_settings(run),
     }
     if (model_file or source is not None) and run.metric(*LOSS_NAMES) is None:
         # a bare state_dict folder logged no loss: the model file's full-data loss at each
@@ -120,9 +110,7 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
         report["metrics"][LOSS_FULL] = run.metrics[LOSS_FULL].to_json()
         report["loss_from_model"] = LOSS_FULL
     report["divergence"] = dv = divergence(run, d.nonfinite)
-    loss = run.metric(*LOSS_NAMES)
-    plateau = find_plateau(loss)
-    plateau["metric"] = next((k for k in LOSS_NAMES if run.metrics.get(k) is loss), None)
+    loss, plateau = loss_plateau(run)
     if plateau.get("step") is not None and n >= 2:
         plateau["weights"] = weight_motion(run.steps, d.from_init, d.to_final, d.step_length,
                                            plateau["step"])
