@@ -17,16 +17,22 @@ def data(curve):
     return curve.xData, curve.yData
 
 
-@pytest.fixture
-def panel(qtbot, loaded):
+def shown(qtbot, run, report=None, size=(600, 500)):
+    """A LossPanel on screen at ``size`` showing ``run``, and its timeline."""
     tl = Timeline()
     p = LossPanel(tl)
     qtbot.addWidget(p)
-    p.resize(600, 500)
+    p.resize(*size)
     p.show()
-    run, report = loaded
     tl.set_steps(run.steps)
     p.set_run(run, report)
+    return p, tl
+
+
+@pytest.fixture
+def panel(qtbot, loaded):
+    run, report = loaded
+    p, tl = shown(qtbot, run, report)
     return p, tl, run, report
 
 
@@ -94,13 +100,7 @@ def test_missing_metrics_say_so(qtbot):
 
     run = run_from_arrays(np.cumsum(np.ones((5, 3)), axis=0),
                           metrics={"loss": ([0, 1, 2, 3, 4], [1, 0.5, 0.3, 0.2, 0.2])})
-    tl = Timeline()
-    p = LossPanel(tl)
-    qtbot.addWidget(p)
-    p.resize(400, 500)
-    p.show()
-    tl.set_steps(run.steps)
-    p.set_run(run, None)
+    p, tl = shown(qtbot, run, size=(400, 500))
     qtbot.waitUntil(lambda: p.p_loss.height() > 0.8 * p.canvas.height())
     # the rows of what was not logged are folded away, and one sentence names them
     assert p.absent.text() == "no gradient norm or learning rate logged"
@@ -120,13 +120,7 @@ def test_a_panel_with_no_loss_is_one_sentence(qtbot):
     from lossview.core.io.memory import run_from_arrays
 
     run = run_from_arrays(np.cumsum(np.ones((5, 3)), axis=0), metrics={})
-    tl = Timeline()
-    p = LossPanel(tl)
-    qtbot.addWidget(p)
-    p.resize(400, 500)
-    p.show()
-    tl.set_steps(run.steps)
-    p.set_run(run, None)
+    p, _tl = shown(qtbot, run, size=(400, 500))
     note = p.notes[0]
     assert note.toPlainText() == "no loss logged"
     # no made-up axes, grid or legend around it
