@@ -16,7 +16,7 @@ from lossview.core.analysis.diffusion import diffusion
 from lossview.core.analysis.distances import distances
 from lossview.core.analysis.divergence import divergence
 from lossview.core.analysis.gradient import gradient_behaviour
-from lossview.core.analysis.gram import gram_steps, subsample
+from lossview.core.analysis.gram import subsample
 from lossview.core.analysis.metric_names import LOSS as LOSS_NAMES
 from lossview.core.analysis.pca import pca_from_gram
 from lossview.core.analysis.permutation import permutation_report
@@ -27,8 +27,6 @@ from lossview.core.analysis.stationarity import stationarity
 from lossview.core.analysis.stream import stream_steps
 from lossview.core.run import Run
 
-#: Most snapshots entering the Gram matrix (evenly subsampled beyond).
-MAX_GRAM_SNAPSHOTS = 2000
 #: Most snapshots aligned by weight matching.
 MAX_PERMUTATION_SNAPSHOTS = 50
 #: Fewest snapshots in the post-plateau segment for it to be analysed on its own.
@@ -76,15 +74,14 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
     ``auto``, ``cpu``, ``cuda[:i]``; None: the model's). Sharpness (which also
     needs the model) is added by the caller, then :func:`refresh_answers`.
 
-    Runs of 3 to :data:`MAX_GRAM_SNAPSHOTS` snapshots get their distances and Gram matrix
-    from one pass over the files (:mod:`lossview.core.analysis.stream`); longer ones, whose
-    Gram matrix takes a subsample, from :func:`distances` then :func:`gram_steps`.
+    Runs of 3 snapshots or more get their distances and Gram matrix from one pass over
+    the files (:mod:`lossview.core.analysis.stream`; the Gram matrix of every snapshot, or
+    of an even subsample of a long run of a large model: :func:`gram_rows`).
     """
     n = len(run)
     yield 0.0, "distances"
     streamed = None
-    if 3 <= n <= MAX_GRAM_SNAPSHOTS:
-        # every snapshot enters the Gram matrix: one pass gives it and the distances
+    if n >= 3:
         gen = stream_steps(run)
         while True:
             try:
@@ -122,19 +119,9 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
     last = dv.get("last_finite_snapshot")
     end = (last["index"] if last else -1) if dv.get("diverged") and dv.get("step") is not None else n - 1
     finite = [i for i in range(end + 1) if i not in bad]
-    idx = [finite[j] for j in subsample(len(finite), MAX_GRAM_SNAPSHOTS)]
-    gram = None
-    if len(idx) >= 3 and streamed is not None:
-        gram = streamed.gram(run, idx)
-    elif len(idx) >= 3:
-        gen = gram_steps(run, idx)
-        while True:
-            try:
-                f = next(gen)
-            except StopIteration as e:
-                gram = e.value
-                break
-            yield 0.1 + 0.6 * f, "Gram matrix"
+    keep = set(finite)
+    idx = [int(i) for i in streamed.rows if i in keep] if streamed is not None else []
+    gram = streamed.gram(run, idx) if len(idx) >= 3 else None
     if gram is None or len(gram) < 3:
         why = f"needs at least 3 snapshots with finite weights, the run has {len(finite)}"
         report["pca"] = _null(why, explained_variance_ratio=None, random_walk_similarity=None, coords=None)

@@ -12,24 +12,29 @@ both come from one walk over column blocks of the ``T x D`` snapshot matrix:
   torch zip files; bfloat16 widened exactly into the block), so each byte of each file is
   read once and no snapshot is decoded whole; other formats are read once each, into the
   block itself when one block holds the run, else into the Gram spill file;
-* each block is walked in chunks of a few thousand columns widened to float64 (``W``);
-  differences between snapshots are taken in float64 (exact for float32 weights) and every
-  sum is accumulated in float64, so the distances equal those of
-  :func:`~lossview.core.analysis.distances.distances` and the Gram matrix that of
-  :func:`~lossview.core.analysis.gram.gram_steps` to float64 rounding. Each chunk costs
-  one widening copy, three subtractions (``w_i - w_{i-1}``, ``w_i - w_last``,
-  ``w_i - w_0``), five row-wise dot products (``np.vecdot``) and one ``T x T`` product of
-  the ``w_i - w_0`` rows (the Gram matrix about the first snapshot: centring it on the
-  mean is left to :meth:`Streamed.gram`, which double-centres, so no mean is taken).
+* each block is walked in chunks of a few thousand columns
+  (:mod:`lossview.core.analysis.chunk_sums`); differences between snapshots are taken in
+  float64 (exact for float32 weights) and every sum is accumulated in float64, so the
+  distances equal those of :func:`~lossview.core.analysis.distances.distances` and the
+  Gram matrix that of :func:`~lossview.core.analysis.gram.gram_steps` to float64
+  rounding. Large runs get the chunk's five distance sums in one compiled pass (numba),
+  small ones by numpy; then one product of the ``w_r - w_0`` rows of the snapshots ``r``
+  of the Gram matrix (about the first snapshot: centring it on the mean is left to
+  :meth:`Streamed.gram`, which double-centres, so no mean is taken).
+* the Gram matrix costs ``m / 2`` multiply-adds a weight of each of its ``m`` snapshots,
+  the distances a few: a long run of a large model forms it of an even subsample
+  (:func:`gram_rows`), the distances of every snapshot.
 
 Memory: the block (:data:`~lossview.core.analysis.gram.DEFAULT_BLOCK_BYTES`, 128 MiB, as
-stored: float32 unless the weights are float64), two ``T x chunk`` float64 work arrays a
-worker (:data:`WORK_BYTES` each up to 128 snapshots, 1,024 columns beyond) and ``T x T``
-matrices, whatever the run's length and dtype.
+stored: float32 unless the weights are float64), two ``rows x chunk`` float64 work arrays
+a worker (:data:`~lossview.core.analysis.chunk_sums.WORK_BYTES` each; rows: the Gram
+matrix's for the compiled pass, every snapshot for numpy's, at least 64 columns) and
+``m x m`` matrices, whatever the run's length and dtype.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from lossview.core.analysis import chunk_sums
+from lossview.core.analysis.chunk_sums import Sums, distances
 from lossview.core.analysis.distances import Distances
 from lossview.core.analysis.gram import (
     _STOPPED,
@@ -49,42 +56,64 @@ from lossview.core.analysis.gram import (
     _spill_reader,
     double_centre,
     scaled,
+    subsample,
 )
 from lossview.core.io.ranges import SpanReader, run_ranges, spans_fit_float32
 from lossview.core.run import Run
 
-#: Bytes of one float64 ``T x chunk`` work array for few snapshots (chunk columns = this /
-#: (8 T), 1,024 to 32,768). Each chunk costs about a dozen numpy calls whatever its width,
-#: so few snapshots want wide chunks (measured on the bench_stream runs: 10 snapshots 2.14
-#: s at 8,192 columns, 1.71 s at 32,768; 24 snapshots best at 8,192-16,384); many
-#: snapshots want at least 1,024 columns for the ``T x T`` product (single-threaded
-#: ``c @ c.T`` at T = 1,000: 34 GFlop/s with 262 columns, 80 with 1,024). Each worker holds
-#: two.
-WORK_BYTES = 3 * 2**20
-_CW_MIN, _CW_MAX = 1024, 32768
+#: Runs of up to this many snapshots always get the Gram matrix of all of them.
+FULL_GRAM_SNAPSHOTS = 128
+#: Multiply-adds (``m^2 d / 2`` for ``m`` snapshots of ``d`` weights) a longer run's Gram
+#: matrix may cost: 2**32, 0.1-0.2 s of float64 products on the 2-core VM of
+#: docs/benchmarks.md. The Gram matrix costs ``m / 2`` multiply-adds a weight of each of
+#: its snapshots where the distances cost a few, so past ~100 snapshots it, not the read,
+#: sets the pass's time: 1,000 snapshots of 1M weights took 11-13 s for it alone against
+#: 0.4-2.4 s to read them. Small models keep every snapshot (the demo's 3,466 weights up
+#: to ~1,500 of them); 1M weights keep 128 of 1,000 (PCA, pairwise distances, diffusion
+#: and stationarity on every 8th snapshot; distances of every snapshot stay exact).
+GRAM_BUDGET = 2**32
+#: At most this many snapshots in the Gram matrix, whatever the budget.
+MAX_GRAM_SNAPSHOTS = 2000
 
-#: Row-wise dot products ``a_i . b_i``: numpy 2's ``vecdot`` (3x faster than ``einsum``).
-_rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("ij,ij->i", a, b))
 
 
 @dataclass
 class Streamed:
     """What :func:`stream_steps` measured: the distances of every snapshot and the Gram
-    matrix of all ``n`` snapshots' weights minus a vector common to all of them (rows of
-    snapshots with non-finite weights, ``bad``, are meaningless): :meth:`gram` centres it."""
+    matrix of the snapshots ``rows`` (all, or an even subsample of a long run), their
+    weights minus a vector common to all of them (rows of snapshots with non-finite
+    weights, ``bad``, are meaningless): :meth:`gram` centres it."""
 
     distances: Distances
     gram_all: np.ndarray
     bad: np.ndarray
+    rows: np.ndarray
 
     def gram(self, run: Run, indices: Sequence[int] | None = None) -> Gram:
-        """The :class:`Gram` of ``indices`` (default all), as :func:`gram_steps` gives it:
-        snapshots with non-finite weights dropped, the rest double-centred."""
-        idx = np.arange(len(self.bad)) if indices is None else np.asarray(list(indices), dtype=np.int64)
-        keep = idx[~self.bad[idx]]
-        g = double_centre(self.gram_all[np.ix_(keep, keep)])
+        """The :class:`Gram` of ``indices`` (default: every snapshot of ``rows``), as
+        :func:`gram_steps` gives it: snapshots with non-finite weights dropped, the rest
+        double-centred. ``indices`` must be among ``rows``."""
+        idx = self.rows if indices is None else np.asarray(list(indices), dtype=np.int64)
+        pos = np.searchsorted(self.rows, idx)
+        if len(idx) and (pos.max() >= len(self.rows) or (self.rows[pos] != idx).any()):
+            raise ValueError("the pass computed no Gram matrix rows for some of these snapshots")
+        ok = ~self.bad[idx]
+        keep, pos = idx[ok], pos[ok]
+        g = double_centre(self.gram_all[np.ix_(pos, pos)])
         g = 0.5 * (g + g.T)
-        return Gram(keep, run.steps[keep], g, [int(i) for i in idx[self.bad[idx]]])
+        return Gram(keep, run.steps[keep], g, [int(i) for i in idx[~ok]])
+
+
+def gram_rows(n: int, d: int) -> np.ndarray:
+    """The snapshots whose Gram matrix the pass forms, of a run of ``n`` snapshots of ``d``
+    weights: all of them when there are at most :data:`FULL_GRAM_SNAPSHOTS` or their Gram
+    matrix costs at most :data:`GRAM_BUDGET` multiply-adds, else as many evenly spread ones
+    (the first and last kept) as that budget allows, at least ``FULL_GRAM_SNAPSHOTS`` and
+    at most :data:`MAX_GRAM_SNAPSHOTS`."""
+    m = n
+    if n > FULL_GRAM_SNAPSHOTS and n * n * max(d, 1) > 2 * GRAM_BUDGET:
+        m = max(FULL_GRAM_SNAPSHOTS, math.isqrt(2 * GRAM_BUDGET // max(d, 1)))
+    return subsample(n, min(m, MAX_GRAM_SNAPSHOTS))
 
 
 def _block_reader(run: Run, spans, store: np.dtype, n_blocks: int,
@@ -132,10 +161,16 @@ def _block_reader(run: Run, spans, store: np.dtype, n_blocks: int,
 
 def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
                  should_stop: Callable[[], bool] | None = None,
+                 rows: Sequence[int] | None = None, compiled: bool | None = None,
                  ) -> Generator[float, None, Streamed | None]:
     """The one pass; yields the fraction done, returns :class:`Streamed` (None if
-    ``should_stop()`` became true)."""
+    ``should_stop()`` became true). ``rows``: the snapshots of the Gram matrix (default
+    :func:`gram_rows`). ``compiled``: the chunk sums by the compiled pass of
+    :mod:`~lossview.core.analysis.chunk_sums` (True), by numpy (False), or compiled for
+    runs of at least :data:`~lossview.core.analysis.chunk_sums.MIN_ELEMENTS` elements
+    where numba imports (None)."""
     n, d = len(run), run.n_params
+    rows = gram_rows(n, d) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
     spans = run_ranges(run)  # headers only
     if spans is not None:  # float32 where the weights widen exactly into it
         store = np.dtype(np.float32 if spans_fit_float32(spans[:1]) else np.float64)
@@ -144,15 +179,20 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
     item = store.itemsize
     max_cols = max(int(max_bytes // (2 * item * max(n, 1))), 1)  # two block buffers
     blocks = _blocks(run.param_shapes, max_cols) if n and d else []
+    want = compiled or (compiled is None and n * d >= chunk_sums.MIN_ELEMENTS)
+    # the compiled pass is loaded (numba's import and cache: ~0.5 s) while the first block
+    # is read, in a thread of its own (the reads release the GIL)
+    loader = ThreadPoolExecutor(1)
+    kern_f = loader.submit(chunk_sums.warm, store) if want else None
+    loader.shutdown(wait=False)
     fill, share = yield from _block_reader(run, spans, store, len(blocks), should_stop)
     if fill is None:
         return None
-    cw = int(min(_CW_MAX, max(_CW_MIN, WORK_BYTES // (8 * max(n, 1)))))
-    sums = [_Sums(n, cw) for _ in range(_workers())]
     widths = [p[-1].col0 + p[-1].width for p in blocks]
     # two block buffers: the next block is read (by a thread: preadv and file reads release
     # the GIL) while this one is computed on
     bufs = [np.empty(n * max(widths, default=0), dtype=store) for _ in range(min(len(blocks), 2))]
+    sums: list[Sums] = []
     stopped = False
 
     def read_block(b: int) -> np.ndarray:
@@ -165,8 +205,9 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
             fill(i, blocks[b], buf[i])
         return buf
 
-    with (ThreadPoolExecutor(1) as ex, ThreadPoolExecutor(len(sums)) as pool,
-          _one_blas_thread(len(sums)), _spill_closed(fill)):
+    workers = _workers()
+    with (ThreadPoolExecutor(1) as ex, ThreadPoolExecutor(workers) as pool,
+          _one_blas_thread(workers), _spill_closed(fill)):
         fut = ex.submit(read_block, 0) if blocks else None
         for b in range(len(blocks)):
             buf = fut.result()
@@ -174,16 +215,23 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
                 return None
             if b + 1 < len(blocks):
                 fut = ex.submit(read_block, b + 1)
-            # the block's chunks shared among the workers (numpy and BLAS release the GIL)
+            if not sums:
+                kern = kern_f.result() if kern_f is not None else None
+                if kern is None and compiled:
+                    raise ImportError("the compiled pass needs numba")
+                sums = [Sums(n, rows, kern) for _ in range(workers)]
+                cw = sums[0].cw
+            # the block's chunks shared among the workers (numpy, BLAS and the compiled
+            # pass release the GIL)
             starts = list(range(0, widths[b], cw))
             parts = [starts[k::len(sums)] for k in range(len(sums))]
             for f in [pool.submit(sm.add, buf, part) for sm, part in zip(sums, parts)]:
                 f.result()
             yield 1.0 - share + share * (b + 1) / len(blocks)
-    tot = sums[0]
+    tot = sums[0] if sums else Sums(n, rows, None)
     for sm in sums[1:]:
         tot.merge(sm)
-    return Streamed(_distances(tot.sq, tot.fi, tot.tf, tot.st, tot.cs, tot.bad), tot.g, tot.bad)
+    return Streamed(distances(tot.sq, tot.fi, tot.tf, tot.st, tot.cs, tot.bad), tot.g, tot.bad, rows)
 
 
 def _workers() -> int:
@@ -210,79 +258,6 @@ def _one_blas_thread(workers: int):
         yield
 
 
-class _Sums:
-    """One worker's float64 sums over the chunks it was given, and its work arrays."""
-
-    def __init__(self, n: int, cw: int):
-        self.n, self.cw = n, cw
-        self.sq, self.fi, self.tf = np.zeros(n), np.zeros(n), np.zeros(n)
-        self.st, self.cs = np.zeros(n), np.zeros(n)
-        self.g = np.zeros((n, n))
-        self.bad = np.zeros(n, dtype=bool)
-        self.w, self.c = np.empty((n, cw)), np.empty((n, cw))
-
-    def merge(self, o: _Sums) -> None:
-        for k in ("sq", "fi", "tf", "st", "cs", "g"):
-            getattr(self, k)[...] += getattr(o, k)
-        self.bad |= o.bad
-
-    def add(self, buf: np.ndarray, starts: Sequence[int]) -> None:
-        """Add the chunks of ``buf`` (snapshots x columns) beginning at ``starts``.
-
-        Every difference is taken in float64 (exact for float32 weights) and every sum of
-        products accumulated in float64. The Gram matrix is that of the rows minus the
-        chunk's first row (any row common to all rows: :meth:`Streamed.gram` double-centres,
-        which removes it); its rows are the ``w_i - w_0`` of ``from_init``, computed once."""
-        n, dot = self.n, _rowdot
-        with np.errstate(invalid="ignore", over="ignore"):
-            for a in starts:
-                k = min(self.cw, buf.shape[1] - a)
-                w, c = self.w[:, :k], self.c[:, :k]
-                np.copyto(w, buf[:, a:a + k])  # widened to float64: exact differences below
-                sq = dot(w, w)
-                self.sq += sq
-                if n >= 2:
-                    u = c[1:]  # the updates w_i - w_{i-1}, in c's rows until c is needed
-                    np.subtract(w[1:], w[:-1], out=u)
-                    self.st[1:] += dot(u, u)
-                    if n >= 3:
-                        self.cs[2:] += dot(u[1:], u[:-1])
-                np.subtract(w, w[-1], out=c)
-                self.tf += dot(c, c)
-                np.subtract(w, w[0], out=c)
-                self.fi += dot(c, c)
-                if np.isfinite(sq).all():
-                    v = c[1:]  # row 0 is w_0 - w_0 = 0
-                    self.g[1:, 1:] += v @ v.T
-                    continue
-                fin = np.isfinite(w).all(axis=1)  # a snapshot with non-finite weights here
-                self.bad |= ~fin
-                if not fin.any():
-                    continue
-                np.subtract(w, w[int(np.argmax(fin))], out=c)
-                c[~fin] = 0.0
-                self.g += c @ c.T
-
-
-def _distances(sq, fi, tf, st, cs, bad) -> Distances:
-    n = len(sq)
-    norm = np.sqrt(sq)
-    from_init, to_final, step = np.sqrt(fi), np.sqrt(tf), np.sqrt(st)
-    if n:
-        from_init[0] = step[0] = 0.0
-    ratio = np.full(n, np.nan)
-    cosine = np.full(n, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if n >= 2:
-            prev = norm[:-1]
-            ratio[1:] = np.where(prev > 0, step[1:] / np.where(prev > 0, prev, 1.0), np.nan)
-        if n >= 3:
-            den = step[2:] * step[1:-1]
-            cosine[2:] = np.where(den > 0, cs[2:] / np.where(den > 0, den, 1.0), np.nan)
-    nonfinite = [int(i) for i in np.flatnonzero(bad | ~np.isfinite(sq))]
-    return Distances(from_init, step, norm, nonfinite, to_final, cosine, ratio)
-
-
 @contextmanager
 def _spill_closed(reader: Any) -> Generator[None, None, None]:
     """Close the spill file behind ``reader`` (if any: its ``keep_alive``) when the pass
@@ -295,8 +270,8 @@ def _spill_closed(reader: Any) -> Generator[None, None, None]:
             spill_file.close()
 
 
-def stream(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES) -> Streamed:
-    """:func:`stream_steps` run to the end."""
+def stream(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES, **options: Any) -> Streamed:
+    """:func:`stream_steps` run to the end (``options``: its ``rows`` and ``compiled``)."""
     from lossview.core.analysis.gram import drive
 
-    return drive(stream_steps(run, max_bytes))
+    return drive(stream_steps(run, max_bytes, **options))

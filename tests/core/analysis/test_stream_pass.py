@@ -93,11 +93,14 @@ KINDS = ["native", "torch", "ddp", "hf-bf16", "npz", "legacy"]
 @pytest.mark.parametrize("kind", KINDS)
 # one block; blocks of 16 columns (rows of 90 go whole)
 @pytest.mark.parametrize("max_bytes", [None, 2 * 4 * N * 16])
-def test_the_pass_equals_numpy_on_the_stacked_vectors_and_the_old_analyses(tmp_path, kind, max_bytes):
+# the chunk sums by numpy, and compiled (numba: what runs of 2**27 elements or more get)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_pass_equals_numpy_on_the_stacked_vectors_and_the_old_analyses(tmp_path, kind, max_bytes,
+                                                                           compiled):
     ws = write(kind, tmp_path / "r", _weights())
     run = open_run(tmp_path / "r")
     x = stacked(run, ws)
-    s = stream(run) if max_bytes is None else stream(run, max_bytes=max_bytes)
+    s = stream(run, compiled=compiled) if max_bytes is None else stream(run, max_bytes, compiled=compiled)
     ref = numpy_distances(x)
     old = distances(run)
     for k, v in ref.items():
@@ -130,10 +133,11 @@ def test_legacy_torch_files_are_not_read_by_range_and_still_read_once(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["torch", "native"])
-def test_a_snapshot_with_non_finite_weights_is_flagged_and_left_out_of_the_gram(tmp_path, kind):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_snapshot_with_non_finite_weights_is_flagged_and_left_out_of_the_gram(tmp_path, kind, compiled):
     ws = write(kind, tmp_path / "r", _weights(nan_at=3))
     run = open_run(tmp_path / "r")
-    s = stream(run, max_bytes=2 * 4 * N * 16)
+    s = stream(run, max_bytes=2 * 4 * N * 16, compiled=compiled)
     old = distances(run)
     assert s.distances.nonfinite == [3] == old.nonfinite
     for k in ("from_init", "to_final", "step_length", "param_norm", "update_cosine", "update_ratio"):
@@ -169,15 +173,17 @@ def test_analyze_reports_what_the_per_analysis_functions_give(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["torch", "hf-bf16"])
-def test_chunks_shared_among_workers_add_up_to_the_same_sums(tmp_path, kind, monkeypatch):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_chunks_shared_among_workers_add_up_to_the_same_sums(tmp_path, kind, compiled, monkeypatch):
+    import lossview.core.analysis.chunk_sums as chunk_sums
     import lossview.core.analysis.stream as stream_module
 
     ws = write(kind, tmp_path / "r", _weights())
     run = open_run(tmp_path / "r")
-    monkeypatch.setattr(stream_module, "WORK_BYTES", 0)  # the narrowest chunks: 64 columns,
-    monkeypatch.setattr(stream_module, "_CW_MIN", 64)  # 15 of them for the 904 parameters
+    monkeypatch.setattr(chunk_sums, "WORK_BYTES", 0)  # the narrowest chunks: 64 columns,
+    monkeypatch.setattr(chunk_sums, "_CW_MIN", 64)  # 15 of them for the 904 parameters
     monkeypatch.setattr(stream_module, "_workers", lambda: 2)
-    s = stream(run)
+    s = stream(run, compiled=compiled)
     x = stacked(run, ws)
     for k, v in numpy_distances(x).items():
         np.testing.assert_allclose(getattr(s.distances, k), v, rtol=1e-12, atol=0, err_msg=k)
@@ -198,11 +204,12 @@ def test_a_file_cut_short_after_opening_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["torch", "native"])
-def test_a_non_finite_first_snapshot_leaves_the_gram_of_the_others_exact(tmp_path, kind):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_non_finite_first_snapshot_leaves_the_gram_of_the_others_exact(tmp_path, kind, compiled):
     # the Gram rows are w_i - w_0 where every snapshot is finite: here another row stands in
     ws = write(kind, tmp_path / "r", _weights(nan_at=0))
     run = open_run(tmp_path / "r")
-    s = stream(run, max_bytes=2 * 4 * N * 16)
+    s = stream(run, max_bytes=2 * 4 * N * 16, compiled=compiled)
     old = distances(run)
     assert s.distances.nonfinite == [0] == old.nonfinite
     for k in ("to_final", "step_length", "param_norm", "update_cosine"):
@@ -213,3 +220,61 @@ def test_a_non_finite_first_snapshot_leaves_the_gram_of_the_others_exact(tmp_pat
     y = numpy_gram(stacked(run, ws[1:]))
     assert g.indices.tolist() == list(range(1, N)) and g.dropped == [0]
     np.testing.assert_allclose(g.gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_gram_of_some_rows_equals_numpy_on_those_rows_and_the_distances_stay_all(tmp_path, compiled):
+    # a long run of a large model forms the Gram matrix of an even subsample (gram_rows)
+    ws = write("native", tmp_path / "r", _weights(n=11, nan_at=6))
+    run = open_run(tmp_path / "r")
+    rows = [0, 3, 6, 8, 10]
+    s = stream(run, max_bytes=2 * 4 * 11 * 16, rows=rows, compiled=compiled)
+    assert s.rows.tolist() == rows
+    x = stacked(run, ws)
+    old = distances(run)
+    assert s.distances.nonfinite == [6] == old.nonfinite
+    np.testing.assert_allclose(s.distances.from_init, old.from_init, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(s.distances.step_length, old.step_length, rtol=1e-12, atol=0)
+    g = s.gram(run)
+    assert g.indices.tolist() == [0, 3, 8, 10] and g.dropped == [6]
+    y = numpy_gram(x[[0, 3, 8, 10]])
+    np.testing.assert_allclose(g.gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
+    sub = s.gram(run, [3, 8, 10])
+    y = numpy_gram(x[[3, 8, 10]])
+    np.testing.assert_allclose(sub.gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
+    with pytest.raises(ValueError, match="no Gram matrix rows"):
+        s.gram(run, [1, 3])
+
+
+def test_gram_rows_keeps_every_snapshot_of_small_models_and_subsamples_long_runs_of_large_ones():
+    from lossview.core.analysis.stream import FULL_GRAM_SNAPSHOTS, GRAM_BUDGET, gram_rows
+
+    assert len(gram_rows(24, 11_700_000)) == 24  # up to 128 snapshots: all of them
+    assert len(gram_rows(1000, 3466)) == 1000  # the demo's model: 1000^2 x 3466 / 2 < 2**32
+    r = gram_rows(1000, 2**20)  # bench_open's native run: 1,000 x 1M weights
+    assert len(r) == FULL_GRAM_SNAPSHOTS and r[0] == 0 and r[-1] == 999
+    assert np.all(np.diff(r) >= 7) and np.all(np.diff(r) <= 9)  # evenly spread
+    r = gram_rows(100_000, 100)  # at most 2,000 whatever the budget
+    assert len(r) == 2000
+    assert len(r) ** 2 * 100 / 2 <= GRAM_BUDGET
+
+
+def test_analyze_of_a_long_run_over_the_budget_reports_pca_of_the_even_subsample(tmp_path, monkeypatch):
+    import lossview.core.analysis.stream as stream_module
+
+    monkeypatch.setattr(stream_module, "GRAM_BUDGET", 1)  # what 1,000 x 1M weights get
+    ws = write("native", tmp_path / "r", _weights(n=140))
+    run = open_run(tmp_path / "r")
+    rep = analyze(run)
+    rows = np.unique(np.round(np.linspace(0, 139, 128)).astype(int))
+    assert rep["pca"]["indices"] == rows.tolist()
+    x = stacked(run, ws)
+    y = x[rows] - x[rows].mean(axis=0)
+    u, sv, _ = np.linalg.svd(y, full_matrices=False)
+    np.testing.assert_allclose(rep["pca"]["explained_variance_ratio"][:3], (sv**2 / np.sum(sv**2))[:3],
+                               rtol=1e-9)
+    np.testing.assert_allclose(np.abs(np.asarray(rep["pca"]["coords"])[:, :2]), np.abs(u[:, :2] * sv[:2]),
+                               rtol=1e-7, atol=1e-10)
+    # distances of every snapshot all the same
+    np.testing.assert_allclose(rep["distance"]["from_init"], numpy_distances(x)["from_init"], rtol=1e-12)
+    assert len(rep["distance"]["from_init"]) == 140
