@@ -221,10 +221,14 @@ class RunWriter:
     path : the run folder (created).
     spec : what to record in run.json (problem, model, data, optimizer, schedule, seed...).
     overwrite : replace an existing run at ``path`` instead of refusing.
+    sync : fsync the first ``run.json`` before returning (the default). ``False`` leaves
+        that to the caller (:meth:`sync_spec`; the Recorder's writer process does it), so
+        the training thread does not wait for the disk: the file is complete and in place
+        either way, only not yet durable against a power loss.
     """
 
     def __init__(self, path: Path | str, spec: Mapping[str, Any] | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, sync: bool = True) -> None:
         self.path = Path(path)
         if self.path.exists() and any(self.path.iterdir()):
             if not overwrite:
@@ -240,10 +244,23 @@ class RunWriter:
             "status": "running",
         }
         self.spec.update(spec or {})
-        atomic_write_json(self.path / "run.json", self.spec)
+        if sync:
+            atomic_write_json(self.path / "run.json", self.spec)
+        else:
+            _replace_unsynced(self.path / "run.json", _spec_text(self.spec))
+        self.spec_synced = sync  # run.json durable (else: sync_spec() is the caller's)
         # kept open for the writer's life: closed by close()/release()
         self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.last_snapshot_step: int | None = None
+
+    def sync_spec(self) -> None:
+        """fsync ``run.json`` (after ``RunWriter(..., sync=False)``)."""
+        fd = os.open(self.path / "run.json", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.spec_synced = True
 
     def release(self) -> None:
         """Close ``metrics.jsonl`` without marking the run: the Recorder's writer process
@@ -309,3 +326,24 @@ class RunWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._metrics.closed:
             self.close("failed" if exc_type else "finished")
+
+
+def _spec_text(spec: Mapping[str, Any]) -> str:
+    """``run.json``'s text, as ``atomic_write_json`` writes it."""
+    from lossview.core.io.atomic import _jsonable
+
+    return json.dumps(spec, indent=2, sort_keys=False, default=_jsonable) + "\n"
+
+
+def _replace_unsynced(path: Path, text: str) -> None:
+    """``text`` to a temporary file beside ``path``, renamed into place (no fsync)."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -15,7 +15,8 @@ disk work (and the kernel's, on the training loop's cores) that a file at a time
 Frames on stdin: ``<QI`` (pickle length, number of out-of-band buffers), one ``<Q`` per
 buffer (its length), the pickle (protocol 5), the buffers. Items:
 
-- ``("open", folder, checkpoint_dir, format_name)``;
+- ``("open", folder, checkpoint_dir, format_name, sync_spec)``: ``sync_spec``: fsync
+  ``run.json`` first (the parent wrote it without waiting for the disk);
 - ``("batch", [("records", [(step, {key: value})]), ("snapshot", (step, epoch,
   [(name, safetensors dtype, shape, nbytes)], [buffer], buffer_names)), ...])``: the
   buffers hold the tensors' bytes in the order of their names (one buffer, or one per
@@ -152,8 +153,15 @@ def safetensors_chunks(tensors, data, metadata):
 
 
 class Writer:
-    def __init__(self, folder: str, checkpoint_dir: str, format_name: str) -> None:
+    def __init__(self, folder: str, checkpoint_dir: str, format_name: str,
+                 sync_spec: bool = False) -> None:
         self.folder = folder
+        if sync_spec:  # the parent wrote run.json without waiting for the disk
+            fd = os.open(os.path.join(folder, "run.json"), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self.checkpoints = os.path.join(folder, checkpoint_dir)
         self.format_name = format_name
         # appended to for the writer's whole life: closed when it closes
@@ -181,11 +189,20 @@ class Writer:
 
     def close(self, text: str, started=()) -> None:
         """fsync the metrics, then the checkpoints ``started`` still to finish and
-        ``run.json`` appear, in that order (their fsyncs mostly one journal commit)."""
-        self.metrics.flush()
-        os.fsync(self.metrics.fileno())
-        self.metrics.close()
-        finish([*started, start(os.path.join(self.folder, "run.json"), [text.encode("utf-8")])])
+        ``run.json`` appear, in that order. ``run.json``'s temporary file is written
+        before the first fsync, so the three fsyncs share one journal commit (written
+        after the metrics' fsync, it took a second one: close 5.0 -> 2.5 ms on this VM's
+        disk)."""
+        last = start(os.path.join(self.folder, "run.json"), [text.encode("utf-8")])
+        try:
+            self.metrics.flush()
+            os.fsync(self.metrics.fileno())
+            self.metrics.close()
+        except BaseException:
+            _quiet(os.close, last[0])
+            _quiet(os.unlink, last[1])
+            raise
+        finish([*started, last])
 
 
 def main() -> int:

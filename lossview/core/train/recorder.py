@@ -34,6 +34,7 @@ from typing import Any
 
 from lossview.core.errors import LossviewError
 from lossview.core.io.native import RunWriter
+from lossview.core.train.model_tensors import ModelTensors
 from lossview.core.train.sinks import AsyncWriter
 
 
@@ -61,6 +62,7 @@ class Recorder:
         if not hasattr(model, "named_parameters"):
             raise LossviewError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
+        self._tensors = ModelTensors(model)  # read again only when the model changes
         self.every = every
         info = {"recorder": {"every": every, "model": type(model).__name__,
                              "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}}
@@ -71,7 +73,8 @@ class Recorder:
             info["optimizer"] = optimizer_spec(self.optimizer)
             if isinstance(given, Mapping):
                 info["optimizer"].update(given)
-        self._sink = _open_writer(RunWriter(path, info, overwrite=overwrite), _writer)
+        # run.json's fsync is the writer's (the process's), not the training thread's
+        self._sink = _open_writer(RunWriter(path, info, overwrite=overwrite, sync=False), _writer)
         # (step, metrics dict): the process writer takes the dict as it is
         self._record = getattr(self._sink, "record", None) or (lambda s, m: self._sink.log(s, **m))
         self.path = self._sink.path
@@ -104,8 +107,7 @@ class Recorder:
 
     def snapshot(self, step: int, epoch: float | None = None) -> None:
         """Save the model's current weights as the snapshot of ``step`` now."""
-        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        buffers = dict(self.model.named_buffers())
+        params, buffers = self._tensors.get()
         self._sink.snapshot(int(step), params, buffers, epoch)
         self.last_snapshot_step = int(step)
 
@@ -141,6 +143,7 @@ def _open_writer(run: RunWriter, kind: str) -> Any:
             return ProcessWriter(run)
         except OSError:
             pass
+    run.sync_spec()
     return AsyncWriter(run)
 
 

@@ -22,6 +22,7 @@ class Plan:
     strides and dtype (``p.data = ...`` or ``model.double()`` make a new plan)."""
 
     def __init__(self, tensors: Mapping[str, Any]) -> None:
+        self.source = tensors
         self.keys = tuple(tensors)
         self.tensors = tuple(tensors.values())
         self.state = self._state(self.tensors)
@@ -52,6 +53,10 @@ class Plan:
         return [(t.data_ptr(), t.shape, t.stride(), t.dtype) for t in tensors]
 
     def fits(self, tensors: Mapping[str, Any]) -> bool:
+        """Whether ``tensors`` are the planned ones, unchanged (the same dict object is
+        taken to hold the same entries)."""
+        if tensors is self.source:
+            return self._state(self.tensors) == self.state
         return (len(tensors) == len(self.keys)
                 and all(a is b for a, b in zip(tensors.values(), self.tensors))
                 and tuple(tensors) == self.keys and self._state(self.tensors) == self.state)

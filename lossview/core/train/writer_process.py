@@ -91,13 +91,16 @@ class ProcessWriter:
         self._closed = False
         self._q: queue.Queue = queue.Queue(maxsize=max_pending)
         sink.release()  # the process appends to metrics.jsonl from now on
-        self._q.put((("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME), 0))
+        # the process fsyncs run.json first where the sink left that to it
+        self._q.put((("open", str(self.path), CHECKPOINT_DIR, FORMAT_NAME,
+                      not getattr(sink, "spec_synced", True)), 0))
         # entries queued (training thread) and written (feeder): equal when the feeder is
         # idle, and only then may the training thread write to the pipe itself
         self._sent, self._written = 1, 0
         self._out: Any = None  # the pipe, non-blocking, once the process runs (POSIX)
         self._proc: Any = None
         self._plan: Plan | None = None  # how the last snapshot was copied
+        self._given: tuple = (None, None, None)  # the last params, buffers and both merged
         self._finished = threading.Event()  # the process wrote everything, or failed
         self._watcher = threading.Thread(target=self._watch, name="lossview-writer-watch", daemon=True)
         # the feeder starts the process: the training thread does not wait for fork + exec
@@ -123,12 +126,19 @@ class ProcessWriter:
     def snapshot(self, step: int, params: Mapping[str, Any], buffers: Mapping[str, Any] | None = None,
                  epoch: float | None = None) -> None:
         """Copy the weights now (into one buffer); they go to the writer with the records
-        before them."""
+        before them. ``params`` and ``buffers`` given again as the same dict objects are
+        taken to hold the same entries (the Recorder's :class:`ModelTensors` gives new
+        dicts when the model changed)."""
         if self._error is not None:
             return self._raise()
         self._hold_records()
-        buffers = buffers or {}
-        tensors = {**params, **buffers}
+        if buffers is None:
+            buffers = {}
+        if params is self._given[0] and buffers is self._given[1]:  # the Recorder's, unchanged
+            tensors = self._given[2]
+        else:
+            tensors = {**params, **buffers}
+            self._given = (params, buffers, tensors)
         plan = self._plan if self._plan is not None and self._plan.fits(tensors) else None
         if plan is None:
             plan = Plan.of(tensors)
@@ -247,6 +257,8 @@ class ProcessWriter:
                 start_new_session=sys.platform != "win32")  # Ctrl-C reaches the loop only
         except OSError as e:
             self._error = e
+            with contextlib.suppress(Exception):
+                self.sink.sync_spec()
             while (entry := self._q.get()) is not None:  # nothing will be written
                 self._done(entry[1])
             return
