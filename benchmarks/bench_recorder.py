@@ -17,12 +17,13 @@ as it was at that revision (its ``recorder.py``, ``writer_process.py`` and
 before it.
 
 With ``--floor``, one more variant: ``floor``, the bare loop beside the disk work alone:
-a process started the same way (``python -I -S``, in the timed region) that, told by one
-byte per snapshot through a pipe, writes a file of the snapshot's size atomically
-(temporary file, fsync, rename) and appends the records' bytes to a metrics file, and at
-the end fsyncs that file and writes ``run.json`` atomically; the loop waits for it. No
-recording, pickling or JSON: what any writer keeping these files' durability costs the
-loop here.
+a process started the same way (``python -I -S``, in the timed region), told by one
+byte per snapshot, sent through a pipe at most every 20 ms as the Recorder hands over,
+that writes a file of the snapshot's size for each and appends the records' bytes to a
+metrics file, then fsyncs a batch's files together and renames them (as the writer
+does: a batch's fsyncs mostly share one journal commit); at the end it fsyncs the metrics,
+the last files and ``run.json`` together; the loop waits for it. No recording, pickling
+or JSON: what any writer keeping these files durable costs the loop here.
 
 Each recorded variant includes creating the Recorder and ``close()`` (all files
 written). The order of the variants rotates from round to round. Prints the median and
@@ -54,20 +55,29 @@ import lossview
 from lossview.core.train.problems import build_problem
 
 FLOOR = r"""
-import os, sys, tempfile
+import os, select, sys
 folder, size, line = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-def atomic(name, data):
-    fd, tmp = tempfile.mkstemp(dir=folder)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data); fh.flush(); os.fsync(fh.fileno())
-    os.replace(tmp, os.path.join(folder, name))
+def start(name, data):
+    tmp = os.path.join(folder, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, data)
+    return fd, tmp, os.path.join(folder, name)
+def finish(started):
+    for fd, _, _ in started:
+        os.fsync(fd)
+    for fd, tmp, path in started:
+        os.close(fd); os.replace(tmp, path)
 metrics = open(os.path.join(folder, "metrics.jsonl"), "ab")
-n = 0
-while (c := sys.stdin.buffer.read(1)) == b"s":
-    metrics.write(b"x" * line); metrics.flush()
-    atomic(f"step_{n:09d}.safetensors", b"w" * size); n += 1
+n, started = 0, []
+while c := os.read(0, 4096):
+    for _ in range(c.count(b"s")):
+        metrics.write(b"x" * line); metrics.flush()
+        started.append(start(f"step_{n:09d}.safetensors", b"w" * size)); n += 1
+    if not select.select([0], [], [], 0)[0]:  # a batch's files together, as the writer
+        finish(started); started = []
+last = start("run.json", b"{}" * 400)
 metrics.flush(); os.fsync(metrics.fileno()); metrics.close()
-atomic("run.json", b"{}" * 400)
+finish([*started, last])
 """
 
 
@@ -92,6 +102,7 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
     elif folder is not None:
         rec = lossview.Recorder(folder, model, every=every, optimizer=opt, _writer=writer)
     t_open = time.perf_counter() - t0
+    held, sent = 0, time.perf_counter()
     for step in range(steps):
         if not rows:
             rows = list(torch.randperm(problem.n_train, generator=g)[: per * 32]
@@ -105,12 +116,15 @@ def loop(problem, steps: int, folder: Path | None = None, writer: str = "process
         if rec is not None:
             rec.log(step, loss=value)
         elif side is not None and step % every == 0:
-            side.stdin.write(b"s")
+            held += 1
+            if (now := time.perf_counter()) - sent > 0.02:  # the Recorder's hand-over interval
+                side.stdin.write(b"s" * held)
+                held, sent = 0, now
     t_close = time.perf_counter()
     if rec is not None:
         rec.close()
     elif side is not None:
-        side.stdin.write(b"s")  # the last step's snapshot
+        side.stdin.write(b"s" * (held + 1))  # and the last step's snapshot
         side.stdin.close()
         side.wait()
     t1 = time.perf_counter()
