@@ -32,6 +32,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lossview.core.errors import LossviewError
+from lossview.core.surface import fastkernels
 from lossview.core.surface.batches import as_batches, batch_size, eval_mode
 from lossview.core.surface.fastpath import (
     MLPTail,
@@ -234,6 +235,7 @@ class PlaneEvaluator:
             if self.first is not None:
                 for i in range(len(self.batches)):  # before the pipelines share them
                     self._precomputed(i)
+            self._kernels = self._numba_kernels(len(pts))
             for lo, hi, vals in run_chunks(lambda lo, hi, ws: self._chunk(pts[lo:hi], ws),
                                            spans, self.workers(), self._threads_per_worker()):
                 yield lo, hi, vals.double().cpu().numpy()
@@ -278,7 +280,7 @@ class PlaneEvaluator:
             for i, (_, y) in enumerate(self.batches):
                 zstack, shape = self._precomputed(i)
                 total += self._tail.loss_sum(coef, zstack, shape, y, self._kind, self.loss_fn,
-                                             weights, ws)
+                                             weights, ws, self._kernels)
             return total / self.n
         rest, bufs = self._rest
         params = self._point_params(ab, [n for n, _ in rest.named_parameters()])
@@ -290,8 +292,19 @@ class PlaneEvaluator:
             total += per_point_loss(self._kind, self.loss_fn, fn(params, h), y).double() * k
         return total / self.n
 
+    def _numba_kernels(self, points: int) -> Any:
+        """The numba kernels for the MLP fast path on a CPU in float32, where loading them
+        pays back (:func:`~lossview.core.surface.fastkernels.for_work`), else None."""
+        if self._tail is None or self.device.type != "cpu" or self.dtype != torch.float32:
+            return None
+        width = self._precomputed(0)[1][-1]
+        fused = self._tail.logits_first and self._kind == "ce" and self._tail.linear_last
+        classes = self._tail.ops[-1][1][3] if fused else 0
+        return fastkernels.for_work(points, int(self.n), width, classes)
+
     def _setup_fast(self) -> None:
         self._kind = loss_kind(self.loss_fn)
+        self._kernels = None
         self._tail = None
         if self.first is None:
             return

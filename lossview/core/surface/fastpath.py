@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -154,6 +155,9 @@ class MLPTail:
                 break
             first_acts.append(m)
         self.ones = all(isinstance(m, _KEEPS_ONE) and _maps_one_to_one(m) for m in first_acts)
+        # a ReLU right after the first layer joins its combination (numba kernels)
+        self.relu_first = bool(tail) and type(tail[0][1]) is nn.ReLU
+        self.linear_last = bool(tail) and type(tail[-1][1]) is nn.Linear
         last = max((k for k, (_, m) in enumerate(tail) if type(m) is nn.Linear), default=-1)
         self.logits_first = bool(logits_first and last >= 0)
         ones = self.ones  # the block entering this op carries the ones column
@@ -200,15 +204,21 @@ class MLPTail:
 
     def forward(self, coef: torch.Tensor, h: torch.Tensor, ws: Workspace | None = None,
                 weights: list[tuple[torch.Tensor, Any]] | None = None,
-                outs: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+                outs: list[torch.Tensor | None] | None = None, start: int = 0,
+                last_bias: bool = True) -> torch.Tensor:
         """``h`` [P, N, H (+ 1 ones column if ``self.ones``)] -> outputs [P, N, C]
         (or [P, C, N] with ``logits_first``); ``weights`` from :meth:`weights`; ``outs``
-        the Linear layers' output buffers by op (:meth:`buffers`)."""
+        the Linear layers' output buffers by op (:meth:`buffers`). ``start``: ops already
+        applied (1: the first ReLU, fused into the combination); ``last_bias=False``:
+        the last Linear layer's bias is left out (the fused loss adds it)."""
         ws = ws or Workspace()
         lin = iter(weights if weights is not None else self.weights(coef, ws))
         if outs is None:
             outs = self.buffers(h.shape[0], h.shape[1], h, ws)
-        for (kind, op), buf in zip(self.ops, outs):
+        last = len(self.ops) - 1
+        for k, ((kind, op), buf) in enumerate(zip(self.ops, outs)):
+            if k < start:
+                continue
             if kind == "act":
                 m, restore = op
                 h = apply_elementwise(m, h)
@@ -217,7 +227,7 @@ class MLPTail:
                 continue
             w, b = next(lin)
             h = torch.bmm(w, h.transpose(1, 2), out=buf) if op[4] else torch.bmm(h, w, out=buf)
-            if b is not None:
+            if b is not None and (last_bias or k != last):
                 h.add_(b)
         return h
 
@@ -230,14 +240,19 @@ class MLPTail:
                 for k, (kind, op) in enumerate(self.ops)]
 
     def loss_sum(self, coef: torch.Tensor, zstack: torch.Tensor, shape: tuple[int, ...], y: Any,
-                 kind: str | None, loss_fn: Callable, weights: list, ws: Workspace) -> torch.Tensor:
+                 kind: str | None, loss_fn: Callable, weights: list, ws: Workspace,
+                 kernels: Any = None) -> torch.Tensor:
         """Each point's loss summed over the batch's samples (float64 [P]), block of rows
         by block, from the first layer's ``zstack`` (``[3, N * width]``, see
         :func:`with_ones`). Views and buffers of the blocks are set up once per chunk shape
-        (:func:`_blocks`): per block only the products, activations and loss run."""
+        (:func:`_blocks`): per block only the products, activations and loss run.
+        ``kernels``: :mod:`~lossview.core.surface.mlp_kernels` (or None: torch's
+        operations) for the combination (with the first ReLU) and the cross-entropy."""
         p = coef.shape[0]
-        plan = _blocks(self, p, zstack, shape, y, kind, ws)
+        plan = _blocks(self, p, zstack, shape, y, kind, ws, kernels is not None)
         ce = plan.ce
+        if plan.views is not None:
+            return self._loss_sum_kernels(kernels, plan, coef, weights, ws, kind, loss_fn)
         total = None
         for zb, hb, h, target, outs, r in plan.blocks:
             torch.mm(coef, zb, out=hb)  # h is a [P, r, width] view of hb
@@ -247,22 +262,58 @@ class MLPTail:
             total = s if total is None else total.add_(s)
         return total
 
+    def _loss_sum_kernels(self, k: Any, plan: _Plan, coef: torch.Tensor, weights: list,
+                          ws: Workspace, kind: str | None, loss_fn: Callable) -> torch.Tensor:
+        """:meth:`loss_sum` with the numba kernels: one pass for the combination and the
+        first ReLU (``start=1``), one for the output bias and the cross-entropy (a point
+        with a logit that is not finite takes torch's operations, as without kernels)."""
+        p = coef.shape[0]
+        c = coef.numpy()
+        total = torch.zeros(p, dtype=torch.float64)
+        t = total.numpy()
+        relu, ce = self.relu_first, plan.fuse_ce
+        bias = flags = None
+        if ce:
+            b = weights[-1][1]
+            bias = b.squeeze(2).numpy() if b is not None else \
+                np.zeros((p, self.ops[-1][1][3]), dtype=np.float32)
+            flags = np.zeros(p, dtype=np.uint8)
+        for (_, _, h, target, outs, r), (z0, z1, z2, hn, on, yn, scratch) in zip(plan.blocks,
+                                                                                 plan.views):
+            k.combine(c, z0, z1, z2, hn, relu)
+            out = self.forward(coef, h, ws, weights, outs, start=int(relu), last_bias=not ce)
+            if plan.ce and not ce:
+                total.add_(ce_sum_pcn(out, target))
+            elif not ce:
+                total.add_(per_point_loss(kind, loss_fn, out, target, plan.layout, plan.plain)
+                           .double() * r)
+            elif k.ce_sum(on, bias, yn, t, scratch, flags, plan.run):
+                bad = torch.from_numpy(flags.astype(bool))
+                logits = out[bad] + torch.from_numpy(bias)[bad].unsqueeze(2)
+                total[bad] += ce_sum_pcn(logits, target[bad])
+                flags[:] = 0
+        return total
 
 class _Plan:
     """The blocks of one batch for one chunk size: ``(z block [3, r * width], h buffer
-    [P, r * width], its [P, r, width] view, targets, output buffers, r)``."""
+    [P, r * width], its [P, r, width] view, targets, output buffers, r)``; with the numba
+    kernels also ``views``, numpy views for them per block: ``(z0, z1, z2, h, logits,
+    targets, scratch)``, ``fuse_ce`` (the cross-entropy and the output bias run in one
+    kernel) and ``run`` (:func:`~lossview.core.surface.mlp_kernels.log_run`)."""
 
     def __init__(self, key: tuple, refs: tuple, blocks: list, ce: bool, layout: str,
                  plain: bool) -> None:
         self.key, self.refs, self.blocks = key, refs, blocks
         self.ce, self.layout, self.plain = ce, layout, plain
+        self.views: list[tuple] | None = None
+        self.fuse_ce, self.run = False, 1
 
 
 def _blocks(tail: MLPTail, p: int, zstack: torch.Tensor, shape: tuple[int, ...], y: Any,
-            kind: str | None, ws: Workspace) -> _Plan:
+            kind: str | None, ws: Workspace, kernels: bool = False) -> _Plan:
     """The row blocks of a batch (cached in ``ws`` by chunk size and batch)."""
     plans = ws.memo.setdefault("mlp-blocks", {})
-    key = (id(tail), p, id(zstack), id(y))
+    key = (id(tail), p, id(zstack), id(y), kernels)
     plan = plans.get(key)
     if plan is not None and plan.refs[0] is zstack and plan.refs[1] is y:
         return plan
@@ -288,7 +339,25 @@ def _blocks(tail: MLPTail, p: int, zstack: torch.Tensor, shape: tuple[int, ...],
         plans.clear()
     plan = plans[key] = _Plan(key, (zstack, y), blocks, ce,
                               "pcn" if tail.logits_first else "pnc", plain)
+    if kernels:
+        plan.fuse_ce = ce and tail.linear_last
+        plan.views = [_kernel_views(b, plan.fuse_ce, ws) for b in blocks]
+        if plan.fuse_ce:
+            from lossview.core.surface.mlp_kernels import log_run
+
+            plan.run = log_run(tail.ops[-1][1][3])
     return plan
+
+
+def _kernel_views(block: tuple, ce: bool, ws: Workspace) -> tuple:
+    """numpy views of one block's buffers for the numba kernels (they share memory)."""
+    zb, hb, _, target, outs, r = block
+    z0, z1, z2 = zb.numpy()
+    if not ce:
+        return z0, z1, z2, hb.numpy(), None, None, None
+    scratch = ws.get("ce-scratch", (4, r), hb).numpy()
+    labels = np.ascontiguousarray(target[0, 0].numpy(), dtype=np.int64)
+    return z0, z1, z2, hb.numpy(), outs[-1].numpy(), labels, scratch
 
 
 #: Bytes of a chunk's widest activation block [P, rows, width]: 1-2 MiB blocks stay in the
