@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,10 @@ FIRST_CALL_S = 0.4
 #: 26 us a point, 2,048 x 10 logits); measured on one thread, 2-core AMD EPYC VM.
 SAVED_PER_HIDDEN_S = 0.14e-9
 SAVED_PER_LOGIT_S = 0.5e-9
+
+#: The kernels the fast path uses once loaded: "combine" (first layer and ReLU), "ce"
+#: (output bias and cross-entropy); benchmarks measure them one at a time.
+KERNELS = {"combine", "ce"}
 
 _lock = threading.Lock()
 _state: dict[str, object] = {"module": None, "failed": False, "forgone": 0.0}
@@ -71,6 +76,20 @@ def for_work(points: int, samples: int, hidden: int, logits: int) -> ModuleType 
         price = FIRST_CALL_S if "numba" in sys.modules else LOAD_COST_S
         pay = _state["forgone"] >= price  # type: ignore[operator]
     return preload() if pay else None
+
+
+def block_views(block: tuple, ce: bool, ws: Any) -> tuple:
+    """numpy views (sharing memory) of one row block's buffers of the fast path
+    (``lossview.core.surface.fastpath._Plan``) for the kernels: ``(z0, z1, z2, h,
+    logits, targets, scratch)``, the last three None unless ``ce`` (the cross-entropy
+    kernel runs)."""
+    zb, hb, _, target, outs, r = block
+    z0, z1, z2 = zb.numpy()  # contiguous rows
+    if not ce:
+        return z0, z1, z2, hb.numpy(), None, None, None
+    scratch = ws.get("ce-scratch", (4, r), hb).numpy()
+    labels = np.ascontiguousarray(target[0, 0].numpy(), dtype=np.int64)
+    return z0, z1, z2, hb.numpy(), outs[-1].numpy(), labels, scratch
 
 
 def _warm(k: ModuleType) -> None:

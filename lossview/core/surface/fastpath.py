@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lossview.core.surface import fastkernels
 from lossview.core.surface.pipelines import Workspace
 
 #: Modules applied elementwise (shape-preserving, no parameters, no state).
@@ -271,16 +272,21 @@ class MLPTail:
         c = coef.numpy()
         total = torch.zeros(p, dtype=torch.float64)
         t = total.numpy()
-        relu, ce = self.relu_first, plan.fuse_ce
+        ce = plan.fuse_ce
+        comb = "combine" in fastkernels.KERNELS
+        relu = comb and self.relu_first
         bias = flags = None
         if ce:
             b = weights[-1][1]
             bias = b.squeeze(2).numpy() if b is not None else \
                 np.zeros((p, self.ops[-1][1][3]), dtype=np.float32)
             flags = np.zeros(p, dtype=np.uint8)
-        for (_, _, h, target, outs, r), (z0, z1, z2, hn, on, yn, scratch) in zip(plan.blocks,
-                                                                                 plan.views):
-            k.combine(c, z0, z1, z2, hn, relu)
+        for (zb, hb, h, target, outs, r), (z0, z1, z2, hn, on, yn, scratch) in zip(plan.blocks,
+                                                                                   plan.views):
+            if comb:
+                k.combine(c, z0, z1, z2, hn, relu)
+            else:
+                torch.mm(coef, zb, out=hb)
             out = self.forward(coef, h, ws, weights, outs, start=int(relu), last_bias=not ce)
             if plan.ce and not ce:
                 total.add_(ce_sum_pcn(out, target))
@@ -313,7 +319,7 @@ def _blocks(tail: MLPTail, p: int, zstack: torch.Tensor, shape: tuple[int, ...],
             kind: str | None, ws: Workspace, kernels: bool = False) -> _Plan:
     """The row blocks of a batch (cached in ``ws`` by chunk size and batch)."""
     plans = ws.memo.setdefault("mlp-blocks", {})
-    key = (id(tail), p, id(zstack), id(y), kernels)
+    key = (id(tail), p, id(zstack), id(y), kernels and tuple(sorted(fastkernels.KERNELS)))
     plan = plans.get(key)
     if plan is not None and plan.refs[0] is zstack and plan.refs[1] is y:
         return plan
@@ -340,24 +346,13 @@ def _blocks(tail: MLPTail, p: int, zstack: torch.Tensor, shape: tuple[int, ...],
     plan = plans[key] = _Plan(key, (zstack, y), blocks, ce,
                               "pcn" if tail.logits_first else "pnc", plain)
     if kernels:
-        plan.fuse_ce = ce and tail.linear_last
-        plan.views = [_kernel_views(b, plan.fuse_ce, ws) for b in blocks]
+        plan.fuse_ce = ce and tail.linear_last and "ce" in fastkernels.KERNELS
+        plan.views = [fastkernels.block_views(b, plan.fuse_ce, ws) for b in blocks]
         if plan.fuse_ce:
             from lossview.core.surface.mlp_kernels import log_run
 
             plan.run = log_run(tail.ops[-1][1][3])
     return plan
-
-
-def _kernel_views(block: tuple, ce: bool, ws: Workspace) -> tuple:
-    """numpy views of one block's buffers for the numba kernels (they share memory)."""
-    zb, hb, _, target, outs, r = block
-    z0, z1, z2 = zb.numpy()
-    if not ce:
-        return z0, z1, z2, hb.numpy(), None, None, None
-    scratch = ws.get("ce-scratch", (4, r), hb).numpy()
-    labels = np.ascontiguousarray(target[0, 0].numpy(), dtype=np.int64)
-    return z0, z1, z2, hb.numpy(), outs[-1].numpy(), labels, scratch
 
 
 #: Bytes of a chunk's widest activation block [P, rows, width]: 1-2 MiB blocks stay in the

@@ -118,6 +118,23 @@ def test_surfaces_with_the_kernels_equal_the_forward_pass(monkeypatch, first_act
     assert ev._kernels is None
 
 
+@pytest.mark.parametrize("kernels", [{"combine"}, {"ce"}])
+def test_each_kernel_alone_gives_the_forward_pass_losses(monkeypatch, kernels):
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                          nn.Linear(32, 4))
+    x, y = torch.randn(300, 5), torch.randint(0, 4, (300,))
+    d1 = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    d2 = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    pts = np.random.default_rng(4).uniform(-1.5, 1.5, (5, 2))
+    monkeypatch.setattr(fastkernels, "KERNELS", kernels)
+    ev = PlaneEvaluator(model, nn.CrossEntropyLoss(), (x, y), None, d1, d2)
+    got = ev.losses(pts)
+    assert ev._kernels is K
+    want = [_brute(model, nn.CrossEntropyLoss(), x, y, d1, d2, a, b) for a, b in pts]
+    np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
 def test_a_point_whose_logits_overflow_gets_torch_s_loss():
     """Far out on the plane the logits overflow to inf: the kernel hands those points to
     torch's operations, so the surface says what the torch path says (not a number)."""
