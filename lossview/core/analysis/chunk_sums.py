@@ -21,8 +21,8 @@ Why numba: the pass is memory-bound element-wise arithmetic with five reductions
 no numpy or torch call fuses; numba compiles it from Python with no compiler on the
 user's machine (wheels for every platform lossview supports), and caches the machine
 code beside this module (``cache=True``), so only the first run of an installation pays
-the ~1 s compilation. It is imported lazily, only for runs large enough to repay its
-import (~0.3 s); where it cannot be imported the numpy path runs instead.
+the ~1 s compilation. It is imported lazily, only for runs large enough to repay loading
+it (:data:`MIN_ELEMENTS`); where it cannot be imported the numpy path runs instead.
 """
 
 from __future__ import annotations
@@ -47,13 +47,23 @@ _CW_MIN, _CW_MAX = 1024, 32768
 _rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("ij,ij->i", a, b))
 
 
-#: Smallest run (snapshots x parameters) the compiled pass is used for: below it numpy's
-#: dozen passes take less than importing numba (0.25-0.3 s; numpy's path costs about 2 ns
-#: an element, so 2**27 elements ~0.27 s).
-MIN_ELEMENTS = 2**27
+#: Smallest run (snapshots x parameters) the compiled pass is used for. Loading it costs
+#: 0.5-0.6 s in a new process (numba's import, then its runtime and the cached machine
+#: code at the first call), and it saves about 1.7 ns an element (numpy's path ~2 ns, the
+#: compiled one ~0.3 ns on two threads), so it pays back from ~3.5e8 elements: 2**29
+#: (5.4e8) leaves a margin. On the bench_stream runs: 24 x 11.7M weights (2.8e8) 0.87-1.12
+#: s by numpy, 0.55-0.70 s compiled once loaded, 1.47 s in a new process (0.6 s loading).
+MIN_ELEMENTS = 2**29
 
 #: The compiled function once loaded; False where numba is unavailable.
 _kernel: Callable | bool | None = None
+
+
+def worth(elements: int) -> bool:
+    """Whether a run of ``elements`` (snapshots x parameters) is better served compiled:
+    from :data:`MIN_ELEMENTS`, or from 2**22 once this process has loaded the kernel (a
+    window or worker that analysed a large run before)."""
+    return elements >= (2**22 if _kernel else MIN_ELEMENTS)
 
 
 def kernel():

@@ -167,7 +167,7 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
     ``should_stop()`` became true). ``rows``: the snapshots of the Gram matrix (default
     :func:`gram_rows`). ``compiled``: the chunk sums by the compiled pass of
     :mod:`~lossview.core.analysis.chunk_sums` (True), by numpy (False), or compiled for
-    runs of at least :data:`~lossview.core.analysis.chunk_sums.MIN_ELEMENTS` elements
+    runs large enough to repay loading it (:func:`~lossview.core.analysis.chunk_sums.worth`)
     where numba imports (None)."""
     n, d = len(run), run.n_params
     rows = gram_rows(n, d) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
@@ -179,7 +179,7 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
     item = store.itemsize
     max_cols = max(int(max_bytes // (2 * item * max(n, 1))), 1)  # two block buffers
     blocks = _blocks(run.param_shapes, max_cols) if n and d else []
-    want = compiled or (compiled is None and n * d >= chunk_sums.MIN_ELEMENTS)
+    want = compiled or (compiled is None and chunk_sums.worth(n * d))
     # the compiled pass is loaded (numba's import and cache: ~0.5 s) while the first block
     # is read, in a thread of its own (the reads release the GIL)
     loader = ThreadPoolExecutor(1)
