@@ -133,15 +133,17 @@ class Geometry:
 def plan_geometry(run: Run, plane: str, steps: int, span: float | None, model_file: str | None,
                   center_index: int | None, start_index: int | None,
                   snapshots: Sequence[int] | None, bn_mode: str, seed: int,
-                  source: ModelSource | None) -> Geometry:
-    """Check the arguments, load the model source, and lay out plane and grid."""
+                  source: ModelSource | None, device: Any = None) -> Geometry:
+    """Check the arguments, load the model source, and lay out plane and grid. The finite
+    prefix is found by evaluating on ``device`` (the grid's: a model too large for the CPU's
+    memory, or data too slow on it, is checked where it will be evaluated)."""
     steps = int(steps)
     if steps < 2:
         raise LossviewError("steps must be at least 2")
     if bn_mode not in ("eval", "recompute"):
         raise LossviewError(f"bn_mode must be 'eval' or 'recompute', not {bn_mode!r}")
     src = source if source is not None else model_source(run, model_file)
-    fp = finite_prefix(run, src)
+    fp = finite_prefix(run, src, device)
     if fp.last is None:
         raise LossviewError(f"nothing to draw a surface through: {fp.reason}")
     last = fp.last
@@ -242,7 +244,7 @@ def surface_for_run(run: Run, plane: str = "pca", steps: int = 41, span: float |
         ``precision`` holds the max error measured against float32 on a sub-grid.
     """
     g = plan_geometry(run, plane, steps, span, model_file, center_index, start_index,
-                      snapshots, bn_mode, seed, source)
+                      snapshots, bn_mode, seed, source, device)
     precision, _ = effective_precision(precision, resolve_device(
         device, getattr(next(g.src.model.parameters(), None), "device", "cpu")))
     src, fp, last, pl = g.src, g.fp, g.last, g.plane

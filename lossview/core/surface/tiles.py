@@ -112,7 +112,7 @@ def surface_job(run: Any, plane: str = "pca", steps: int = 41, span: float | Non
     from lossview.core.surface.threads import thread_budget
 
     g = plan_geometry(run, plane, steps, span, model_file, center_index, start_index,
-                      snapshots, bn_mode, seed, source)
+                      snapshots, bn_mode, seed, source, device)
     src, fp, last, pl = g.src, g.fp, g.last, g.plane
     coords, off, explained, alphas, betas = g.coords, g.off, g.explained, g.alphas, g.betas
     parts_of_cache = cache_parts(g, bn_mode, tolerance)
