@@ -1,6 +1,10 @@
 """Loss-surface speed: lossview.loss_surface vs loss_landscapes.random_plane (issue 5).
 
-Run:  python benchmarks/bench_surface.py [--repeats 5]
+Run:  python benchmarks/bench_surface.py [--repeats 5] [--no-numba]
+
+lossview runs with its numba kernels loaded (``fastkernels.preload()`` before the runs:
+the steady state of a process that has paid their one-time price, printed here and
+measured by bench_surface_numba.py); ``--no-numba``: torch's operations only.
 
 Same model, data and grid size in one process; runs alternate (peer, lossview, peer, ...)
 so both see the same machine load; medians are reported. Both evaluate the full grid
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cases import matmul_peak, medium_case, peer_args, small_case
 
 import lossview
+from lossview.core.surface import fastkernels
 from lossview.core.surface.evaluate import PlaneEvaluator
 from lossview.core.surface.fastpath import block_rows, ce_sum_pcn
 from lossview.core.surface.grid import iter_grid
@@ -111,6 +116,7 @@ def breakdown(model, loss_fn, x, y, reps=40):
     torch.set_num_threads(1)
     try:
         ev = PlaneEvaluator(model, loss_fn, (x, y))
+        ev._kernels = ev._numba_kernels(41 * 41)  # as iter_losses sets them (once loaded)
         p, n = ev.chunk_size(), len(x)
         g = torch.Generator().manual_seed(0)
         ab = torch.rand(p, 2, generator=g) * 2 - 1
@@ -126,6 +132,7 @@ def breakdown(model, loss_fn, x, y, reps=40):
         hg = torch.bmm(h.relu(), w1)
         o = torch.empty(p, out, rows)
         idx = y[:rows].view(1, 1, -1).expand(p, 1, -1)
+        k = fastkernels.loaded()
 
         def best(fn, per_block=True):
             with torch.no_grad():
@@ -133,17 +140,30 @@ def breakdown(model, loss_fn, x, y, reps=40):
                 t = min(timed(fn)[0] for _ in range(reps))
             return t * 1e6 * (blocks if per_block else 1) / p
 
+        if k is None:
+            first = [("first layer: 3-term combination (mm, K = 3)",
+                      best(lambda: torch.mm(coef, zb, out=h.view(p, -1))), 2 * n * 3 * width),
+                     ("ReLU 1", best(lambda: h.relu_()), 0)]
+            last = [(f"output layer product ({hid} x {out}) + bias",
+                     best(lambda: torch.bmm(w2, hg.transpose(1, 2), out=o).add_(b2)),
+                     2 * n * hid * out),
+                    ("cross-entropy (log_softmax, gather, sum)", best(lambda: ce_sum_pcn(o, idx)), 0)]
+        else:
+            c, z0, z1, z2, hn = coef.numpy(), *zb.numpy(), h.view(p, -1).numpy()
+            bn, on, yn = b2.squeeze(2).numpy(), o.numpy(), np.ascontiguousarray(y[:rows].numpy())
+            tot, scr, fl = np.zeros(p), np.empty((4, rows), np.float32), np.zeros(p, np.uint8)
+            first = [("first layer: 3-term combination + ReLU 1 (numba, one pass)",
+                      best(lambda: k.combine(c, z0, z1, z2, hn, True)), 2 * n * 3 * width)]
+            last = [(f"output layer product ({hid} x {out})",
+                     best(lambda: torch.bmm(w2, hg.transpose(1, 2), out=o)), 2 * n * hid * out),
+                    ("output bias + cross-entropy (numba, one pass)",
+                     best(lambda: k.ce_sum(on, bn, yn, tot, scr, fl, k.log_run(out))), 0)]
         rows_ = [
-            ("first layer: 3-term combination (mm, K = 3)",
-             best(lambda: torch.mm(coef, zb, out=h.view(p, -1))), 2 * n * 3 * width),
-            ("ReLU 1", best(lambda: h.relu_()), 0),
+            *first,
             (f"hidden layer product ({width} x {hid})",
              best(lambda: torch.bmm(h, w1, out=hg)), 2 * n * width * hid),
             ("ReLU 2", best(lambda: hg.relu_()), 0),
-            (f"output layer product ({hid} x {out}) + bias",
-             best(lambda: torch.bmm(w2, hg.transpose(1, 2), out=o).add_(b2)), 2 * n * hid * out),
-            ("cross-entropy (log_softmax, gather, sum)",
-             best(lambda: ce_sum_pcn(o, idx)), 0),
+            *last,
             ("layer weights at the chunk's points (once a chunk)",
              best(lambda: ev._tail.weights(coef, ws), per_block=False), 0),
         ]
@@ -185,7 +205,14 @@ def medium_flops(steps: int, n: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    numba = "--no-numba" not in sys.argv
+    if not numba:
+        sys.argv.remove("--no-numba")
     args = peer_args(__doc__.splitlines()[0])
+    kernel_s = time.perf_counter()
+    if numba and fastkernels.preload() is None:
+        sys.exit("numba kernels unavailable (run with --no-numba)")
+    kernel_s = time.perf_counter() - kernel_s
     torch.manual_seed(0)
     peak = matmul_peak()
     load = os.getloadavg()
@@ -218,9 +245,12 @@ def main() -> None:
 
     out.append("## Loss surfaces\n")
     thr = f" --threads {args.threads}" if args.threads else ""
+    thr += "" if numba else " --no-numba"
     out.append("Command: `python benchmarks/bench_surface.py --repeats "
                f"{args.repeats}{thr}` (one process, runs alternate peer/lossview, medians of "
                f"{args.repeats}).\n")
+    out.append(f"lossview's numba kernels: {'loaded before the runs, ' if numba else 'off'}"
+               f"{f'{kernel_s:.2f} s (numba import and first calls, once a process)' if numba else ''}.\n")
     out.append(f"Conditions: {platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} cores shared with other jobs (load average "
                f"{load[0]:.1f} before, {load_after[0]:.1f} after), torch {torch.__version__} "

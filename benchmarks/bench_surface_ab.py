@@ -1,11 +1,14 @@
 """The MLP fast path of an earlier commit against the working tree's, side by side.
 
-Run:  python benchmarks/bench_surface_ab.py REV [--pairs 8]
+Run:  python benchmarks/bench_surface_ab.py REV [--pairs 8] [--no-numba]
 
 The medium case's 41 x 41 grid (issue 21 item 7) evaluated by `PlaneEvaluator` on its
 pipelines, alternating: the fast path (`lossview/core/surface/fastpath.py`) as it was at
 git revision REV, then as it is now, so both see the same load of a shared machine; the
-rest of lossview is the working tree's. Prints medians, fastest runs, the % of the matmul
+rest of lossview is the working tree's. The working tree's side runs with the numba
+kernels loaded (`fastkernels.preload()`: a process's steady state; `--no-numba`: torch's
+operations), REV's side without them (a fast path from before them takes no kernels).
+Prints medians, fastest runs, the % of the matmul
 peak (performed FLOPs, as bench_surface counts them) and the largest difference between
 the two surfaces.
 """
@@ -28,6 +31,7 @@ from bench_surface import medium_flops
 
 import lossview.core.surface.evaluate as evaluate
 import lossview.core.surface.fastpath as fastpath
+from lossview.core.surface import fastkernels
 from lossview.core.surface.directions import random_plane
 
 
@@ -44,7 +48,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("rev")
     ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--no-numba", action="store_true")
     args = ap.parse_args()
+    kernels = None if args.no_numba else fastkernels.preload()
+    fastkernels._state["forgone"] = -1e18  # never loaded by the rule in between
     old = fastpath_at(args.rev)
     model, loss_fn, x, y = medium_case()
     d1, d2 = random_plane({n: p.detach() for n, p in model.named_parameters()}, 0, "filter", False)
@@ -56,6 +63,7 @@ def main() -> None:
     for _ in range(args.pairs):
         for name, mod in ((args.rev, old), ("now", fastpath)):
             evaluate.MLPTail = mod.MLPTail
+            fastkernels._state["module"] = kernels if mod is fastpath else None
             ev = evaluate.PlaneEvaluator(model, loss_fn, (x, y), None, d1, d2)
             t = time.perf_counter()
             out[name] = ev.losses(pts)
