@@ -140,3 +140,34 @@ def test_a_newer_run_drops_the_baseline_still_to_be_drawn(panel, qtbot):
     qtbot.wait(50)
     np.testing.assert_allclose(p.bars.opts["height"], [0.5, 0.3, 0.2])
     assert "0.12" in p.similarity.text()
+
+
+def test_a_long_run_s_subsampled_pca_says_how_many_snapshots_it_shows(qtbot, tmp_path, monkeypatch):
+    # a run over the Gram budget (here lowered to what 1,000 x 1M weights meet): PCA of an
+    # even subsample, said beside the title; a full run says nothing there
+    import lossview.core.analysis.stream as stream_module
+    from lossview.core.analysis.report import analyze
+    from lossview.core.io import RunWriter, open_run
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=40).astype(np.float32)
+    with RunWriter(tmp_path / "r") as wr:
+        for i in range(150):
+            wr.snapshot(i, {"w": w})
+            w = w + rng.normal(size=40).astype(np.float32) * 1e-2
+    run = open_run(tmp_path / "r")
+    full = analyze(run)
+    monkeypatch.setattr(stream_module, "GRAM_BUDGET", 1)
+    sub = analyze(run)
+    assert sub["pca"]["of_snapshots"] == 150 and len(sub["pca"]["indices"]) == 128
+    tl = Timeline()
+    p = TrajectoryPanel(tl)
+    qtbot.addWidget(p)
+    p.show()
+    tl.set_steps(run.steps)
+    p.set_run(run, sub)
+    assert p.sampled.isVisible() and "128 of 150 snapshots" in p.sampled.text()
+    assert len(p.scatter.getData()[0]) == 128
+    p.set_run(run, full)
+    assert "of_snapshots" not in full["pca"] and p.sampled.text() == ""
+    assert len(p.scatter.getData()[0]) == 150

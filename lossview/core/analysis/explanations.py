@@ -22,6 +22,10 @@ TIPS: dict[str, str] = {
     "cursor": "Current snapshot; drag it to scrub through training.",
     "pca": "Snapshots projected on the principal components of the trajectory "
            "(Li et al. 2018); coloured by step.",
+    "pca_subsample": "A long run of a large model: its PCA, pairwise distances, diffusion and "
+                     "stationarity use evenly spaced snapshots (the first and last included), "
+                     "as the inner products of all of them would cost many times reading the "
+                     "run; its distances use every snapshot.",
     "explained_variance": "Share of the trajectory's variance on each principal component; "
                           "a pure random walk gives about 6/(pi^2 k^2) "
                           "(Antognini & Sohl-Dickstein 2018).",

@@ -132,6 +132,8 @@ def analyze_steps(run: Run, model_file: str | None = None, source: Any = None,
         report["pairwise"] = _pairwise(gram)
         yield 0.7, "PCA"
         report["pca"] = pca_from_gram(gram, k=10).to_json()
+        if len(idx) < len(finite):  # an even subsample of a long run (gram_rows)
+            report["pca"]["of_snapshots"] = len(finite)
         start, segment = _segment_start(np.asarray(gram.steps), plateau.get("step"))
         report["diffusion"] = {**diffusion(gram, start), "segment": segment}
         report["stationarity"] = {**stationarity(gram, start, loss), "segment": segment}

@@ -252,6 +252,8 @@ class Pca(Section):
     random_walk: Mapping[str, Any] | None = None
     coords: Array | None = None  # PC1-PC2
     coords_k: Array | None = None  # the first few PCs
+    # where the rows are an even subsample of a long run: how many snapshots it had
+    of_snapshots: int | None = None
     reason: str | None = None
 
     @property

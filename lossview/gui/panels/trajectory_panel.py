@@ -59,6 +59,10 @@ class TrajectoryPanel(QWidget):
         t = style.current()
 
         head, hl = header("Trajectory (PCA)", tip("pca"))
+        # "128 of 1,000 snapshots" where a long run's PCA took an even subsample
+        self.sampled = QLabel("")
+        self.sampled.setToolTip(tip("pca_subsample"))
+        hl.insertWidget(1, self.sampled)
         hl.addWidget(QLabel("x"))
         self.pc_x = QComboBox()
         hl.addWidget(self.pc_x)
@@ -66,7 +70,7 @@ class TrajectoryPanel(QWidget):
         self.pc_y = QComboBox()
         hl.addWidget(self.pc_y)
         # hidden while there is no PCA, their room kept (the header is not laid out again)
-        self._choosers = tuple(hl.itemAt(i).widget() for i in range(2, hl.count()))
+        self._choosers = tuple(hl.itemAt(i).widget() for i in range(3, hl.count()))
         for w in self._choosers:
             policy = w.sizePolicy()
             policy.setRetainSizeWhenHidden(True)
@@ -183,6 +187,7 @@ class TrajectoryPanel(QWidget):
             self._evr = np.array([])
             self._fill_combos(0)
             self._clear_items()
+            self.sampled.setText("")
             self._show_note(f"trajectory not available: {reason}")
             frames().cancel(self, "baseline")  # a newer run drops one still to be drawn
             self._set_baseline(None, np.array([]))
@@ -196,6 +201,9 @@ class TrajectoryPanel(QWidget):
         idx = pca.indices
         self._rows = (np.asarray(idx, dtype=np.int64) if idx is not None
                       else np.arange(len(c), dtype=np.int64))
+        of = pca.of_snapshots
+        self.sampled.setText(f"<span style='color:{style.current().muted}'>{len(self._rows):,} of "
+                             f"{of:,} snapshots</span>" if of else "")
         evr = pca.explained_variance_ratio
         self._evr = np.array([] if evr is None else evr, dtype=float)
         plateau = report.plateau.step
@@ -222,6 +230,7 @@ class TrajectoryPanel(QWidget):
         return steps[np.clip(self._rows, 0, len(steps) - 1)].astype(float)
 
     def clear(self) -> None:
+        self.sampled.setText("")
         self._coords = np.zeros((0, 2))
         self._rows = np.array([], dtype=np.int64)
         self._clear_items()
