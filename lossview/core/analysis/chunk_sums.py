@@ -61,9 +61,10 @@ _kernel: Callable | bool | None = None
 
 def worth(elements: int) -> bool:
     """Whether a run of ``elements`` (snapshots x parameters) is better served compiled:
-    from :data:`MIN_ELEMENTS`, or from 2**22 once this process has loaded the kernel (a
-    window or worker that analysed a large run before)."""
-    return elements >= (2**22 if _kernel else MIN_ELEMENTS)
+    from :data:`MIN_ELEMENTS`, whether or not this process has loaded numba already, so
+    that a run's analysis does not depend on what the process did before (the two paths
+    differ in the order of float64 additions)."""
+    return elements >= MIN_ELEMENTS
 
 
 def kernel():
