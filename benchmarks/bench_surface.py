@@ -116,7 +116,7 @@ def breakdown(model, loss_fn, x, y, reps=40):
     torch.set_num_threads(1)
     try:
         ev = PlaneEvaluator(model, loss_fn, (x, y))
-        ev._kernels = ev._numba_kernels(41 * 41)  # as iter_losses sets them (once loaded)
+        ev._kernels = fastkernels.decide(ev, 41 * 41)  # as iter_losses sets them (once loaded)
         p, n = ev.chunk_size(), len(x)
         g = torch.Generator().manual_seed(0)
         ab = torch.rand(p, 2, generator=g) * 2 - 1

@@ -60,6 +60,7 @@ def grid_times(ev, pts, rounds):
             fastkernels._state["forgone"] = -1e18  # torch: never loads in between
             if which:
                 fastkernels.KERNELS = which
+            ev._numba = None  # decided again (once per evaluator otherwise)
             t = time.perf_counter()
             surf[name] = ev.losses(pts)
             times[name].append(time.perf_counter() - t)

@@ -57,7 +57,7 @@ def _path_kind(path: str) -> str:
     """``path`` argument (or a name ``.path`` reported) -> the kind of path to run."""
     if path in ("auto", "batched", "loop", "loop+channels-last"):
         return path
-    if path in ("generic", "first-layer", "first-layer+mlp"):
+    if path in ("generic", "first-layer", "first-layer+mlp", "first-layer+mlp+numba"):
         return "batched"
     if path in ("loop+first-layer", "loop+first-layer+channels-last"):
         return path.replace("+first-layer", "")
@@ -116,6 +116,9 @@ class PlaneEvaluator:
                  buffers: Mapping[str, torch.Tensor] | None = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, fast: bool = True,
                  path: str = "auto", device: Any = None) -> None:
+        # the MLP fast path's numba kernels: pinned on/off by the name, else decided once
+        self._numba_pin = {"first-layer+mlp+numba": True, "first-layer+mlp": False}.get(path)
+        self._numba: bool | None = None
         path = _path_kind(path)
         self.model, self.loss_fn = model, loss_fn
         self.batches = as_batches(data)
@@ -165,12 +168,16 @@ class PlaneEvaluator:
     @property
     def path(self) -> str:
         """The path that runs: ``"loop"``/``"loop+first-layer"`` or the batched
-        ``"generic"``/``"first-layer"``/``"first-layer+mlp"`` (runs the probe if needed)."""
+        ``"generic"``/``"first-layer"``/``"first-layer+mlp"``, the last with ``+numba``
+        where the numba kernels run (runs the probe if needed; fixes whether the kernels
+        run for this evaluator: :func:`~lossview.core.surface.fastkernels.decide`)."""
         if self.choice() != "batched":
             return self._loop_path().name
         if self.first is None:
             return "generic"
-        return "first-layer+mlp" if self._tail is not None else "first-layer"
+        if self._tail is None:
+            return "first-layer"
+        return "first-layer+mlp+numba" if fastkernels.decide(self) else "first-layer+mlp"
 
     def choice(self) -> str:
         """``"batched"``, ``"loop"`` or ``"loop+channels-last"``: as asked, or measured
@@ -235,7 +242,7 @@ class PlaneEvaluator:
             if self.first is not None:
                 for i in range(len(self.batches)):  # before the pipelines share them
                     self._precomputed(i)
-            self._kernels = self._numba_kernels(len(pts))
+            self._kernels = fastkernels.decide(self, len(pts))
             for lo, hi, vals in run_chunks(lambda lo, hi, ws: self._chunk(pts[lo:hi], ws),
                                            spans, self.workers(), self._threads_per_worker()):
                 yield lo, hi, vals.double().cpu().numpy()
@@ -291,16 +298,6 @@ class PlaneEvaluator:
             h = h.view((len(ab), *shape))
             total += per_point_loss(self._kind, self.loss_fn, fn(params, h), y).double() * k
         return total / self.n
-
-    def _numba_kernels(self, points: int) -> Any:
-        """The numba kernels for the MLP fast path on a CPU in float32, where loading them
-        pays back (:func:`~lossview.core.surface.fastkernels.for_work`), else None."""
-        if self._tail is None or self.device.type != "cpu" or self.dtype != torch.float32:
-            return None
-        width = self._precomputed(0)[1][-1]
-        fused = self._tail.logits_first and self._kind == "ce" and self._tail.linear_last
-        classes = self._tail.ops[-1][1][3] if fused else 0
-        return fastkernels.for_work(points, int(self.n), width, classes)
 
     def _setup_fast(self) -> None:
         self._kind = loss_kind(self.loss_fn)

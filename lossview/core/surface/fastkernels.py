@@ -48,6 +48,13 @@ def loaded() -> ModuleType | None:
     return _state["module"]  # type: ignore[return-value]
 
 
+def reset() -> None:
+    """Forget the kernels and the savings forgone (as in a fresh process): tests that
+    must not depend on what ran before them in the same process."""
+    with _lock:
+        _state.update(module=None, failed=False, forgone=0.0)
+
+
 def preload() -> ModuleType | None:
     """Import numba and make the kernels' first calls now; None if numba is missing or
     fails (torch's operations then run)."""
@@ -76,6 +83,44 @@ def for_work(points: int, samples: int, hidden: int, logits: int) -> ModuleType 
         price = FIRST_CALL_S if "numba" in sys.modules else LOAD_COST_S
         pay = _state["forgone"] >= price  # type: ignore[operator]
     return preload() if pay else None
+
+
+def decide(ev: Any, points: int | None = None) -> ModuleType | None:
+    """The kernels for the MLP fast path of evaluator ``ev`` (a ``PlaneEvaluator``), or
+    None: torch's operations. Fixed once per evaluator, so that one surface never mixes
+    the two (they agree to rounding, not bit for bit): by the pinned path name
+    (``first-layer+mlp+numba`` / ``first-layer+mlp``); else at its first evaluation of
+    ``points`` points by :func:`for_work`, or, if ``ev.path`` is read first (to pin it in
+    other processes), by whether they are loaded in this process at that moment. Only on
+    a CPU in float32. An evaluator that runs without them still counts what they would
+    have saved."""
+    if ev._numba is None:
+        if not _applies(ev):
+            ev._numba = False
+        elif ev._numba_pin is not None:
+            ev._numba = ev._numba_pin and preload() is not None
+        elif points is None:
+            ev._numba = loaded() is not None
+        else:
+            ev._numba = for_work(points, *_work(ev)) is not None
+            return loaded() if ev._numba else None
+    if ev._numba:
+        return preload()
+    if points and ev._numba_pin is None and _applies(ev):
+        for_work(points, *_work(ev))  # the savings forgone count towards loading them
+    return None
+
+
+def _applies(ev: Any) -> bool:
+    return ev._tail is not None and ev.device.type == "cpu" and str(ev.dtype) == "torch.float32"
+
+
+def _work(ev: Any) -> tuple[int, int, int]:
+    """(samples, first-layer values a sample, logits a sample the loss kernel reads)."""
+    width = ev._precomputed(0)[1][-1]
+    tail = ev._tail
+    fused = tail.logits_first and ev._kind == "ce" and tail.linear_last
+    return int(ev.n), width, tail.ops[-1][1][3] if fused else 0
 
 
 def block_views(block: tuple, ce: bool, ws: Any) -> tuple:

@@ -18,6 +18,12 @@ from lossview.core.surface.evaluate import PlaneEvaluator
 K = fastkernels.preload()
 
 
+@pytest.fixture(autouse=True)
+def _loaded():
+    """The kernels loaded (conftest.py resets them before every test)."""
+    assert fastkernels.preload() is K
+
+
 def _ce_reference(logits, bias, target):
     """Each point's cross-entropy summed over the samples, in float64 from the definition."""
     x = logits.astype(np.float64) + bias.astype(np.float64)[:, :, None]
@@ -113,9 +119,11 @@ def test_surfaces_with_the_kernels_equal_the_forward_pass(monkeypatch, first_act
     assert ev._kernels is K
     want = np.array([_brute(model, loss_fn, x, y, d1, d2, a, b) for a, b in pts])
     np.testing.assert_allclose(got, want, rtol=2e-6)
-    monkeypatch.setattr(fastkernels, "for_work", lambda *a: None)  # torch's operations
-    np.testing.assert_allclose(ev.losses(pts), got, rtol=1e-6)
-    assert ev._kernels is None
+    assert ev.path == "first-layer+mlp+numba"
+    off = PlaneEvaluator(model, loss_fn, (x, y), None, d1, d2, path="first-layer+mlp")
+    off.chunk_size = lambda: 4
+    np.testing.assert_allclose(off.losses(pts), got, rtol=1e-6)  # torch's operations
+    assert off._kernels is None and off.path == "first-layer+mlp"
 
 
 @pytest.mark.parametrize("kernels", [{"combine"}, {"ce"}])
@@ -164,3 +172,31 @@ def test_kernels_load_once_their_savings_would_have_paid_for_them(monkeypatch):
         surfaces += 1
     assert surfaces == int(np.ceil(0.6 / one)) - 1  # loaded by the surface that pays
     assert fastkernels.for_work(1, 1, 1, 0) is state["module"]
+
+
+def test_the_path_name_pins_the_kernels_and_one_evaluator_never_switches(monkeypatch):
+    """The reported path names whether the kernels ran: passed to another evaluator (tiles
+    in other processes) it runs the same arithmetic, bit for bit. An evaluator keeps its
+    choice even when the kernels load later in the process."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 5))
+    x, y = torch.randn(200, 4), torch.randint(0, 5, (200,))
+    pts = np.random.default_rng(5).uniform(-1, 1, (6, 2))
+    on = PlaneEvaluator(model, nn.CrossEntropyLoss(), (x, y))
+    assert on.path == "first-layer+mlp+numba"  # loaded in this process
+    again = PlaneEvaluator(model, nn.CrossEntropyLoss(), (x, y), path=on.path)
+    np.testing.assert_array_equal(again.losses(pts), on.losses(pts))
+    assert again._kernels is K
+    # a process where the kernels are not loaded (yet): its evaluators keep torch's
+    monkeypatch.setattr(fastkernels, "_state", {"module": None, "failed": False, "forgone": 0.0})
+    monkeypatch.setattr(fastkernels, "LOAD_COST_S", 0.0)  # the next evaluation pays
+    monkeypatch.setattr(fastkernels, "FIRST_CALL_S", 0.0)
+    off = PlaneEvaluator(model, nn.CrossEntropyLoss(), (x, y))
+    assert off.path == "first-layer+mlp"  # read before evaluating: decided now
+    first = off.losses(pts)  # its savings forgone load the kernels ...
+    assert fastkernels.loaded() is K and off._kernels is None  # ... for later evaluators
+    np.testing.assert_array_equal(off.losses(pts), first)
+    pinned = PlaneEvaluator(model, nn.CrossEntropyLoss(), (x, y), path="first-layer+mlp")
+    np.testing.assert_array_equal(pinned.losses(pts), first)
+    assert pinned.path == "first-layer+mlp"
+    np.testing.assert_allclose(on.losses(pts), first, rtol=1e-6)
