@@ -1,9 +1,10 @@
 """numba kernels for the element-wise work around the MLP fast path's matrix products.
 
-Imported lazily, by :func:`lossview.core.surface.fastpath.numba_kernels` only (never at
-lossview import time: numba costs ~0.2 s to import and each kernel signature ~0.5-1 s to
-compile on its first call in a fresh cache; ``cache=True`` keeps the machine code on
-disk). Each kernel makes one pass, in place, over arrays that are numpy views of the fast
+Imported lazily, by :func:`lossview.core.surface.fastkernels.preload` only (never at
+lossview import time: numba costs ~0.2 s to import, its first call ~0.4 s, and each kernel
+signature ~0.5-1 s to compile into an empty cache; ``cache=True`` keeps the machine code
+on disk; :mod:`~lossview.core.surface.fastkernels` says when they pay back).
+Each kernel makes one pass, in place, over arrays that are numpy views of the fast
 path's torch buffers (``tensor.numpy()`` shares memory), and releases the GIL
 (``nogil=True``) so the pipelines' threads run them at once.
 
@@ -66,7 +67,7 @@ def _as_float32(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@numba.njit(fastmath=_EXP_FLAGS, nogil=True, inline="always")
+@numba.njit(fastmath=_EXP_FLAGS, nogil=True, cache=True)
 def _exp(u):
     """``exp(u)`` for float32 ``u <= 88`` (Cephes ``expf``; below -87 it returns
     ``exp(-87)``, 1.6e-38, where the true value is smaller still)."""
