@@ -34,6 +34,18 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _kernels_as_in_a_fresh_process():
+    """Every test starts as in a fresh process: the surface fast path's numba kernels not
+    loaded and no savings forgone (they load once enough surfaces have run, which would
+    make a test's path depend on the tests before it; test_mlp_kernels.py loads them)."""
+    from lossview.core.surface import fastkernels
+
+    fastkernels.reset()
+    yield
+    fastkernels.reset()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory, monkeypatch):
     """Keep QSettings and any config a test writes out of the user's home."""
     home = tmp_path_factory.mktemp("config")

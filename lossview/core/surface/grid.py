@@ -35,8 +35,9 @@ class Surface:
     """``loss[i, j]`` is the loss at ``center + alphas[i] * d1 + betas[j] * d2``.
 
     ``d1``/``d2`` are the directions used (name -> tensor), ``path`` says which evaluation
-    path ran (batched: ``"first-layer+mlp"``, ``"first-layer"`` exact shortcuts or
-    ``"generic"``; a loop of forward passes: ``"loop"``/``"loop+first-layer"``).
+    path ran (batched: ``"first-layer+mlp"`` (``"first-layer+mlp+numba"`` with the
+    compiled element-wise passes), ``"first-layer"`` exact shortcuts or ``"generic"``; a
+    loop of forward passes: ``"loop"``/``"loop+first-layer"``).
     ``precision``: None for float32, else the record of the error measured against
     float32 on a sub-grid (:func:`~lossview.core.surface.precision.subgrid_check`).
     """
