@@ -18,10 +18,17 @@ class ModelTensors:
     microseconds; walking the model by name cost the training thread 10-40). A tensor
     whose memory changes in place (``p.data = ...``) is the same object: the snapshot's
     copy plan checks that (``snapshot_copy.Plan``).
+
+    A model whose class defines its own ``named_parameters`` or ``named_buffers`` is
+    asked every time.
     """
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        # a model class that lists its tensors its own way is asked every time
+        cls = type(model)
+        self._cached = all(getattr(cls, f, None) is getattr(_module(), f)
+                           for f in ("named_parameters", "named_buffers"))
         self.params: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
         self._dicts: tuple = ()
@@ -30,7 +37,7 @@ class ModelTensors:
 
     def get(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The trainable parameters and the buffers, by name."""
-        if not self._dicts or not self._same():
+        if not self._dicts or not self._cached or not self._same():
             self._read()
         return self.params, self.buffers
 
@@ -56,3 +63,9 @@ class ModelTensors:
             if d.get(k) is not v:
                 return False
         return all(p.requires_grad is g for p, g in self._grads)
+
+
+def _module() -> Any:
+    from torch.nn import Module
+
+    return Module

@@ -74,3 +74,28 @@ def test_the_same_dicts_come_back_while_the_model_is_unchanged():
     assert again is not params and list(again) == ["0.weight", "0.bias", "2.weight"]
     model[1] = nn.Identity()  # a module without tensors replaced: read again too
     assert tensors.get()[0] is not again
+
+
+class _Chosen(nn.Module):
+    """A model that lists only the parameters it chooses (its own named_parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(2, 2)
+        self.b = nn.Linear(2, 2)
+        self.only_a = False
+
+    def named_parameters(self, *args, **kwargs):
+        for name, p in super().named_parameters(*args, **kwargs):
+            if not (self.only_a and name.startswith("b.")):
+                yield name, p
+
+
+def test_a_model_that_lists_its_own_tensors_is_asked_every_time(tmp_path):
+    model = _Chosen()
+    with lossview.Recorder(tmp_path / "r", model, every=1) as rec:
+        rec.log(0, loss=1.0)
+        model.only_a = True  # nothing in the module tree changes
+        rec.log(1, loss=1.0)
+    assert set(_stored(tmp_path / "r", 0)) == {"a.weight", "a.bias", "b.weight", "b.bias"}
+    assert set(_stored(tmp_path / "r", 1)) == {"a.weight", "a.bias"}
