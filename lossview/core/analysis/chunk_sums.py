@@ -173,6 +173,8 @@ class Sums:
             self.cw = int(min(_CW_MAX, max(64, chunk(n))))
             self.w, self.c = np.empty((n, self.cw)), np.empty((n, self.cw))
         self.all_rows = m == n
+        # the Gram rows are w_r - w_0: the first snapshot's, where it is one, is zero
+        self.skip = int(m > 0 and rows[0] == 0)
 
     def merge(self, o: Sums) -> None:
         for k in ("sq", "fi", "tf", "st", "cs", "g"):
@@ -204,8 +206,9 @@ class Sums:
         self.st += out[3]
         self.cs += out[4]
         if np.isfinite(sq).all():
-            v = c[1:]  # row 0 (the first snapshot) is w_0 - w_0 = 0
-            self.g[1:, 1:] += v @ v.T
+            k0 = self.skip
+            v = c[k0:]
+            self.g[k0:, k0:] += v @ v.T
             return
         self._gram_of_finite(~np.isfinite(sq), buf[self.rows, a:a + k])
 
@@ -240,8 +243,9 @@ class Sums:
             fin = np.isfinite(w).all(axis=1)  # a snapshot with non-finite weights here
             self._gram_of_finite(~fin, w[self.rows])
             return
-        v = c[1:] if self.all_rows else c[self.rows[1:]]  # row 0 is w_0 - w_0 = 0
-        self.g[1:, 1:] += v @ v.T
+        k0 = self.skip
+        v = c[k0:] if self.all_rows else c[self.rows[k0:]]
+        self.g[k0:, k0:] += v @ v.T
 
 
 def chunk(rows: int) -> int:

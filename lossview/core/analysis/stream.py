@@ -76,7 +76,6 @@ GRAM_BUDGET = 2**32
 MAX_GRAM_SNAPSHOTS = 2000
 
 
-
 @dataclass
 class Streamed:
     """What :func:`stream_steps` measured: the distances of every snapshot and the Gram
@@ -182,9 +181,11 @@ def stream_steps(run: Run, max_bytes: int = DEFAULT_BLOCK_BYTES,
     want = compiled or (compiled is None and chunk_sums.worth(n * d))
     # the compiled pass is loaded (numba's import and cache: ~0.5 s) while the first block
     # is read, in a thread of its own (the reads release the GIL)
-    loader = ThreadPoolExecutor(1)
-    kern_f = loader.submit(chunk_sums.warm, store) if want else None
-    loader.shutdown(wait=False)
+    kern_f = None
+    if want:
+        loader = ThreadPoolExecutor(1)
+        kern_f = loader.submit(chunk_sums.warm, store)
+        loader.shutdown(wait=False)
     fill, share = yield from _block_reader(run, spans, store, len(blocks), should_stop)
     if fill is None:
         return None

@@ -244,6 +244,10 @@ def test_the_gram_of_some_rows_equals_numpy_on_those_rows_and_the_distances_stay
     np.testing.assert_allclose(sub.gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
     with pytest.raises(ValueError, match="no Gram matrix rows"):
         s.gram(run, [1, 3])
+    # rows without the first snapshot (the Gram rows are w_r - w_0 all the same)
+    s = stream(run, max_bytes=2 * 4 * 11 * 16, rows=[2, 5, 9], compiled=compiled)
+    y = numpy_gram(x[[2, 5, 9]])
+    np.testing.assert_allclose(s.gram(run).gram, y, rtol=0, atol=1e-12 * np.abs(y).max())
 
 
 def test_gram_rows_keeps_every_snapshot_of_small_models_and_subsamples_long_runs_of_large_ones():
