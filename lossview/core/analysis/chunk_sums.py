@@ -34,12 +34,13 @@ import numpy as np
 from lossview.core.analysis.distances import Distances
 
 #: Bytes of one float64 ``rows x chunk`` work array (chunk columns = this / (8 rows),
-#: 1,024 to 32,768; rows: every snapshot for numpy's path, the Gram matrix's for the
-#: compiled one). Each chunk costs about a dozen numpy calls whatever its width, so few
-#: snapshots want wide chunks (measured on the bench_stream runs: 10 snapshots 2.14 s at
-#: 8,192 columns, 1.71 s at 32,768; 24 snapshots best at 8,192-16,384); many snapshots
-#: want at least 1,024 columns for the Gram product (single-threaded ``c @ c.T`` at
-#: T = 1,000: 34 GFlop/s with 262 columns, 80 with 1,024). Each worker holds two.
+#: 1,024 to 32,768, down to 64 for numpy's path of a very long run; rows: every snapshot
+#: for numpy's path, the Gram matrix's for the compiled one). Each chunk costs about a
+#: dozen numpy calls whatever its width, so few snapshots want wide chunks (measured on the
+#: bench_stream runs: 10 snapshots 2.14 s at 8,192 columns, 1.71 s at 32,768; 24 snapshots
+#: best at 8,192-16,384); many snapshots want at least 1,024 columns for the Gram product
+#: (single-threaded ``c @ c.T`` at T = 1,000: 34 GFlop/s with 262 columns, 80 with 1,024).
+#: Each worker holds two.
 WORK_BYTES = 3 * 2**20
 _CW_MIN, _CW_MAX = 1024, 32768
 
@@ -140,8 +141,9 @@ def _compile():
 
 
 def warm(store: np.dtype) -> Callable | None:
-    """:func:`kernel`, compiled (or loaded from the cache: 0.3 s in a new process) for
-    ``store`` blocks on this thread, so the pass's workers only call it."""
+    """:func:`kernel`, compiled (or loaded from numba's cache: 0.5-0.6 s with numba's
+    import, in a new process) for ``store`` blocks on this thread, so the pass's workers
+    only call it."""
     f = kernel()
     if f is not None:
         buf = np.zeros((3, 4), dtype=store)
@@ -150,9 +152,10 @@ def warm(store: np.dtype) -> Callable | None:
 
 
 class Sums:
-    """One worker of the streaming pass: its float64 sums over the chunks it was given and
-    its work arrays. The Gram matrix of the snapshots ``rows`` (``g``, in their order), the five distance sums
-    of every snapshot. ``kern``: the compiled chunk sums, or None for numpy's."""
+    """One worker of the streaming pass: its float64 sums over the chunks it was given (the
+    five distance sums of every snapshot, the Gram matrix ``g`` of the snapshots ``rows``,
+    in their order) and its work arrays. ``kern``: the compiled chunk sums, or None for
+    numpy's."""
 
     def __init__(self, n: int, rows: np.ndarray, kern: Callable | None):
         self.n, self.rows, self.kern = n, rows, kern
@@ -166,8 +169,8 @@ class Sums:
             self.slot = np.full(n, -1, dtype=np.int64)
             self.slot[rows] = np.arange(m)
             self.c = np.empty((m, self.cw))
-            # the kernel leaves out[3:, 0] and out[4, 1] alone: no update before the first
-            # snapshot, no cosine before the third
+            # the kernel leaves out[3, 0], out[4, 0] and out[4, 1] at zero: no update before
+            # the first snapshot, no cosine before the third
             self.out = np.zeros((5, n))
         else:  # numpy's widened copy and differences of every row (64 columns at least)
             self.cw = int(min(_CW_MAX, max(64, chunk(n))))
