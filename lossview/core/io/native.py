@@ -244,10 +244,7 @@ class RunWriter:
             "status": "running",
         }
         self.spec.update(spec or {})
-        if sync:
-            atomic_write_json(self.path / "run.json", self.spec)
-        else:
-            _replace_unsynced(self.path / "run.json", _spec_text(self.spec))
+        atomic_write_json(self.path / "run.json", self.spec, sync=sync)
         self.spec_synced = sync  # run.json durable (else: sync_spec() is the caller's)
         # kept open for the writer's life: closed by close()/release()
         self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
@@ -326,24 +323,3 @@ class RunWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._metrics.closed:
             self.close("failed" if exc_type else "finished")
-
-
-def _spec_text(spec: Mapping[str, Any]) -> str:
-    """``run.json``'s text, as ``atomic_write_json`` writes it."""
-    from lossview.core.io.atomic import _jsonable
-
-    return json.dumps(spec, indent=2, sort_keys=False, default=_jsonable) + "\n"
-
-
-def _replace_unsynced(path: Path, text: str) -> None:
-    """``text`` to a temporary file beside ``path``, renamed into place (no fsync)."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
