@@ -82,6 +82,14 @@ def numpy_distances(x):
             "step_length": step, "param_norm": norm, "update_cosine": cos, "update_ratio": ratio}
 
 
+def same_distances(got, want, keys):
+    """``got``'s distances ``keys`` equal ``want``'s to 1e-12, NaN where ``want`` has NaN."""
+    for k in keys:
+        a, b = getattr(got, k), getattr(want, k)
+        assert np.array_equal(np.isnan(a), np.isnan(b)), k
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=k)
+
+
 def numpy_gram(x):
     y = x - x.mean(axis=0)
     return y @ y.T
@@ -140,10 +148,8 @@ def test_a_snapshot_with_non_finite_weights_is_flagged_and_left_out_of_the_gram(
     s = stream(run, max_bytes=2 * 4 * N * 16, compiled=compiled)
     old = distances(run)
     assert s.distances.nonfinite == [3] == old.nonfinite
-    for k in ("from_init", "to_final", "step_length", "param_norm", "update_cosine", "update_ratio"):
-        a, b = getattr(s.distances, k), getattr(old, k)
-        assert np.array_equal(np.isnan(a), np.isnan(b)), k
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=k)
+    same_distances(s.distances, old, ("from_init", "to_final", "step_length", "param_norm",
+                                      "update_cosine", "update_ratio"))
     g = s.gram(run)
     keep = [i for i in range(N) if i != 3]
     y = numpy_gram(stacked(run, [ws[i] for i in keep]))
@@ -212,10 +218,7 @@ def test_a_non_finite_first_snapshot_leaves_the_gram_of_the_others_exact(tmp_pat
     s = stream(run, max_bytes=2 * 4 * N * 16, compiled=compiled)
     old = distances(run)
     assert s.distances.nonfinite == [0] == old.nonfinite
-    for k in ("to_final", "step_length", "param_norm", "update_cosine"):
-        a, b = getattr(s.distances, k), getattr(old, k)
-        assert np.array_equal(np.isnan(a), np.isnan(b)), k
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=k)
+    same_distances(s.distances, old, ("to_final", "step_length", "param_norm", "update_cosine"))
     g = s.gram(run)
     y = numpy_gram(stacked(run, ws[1:]))
     assert g.indices.tolist() == list(range(1, N)) and g.dropped == [0]
