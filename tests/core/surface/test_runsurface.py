@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from generators import finish
 
 from lossview.cli import main
 from lossview.core.errors import LossviewError
@@ -36,15 +37,6 @@ def native(tmp_path_factory):
     cfg = TrainConfig(problem="mlp", problem_options={"hidden": 16}, steps=60, every=6, seed=0)
     train_to_end(train(cfg, out=out))
     return out
-
-
-def finish(gen):
-    parts = []
-    while True:
-        try:
-            parts.append(next(gen))
-        except StopIteration as e:
-            return parts, e.value
 
 
 def independent_loss(run, i, problem):

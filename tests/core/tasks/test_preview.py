@@ -8,6 +8,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from generators import finish
 from torch import nn
 
 from lossview.core.analysis.report_model import RunReport
@@ -42,18 +43,9 @@ def user_run(folder, steps=300, every=20, lr=0.1):
     return folder, rows
 
 
-def drive(gen):
-    items = []
-    while True:
-        try:
-            items.append(next(gen))
-        except StopIteration as stop:
-            return items, stop.value
-
-
 def test_the_preview_comes_before_the_analysis_with_the_runs_own_records(tmp_path):
     folder, rows = user_run(tmp_path / "mine")
-    items, opened = drive(load_and_analyze(folder))
+    items, opened = finish(load_and_analyze(folder))
     previews = [i for i in items if isinstance(i, Preview)]
     assert len(previews) == 1 and isinstance(opened, Opened)
     first = items.index(previews[0])
@@ -86,7 +78,7 @@ def test_the_preview_comes_before_the_analysis_with_the_runs_own_records(tmp_pat
 
 def test_a_failed_analysis_turns_the_preview_into_its_reason(tmp_path):
     folder, _ = user_run(tmp_path / "mine", steps=60)
-    items, _ = drive(load_and_analyze(folder))
+    items, _ = finish(load_and_analyze(folder))
     pv = next(i for i in items if isinstance(i, Preview))
     failed = RunReport.of(pv.failed("out of memory reading step 40"))
     assert failed.pca.reason == "the analysis failed: out of memory reading step 40"
